@@ -1,0 +1,22 @@
+// Builds everything `npm ci` must leave working: the CLI bundle (dist/carvq.mjs) and, when
+// tools/build-wasm.mjs exists, the WASM runtime builds. Run by `npm run build` and `prepare`.
+import { build } from "esbuild";
+import { chmodSync, existsSync } from "node:fs";
+
+await build({
+  entryPoints: ["tools/cli/main.ts"],
+  outfile: "dist/carvq.mjs",
+  bundle: true,
+  platform: "node",
+  format: "esm",
+  target: "node20",
+  sourcemap: "linked",
+  banner: { js: "#!/usr/bin/env -S node --no-warnings\nimport { createRequire as __carvqRequire } from 'node:module'; const require = __carvqRequire(import.meta.url);" },
+  logLevel: "warning",
+});
+chmodSync("dist/carvq.mjs", 0o755);
+
+if (existsSync("tools/build-wasm.mjs")) {
+  const { buildWasm } = await import("./build-wasm.mjs");
+  await buildWasm();
+}
