@@ -36,7 +36,7 @@ export function writeFileAtomic(path: string, chunks: Uint8Array | readonly Uint
   try {
     const fd = openSync(temp, "w");
     try {
-      for (const chunk of chunks instanceof Uint8Array ? [chunk] : chunks) {
+      for (const chunk of chunks instanceof Uint8Array ? [chunks] : chunks) {
         let written = 0;
         while (written < chunk.length) written += writeSync(fd, chunk, written, chunk.length - written);
       }

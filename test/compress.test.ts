@@ -1,0 +1,97 @@
+import { describe, expect, it } from "vitest";
+import { parseBlob } from "../tools/blob/reader.ts";
+import { compressMatrix } from "../tools/compress.ts";
+import { decodeAll, decodeTokens } from "../tools/decoder.ts";
+import { CarvqError } from "../tools/errors.ts";
+import { bitsPerParameter } from "../tools/eval/bpp.ts";
+import { reconstructionMetrics } from "../tools/eval/metrics.ts";
+import { randomMatrix } from "./helpers.ts";
+
+describe("compressMatrix (group RVQ, row layout)", () => {
+  const matrix = randomMatrix(300, 20, 7);
+  const options = { h: 8, levels: 2, group: 64, iters: 10, seed: 3 };
+
+  it("is deterministic: same input, options and seed give the same bytes", () => {
+    const a = compressMatrix(matrix, options).bytes;
+    const b = compressMatrix(matrix, options).bytes;
+    expect(Buffer.from(a).equals(Buffer.from(b))).toBe(true);
+    const c = compressMatrix(matrix, { ...options, seed: 4 }).bytes;
+    expect(Buffer.from(a).equals(Buffer.from(c))).toBe(false);
+  });
+
+  it("decodes to exactly the reconstruction it measured", () => {
+    const result = compressMatrix(matrix, options);
+    const reparsed = parseBlob(result.bytes, "blob");
+    const metrics = reconstructionMetrics(matrix, decodeAll(reparsed));
+    expect(metrics).toEqual(result.metrics);
+    expect(reparsed.metadata?.metrics?.relMSE).toBeCloseTo(result.metrics.relMSE, 5);
+  });
+
+  it("beats a trivial reconstruction and improves with more levels", () => {
+    const one = compressMatrix(matrix, { ...options, levels: 1 }).metrics.relMSE;
+    const three = compressMatrix(matrix, { ...options, levels: 3 }).metrics.relMSE;
+    expect(one).toBeLessThan(1);
+    expect(three).toBeLessThan(one * 0.8);
+  });
+
+  it("handles n not a multiple of h, V = 1, a last partial group and g larger than the table", () => {
+    for (const [rows, cols, h, group] of [[1, 5, 4, 1024], [37, 13, 8, 10], [5, 3, 3, 2], [50, 17, 1, 7]] as const) {
+      const m = randomMatrix(rows, cols, rows + cols);
+      const result = compressMatrix(m, { h, group, levels: 2, iters: 5 });
+      const decoded = decodeAll(result.blob);
+      expect(decoded.data.length).toBe(rows * cols);
+      expect(result.metrics.relMSE).toBeLessThan(1);
+      // Batch decode returns rows in the order asked.
+      const picked = decodeTokens(result.blob, [rows - 1, 0]);
+      expect(Array.from(picked.subarray(0, cols))).toEqual(Array.from(decoded.data.subarray((rows - 1) * cols, rows * cols)));
+    }
+  });
+
+  it("reconstructs exactly when every group has at most 16 distinct sub-vectors", () => {
+    const m = randomMatrix(16, 8, 1);
+    for (let i = 0; i < m.data.length; i++) m.data[i] = Math.round(m.data[i] * 4) / 4; // FP16-exact values
+    const result = compressMatrix(m, { h: 8, levels: 1, group: 16, iters: 20 });
+    expect(result.metrics.relMSE).toBe(0);
+  });
+
+  it("reports 1.5 bpp of codes and codebooks in the paper configuration (h 8, L 2, g 1024)", () => {
+    const m = randomMatrix(4096, 64, 2);
+    const size = bitsPerParameter(compressMatrix(m, { iters: 2 }).blob);
+    expect(size.parts.codes).toBeCloseTo(1.0, 6);
+    expect(size.parts.codebooks).toBeCloseTo(0.5, 6);
+    expect(size.bpp).toBeLessThan(1.52);
+  });
+
+  it("refuses bad input with a clear message", () => {
+    expect(() => compressMatrix(randomMatrix(4, 4, 1), { h: 8 }, { source: "t.npy" })).toThrow(/t\.npy: --h 8 is larger than the table's 4 columns/);
+    const nan = randomMatrix(4, 4, 1);
+    nan.data[6] = NaN;
+    expect(() => compressMatrix(nan, { h: 2 }, { source: "t.npy" })).toThrow(CarvqError);
+    expect(() => compressMatrix(nan, { h: 2 }, { source: "t.npy" })).toThrow(/row 1, column 2 is NaN/);
+    expect(() => compressMatrix(randomMatrix(4, 4, 1), { levels: 9, h: 2 })).toThrow(/--levels 9/);
+  });
+});
+
+describe("compressMatrix (scalar baselines)", () => {
+  const matrix = randomMatrix(200, 80, 11);
+
+  it("lands at the expected bits and error ordering", () => {
+    const results = (["int4", "int3", "int2"] as const).map((method) => compressMatrix(matrix, { method, block: 20 }));
+    const codeBpp = results.map((r) => bitsPerParameter(r.blob).parts.codes);
+    // bits + 16 / block (80 columns: whole blocks, whole bytes).
+    expect(codeBpp[0]).toBeCloseTo(4.8, 10);
+    expect(codeBpp[1]).toBeCloseTo(3.8, 10);
+    expect(codeBpp[2]).toBeCloseTo(2.8, 10);
+    const errors = results.map((r) => r.metrics.relMSE);
+    expect(errors[0]).toBeLessThan(errors[1]);
+    expect(errors[1]).toBeLessThan(errors[2]);
+    expect(errors[0]).toBeLessThan(0.01);
+  });
+
+  it("decodes int3 codes that straddle byte boundaries", () => {
+    const m = { rows: 1, cols: 7, data: new Float32Array([3, -3, 2, -1, 0, 1, -2]) };
+    const result = compressMatrix(m, { method: "int3", block: 7 });
+    // scale = 3 / 3 = 1: every value is a representable level.
+    expect(Array.from(decodeAll(result.blob).data)).toEqual([3, -3, 2, -1, 0, 1, -2]);
+  });
+});

@@ -1,0 +1,127 @@
+import * as F from "../../assembly/format.ts";
+import { CarvqError } from "../errors.ts";
+
+export type MethodName = "carvq" | "int4" | "int3" | "int2";
+export type LayoutName = "row" | "col";
+
+export const METHOD_CODES: Record<MethodName, number> = {
+  carvq: F.METHOD_RVQ,
+  int4: F.METHOD_INT4,
+  int3: F.METHOD_INT3,
+  int2: F.METHOD_INT2,
+};
+export const LAYOUT_CODES: Record<LayoutName, number> = { row: F.LAYOUT_ROW, col: F.LAYOUT_COL };
+
+/** Bits per code of each scalar method. */
+export const SCALAR_BITS: Record<Exclude<MethodName, "carvq">, number> = { int4: 4, int3: 3, int2: 2 };
+
+/** Every header field of FORMAT.md, in camelCase. Scalar methods have subvec = levels = codebookSize = layout = 0. */
+export interface BlobHeader {
+  versionMajor: number;
+  versionMinor: number;
+  method: MethodName;
+  rows: number;
+  cols: number;
+  subvec: number;
+  levels: number;
+  codebookSize: number;
+  /** RVQ: sub-vectors per group (g). Scalar: values per scale block (B). */
+  group: number;
+  layout: LayoutName;
+  codeBits: number;
+  rowBytes: number;
+  groupCount: number;
+}
+
+/** The header fields the caller chooses; the rest are derived by `deriveHeader`. */
+export type HeaderParams = Pick<BlobHeader, "method" | "rows" | "cols" | "subvec" | "levels" | "group" | "layout">;
+
+/** Sub-vectors per row, S = ceil(n / h). */
+export function subvectorsPerRow(header: Pick<BlobHeader, "cols" | "subvec">): number {
+  return Math.ceil(header.cols / header.subvec);
+}
+
+/** Fills in the derived fields (row_bytes, group_count, code_bits, K) from the chosen ones. */
+export function deriveHeader(params: HeaderParams): BlobHeader {
+  const base = { versionMajor: F.VERSION_MAJOR, versionMinor: F.VERSION_MINOR, ...params };
+  if (params.method === "carvq") {
+    const S = subvectorsPerRow(params);
+    const groupCount = params.layout === "row" ? Math.ceil((params.rows * S) / params.group) : Math.ceil(params.rows / params.group) * S;
+    return { ...base, codebookSize: F.RVQ_CODEBOOK_SIZE, codeBits: F.RVQ_CODE_BITS, rowBytes: Math.ceil((S * params.levels) / 2), groupCount };
+  }
+  const bits = SCALAR_BITS[params.method];
+  const blocks = Math.ceil(params.cols / params.group);
+  return { ...base, subvec: 0, levels: 0, layout: "row", codebookSize: 0, codeBits: bits, rowBytes: 2 * blocks + Math.ceil((params.cols * bits) / 8), groupCount: blocks };
+}
+
+/** Writes the header's 60 field bytes (the CRC at 60 is filled in by the writer). */
+export function encodeHeader(header: BlobHeader, sectionCount: number): Uint8Array {
+  const bytes = new Uint8Array(F.HEADER_BYTES);
+  const view = new DataView(bytes.buffer);
+  view.setUint32(F.H_MAGIC, F.MAGIC, true);
+  view.setUint16(F.H_VERSION_MAJOR, header.versionMajor, true);
+  view.setUint16(F.H_VERSION_MINOR, header.versionMinor, true);
+  view.setUint32(F.H_HEADER_BYTES, F.HEADER_BYTES, true);
+  view.setUint32(F.H_SECTION_COUNT, sectionCount, true);
+  view.setUint32(F.H_METHOD, METHOD_CODES[header.method], true);
+  view.setUint32(F.H_ROWS, header.rows, true);
+  view.setUint32(F.H_COLS, header.cols, true);
+  view.setUint32(F.H_SUBVEC, header.subvec, true);
+  view.setUint32(F.H_LEVELS, header.levels, true);
+  view.setUint32(F.H_CODEBOOK_SIZE, header.codebookSize, true);
+  view.setUint32(F.H_GROUP, header.group, true);
+  view.setUint32(F.H_LAYOUT, LAYOUT_CODES[header.layout], true);
+  view.setUint32(F.H_CODE_BITS, header.codeBits, true);
+  view.setUint32(F.H_ROW_BYTES, header.rowBytes, true);
+  view.setUint32(F.H_GROUP_COUNT, header.groupCount, true);
+  return bytes;
+}
+
+function keyOf<T extends string>(table: Record<T, number>, code: number): T | undefined {
+  return (Object.keys(table) as T[]).find((key) => table[key] === code);
+}
+
+/**
+ * Reads and validates the header fields of a blob (not the CRC, not the sections). Every field is
+ * checked against its range and every derived field against its recomputed value, so nothing
+ * downstream can be misled into a huge allocation or an out-of-range read.
+ */
+export function decodeHeader(view: DataView, name: string): BlobHeader {
+  const field = (what: string, value: number, expected: string) => new CarvqError(`${name}: header field ${what} is ${value}; expected ${expected}`);
+  const u32 = (offset: number) => view.getUint32(offset, true);
+  if (u32(F.H_MAGIC) !== F.MAGIC) throw new CarvqError(`${name}: not a carvq blob (magic is 0x${u32(F.H_MAGIC).toString(16).padStart(8, "0")}; expected 0x${F.MAGIC.toString(16)} "CRVQ")`);
+  const versionMajor = view.getUint16(F.H_VERSION_MAJOR, true);
+  const versionMinor = view.getUint16(F.H_VERSION_MINOR, true);
+  if (versionMajor !== F.VERSION_MAJOR) throw field("version_major", versionMajor, `${F.VERSION_MAJOR} (this tool reads blob format v${F.VERSION_MAJOR})`);
+  if (versionMinor > F.VERSION_MINOR) throw field("version_minor", versionMinor, `at most ${F.VERSION_MINOR} (written by a newer carvq)`);
+  if (u32(F.H_HEADER_BYTES) !== F.HEADER_BYTES) throw field("header_bytes", u32(F.H_HEADER_BYTES), String(F.HEADER_BYTES));
+  const method = keyOf(METHOD_CODES, u32(F.H_METHOD));
+  if (method === undefined) throw field("method", u32(F.H_METHOD), "1 (rvq), 2 (int4), 3 (int3) or 4 (int2)");
+  const inRange = (what: string, offset: number, min: number, max: number) => {
+    const value = u32(offset);
+    if (value < min || value > max) throw field(what, value, `${min} to ${max}`);
+    return value;
+  };
+  const rows = inRange("rows", F.H_ROWS, 1, F.MAX_ROWS);
+  const cols = inRange("cols", F.H_COLS, 1, F.MAX_COLS);
+  let params: HeaderParams;
+  if (method === "carvq") {
+    const layout = keyOf(LAYOUT_CODES, u32(F.H_LAYOUT));
+    if (layout === undefined) throw field("layout", u32(F.H_LAYOUT), "0 (row) or 1 (col)");
+    params = { method, rows, cols, layout, subvec: inRange("subvec", F.H_SUBVEC, 1, F.MAX_SUBVEC), levels: inRange("levels", F.H_LEVELS, 1, F.MAX_LEVELS), group: inRange("group", F.H_GROUP, 1, 0xffffffff) };
+  } else {
+    params = { method, rows, cols, layout: "row", subvec: 0, levels: 0, group: inRange("group (scale block)", F.H_GROUP, 1, F.MAX_SCALE_BLOCK) };
+  }
+  const expected = deriveHeader(params);
+  const derived: [string, number, number][] = [
+    ["subvec", F.H_SUBVEC, expected.subvec],
+    ["levels", F.H_LEVELS, expected.levels],
+    ["layout", F.H_LAYOUT, LAYOUT_CODES[expected.layout]],
+    ["codebook_size", F.H_CODEBOOK_SIZE, expected.codebookSize],
+    ["code_bits", F.H_CODE_BITS, expected.codeBits],
+    ["row_bytes", F.H_ROW_BYTES, expected.rowBytes],
+    ["group_count", F.H_GROUP_COUNT, expected.groupCount],
+  ];
+  for (const [what, offset, value] of derived) if (u32(offset) !== value) throw field(what, u32(offset), `${value} for this ${method} blob`);
+  return { ...expected, versionMinor };
+}

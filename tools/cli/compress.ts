@@ -1,0 +1,86 @@
+import { checkOverwrite, writeFileAtomic } from "../atomic.ts";
+import { bitsPerParameter } from "../eval/bpp.ts";
+import { compressMatrix, DEFAULT_COMPRESS_OPTIONS as D } from "../compress.ts";
+import { CarvqError } from "../errors.ts";
+import { startProgress } from "../progress.ts";
+import { loadMatrix } from "../readers/index.ts";
+import { choiceOption, intOption, parseCommandArgs } from "./args.ts";
+import type { Command } from "./command.ts";
+import { fmt, note, printResult } from "./output.ts";
+
+const help = `carvq compress <input> -o <blob> [options]
+
+Compresses the token-embedding table of a model file (safetensors, GGUF, .npy or a llama2.c
+checkpoint) into one carvq blob. Progress goes to stderr; the summary to stdout.
+
+Options:
+  -o, --output FILE    the blob to write (required); refused if it exists, unless --force
+  --tensor NAME        the tensor to compress (default: the token embedding, found by its usual names)
+  --method M           carvq (group RVQ, default), or a scalar baseline: int4, int3, int2
+  --h N                carvq: sub-vector length (default ${D.h}); rows are zero-padded to a multiple
+  --levels N           carvq: residual levels L, 1 to 8 (default ${D.levels})
+  --group N            carvq: sub-vectors per codebook group g (default ${D.group})
+  --layout row         carvq: group layout (default ${D.layout}; the paper's row-major groups)
+  --iters N            carvq: Lloyd iterations per k-means (default ${D.iters})
+  --seed N             random seed (default ${D.seed}); same input, options and seed give the same bytes
+  --block N            int4/int3/int2: values per FP16 scale (default ${D.block})
+  --force              overwrite an existing output file
+  --json               print the summary as one JSON object
+  -h, --help           this text`;
+
+export const compressCommand: Command = {
+  name: "compress",
+  summary: "compress a model's embedding table into a blob",
+  help,
+  async run(argv) {
+    const { values, positionals } = parseCommandArgs("compress", argv, {
+      output: { type: "string", short: "o" },
+      tensor: { type: "string" },
+      method: { type: "string" },
+      h: { type: "string" },
+      levels: { type: "string" },
+      group: { type: "string" },
+      layout: { type: "string" },
+      iters: { type: "string" },
+      seed: { type: "string" },
+      block: { type: "string" },
+      force: { type: "boolean" },
+      json: { type: "boolean" },
+    });
+    if (values.help) return void process.stdout.write(`${help}\n`);
+    if (positionals.length !== 1) throw new CarvqError(`carvq compress: expected one input file, got ${positionals.length} (see carvq compress --help)`);
+    if (values.output === undefined) throw new CarvqError("carvq compress: -o/--output is required (see carvq compress --help)");
+    const c = "compress";
+    const options = {
+      method: choiceOption(c, "method", values.method, D.method, ["carvq", "int4", "int3", "int2"] as const),
+      h: intOption(c, "h", values.h, D.h, 1, 256),
+      levels: intOption(c, "levels", values.levels, D.levels, 1, 8),
+      group: intOption(c, "group", values.group, D.group, 1, 0xffffffff),
+      layout: choiceOption(c, "layout", values.layout, D.layout, ["row"] as const),
+      iters: intOption(c, "iters", values.iters, D.iters, 0, 10000),
+      seed: intOption(c, "seed", values.seed, D.seed, 0, 0xffffffff),
+      block: intOption(c, "block", values.block, D.block, 1, 65536),
+    };
+    const input = positionals[0];
+    const force = values.force === true;
+    checkOverwrite(values.output, force);
+    const loaded = loadMatrix(input, { tensor: values.tensor });
+    const { rows, cols } = loaded.matrix;
+    note(`${input}: ${loaded.autoPicked ? "using tensor" : "tensor"} '${loaded.tensor}' (${loaded.format}, ${rows} x ${cols})`);
+    const started = performance.now();
+    const progress = startProgress(options.method === "carvq" ? "fitting groups" : "quantizing rows");
+    let result;
+    try {
+      result = compressMatrix(loaded.matrix, options, { source: input, tensor: loaded.tensor }, progress.update);
+    } finally {
+      progress.stop();
+    }
+    writeFileAtomic(values.output, result.bytes, force);
+    const seconds = (performance.now() - started) / 1000;
+    const size = bitsPerParameter(result.blob);
+    printResult(values.json === true, { output: values.output, input, tensor: loaded.tensor, shape: [rows, cols], options, bytes: result.bytes.length, bpp: size.bpp, relMSE: result.metrics.relMSE, cosine: result.metrics.cosine, seconds }, [
+      `wrote ${values.output}: ${result.bytes.length} bytes, ${fmt(size.bpp)} bits per parameter`,
+      `relMSE ${fmt(result.metrics.relMSE)}, mean cosine ${fmt(result.metrics.cosine)} (${fmt(seconds)} s)`,
+    ]);
+  },
+};

@@ -1,0 +1,56 @@
+// `carvq`: one entry point, one module per subcommand. User errors (CarvqError) print one line and
+// exit non-zero; anything else is a bug and says so (set CARVQ_DEBUG=1 for the stack).
+import { TOOL_VERSION } from "../compress.ts";
+import { CarvqError } from "../errors.ts";
+import type { Command } from "./command.ts";
+import { compressCommand } from "./compress.ts";
+import { dataCommand } from "./data.ts";
+import { demoCommand } from "./demo.ts";
+import { evalCommand } from "./eval.ts";
+import { inspectCommand } from "./inspect.ts";
+import { lookupCommand } from "./lookup.ts";
+import { synthCommand } from "./synth.ts";
+
+const commands: readonly Command[] = [demoCommand, compressCommand, evalCommand, inspectCommand, lookupCommand, synthCommand, dataCommand];
+
+function usage(): string {
+  const width = Math.max(...commands.map((c) => c.name.length));
+  return [
+    `carvq ${TOOL_VERSION}: compress an LLM's token-embedding table to ~1.6 bits per parameter and look tokens up from WASM`,
+    "",
+    "usage: carvq <command> [options]   (carvq <command> --help for its options)",
+    "",
+    ...commands.map((c) => `  ${c.name.padEnd(width)}  ${c.summary}`),
+  ].join("\n");
+}
+
+async function main(argv: string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  if (name === undefined || name === "--help" || name === "-h" || name === "help") {
+    process.stdout.write(`${usage()}\n`);
+    return name === undefined ? 2 : 0;
+  }
+  if (name === "--version" || name === "-v") {
+    process.stdout.write(`${TOOL_VERSION}\n`);
+    return 0;
+  }
+  const command = commands.find((c) => c.name === name);
+  if (command === undefined) throw new CarvqError(`carvq: unknown command '${name}'; commands: ${commands.map((c) => c.name).join(", ")}`, 2);
+  await command.run(rest);
+  return 0;
+}
+
+try {
+  process.exitCode = await main(process.argv.slice(2));
+} catch (err) {
+  if (err instanceof CarvqError) {
+    process.stderr.write(`carvq: ${err.message}\n`);
+    process.exitCode = err.exitCode;
+  } else if (process.env.CARVQ_DEBUG) {
+    throw err;
+  } else {
+    const message = err instanceof Error ? err.message : String(err);
+    process.stderr.write(`carvq: internal error: ${message}\n(this is a bug; run with CARVQ_DEBUG=1 for details)\n`);
+    process.exitCode = 70;
+  }
+}

@@ -1,0 +1,95 @@
+// Group residual vector quantization (the paper's stage 1): every group of sub-vectors gets L
+// codebooks of K = 16 centroids; level l is k-means on what levels 0..l-1 left over.
+import * as F from "../../assembly/format.ts";
+import { groupMembers } from "../blob/codebooks.ts";
+import type { LayoutName } from "../blob/header.ts";
+import { F16_TO_F32, f32ToF16, F16_MAX } from "../fp16.ts";
+import type { Matrix } from "../matrix.ts";
+import { createRandom, deriveSeed } from "../random.ts";
+import { kmeans, nearestCentroid } from "./kmeans.ts";
+
+export interface RvqParams {
+  /** Sub-vector length h. */
+  h: number;
+  /** Residual levels L. */
+  levels: number;
+  /** Sub-vectors per group g. */
+  group: number;
+  layout: LayoutName;
+  /** Lloyd iterations per k-means. */
+  iters: number;
+  seed: number;
+}
+
+/** What an RVQ encoding stores: S·L codes per token and every group's FP16 codebooks. */
+export interface RvqEncoding {
+  /** rows · S · L codes, code i of token t at t·S·L + i with i = s·L + l. */
+  codes: Uint8Array;
+  /** groupCount · L · K · h FP16 bit patterns, FORMAT.md order. */
+  codebooks: Uint16Array;
+  groupCount: number;
+}
+
+const K = F.RVQ_CODEBOOK_SIZE;
+
+/** Copies a group's sub-vectors (zero-padded past column n) into one dense `members × h` array. */
+function gatherSubvectors(matrix: Matrix, members: Int32Array, S: number, h: number): Float32Array {
+  const out = new Float32Array(members.length * h);
+  const { cols, data } = matrix;
+  for (let i = 0; i < members.length; i++) {
+    const t = Math.floor(members[i] / S);
+    const start = (members[i] % S) * h;
+    const width = Math.min(h, cols - start);
+    out.set(data.subarray(t * cols + start, t * cols + start + width), i * h);
+  }
+  return out;
+}
+
+/** Rounds centroids to FP16 (clamped finite), returning the bit patterns and their f32 values. */
+function roundCodebook(centroids: Float32Array): { halves: Uint16Array; values: Float32Array } {
+  const halves = new Uint16Array(centroids.length);
+  const values = new Float32Array(centroids.length);
+  for (let i = 0; i < centroids.length; i++) {
+    halves[i] = f32ToF16(Math.max(-F16_MAX, Math.min(F16_MAX, centroids[i])));
+    values[i] = F16_TO_F32[halves[i]];
+  }
+  return { halves, values };
+}
+
+/**
+ * Fits one group's L codebooks and encodes its members greedily, level by level. Each level's
+ * residual is taken against the FP16-rounded centroids, exactly what the decoder will add back.
+ * Writes codes into `codes` (member i, level l at i·L + l) and FP16 codebooks into `halves`.
+ */
+export function fitGroup(vectors: Float32Array, count: number, h: number, levels: number, iters: number, seed: number, codes: Uint8Array, halves: Uint16Array): void {
+  const residual = vectors;
+  const found = new Float64Array(2);
+  for (let l = 0; l < levels; l++) {
+    const centroids = kmeans(residual, count, h, K, iters, createRandom(deriveSeed(seed, l)));
+    const rounded = roundCodebook(centroids);
+    halves.set(rounded.halves, l * K * h);
+    for (let p = 0; p < count; p++) {
+      nearestCentroid(residual, p, rounded.values, K, h, found);
+      const c = found[0];
+      codes[p * levels + l] = c;
+      for (let e = 0; e < h; e++) residual[p * h + e] = Math.fround(residual[p * h + e] - rounded.values[c * h + e]);
+    }
+  }
+}
+
+/** Trains every group's codebooks on `matrix` and encodes it. `onGroup` reports progress. */
+export function encodeRvq(matrix: Matrix, params: RvqParams, groupCount: number, onGroup?: (done: number) => void): RvqEncoding {
+  const { h, levels, group, layout } = params;
+  const S = Math.ceil(matrix.cols / h);
+  const codes = new Uint8Array(matrix.rows * S * levels);
+  const codebooks = new Uint16Array(groupCount * levels * K * h);
+  for (let G = 0; G < groupCount; G++) {
+    const members = groupMembers(layout, G, matrix.rows, S, group);
+    const vectors = gatherSubvectors(matrix, members, S, h);
+    const groupCodes = new Uint8Array(members.length * levels);
+    fitGroup(vectors, members.length, h, levels, params.iters, deriveSeed(params.seed, G), groupCodes, codebooks.subarray(G * levels * K * h, (G + 1) * levels * K * h));
+    for (let i = 0; i < members.length; i++) codes.set(groupCodes.subarray(i * levels, (i + 1) * levels), members[i] * levels);
+    onGroup?.(G + 1);
+  }
+  return { codes, codebooks, groupCount };
+}

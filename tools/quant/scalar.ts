@@ -1,0 +1,38 @@
+// Scalar baselines: symmetric intB quantization with one FP16 scale per block of B consecutive
+// values of a row (int4/int3/int2), so every comparison is made by one tool in one blob family.
+import { F16_TO_F32, f32ToF16, F16_MAX } from "../fp16.ts";
+import type { Matrix } from "../matrix.ts";
+
+export interface ScalarEncoding {
+  /** rows · blocks FP16 scale bit patterns. */
+  scales: Uint16Array;
+  /** rows · cols unsigned codes, value = (code − 2^(bits−1)) · scale. */
+  codes: Uint8Array;
+  blocks: number;
+}
+
+/** Quantizes each block with scale = max|x| / (2^(bits−1) − 1), rounded to FP16. */
+export function encodeScalar(matrix: Matrix, bits: number, block: number): ScalarEncoding {
+  const { rows, cols, data } = matrix;
+  const blocks = Math.ceil(cols / block);
+  const qmax = (1 << (bits - 1)) - 1;
+  const bias = 1 << (bits - 1);
+  const scales = new Uint16Array(rows * blocks);
+  const codes = new Uint8Array(rows * cols);
+  for (let t = 0; t < rows; t++) {
+    for (let b = 0; b < blocks; b++) {
+      const start = t * cols + b * block;
+      const end = t * cols + Math.min(cols, (b + 1) * block);
+      let maxAbs = 0;
+      for (let i = start; i < end; i++) maxAbs = Math.max(maxAbs, Math.abs(data[i]));
+      const half = f32ToF16(Math.min(F16_MAX, maxAbs / qmax));
+      scales[t * blocks + b] = half;
+      const scale = F16_TO_F32[half];
+      for (let i = start; i < end; i++) {
+        const q = scale > 0 ? Math.max(-qmax, Math.min(qmax, Math.round(data[i] / scale))) : 0;
+        codes[i] = q + bias;
+      }
+    }
+  }
+  return { scales, codes, blocks };
+}

@@ -1,0 +1,27 @@
+// Seeded pseudo-random numbers: the same seed gives the same stream on every machine, which is what
+// makes blobs byte-for-byte reproducible.
+
+/** Mixes integers into one 32-bit seed (e.g. the user's seed, a group index and a level). */
+export function deriveSeed(...parts: number[]): number {
+  let h = 0x9e3779b9;
+  for (const part of parts) {
+    h = Math.imul(h ^ (part >>> 0), 0x85ebca6b);
+    h ^= h >>> 13;
+    h = Math.imul(h, 0xc2b2ae35);
+    h ^= h >>> 16;
+  }
+  return h >>> 0;
+}
+
+/** A splitmix32 generator: returns uniform numbers in [0, 1). */
+export function createRandom(seed: number): () => number {
+  let state = seed >>> 0;
+  return () => {
+    state = (state + 0x9e3779b9) >>> 0;
+    let z = state;
+    z = Math.imul(z ^ (z >>> 16), 0x21f0aaad);
+    z = Math.imul(z ^ (z >>> 15), 0x735a2d97);
+    z ^= z >>> 15;
+    return (z >>> 0) / 4294967296;
+  };
+}
