@@ -95,3 +95,21 @@ describe("compressMatrix (scalar baselines)", () => {
     expect(Array.from(decodeAll(result.blob).data)).toEqual([3, -3, 2, -1, 0, 1, -2]);
   });
 });
+
+describe("better encoding at the same bits", () => {
+  const matrix = randomMatrix(2048, 32, 21);
+  const base = { h: 8, levels: 2, group: 256, iters: 15, seed: 1 };
+
+  it("beam search and refinement each lower the error; the column-block layout round-trips", () => {
+    const greedy = compressMatrix(matrix, base);
+    const beam = compressMatrix(matrix, { ...base, beam: 8 });
+    const refined = compressMatrix(matrix, { ...base, beam: 8, refine: 5 });
+    const col = compressMatrix(matrix, { ...base, layout: "col" });
+    expect(beam.bytes.length).toBe(greedy.bytes.length);
+    expect(beam.metrics.relMSE).toBeLessThan(greedy.metrics.relMSE);
+    expect(refined.metrics.relMSE).toBeLessThan(beam.metrics.relMSE);
+    expect(col.blob.header.layout).toBe("col");
+    expect(reconstructionMetrics(matrix, decodeAll(parseBlob(col.bytes, "col")))).toEqual(col.metrics);
+    expect(Buffer.from(compressMatrix(matrix, { ...base, beam: 8, refine: 5 }).bytes).equals(Buffer.from(refined.bytes))).toBe(true);
+  });
+});

@@ -30,11 +30,15 @@ export interface CompressOptions {
   /** Lloyd iterations per k-means. */
   iters: number;
   seed: number;
+  /** RVQ: beam width for encoding (1 = greedy, the paper's). */
+  beam: number;
+  /** RVQ: rounds of joint least-squares codebook refinement. */
+  refine: number;
   /** Scalar methods: values per FP16 scale. */
   block: number;
 }
 
-export const DEFAULT_COMPRESS_OPTIONS: CompressOptions = { method: "carvq", h: 8, levels: 2, group: 1024, layout: "row", iters: 25, seed: 0, block: 32 };
+export const DEFAULT_COMPRESS_OPTIONS: CompressOptions = { method: "carvq", h: 8, levels: 2, group: 1024, layout: "row", iters: 25, seed: 0, beam: 1, refine: 0, block: 32 };
 
 /** Where the matrix came from, recorded in the metadata (file name only, so paths don't change bytes). */
 export interface CompressSource {
@@ -69,6 +73,8 @@ function checkOptions(matrix: Matrix, o: CompressOptions, name: string): void {
     if (!Number.isInteger(o.levels) || o.levels < 1 || o.levels > F.MAX_LEVELS) throw bad("levels", o.levels, `is out of range; expected 1 to ${F.MAX_LEVELS}`);
     if (!Number.isInteger(o.group) || o.group < 1 || o.group > 0xffffffff) throw bad("group", o.group, "is out of range; expected a positive whole number");
     if (!Number.isInteger(o.iters) || o.iters < 0) throw bad("iters", o.iters, "is out of range; expected 0 or more");
+    if (!Number.isInteger(o.beam) || o.beam < 1 || o.beam > 256) throw bad("beam", o.beam, "is out of range; expected 1 to 256");
+    if (!Number.isInteger(o.refine) || o.refine < 0) throw bad("refine", o.refine, "is out of range; expected 0 or more");
   } else if (!Number.isInteger(o.block) || o.block < 1 || o.block > F.MAX_SCALE_BLOCK) {
     throw bad("block", o.block, `is out of range; expected 1 to ${F.MAX_SCALE_BLOCK}`);
   }
@@ -97,7 +103,7 @@ function quantizedSections(matrix: Matrix, header: BlobHeader, o: CompressOption
 
 /** The options that shaped the blob, as recorded in its metadata. */
 function recordedOptions(o: CompressOptions): Record<string, unknown> {
-  return o.method === "carvq" ? { method: o.method, h: o.h, levels: o.levels, group: o.group, layout: o.layout, iters: o.iters, seed: o.seed } : { method: o.method, block: o.block };
+  return o.method === "carvq" ? { method: o.method, h: o.h, levels: o.levels, group: o.group, layout: o.layout, iters: o.iters, seed: o.seed, beam: o.beam, refine: o.refine } : { method: o.method, block: o.block };
 }
 
 function roundMetric(value: number): number {

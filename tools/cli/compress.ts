@@ -20,8 +20,11 @@ Options:
   --h N                carvq: sub-vector length (default ${D.h}); rows are zero-padded to a multiple
   --levels N           carvq: residual levels L, 1 to 8 (default ${D.levels})
   --group N            carvq: sub-vectors per codebook group g (default ${D.group})
-  --layout row         carvq: group layout (default ${D.layout}; the paper's row-major groups)
+  --layout L           carvq: group layout: row (default, the paper's: g consecutive sub-vectors) or
+                       col (column-block: one sub-vector column of g consecutive tokens)
   --iters N            carvq: Lloyd iterations per k-means (default ${D.iters})
+  --beam B             carvq: beam-search encoding, keeping B partial code sequences (default ${D.beam}: greedy)
+  --refine R           carvq: rounds of joint least-squares codebook refinement (default ${D.refine})
   --seed N             random seed (default ${D.seed}); same input, options and seed give the same bytes
   --block N            int4/int3/int2: values per FP16 scale (default ${D.block})
   --force              overwrite an existing output file
@@ -42,6 +45,8 @@ export const compressCommand: Command = {
       group: { type: "string" },
       layout: { type: "string" },
       iters: { type: "string" },
+      beam: { type: "string" },
+      refine: { type: "string" },
       seed: { type: "string" },
       block: { type: "string" },
       force: { type: "boolean" },
@@ -56,8 +61,10 @@ export const compressCommand: Command = {
       h: intOption(c, "h", values.h, D.h, 1, 256),
       levels: intOption(c, "levels", values.levels, D.levels, 1, 8),
       group: intOption(c, "group", values.group, D.group, 1, 0xffffffff),
-      layout: choiceOption(c, "layout", values.layout, D.layout, ["row"] as const),
+      layout: choiceOption(c, "layout", values.layout, D.layout, ["row", "col"] as const),
       iters: intOption(c, "iters", values.iters, D.iters, 0, 10000),
+      beam: intOption(c, "beam", values.beam, D.beam, 1, 256),
+      refine: intOption(c, "refine", values.refine, D.refine, 0, 1000),
       seed: intOption(c, "seed", values.seed, D.seed, 0, 0xffffffff),
       block: intOption(c, "block", values.block, D.block, 1, 65536),
     };

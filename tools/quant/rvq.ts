@@ -6,7 +6,9 @@ import type { LayoutName } from "../blob/header.ts";
 import { F16_TO_F32, f32ToF16, F16_MAX } from "../fp16.ts";
 import type { Matrix } from "../matrix.ts";
 import { createRandom, deriveSeed } from "../random.ts";
+import { encodeWithBeam } from "./beam.ts";
 import { kmeans, nearestCentroid } from "./kmeans.ts";
+import { refineCodebooks } from "./refine.ts";
 
 export interface RvqParams {
   /** Sub-vector length h. */
@@ -19,6 +21,10 @@ export interface RvqParams {
   /** Lloyd iterations per k-means. */
   iters: number;
   seed: number;
+  /** Beam width for encoding (1 = greedy, the paper's). */
+  beam: number;
+  /** Rounds of joint least-squares codebook refinement and re-encoding. */
+  refine: number;
 }
 
 /** What an RVQ encoding stores: S·L codes per token and every group's FP16 codebooks. */
@@ -57,12 +63,11 @@ function roundCodebook(centroids: Float32Array): { halves: Uint16Array; values: 
 }
 
 /**
- * Fits one group's L codebooks and encodes its members greedily, level by level. Each level's
- * residual is taken against the FP16-rounded centroids, exactly what the decoder will add back.
- * Writes codes into `codes` (member i, level l at i·L + l) and FP16 codebooks into `halves`.
+ * The paper's training: level by level, k-means on what the previous levels left over, each
+ * member encoded greedily against the FP16-rounded centroids (exactly what the decoder adds back).
+ * Consumes `residual` (the members' vectors on entry). Writes codes[i·L + l] and FP16 `halves`.
  */
-export function fitGroup(vectors: Float32Array, count: number, h: number, levels: number, iters: number, seed: number, codes: Uint8Array, halves: Uint16Array): void {
-  const residual = vectors;
+function trainGreedy(residual: Float32Array, count: number, h: number, levels: number, iters: number, seed: number, codes: Uint8Array, halves: Uint16Array): void {
   const found = new Float64Array(2);
   for (let l = 0; l < levels; l++) {
     const centroids = kmeans(residual, count, h, K, iters, createRandom(deriveSeed(seed, l)));
@@ -77,6 +82,38 @@ export function fitGroup(vectors: Float32Array, count: number, h: number, levels
   }
 }
 
+export interface GroupFitOptions {
+  h: number;
+  levels: number;
+  iters: number;
+  seed: number;
+  beam: number;
+  refine: number;
+}
+
+/**
+ * Fits one group's L codebooks and encodes its `count` members (`vectors`, count × h, left
+ * unchanged): greedy training, then, when asked, beam-search re-encoding and rounds of joint
+ * least-squares refinement. Keeps whichever codebooks and codes gave the smallest error.
+ */
+export function fitGroup(vectors: Float32Array, count: number, o: GroupFitOptions, codes: Uint8Array, halves: Uint16Array): void {
+  const { h, levels } = o;
+  trainGreedy(vectors.slice(), count, h, levels, o.iters, o.seed, codes, halves);
+  if (o.beam <= 1 && o.refine <= 0) return;
+  let values: Float32Array = Float32Array.from(halves, (half) => F16_TO_F32[half]);
+  const trialCodes = new Uint8Array(codes.length);
+  let bestError = encodeWithBeam(vectors, count, h, levels, K, values, o.beam, codes);
+  for (let round = 0; round < o.refine; round++) {
+    const rounded = roundCodebook(refineCodebooks(vectors, count, h, levels, K, codes, values));
+    const error = encodeWithBeam(vectors, count, h, levels, K, rounded.values, o.beam, trialCodes);
+    if (!(error < bestError)) break;
+    bestError = error;
+    values = rounded.values;
+    halves.set(rounded.halves);
+    codes.set(trialCodes);
+  }
+}
+
 /** Trains every group's codebooks on `matrix` and encodes it. `onGroup` reports progress. */
 export function encodeRvq(matrix: Matrix, params: RvqParams, groupCount: number, onGroup?: (done: number) => void): RvqEncoding {
   const { h, levels, group, layout } = params;
@@ -87,7 +124,8 @@ export function encodeRvq(matrix: Matrix, params: RvqParams, groupCount: number,
     const members = groupMembers(layout, G, matrix.rows, S, group);
     const vectors = gatherSubvectors(matrix, members, S, h);
     const groupCodes = new Uint8Array(members.length * levels);
-    fitGroup(vectors, members.length, h, levels, params.iters, deriveSeed(params.seed, G), groupCodes, codebooks.subarray(G * levels * K * h, (G + 1) * levels * K * h));
+    const options = { h, levels, iters: params.iters, seed: deriveSeed(params.seed, G), beam: params.beam, refine: params.refine };
+    fitGroup(vectors, members.length, options, groupCodes, codebooks.subarray(G * levels * K * h, (G + 1) * levels * K * h));
     for (let i = 0; i < members.length; i++) codes.set(groupCodes.subarray(i * levels, (i + 1) * levels), members[i] * levels);
     onGroup?.(G + 1);
   }
