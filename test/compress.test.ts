@@ -1,6 +1,8 @@
+import { existsSync } from "node:fs";
+import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
 import { parseBlob } from "../tools/blob/reader.ts";
-import { compressMatrix } from "../tools/compress.ts";
+import { compressMatrix, compressMatrixParallel } from "../tools/compress.ts";
 import { decodeAll, decodeTokens } from "../tools/decoder.ts";
 import { CarvqError } from "../tools/errors.ts";
 import { bitsPerParameter } from "../tools/eval/bpp.ts";
@@ -111,5 +113,20 @@ describe("better encoding at the same bits", () => {
     expect(col.blob.header.layout).toBe("col");
     expect(reconstructionMetrics(matrix, decodeAll(parseBlob(col.bytes, "col")))).toEqual(col.metrics);
     expect(Buffer.from(compressMatrix(matrix, { ...base, beam: 8, refine: 5 }).bytes).equals(Buffer.from(refined.bytes))).toBe(true);
+  });
+});
+
+describe("compressMatrixParallel", () => {
+  it("gives the same bytes on 2 worker threads as on one thread", async () => {
+    // The worker bundle is built by `npm run build` (run by npm ci's prepare); without it the
+    // parallel path would silently fall back to one thread and this test would prove nothing.
+    expect(existsSync(fileURLToPath(new URL("../dist/rvq-worker.mjs", import.meta.url))), "dist/rvq-worker.mjs is missing: run npm run build").toBe(true);
+    const matrix = randomMatrix(3000, 24, 9);
+    const options = { h: 8, levels: 2, group: 256, iters: 8, beam: 2, refine: 1 };
+    const single = compressMatrix(matrix, options);
+    let lastProgress = 0;
+    const parallel = await compressMatrixParallel(matrix, options, {}, 2, (done) => (lastProgress = done));
+    expect(Buffer.from(parallel.bytes).equals(Buffer.from(single.bytes))).toBe(true);
+    expect(lastProgress).toBe(single.blob.header.groupCount);
   });
 });

@@ -3,16 +3,23 @@
 import { build } from "esbuild";
 import { chmodSync, existsSync } from "node:fs";
 
-await build({
-  entryPoints: ["tools/cli/main.ts"],
-  outfile: "dist/carvq.mjs",
+const common = {
   bundle: true,
   platform: "node",
   format: "esm",
   target: "node20",
   sourcemap: "linked",
-  banner: { js: "#!/usr/bin/env -S node --no-warnings\nimport { createRequire as __carvqRequire } from 'node:module'; const require = __carvqRequire(import.meta.url);" },
   logLevel: "warning",
+};
+
+// The RVQ fitting worker (tools/quant/parallel.ts looks for it next to the CLI bundle).
+await build({ ...common, entryPoints: ["tools/quant/rvq-worker.ts"], outfile: "dist/rvq-worker.mjs" });
+
+await build({
+  ...common,
+  entryPoints: ["tools/cli/main.ts"],
+  outfile: "dist/carvq.mjs",
+  banner: { js: "#!/usr/bin/env -S node --no-warnings\nimport { createRequire as __carvqRequire } from 'node:module'; const require = __carvqRequire(import.meta.url);" },
 });
 chmodSync("dist/carvq.mjs", 0o755);
 

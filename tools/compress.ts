@@ -13,7 +13,8 @@ import { decodeAll } from "./decoder.ts";
 import { CarvqError } from "./errors.ts";
 import { reconstructionMetrics, type ReconstructionMetrics } from "./eval/metrics.ts";
 import type { Matrix } from "./matrix.ts";
-import { encodeRvq } from "./quant/rvq.ts";
+import { encodeRvqParallel } from "./quant/parallel.ts";
+import { encodeRvq, type RvqEncoding } from "./quant/rvq.ts";
 import { encodeScalar } from "./quant/scalar.ts";
 
 export const TOOL_VERSION: string = pkg.version;
@@ -87,16 +88,16 @@ function headerFor(matrix: Matrix, o: CompressOptions): BlobHeader {
     : deriveHeader({ ...common, subvec: 0, levels: 0, group: o.block, layout: "row" });
 }
 
-function quantizedSections(matrix: Matrix, header: BlobHeader, o: CompressOptions, onProgress?: ProgressCallback): SectionBytes[] {
-  if (o.method === "carvq") {
-    const S = Math.ceil(matrix.cols / o.h);
-    const encoding = encodeRvq(matrix, o, header.groupCount, (done) => onProgress?.(done, header.groupCount));
-    return [
-      { id: F.SECTION_CODES, bytes: packNibbleRecords(encoding.codes, matrix.rows, S * o.levels, header.rowBytes) },
-      { id: F.SECTION_CODEBOOKS, bytes: encodeCodebooks(encoding.codebooks) },
-    ];
-  }
-  const encoding = encodeScalar(matrix, SCALAR_BITS[o.method], o.block);
+function rvqSections(matrix: Matrix, header: BlobHeader, o: CompressOptions, encoding: RvqEncoding): SectionBytes[] {
+  const S = Math.ceil(matrix.cols / o.h);
+  return [
+    { id: F.SECTION_CODES, bytes: packNibbleRecords(encoding.codes, matrix.rows, S * o.levels, header.rowBytes) },
+    { id: F.SECTION_CODEBOOKS, bytes: encodeCodebooks(encoding.codebooks) },
+  ];
+}
+
+function scalarSections(matrix: Matrix, header: BlobHeader, o: CompressOptions, onProgress?: ProgressCallback): SectionBytes[] {
+  const encoding = encodeScalar(matrix, SCALAR_BITS[o.method as keyof typeof SCALAR_BITS], o.block);
   onProgress?.(matrix.rows, matrix.rows);
   return [{ id: F.SECTION_CODES, bytes: packScalarRecords(encoding.scales, encoding.codes, matrix.rows, matrix.cols, encoding.blocks, header.codeBits, header.rowBytes) }];
 }
@@ -110,17 +111,22 @@ function roundMetric(value: number): number {
   return Number(value.toPrecision(6));
 }
 
-/**
- * Compresses `matrix` into a complete blob. Deterministic: the same matrix, options and seed give
- * the same bytes. The metrics are measured on the blob's own decode, so `carvq eval` reproduces them.
- */
-export function compressMatrix(matrix: Matrix, options: Partial<CompressOptions> = {}, from: CompressSource = {}, onProgress?: ProgressCallback): CompressResult {
+interface Plan {
+  o: CompressOptions;
+  header: BlobHeader;
+  name: string;
+}
+
+function plan(matrix: Matrix, options: Partial<CompressOptions>, from: CompressSource): Plan {
   const o: CompressOptions = { ...DEFAULT_COMPRESS_OPTIONS, ...options };
   const name = from.source ?? "input";
   checkOptions(matrix, o, name);
   checkFinite(matrix, name);
-  const header = headerFor(matrix, o);
-  const sections = quantizedSections(matrix, header, o, onProgress);
+  return { o, header: headerFor(matrix, o), name };
+}
+
+/** Measures the decode of the quantized sections, then seals the blob with its metadata. */
+function finish(matrix: Matrix, { o, header, name }: Plan, sections: SectionBytes[], from: CompressSource): CompressResult {
   const metrics = reconstructionMetrics(matrix, decodeAll(parseBlob(assembleBlob(header, sections), name)));
   const metadata: BlobMetadata = {
     tool: "carvq",
@@ -133,4 +139,23 @@ export function compressMatrix(matrix: Matrix, options: Partial<CompressOptions>
   };
   const bytes = assembleBlob(header, [...sections, { id: F.SECTION_METADATA, bytes: encodeMetadata(metadata) }]);
   return { bytes, blob: parseBlob(bytes, name), metrics };
+}
+
+/**
+ * Compresses `matrix` into a complete blob on this thread. Deterministic: the same matrix, options
+ * and seed give the same bytes. The metrics are measured on the blob's own decode, so `carvq eval`
+ * reproduces them.
+ */
+export function compressMatrix(matrix: Matrix, options: Partial<CompressOptions> = {}, from: CompressSource = {}, onProgress?: ProgressCallback): CompressResult {
+  const p = plan(matrix, options, from);
+  const sections = p.o.method === "carvq" ? rvqSections(matrix, p.header, p.o, encodeRvq(matrix, p.o, p.header.groupCount, (done) => onProgress?.(done, p.header.groupCount))) : scalarSections(matrix, p.header, p.o, onProgress);
+  return finish(matrix, p, sections, from);
+}
+
+/** `compressMatrix` with RVQ group fitting spread over `threads` worker threads; the same bytes. */
+export async function compressMatrixParallel(matrix: Matrix, options: Partial<CompressOptions>, from: CompressSource, threads: number, onProgress?: ProgressCallback): Promise<CompressResult> {
+  const p = plan(matrix, options, from);
+  if (p.o.method !== "carvq") return finish(matrix, p, scalarSections(matrix, p.header, p.o, onProgress), from);
+  const encoding = await encodeRvqParallel(matrix, p.o, p.header.groupCount, threads, (done) => onProgress?.(done, p.header.groupCount));
+  return finish(matrix, p, rvqSections(matrix, p.header, p.o, encoding), from);
 }

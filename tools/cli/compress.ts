@@ -1,6 +1,7 @@
 import { checkOverwrite, writeFileAtomic } from "../atomic.ts";
 import { bitsPerParameter } from "../eval/bpp.ts";
-import { compressMatrix, DEFAULT_COMPRESS_OPTIONS as D } from "../compress.ts";
+import { compressMatrixParallel, DEFAULT_COMPRESS_OPTIONS as D } from "../compress.ts";
+import { defaultThreads } from "../quant/parallel.ts";
 import { CarvqError } from "../errors.ts";
 import { startProgress } from "../progress.ts";
 import { loadMatrix } from "../readers/index.ts";
@@ -27,6 +28,8 @@ Options:
   --refine R           carvq: rounds of joint least-squares codebook refinement (default ${D.refine})
   --seed N             random seed (default ${D.seed}); same input, options and seed give the same bytes
   --block N            int4/int3/int2: values per FP16 scale (default ${D.block})
+  --threads N          worker threads for fitting (default: the machine's cores, here ${defaultThreads()});
+                       the blob is the same for any number of threads
   --force              overwrite an existing output file
   --json               print the summary as one JSON object
   -h, --help           this text`;
@@ -49,6 +52,7 @@ export const compressCommand: Command = {
       refine: { type: "string" },
       seed: { type: "string" },
       block: { type: "string" },
+      threads: { type: "string" },
       force: { type: "boolean" },
       json: { type: "boolean" },
     });
@@ -68,6 +72,7 @@ export const compressCommand: Command = {
       seed: intOption(c, "seed", values.seed, D.seed, 0, 0xffffffff),
       block: intOption(c, "block", values.block, D.block, 1, 65536),
     };
+    const threads = intOption(c, "threads", values.threads, defaultThreads(), 1, 256);
     const input = positionals[0];
     const force = values.force === true;
     checkOverwrite(values.output, force);
@@ -78,7 +83,7 @@ export const compressCommand: Command = {
     const progress = startProgress(options.method === "carvq" ? "fitting groups" : "quantizing rows");
     let result;
     try {
-      result = compressMatrix(loaded.matrix, options, { source: input, tensor: loaded.tensor }, progress.update);
+      result = await compressMatrixParallel(loaded.matrix, options, { source: input, tensor: loaded.tensor }, threads, progress.update);
     } finally {
       progress.stop();
     }

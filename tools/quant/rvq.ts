@@ -114,19 +114,30 @@ export function fitGroup(vectors: Float32Array, count: number, o: GroupFitOption
   }
 }
 
-/** Trains every group's codebooks on `matrix` and encodes it. `onGroup` reports progress. */
-export function encodeRvq(matrix: Matrix, params: RvqParams, groupCount: number, onGroup?: (done: number) => void): RvqEncoding {
-  const { h, levels, group, layout } = params;
+/** Fits group G's codebooks and encodes its members, writing into the whole table's outputs. */
+export function encodeGroup(matrix: Matrix, params: RvqParams, G: number, codes: Uint8Array, codebooks: Uint16Array): void {
+  const { h, levels } = params;
   const S = Math.ceil(matrix.cols / h);
-  const codes = new Uint8Array(matrix.rows * S * levels);
-  const codebooks = new Uint16Array(groupCount * levels * K * h);
+  const members = groupMembers(params.layout, G, matrix.rows, S, params.group);
+  const vectors = gatherSubvectors(matrix, members, S, h);
+  const groupCodes = new Uint8Array(members.length * levels);
+  const options = { h, levels, iters: params.iters, seed: deriveSeed(params.seed, G), beam: params.beam, refine: params.refine };
+  fitGroup(vectors, members.length, options, groupCodes, codebooks.subarray(G * levels * K * h, (G + 1) * levels * K * h));
+  for (let i = 0; i < members.length; i++) codes.set(groupCodes.subarray(i * levels, (i + 1) * levels), members[i] * levels);
+}
+
+/** Sizes of an encoding's outputs: codes per table and FP16 values of all codebooks. */
+export function encodingSizes(matrix: Matrix, params: RvqParams, groupCount: number): { codes: number; codebooks: number } {
+  return { codes: matrix.rows * Math.ceil(matrix.cols / params.h) * params.levels, codebooks: groupCount * params.levels * K * params.h };
+}
+
+/** Trains every group's codebooks on `matrix` and encodes it, on this thread. `onGroup` reports progress. */
+export function encodeRvq(matrix: Matrix, params: RvqParams, groupCount: number, onGroup?: (done: number) => void): RvqEncoding {
+  const sizes = encodingSizes(matrix, params, groupCount);
+  const codes = new Uint8Array(sizes.codes);
+  const codebooks = new Uint16Array(sizes.codebooks);
   for (let G = 0; G < groupCount; G++) {
-    const members = groupMembers(layout, G, matrix.rows, S, group);
-    const vectors = gatherSubvectors(matrix, members, S, h);
-    const groupCodes = new Uint8Array(members.length * levels);
-    const options = { h, levels, iters: params.iters, seed: deriveSeed(params.seed, G), beam: params.beam, refine: params.refine };
-    fitGroup(vectors, members.length, options, groupCodes, codebooks.subarray(G * levels * K * h, (G + 1) * levels * K * h));
-    for (let i = 0; i < members.length; i++) codes.set(groupCodes.subarray(i * levels, (i + 1) * levels), members[i] * levels);
+    encodeGroup(matrix, params, G, codes, codebooks);
     onGroup?.(G + 1);
   }
   return { codes, codebooks, groupCount };
