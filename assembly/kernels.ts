@@ -1,0 +1,112 @@
+// Decode kernels: FP16 -> f32 widening, the RVQ gather-add and the scalar-method dequantizer.
+// One source, two builds: with asc --enable simd, ASC_FEATURE_SIMD is true and the v128 paths are
+// compiled; without it those branches are dropped at compile time, so the scalar build contains no
+// SIMD instruction at all. Both produce the same bits: f32 additions in level order from +0.0.
+
+/** FP16 bits -> f32, exact for every input (subnormals, infinities, NaN payloads). */
+// @ts-ignore: decorator
+@inline export function f16ToF32(h: u32): f32 {
+  const sign = (h & 0x8000) << 16;
+  const em = h & 0x7fff;
+  let bits: u32;
+  if (em >= 0x7c00) {
+    bits = (em << 13) + (224 << 23); // infinity / NaN: exponent all ones
+  } else if (em >= 0x0400) {
+    bits = (em << 13) + (112 << 23); // normal: rebias the exponent by 127 - 15
+  } else {
+    bits = reinterpret<u32>(<f32>em * 5.9604644775390625e-8); // subnormal or zero: em * 2^-24, exact
+  }
+  return reinterpret<f32>(bits | sign);
+}
+
+/**
+ * Four FP16 values (zero-extended u16 in the i32x4 lanes) -> f32x4. Normal numbers, infinities
+ * and NaNs are widened with integer shifts and adds; subnormals (|x| < 2^-14) through an exact
+ * int -> f32 conversion times 2^-24, chosen per lane with a bit select.
+ */
+// @ts-ignore: decorator
+@inline function widen4(x: v128): v128 {
+  const sign = i32x4.shl(v128.and(x, i32x4.splat(0x8000)), 16);
+  const em = v128.and(x, i32x4.splat(0x7fff));
+  let bits = i32x4.add(i32x4.shl(em, 13), i32x4.splat(112 << 23));
+  const infNan = i32x4.gt_s(em, i32x4.splat(0x7bff));
+  bits = i32x4.add(bits, v128.and(infNan, i32x4.splat(112 << 23)));
+  const sub = i32x4.lt_s(em, i32x4.splat(0x0400));
+  const subVal = f32x4.mul(f32x4.convert_i32x4_u(em), f32x4.splat(5.9604644775390625e-8));
+  return v128.or(v128.bitselect(subVal, bits, sub), sign);
+}
+
+/**
+ * out[e] = sum over l < levels, in level order from +0.0, of f32(entry_l[e]), for e < count.
+ * `ptrs` holds `levels` u32 addresses of FP16 codebook entries (one per level, already chosen by
+ * the token's codes).
+ */
+export function addEntries(out: usize, ptrs: usize, levels: u32, count: u32): void {
+  let e: u32 = 0;
+  if (ASC_FEATURE_SIMD) {
+    if (levels == 2) {
+      const p0 = <usize>load<u32>(ptrs);
+      const p1 = <usize>load<u32>(ptrs, 4);
+      for (; e + 4 <= count; e += 4) {
+        const off = <usize>e << 1;
+        let acc = f32x4.add(f32x4.splat(0), widen4(v128.load16x4_u(p0 + off)));
+        acc = f32x4.add(acc, widen4(v128.load16x4_u(p1 + off)));
+        v128.store(out + (<usize>e << 2), acc);
+      }
+    } else {
+      for (; e + 4 <= count; e += 4) {
+        const off = <usize>e << 1;
+        let acc = f32x4.splat(0);
+        for (let l: u32 = 0; l < levels; l++) {
+          acc = f32x4.add(acc, widen4(v128.load16x4_u(<usize>load<u32>(ptrs + (<usize>l << 2)) + off)));
+        }
+        v128.store(out + (<usize>e << 2), acc);
+      }
+    }
+  }
+  for (; e < count; e++) {
+    const off = <usize>e << 1;
+    let acc: f32 = 0;
+    for (let l: u32 = 0; l < levels; l++) {
+      acc += f16ToF32(<u32>load<u16>(<usize>load<u32>(ptrs + (<usize>l << 2)) + off));
+    }
+    store<f32>(out + (<usize>e << 2), acc);
+  }
+}
+
+/**
+ * Dequantizes one scalar-method record (int4/int3/int2): `blocks` FP16 scales, then n codes of
+ * `bits` bits each, LSB-first. value j = (code_j - 2^(bits-1)) * f32(scale[j / block]).
+ */
+export function decodeScalarRow(rec: usize, out: usize, n: u32, block: u32, bits: u32): void {
+  const blocks = (n + block - 1) / block;
+  const codes = rec + (<usize>blocks << 1);
+  const half = <i32>(1 << (bits - 1));
+  const mask: u32 = (1 << bits) - 1;
+  let j: u32 = 0;
+  for (let b: u32 = 0; b < blocks; b++) {
+    const scale = f16ToF32(<u32>load<u16>(rec + (<usize>b << 1)));
+    let end = j + block;
+    if (end > n) end = n;
+    if (bits == 4) {
+      for (; j < end; j++) {
+        const code = (<u32>load<u8>(codes + (<usize>j >> 1)) >> ((j & 1) << 2)) & 15;
+        store<f32>(out + (<usize>j << 2), <f32>(<i32>code - half) * scale);
+      }
+    } else if (bits == 2) {
+      for (; j < end; j++) {
+        const code = (<u32>load<u8>(codes + (<usize>j >> 2)) >> ((j & 3) << 1)) & 3;
+        store<f32>(out + (<usize>j << 2), <f32>(<i32>code - half) * scale);
+      }
+    } else {
+      for (; j < end; j++) {
+        const k = j * bits;
+        const at = codes + (<usize>k >> 3);
+        const shift = k & 7;
+        let v = <u32>load<u8>(at) >> shift;
+        if (shift + bits > 8) v |= <u32>load<u8>(at, 1) << (8 - shift);
+        store<f32>(out + (<usize>j << 2), <f32>(<i32>(v & mask) - half) * scale);
+      }
+    }
+  }
+}

@@ -1,0 +1,159 @@
+// Planning the arena for a lookup run and decoding one token's row, resident or streaming.
+import { METHOD_RVQ, LAYOUT_ROW, RVQ_CODEBOOK_SIZE } from "./format";
+import {
+  resident, method, cols, subvec, levels, group, layout, codeBits, rowBytes, groupCount,
+  subvecsPerRow, groupBytes, codesOffset, codebooksOffset, fileSize, readAt, loadResident,
+} from "./blob";
+import { arenaAlloc, arenaCost, arenaFree } from "./arena";
+import { addEntries, decodeScalarRow } from "./kernels";
+
+export const MODE_AUTO: u32 = 0;
+export const MODE_RESIDENT: u32 = 1;
+export const MODE_STREAMING: u32 = 2;
+
+/** Output rows are written in batches of at most this many bytes (at least one row). */
+const OUT_BATCH_BYTES: u64 = 64 * 1024;
+/** A streaming codebook window never takes more than this. */
+const WINDOW_MAX_BYTES: u64 = 4 * 1024 * 1024;
+
+const PTRS: usize = memory.data(4 * 8, 16);
+
+/**
+ * The one place that maps (token, sub-vector) to its codebook group (docs/FORMAT.md):
+ * row layout G = floor((t*S + s) / g); column-block layout G = floor(t / g) * S + s.
+ * Non-decreasing in s for both layouts, so a token's groups form one contiguous range.
+ */
+// @ts-ignore: decorator
+@inline export function groupOf(t: u32, s: u32): u64 {
+  const S = <u64>subvecsPerRow;
+  if (layout == LAYOUT_ROW) return (<u64>t * S + <u64>s) / <u64>group;
+  return (<u64>(t / group)) * S + <u64>s;
+}
+
+/** The most groups one token's sub-vectors can touch. */
+function maxGroupsPerToken(): u64 {
+  const S = <u64>subvecsPerRow;
+  let m: u64 = layout == LAYOUT_ROW ? (S - 1 + <u64>group - 1) / <u64>group + 1 : S;
+  if (m > <u64>groupCount) m = <u64>groupCount;
+  return m;
+}
+
+export function rowOutBytes(): u64 {
+  return <u64>cols * 4;
+}
+
+/** Arena bytes a resident run needs beyond what is already used: the blob and one output row. */
+export function residentNeed(): u64 {
+  return arenaCost(fileSize + 8) + arenaCost(rowOutBytes());
+}
+
+function entryBytes(): u64 {
+  return <u64>subvec * 2;
+}
+
+/** Arena bytes a streaming run needs at the least: one record, one row, one entry per level. */
+export function streamingNeed(): u64 {
+  let need = arenaCost(<u64>rowBytes + 8) + arenaCost(rowOutBytes());
+  if (method == METHOD_RVQ) need += arenaCost(<u64>levels * entryBytes());
+  return need;
+}
+
+// ---- The plan in force ----
+export let mode: u32 = MODE_AUTO;
+export let outPtr: usize = 0;
+export let outRows: u32 = 1;
+let recPtr: usize = 0;
+let winPtr: usize = 0;
+/** Streaming RVQ: codebook groups the window holds (0 = read entries one at a time). */
+export let windowGroups: u32 = 0;
+let winG0: u64 = 0;
+let winG1: u64 = 0;
+
+/**
+ * Reserves the buffers of the chosen mode (the caller checked the minimum fits). Extra room goes
+ * first to a codebook window (streaming), then to batching output rows, up to `tokens` rows.
+ * Returns false if the host refused memory.
+ */
+export function planBuffers(m: u32, tokens: u32): bool {
+  mode = m;
+  const rowOut = rowOutBytes();
+  if (m == MODE_STREAMING) {
+    recPtr = arenaAlloc(<u64>rowBytes + 8);
+    if (recPtr == 0) return false;
+    if (method == METHOD_RVQ) {
+      const avail = arenaFree() > arenaCost(rowOut) ? arenaFree() - arenaCost(rowOut) : 0;
+      let groups = maxGroupsPerToken();
+      if (groups * <u64>groupBytes > WINDOW_MAX_BYTES) groups = WINDOW_MAX_BYTES / <u64>groupBytes;
+      const fit = avail / arenaCost(<u64>groupBytes);
+      if (groups > fit) groups = fit;
+      windowGroups = <u32>groups;
+      winPtr = arenaAlloc(groups > 0 ? groups * <u64>groupBytes : <u64>levels * entryBytes());
+      if (winPtr == 0) return false;
+      winG0 = 0;
+      winG1 = 0;
+    }
+  } else if (m == MODE_RESIDENT) {
+    if (!loadResident()) return false;
+  }
+  let batch = OUT_BATCH_BYTES / rowOut;
+  if (batch < 1) batch = 1;
+  if (batch > <u64>tokens) batch = <u64>tokens;
+  const fit = arenaFree() / rowOut;
+  if (batch > fit) batch = fit;
+  if (batch < 1) batch = 1;
+  outRows = <u32>batch;
+  outPtr = arenaAlloc(batch * rowOut);
+  return outPtr != 0;
+}
+
+/** Decodes token t (already checked < rows) into `out` (cols f32 values). */
+export function decodeToken(t: u32, out: usize): void {
+  let rec: usize;
+  const recOff = codesOffset + <u64>t * <u64>rowBytes;
+  if (resident != 0) rec = resident + <usize>recOff;
+  else {
+    readAt(recPtr, recOff, rowBytes);
+    rec = recPtr;
+  }
+  if (method != METHOD_RVQ) {
+    decodeScalarRow(rec, out, cols, group, codeBits);
+    return;
+  }
+  const S = subvecsPerRow;
+  const h = subvec;
+  const L = levels;
+  const eb = <usize>h << 1;
+  const K = RVQ_CODEBOOK_SIZE;
+  for (let s: u32 = 0; s < S; s++) {
+    const G = groupOf(t, s);
+    if (resident != 0 || windowGroups > 0) {
+      let base: usize;
+      if (resident != 0) base = resident + <usize>(codebooksOffset + G * <u64>groupBytes);
+      else {
+        if (G < winG0 || G >= winG1) {
+          winG0 = G;
+          winG1 = G + <u64>windowGroups;
+          if (winG1 > <u64>groupCount) winG1 = <u64>groupCount;
+          readAt(winPtr, codebooksOffset + G * <u64>groupBytes, <usize>((winG1 - winG0) * <u64>groupBytes));
+        }
+        base = winPtr + <usize>((G - winG0) * <u64>groupBytes);
+      }
+      for (let l: u32 = 0; l < L; l++) {
+        const i = s * L + l;
+        const code = (<u32>load<u8>(rec + (<usize>i >> 1)) >> ((i & 1) << 2)) & 15;
+        store<u32>(PTRS + (<usize>l << 2), <u32>(base + <usize>(l * K + code) * eb));
+      }
+    } else {
+      for (let l: u32 = 0; l < L; l++) {
+        const i = s * L + l;
+        const code = (<u32>load<u8>(rec + (<usize>i >> 1)) >> ((i & 1) << 2)) & 15;
+        const dst = winPtr + <usize>l * eb;
+        readAt(dst, codebooksOffset + ((G * <u64>L + <u64>l) * <u64>K + <u64>code) * <u64>eb, eb);
+        store<u32>(PTRS + (<usize>l << 2), <u32>dst);
+      }
+    }
+    const first = s * h;
+    const count = cols - first < h ? cols - first : h;
+    addEntries(out + (<usize>first << 2), PTRS, L, count);
+  }
+}

@@ -1,0 +1,354 @@
+// carvq-rt: the device runtime as a WASI command.
+//
+//   carvq-rt lookup [--mode resident|streaming|auto] <blob> <token> [<token> ...]
+//       writes each requested row, in the order asked, as raw little-endian float32 to stdout
+//   carvq-rt info <blob>
+//       validates the blob and prints a one-line JSON summary with the memory plan
+//
+// Exit codes: see exit.ts and docs/RUNTIME.md. The memory budget is the module's declared maximum
+// memory (asc --maximumMemory), also compiled in as CARVQ_BUDGET_PAGES; CARVQ_DEFAULT_MODE picks
+// the mode when --mode is not given (0 auto, 1 resident, 2 streaming).
+import { args_sizes_get, args_get, writeAll } from "./wasi";
+import { arenaInit, arenaAlloc, arenaFree, arenaUsed, committedBytes, BUDGET_BYTES } from "./arena";
+import { crcInit } from "./crc32";
+import { textBegin, textFlush, putStr, putU64, putByte, putBytes, putJsonString, putHex32, putMilli } from "./text";
+import {
+  errBegin, die, EXIT_USAGE, EXIT_IO, EXIT_TOKEN_RANGE, EXIT_BUDGET,
+} from "./exit";
+import {
+  openBlob, readHeader, verifySections, blobErr, pathPtr, pathLen, fileSize, method, rows, cols,
+  subvec, levels, codebookSize, group, layout, codeBits, rowBytes, groupCount, sectionCount, headerPtr,
+} from "./blob";
+import {
+  MODE_AUTO, MODE_RESIDENT, MODE_STREAMING, residentNeed, streamingNeed, planBuffers, decodeToken,
+  outPtr, outRows, rowOutBytes, windowGroups,
+} from "./lookup";
+import {
+  METHOD_RVQ, METHOD_INT4, METHOD_INT3, SECTION_TABLE_OFFSET, SECTION_ENTRY_BYTES, S_ID, S_CRC,
+  S_OFFSET, S_LENGTH, SECTION_CODES, SECTION_CODEBOOKS, LAYOUT_ROW,
+} from "./format";
+
+const VERSION = "0.1.0";
+const SCRATCH: usize = memory.data(16, 16);
+
+let argc: u32 = 0;
+let argv: usize = 0;
+
+function argPtr(i: u32): usize {
+  return <usize>load<u32>(argv + (<usize>i << 2));
+}
+
+function argLen(i: u32): usize {
+  const p = argPtr(i);
+  let n: usize = 0;
+  while (load<u8>(p + n) != 0) n++;
+  return n;
+}
+
+function argIs(i: u32, s: string): bool {
+  const p = argPtr(i);
+  const n = <usize>s.length;
+  if (argLen(i) != n) return false;
+  for (let k: usize = 0; k < n; k++) if (<u32>load<u8>(p + k) != <u32>s.charCodeAt(<i32>k)) return false;
+  return true;
+}
+
+function putUsage(): void {
+  putStr("usage: carvq-rt lookup [--mode resident|streaming|auto] <blob> <token> [<token> ...]\n");
+  putStr("       carvq-rt info <blob>\n");
+  putStr("       carvq-rt --version\n");
+  putStr("lookup writes each row as raw little-endian float32 to stdout, in the order asked.\n");
+  putStr("exit codes: 0 ok, 2 usage, 3 cannot open/read/write, 4 bad blob, 5 token out of range, 6 memory budget exceeded\n");
+}
+
+function usageError(what: string, argIndex: i32): void {
+  errBegin();
+  putStr(what);
+  if (argIndex >= 0) {
+    putStr(" '");
+    putBytes(argPtr(<u32>argIndex), argLen(<u32>argIndex), 60);
+    putStr("'");
+  }
+  putStr(" (run carvq-rt --help)");
+  die(EXIT_USAGE);
+}
+
+function readArgs(): void {
+  if (args_sizes_get(SCRATCH, SCRATCH + 4) != 0) {
+    errBegin();
+    putStr("cannot read the command line");
+    die(EXIT_IO);
+  }
+  argc = load<u32>(SCRATCH);
+  const bufSize = <u64>load<u32>(SCRATCH, 4);
+  argv = arenaAlloc(<u64>argc * 4 + 4);
+  const buf = argv != 0 ? arenaAlloc(bufSize + 1) : 0;
+  if (buf == 0) {
+    errBegin();
+    putStr("budget exceeded: the command line (");
+    putU64(bufSize);
+    putStr(" bytes) does not fit the memory budget of ");
+    putU64(BUDGET_BYTES);
+    putStr(" bytes");
+    die(EXIT_BUDGET);
+  }
+  if (args_get(argv, buf) != 0) {
+    errBegin();
+    putStr("cannot read the command line");
+    die(EXIT_IO);
+  }
+}
+
+/** Parses a decimal token id; returns -1 if the argument is not a whole number below 2^32. */
+function parseToken(i: u32): i64 {
+  const p = argPtr(i);
+  const n = argLen(i);
+  if (n == 0 || n > 10) return -1;
+  let v: i64 = 0;
+  for (let k: usize = 0; k < n; k++) {
+    const c = <i32>load<u8>(p + k) - 0x30;
+    if (c < 0 || c > 9) return -1;
+    v = v * 10 + c;
+  }
+  return v > 0xffffffff ? -1 : v;
+}
+
+function modeName(m: u32): string {
+  return m == MODE_RESIDENT ? "resident" : m == MODE_STREAMING ? "streaming" : "auto";
+}
+
+function budgetError(what: string, need: u64): void {
+  blobErr();
+  putStr("budget exceeded: ");
+  putStr(what);
+  putStr(" needs ");
+  putU64(need);
+  putStr(" more bytes of memory but only ");
+  putU64(arenaFree());
+  putStr(" are left under the budget of ");
+  putU64(BUDGET_BYTES);
+  putStr(" bytes (");
+  putU64(arenaUsed());
+  putStr(" in use)");
+  die(EXIT_BUDGET);
+}
+
+/** Chooses the mode: the one asked for, else the build's default; auto = resident if it fits. */
+function chooseMode(asked: u32): u32 {
+  let m = asked != MODE_AUTO ? asked : <u32>CARVQ_DEFAULT_MODE;
+  const free = arenaFree();
+  if (m == MODE_AUTO) m = residentNeed() <= free ? MODE_RESIDENT : MODE_STREAMING;
+  if (m == MODE_RESIDENT && residentNeed() > free) {
+    budgetError("resident mode (the whole blob in memory, plus one output row)", residentNeed());
+  }
+  if (m == MODE_STREAMING && streamingNeed() > free) {
+    budgetError("streaming mode (one record, one output row and the codebook entries of one sub-vector)", streamingNeed());
+  }
+  return m;
+}
+
+function cmdLookup(first: u32, asked: u32): void {
+  if (first >= argc) usageError("lookup: missing <blob>", -1);
+  const blobArg = first;
+  if (blobArg + 1 >= argc) usageError("lookup: give at least one token", -1);
+  for (let i = blobArg + 1; i < argc; i++) if (parseToken(i) < 0) usageError("lookup: token is not a whole number:", <i32>i);
+  openBlob(argPtr(blobArg), argLen(blobArg));
+  readHeader();
+  for (let i = blobArg + 1; i < argc; i++) {
+    const t = parseToken(i);
+    if (t >= <i64>rows) {
+      blobErr();
+      putStr("token ");
+      putU64(<u64>t);
+      putStr(" is out of range: the blob has ");
+      putU64(rows);
+      putStr(" tokens (0 to ");
+      putU64(rows - 1);
+      putStr(")");
+      die(EXIT_TOKEN_RANGE);
+    }
+  }
+  const m = chooseMode(asked);
+  const count = argc - blobArg - 1;
+  if (!planBuffers(m, count)) {
+    blobErr();
+    putStr("budget exceeded: the host refused to grow memory within the budget of ");
+    putU64(BUDGET_BYTES);
+    putStr(" bytes");
+    die(EXIT_BUDGET);
+  }
+  verifySections();
+  const rowOut = <usize>rowOutBytes();
+  let filled: u32 = 0;
+  for (let i = blobArg + 1; i < argc; i++) {
+    decodeToken(<u32>parseToken(i), outPtr + <usize>filled * rowOut);
+    filled++;
+    if (filled == outRows || i + 1 == argc) {
+      const err = writeAll(1, outPtr, <usize>filled * rowOut);
+      if (err != 0) {
+        errBegin();
+        putStr("cannot write to stdout (WASI errno ");
+        putU64(err);
+        putStr(")");
+        die(EXIT_IO);
+      }
+      filled = 0;
+    }
+  }
+}
+
+function putKey(k: string): void {
+  putStr(",\"");
+  putStr(k);
+  putStr("\":");
+}
+
+function cmdInfo(first: u32): void {
+  if (first >= argc) usageError("info: missing <blob>", -1);
+  if (first + 1 < argc) usageError("info: unexpected argument", <i32>(first + 1));
+  openBlob(argPtr(first), argLen(first));
+  readHeader();
+  const used = arenaUsed();
+  const resNeed = residentNeed();
+  const strNeed = streamingNeed();
+  const free = arenaFree();
+  verifySections(); // always by streaming: info works for blobs of any size
+  const isRvq = method == METHOD_RVQ;
+  textBegin(1);
+  putStr("{\"format\":\"carvq\",\"formatVersion\":\"1.0\",\"file\":");
+  putJsonString(pathPtr, pathLen);
+  putKey("fileBytes");
+  putU64(fileSize);
+  putKey("method");
+  putStr(isRvq ? "\"rvq\"" : method == METHOD_INT4 ? "\"int4\"" : method == METHOD_INT3 ? "\"int3\"" : "\"int2\"");
+  putKey("rows");
+  putU64(rows);
+  putKey("cols");
+  putU64(cols);
+  putKey("subvec");
+  putU64(subvec);
+  putKey("levels");
+  putU64(levels);
+  putKey("codebookSize");
+  putU64(codebookSize);
+  putKey("group");
+  putU64(group);
+  putKey("layout");
+  putStr(!isRvq ? "null" : layout == LAYOUT_ROW ? "\"row\"" : "\"col\"");
+  putKey("codeBits");
+  putU64(codeBits);
+  putKey("rowBytes");
+  putU64(rowBytes);
+  putKey("groupCount");
+  putU64(groupCount);
+  putKey("bitsPerParameter");
+  const params = <u64>rows * <u64>cols;
+  putMilli((fileSize * 8000 + params / 2) / params);
+  putKey("sections");
+  putByte(0x5b);
+  for (let i: u32 = 0; i < sectionCount; i++) {
+    const e = headerPtr + SECTION_TABLE_OFFSET + i * SECTION_ENTRY_BYTES;
+    const id = load<u32>(e + S_ID);
+    if (i > 0) putByte(0x2c);
+    putStr("{\"id\":");
+    putU64(id);
+    putStr(",\"name\":");
+    putStr(id == SECTION_CODES ? "\"CODES\"" : id == SECTION_CODEBOOKS ? "\"CODEBOOKS\"" : "\"METADATA\"");
+    putKey("offset");
+    putU64(load<u64>(e + S_OFFSET));
+    putKey("length");
+    putU64(load<u64>(e + S_LENGTH));
+    putKey("crc");
+    putByte(0x22);
+    putHex32(load<u32>(e + S_CRC));
+    putByte(0x22);
+    putByte(0x7d);
+  }
+  putByte(0x5d);
+  putKey("runtime");
+  putStr("{\"version\":\"");
+  putStr(VERSION);
+  putStr("\",\"build\":");
+  putStr(ASC_FEATURE_SIMD ? "\"simd\"" : "\"scalar\"");
+  putKey("budgetBytes");
+  putU64(BUDGET_BYTES);
+  putKey("defaultMode");
+  putByte(0x22);
+  putStr(modeName(<u32>CARVQ_DEFAULT_MODE));
+  putByte(0x22);
+  putKey("residentBytes");
+  putU64(used + resNeed);
+  putKey("residentFits");
+  putStr(resNeed <= free ? "true" : "false");
+  putKey("streamingBytes");
+  putU64(used + strNeed);
+  putKey("streamingFits");
+  putStr(strNeed <= free ? "true" : "false");
+  putKey("peakMemoryBytes");
+  putU64(committedBytes());
+  putStr("}}\n");
+  if (textFlush() != 0) {
+    errBegin();
+    putStr("cannot write to stdout");
+    die(EXIT_IO);
+  }
+}
+
+export function _start(): void {
+  arenaInit();
+  crcInit();
+  readArgs();
+  if (argc < 2) {
+    textBegin(2);
+    putUsage();
+    textFlush();
+    errBegin();
+    putStr("missing command");
+    die(EXIT_USAGE);
+  }
+  if (argIs(1, "--help") || argIs(1, "-h") || argIs(1, "help")) {
+    textBegin(1);
+    putUsage();
+    textFlush();
+    return;
+  }
+  if (argIs(1, "--version")) {
+    textBegin(1);
+    putStr("carvq-rt ");
+    putStr(VERSION);
+    putStr(" (blob format 1.0, ");
+    putStr(ASC_FEATURE_SIMD ? "simd" : "scalar");
+    putStr(" build, memory budget ");
+    putU64(BUDGET_BYTES);
+    putStr(" bytes, default mode ");
+    putStr(modeName(<u32>CARVQ_DEFAULT_MODE));
+    putStr(")\n");
+    textFlush();
+    return;
+  }
+  const isLookup = argIs(1, "lookup");
+  if (!isLookup && !argIs(1, "info")) usageError("unknown command", 1);
+  let i: u32 = 2;
+  let asked = MODE_AUTO;
+  while (i < argc) {
+    if (argIs(i, "--")) {
+      i++;
+      break;
+    }
+    if (argIs(i, "--mode")) {
+      if (!isLookup) usageError("info takes no option", <i32>i);
+      if (i + 1 >= argc) usageError("--mode needs a value: resident, streaming or auto", -1);
+      i++;
+      if (argIs(i, "resident")) asked = MODE_RESIDENT;
+      else if (argIs(i, "streaming")) asked = MODE_STREAMING;
+      else if (argIs(i, "auto")) asked = MODE_AUTO;
+      else usageError("--mode must be resident, streaming or auto, got", <i32>i);
+      i++;
+      continue;
+    }
+    if (argLen(i) > 0 && load<u8>(argPtr(i)) == 0x2d) usageError("unknown option", <i32>i);
+    break;
+  }
+  if (isLookup) cmdLookup(i, asked);
+  else cmdInfo(i);
+}

@@ -1,0 +1,81 @@
+// Builds the WASM runtime (assembly/, AssemblyScript) into every module the device side ships:
+//   build/carvq-rt.wasm              SIMD build, budget = the whole 4 GiB wasm32 space, mode auto
+//   build/carvq-rt-scalar.wasm       the same without any SIMD instruction (MVP + sign-ext + mutable globals)
+//   build/targets/<name>.wasm        one per targets/*.json: its SIMD choice, default mode, and its
+//                                    memory budget as the module's declared maximum memory
+//   build/carvq-rt.component.wasm    the SIMD build wrapped as a WASI command component (jco new)
+// Called by tools/build.mjs (npm run build, npm ci's prepare). Standalone: node tools/build-wasm.mjs
+import asc from "assemblyscript/asc";
+import { execFileSync } from "node:child_process";
+import { mkdirSync, readdirSync, readFileSync, rmSync, existsSync } from "node:fs";
+import { createRequire } from "node:module";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath, pathToFileURL } from "node:url";
+
+const root = resolve(dirname(fileURLToPath(import.meta.url)), "..");
+const PAGE = 65536;
+const MODES = { auto: 0, resident: 1, streaming: 2 };
+/** Features the scalar builds leave out so that microcontroller interpreters (WAMR, wasm3) run them. */
+const SCALAR_DISABLE = ["bulk-memory", "nontrapping-f2i"];
+
+/** Reads and checks targets/*.json; returns them sorted by name. */
+export function loadTargets(dir = join(root, "targets")) {
+  const targets = [];
+  for (const file of readdirSync(dir).filter((f) => f.endsWith(".json")).sort()) {
+    const t = JSON.parse(readFileSync(join(dir, file), "utf8"));
+    const where = `targets/${file}`;
+    if (typeof t.name !== "string" || !/^[a-z0-9][a-z0-9-]*$/.test(t.name) || `${t.name}.json` !== file) throw new Error(`${where}: name must be the file's base name (lowercase letters, digits, dashes)`);
+    if (typeof t.simd !== "boolean") throw new Error(`${where}: simd must be true or false`);
+    if (!Number.isInteger(t.memoryBudgetBytes) || t.memoryBudgetBytes < 2 * PAGE || t.memoryBudgetBytes % PAGE !== 0 || t.memoryBudgetBytes > 65536 * PAGE) {
+      throw new Error(`${where}: memoryBudgetBytes must be a multiple of 65536 between 131072 and 4294967296`);
+    }
+    if (t.mode !== "resident" && t.mode !== "streaming") throw new Error(`${where}: mode must be resident or streaming`);
+    if (typeof t.engine !== "string" || typeof t.description !== "string") throw new Error(`${where}: engine and description are required strings`);
+    targets.push(t);
+  }
+  return targets;
+}
+
+async function compile(outFile, { simd, pages, mode }) {
+  const args = [
+    "assembly/main.ts",
+    "--config", "asconfig.json",
+    "--target", "device",
+    "--outFile", outFile,
+    "--maximumMemory", String(pages),
+    "--use", `CARVQ_BUDGET_PAGES=${pages}`,
+    "--use", `CARVQ_DEFAULT_MODE=${MODES[mode]}`,
+    ...(simd ? ["--enable", "simd"] : ["--disable", SCALAR_DISABLE.join(",")]),
+  ];
+  let errors = "";
+  const { error } = await asc.main(args, {
+    stdout: { write: () => true },
+    stderr: { write: (chunk) => ((errors += String(chunk)), true) },
+  });
+  if (error) throw new Error(`asc ${outFile} failed: ${error.message}\n${errors}`);
+}
+
+export async function buildWasm() {
+  const started = Date.now();
+  const cwd = process.cwd();
+  process.chdir(root);
+  try {
+    mkdirSync("build/targets", { recursive: true });
+    for (const f of readdirSync("build/targets")) if (f.endsWith(".wasm")) rmSync(join("build/targets", f));
+    await compile("build/carvq-rt.wasm", { simd: true, pages: 65536, mode: "auto" });
+    await compile("build/carvq-rt-scalar.wasm", { simd: false, pages: 65536, mode: "auto" });
+    const targets = loadTargets();
+    for (const t of targets) {
+      await compile(`build/targets/${t.name}.wasm`, { simd: t.simd, pages: t.memoryBudgetBytes / PAGE, mode: t.mode });
+    }
+    const require = createRequire(import.meta.url);
+    const jco = join(dirname(require.resolve("@bytecodealliance/jco")), "jco.js");
+    if (!existsSync(jco)) throw new Error(`jco CLI not found at ${jco}`);
+    execFileSync(process.execPath, [jco, "new", "build/carvq-rt.wasm", "--wasi-command", "-o", "build/carvq-rt.component.wasm"], { stdio: ["ignore", "ignore", "inherit"] });
+    process.stderr.write(`built the WASM runtime: 2 builds, ${targets.length} targets, 1 component (${((Date.now() - started) / 1000).toFixed(1)} s)\n`);
+  } finally {
+    process.chdir(cwd);
+  }
+}
+
+if (import.meta.url === pathToFileURL(process.argv[1] ?? "").href) await buildWasm();
