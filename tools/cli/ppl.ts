@@ -1,0 +1,78 @@
+import { readBlobFile } from "../blob/reader.ts";
+import { decodeAll } from "../decoder.ts";
+import { CarvqError } from "../errors.ts";
+import { bitsPerParameter } from "../eval/bpp.ts";
+import { evaluatePerplexity } from "../eval/perplexity.ts";
+import { loadLlama2cModel } from "../llama2c/model.ts";
+import { DEFAULT_SAMPLE_OPTIONS } from "../llama2c/sample.ts";
+import { intOption, parseCommandArgs } from "./args.ts";
+import type { Command } from "./command.ts";
+import { fmt, printResult } from "./output.ts";
+
+const D = DEFAULT_SAMPLE_OPTIONS;
+
+const help = `carvq ppl <blob> --model <llama2c.bin> [--json]
+
+Runs a llama2.c model (e.g. ../shared/models/stories260K.bin) end to end with its input embedding
+replaced by the blob's decoded table, and compares it with the original model. The output
+classifier keeps its original values, even when it is tied to the embedding.
+
+Evaluation text: --sequences sequences sampled from the original model, each BOS followed by
+--length tokens at temperature 1, sequence i seeded with (--seed, i). It is regenerated on every
+run (deterministic, nothing cached on disk), so the same options give the same text and numbers.
+
+  ppl_orig  perplexity of the original model on that text: exp(mean -log p(next token)), teacher-forced
+  ppl       the same with the blob's embedding
+  kl        mean over positions of KL(original || compressed) of the next-token distributions, in nats
+  tokens    predicted tokens averaged over (sequences x length)
+  bpp       the blob's total bits per parameter
+
+Options:
+  --model FILE      the llama2.c checkpoint whose token embedding the blob compresses (required);
+                    the blob's shape must equal the embedding's (vocab x dim)
+  --sequences N     evaluation sequences (default ${D.sequences})
+  --length N        sampled tokens per sequence (default ${D.length}; at most the model's seq_len - 1)
+  --seed N          base seed of the evaluation text (default ${D.seed})
+  --json            print one JSON object
+  -h, --help        this text`;
+
+export const pplCommand: Command = {
+  name: "ppl",
+  summary: "perplexity and KL of a llama2.c model using a blob as its input embedding",
+  help,
+  async run(argv) {
+    const { values, positionals } = parseCommandArgs("ppl", argv, {
+      model: { type: "string" },
+      sequences: { type: "string" },
+      length: { type: "string" },
+      seed: { type: "string" },
+      json: { type: "boolean" },
+    });
+    if (values.help) return void process.stdout.write(`${help}\n`);
+    if (positionals.length !== 1) throw new CarvqError(`carvq ppl: expected one blob, got ${positionals.length} (see carvq ppl --help)`);
+    if (values.model === undefined) throw new CarvqError("carvq ppl: --model is required (see carvq ppl --help)");
+    const sequences = intOption("ppl", "sequences", values.sequences, D.sequences, 1, 100_000);
+    const seed = intOption("ppl", "seed", values.seed, D.seed, 0, 0xffffffff);
+    const blobPath = positionals[0];
+    const blob = readBlobFile(blobPath);
+    const model = loadLlama2cModel(values.model);
+    const length = intOption("ppl", "length", values.length, Math.min(D.length, model.config.seqLen - 1), 1, model.config.seqLen - 1);
+    const { vocabSize, dim } = model.config;
+    const { rows, cols } = blob.header;
+    if (rows !== vocabSize || cols !== dim) {
+      throw new CarvqError(`carvq ppl: blob ${blobPath} is ${rows} x ${cols} but ${values.model}'s token embedding is ${vocabSize} x ${dim}; the blob must compress this model's embedding`);
+    }
+    const started = performance.now();
+    const result = evaluatePerplexity(model, decodeAll(blob), { sequences, length, seed }, blobPath);
+    const seconds = (performance.now() - started) / 1000;
+    const bpp = bitsPerParameter(blob).bpp;
+    const change = (result.ppl / result.ppl_orig - 1) * 100;
+    printResult(values.json === true, { blob: blobPath, model: values.model, method: blob.header.method, bpp, ...result, seed, length, seconds: Number(seconds.toFixed(3)) }, [
+      `${blobPath}: ${blob.header.method}, ${rows} x ${cols}, ${fmt(bpp)} bpp, on ${values.model}`,
+      `ppl_orig  ${fmt(result.ppl_orig)}`,
+      `ppl       ${fmt(result.ppl)}  (${change >= 0 ? "+" : ""}${change.toFixed(1)} %)`,
+      `kl        ${fmt(result.kl)}`,
+      `tokens    ${result.tokens}  (${result.sequences} sequences x ${length}, seed ${seed}; ${seconds.toFixed(1)} s)`,
+    ]);
+  },
+};
