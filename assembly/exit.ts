@@ -23,8 +23,15 @@ export function errBegin(): void {
   putStr("carvq-rt: ");
 }
 
-/** Ends the error line, flushes it and exits the process with `code`. Does not return. */
+/**
+ * Ends the error line with " [exit N]", flushes it and exits the process with `code`. Does not
+ * return. The code is repeated in the text because some hosts lose it: a component run through
+ * wasi:cli/exit (jco, wasmtime serve) only reports success or failure.
+ */
 export function die(code: u32): void {
+  putStr(" [exit ");
+  putU32(code);
+  putStr("]");
   putByte(0x0a);
   textFlush();
   proc_exit(code);
