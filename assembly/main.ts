@@ -298,14 +298,7 @@ export function _start(): void {
   arenaInit();
   crcInit();
   readArgs();
-  if (argc < 2) {
-    textBegin(2);
-    putUsage();
-    textFlush();
-    errBegin();
-    putStr("missing command");
-    die(EXIT_USAGE);
-  }
+  if (argc < 2) usageError("missing command: lookup [--mode resident|streaming|auto] <blob> <token>... or info <blob>", -1);
   if (argIs(1, "--help") || argIs(1, "-h") || argIs(1, "help")) {
     textBegin(1);
     putUsage();
