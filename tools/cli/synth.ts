@@ -37,8 +37,8 @@ export const synthCommand: Command = {
     if (values.help) return void process.stdout.write(`${help}\n`);
     if (positionals.length > 0) throw new CarvqError(`carvq synth: unexpected argument '${positionals[0]}' (see carvq synth --help)`);
     if (values.shape === undefined) throw new CarvqError("carvq synth: --shape is required, e.g. --shape 128256x2048 (see carvq synth --help)");
-    if (values.output === undefined) throw new CarvqError("carvq synth: -o/--output is required (see carvq synth --help)");
     const { rows, cols } = parseShape(values.shape);
+    if (values.output === undefined) throw new CarvqError("carvq synth: -o/--output is required (see carvq synth --help)");
     const seed = intOption("synth", "seed", values.seed, 1, 0, 0xffffffff);
     const force = values.force === true;
     checkOverwrite(values.output, force); // before the work, not only at the end
