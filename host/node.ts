@@ -35,6 +35,19 @@ export function compiledModule(path: string): WebAssembly.Module {
 }
 
 /**
+ * node:wasi's import object with every function wrapped in a plain JS function. Called directly,
+ * Node 20's WASI functions take V8's fast-call path, and the first WASI call after the module grew
+ * its memory by tens of MiB (resident mode) aborts the whole process (SIGABRT, no message); through
+ * a JS wrapper they take the regular path, at a negligible cost per call.
+ */
+function wrappedImports(wasi: WASI): WebAssembly.Imports {
+  const direct = (wasi.getImportObject() as Record<string, Record<string, (...args: unknown[]) => unknown>>).wasi_snapshot_preview1;
+  const wrapped: Record<string, (...args: unknown[]) => unknown> = {};
+  for (const [name, fn] of Object.entries(direct)) wrapped[name] = (...args: unknown[]) => fn(...args);
+  return { wasi_snapshot_preview1: wrapped } as WebAssembly.Imports;
+}
+
+/**
  * Runs the command once: `args` after the program name, `preopens` guest path -> host folder.
  * Never throws for a non-zero exit (see checkRun); a trap becomes exit code 70 with its message.
  */
@@ -51,7 +64,7 @@ export function runWasiCommand(wasm: string, args: readonly string[], preopens: 
   let trap = "";
   try {
     const wasi = new WASI({ version: "preview1", args: ["carvq-rt", ...args], env: {}, preopens, stdout: out, stderr: err, returnOnExit: true });
-    const instance = new WebAssembly.Instance(module, wasi.getImportObject() as WebAssembly.Imports);
+    const instance = new WebAssembly.Instance(module, wrappedImports(wasi));
     memory = instance.exports.memory as WebAssembly.Memory;
     try {
       exitCode = wasi.start(instance);
