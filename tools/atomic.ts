@@ -2,22 +2,6 @@ import { closeSync, existsSync, fsyncSync, openSync, renameSync, rmSync, writeSy
 import { basename, dirname, join } from "node:path";
 import { CarvqError } from "./errors.ts";
 
-/** Temporary files still to remove if the process is interrupted (SIGINT/SIGTERM). */
-const pendingTemps = new Set<string>();
-let handlersInstalled = false;
-
-function installCleanup(): void {
-  if (handlersInstalled) return;
-  handlersInstalled = true;
-  const cleanup = (signal: NodeJS.Signals) => {
-    for (const temp of pendingTemps) rmSync(temp, { force: true });
-    process.stderr.write(`\ncarvq: interrupted (${signal}); no output written\n`);
-    process.exit(130);
-  };
-  process.once("SIGINT", cleanup);
-  process.once("SIGTERM", cleanup);
-}
-
 /** Refuses to replace an existing file unless `force` is set. Call before long work, not only at the end. */
 export function checkOverwrite(path: string, force: boolean): void {
   if (!force && existsSync(path)) throw new CarvqError(`${path}: already exists (pass --force to overwrite)`);
@@ -30,9 +14,10 @@ export function checkOverwrite(path: string, force: boolean): void {
  */
 export function writeFileAtomic(path: string, chunks: Uint8Array | readonly Uint8Array[], force: boolean): void {
   checkOverwrite(path, force);
-  installCleanup();
+  // A kill at any moment (SIGINT, SIGKILL, power loss after fsync) leaves at worst a stray
+  // temporary file beside the target, never a partial file at `path`: rename is the only step
+  // that touches it.
   const temp = join(dirname(path), `.${basename(path)}.${process.pid}.tmp`);
-  pendingTemps.add(temp);
   try {
     const fd = openSync(temp, "w");
     try {
@@ -49,7 +34,5 @@ export function writeFileAtomic(path: string, chunks: Uint8Array | readonly Uint
     rmSync(temp, { force: true });
     if (err instanceof CarvqError) throw err;
     throw new CarvqError(`${path}: cannot write (${(err as NodeJS.ErrnoException).code ?? String(err)})`);
-  } finally {
-    pendingTemps.delete(temp);
   }
 }

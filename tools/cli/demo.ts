@@ -1,7 +1,8 @@
 import { bitsPerParameter } from "../eval/bpp.ts";
-import { compressMatrix, DEFAULT_COMPRESS_OPTIONS } from "../compress.ts";
+import { compressMatrixParallel, DEFAULT_COMPRESS_OPTIONS } from "../compress.ts";
+import { defaultThreads } from "../quant/parallel.ts";
 import { decodeAll } from "../decoder.ts";
-import { neighbourOverlap } from "../eval/metrics.ts";
+import { neighbourOverlap, neighbourSets } from "../eval/metrics.ts";
 import { startProgress } from "../progress.ts";
 import { synthMatrix } from "../synth.ts";
 import { parseCommandArgs } from "./args.ts";
@@ -29,18 +30,19 @@ export const demoCommand: Command = {
     if (values.help) return void process.stdout.write(`${help}\n`);
     note(`synthetic table ${DEMO_SHAPE.rows} x ${DEMO_SHAPE.cols}, seed ${DEMO_SHAPE.seed} (synthetic data shows speed and mechanics, not quality)`);
     const matrix = synthMatrix(DEMO_SHAPE);
+    const reference = neighbourSets(matrix);
     const results = [];
     for (const method of ["carvq", "int4", "int2"] as const) {
       const started = performance.now();
       const progress = startProgress(`${method.padEnd(5)}`);
       let result;
       try {
-        result = compressMatrix(matrix, { method }, { source: "synthetic" }, progress.update);
+        result = await compressMatrixParallel(matrix, { method }, { source: "synthetic" }, defaultThreads(), progress.update);
       } finally {
         progress.stop();
       }
       const seconds = (performance.now() - started) / 1000;
-      const nn10 = neighbourOverlap(matrix, decodeAll(result.blob));
+      const nn10 = neighbourOverlap(matrix, decodeAll(result.blob), 10, reference);
       results.push({ method, bytes: result.bytes.length, bpp: bitsPerParameter(result.blob).bpp, relMSE: result.metrics.relMSE, cosine: result.metrics.cosine, nn10, seconds });
     }
     const o = DEFAULT_COMPRESS_OPTIONS;

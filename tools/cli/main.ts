@@ -9,9 +9,10 @@ import { demoCommand } from "./demo.ts";
 import { evalCommand } from "./eval.ts";
 import { inspectCommand } from "./inspect.ts";
 import { lookupCommand } from "./lookup.ts";
+import { pplCommand } from "./ppl.ts";
 import { synthCommand } from "./synth.ts";
 
-const commands: readonly Command[] = [demoCommand, compressCommand, evalCommand, inspectCommand, lookupCommand, synthCommand, dataCommand];
+const commands: readonly Command[] = [demoCommand, compressCommand, evalCommand, inspectCommand, pplCommand, lookupCommand, synthCommand, dataCommand];
 
 function usage(): string {
   const width = Math.max(...commands.map((c) => c.name.length));
@@ -44,7 +45,8 @@ try {
   process.exitCode = await main(process.argv.slice(2));
 } catch (err) {
   if (err instanceof CarvqError) {
-    process.stderr.write(`carvq: ${err.message}\n`);
+    // Command errors already start with "carvq <command>:"; file errors start with the file's name.
+    process.stderr.write(err.message.startsWith("carvq") ? `${err.message}\n` : `carvq: ${err.message}\n`);
     process.exitCode = err.exitCode;
   } else if (process.env.CARVQ_DEBUG) {
     throw err;

@@ -79,25 +79,36 @@ function topNeighbours(unit: Float32Array, cols: number, candidates: number, que
   return new Set(Array.from(bestIndex).filter((i) => i >= 0));
 }
 
+/** Each query's k nearest rows in a table (see `neighbourOverlap`), to compare several decodes against. */
+export interface NeighbourSets {
+  k: number;
+  queries: number[];
+  neighbours: Set<number>[];
+}
+
+/** The neighbour sets of the first min(V, 50,000) rows of `m` for the NN@k queries. */
+export function neighbourSets(m: Matrix, k = 10): NeighbourSets {
+  const candidates = Math.min(m.rows, 50000);
+  const kk = Math.max(0, Math.min(k, candidates - 1));
+  const queries = kk > 0 ? nnQueries(m.rows) : [];
+  const unit = normalizedRows(m, candidates);
+  return { k: kk, queries, neighbours: queries.map((q) => topNeighbours(unit, m.cols, candidates, q, kk)) };
+}
+
 /**
  * NN@k: for each query row, the share of its k nearest rows (cosine, among the first
  * min(V, 50,000) rows, itself excluded) in the original table that are also among its k nearest in
  * the decoded table; the mean over queries. 1 when V has too few rows to have neighbours.
+ * Pass the original's `neighbourSets` when comparing several decodes against one table.
  */
-export function neighbourOverlap(original: Matrix, decoded: Matrix, k = 10): number {
-  const candidates = Math.min(original.rows, 50000);
-  if (candidates < 2) return 1;
-  const kk = Math.min(k, candidates - 1);
-  const unitOriginal = normalizedRows(original, candidates);
-  const unitDecoded = normalizedRows(decoded, candidates);
-  const queries = nnQueries(original.rows);
+export function neighbourOverlap(original: Matrix, decoded: Matrix, k = 10, reference: NeighbourSets = neighbourSets(original, k)): number {
+  if (reference.k === 0) return 1;
+  const after = neighbourSets(decoded, k);
   let total = 0;
-  for (const q of queries) {
-    const before = topNeighbours(unitOriginal, original.cols, candidates, q, kk);
-    const after = topNeighbours(unitDecoded, original.cols, candidates, q, kk);
+  reference.neighbours.forEach((before, i) => {
     let kept = 0;
-    for (const i of after) if (before.has(i)) kept++;
-    total += kept / kk;
-  }
-  return total / queries.length;
+    for (const j of after.neighbours[i]) if (before.has(j)) kept++;
+    total += kept / reference.k;
+  });
+  return total / reference.queries.length;
 }
