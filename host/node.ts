@@ -9,7 +9,7 @@
 // memory the instance ended with (its peak) are recorded. A failed run throws CarvqError with the
 // runtime's message and exit code.
 import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, rmSync, statSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { devNull, tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { WASI } from "node:wasi";
 import { CarvqError } from "../tools/errors.ts";
@@ -47,15 +47,22 @@ function wrappedImports(wasi: WASI): WebAssembly.Imports {
   return { wasi_snapshot_preview1: wrapped } as WebAssembly.Imports;
 }
 
+export interface RunOptions {
+  /** Folder for the stdout/stderr capture files (default: a fresh temporary folder). */
+  scratchDir?: string;
+  /** Send stdout to /dev/null instead of capturing it (benchmarks: the host never reads the rows). */
+  discardStdout?: boolean;
+}
+
 /**
  * Runs the command once: `args` after the program name, `preopens` guest path -> host folder.
  * Never throws for a non-zero exit (see checkRun); a trap becomes exit code 70 with its message.
  */
-export function runWasiCommand(wasm: string, args: readonly string[], preopens: Record<string, string>, scratchDir?: string): RunResult {
+export function runWasiCommand(wasm: string, args: readonly string[], preopens: Record<string, string>, options: RunOptions = {}): RunResult {
   const module = compiledModule(wasm);
-  const own = scratchDir === undefined;
-  const dir = scratchDir ?? mkdtempSync(join(tmpdir(), "carvq-rt-"));
-  const outPath = join(dir, "stdout");
+  const own = options.scratchDir === undefined;
+  const dir = options.scratchDir ?? mkdtempSync(join(tmpdir(), "carvq-rt-"));
+  const outPath = options.discardStdout ? devNull : join(dir, "stdout");
   const errPath = join(dir, "stderr");
   const out = openSync(outPath, "w+");
   const err = openSync(errPath, "w+");
@@ -78,7 +85,7 @@ export function runWasiCommand(wasm: string, args: readonly string[], preopens: 
   }
   const result: RunResult = {
     exitCode,
-    stdout: new Uint8Array(readFileSync(outPath)),
+    stdout: options.discardStdout ? new Uint8Array(0) : new Uint8Array(readFileSync(outPath)),
     stderr: readFileSync(errPath, "utf8") + trap,
     peakMemoryBytes: memory?.buffer.byteLength ?? 0,
   };
