@@ -157,8 +157,8 @@ export function openBlob(ptr: usize, len: usize): void {
     if (name == 0) break;
     if (fd_prestat_dir_name(dirFd, name, <u32>nameLen) != ERRNO_SUCCESS) continue;
     let n = nameLen;
+    while (n > 0 && load<u8>(name + n - 1) == 0) n--; // wasm3 counts and copies the NUL
     while (n > 1 && load<u8>(name + n - 1) == 0x2f) n--; // trailing slashes
-    while (n > 0 && load<u8>(name + n - 1) == 0) n--; // some hosts count a NUL
     let score: i32 = -1;
     let rel: usize = 0;
     const skipName = strip(name, n);
