@@ -11,7 +11,7 @@ import {
   MAX_LEVELS, MAX_SCALE_BLOCK,
 } from "./format";
 import {
-  path_open, fd_prestat_get, fd_prestat_dir_name, fd_filestat_get, preadAll, ERRNO_SUCCESS,
+  path_open, fd_close, fd_prestat_get, fd_prestat_dir_name, fd_filestat_get, preadAll, ERRNO_SUCCESS,
   ERRNO_BADF, ERRNO_NOENT, ERRNO_ACCES, ERRNO_NOTCAPABLE, ERRNO_ISDIR, FILETYPE_REGULAR_FILE,
   LOOKUP_SYMLINK_FOLLOW, RIGHTS_READ_FILE,
 } from "./wasi";
@@ -224,6 +224,12 @@ export function openBlob(ptr: usize, len: usize): void {
     die(EXIT_IO);
   }
   fileSize = load<u64>(SCRATCH, 32);
+}
+
+/** Closes the blob's file descriptor (small hosts have few). */
+export function closeBlob(): void {
+  if (fd != 0) fd_close(fd);
+  fd = 0;
 }
 
 /** Reads `len` bytes at `offset` of the blob into `dst`; exits with EXIT_IO on failure. */

@@ -16,7 +16,7 @@ import {
   errBegin, die, EXIT_USAGE, EXIT_IO, EXIT_TOKEN_RANGE, EXIT_BUDGET,
 } from "./exit";
 import {
-  openBlob, readHeader, verifySections, blobErr, pathPtr, pathLen, fileSize, method, rows, cols,
+  openBlob, closeBlob, readHeader, verifySections, blobErr, pathPtr, pathLen, fileSize, method, rows, cols,
   subvec, levels, codebookSize, group, layout, codeBits, rowBytes, groupCount, sectionCount, headerPtr,
 } from "./blob";
 import {
@@ -195,6 +195,7 @@ function cmdLookup(first: u32, asked: u32): void {
       filled = 0;
     }
   }
+  closeBlob();
 }
 
 function putKey(k: string): void {
@@ -213,6 +214,7 @@ function cmdInfo(first: u32): void {
   const strNeed = streamingNeed();
   const free = arenaFree();
   verifySections(); // always by streaming: info works for blobs of any size
+  closeBlob();
   const isRvq = method == METHOD_RVQ;
   textBegin(1);
   putStr("{\"format\":\"carvq\",\"formatVersion\":\"1.0\",\"file\":");
