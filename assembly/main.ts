@@ -274,6 +274,8 @@ function cmdInfo(first: u32): void {
   putStr(ASC_FEATURE_SIMD ? "\"simd\"" : "\"scalar\"");
   putKey("budgetBytes");
   putU64(BUDGET_BYTES);
+  putKey("staticBytes");
+  putU64(<u64>__heap_base);
   putKey("defaultMode");
   putByte(0x22);
   putStr(modeName(<u32>CARVQ_DEFAULT_MODE));

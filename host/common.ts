@@ -102,6 +102,8 @@ export interface RuntimeInfo {
     version: string;
     build: BuildName;
     budgetBytes: number;
+    /** Static data below the arena (string literals, CRC tables, scratch words). */
+    staticBytes: number;
     defaultMode: ModeName | "auto";
     residentBytes: number;
     residentFits: boolean;
