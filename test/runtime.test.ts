@@ -1,7 +1,7 @@
 // Conformance of the WASM runtime (assembly/) with the TypeScript reference decoder: bit-identical
 // rows in both builds and both modes, under Node's WASI and (one test) under jco; corrupted blobs,
 // bad requests and budget overruns refused with the documented exit code and one stderr line.
-import { mkdtempSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
@@ -14,6 +14,7 @@ import { parseBlob } from "../tools/blob/reader.ts";
 import { headerCrc } from "../tools/blob/writer.ts";
 import { compressMatrix, type CompressOptions } from "../tools/compress.ts";
 import { decodeTokens } from "../tools/decoder.ts";
+import { inputEmbedding, loadLlama2cModel } from "../tools/llama2c/model.ts";
 import { CarvqError } from "../tools/errors.ts";
 import { createRandom } from "../tools/random.ts";
 import { randomMatrix } from "./helpers.ts";
@@ -87,6 +88,17 @@ describe("parity with the TypeScript decoder (compressed blobs)", () => {
       await checkParity(bytes, allTokens(rows), what);
     });
   }
+});
+
+const MODEL = join(import.meta.dirname, "..", "..", "shared", "models", "stories260K.bin");
+describe.skipIf(!existsSync(MODEL))("parity on a real model's table (stories260K, ../shared/models)", () => {
+  it("every token of its 512 x 64 embedding, rvq (row and column-block) and int3: both builds, both modes", async () => {
+    const table = inputEmbedding(loadLlama2cModel(MODEL));
+    for (const options of [{ h: 8, levels: 3, group: 2048, iters: 8 }, { h: 8, levels: 2, group: 64, layout: "col" as const, iters: 8 }, { method: "int3" as const, block: 32 }]) {
+      const { bytes } = compressMatrix(table, { seed: 1, ...options });
+      await checkParity(bytes, allTokens(table.rows), `stories260K ${JSON.stringify(options)}`);
+    }
+  });
 });
 
 describe("parity with the TypeScript decoder (random codebooks: subnormals, odd shapes)", () => {
