@@ -89,7 +89,7 @@ export async function openJcoRuntime(options: OpenJcoRuntimeOptions): Promise<Jc
     checkRun(result, options.blob);
     return result;
   };
-  const info = async (): Promise<RuntimeInfo> => JSON.parse(new TextDecoder().decode((await run(["info", guestPath(blob)])).stdout)) as RuntimeInfo;
+  const info = async (): Promise<RuntimeInfo> => ({ ...(JSON.parse(new TextDecoder().decode((await run(["info", guestPath(blob)])).stdout)) as RuntimeInfo), file: options.blob });
   return {
     blob,
     lookup: async (ids) => rowsOf(await run(lookupArgs(blob, ids, options.mode)), ids.length),

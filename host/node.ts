@@ -140,7 +140,7 @@ export async function openRuntime(options: OpenRuntimeOptions): Promise<NodeRunt
     checkRun(result, options.blob);
     return result;
   };
-  const info = (): RuntimeInfo => JSON.parse(new TextDecoder().decode(run(["info", guestPath(blob)]).stdout)) as RuntimeInfo;
+  const info = (): RuntimeInfo => ({ ...(JSON.parse(new TextDecoder().decode(run(["info", guestPath(blob)]).stdout)) as RuntimeInfo), file: options.blob });
   return {
     blob,
     wasmPath: wasm,
