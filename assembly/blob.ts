@@ -468,16 +468,20 @@ function crcOf(off: u64, len: u64): u32 {
   return ~c;
 }
 
-/** True when the `len` bytes at `off` are all zero (the gaps before sections). */
+/** True when the `len` bytes at `off` are all zero (the gaps before sections), read chunk by chunk. */
 function zeroRange(off: u64, len: u64): bool {
-  if (len == 0) return true;
-  let p: usize;
-  if (resident != 0) p = resident + <usize>off;
-  else {
-    readAt(chunkPtr, off, <usize>len); // a gap is < 64 bytes, far below any chunk
-    p = chunkPtr;
+  while (len > 0) {
+    const n = len < <u64>chunkLen || resident != 0 ? <usize>len : chunkLen;
+    let p: usize;
+    if (resident != 0) p = resident + <usize>off;
+    else {
+      readAt(chunkPtr, off, n);
+      p = chunkPtr;
+    }
+    for (let i: usize = 0; i < n; i++) if (load<u8>(p + i) != 0) return false;
+    off += n;
+    len -= n;
   }
-  for (let i: usize = 0; i < <usize>len; i++) if (load<u8>(p + i) != 0) return false;
   return true;
 }
 

@@ -272,6 +272,31 @@ describe("corrupted blobs are refused with exit 4 (bad blob) in both builds and 
     });
   }
 
+  /** The blob with its last section moved 1 MiB further: a long zero gap, valid by the reader rules. */
+  function withLongGap(): Uint8Array {
+    const last = blob.sections[count - 1];
+    const shift = 1 << 20;
+    const b = new Uint8Array(good.length + shift);
+    b.set(good.subarray(0, last.offset), 0);
+    b.set(good.subarray(last.offset), last.offset + shift);
+    const v = new DataView(b.buffer);
+    v.setBigUint64(table(count - 1) + F.S_OFFSET, BigInt(last.offset + shift), true);
+    v.setUint32(F.H_HEADER_CRC, headerCrc(b, count), true);
+    return b;
+  }
+
+  it("a 1 MiB zero gap before a section is accepted (and read through the 64 KiB chunk), a non-zero byte deep in it is refused", async () => {
+    const long = withLongGap();
+    expect(tsRefuses(long)).toBe(false);
+    await checkParity(long, [0, 39, 7], "long gap");
+    const dirty = new Uint8Array(long);
+    dirty[blob.sections[count - 1].offset + 700_000] = 1;
+    const path = writeBlob(dirty);
+    for (const build of BUILDS) {
+      for (const mode of MODES) expect(refuse(build, path, mode).line).toMatch(/padding before it is not zero/);
+    }
+  });
+
   it("a non-zero byte in the padding before a section (which no CRC covers)", () => {
     const bytes = corrupt((b) => (b[section(F.SECTION_CODES).offset - 1] = 0x55));
     const path = writeBlob(bytes);
