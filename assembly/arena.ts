@@ -11,6 +11,10 @@ export const PAGE_BYTES: u64 = 65536;
 export const BUDGET_BYTES: u64 = (<u64>CARVQ_BUDGET_PAGES) << 16;
 
 let top: u64 = 0;
+/** End of the memory this arena owns: the initial pages plus every page it grew itself. */
+let ownEnd: u64 = 0;
+/** Nothing is placed below this: pages under it may belong to someone else (see arenaAlloc). */
+let floor: u64 = 0;
 
 function align16(v: u64): u64 {
   return (v + 15) & ~(<u64>15);
@@ -18,6 +22,8 @@ function align16(v: u64): u64 {
 
 export function arenaInit(): void {
   top = align16(<u64>__heap_base);
+  ownEnd = (<u64>memory.size()) << 16;
+  floor = top;
 }
 
 /** Bytes used so far: static data plus everything reserved. */
@@ -25,9 +31,23 @@ export function arenaUsed(): u64 {
   return top;
 }
 
-/** Bytes still available under the budget (after aligning the next reservation). */
+/** Where the next reservation that needs new pages would start. */
+function nextStart(bytes: u64): u64 {
+  const start = align16(top > floor ? top : floor);
+  if (start <= ownEnd && bytes <= ownEnd - start) return start;
+  // New pages are needed. If memory grew past our end behind our back, those pages are not ours:
+  // the WASI preview1 adapter of a component (jco, wasmtime on a component) keeps its state in a
+  // page it grows from our memory at its first call. Continue after them.
+  const current = (<u64>memory.size()) << 16;
+  return current != ownEnd && start < current ? current : start;
+}
+
+/**
+ * Bytes still available under the budget for one more reservation (conservative: when foreign
+ * pages sit above ours, what is left below them is not counted).
+ */
 export function arenaFree(): u64 {
-  const start = align16(top);
+  const start = nextStart(BUDGET_BYTES);
   return start >= BUDGET_BYTES ? 0 : BUDGET_BYTES - start;
 }
 
@@ -41,13 +61,15 @@ export function arenaCost(bytes: u64): u64 {
  * the budget (or the host) refuses: the caller reports EXIT_BUDGET.
  */
 export function arenaAlloc(bytes: u64): usize {
-  const start = align16(top);
+  const start = nextStart(bytes);
   if (bytes > BUDGET_BYTES || start > BUDGET_BYTES - bytes) return 0;
   const end = start + bytes;
-  const needPages = <i32>((end + PAGE_BYTES - 1) >> 16);
-  const have = memory.size();
-  if (needPages > have) {
-    if (memory.grow(needPages - have) < 0) return 0;
+  if (end > ownEnd) {
+    const needPages = <i32>((end + PAGE_BYTES - 1) >> 16);
+    const have = memory.size();
+    if (needPages > have && memory.grow(needPages - have) < 0) return 0;
+    if (start >= ownEnd && start != align16(top > floor ? top : floor)) floor = start; // jumped over foreign pages
+    ownEnd = (<u64>memory.size()) << 16;
   }
   top = end;
   return <usize>start;
@@ -59,7 +81,7 @@ export function arenaMark(): u64 {
 }
 
 export function arenaRelease(mark: u64): void {
-  top = mark;
+  top = mark > floor ? mark : floor;
 }
 
 /** Committed linear memory in bytes: the run's peak, since memory never shrinks. */

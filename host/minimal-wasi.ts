@@ -27,6 +27,12 @@ export interface MinimalWasiOptions {
   nulInPreopenNames?: boolean;
   /** Return at most this many bytes per fd_pread (a flash driver's page), to exercise short reads. */
   maxReadBytes?: number;
+  /**
+   * Grow the module's memory by this many pages at the first WASI call and fill them with 0xA5, as
+   * the component model's preview1 adapter does for its own state; the result reports whether they
+   * were left untouched.
+   */
+  foreignPages?: number;
 }
 
 export interface MinimalWasiResult {
@@ -36,6 +42,8 @@ export interface MinimalWasiResult {
   peakMemoryBytes: number;
   /** How many times each import was called. */
   calls: Record<string, number>;
+  /** With `foreignPages`: whether the runtime left those pages alone. */
+  foreignPagesIntact?: boolean;
 }
 
 const ERRNO = { success: 0, badf: 8, inval: 28, io: 29, isdir: 31, noent: 44, notdir: 54 } as const;
@@ -57,7 +65,15 @@ export function runMinimalWasi(module: WebAssembly.Module, options: MinimalWasiO
   const out: Uint8Array[] = [];
   const err: Uint8Array[] = [];
   const calls: Record<string, number> = {};
-  const count = (name: string) => (calls[name] = (calls[name] ?? 0) + 1);
+  let foreign: { start: number; length: number } | null = null;
+  const count = (name: string) => {
+    calls[name] = (calls[name] ?? 0) + 1;
+    if (options.foreignPages && foreign === null) {
+      const start = memory.grow(options.foreignPages) * 65536;
+      foreign = { start, length: options.foreignPages * 65536 };
+      bytes().fill(0xa5, start, start + foreign.length);
+    }
+  };
 
   const imports: Record<string, (...args: never[]) => number | void> = {
     args_sizes_get(argcPtr: number, sizePtr: number) {
@@ -172,5 +188,14 @@ export function runMinimalWasi(module: WebAssembly.Module, options: MinimalWasiO
     }
     return all;
   };
-  return { exitCode, stdout: join(out), stderr: new TextDecoder().decode(join(err)), peakMemoryBytes: memory.buffer.byteLength, calls };
+  const intact = (f: { start: number; length: number }) => bytes().subarray(f.start, f.start + f.length).every((b) => b === 0xa5);
+  const taken = foreign as { start: number; length: number } | null;
+  return {
+    exitCode,
+    stdout: join(out),
+    stderr: new TextDecoder().decode(join(err)),
+    peakMemoryBytes: memory.buffer.byteLength,
+    calls,
+    ...(taken ? { foreignPagesIntact: intact(taken) } : {}),
+  };
 }

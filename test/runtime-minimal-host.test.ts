@@ -60,6 +60,24 @@ describe("the runtime on a minimal WASI host", () => {
     expect(sameBits(run.stdout, want)).toBe(true);
   });
 
+  it("leaves alone the pages a host grows from its memory (as the component adapter does), resident and streaming", () => {
+    const big = randomBlob({ rows: 3000, cols: 64, subvec: 8, levels: 2, group: 16, seed: 21 }); // ~360 KB
+    const wantBig = decodeTokens(parseBlob(big, "big"), [2999, 0, 1500]);
+    for (const [name, module] of [["generic simd", new WebAssembly.Module(readFileSync(wasmPath({ build: "simd" })))], ["rpi-zero2w", modules[2].module]] as const) {
+      for (const mode of ["resident", "streaming"]) {
+        if (name === "rpi-zero2w" && mode === "resident") continue;
+        const run = runMinimalWasi(module, {
+          args: ["lookup", "--mode", mode, "/m/big.carvq", "2999", "0", "1500"],
+          preopens: [{ name: "/m", files: { "big.carvq": big } }],
+          foreignPages: 1,
+        });
+        expect(run.exitCode, run.stderr).toBe(0);
+        expect(run.foreignPagesIntact, `${name} ${mode}`).toBe(true);
+        expect(sameBits(run.stdout, wantBig), `${name} ${mode}`).toBe(true);
+      }
+    }
+  });
+
   it("exit codes reach the host through proc_exit, with one stderr line", () => {
     const run = runMinimalWasi(modules[0].module, {
       args: ["lookup", "/flash/model.carvq", "33"],

@@ -367,5 +367,11 @@ describe("under jco (the WASI component, ~1 s per run)", () => {
     const rt = await openJcoRuntime({ blob: path, mode: "streaming" });
     expectSameBits(await rt.lookup(ids), decodeTokens(parseBlob(bytes, "jco"), ids), "jco streaming");
     await expect(rt.lookup([0, 21])).rejects.toMatchObject({ exitCode: RUNTIME_EXIT.tokenRange });
+    // Resident with a blob of several pages: the preview1 adapter keeps its state in a page it
+    // grows from the module's memory, which the arena must step over.
+    const big = randomBlob({ rows: 3000, cols: 64, group: 16, seed: 22 });
+    const bigPath = writeBlob(big);
+    const resident = await openJcoRuntime({ blob: bigPath, mode: "resident" });
+    expectSameBits(await resident.lookup([2999, 0, 1234]), decodeTokens(parseBlob(big, "big"), [2999, 0, 1234]), "jco resident");
   });
 });
