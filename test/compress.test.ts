@@ -130,3 +130,21 @@ describe("compressMatrixParallel", () => {
     expect(lastProgress).toBe(single.blob.header.groupCount);
   });
 });
+
+describe("importance weights", () => {
+  it("lower the error of heavily weighted rows, and all-ones weights change nothing", () => {
+    const matrix = randomMatrix(1024, 16, 31);
+    const base = { h: 8, levels: 1, group: 2048, iters: 20 };
+    const weights = new Float32Array(1024).fill(1);
+    const plain = compressMatrix(matrix, base);
+    expect(Buffer.from(compressMatrix(matrix, { ...base, weights }).bytes).equals(Buffer.from(plain.bytes))).toBe(true);
+    for (let t = 0; t < 64; t++) weights[t] = 1000;
+    const weighted = compressMatrix(matrix, { ...base, weights });
+    const rowError = (decoded: Float32Array, rows: number) => {
+      let sum = 0;
+      for (let i = 0; i < rows * 16; i++) sum += (decoded[i] - matrix.data[i]) ** 2;
+      return sum;
+    };
+    expect(rowError(decodeAll(weighted.blob).data, 64)).toBeLessThan(0.7 * rowError(decodeAll(plain.blob).data, 64));
+  });
+});

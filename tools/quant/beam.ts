@@ -4,9 +4,9 @@
 /**
  * Encodes `count` vectors of dimension h against `levels` codebooks of K centroids (f32 values,
  * level-major: level l, centroid k at (l·K + k)·h), writing codes[p·levels + l].
- * Returns the total squared error of the chosen sequences.
+ * Returns the total squared error of the chosen sequences, each weighted by `weights` if given.
  */
-export function encodeWithBeam(vectors: Float32Array, count: number, h: number, levels: number, K: number, centroids: Float32Array, beam: number, codes: Uint8Array): number {
+export function encodeWithBeam(vectors: Float32Array, count: number, h: number, levels: number, K: number, centroids: Float32Array, beam: number, codes: Uint8Array, weights: Float32Array | null = null): number {
   const width = Math.max(1, Math.min(beam, K ** levels));
   // Current beams: their residuals, errors and code sequences; candidates are scored before copying.
   let residuals = new Float32Array(width * h);
@@ -47,7 +47,7 @@ export function encodeWithBeam(vectors: Float32Array, count: number, h: number, 
     codes.set(sequences.subarray(0, levels), p * levels);
     let err = 0;
     for (let e = 0; e < h; e++) err += residuals[e] * residuals[e];
-    total += err;
+    total += weights === null ? err : err * weights[p];
   }
   return total;
 }

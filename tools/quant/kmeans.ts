@@ -1,5 +1,6 @@
 // k-means for small codebooks (K centroids of dimension `dim`): k-means++ seeding, Lloyd
-// iterations, empty clusters re-seeded. Deterministic for a given random stream.
+// iterations, empty clusters re-seeded, optional per-point importance weights (null = all 1, and
+// then the arithmetic is exactly the unweighted one). Deterministic for a given random stream.
 
 /** Squared distance between points[p] and centroids[c] (both `dim` wide). */
 function distance2(points: Float32Array, p: number, centroids: Float32Array, c: number, dim: number): number {
@@ -32,7 +33,7 @@ export function nearestCentroid(points: Float32Array, p: number, centroids: Floa
 }
 
 /** k-means++: each next centroid is a point drawn with probability proportional to its squared distance. */
-function seedCentroids(points: Float32Array, count: number, dim: number, K: number, random: () => number): Float32Array {
+function seedCentroids(points: Float32Array, count: number, dim: number, K: number, random: () => number, weights: Float32Array | null): Float32Array {
   const centroids = new Float32Array(K * dim);
   const nearest = new Float64Array(count).fill(Infinity);
   let chosen = Math.min(count - 1, Math.floor(random() * count));
@@ -42,7 +43,7 @@ function seedCentroids(points: Float32Array, count: number, dim: number, K: numb
     for (let p = 0; p < count; p++) {
       const d = distance2(points, p, centroids, k, dim);
       if (d < nearest[p]) nearest[p] = d;
-      total += nearest[p];
+      total += weights === null ? nearest[p] : nearest[p] * weights[p];
     }
     if (total === 0) {
       // Fewer distinct points than centroids: the rest duplicate the first (they stay unused).
@@ -52,7 +53,7 @@ function seedCentroids(points: Float32Array, count: number, dim: number, K: numb
     let target = random() * total;
     chosen = count - 1;
     for (let p = 0; p < count; p++) {
-      target -= nearest[p];
+      target -= weights === null ? nearest[p] : nearest[p] * weights[p];
       if (target < 0) {
         chosen = p;
         break;
@@ -66,12 +67,12 @@ function seedCentroids(points: Float32Array, count: number, dim: number, K: numb
  * Fits K centroids to `count` points of dimension `dim` (row-major in `points`) with at most
  * `iterations` Lloyd steps, stopping early once no assignment changes.
  */
-export function kmeans(points: Float32Array, count: number, dim: number, K: number, iterations: number, random: () => number): Float32Array {
-  const centroids = seedCentroids(points, count, dim, K, random);
+export function kmeans(points: Float32Array, count: number, dim: number, K: number, iterations: number, random: () => number, weights: Float32Array | null = null): Float32Array {
+  const centroids = seedCentroids(points, count, dim, K, random, weights);
   const assignment = new Int32Array(count).fill(-1);
   const pointDistance = new Float64Array(count);
   const sums = new Float64Array(K * dim);
-  const sizes = new Int32Array(K);
+  const sizes = new Float64Array(K);
   const found = new Float64Array(2);
   for (let iter = 0; iter < iterations; iter++) {
     let changed = false;
@@ -85,25 +86,27 @@ export function kmeans(points: Float32Array, count: number, dim: number, K: numb
         assignment[p] = c;
         changed = true;
       }
-      sizes[c]++;
-      for (let e = 0; e < dim; e++) sums[c * dim + e] += points[p * dim + e];
+      const w = weights === null ? 1 : weights[p];
+      sizes[c] += w;
+      for (let e = 0; e < dim; e++) sums[c * dim + e] += w * points[p * dim + e];
     }
     if (!changed) break;
     for (let c = 0; c < K; c++) {
       if (sizes[c] > 0) {
         for (let e = 0; e < dim; e++) centroids[c * dim + e] = sums[c * dim + e] / sizes[c];
       } else {
-        reseedEmpty(points, count, dim, centroids, c, pointDistance);
+        reseedEmpty(points, count, dim, centroids, c, pointDistance, weights);
       }
     }
   }
   return centroids;
 }
 
-/** An empty cluster takes the point worst served by its centroid (so it splits the worst cluster). */
-function reseedEmpty(points: Float32Array, count: number, dim: number, centroids: Float32Array, c: number, pointDistance: Float64Array): void {
+/** An empty cluster (or one of zero weight) takes the point costing most where it is (so it splits the worst cluster). */
+function reseedEmpty(points: Float32Array, count: number, dim: number, centroids: Float32Array, c: number, pointDistance: Float64Array, weights: Float32Array | null): void {
+  const cost = (p: number) => (weights === null ? pointDistance[p] : pointDistance[p] * weights[p]);
   let worst = 0;
-  for (let p = 1; p < count; p++) if (pointDistance[p] > pointDistance[worst]) worst = p;
+  for (let p = 1; p < count; p++) if (cost(p) > cost(worst)) worst = p;
   centroids.set(points.subarray(worst * dim, (worst + 1) * dim), c * dim);
   pointDistance[worst] = 0;
 }

@@ -3,21 +3,22 @@
 // level-by-level k-means centroids.
 
 /**
- * Returns new f32 centroids (level-major, like the input) minimising the summed squared error of
- * the given codes. A small ridge pulls each centroid toward its previous value, which fixes the
+ * Returns new f32 centroids (level-major, like the input) minimising the (weighted) summed squared
+ * error of the given codes. A small ridge pulls each centroid toward its previous value, which fixes the
  * sum's gauge freedom (a constant moved between levels) and keeps unused centroids where they were.
  */
-export function refineCodebooks(vectors: Float32Array, count: number, h: number, levels: number, K: number, codes: Uint8Array, previous: Float32Array): Float32Array {
+export function refineCodebooks(vectors: Float32Array, count: number, h: number, levels: number, K: number, codes: Uint8Array, previous: Float32Array, weights: Float32Array | null = null): Float32Array {
   const size = levels * K;
   const normal = new Float64Array(size * size);
   const rhs = new Float64Array(size * h);
   const used = new Int32Array(levels);
   for (let p = 0; p < count; p++) {
+    const w = weights === null ? 1 : weights[p];
     for (let a = 0; a < levels; a++) used[a] = a * K + codes[p * levels + a];
     for (let a = 0; a < levels; a++) {
       const i = used[a];
-      for (let b = 0; b < levels; b++) normal[i * size + used[b]] += 1;
-      for (let e = 0; e < h; e++) rhs[i * h + e] += vectors[p * h + e];
+      for (let b = 0; b < levels; b++) normal[i * size + used[b]] += w;
+      for (let e = 0; e < h; e++) rhs[i * h + e] += w * vectors[p * h + e];
     }
   }
   const ridge = 1e-3;

@@ -25,6 +25,8 @@ export interface RvqParams {
   beam: number;
   /** Rounds of joint least-squares codebook refinement and re-encoding. */
   refine: number;
+  /** Importance of each row (token) in codebook fitting, e.g. its frequency; null = all equal. */
+  weights?: Float32Array | null;
 }
 
 /** What an RVQ encoding stores: S·L codes per token and every group's FP16 codebooks. */
@@ -67,10 +69,10 @@ function roundCodebook(centroids: Float32Array): { halves: Uint16Array; values: 
  * member encoded greedily against the FP16-rounded centroids (exactly what the decoder adds back).
  * Consumes `residual` (the members' vectors on entry). Writes codes[i·L + l] and FP16 `halves`.
  */
-function trainGreedy(residual: Float32Array, count: number, h: number, levels: number, iters: number, seed: number, codes: Uint8Array, halves: Uint16Array): void {
+function trainGreedy(residual: Float32Array, count: number, h: number, levels: number, iters: number, seed: number, weights: Float32Array | null, codes: Uint8Array, halves: Uint16Array): void {
   const found = new Float64Array(2);
   for (let l = 0; l < levels; l++) {
-    const centroids = kmeans(residual, count, h, K, iters, createRandom(deriveSeed(seed, l)));
+    const centroids = kmeans(residual, count, h, K, iters, createRandom(deriveSeed(seed, l)), weights);
     const rounded = roundCodebook(centroids);
     halves.set(rounded.halves, l * K * h);
     for (let p = 0; p < count; p++) {
@@ -89,6 +91,8 @@ export interface GroupFitOptions {
   seed: number;
   beam: number;
   refine: number;
+  /** Each member's importance (null = all equal). */
+  weights: Float32Array | null;
 }
 
 /**
@@ -98,14 +102,14 @@ export interface GroupFitOptions {
  */
 export function fitGroup(vectors: Float32Array, count: number, o: GroupFitOptions, codes: Uint8Array, halves: Uint16Array): void {
   const { h, levels } = o;
-  trainGreedy(vectors.slice(), count, h, levels, o.iters, o.seed, codes, halves);
+  trainGreedy(vectors.slice(), count, h, levels, o.iters, o.seed, o.weights, codes, halves);
   if (o.beam <= 1 && o.refine <= 0) return;
   let values: Float32Array = Float32Array.from(halves, (half) => F16_TO_F32[half]);
   const trialCodes = new Uint8Array(codes.length);
-  let bestError = encodeWithBeam(vectors, count, h, levels, K, values, o.beam, codes);
+  let bestError = encodeWithBeam(vectors, count, h, levels, K, values, o.beam, codes, o.weights);
   for (let round = 0; round < o.refine; round++) {
-    const rounded = roundCodebook(refineCodebooks(vectors, count, h, levels, K, codes, values));
-    const error = encodeWithBeam(vectors, count, h, levels, K, rounded.values, o.beam, trialCodes);
+    const rounded = roundCodebook(refineCodebooks(vectors, count, h, levels, K, codes, values, o.weights));
+    const error = encodeWithBeam(vectors, count, h, levels, K, rounded.values, o.beam, trialCodes, o.weights);
     if (!(error < bestError)) break;
     bestError = error;
     values = rounded.values;
@@ -121,7 +125,9 @@ export function encodeGroup(matrix: Matrix, params: RvqParams, G: number, codes:
   const members = groupMembers(params.layout, G, matrix.rows, S, params.group);
   const vectors = gatherSubvectors(matrix, members, S, h);
   const groupCodes = new Uint8Array(members.length * levels);
-  const options = { h, levels, iters: params.iters, seed: deriveSeed(params.seed, G), beam: params.beam, refine: params.refine };
+  const rowWeights = params.weights ?? null;
+  const weights = rowWeights === null ? null : Float32Array.from(members, (member) => rowWeights[Math.floor(member / S)]);
+  const options = { h, levels, iters: params.iters, seed: deriveSeed(params.seed, G), beam: params.beam, refine: params.refine, weights };
   fitGroup(vectors, members.length, options, groupCodes, codebooks.subarray(G * levels * K * h, (G + 1) * levels * K * h));
   for (let i = 0; i < members.length; i++) codes.set(groupCodes.subarray(i * levels, (i + 1) * levels), members[i] * levels);
 }
