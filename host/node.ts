@@ -62,7 +62,15 @@ export function runWasiCommand(wasm: string, args: readonly string[], preopens: 
   const module = compiledModule(wasm);
   const own = options.scratchDir === undefined;
   const dir = options.scratchDir ?? mkdtempSync(join(tmpdir(), "carvq-rt-"));
-  const outPath = options.discardStdout ? devNull : join(dir, "stdout");
+  try {
+    return runIn(module, dir, args, preopens, options.discardStdout === true);
+  } finally {
+    if (own) rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+function runIn(module: WebAssembly.Module, dir: string, args: readonly string[], preopens: Record<string, string>, discardStdout: boolean): RunResult {
+  const outPath = discardStdout ? devNull : join(dir, "stdout");
   const errPath = join(dir, "stderr");
   const out = openSync(outPath, "w+");
   const err = openSync(errPath, "w+");
@@ -83,14 +91,12 @@ export function runWasiCommand(wasm: string, args: readonly string[], preopens: 
     closeSync(out);
     closeSync(err);
   }
-  const result: RunResult = {
+  return {
     exitCode,
-    stdout: options.discardStdout ? new Uint8Array(0) : new Uint8Array(readFileSync(outPath)),
+    stdout: discardStdout ? new Uint8Array(0) : new Uint8Array(readFileSync(outPath)),
     stderr: readFileSync(errPath, "utf8") + trap,
     peakMemoryBytes: memory?.buffer.byteLength ?? 0,
   };
-  if (own) rmSync(dir, { recursive: true, force: true });
-  return result;
 }
 
 export interface OpenRuntimeOptions {
