@@ -6,10 +6,11 @@
 // layout in prose for implementers in other languages; change both together.
 
 // ---- File header (little-endian, HEADER_BYTES long, at offset 0) ----
+// Version 1.1 adds the optional ROW_SCALES section (gain-shape); a blob without it is written as 1.0.
 /** "CRVQ" read as a little-endian u32: bytes 0x43 0x52 0x56 0x51. */
 export const MAGIC = 0x51565243;
 export const VERSION_MAJOR = 1;
-export const VERSION_MINOR = 0;
+export const VERSION_MINOR = 1;
 export const HEADER_BYTES = 64;
 
 export const H_MAGIC = 0; // u32
@@ -45,6 +46,10 @@ export const MAX_SECTIONS = 16;
 export const SECTION_CODES = 1; // V records of H_ROW_BYTES bytes, token-major
 export const SECTION_CODEBOOKS = 2; // RVQ only: FP16 centroids, group-major
 export const SECTION_METADATA = 3; // UTF-8 JSON, informative only
+/** v1.1, RVQ only: FP16 row scales; when present each CODES record starts with a u8 index into them. */
+export const SECTION_ROW_SCALES = 4;
+/** A ROW_SCALES section holds 1 to this many FP16 values (one u8 index per row selects one). */
+export const MAX_ROW_SCALES = 256;
 
 // ---- Methods ----
 export const METHOD_RVQ = 1;

@@ -59,6 +59,7 @@ describe("blob v1 layout", () => {
       ["truncated", valid.subarray(0, valid.length - 5), /runs past the end of the file/],
       ["tiny", valid.subarray(0, 10), /truncated/],
       ["trailing", new Uint8Array([...valid, 0]), /trailing bytes/],
+      ["dirty padding", mutated((b, v) => (b[Number(v.getBigUint64(entry(1) + F.S_OFFSET, true)) - 1] = 0xaa)), /padding must be zero/],
     ];
     for (const [what, bytes, pattern] of cases) {
       const message = rejection(bytes);

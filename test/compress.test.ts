@@ -4,6 +4,8 @@ import { describe, expect, it } from "vitest";
 import { parseBlob } from "../tools/blob/reader.ts";
 import { compressMatrix, compressMatrixParallel } from "../tools/compress.ts";
 import { decodeAll, decodeTokens } from "../tools/decoder.ts";
+import { headerCrc } from "../tools/blob/writer.ts";
+import { crc32 } from "../tools/crc32.ts";
 import { CarvqError } from "../tools/errors.ts";
 import { bitsPerParameter } from "../tools/eval/bpp.ts";
 import { reconstructionMetrics } from "../tools/eval/metrics.ts";
@@ -137,7 +139,8 @@ describe("importance weights", () => {
     const base = { h: 8, levels: 1, group: 2048, iters: 20 };
     const weights = new Float32Array(1024).fill(1);
     const plain = compressMatrix(matrix, base);
-    expect(Buffer.from(compressMatrix(matrix, { ...base, weights }).bytes).equals(Buffer.from(plain.bytes))).toBe(true);
+    const sectionsOf = (blob: typeof plain.blob) => [Array.from(blob.codes), Array.from(blob.codebooks ?? [])];
+    expect(sectionsOf(compressMatrix(matrix, { ...base, weights }).blob)).toEqual(sectionsOf(plain.blob));
     for (let t = 0; t < 64; t++) weights[t] = 1000;
     const weighted = compressMatrix(matrix, { ...base, weights });
     const rowError = (decoded: Float32Array, rows: number) => {
@@ -150,5 +153,35 @@ describe("importance weights", () => {
     const weightedError = rowError(decodeAll(weighted.blob).data, 64);
     expect(weightedError).toBeLessThan(0.9 * rowError(decodeAll(plain.blob).data, 64));
     expect(weightedError).toBeLessThan(1.1 * rowError(decodeAll(alone.blob).data, 64));
+  });
+});
+
+describe("gain-shape (ROW_SCALES, format v1.1)", () => {
+  // Rows of very different lengths: the case gain-shape is for.
+  const matrix = randomMatrix(2048, 32, 41);
+  for (let r = 0; r < matrix.rows; r++) for (let e = 0; e < 32; e++) matrix.data[r * 32 + e] *= Math.exp(2 * Math.sin(r));
+  const base = { h: 8, levels: 2, group: 256, iters: 10 };
+
+  it("writes a v1.1 blob whose decode is what it measured, with lower error at one byte per row", () => {
+    const plain = compressMatrix(matrix, base);
+    const scaled = compressMatrix(matrix, { ...base, rowScale: 256 });
+    expect(plain.blob.header.versionMinor).toBe(0);
+    expect(scaled.blob.header.versionMinor).toBe(1);
+    expect(scaled.blob.header.rowBytes).toBe(plain.blob.header.rowBytes + 1);
+    expect(scaled.blob.rowScales?.length).toBe(256);
+    expect(reconstructionMetrics(matrix, decodeAll(parseBlob(scaled.bytes, "s")))).toEqual(scaled.metrics);
+    expect(scaled.metrics.cosine).toBeGreaterThan(plain.metrics.cosine);
+    expect(scaled.metrics.relMSE).toBeLessThan(plain.metrics.relMSE);
+  });
+
+  it("refuses a row-scale index past the table", () => {
+    const scaled = compressMatrix(matrix, { ...base, rowScale: 4 });
+    const codes = scaled.blob.sections.find((s) => s.id === 1)!;
+    const bytes = scaled.bytes.slice();
+    bytes[codes.offset] = 7;
+    const view = new DataView(bytes.buffer);
+    view.setUint32(68, crc32(bytes.subarray(codes.offset, codes.offset + codes.length)), true);
+    view.setUint32(60, headerCrc(bytes, view.getUint32(12, true)), true);
+    expect(() => parseBlob(bytes, "bad.carvq")).toThrow(/token 0 has row-scale index 7; the ROW_SCALES section holds 4/);
   });
 });

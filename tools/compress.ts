@@ -13,6 +13,7 @@ import { decodeAll } from "./decoder.ts";
 import { CarvqError } from "./errors.ts";
 import { reconstructionMetrics, type ReconstructionMetrics } from "./eval/metrics.ts";
 import type { Matrix } from "./matrix.ts";
+import { fitRowScales, unitRows } from "./quant/gain.ts";
 import { encodeRvqParallel } from "./quant/parallel.ts";
 import { encodeRvq, type RvqEncoding } from "./quant/rvq.ts";
 import { encodeScalar } from "./quant/scalar.ts";
@@ -35,11 +36,15 @@ export interface CompressOptions {
   beam: number;
   /** RVQ: rounds of joint least-squares codebook refinement. */
   refine: number;
+  /** RVQ gain-shape: number of FP16 row scales (up to 256, a u8 index per row); 0 = off. */
+  rowScale: number;
+  /** RVQ: importance of each row in codebook fitting (e.g. token frequency); absent = all equal. */
+  weights?: Float32Array | null;
   /** Scalar methods: values per FP16 scale. */
   block: number;
 }
 
-export const DEFAULT_COMPRESS_OPTIONS: CompressOptions = { method: "carvq", h: 8, levels: 2, group: 1024, layout: "row", iters: 25, seed: 0, beam: 1, refine: 0, block: 32 };
+export const DEFAULT_COMPRESS_OPTIONS: CompressOptions = { method: "carvq", h: 8, levels: 2, group: 1024, layout: "row", iters: 25, seed: 0, beam: 1, refine: 0, rowScale: 0, block: 32 };
 
 /** Where the matrix came from, recorded in the metadata (file name only, so paths don't change bytes). */
 export interface CompressSource {
@@ -76,6 +81,10 @@ function checkOptions(matrix: Matrix, o: CompressOptions, name: string): void {
     if (!Number.isInteger(o.iters) || o.iters < 0) throw bad("iters", o.iters, "is out of range; expected 0 or more");
     if (!Number.isInteger(o.beam) || o.beam < 1 || o.beam > 256) throw bad("beam", o.beam, "is out of range; expected 1 to 256");
     if (!Number.isInteger(o.refine) || o.refine < 0) throw bad("refine", o.refine, "is out of range; expected 0 or more");
+    if (!Number.isInteger(o.rowScale) || o.rowScale < 0 || o.rowScale > F.MAX_ROW_SCALES) throw bad("row-scale", o.rowScale, `is out of range; expected 0 (off) to ${F.MAX_ROW_SCALES}`);
+    if (o.weights && (o.weights.length !== matrix.rows || !o.weights.every((w) => Number.isFinite(w) && w >= 0))) {
+      throw new CarvqError(`${name}: weights must be ${matrix.rows} finite values >= 0 (one per row), got ${o.weights.length}`);
+    }
   } else if (!Number.isInteger(o.block) || o.block < 1 || o.block > F.MAX_SCALE_BLOCK) {
     throw bad("block", o.block, `is out of range; expected 1 to ${F.MAX_SCALE_BLOCK}`);
   }
@@ -84,16 +93,41 @@ function checkOptions(matrix: Matrix, o: CompressOptions, name: string): void {
 function headerFor(matrix: Matrix, o: CompressOptions): BlobHeader {
   const common = { method: o.method, rows: matrix.rows, cols: matrix.cols };
   return o.method === "carvq"
-    ? deriveHeader({ ...common, subvec: o.h, levels: o.levels, group: o.group, layout: o.layout })
+    ? deriveHeader({ ...common, subvec: o.h, levels: o.levels, group: o.group, layout: o.layout, rowScaled: o.rowScale > 0 })
     : deriveHeader({ ...common, subvec: 0, levels: 0, group: o.block, layout: "row" });
 }
 
-function rvqSections(matrix: Matrix, header: BlobHeader, o: CompressOptions, encoding: RvqEncoding): SectionBytes[] {
-  const S = Math.ceil(matrix.cols / o.h);
+/** CODES and CODEBOOKS of an RVQ encoding; with gain-shape also ROW_SCALES, fitted to the decoded shapes. */
+function rvqSections(matrix: Matrix, { o, header, name }: Plan, encoding: RvqEncoding): SectionBytes[] {
+  const perRow = Math.ceil(matrix.cols / o.h) * o.levels;
+  const codebooks = { id: F.SECTION_CODEBOOKS, bytes: encodeCodebooks(encoding.codebooks) };
+  if (o.rowScale === 0) return [{ id: F.SECTION_CODES, bytes: packNibbleRecords(encoding.codes, matrix.rows, perRow, header.rowBytes) }, codebooks];
+  const shapeHeader = deriveHeader({ ...header, rowScaled: false });
+  const shapeCodes = { id: F.SECTION_CODES, bytes: packNibbleRecords(encoding.codes, matrix.rows, perRow, shapeHeader.rowBytes) };
+  const shapes = decodeAll(parseBlob(assembleBlob(shapeHeader, [shapeCodes, codebooks]), name));
+  const scales = fitRowScales(matrix, shapes, o.rowScale);
   return [
-    { id: F.SECTION_CODES, bytes: packNibbleRecords(encoding.codes, matrix.rows, S * o.levels, header.rowBytes) },
-    { id: F.SECTION_CODEBOOKS, bytes: encodeCodebooks(encoding.codebooks) },
+    { id: F.SECTION_CODES, bytes: packNibbleRecords(encoding.codes, matrix.rows, perRow, header.rowBytes, scales.index) },
+    codebooks,
+    { id: F.SECTION_ROW_SCALES, bytes: encodeCodebooks(scales.halves) },
   ];
+}
+
+/**
+ * What RVQ fits: the rows themselves, or with gain-shape their directions, each weighted by its
+ * squared length (times any importance weight) so the shapes are fitted for the same squared error
+ * the full rows would be.
+ */
+function rvqInput(matrix: Matrix, o: CompressOptions): { input: Matrix; params: CompressOptions } {
+  if (o.rowScale === 0) return { input: matrix, params: o };
+  const input = unitRows(matrix);
+  const weights = new Float32Array(matrix.rows);
+  for (let r = 0; r < matrix.rows; r++) {
+    let norm2 = 0;
+    for (let i = r * matrix.cols; i < (r + 1) * matrix.cols; i++) norm2 += matrix.data[i] * matrix.data[i];
+    weights[r] = norm2 * (o.weights ? o.weights[r] : 1);
+  }
+  return { input, params: { ...o, weights } };
 }
 
 function scalarSections(matrix: Matrix, header: BlobHeader, o: CompressOptions, onProgress?: ProgressCallback): SectionBytes[] {
@@ -104,7 +138,8 @@ function scalarSections(matrix: Matrix, header: BlobHeader, o: CompressOptions, 
 
 /** The options that shaped the blob, as recorded in its metadata. */
 function recordedOptions(o: CompressOptions): Record<string, unknown> {
-  return o.method === "carvq" ? { method: o.method, h: o.h, levels: o.levels, group: o.group, layout: o.layout, iters: o.iters, seed: o.seed, beam: o.beam, refine: o.refine } : { method: o.method, block: o.block };
+  if (o.method !== "carvq") return { method: o.method, block: o.block };
+  return { method: o.method, h: o.h, levels: o.levels, group: o.group, layout: o.layout, iters: o.iters, seed: o.seed, beam: o.beam, refine: o.refine, rowScale: o.rowScale, weighted: Boolean(o.weights) };
 }
 
 function roundMetric(value: number): number {
@@ -148,14 +183,17 @@ function finish(matrix: Matrix, { o, header, name }: Plan, sections: SectionByte
  */
 export function compressMatrix(matrix: Matrix, options: Partial<CompressOptions> = {}, from: CompressSource = {}, onProgress?: ProgressCallback): CompressResult {
   const p = plan(matrix, options, from);
-  const sections = p.o.method === "carvq" ? rvqSections(matrix, p.header, p.o, encodeRvq(matrix, p.o, p.header.groupCount, (done) => onProgress?.(done, p.header.groupCount))) : scalarSections(matrix, p.header, p.o, onProgress);
-  return finish(matrix, p, sections, from);
+  if (p.o.method !== "carvq") return finish(matrix, p, scalarSections(matrix, p.header, p.o, onProgress), from);
+  const { input, params } = rvqInput(matrix, p.o);
+  const encoding = encodeRvq(input, params, p.header.groupCount, (done) => onProgress?.(done, p.header.groupCount));
+  return finish(matrix, p, rvqSections(matrix, p, encoding), from);
 }
 
 /** `compressMatrix` with RVQ group fitting spread over `threads` worker threads; the same bytes. */
 export async function compressMatrixParallel(matrix: Matrix, options: Partial<CompressOptions>, from: CompressSource, threads: number, onProgress?: ProgressCallback): Promise<CompressResult> {
   const p = plan(matrix, options, from);
   if (p.o.method !== "carvq") return finish(matrix, p, scalarSections(matrix, p.header, p.o, onProgress), from);
-  const encoding = await encodeRvqParallel(matrix, p.o, p.header.groupCount, threads, (done) => onProgress?.(done, p.header.groupCount));
-  return finish(matrix, p, rvqSections(matrix, p.header, p.o, encoding), from);
+  const { input, params } = rvqInput(matrix, p.o);
+  const encoding = await encodeRvqParallel(input, params, p.header.groupCount, threads, (done) => onProgress?.(done, p.header.groupCount));
+  return finish(matrix, p, rvqSections(matrix, p, encoding), from);
 }

@@ -26,7 +26,9 @@ function decodeRvqToken(blob: Blob, t: number, out: Float32Array, at: number): v
   const { cols, subvec: h, levels: L, codebookSize: K, group: g, layout, rowBytes } = blob.header;
   const S = subvectorsPerRow(blob.header);
   const values = centroidValues(blob);
-  const record = t * rowBytes;
+  // Gain-shape (v1.1): the record's first byte picks the row's scale; the nibbles follow it.
+  const scale = blob.rowScales === null ? 1 : blob.rowScales[blob.codes[t * rowBytes]];
+  const record = t * rowBytes + (blob.rowScales === null ? 0 : 1);
   for (let s = 0; s < S; s++) {
     const groupBase = groupOf(layout, t, s, S, g) * L * K * h;
     const width = Math.min(h, cols - s * h);
@@ -36,7 +38,7 @@ function decodeRvqToken(blob: Blob, t: number, out: Float32Array, at: number): v
         const code = nibbleAt(blob.codes, record, s * L + l);
         acc = Math.fround(acc + values[groupBase + (l * K + code) * h + e]);
       }
-      out[at + s * h + e] = acc;
+      out[at + s * h + e] = blob.rowScales === null ? acc : Math.fround(acc * scale);
     }
   }
 }

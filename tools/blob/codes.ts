@@ -2,13 +2,15 @@
 
 /**
  * Packs RVQ codes into nibble records. `codes` holds `perRow` = S·L codes per token, in the order
- * code i = s·L + l; code i goes to byte i>>1 of the token's record, low nibble first.
+ * code i = s·L + l; code i goes to byte i>>1 of the token's record, low nibble first. With
+ * `rowScaleIndex` (v1.1 gain-shape) each record starts with the row's u8 scale index instead.
  */
-export function packNibbleRecords(codes: Uint8Array, rows: number, perRow: number, rowBytes: number): Uint8Array {
+export function packNibbleRecords(codes: Uint8Array, rows: number, perRow: number, rowBytes: number, rowScaleIndex: Uint8Array | null = null): Uint8Array {
   const out = new Uint8Array(rows * rowBytes);
   for (let t = 0; t < rows; t++) {
     const src = t * perRow;
-    const dst = t * rowBytes;
+    let dst = t * rowBytes;
+    if (rowScaleIndex !== null) out[dst++] = rowScaleIndex[t];
     for (let i = 0; i < perRow; i++) out[dst + (i >> 1)] |= (codes[src + i] & 15) << ((i & 1) << 2);
   }
   return out;

@@ -31,23 +31,29 @@ export interface BlobHeader {
   codeBits: number;
   rowBytes: number;
   groupCount: number;
+  /** v1.1: each record starts with a u8 index into the ROW_SCALES section (gain-shape). */
+  rowScaled: boolean;
 }
 
 /** The header fields the caller chooses; the rest are derived by `deriveHeader`. */
-export type HeaderParams = Pick<BlobHeader, "method" | "rows" | "cols" | "subvec" | "levels" | "group" | "layout">;
+export type HeaderParams = Pick<BlobHeader, "method" | "rows" | "cols" | "subvec" | "levels" | "group" | "layout"> & { rowScaled?: boolean };
 
 /** Sub-vectors per row, S = ceil(n / h). */
 export function subvectorsPerRow(header: Pick<BlobHeader, "cols" | "subvec">): number {
   return Math.ceil(header.cols / header.subvec);
 }
 
-/** Fills in the derived fields (row_bytes, group_count, code_bits, K) from the chosen ones. */
+/**
+ * Fills in the derived fields (row_bytes, group_count, code_bits, K, version) from the chosen ones.
+ * A blob that uses no v1.1 feature is written as v1.0, so older readers still take it.
+ */
 export function deriveHeader(params: HeaderParams): BlobHeader {
-  const base = { versionMajor: F.VERSION_MAJOR, versionMinor: F.VERSION_MINOR, ...params };
+  const rowScaled = params.method === "carvq" && params.rowScaled === true;
+  const base = { versionMajor: F.VERSION_MAJOR, versionMinor: rowScaled ? 1 : 0, ...params, rowScaled };
   if (params.method === "carvq") {
     const S = subvectorsPerRow(params);
     const groupCount = params.layout === "row" ? Math.ceil((params.rows * S) / params.group) : Math.ceil(params.rows / params.group) * S;
-    return { ...base, codebookSize: F.RVQ_CODEBOOK_SIZE, codeBits: F.RVQ_CODE_BITS, rowBytes: Math.ceil((S * params.levels) / 2), groupCount };
+    return { ...base, codebookSize: F.RVQ_CODEBOOK_SIZE, codeBits: F.RVQ_CODE_BITS, rowBytes: (rowScaled ? 1 : 0) + Math.ceil((S * params.levels) / 2), groupCount };
   }
   const bits = SCALAR_BITS[params.method];
   const blocks = Math.ceil(params.cols / params.group);
@@ -81,19 +87,27 @@ function keyOf<T extends string>(table: Record<T, number>, code: number): T | un
   return (Object.keys(table) as T[]).find((key) => table[key] === code);
 }
 
+/** Checks magic and version: the first thing a reader does, so a stray file gets a plain answer. */
+export function checkMagicAndVersion(view: DataView, name: string): void {
+  const magic = view.getUint32(F.H_MAGIC, true);
+  if (magic !== F.MAGIC) throw new CarvqError(`${name}: not a carvq blob (magic is 0x${magic.toString(16).padStart(8, "0")}; expected 0x${F.MAGIC.toString(16)} "CRVQ")`);
+  const versionMajor = view.getUint16(F.H_VERSION_MAJOR, true);
+  const versionMinor = view.getUint16(F.H_VERSION_MINOR, true);
+  if (versionMajor !== F.VERSION_MAJOR) throw new CarvqError(`${name}: header field version_major is ${versionMajor}; expected ${F.VERSION_MAJOR} (this tool reads blob format v${F.VERSION_MAJOR})`);
+  if (versionMinor > F.VERSION_MINOR) throw new CarvqError(`${name}: header field version_minor is ${versionMinor}; expected at most ${F.VERSION_MINOR} (written by a newer carvq)`);
+}
+
 /**
  * Reads and validates the header fields of a blob (not the CRC, not the sections). Every field is
  * checked against its range and every derived field against its recomputed value, so nothing
- * downstream can be misled into a huge allocation or an out-of-range read.
+ * downstream can be misled into a huge allocation or an out-of-range read. `rowScaled` says
+ * whether the section table has a ROW_SCALES section (it changes row_bytes).
  */
-export function decodeHeader(view: DataView, name: string): BlobHeader {
+export function decodeHeader(view: DataView, name: string, rowScaled = false): BlobHeader {
   const field = (what: string, value: number, expected: string) => new CarvqError(`${name}: header field ${what} is ${value}; expected ${expected}`);
   const u32 = (offset: number) => view.getUint32(offset, true);
-  if (u32(F.H_MAGIC) !== F.MAGIC) throw new CarvqError(`${name}: not a carvq blob (magic is 0x${u32(F.H_MAGIC).toString(16).padStart(8, "0")}; expected 0x${F.MAGIC.toString(16)} "CRVQ")`);
-  const versionMajor = view.getUint16(F.H_VERSION_MAJOR, true);
+  checkMagicAndVersion(view, name);
   const versionMinor = view.getUint16(F.H_VERSION_MINOR, true);
-  if (versionMajor !== F.VERSION_MAJOR) throw field("version_major", versionMajor, `${F.VERSION_MAJOR} (this tool reads blob format v${F.VERSION_MAJOR})`);
-  if (versionMinor > F.VERSION_MINOR) throw field("version_minor", versionMinor, `at most ${F.VERSION_MINOR} (written by a newer carvq)`);
   if (u32(F.H_HEADER_BYTES) !== F.HEADER_BYTES) throw field("header_bytes", u32(F.H_HEADER_BYTES), String(F.HEADER_BYTES));
   const method = keyOf(METHOD_CODES, u32(F.H_METHOD));
   if (method === undefined) throw field("method", u32(F.H_METHOD), "1 (rvq), 2 (int4), 3 (int3) or 4 (int2)");
@@ -108,7 +122,7 @@ export function decodeHeader(view: DataView, name: string): BlobHeader {
   if (method === "carvq") {
     const layout = keyOf(LAYOUT_CODES, u32(F.H_LAYOUT));
     if (layout === undefined) throw field("layout", u32(F.H_LAYOUT), "0 (row) or 1 (col)");
-    params = { method, rows, cols, layout, subvec: inRange("subvec", F.H_SUBVEC, 1, F.MAX_SUBVEC), levels: inRange("levels", F.H_LEVELS, 1, F.MAX_LEVELS), group: inRange("group", F.H_GROUP, 1, 0xffffffff) };
+    params = { method, rows, cols, layout, rowScaled, subvec: inRange("subvec", F.H_SUBVEC, 1, F.MAX_SUBVEC), levels: inRange("levels", F.H_LEVELS, 1, F.MAX_LEVELS), group: inRange("group", F.H_GROUP, 1, 0xffffffff) };
   } else {
     params = { method, rows, cols, layout: "row", subvec: 0, levels: 0, group: inRange("group (scale block)", F.H_GROUP, 1, F.MAX_SCALE_BLOCK) };
   }
@@ -123,5 +137,6 @@ export function decodeHeader(view: DataView, name: string): BlobHeader {
     ["group_count", F.H_GROUP_COUNT, expected.groupCount],
   ];
   for (const [what, offset, value] of derived) if (u32(offset) !== value) throw field(what, u32(offset), `${value} for this ${method} blob`);
+  if (rowScaled && versionMinor < 1) throw field("version_minor", versionMinor, "at least 1 for a blob with a ROW_SCALES section");
   return { ...expected, versionMinor };
 }

@@ -1,9 +1,10 @@
 import { readFileSync, statSync } from "node:fs";
 import * as F from "../../assembly/format.ts";
 import { crc32 } from "../crc32.ts";
+import { F16_TO_F32 } from "../fp16.ts";
 import { CarvqError } from "../errors.ts";
 import { decodeCodebooks } from "./codebooks.ts";
-import { decodeHeader, type BlobHeader } from "./header.ts";
+import { checkMagicAndVersion, decodeHeader, type BlobHeader } from "./header.ts";
 import { decodeMetadata, MAX_METADATA_BYTES, type BlobMetadata } from "./metadata.ts";
 import { headerCrc } from "./writer.ts";
 
@@ -25,9 +26,11 @@ export interface Blob {
   /** RVQ: every centroid value as an FP16 bit pattern (FORMAT.md order); null for scalar methods. */
   codebooks: Uint16Array | null;
   metadata: BlobMetadata | null;
+  /** v1.1 gain-shape: the f32 values of the ROW_SCALES section; null when absent. */
+  rowScales: Float32Array | null;
 }
 
-export const SECTION_NAMES: Record<number, string> = { [F.SECTION_CODES]: "CODES", [F.SECTION_CODEBOOKS]: "CODEBOOKS", [F.SECTION_METADATA]: "METADATA" };
+export const SECTION_NAMES: Record<number, string> = { [F.SECTION_CODES]: "CODES", [F.SECTION_CODEBOOKS]: "CODEBOOKS", [F.SECTION_METADATA]: "METADATA", [F.SECTION_ROW_SCALES]: "ROW_SCALES" };
 
 function readSectionTable(bytes: Uint8Array, view: DataView, name: string): SectionEntry[] {
   const count = view.getUint32(F.H_SECTION_COUNT, true);
@@ -45,12 +48,15 @@ function readSectionTable(bytes: Uint8Array, view: DataView, name: string): Sect
     const offset = view.getBigUint64(at + F.S_OFFSET, true);
     const length = view.getBigUint64(at + F.S_LENGTH, true);
     const label = `section ${i} (${SECTION_NAMES[id] ?? `id ${id}`})`;
-    if (!(id in SECTION_NAMES)) throw new CarvqError(`${name}: ${label}: unknown section id ${id}; expected 1 (CODES), 2 (CODEBOOKS) or 3 (METADATA)`);
+    if (!(id in SECTION_NAMES)) throw new CarvqError(`${name}: ${label}: unknown section id ${id}; expected 1 (CODES), 2 (CODEBOOKS), 3 (METADATA) or 4 (ROW_SCALES)`);
     if (entries.some((e) => e.id === id)) throw new CarvqError(`${name}: ${label}: section id ${id} appears twice`);
     // BigInt arithmetic: a lying u64 offset cannot wrap around.
     if (offset % BigInt(F.SECTION_ALIGN) !== 0n) throw new CarvqError(`${name}: ${label}: offset ${offset} is not a multiple of ${F.SECTION_ALIGN}`);
     if (offset < BigInt(previousEnd)) throw new CarvqError(`${name}: ${label}: offset ${offset} overlaps the header, table or previous section (ends at ${previousEnd})`);
     if (offset + length > BigInt(bytes.length)) throw new CarvqError(`${name}: ${label}: offset ${offset} + length ${length} runs past the end of the file (${bytes.length} bytes)`);
+    for (let gap = previousEnd; gap < Number(offset); gap++) {
+      if (bytes[gap] !== 0) throw new CarvqError(`${name}: ${label}: byte ${gap} in the padding before it is ${bytes[gap]}; padding must be zero`);
+    }
     entries.push({ id, crc: view.getUint32(at + F.S_CRC, true), offset: Number(offset), length: Number(length) });
     previousEnd = Number(offset + length);
   }
@@ -68,13 +74,17 @@ function expectedLength(id: number, header: BlobHeader): number | null {
 export function parseBlob(bytes: Uint8Array, name: string): Blob {
   if (bytes.length < F.HEADER_BYTES) throw new CarvqError(`${name}: truncated: ${bytes.length} bytes, a blob header alone is ${F.HEADER_BYTES}`);
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  const header = decodeHeader(view, name);
+  checkMagicAndVersion(view, name);
   const sections = readSectionTable(bytes, view, name);
+  const header = decodeHeader(view, name, sections.some((s) => s.id === F.SECTION_ROW_SCALES));
   const byId = new Map<number, Uint8Array>();
   for (const entry of sections) {
     const label = SECTION_NAMES[entry.id];
     const expected = expectedLength(entry.id, header);
     if (expected !== null && entry.length !== expected) throw new CarvqError(`${name}: ${label} section is ${entry.length} bytes; expected ${expected} for this header`);
+    if (entry.id === F.SECTION_ROW_SCALES && (entry.length < 2 || entry.length > 2 * F.MAX_ROW_SCALES || entry.length % 2 !== 0)) {
+      throw new CarvqError(`${name}: ROW_SCALES section is ${entry.length} bytes; expected an even number from 2 to ${2 * F.MAX_ROW_SCALES}`);
+    }
     if (entry.id === F.SECTION_METADATA && entry.length > MAX_METADATA_BYTES) throw new CarvqError(`${name}: METADATA section is ${entry.length} bytes; at most ${MAX_METADATA_BYTES} allowed`);
     const data = bytes.subarray(entry.offset, entry.offset + entry.length);
     const actual = crc32(data);
@@ -86,6 +96,10 @@ export function parseBlob(bytes: Uint8Array, name: string): Blob {
   const codebookBytes = byId.get(F.SECTION_CODEBOOKS);
   if (header.method === "carvq" && codebookBytes === undefined) throw new CarvqError(`${name}: CODEBOOKS section is missing (required for an RVQ blob)`);
   if (header.method !== "carvq" && codebookBytes !== undefined) throw new CarvqError(`${name}: CODEBOOKS section present in a ${header.method} blob`);
+  const rowScaleBytes = byId.get(F.SECTION_ROW_SCALES);
+  if (header.method !== "carvq" && rowScaleBytes !== undefined) throw new CarvqError(`${name}: ROW_SCALES section present in a ${header.method} blob`);
+  const rowScales = rowScaleBytes ? Float32Array.from(decodeCodebooks(rowScaleBytes), (half) => F16_TO_F32[half]) : null;
+  if (rowScales !== null) checkRowScaleIndices(codes, header, rowScales.length, name);
   const metadataBytes = byId.get(F.SECTION_METADATA);
   return {
     name,
@@ -95,7 +109,16 @@ export function parseBlob(bytes: Uint8Array, name: string): Blob {
     codes,
     codebooks: codebookBytes ? decodeCodebooks(codebookBytes) : null,
     metadata: metadataBytes ? decodeMetadata(metadataBytes, name) : null,
+    rowScales,
   };
+}
+
+/** Every record's row-scale index (its first byte) must name one of the `count` scales. */
+function checkRowScaleIndices(codes: Uint8Array, header: BlobHeader, count: number, name: string): void {
+  for (let t = 0; t < header.rows; t++) {
+    const index = codes[t * header.rowBytes];
+    if (index >= count) throw new CarvqError(`${name}: token ${t} has row-scale index ${index}; the ROW_SCALES section holds ${count}`);
+  }
 }
 
 /** Largest blob file `readBlobFile` loads into memory. */

@@ -26,6 +26,8 @@ Options:
   --iters N            carvq: Lloyd iterations per k-means (default ${D.iters})
   --beam B             carvq: beam-search encoding, keeping B partial code sequences (default ${D.beam}: greedy)
   --refine R           carvq: rounds of joint least-squares codebook refinement (default ${D.refine})
+  --row-scale N        carvq: gain-shape: code each row's direction and pick its length from N FP16
+                       scales (u8 index per row; 256 is typical; default 0 = off; blob format v1.1)
   --seed N             random seed (default ${D.seed}); same input, options and seed give the same bytes
   --block N            int4/int3/int2: values per FP16 scale (default ${D.block})
   --threads N          worker threads for fitting (default: the machine's cores, here ${defaultThreads()});
@@ -50,6 +52,7 @@ export const compressCommand: Command = {
       iters: { type: "string" },
       beam: { type: "string" },
       refine: { type: "string" },
+      "row-scale": { type: "string" },
       seed: { type: "string" },
       block: { type: "string" },
       threads: { type: "string" },
@@ -69,6 +72,7 @@ export const compressCommand: Command = {
       iters: intOption(c, "iters", values.iters, D.iters, 0, 10000),
       beam: intOption(c, "beam", values.beam, D.beam, 1, 256),
       refine: intOption(c, "refine", values.refine, D.refine, 0, 1000),
+      rowScale: intOption(c, "row-scale", values["row-scale"], D.rowScale, 0, 256),
       seed: intOption(c, "seed", values.seed, D.seed, 0, 0xffffffff),
       block: intOption(c, "block", values.block, D.block, 1, 65536),
     };
