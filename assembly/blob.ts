@@ -1,12 +1,13 @@
 // Opening a blob: find it under a preopened directory, read and validate the header and section
 // table (every field, overflow-safe u64 bounds), then every section's CRC-32 and the zero gaps,
-// either in memory (resident) or by streaming the file through one arena chunk (streaming).
+// either in memory (resident) or by streaming the file through one arena chunk (streaming). With
+// ROW_SCALES (v1.1) the same pass checks every record's row-scale index against the table.
 import {
   MAGIC, VERSION_MAJOR, VERSION_MINOR, HEADER_BYTES, H_MAGIC, H_VERSION_MAJOR, H_VERSION_MINOR,
   H_HEADER_BYTES, H_SECTION_COUNT, H_METHOD, H_ROWS, H_COLS, H_SUBVEC, H_LEVELS, H_CODEBOOK_SIZE,
   H_GROUP, H_LAYOUT, H_CODE_BITS, H_ROW_BYTES, H_GROUP_COUNT, H_HEADER_CRC, SECTION_TABLE_OFFSET,
   SECTION_ENTRY_BYTES, S_ID, S_CRC, S_OFFSET, S_LENGTH, SECTION_ALIGN, MAX_SECTIONS, SECTION_CODES,
-  SECTION_CODEBOOKS, SECTION_METADATA, METHOD_RVQ, METHOD_INT4, METHOD_INT3, METHOD_INT2,
+  SECTION_CODEBOOKS, SECTION_METADATA, SECTION_ROW_SCALES, MAX_ROW_SCALES, METHOD_RVQ, METHOD_INT4, METHOD_INT3, METHOD_INT2,
   LAYOUT_ROW, LAYOUT_COL, RVQ_CODE_BITS, RVQ_CODEBOOK_SIZE, MAX_ROWS, MAX_COLS, MAX_SUBVEC,
   MAX_LEVELS, MAX_SCALE_BLOCK,
 } from "./format";
@@ -56,6 +57,11 @@ export let codebooksOffset: u64 = 0;
 export let codebooksLength: u64 = 0;
 export let metadataOffset: u64 = 0;
 export let metadataLength: u64 = 0;
+/** The header's version_minor (0, or 1 for a blob with ROW_SCALES). */
+export let versionMinor: u32 = 0;
+/** v1.1 gain-shape: R, the number of FP16 row scales (0 = no ROW_SCALES section). */
+export let rowScaleCount: u32 = 0;
+export let rowScalesOffset: u64 = 0;
 
 const SCRATCH: usize = memory.data(64, 16);
 
@@ -98,6 +104,7 @@ function sectionName(id: u32): string {
   if (id == SECTION_CODES) return "CODES";
   if (id == SECTION_CODEBOOKS) return "CODEBOOKS";
   if (id == SECTION_METADATA) return "METADATA";
+  if (id == SECTION_ROW_SCALES) return "ROW_SCALES";
   return "unknown";
 }
 
@@ -280,12 +287,13 @@ export function readHeader(): void {
   }
   const major = <u32>load<u16>(headerPtr + H_VERSION_MAJOR);
   const minor = <u32>load<u16>(headerPtr + H_VERSION_MINOR);
+  versionMinor = minor;
   if (major != VERSION_MAJOR || minor > <u32>VERSION_MINOR) {
     bad("unsupported version ");
     putU64(major);
     putStr(".");
     putU64(minor);
-    putStr(" (this runtime reads 1.0)");
+    putStr(" (this runtime reads 1.0 and 1.1)");
     die(EXIT_BAD_BLOB);
   }
   if (u32At(H_HEADER_BYTES) != HEADER_BYTES) badField("header_bytes", u32At(H_HEADER_BYTES), "64");
@@ -330,6 +338,13 @@ export function readHeader(): void {
   if (rows < 1 || rows > <u32>MAX_ROWS) badField("rows", rows, "1 to 16777216");
   if (cols < 1 || cols > <u32>MAX_COLS) badField("cols", cols, "1 to 65536");
 
+  // A ROW_SCALES section (v1.1) adds the index byte to every RVQ record, so row_bytes depends on
+  // whether the table lists one; the section itself is checked with the others below.
+  let hasRowScales = false;
+  for (let i: u32 = 0; i < sectionCount; i++) {
+    if (load<u32>(headerPtr + SECTION_TABLE_OFFSET + i * SECTION_ENTRY_BYTES + S_ID) == SECTION_ROW_SCALES) hasRowScales = true;
+  }
+
   let wantRowBytes: u64;
   let wantGroupCount: u64;
   if (method == METHOD_RVQ) {
@@ -341,7 +356,7 @@ export function readHeader(): void {
     if (codeBits != RVQ_CODE_BITS) badField("code_bits", codeBits, "4");
     subvecsPerRow = (cols + subvec - 1) / subvec;
     const s = <u64>subvecsPerRow;
-    wantRowBytes = ceilDiv64(s * <u64>levels, 2);
+    wantRowBytes = ceilDiv64(s * <u64>levels, 2) + (hasRowScales ? 1 : 0);
     wantGroupCount = layout == LAYOUT_ROW ? ceilDiv64(<u64>rows * s, <u64>group) : ceilDiv64(<u64>rows, <u64>group) * s;
     groupBytes = levels * RVQ_CODEBOOK_SIZE * subvec * 2;
   } else {
@@ -370,7 +385,7 @@ export function readHeader(): void {
     const id = load<u32>(e + S_ID);
     const off = load<u64>(e + S_OFFSET);
     const len = load<u64>(e + S_LENGTH);
-    if (id < <u32>SECTION_CODES || id > <u32>SECTION_METADATA) {
+    if (id < <u32>SECTION_CODES || id > <u32>SECTION_ROW_SCALES) {
       badSection(i, id, "unknown section id ");
       putU64(id);
       die(EXIT_BAD_BLOB);
@@ -415,6 +430,19 @@ export function readHeader(): void {
       want = <u64>groupCount * <u64>groupBytes;
       codebooksOffset = off;
       codebooksLength = len;
+    } else if (id == SECTION_ROW_SCALES) {
+      if (method != METHOD_RVQ) {
+        badSection(i, id, "a scalar-method blob has no row scales");
+        die(EXIT_BAD_BLOB);
+      }
+      if (len < 2 || len > <u64>(2 * MAX_ROW_SCALES) || (len & 1) != 0) {
+        badSection(i, id, "length ");
+        putU64(len);
+        putStr(", expected an even number of bytes from 2 to 512 (1 to 256 FP16 scales)");
+        die(EXIT_BAD_BLOB);
+      }
+      rowScaleCount = <u32>(len >> 1);
+      rowScalesOffset = off;
     } else {
       if (len > METADATA_MAX) {
         badSection(i, id, "longer than 1 MiB");
@@ -441,6 +469,12 @@ export function readHeader(): void {
     bad("no CODEBOOKS section (required for rvq)");
     die(EXIT_BAD_BLOB);
   }
+  if (rowScaleCount > 0 && versionMinor < 1) {
+    bad("header field version_minor is ");
+    putU64(versionMinor);
+    putStr(", expected at least 1 for a blob with a ROW_SCALES section");
+    die(EXIT_BAD_BLOB);
+  }
   if (prevEnd != fileSize) {
     bad("the file has ");
     putU64(fileSize);
@@ -455,14 +489,43 @@ export function readHeader(): void {
 let chunkPtr: usize = 0;
 let chunkLen: usize = 0;
 
-function crcOf(off: u64, len: u64): u32 {
+/** v1.1: the first token whose row-scale index is not below R (-1: none so far), and that index. */
+let badIndexToken: i64 = -1;
+let badIndexValue: u32 = 0;
+/** Offset, from the start of CODES, of the next record whose index byte is still to be checked. */
+let nextRecord: u64 = 0;
+
+/**
+ * Checks the row-scale index (first byte) of every record that starts in bytes [pos, pos + n) of
+ * the CODES section, held at `p`. Called on consecutive pieces of the section, in order.
+ */
+function checkIndices(p: usize, pos: u64, n: usize): void {
+  const end = pos + <u64>n;
+  while (nextRecord < end) {
+    const index = <u32>load<u8>(p + <usize>(nextRecord - pos));
+    if (index >= rowScaleCount && badIndexToken < 0) {
+      badIndexToken = <i64>(nextRecord / <u64>rowBytes);
+      badIndexValue = index;
+    }
+    nextRecord += <u64>rowBytes;
+  }
+}
+
+/** CRC-32 of `len` bytes at `off`; with `indices`, also checks the row-scale indices of CODES there. */
+function crcOf(off: u64, len: u64, indices: bool): u32 {
   let c: u32 = 0xffffffff;
-  if (resident != 0) return ~crcUpdate(c, resident + <usize>off, <usize>len);
+  if (resident != 0) {
+    if (indices) checkIndices(resident + <usize>off, 0, <usize>len);
+    return ~crcUpdate(c, resident + <usize>off, <usize>len);
+  }
+  let pos: u64 = 0;
   while (len > 0) {
     const n = len < <u64>chunkLen ? <usize>len : chunkLen;
     readAt(chunkPtr, off, n);
     c = crcUpdate(c, chunkPtr, n);
+    if (indices) checkIndices(chunkPtr, pos, n);
     off += n;
+    pos += n;
     len -= n;
   }
   return ~c;
@@ -486,8 +549,10 @@ function zeroRange(off: u64, len: u64): bool {
 }
 
 /**
- * Checks every section's CRC-32 and that the alignment gaps are zero. In streaming mode the file
- * passes through one transient chunk of at most 64 KiB (released afterwards).
+ * Checks every section's CRC-32, that the alignment gaps are zero and (v1.1) that every record's
+ * row-scale index is below R: the whole blob is refused, in both modes, as the TypeScript reader
+ * refuses it. In streaming mode the file passes through one transient chunk of at most 64 KiB
+ * (released afterwards); the indices are checked on the same pass, at no extra read.
  */
 export function verifySections(): void {
   const mark = arenaMark();
@@ -519,7 +584,7 @@ export function verifySections(): void {
       badSection(i, id, "the padding before it is not zero");
       die(EXIT_BAD_BLOB);
     }
-    const crc = crcOf(off, len);
+    const crc = crcOf(off, len, id == SECTION_CODES && rowScaleCount > 0);
     if (crc != load<u32>(e + S_CRC)) {
       badSection(i, id, "CRC mismatch (stored ");
       putHex32(load<u32>(e + S_CRC));
@@ -529,6 +594,16 @@ export function verifySections(): void {
       die(EXIT_BAD_BLOB);
     }
     prevEnd = off + len;
+  }
+  if (badIndexToken >= 0) {
+    bad("token ");
+    putU64(<u64>badIndexToken);
+    putStr(" has row-scale index ");
+    putU64(badIndexValue);
+    putStr(" but the ROW_SCALES section holds ");
+    putU64(rowScaleCount);
+    putStr(rowScaleCount == 1 ? " scale" : " scales");
+    die(EXIT_BAD_BLOB);
   }
   arenaRelease(mark);
 }

@@ -1,7 +1,8 @@
 // Decode kernels: FP16 -> f32 widening, the RVQ gather-add and the scalar-method dequantizer.
 // One source, two builds: with asc --enable simd, ASC_FEATURE_SIMD is true and the v128 paths are
 // compiled; without it those branches are dropped at compile time, so the scalar build contains no
-// SIMD instruction at all. Both produce the same bits: f32 additions in level order from +0.0.
+// SIMD instruction at all. Both produce the same bits: f32 additions in level order from +0.0,
+// then (v1.1 gain-shape) one f32 multiply by the row's scale.
 
 /** FP16 bits -> f32, exact for every input (subnormals, infinities, NaN payloads). */
 // @ts-ignore: decorator
@@ -42,8 +43,23 @@
  * the token's codes).
  */
 export function addEntries(out: usize, ptrs: usize, levels: u32, count: u32): void {
+  gatherAdd(out, ptrs, levels, count, 1, false);
+}
+
+/**
+ * Gain-shape (v1.1 ROW_SCALES): as addEntries, then out[e] = sum * scale, one f32 multiply per
+ * value after the level sum (docs/FORMAT.md, Decoding).
+ */
+export function addEntriesScaled(out: usize, ptrs: usize, levels: u32, count: u32, scale: f32): void {
+  gatherAdd(out, ptrs, levels, count, scale, true);
+}
+
+/** The gather-add; `scaled` is a constant at both call sites, so each gets its own loops. */
+// @ts-ignore: decorator
+@inline function gatherAdd(out: usize, ptrs: usize, levels: u32, count: u32, scale: f32, scaled: bool): void {
   let e: u32 = 0;
   if (ASC_FEATURE_SIMD) {
+    const scale4 = f32x4.splat(scale);
     if (levels == 2) {
       const p0 = <usize>load<u32>(ptrs);
       const p1 = <usize>load<u32>(ptrs, 4);
@@ -51,6 +67,7 @@ export function addEntries(out: usize, ptrs: usize, levels: u32, count: u32): vo
         const off = <usize>e << 1;
         let acc = f32x4.add(f32x4.splat(0), widen4(v128.load16x4_u(p0 + off)));
         acc = f32x4.add(acc, widen4(v128.load16x4_u(p1 + off)));
+        if (scaled) acc = f32x4.mul(acc, scale4);
         v128.store(out + (<usize>e << 2), acc);
       }
     } else {
@@ -60,6 +77,7 @@ export function addEntries(out: usize, ptrs: usize, levels: u32, count: u32): vo
         for (let l: u32 = 0; l < levels; l++) {
           acc = f32x4.add(acc, widen4(v128.load16x4_u(<usize>load<u32>(ptrs + (<usize>l << 2)) + off)));
         }
+        if (scaled) acc = f32x4.mul(acc, scale4);
         v128.store(out + (<usize>e << 2), acc);
       }
     }
@@ -70,6 +88,7 @@ export function addEntries(out: usize, ptrs: usize, levels: u32, count: u32): vo
     for (let l: u32 = 0; l < levels; l++) {
       acc += f16ToF32(<u32>load<u16>(<usize>load<u32>(ptrs + (<usize>l << 2)) + off));
     }
+    if (scaled) acc *= scale;
     store<f32>(out + (<usize>e << 2), acc);
   }
 }

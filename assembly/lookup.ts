@@ -3,9 +3,12 @@ import { METHOD_RVQ, LAYOUT_ROW, RVQ_CODEBOOK_SIZE } from "./format";
 import {
   resident, method, cols, subvec, levels, group, layout, codeBits, rowBytes, groupCount,
   subvecsPerRow, groupBytes, codesOffset, codebooksOffset, fileSize, readAt, loadResident,
+  rowScaleCount, rowScalesOffset, blobErr,
 } from "./blob";
 import { arenaAlloc, arenaCost, arenaFree } from "./arena";
-import { addEntries, decodeScalarRow } from "./kernels";
+import { addEntries, addEntriesScaled, decodeScalarRow, f16ToF32 } from "./kernels";
+import { putStr, putU64 } from "./text";
+import { die, EXIT_BAD_BLOB } from "./exit";
 
 export const MODE_AUTO: u32 = 0;
 export const MODE_RESIDENT: u32 = 1;
@@ -51,10 +54,19 @@ function entryBytes(): u64 {
   return <u64>subvec * 2;
 }
 
-/** Arena bytes a streaming run needs at the least: one record, one row, one entry per level. */
+/** Bytes of the ROW_SCALES section (v1.1): 2 to 512, or 0 without one. */
+function rowScalesBytes(): u64 {
+  return <u64>rowScaleCount * 2;
+}
+
+/**
+ * Arena bytes a streaming run needs at the least: one record, one row, one entry per level and
+ * (v1.1) the row scales, at most 512 bytes, held for the whole run.
+ */
 export function streamingNeed(): u64 {
   let need = arenaCost(<u64>rowBytes + 8) + arenaCost(rowOutBytes());
   if (method == METHOD_RVQ) need += arenaCost(<u64>levels * entryBytes());
+  if (rowScaleCount > 0) need += arenaCost(rowScalesBytes());
   return need;
 }
 
@@ -64,6 +76,8 @@ export let outPtr: usize = 0;
 export let outRows: u32 = 1;
 let recPtr: usize = 0;
 let winPtr: usize = 0;
+/** v1.1: the FP16 row scales (in the resident blob, or read once into the arena when streaming). */
+let scalesPtr: usize = 0;
 /** Streaming RVQ: codebook groups the window holds (0 = read entries one at a time). */
 export let windowGroups: u32 = 0;
 let winG0: u64 = 0;
@@ -80,6 +94,11 @@ export function planBuffers(m: u32, tokens: u32): bool {
   if (m == MODE_STREAMING) {
     recPtr = arenaAlloc(<u64>rowBytes + 8);
     if (recPtr == 0) return false;
+    if (rowScaleCount > 0) {
+      scalesPtr = arenaAlloc(rowScalesBytes());
+      if (scalesPtr == 0) return false;
+      readAt(scalesPtr, rowScalesOffset, <usize>rowScalesBytes());
+    }
     if (method == METHOD_RVQ) {
       const avail = arenaFree() > arenaCost(rowOut) ? arenaFree() - arenaCost(rowOut) : 0;
       let groups = maxGroupsPerToken();
@@ -94,6 +113,7 @@ export function planBuffers(m: u32, tokens: u32): bool {
     }
   } else if (m == MODE_RESIDENT) {
     if (!loadResident()) return false;
+    scalesPtr = resident + <usize>rowScalesOffset;
   }
   let batch = OUT_BATCH_BYTES / rowOut;
   if (batch < 1) batch = 1;
@@ -104,6 +124,18 @@ export function planBuffers(m: u32, tokens: u32): bool {
   outRows = <u32>batch;
   outPtr = arenaAlloc(batch * rowOut);
   return outPtr != 0;
+}
+
+function changedIndex(t: u32, index: u32): void {
+  blobErr();
+  putStr("bad blob: token ");
+  putU64(t);
+  putStr(" has row-scale index ");
+  putU64(index);
+  putStr(" but the ROW_SCALES section holds ");
+  putU64(rowScaleCount);
+  putStr(" (the file changed while open?)");
+  die(EXIT_BAD_BLOB);
 }
 
 /** Decodes token t (already checked < rows) into `out` (cols f32 values). */
@@ -124,6 +156,16 @@ export function decodeToken(t: u32, out: usize): void {
   const L = levels;
   const eb = <usize>h << 1;
   const K = RVQ_CODEBOOK_SIZE;
+  // Gain-shape (v1.1): the record's first byte picks the row's scale, the nibbles follow it.
+  let scale: f32 = 1;
+  const scaled = rowScaleCount > 0;
+  if (scaled) {
+    const index = <u32>load<u8>(rec);
+    // Every index was checked at open; a file changed since then is refused, never misread.
+    if (index >= rowScaleCount) changedIndex(t, index);
+    scale = f16ToF32(<u32>load<u16>(scalesPtr + (<usize>index << 1)));
+    rec++;
+  }
   for (let s: u32 = 0; s < S; s++) {
     const G = groupOf(t, s);
     if (resident != 0 || windowGroups > 0) {
@@ -154,6 +196,7 @@ export function decodeToken(t: u32, out: usize): void {
     }
     const first = s * h;
     const count = cols - first < h ? cols - first : h;
-    addEntries(out + (<usize>first << 2), PTRS, L, count);
+    if (scaled) addEntriesScaled(out + (<usize>first << 2), PTRS, L, count, scale);
+    else addEntries(out + (<usize>first << 2), PTRS, L, count);
   }
 }

@@ -18,6 +18,7 @@ import {
 import {
   openBlob, closeBlob, readHeader, verifySections, blobErr, pathPtr, pathLen, fileSize, method, rows, cols,
   subvec, levels, codebookSize, group, layout, codeBits, rowBytes, groupCount, sectionCount, headerPtr,
+  versionMinor, rowScaleCount,
 } from "./blob";
 import {
   MODE_AUTO, MODE_RESIDENT, MODE_STREAMING, residentNeed, streamingNeed, planBuffers, decodeToken,
@@ -25,7 +26,7 @@ import {
 } from "./lookup";
 import {
   METHOD_RVQ, METHOD_INT4, METHOD_INT3, SECTION_TABLE_OFFSET, SECTION_ENTRY_BYTES, S_ID, S_CRC,
-  S_OFFSET, S_LENGTH, SECTION_CODES, SECTION_CODEBOOKS, LAYOUT_ROW,
+  S_OFFSET, S_LENGTH, SECTION_CODES, SECTION_CODEBOOKS, SECTION_METADATA, SECTION_ROW_SCALES, LAYOUT_ROW,
 } from "./format";
 
 const VERSION = "0.1.0";
@@ -142,7 +143,7 @@ function chooseMode(asked: u32): u32 {
     budgetError("resident mode (the whole blob in memory, plus one output row)", residentNeed());
   }
   if (m == MODE_STREAMING && streamingNeed() > free) {
-    budgetError("streaming mode (one record, one output row and the codebook entries of one sub-vector)", streamingNeed());
+    budgetError("streaming mode (one record, one output row, the codebook entries of one sub-vector and any row scales)", streamingNeed());
   }
   return m;
 }
@@ -217,7 +218,9 @@ function cmdInfo(first: u32): void {
   closeBlob();
   const isRvq = method == METHOD_RVQ;
   textBegin(1);
-  putStr("{\"format\":\"carvq\",\"formatVersion\":\"1.0\",\"file\":");
+  putStr("{\"format\":\"carvq\",\"formatVersion\":\"1.");
+  putU64(versionMinor);
+  putStr("\",\"file\":");
   putJsonString(pathPtr, pathLen);
   putKey("fileBytes");
   putU64(fileSize);
@@ -243,6 +246,8 @@ function cmdInfo(first: u32): void {
   putU64(rowBytes);
   putKey("groupCount");
   putU64(groupCount);
+  putKey("rowScales");
+  putU64(rowScaleCount);
   putKey("bitsPerParameter");
   const params = <u64>rows * <u64>cols;
   putMilli((fileSize * 8000 + params / 2) / params);
@@ -255,7 +260,7 @@ function cmdInfo(first: u32): void {
     putStr("{\"id\":");
     putU64(id);
     putStr(",\"name\":");
-    putStr(id == SECTION_CODES ? "\"CODES\"" : id == SECTION_CODEBOOKS ? "\"CODEBOOKS\"" : "\"METADATA\"");
+    putStr(id == SECTION_CODES ? "\"CODES\"" : id == SECTION_CODEBOOKS ? "\"CODEBOOKS\"" : id == SECTION_METADATA ? "\"METADATA\"" : id == SECTION_ROW_SCALES ? "\"ROW_SCALES\"" : "\"?\"");
     putKey("offset");
     putU64(load<u64>(e + S_OFFSET));
     putKey("length");
@@ -313,7 +318,7 @@ export function _start(): void {
     textBegin(1);
     putStr("carvq-rt ");
     putStr(VERSION);
-    putStr(" (blob format 1.0, ");
+    putStr(" (blob format 1.0 and 1.1, ");
     putStr(ASC_FEATURE_SIMD ? "simd" : "scalar");
     putStr(" build, memory budget ");
     putU64(BUDGET_BYTES);

@@ -96,6 +96,8 @@ export interface RuntimeInfo {
   codeBits: number;
   rowBytes: number;
   groupCount: number;
+  /** v1.1 gain-shape: R, the number of row scales in the ROW_SCALES section; 0 without one. */
+  rowScales: number;
   bitsPerParameter: number;
   sections: { id: number; name: string; offset: number; length: number; crc: string }[];
   runtime: {

@@ -17,6 +17,8 @@ export interface RandomBlobOptions {
   /** RVQ sub-vectors per group g (default 1024); scalar: values per scale (default 32). */
   group?: number;
   layout?: LayoutName;
+  /** RVQ gain-shape (v1.1): R, the number of FP16 row scales (1 to 256); absent or 0 = none (v1.0). */
+  rowScales?: number;
   seed?: number;
 }
 
@@ -47,11 +49,15 @@ function finiteHalves(halves: Uint16Array): void {
 export function randomBlobHeader(options: RandomBlobOptions): BlobHeader {
   const method = options.method ?? "carvq";
   return method === "carvq"
-    ? deriveHeader({ method, rows: options.rows, cols: options.cols, subvec: options.subvec ?? 8, levels: options.levels ?? 2, group: options.group ?? 1024, layout: options.layout ?? "row" })
+    ? deriveHeader({ method, rows: options.rows, cols: options.cols, subvec: options.subvec ?? 8, levels: options.levels ?? 2, group: options.group ?? 1024, layout: options.layout ?? "row", rowScaled: (options.rowScales ?? 0) > 0 })
     : deriveHeader({ method, rows: options.rows, cols: options.cols, subvec: 0, levels: 0, group: options.group ?? 32, layout: "row" });
 }
 
-/** A complete, valid blob (CRCs and all) with random contents. */
+/**
+ * A complete, valid blob (CRCs and all) with random contents. With `rowScales` R, every record
+ * starts with a random index below R and the R scales are random finite FP16 values (subnormals,
+ * zeros and negatives included).
+ */
 export function randomBlob(options: RandomBlobOptions): Uint8Array {
   const header = randomBlobHeader(options);
   const seed = options.seed ?? 1;
@@ -65,6 +71,15 @@ export function randomBlob(options: RandomBlobOptions): Uint8Array {
     fillRandom(codebooks, seed + 7919);
     finiteHalves(new Uint16Array(codebooks.buffer, codebooks.byteOffset, codebooks.byteLength >>> 1));
     sections.push({ id: F.SECTION_CODEBOOKS, bytes: codebooks });
+    const R = options.rowScales ?? 0;
+    if (R > 0) {
+      if (!Number.isInteger(R) || R > F.MAX_ROW_SCALES) throw new RangeError(`rowScales must be 1 to ${F.MAX_ROW_SCALES}, got ${R}`);
+      for (let t = 0; t < header.rows; t++) codes[t * header.rowBytes] %= R;
+      const scales = new Uint8Array(2 * R);
+      fillRandom(scales, seed + 104729);
+      finiteHalves(new Uint16Array(scales.buffer, scales.byteOffset, scales.byteLength >>> 1));
+      sections.push({ id: F.SECTION_ROW_SCALES, bytes: scales });
+    }
   } else {
     const bits = SCALAR_BITS[header.method];
     const blocks = header.groupCount;
