@@ -16,6 +16,8 @@ export const MODE_STREAMING: u32 = 2;
 
 /** Output rows are written in batches of at most this many bytes (at least one row). */
 const OUT_BATCH_BYTES: u64 = 64 * 1024;
+/** The smallest read chunk verifySections accepts. */
+const CRC_CHUNK_MIN: u64 = 64;
 /** A streaming codebook window never takes more than this. */
 const WINDOW_MAX_BYTES: u64 = 4 * 1024 * 1024;
 
@@ -67,7 +69,8 @@ export function streamingNeed(): u64 {
   let need = arenaCost(<u64>rowBytes + 8) + arenaCost(rowOutBytes());
   if (method == METHOD_RVQ) need += arenaCost(<u64>levels * entryBytes());
   if (rowScaleCount > 0) need += arenaCost(rowScalesBytes());
-  return need;
+  // The CRC check at open streams the file through a transient chunk of at least 64 bytes.
+  return need > CRC_CHUNK_MIN ? need : CRC_CHUNK_MIN;
 }
 
 // ---- The plan in force ----

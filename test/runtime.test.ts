@@ -1,6 +1,7 @@
 // Conformance of the WASM runtime (assembly/) with the TypeScript reference decoder: bit-identical
-// rows in both builds and both modes, under Node's WASI and (one test) under jco; corrupted blobs,
-// bad requests and budget overruns refused with the documented exit code and one stderr line.
+// rows in both builds and both modes, under Node's WASI and (one test) under jco, for v1.0 blobs and
+// v1.1 blobs with gain-shape row scales; corrupted blobs, bad requests and budget overruns refused
+// with the documented exit code and one stderr line.
 import { existsSync, mkdtempSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -10,8 +11,11 @@ import { RUNTIME_EXIT, guestPath, type BuildName, type ModeName } from "../host/
 import { openJcoRuntime } from "../host/jco.ts";
 import { openRuntime, runWasiCommand, wasmPath } from "../host/node.ts";
 import { randomBlob, type RandomBlobOptions } from "../host/random-blob.ts";
+import { deriveHeader } from "../tools/blob/header.ts";
+import { encodeMetadata } from "../tools/blob/metadata.ts";
 import { parseBlob } from "../tools/blob/reader.ts";
-import { headerCrc } from "../tools/blob/writer.ts";
+import { assembleBlob, headerCrc } from "../tools/blob/writer.ts";
+import { crc32 } from "../tools/crc32.ts";
 import { compressMatrix, type CompressOptions } from "../tools/compress.ts";
 import { decodeTokens } from "../tools/decoder.ts";
 import { inputEmbedding, loadLlama2cModel } from "../tools/llama2c/model.ts";
@@ -81,10 +85,17 @@ describe("parity with the TypeScript decoder (compressed blobs)", () => {
     ["int4, block 16 not dividing n = 45", 20, 45, { method: "int4", block: 16 }],
     ["int3, block 7 (codes straddle bytes)", 20, 45, { method: "int3", block: 7 }],
     ["int2, block 32, n = 1", 9, 1, { method: "int2", block: 32 }],
+    ["gain-shape (v1.1), R = 16, row layout, n = 37 not a multiple of h = 8", 45, 37, { h: 8, levels: 2, group: 16, iters: 4, rowScale: 16 }],
+    ["gain-shape, R = 256 (more scales than rows), column-block, h = 6 (SIMD tail)", 30, 23, { h: 6, levels: 2, group: 7, layout: "col", iters: 4, rowScale: 256 }],
+    ["gain-shape, R = 1", 24, 16, { h: 4, levels: 2, group: 8, iters: 3, rowScale: 1 }],
+    ["gain-shape, V = 1, R = 1", 1, 20, { h: 4, levels: 3, group: 1024, iters: 2, rowScale: 1 }],
+    ["gain-shape, L = 4, h = 16, R = 8 (general SIMD level loop)", 40, 48, { h: 16, levels: 4, group: 9, iters: 3, rowScale: 8 }],
+    ["gain-shape, h = 1, L = 1, R = 3 (odd code count: one unused nibble after the index byte)", 12, 5, { h: 1, levels: 1, group: 5, iters: 3, rowScale: 3 }],
   ];
   for (const [what, rows, cols, options] of cases) {
     it(`${what}: both builds, both modes, every token`, async () => {
       const { bytes } = compressMatrix(randomMatrix(rows, cols, rows * 31 + cols), { seed: 1, ...options });
+      expect(parseBlob(bytes, what).rowScales?.length ?? 0, "the blob has the row scales asked for").toBe(options.rowScale ?? 0);
       await checkParity(bytes, allTokens(rows), what);
     });
   }
@@ -92,9 +103,9 @@ describe("parity with the TypeScript decoder (compressed blobs)", () => {
 
 const MODEL = join(import.meta.dirname, "..", "..", "shared", "models", "stories260K.bin");
 describe.skipIf(!existsSync(MODEL))("parity on a real model's table (stories260K, ../shared/models)", () => {
-  it("every token of its 512 x 64 embedding, rvq (row and column-block) and int3: both builds, both modes", async () => {
+  it("every token of its 512 x 64 embedding, rvq (row, column-block, gain-shape) and int3: both builds, both modes", async () => {
     const table = inputEmbedding(loadLlama2cModel(MODEL));
-    for (const options of [{ h: 8, levels: 3, group: 2048, iters: 8 }, { h: 8, levels: 2, group: 64, layout: "col" as const, iters: 8 }, { method: "int3" as const, block: 32 }]) {
+    for (const options of [{ h: 8, levels: 3, group: 2048, iters: 8 }, { h: 8, levels: 2, group: 64, layout: "col" as const, iters: 8 }, { h: 8, levels: 2, group: 2048, iters: 8, rowScale: 64 }, { method: "int3" as const, block: 32 }]) {
       const { bytes } = compressMatrix(table, { seed: 1, ...options });
       await checkParity(bytes, allTokens(table.rows), `stories260K ${JSON.stringify(options)}`);
     }
@@ -108,6 +119,10 @@ describe("parity with the TypeScript decoder (random codebooks: subnormals, odd 
     ["h = 256 (one sub-vector per row), L = 2", { rows: 7, cols: 200, subvec: 256, levels: 2, group: 3 }],
     ["int4, block 1", { method: "int4", rows: 10, cols: 19, group: 1 }],
     ["int3, block 65536", { method: "int3", rows: 10, cols: 77, group: 65536 }],
+    ["gain-shape R = 256 (random FP16 scales: subnormals, zeros, negatives), L = 8, h = 3", { rows: 60, cols: 31, subvec: 3, levels: 8, group: 5, rowScales: 256 }],
+    ["gain-shape R = 1, column-block, L = 5, h = 12", { rows: 33, cols: 50, subvec: 12, levels: 5, group: 4, layout: "col", rowScales: 1 }],
+    ["gain-shape R = 7, h = 256, L = 2", { rows: 7, cols: 200, subvec: 256, levels: 2, group: 3, rowScales: 7 }],
+    ["gain-shape V = 1, R = 256, h = 5", { rows: 1, cols: 13, subvec: 5, levels: 3, group: 2, rowScales: 256 }],
   ];
   for (const [what, options] of cases) {
     it(`${what}: both builds, both modes, every token`, async () => {
@@ -117,6 +132,18 @@ describe("parity with the TypeScript decoder (random codebooks: subnormals, odd 
 
   it("a seeded sample of a larger blob (20000 x 300, g 1024): both builds, both modes", async () => {
     await checkParity(randomBlob({ rows: 20000, cols: 300, seed: 5 }), sampleTokens(20000, 300, 9), "20000 x 300");
+  });
+
+  it("a seeded sample of a larger gain-shape blob (20000 x 300, R = 256; CODES over several 64 KiB CRC chunks): both builds, both modes", async () => {
+    await checkParity(randomBlob({ rows: 20000, cols: 300, rowScales: 256, seed: 6 }), sampleTokens(20000, 300, 10), "20000 x 300, R 256");
+  });
+
+  it("a 1.1 header without ROW_SCALES is read as a 1.0 blob (as the TypeScript reader does)", async () => {
+    const bytes = randomBlob({ rows: 12, cols: 20, seed: 8 });
+    const v = new DataView(bytes.buffer);
+    v.setUint16(F.H_VERSION_MINOR, 1, true);
+    v.setUint32(F.H_HEADER_CRC, headerCrc(bytes, v.getUint32(F.H_SECTION_COUNT, true)), true);
+    await checkParity(bytes, allTokens(12), "1.1 without ROW_SCALES");
   });
 });
 
@@ -128,6 +155,20 @@ describe("streaming through small arenas (device targets)", () => {
     const rt = await openRuntime({ blob: path, target: "mcu-128k" });
     expectSameBits(rt.lookup(ids), decodeTokens(parseBlob(bytes, "w"), ids), "mcu-128k window");
     expect(rt.peakMemoryBytes).toBeLessThanOrEqual(131072);
+  });
+
+  it("gain-shape with R = 256 on mcu-128k: the 512 bytes of scales stay in the arena beside a small window", async () => {
+    const bytes = randomBlob({ rows: 9, cols: 2048, subvec: 8, levels: 2, group: 4, layout: "col", rowScales: 256, seed: 13 });
+    const path = writeBlob(bytes);
+    const ids = allTokens(9);
+    const rt = await openRuntime({ blob: path, target: "mcu-128k" });
+    expectSameBits(rt.lookup(ids), decodeTokens(parseBlob(bytes, "w"), ids), "mcu-128k gain-shape");
+    expect(rt.peakMemoryBytes).toBeLessThanOrEqual(131072);
+    const plain = writeBlob(randomBlob({ rows: 9, cols: 2048, subvec: 8, levels: 2, group: 4, layout: "col", seed: 13 }));
+    const withScales = rt.info().runtime.streamingBytes;
+    const without = (await openRuntime({ blob: plain, target: "mcu-128k" })).info().runtime.streamingBytes;
+    expect(withScales - without, "one more record byte (16-aligned) and 512 bytes of scales").toBeGreaterThanOrEqual(512);
+    expect(withScales - without).toBeLessThanOrEqual(512 + 16);
   });
 
   it("one group bigger than the arena (h 256, L 8: 64 KiB per group): entries read one by one on mcu-128k", async () => {
@@ -167,6 +208,20 @@ describe("info", () => {
       });
       expect(info.bitsPerParameter).toBeCloseTo((8 * bytes.length) / (50 * 20), 3);
       expect(info.sections.map((s) => s.name)).toEqual(blob.sections.map((s) => ["", "CODES", "CODEBOOKS", "METADATA"][s.id]));
+      expect(info).toMatchObject({ formatVersion: "1.0", rowScales: 0 });
+    }
+  });
+
+  it("reports a gain-shape blob's version, its row scales and the record's index byte", async () => {
+    const { bytes } = compressMatrix(randomMatrix(50, 20, 3), { h: 8, levels: 2, group: 10, iters: 2, rowScale: 12 });
+    const path = writeBlob(bytes);
+    const blob = parseBlob(bytes, "x");
+    expect(blob.header.rowBytes).toBe(1 + Math.ceil((3 * 2) / 2));
+    for (const build of BUILDS) {
+      const info = (await openRuntime({ blob: path, build })).info();
+      expect(info).toMatchObject({ formatVersion: "1.1", rowScales: 12, rowBytes: blob.header.rowBytes, groupCount: blob.header.groupCount });
+      expect(info.sections.map((s) => s.name)).toEqual(["CODES", "CODEBOOKS", "ROW_SCALES", "METADATA"]);
+      expect(info.sections[2]).toMatchObject({ id: F.SECTION_ROW_SCALES, length: 24 });
     }
   });
 });
@@ -304,6 +359,119 @@ describe("corrupted blobs are refused with exit 4 (bad blob) in both builds and 
   });
 });
 
+describe("corrupted v1.1 (gain-shape) blobs are refused with exit 4 in both builds and modes, and by info", () => {
+  const R = 5;
+  const good = randomBlob({ rows: 40, cols: 24, subvec: 8, levels: 2, group: 8, rowScales: R, seed: 31 });
+  const blob = parseBlob(good, "good");
+  const section = (id: number) => blob.sections.find((s) => s.id === id)!;
+  const tableAt = (id: number) => F.SECTION_TABLE_OFFSET + blob.sections.indexOf(section(id)) * F.SECTION_ENTRY_BYTES;
+  const rowBytes = blob.header.rowBytes;
+
+  /** A copy with `edit` applied, then the CODES CRC and the header CRC recomputed: only the edit is wrong. */
+  function edited(edit: (b: Uint8Array, v: DataView) => void): Uint8Array {
+    const b = new Uint8Array(good);
+    const v = new DataView(b.buffer);
+    edit(b, v);
+    const codes = section(F.SECTION_CODES);
+    v.setUint32(tableAt(F.SECTION_CODES) + F.S_CRC, crc32(b.subarray(codes.offset, codes.offset + codes.length)), true);
+    v.setUint32(F.H_HEADER_CRC, headerCrc(b, blob.sections.length), true);
+    return b;
+  }
+
+  /** The good blob's CODES and CODEBOOKS with a ROW_SCALES section of `scaleBytes` (any length). */
+  function withScaleSection(scaleBytes: Uint8Array): Uint8Array {
+    const codes = good.subarray(section(F.SECTION_CODES).offset, section(F.SECTION_CODES).offset + section(F.SECTION_CODES).length);
+    const codebooks = good.subarray(section(F.SECTION_CODEBOOKS).offset, section(F.SECTION_CODEBOOKS).offset + section(F.SECTION_CODEBOOKS).length);
+    return assembleBlob(blob.header, [{ id: F.SECTION_CODES, bytes: codes }, { id: F.SECTION_CODEBOOKS, bytes: codebooks }, { id: F.SECTION_ROW_SCALES, bytes: scaleBytes }]);
+  }
+
+  function scalarWithRowScales(): Uint8Array {
+    const scalar = randomBlob({ method: "int4", rows: 10, cols: 16, group: 8, seed: 3 });
+    const s = parseBlob(scalar, "int4");
+    const codes = s.sections.find((x) => x.id === F.SECTION_CODES)!;
+    return assembleBlob({ ...s.header, versionMinor: 1 }, [{ id: F.SECTION_CODES, bytes: scalar.subarray(codes.offset, codes.offset + codes.length) }, { id: F.SECTION_ROW_SCALES, bytes: new Uint8Array([0, 0x3c]) }]);
+  }
+
+  function rowScalesWithoutIndexByte(): Uint8Array {
+    const header = deriveHeader({ ...blob.header, rowScaled: false });
+    const codes = new Uint8Array(header.rows * header.rowBytes);
+    for (let t = 0; t < header.rows; t++) codes.set(good.subarray(section(F.SECTION_CODES).offset + t * rowBytes + 1, section(F.SECTION_CODES).offset + (t + 1) * rowBytes), t * header.rowBytes);
+    const codebooks = good.subarray(section(F.SECTION_CODEBOOKS).offset, section(F.SECTION_CODEBOOKS).offset + section(F.SECTION_CODEBOOKS).length);
+    return assembleBlob({ ...header, versionMinor: 1 }, [{ id: F.SECTION_CODES, bytes: codes }, { id: F.SECTION_CODEBOOKS, bytes: codebooks }, { id: F.SECTION_ROW_SCALES, bytes: new Uint8Array(2 * R) }]);
+  }
+
+  const codesAt = section(F.SECTION_CODES).offset;
+  const cases: [string, () => Uint8Array, RegExp][] = [
+    ["a row-scale index = R in the last record (one no lookup asks for)", () => edited((b) => (b[codesAt + 39 * rowBytes] = R)), /token 39 has row-scale index 5 but the ROW_SCALES section holds 5 scales/],
+    ["a row-scale index of 255 in the looked-up record", () => edited((b) => (b[codesAt] = 255)), /token 0 has row-scale index 255/],
+    ["an index past R = 1", () => withScaleSection(new Uint8Array([0x00, 0x3c])), /row-scale index [1-4] but the ROW_SCALES section holds 1 scale \[exit 4\]/],
+    ["a flipped byte in ROW_SCALES", () => edited((b) => (b[section(F.SECTION_ROW_SCALES).offset + 3] ^= 0x40)), /ROW_SCALES.*CRC mismatch/],
+    ["ROW_SCALES in a scalar (int4) blob", scalarWithRowScales, /ROW_SCALES\): a scalar-method blob has no row scales/],
+    ["an odd ROW_SCALES length (3 bytes)", () => withScaleSection(new Uint8Array([0, 0x3c, 0])), /ROW_SCALES\): length 3, expected an even number/],
+    ["an empty ROW_SCALES section", () => withScaleSection(new Uint8Array(0)), /ROW_SCALES\): length 0, expected/],
+    ["257 row scales (514 bytes)", () => withScaleSection(new Uint8Array(514)), /ROW_SCALES\): length 514, expected/],
+    ["version_minor 0 with a ROW_SCALES section", () => edited((_, v) => v.setUint16(F.H_VERSION_MINOR, 0, true)), /version_minor is 0, expected at least 1/],
+    ["a ROW_SCALES section but records without the index byte (row_bytes of 1.0)", rowScalesWithoutIndexByte, /row_bytes is 3 but the other fields give 4/],
+    ["a second ROW_SCALES section", () => edited((_, v) => v.setUint32(tableAt(F.SECTION_METADATA) + F.S_ID, F.SECTION_ROW_SCALES, true)), /appears twice/],
+  ];
+  for (const [what, make, message] of cases) {
+    it(what, () => {
+      const bytes = make();
+      const path = writeBlob(bytes);
+      expect(tsRefuses(bytes), "the TypeScript reader refuses it too").toBe(true);
+      for (const build of BUILDS) {
+        for (const mode of MODES) {
+          const r = refuse(build, path, mode);
+          expect(r.exitCode, `${build} ${mode}: ${r.line}`).toBe(RUNTIME_EXIT.badBlob);
+          expect(r.line).toMatch(message);
+          expect(r.line).toContain("bad blob");
+        }
+        const info = runGeneric(build, ["info", guestPath(path)]);
+        expect(info.exitCode, `${build} info: ${info.line}`).toBe(RUNTIME_EXIT.badBlob);
+        expect(info.line).toMatch(message);
+      }
+    });
+  }
+
+  it("the good blob itself is served", async () => {
+    expect(tsRefuses(good)).toBe(false);
+    await checkParity(good, allTokens(40), "good v1.1");
+  });
+
+  it("an index checked across the streaming CRC chunks: bad indices just after and just before a 64 KiB boundary, and in the last record", async () => {
+    // 13-byte records (S = 3, L = 8: 12 bytes of nibbles + the index): 65536 is not a multiple of 13.
+    const big = randomBlob({ rows: 20000, cols: 24, subvec: 8, levels: 8, group: 64, rowScales: 9, seed: 41 });
+    const b = parseBlob(big, "big");
+    expect(b.header.rowBytes).toBe(13);
+    await checkParity(big, sampleTokens(20000, 50, 3), "big v1.1");
+    const codes = b.sections.find((s) => s.id === F.SECTION_CODES)!;
+    const entry = F.SECTION_TABLE_OFFSET + b.sections.indexOf(codes) * F.SECTION_ENTRY_BYTES;
+    for (const t of [Math.ceil(65536 / 13), Math.floor(65536 / 13), 2 * Math.ceil(65536 / 13), 19999]) {
+      const bad = new Uint8Array(big);
+      const v = new DataView(bad.buffer);
+      bad[codes.offset + t * 13] = 9 + (t % 200);
+      v.setUint32(entry + F.S_CRC, crc32(bad.subarray(codes.offset, codes.offset + codes.length)), true);
+      v.setUint32(F.H_HEADER_CRC, headerCrc(bad, b.sections.length), true);
+      expect(tsRefuses(bad)).toBe(true);
+      const path = writeBlob(bad);
+      for (const build of BUILDS) {
+        for (const mode of MODES) {
+          const r = refuse(build, path, mode);
+          expect(r.exitCode, `${build} ${mode} token ${t}: ${r.line}`).toBe(RUNTIME_EXIT.badBlob);
+          expect(r.line).toContain(`token ${t} has row-scale index ${9 + (t % 200)} but the ROW_SCALES section holds 9 scales`);
+        }
+      }
+    }
+  });
+
+  it("a bad index is reported only once the CRCs pass: a flipped CODES byte elsewhere is a CRC mismatch", () => {
+    const bytes = edited((b) => (b[codesAt + 7 * rowBytes] = R));
+    bytes[codesAt + 2] ^= 1; // after resealing: CODES no longer matches its CRC
+    const path = writeBlob(bytes);
+    for (const build of BUILDS) expect(refuse(build, path).line).toMatch(/CODES.*CRC mismatch/);
+  });
+});
+
 describe("bad requests", () => {
   const bytes = randomBlob({ rows: 10, cols: 16, seed: 2 });
   const path = writeBlob(bytes, "req.carvq");
@@ -373,5 +541,13 @@ describe("under jco (the WASI component, ~1 s per run)", () => {
     const bigPath = writeBlob(big);
     const resident = await openJcoRuntime({ blob: bigPath, mode: "resident" });
     expectSameBits(await resident.lookup([2999, 0, 1234]), decodeTokens(parseBlob(big, "big"), [2999, 0, 1234]), "jco resident");
+  });
+
+  it("serves a gain-shape (v1.1) blob bit-identically", async () => {
+    const { bytes } = compressMatrix(randomMatrix(21, 19, 5), { h: 8, levels: 2, group: 6, iters: 2, rowScale: 4 });
+    const path = writeBlob(bytes);
+    const ids = [...allTokens(21)];
+    const rt = await openJcoRuntime({ blob: path, mode: "streaming" });
+    expectSameBits(await rt.lookup(ids), decodeTokens(parseBlob(bytes, "jco v1.1"), ids), "jco gain-shape streaming");
   });
 });
