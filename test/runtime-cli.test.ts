@@ -56,6 +56,17 @@ describe.runIf(existsSync(cli))("carvq lookup", () => {
     }
   });
 
+  it("serves a gain-shape (v1.1) blob bit-identically, generic builds and a device target", () => {
+    const scaled = compressMatrix(randomMatrix(30, 21, 6), { h: 8, levels: 2, group: 9, iters: 2, rowScale: 5 }).bytes;
+    writeFileSync(join(dir, "s.carvq"), scaled);
+    const wantScaled = Buffer.from(decodeTokens(parseBlob(scaled, "s"), [29, 0, 3, 4, 5, 3]).buffer);
+    for (const flags of [[], ["--build", "scalar", "--mode", "streaming"], ["--target", "mcu-128k"]]) {
+      const run = carvq("lookup", "s.carvq", "--tokens", "29,0,3-5,3", ...flags);
+      expect(run.code, run.stderr).toBe(0);
+      expect(Buffer.from(run.stdout).equals(wantScaled), flags.join(" ")).toBe(true);
+    }
+  });
+
   it("refuses to overwrite without --force", () => {
     const out = join(dir, "once.f32");
     expect(carvq("lookup", "m.carvq", "--tokens", "1", "-o", out).code).toBe(0);

@@ -50,6 +50,21 @@ describe("the runtime on a minimal WASI host", () => {
     });
   }
 
+  const scaled = compressMatrix(randomMatrix(33, 40, 9), { h: 8, levels: 2, group: 12, iters: 2, rowScale: 6 }).bytes;
+  const wantScaled = decodeTokens(parseBlob(scaled, "s"), ids);
+  for (const { name, module } of modules) {
+    it(`${name}: a gain-shape (v1.1) blob through 100-byte short reads: same bits`, () => {
+      const run = runMinimalWasi(module, {
+        args: ["lookup", "/flash/model.carvq", ...ids.map(String)],
+        preopens: [{ name: "/flash", files: { "model.carvq": scaled } }],
+        maxReadBytes: 100,
+      });
+      expect(run.stderr).toBe("");
+      expect(run.exitCode).toBe(0);
+      expect(sameBits(run.stdout, wantScaled), name).toBe(true);
+    });
+  }
+
   it("a firmware-style preopen (/flash) and the longest matching preopen wins", () => {
     const other = randomBlob({ rows: 33, cols: 40, seed: 9 });
     const run = runMinimalWasi(modules[0].module, {

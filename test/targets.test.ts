@@ -1,7 +1,8 @@
 // Device targets: every targets/*.json builds to a module whose declared maximum memory is its
 // budget; the scalar builds contain no SIMD instruction; each target serves its representative
-// blob (far larger than the budget when streaming) bit-identically to the TypeScript decoder with
-// a peak linear memory inside the budget, and refuses what cannot fit with exit code 6.
+// blob (far larger than the budget when streaming), as v1.0 and as v1.1 with row scales,
+// bit-identically to the TypeScript decoder with a peak linear memory inside the budget, and
+// refuses what cannot fit with exit code 6.
 import { execFileSync } from "node:child_process";
 import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync, ftruncateSync, writeSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -86,13 +87,14 @@ describe("the scalar build has no SIMD instruction", () => {
 });
 
 const blobs = new Map<string, { path: string; bytes: Uint8Array }>();
-function representativeBlob(t: Target): { path: string; bytes: Uint8Array } {
+/** The target's representative blob; with `rowScales`, the same shape as a v1.1 gain-shape blob. */
+function representativeBlob(t: Target, rowScales = 0): { path: string; bytes: Uint8Array } {
   const r = t.representative!;
-  const key = JSON.stringify(r);
+  const key = JSON.stringify({ ...r, rowScales });
   let blob = blobs.get(key);
   if (blob === undefined) {
-    const bytes = randomBlob({ ...r, seed: r.rows + r.cols } as RandomBlobOptions);
-    const path = join(dir, `${r.rows}x${r.cols}.carvq`);
+    const bytes = randomBlob({ ...r, rowScales, seed: r.rows + r.cols } as RandomBlobOptions);
+    const path = join(dir, `${r.rows}x${r.cols}${rowScales > 0 ? `-r${rowScales}` : ""}.carvq`);
     writeFileSync(path, bytes);
     blob = { path, bytes };
     blobs.set(key, blob);
@@ -124,6 +126,19 @@ describe("memory budget: each target serves its representative blob inside its b
       expect(peak).toBeLessThanOrEqual(t.memoryBudgetBytes);
       if (t.mode === "resident") expect(peak, "the blob is in linear memory").toBeGreaterThan(bytes.length);
       else expect(peak, "streaming keeps the blob out of memory").toBeLessThan(bytes.length);
+    });
+
+    it(`${t.name}: the same shape with 256 row scales (v1.1), a seeded sample bit-identical, peak <= budget`, async () => {
+      const { path, bytes } = representativeBlob(t, 256);
+      const ids = sample(r.rows, 200, 18);
+      const rt = await openRuntime({ blob: path, target: t.name });
+      const info = rt.info();
+      expect(info).toMatchObject({ formatVersion: "1.1", rowScales: 256 });
+      expect(info.runtime.streamingFits).toBe(true);
+      const rows = rt.lookup(ids);
+      const want = decodeTokens(parseBlob(bytes, "rep v1.1"), ids);
+      expect(Buffer.from(rows.buffer).equals(Buffer.from(want.buffer)), "bit-identical to decodeTokens").toBe(true);
+      expect(rt.lastRun!.peakMemoryBytes).toBeLessThanOrEqual(t.memoryBudgetBytes);
     });
   }
 });
