@@ -1,8 +1,9 @@
 // npm run bench:lookup — lookups per second of the WASM runtime under Node's WASI, SIMD vs
 // scalar and resident vs streaming on a Llama-3.2-1B-shaped blob (128256 x 2048, h 8, L 2,
-// g 1024: random codes, ~49 MB), then each device target on its representative blob, with the
-// peak linear memory of every run. All figures come from one run of this script, so the ratios
-// compare like with like on the same machine.
+// g 1024: random codes, ~49 MB), the same four on that shape with 256 row scales (blob v1.1,
+// gain-shape: one more byte a record, one f32 multiply a value), then each device target on its
+// representative blob, with the peak linear memory of every run. All figures come from one run of
+// this script, so the ratios compare like with like on the same machine.
 //
 // A lookup here is what a device does: read the token's record (and, streaming, its codebook
 // groups), decode the row, write it to stdout (/dev/null, so the host's reading is not timed). Per configuration: one run with 1 token
@@ -46,7 +47,7 @@ function blobFor(shape: RandomBlobOptions): { path: string; bytes: number; rows:
   let blob = blobs.get(key);
   if (blob === undefined) {
     const bytes = randomBlob({ seed: 1, ...shape });
-    const path = join(dir, `${shape.rows}x${shape.cols}.carvq`);
+    const path = join(dir, `${shape.rows}x${shape.cols}${shape.rowScales ? `-r${shape.rowScales}` : ""}.carvq`);
     writeFileSync(path, bytes);
     blob = { path, bytes: bytes.length, rows: shape.rows };
     blobs.set(key, blob);
@@ -93,6 +94,12 @@ try {
       results.push(measure(`generic ${build} ${mode}`, wasmPath({ build }), build, mode, 2 ** 32, big));
     }
   }
+  const scaled = blobFor({ ...llama, rowScales: 256 });
+  for (const build of ["simd", "scalar"] as const) {
+    for (const mode of ["resident", "streaming"] as const) {
+      results.push(measure(`generic ${build} ${mode} +rowscale`, wasmPath({ build }), build, mode, 2 ** 32, scaled));
+    }
+  }
   const targets: Target[] = loadTargets();
   for (const t of targets) {
     const build: BuildName = t.simd ? "simd" : "scalar";
@@ -110,6 +117,9 @@ const ratios = {
   simdOverScalarStreaming: ratio("generic simd streaming", "generic scalar streaming"),
   residentOverStreamingSimd: ratio("generic simd resident", "generic simd streaming"),
   residentOverStreamingScalar: ratio("generic scalar resident", "generic scalar streaming"),
+  rowScaleOverPlain: Object.fromEntries(
+    ["simd resident", "simd streaming", "scalar resident", "scalar streaming"].map((c) => [c, ratio(`generic ${c} +rowscale`, `generic ${c}`)]),
+  ) as Record<string, number>,
 };
 
 const mib = (b: number) => (b / 2 ** 20).toFixed(b < 2 ** 20 ? 3 : 1);
@@ -135,6 +145,7 @@ if (values.json) {
     "",
     `SIMD / scalar:        resident ${ratios.simdOverScalarResident.toFixed(2)}x, streaming ${ratios.simdOverScalarStreaming.toFixed(2)}x`,
     `resident / streaming: simd ${ratios.residentOverStreamingSimd.toFixed(2)}x, scalar ${ratios.residentOverStreamingScalar.toFixed(2)}x`,
+    `row scales / none:    ${Object.entries(ratios.rowScaleOverPlain).map(([c, r]) => `${c} ${r.toFixed(2)}x`).join(", ")}`,
   ];
   process.stdout.write(`${lines.join("\n")}\n`);
 }
