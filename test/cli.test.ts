@@ -55,6 +55,15 @@ describe.runIf(existsSync(cli))("carvq CLI", () => {
     expect(readdirSync(dir).filter((f) => f.endsWith(".tmp"))).toEqual([]);
   });
 
+  it("takes per-row importance weights and refuses ones of the wrong shape", () => {
+    writeNpy(join(dir, "w.npy"), { rows: 500, cols: 1, data: Float32Array.from({ length: 500 }, (_, t) => 1 / (t + 1)) }, true);
+    writeNpy(join(dir, "w-bad.npy"), { rows: 499, cols: 1, data: new Float32Array(499).fill(1) }, true);
+    const weighted = carvq("compress", "m.npy", "-o", "w.carvq", "--h", "4", "--weights", "w.npy", "--json");
+    expect(weighted.code, weighted.stderr).toBe(0);
+    expect(JSON.parse(carvq("inspect", "w.carvq", "--json").stdout).metadata.options.weighted).toBe(true);
+    expectCleanFailure(carvq("compress", "m.npy", "-o", "w2.carvq", "--weights", "w-bad.npy"), /w-bad\.npy: weights have shape 499 x 1; expected 500 x 1/);
+  });
+
   it("gives one clear line for bad input", () => {
     writeFileSync(join(dir, "junk.bin"), "this is not a model file at all, just words");
     writeFileSync(join(dir, "junk.carvq"), new Uint8Array(100));

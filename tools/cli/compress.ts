@@ -28,6 +28,8 @@ Options:
   --refine R           carvq: rounds of joint least-squares codebook refinement (default ${D.refine})
   --row-scale N        carvq: gain-shape: code each row's direction and pick its length from N FP16
                        scales (u8 index per row; 256 is typical; default 0 = off; blob format v1.1)
+  --weights FILE       carvq: importance of each row in codebook fitting (e.g. token frequencies): a
+                       .npy of V non-negative values, shape (V, 1) or (1, V); default: all equal
   --seed N             random seed (default ${D.seed}); same input, options and seed give the same bytes
   --block N            int4/int3/int2: values per FP16 scale (default ${D.block})
   --threads N          worker threads for fitting (default: the machine's cores, here ${defaultThreads()});
@@ -35,6 +37,17 @@ Options:
   --force              overwrite an existing output file
   --json               print the summary as one JSON object
   -h, --help           this text`;
+
+/** Reads per-row importance weights: V finite values >= 0 in any 2-D float file of V elements. */
+function loadWeights(path: string, rows: number): Float32Array {
+  const { matrix } = loadMatrix(path, {});
+  if (matrix.rows * matrix.cols !== rows || (matrix.rows !== 1 && matrix.cols !== 1)) {
+    throw new CarvqError(`${path}: weights have shape ${matrix.rows} x ${matrix.cols}; expected ${rows} x 1 or 1 x ${rows} (one per row of the table)`);
+  }
+  const negative = matrix.data.findIndex((w) => w < 0);
+  if (negative >= 0) throw new CarvqError(`${path}: weight ${negative} is ${matrix.data[negative]}; weights must be >= 0`);
+  return matrix.data;
+}
 
 export const compressCommand: Command = {
   name: "compress",
@@ -53,6 +66,7 @@ export const compressCommand: Command = {
       beam: { type: "string" },
       refine: { type: "string" },
       "row-scale": { type: "string" },
+      weights: { type: "string" },
       seed: { type: "string" },
       block: { type: "string" },
       threads: { type: "string" },
@@ -83,11 +97,12 @@ export const compressCommand: Command = {
     const loaded = loadMatrix(input, { tensor: values.tensor });
     const { rows, cols } = loaded.matrix;
     note(`${input}: ${loaded.autoPicked ? "using tensor" : "tensor"} '${loaded.tensor}' (${loaded.format}, ${rows} x ${cols})`);
+    const weights = values.weights === undefined ? undefined : loadWeights(values.weights, rows);
     const started = performance.now();
     const progress = startProgress(options.method === "carvq" ? "fitting groups" : "quantizing rows");
     let result;
     try {
-      result = await compressMatrixParallel(loaded.matrix, options, { source: input, tensor: loaded.tensor }, threads, progress.update);
+      result = await compressMatrixParallel(loaded.matrix, { ...options, weights }, { source: input, tensor: loaded.tensor }, threads, progress.update);
     } finally {
       progress.stop();
     }

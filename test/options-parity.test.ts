@@ -1,0 +1,43 @@
+// Every encoder option that changes a blob's bytes (layout, beam, refinement, gain-shape, weights)
+// round-trips through the blob, the TypeScript decoder and both runtime builds in both modes.
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, describe, expect, it } from "vitest";
+import { openRuntime } from "../host/node.ts";
+import { parseBlob } from "../tools/blob/reader.ts";
+import { compressMatrix, type CompressOptions } from "../tools/compress.ts";
+import { decodeAll } from "../tools/decoder.ts";
+import { randomMatrix } from "./helpers.ts";
+
+const dir = mkdtempSync(join(tmpdir(), "carvq-options-"));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+const matrix = randomMatrix(300, 21, 77);
+const weights = Float32Array.from({ length: 300 }, (_, t) => 1 / (t + 1));
+const cases: [string, Partial<CompressOptions>][] = [
+  ["col + beam 4 + refine 2", { layout: "col", group: 64, beam: 4, refine: 2 }],
+  ["row + gain-shape 32", { group: 100, rowScale: 32 }],
+  ["col + gain-shape 256 + weights", { layout: "col", group: 128, rowScale: 256, weights }],
+  ["h 7, L 4, beam 8", { h: 7, levels: 4, group: 200, beam: 8 }],
+];
+
+describe("encoder options round-trip through the runtime", () => {
+  for (const [what, options] of cases) {
+    it(what, async () => {
+      const result = compressMatrix(matrix, { iters: 5, ...options });
+      const path = join(dir, `${what.replace(/\W+/g, "-")}.carvq`);
+      writeFileSync(path, result.bytes);
+      const reference = decodeAll(parseBlob(result.bytes, path)).data;
+      const tokens = Array.from({ length: 300 }, (_, t) => t);
+      for (const build of ["simd", "scalar"] as const) {
+        for (const mode of ["resident", "streaming"] as const) {
+          const runtime = await openRuntime({ blob: path, build, mode });
+          const rows = runtime.lookup(tokens);
+          runtime.close();
+          expect(Buffer.from(rows.buffer, rows.byteOffset, rows.byteLength).equals(Buffer.from(reference.buffer)), `${build} ${mode}`).toBe(true);
+        }
+      }
+    });
+  }
+});
