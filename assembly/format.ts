@@ -6,11 +6,12 @@
 // layout in prose for implementers in other languages; change both together.
 
 // ---- File header (little-endian, HEADER_BYTES long, at offset 0) ----
-// Version 1.1 adds the optional ROW_SCALES section (gain-shape); a blob without it is written as 1.0.
+// Version 1.1 adds the optional ROW_SCALES section (gain-shape); 1.2 the optional corrective
+// adaptor (ADAPTOR_TABLE + ADAPTOR_MLP). A blob is written with the lowest version it needs.
 /** "CRVQ" read as a little-endian u32: bytes 0x43 0x52 0x56 0x51. */
 export const MAGIC = 0x51565243;
 export const VERSION_MAJOR = 1;
-export const VERSION_MINOR = 1;
+export const VERSION_MINOR = 2;
 export const HEADER_BYTES = 64;
 
 export const H_MAGIC = 0; // u32
@@ -50,6 +51,22 @@ export const SECTION_METADATA = 3; // UTF-8 JSON, informative only
 export const SECTION_ROW_SCALES = 4;
 /** A ROW_SCALES section holds 1 to this many FP16 values (one u8 index per row selects one). */
 export const MAX_ROW_SCALES = 256;
+/** v1.2: the adaptor's per-token table sigma0 (V rows of m0 values). */
+export const SECTION_ADAPTOR_TABLE = 5;
+/** v1.2: the adaptor's MLP sigma1 (m0 -> hidden... -> n). Present exactly when ADAPTOR_TABLE is. */
+export const SECTION_ADAPTOR_MLP = 6;
+
+// ---- Adaptor sections (v1.2) ----
+/** Weight precision codes (ADAPTOR_TABLE and ADAPTOR_MLP each start with one, as a u32). */
+export const ADAPTOR_INT8 = 0; // int8 values, one FP16 scale per row (table) or per output channel (MLP)
+export const ADAPTOR_FP16 = 1; // FP16 values, no scales
+/** ADAPTOR_TABLE starts with u32 precision, u32 m0; then V records. */
+export const ADAPTOR_TABLE_HEADER_BYTES = 8;
+/** ADAPTOR_MLP starts with u32 precision, u32 layer_count, then layer_count + 1 u32 widths. */
+export const MAX_ADAPTOR_LAYERS = 4;
+export const MAX_ADAPTOR_WIDTH = 4096;
+/** LayerNorm epsilon of the adaptor's hidden layers. */
+export const ADAPTOR_LN_EPS = 0.00001;
 
 // ---- Methods ----
 export const METHOD_RVQ = 1;

@@ -289,7 +289,7 @@ describe("corrupted blobs are refused with exit 4 (bad blob) in both builds and 
     ["trailing bytes", () => new Uint8Array([...good, 0, 0, 0]), /last section ends/],
     ["wrong magic", () => corrupt((_, v) => v.setUint32(F.H_MAGIC, 0x46445025, true)), /not a carvq blob/],
     ["version 2.0", () => corrupt((_, v) => v.setUint16(F.H_VERSION_MAJOR, 2, true), true), /unsupported version 2\.0/],
-    ["version 1.2", () => corrupt((_, v) => v.setUint16(F.H_VERSION_MINOR, 2, true), true), /unsupported version 1\.2/],
+    ["version 1.3", () => corrupt((_, v) => v.setUint16(F.H_VERSION_MINOR, 3, true), true), /unsupported version 1\.3/],
     ["section_count 0", () => corrupt((_, v) => v.setUint32(F.H_SECTION_COUNT, 0, true), true), /section_count/],
     ["section_count 17", () => corrupt((_, v) => v.setUint32(F.H_SECTION_COUNT, 17, true), true), /section_count/],
     ["method 9", () => corrupt((_, v) => v.setUint32(F.H_METHOD, 9, true), true), /field method/],

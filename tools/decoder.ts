@@ -1,5 +1,6 @@
 // The TypeScript reference decoder: FORMAT.md's "Decoding" section, line for line. The WASM
 // runtime must produce the same bits for every token (the parity tests hold them together).
+import { addAdaptorRow } from "./adaptor/forward.ts";
 import type { Blob } from "./blob/reader.ts";
 import { bitStreamAt, nibbleAt } from "./blob/codes.ts";
 import { groupOf } from "./blob/codebooks.ts";
@@ -55,11 +56,12 @@ function decodeScalarToken(blob: Blob, t: number, out: Float32Array, at: number)
   }
 }
 
-/** Decodes token `t` into out[at, at + n). */
+/** Decodes token `t` into out[at, at + n): the RVQ sum (times its row scale), plus the adaptor's correction. */
 export function decodeToken(blob: Blob, t: number, out: Float32Array, at = 0): void {
   if (!Number.isInteger(t) || t < 0 || t >= blob.header.rows) throw new CarvqError(`${blob.name}: token ${t} is out of range (the table has ${blob.header.rows} tokens, 0 to ${blob.header.rows - 1})`);
-  if (blob.header.method === "carvq") decodeRvqToken(blob, t, out, at);
-  else decodeScalarToken(blob, t, out, at);
+  if (blob.header.method !== "carvq") return decodeScalarToken(blob, t, out, at);
+  decodeRvqToken(blob, t, out, at);
+  if (blob.adaptor !== null) addAdaptorRow(blob.adaptor, t, out, at);
 }
 
 /** Decodes `tokens` in the order given: row i of the result is tokens[i]. */

@@ -33,10 +33,12 @@ export interface BlobHeader {
   groupCount: number;
   /** v1.1: each record starts with a u8 index into the ROW_SCALES section (gain-shape). */
   rowScaled: boolean;
+  /** v1.2: the blob carries a corrective adaptor (ADAPTOR_TABLE + ADAPTOR_MLP). */
+  adapted: boolean;
 }
 
 /** The header fields the caller chooses; the rest are derived by `deriveHeader`. */
-export type HeaderParams = Pick<BlobHeader, "method" | "rows" | "cols" | "subvec" | "levels" | "group" | "layout"> & { rowScaled?: boolean };
+export type HeaderParams = Pick<BlobHeader, "method" | "rows" | "cols" | "subvec" | "levels" | "group" | "layout"> & { rowScaled?: boolean; adapted?: boolean };
 
 /** Sub-vectors per row, S = ceil(n / h). */
 export function subvectorsPerRow(header: Pick<BlobHeader, "cols" | "subvec">): number {
@@ -49,7 +51,8 @@ export function subvectorsPerRow(header: Pick<BlobHeader, "cols" | "subvec">): n
  */
 export function deriveHeader(params: HeaderParams): BlobHeader {
   const rowScaled = params.method === "carvq" && params.rowScaled === true;
-  const base = { versionMajor: F.VERSION_MAJOR, versionMinor: rowScaled ? 1 : 0, ...params, rowScaled };
+  const adapted = params.method === "carvq" && params.adapted === true;
+  const base = { ...params, versionMajor: F.VERSION_MAJOR, versionMinor: adapted ? 2 : rowScaled ? 1 : 0, rowScaled, adapted };
   if (params.method === "carvq") {
     const S = subvectorsPerRow(params);
     const groupCount = params.layout === "row" ? Math.ceil((params.rows * S) / params.group) : Math.ceil(params.rows / params.group) * S;
@@ -103,7 +106,7 @@ export function checkMagicAndVersion(view: DataView, name: string): void {
  * downstream can be misled into a huge allocation or an out-of-range read. `rowScaled` says
  * whether the section table has a ROW_SCALES section (it changes row_bytes).
  */
-export function decodeHeader(view: DataView, name: string, rowScaled = false): BlobHeader {
+export function decodeHeader(view: DataView, name: string, rowScaled = false, adapted = false): BlobHeader {
   const field = (what: string, value: number, expected: string) => new CarvqError(`${name}: header field ${what} is ${value}; expected ${expected}`);
   const u32 = (offset: number) => view.getUint32(offset, true);
   checkMagicAndVersion(view, name);
@@ -122,7 +125,7 @@ export function decodeHeader(view: DataView, name: string, rowScaled = false): B
   if (method === "carvq") {
     const layout = keyOf(LAYOUT_CODES, u32(F.H_LAYOUT));
     if (layout === undefined) throw field("layout", u32(F.H_LAYOUT), "0 (row) or 1 (col)");
-    params = { method, rows, cols, layout, rowScaled, subvec: inRange("subvec", F.H_SUBVEC, 1, F.MAX_SUBVEC), levels: inRange("levels", F.H_LEVELS, 1, F.MAX_LEVELS), group: inRange("group", F.H_GROUP, 1, 0xffffffff) };
+    params = { method, rows, cols, layout, rowScaled, adapted, subvec: inRange("subvec", F.H_SUBVEC, 1, F.MAX_SUBVEC), levels: inRange("levels", F.H_LEVELS, 1, F.MAX_LEVELS), group: inRange("group", F.H_GROUP, 1, 0xffffffff) };
   } else {
     params = { method, rows, cols, layout: "row", subvec: 0, levels: 0, group: inRange("group (scale block)", F.H_GROUP, 1, F.MAX_SCALE_BLOCK) };
   }
@@ -138,5 +141,6 @@ export function decodeHeader(view: DataView, name: string, rowScaled = false): B
   ];
   for (const [what, offset, value] of derived) if (u32(offset) !== value) throw field(what, u32(offset), `${value} for this ${method} blob`);
   if (rowScaled && versionMinor < 1) throw field("version_minor", versionMinor, "at least 1 for a blob with a ROW_SCALES section");
+  if (adapted && versionMinor < 2) throw field("version_minor", versionMinor, "at least 2 for a blob with an adaptor");
   return { ...expected, versionMinor };
 }

@@ -3,6 +3,8 @@ import * as F from "../../assembly/format.ts";
 import { crc32 } from "../crc32.ts";
 import { F16_TO_F32 } from "../fp16.ts";
 import { CarvqError } from "../errors.ts";
+import type { StoredAdaptor } from "../adaptor/model.ts";
+import { decodeAdaptor } from "./adaptor.ts";
 import { decodeCodebooks } from "./codebooks.ts";
 import { checkMagicAndVersion, decodeHeader, type BlobHeader } from "./header.ts";
 import { decodeMetadata, MAX_METADATA_BYTES, type BlobMetadata } from "./metadata.ts";
@@ -28,9 +30,11 @@ export interface Blob {
   metadata: BlobMetadata | null;
   /** v1.1 gain-shape: the f32 values of the ROW_SCALES section; null when absent. */
   rowScales: Float32Array | null;
+  /** v1.2 corrective adaptor; null when absent. */
+  adaptor: StoredAdaptor | null;
 }
 
-export const SECTION_NAMES: Record<number, string> = { [F.SECTION_CODES]: "CODES", [F.SECTION_CODEBOOKS]: "CODEBOOKS", [F.SECTION_METADATA]: "METADATA", [F.SECTION_ROW_SCALES]: "ROW_SCALES" };
+export const SECTION_NAMES: Record<number, string> = { [F.SECTION_CODES]: "CODES", [F.SECTION_CODEBOOKS]: "CODEBOOKS", [F.SECTION_METADATA]: "METADATA", [F.SECTION_ROW_SCALES]: "ROW_SCALES", [F.SECTION_ADAPTOR_TABLE]: "ADAPTOR_TABLE", [F.SECTION_ADAPTOR_MLP]: "ADAPTOR_MLP" };
 
 function readSectionTable(bytes: Uint8Array, view: DataView, name: string): SectionEntry[] {
   const count = view.getUint32(F.H_SECTION_COUNT, true);
@@ -48,7 +52,7 @@ function readSectionTable(bytes: Uint8Array, view: DataView, name: string): Sect
     const offset = view.getBigUint64(at + F.S_OFFSET, true);
     const length = view.getBigUint64(at + F.S_LENGTH, true);
     const label = `section ${i} (${SECTION_NAMES[id] ?? `id ${id}`})`;
-    if (!(id in SECTION_NAMES)) throw new CarvqError(`${name}: ${label}: unknown section id ${id}; expected 1 (CODES), 2 (CODEBOOKS), 3 (METADATA) or 4 (ROW_SCALES)`);
+    if (!(id in SECTION_NAMES)) throw new CarvqError(`${name}: ${label}: unknown section id ${id}; expected 1 (CODES), 2 (CODEBOOKS), 3 (METADATA), 4 (ROW_SCALES), 5 (ADAPTOR_TABLE) or 6 (ADAPTOR_MLP)`);
     if (entries.some((e) => e.id === id)) throw new CarvqError(`${name}: ${label}: section id ${id} appears twice`);
     // BigInt arithmetic: a lying u64 offset cannot wrap around.
     if (offset % BigInt(F.SECTION_ALIGN) !== 0n) throw new CarvqError(`${name}: ${label}: offset ${offset} is not a multiple of ${F.SECTION_ALIGN}`);
@@ -76,7 +80,9 @@ export function parseBlob(bytes: Uint8Array, name: string): Blob {
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   checkMagicAndVersion(view, name);
   const sections = readSectionTable(bytes, view, name);
-  const header = decodeHeader(view, name, sections.some((s) => s.id === F.SECTION_ROW_SCALES));
+  const has = (id: number) => sections.some((s) => s.id === id);
+  if (has(F.SECTION_ADAPTOR_TABLE) !== has(F.SECTION_ADAPTOR_MLP)) throw new CarvqError(`${name}: ADAPTOR_TABLE and ADAPTOR_MLP sections must come together; only one is present`);
+  const header = decodeHeader(view, name, has(F.SECTION_ROW_SCALES), has(F.SECTION_ADAPTOR_MLP));
   const byId = new Map<number, Uint8Array>();
   for (const entry of sections) {
     const label = SECTION_NAMES[entry.id];
@@ -100,6 +106,10 @@ export function parseBlob(bytes: Uint8Array, name: string): Blob {
   if (header.method !== "carvq" && rowScaleBytes !== undefined) throw new CarvqError(`${name}: ROW_SCALES section present in a ${header.method} blob`);
   const rowScales = rowScaleBytes ? Float32Array.from(decodeCodebooks(rowScaleBytes), (half) => F16_TO_F32[half]) : null;
   if (rowScales !== null) checkRowScaleIndices(codes, header, rowScales.length, name);
+  const adaptorTable = byId.get(F.SECTION_ADAPTOR_TABLE);
+  const adaptorMlp = byId.get(F.SECTION_ADAPTOR_MLP);
+  if (header.method !== "carvq" && adaptorMlp !== undefined) throw new CarvqError(`${name}: adaptor sections present in a ${header.method} blob`);
+  const adaptor = adaptorTable && adaptorMlp ? decodeAdaptor(adaptorTable, adaptorMlp, header.rows, header.cols, name) : null;
   const metadataBytes = byId.get(F.SECTION_METADATA);
   return {
     name,
@@ -110,6 +120,7 @@ export function parseBlob(bytes: Uint8Array, name: string): Blob {
     codebooks: codebookBytes ? decodeCodebooks(codebookBytes) : null,
     metadata: metadataBytes ? decodeMetadata(metadataBytes, name) : null,
     rowScales,
+    adaptor,
   };
 }
 

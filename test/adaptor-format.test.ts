@@ -1,0 +1,59 @@
+import { describe, expect, it } from "vitest";
+import * as F from "../assembly/format.ts";
+import { addAdaptorRow } from "../tools/adaptor/forward.ts";
+import type { FloatAdaptor } from "../tools/adaptor/model.ts";
+import { quantizeAdaptor } from "../tools/adaptor/quantize.ts";
+import { encodeAdaptorMlp, encodeAdaptorTable } from "../tools/blob/adaptor.ts";
+import { deriveHeader } from "../tools/blob/header.ts";
+import { parseBlob } from "../tools/blob/reader.ts";
+import { assembleBlob } from "../tools/blob/writer.ts";
+import { compressMatrix } from "../tools/compress.ts";
+import { decodeAll } from "../tools/decoder.ts";
+import { createRandom } from "../tools/random.ts";
+import { randomMatrix } from "./helpers.ts";
+
+function randomAdaptor(rows: number, widths: number[], seed: number): FloatAdaptor {
+  const random = createRandom(seed);
+  const values = (count: number, scale: number) => Float32Array.from({ length: count }, () => (random() - 0.5) * scale);
+  return {
+    rows,
+    m0: widths[0],
+    table: values(rows * widths[0], 2),
+    layers: widths.slice(1).map((outputs, k) => {
+      const hidden = k + 2 < widths.length;
+      return { inputs: widths[k], outputs, weights: values(outputs * widths[k], 1), bias: values(outputs, 0.2), gamma: hidden ? values(outputs, 1).map((v) => 1 + v) : null, beta: hidden ? values(outputs, 0.2) : null };
+    }),
+  };
+}
+
+describe("adaptor sections (blob v1.2)", () => {
+  const matrix = randomMatrix(50, 12, 3);
+  const rvq = compressMatrix(matrix, { h: 4, group: 32, iters: 3 });
+
+  for (const precision of ["int8", "fp16"] as const) {
+    it(`round-trips a ${precision} adaptor through the blob and adds it to every decoded row`, () => {
+      const stored = quantizeAdaptor(randomAdaptor(50, [4, 16, 8, 12], 9), precision);
+      const header = deriveHeader({ ...rvq.blob.header, adapted: true });
+      const sections = [
+        { id: F.SECTION_CODES, bytes: rvq.blob.codes },
+        { id: F.SECTION_CODEBOOKS, bytes: rvq.bytes.subarray(rvq.blob.sections[1].offset, rvq.blob.sections[1].offset + rvq.blob.sections[1].length) },
+        { id: F.SECTION_ADAPTOR_TABLE, bytes: encodeAdaptorTable(stored) },
+        { id: F.SECTION_ADAPTOR_MLP, bytes: encodeAdaptorMlp(stored) },
+      ];
+      const blob = parseBlob(assembleBlob(header, sections), "a.carvq");
+      expect(blob.header.versionMinor).toBe(2);
+      expect(blob.adaptor).toEqual(stored);
+      const plain = decodeAll(rvq.blob).data;
+      const adapted = decodeAll(blob).data;
+      const expected = plain.slice();
+      for (let t = 0; t < 50; t++) addAdaptorRow(stored, t, expected, t * 12);
+      expect(Array.from(adapted)).toEqual(Array.from(expected));
+      expect(adapted.some((v, i) => v !== plain[i])).toBe(true);
+      // A lying width is refused with a message naming the section and field.
+      const lying = sections.map((s) => ({ ...s, bytes: s.bytes.slice() }));
+      new DataView(lying[3].bytes.buffer).setUint32(12, 9999, true);
+      expect(() => parseBlob(assembleBlob(header, lying), "a.carvq")).toThrow(/ADAPTOR_MLP width 1 is 9999/);
+      expect(() => parseBlob(assembleBlob(header, sections.slice(0, 3)), "a.carvq")).toThrow(/must come together/);
+    });
+  }
+});
