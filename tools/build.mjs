@@ -1,5 +1,6 @@
 // Builds everything `npm ci` must leave working: the CLI bundle (dist/carvq.mjs) and, when
 // tools/build-wasm.mjs exists, the WASM runtime builds. Run by `npm run build` and `prepare`.
+import { execFileSync } from "node:child_process";
 import { build } from "esbuild";
 import { chmodSync, existsSync } from "node:fs";
 
@@ -11,6 +12,9 @@ const common = {
   sourcemap: "linked",
   logLevel: "warning",
 };
+
+// The encoder's k-means kernel (tools/quant/kernels.ts loads it; a scalar twin covers its absence).
+execFileSync(process.execPath, ["node_modules/assemblyscript/bin/asc.js", "--config", "assembly/quant/asconfig.json"], { stdio: "inherit" });
 
 // The RVQ fitting worker (tools/quant/parallel.ts looks for it next to the CLI bundle).
 await build({ ...common, entryPoints: ["tools/quant/rvq-worker.ts"], outfile: "dist/rvq-worker.mjs" });

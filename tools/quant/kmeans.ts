@@ -1,6 +1,8 @@
 // k-means for small codebooks (K centroids of dimension `dim`): k-means++ seeding, Lloyd
-// iterations, empty clusters re-seeded, optional per-point importance weights (null = all 1, and
-// then the arithmetic is exactly the unweighted one). Deterministic for a given random stream.
+// iterations (assignment by the SIMD kernel in kernels.ts when K = 16), empty clusters re-seeded,
+// optional per-point importance weights (null = all 1, and then the arithmetic is exactly the
+// unweighted one). Deterministic for a given random stream.
+import { assign16 } from "./kernels.ts";
 
 /** Squared distance between points[p] and centroids[c] (both `dim` wide). */
 function distance2(points: Float32Array, p: number, centroids: Float32Array, c: number, dim: number): number {
@@ -70,18 +72,30 @@ function seedCentroids(points: Float32Array, count: number, dim: number, K: numb
 export function kmeans(points: Float32Array, count: number, dim: number, K: number, iterations: number, random: () => number, weights: Float32Array | null = null): Float32Array {
   const centroids = seedCentroids(points, count, dim, K, random, weights);
   const assignment = new Int32Array(count).fill(-1);
+  const next = new Int32Array(count);
+  const score = new Float32Array(count);
   const pointDistance = new Float64Array(count);
+  const pointNorm = new Float64Array(count);
+  for (let p = 0; p < count; p++) for (let e = 0; e < dim; e++) pointNorm[p] += points[p * dim + e] ** 2;
   const sums = new Float64Array(K * dim);
   const sizes = new Float64Array(K);
   const found = new Float64Array(2);
   for (let iter = 0; iter < iterations; iter++) {
+    if (K === 16) {
+      assign16(points, count, dim, centroids, next, score);
+      for (let p = 0; p < count; p++) pointDistance[p] = Math.max(0, score[p] + pointNorm[p]);
+    } else {
+      for (let p = 0; p < count; p++) {
+        nearestCentroid(points, p, centroids, K, dim, found);
+        next[p] = found[0];
+        pointDistance[p] = found[1];
+      }
+    }
     let changed = false;
     sums.fill(0);
     sizes.fill(0);
     for (let p = 0; p < count; p++) {
-      nearestCentroid(points, p, centroids, K, dim, found);
-      const c = found[0];
-      pointDistance[p] = found[1];
+      const c = next[p];
       if (assignment[p] !== c) {
         assignment[p] = c;
         changed = true;

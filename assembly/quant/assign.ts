@@ -1,0 +1,51 @@
+// k-means assignment kernel for the offline encoder (tools/quant/kernels.ts), compiled separately
+// from the device runtime. For each point it computes the 16 distances ||c||² − 2·p·c at once with
+// centroids stored dimension-major (four f32x4 lanes of centroids per dimension), then the nearest.
+// Every f32 operation is the same, in the same order, as the scalar reference in
+// tools/quant/kernels.ts, so both give bit-identical results.
+
+/** Assigns `count` points (count × dim f32 at `points`) to the nearest of 16 centroids.
+ *  `centroidsT`: dim × 16 f32 (dimension-major); `norms`: 16 f32 (||c||²).
+ *  Writes the index (i32) to `assignment` and ||c||² − 2·p·c (f32) to `score`. */
+export function assign16(points: usize, count: i32, dim: i32, centroidsT: usize, norms: usize, assignment: usize, score: usize): void {
+  const n0 = v128.load(norms);
+  const n1 = v128.load(norms, 16);
+  const n2 = v128.load(norms, 32);
+  const n3 = v128.load(norms, 48);
+  for (let p = 0; p < count; p++) {
+    let a0 = f32x4.splat(0);
+    let a1 = f32x4.splat(0);
+    let a2 = f32x4.splat(0);
+    let a3 = f32x4.splat(0);
+    const row = points + <usize>(p * dim) * 4;
+    for (let e = 0; e < dim; e++) {
+      const x = f32x4.splat(load<f32>(row + <usize>e * 4));
+      const c = centroidsT + <usize>(e * 16) * 4;
+      a0 = f32x4.add(a0, f32x4.mul(x, v128.load(c)));
+      a1 = f32x4.add(a1, f32x4.mul(x, v128.load(c, 16)));
+      a2 = f32x4.add(a2, f32x4.mul(x, v128.load(c, 32)));
+      a3 = f32x4.add(a3, f32x4.mul(x, v128.load(c, 48)));
+    }
+    const d0 = f32x4.sub(n0, f32x4.add(a0, a0));
+    const d1 = f32x4.sub(n1, f32x4.add(a1, a1));
+    const d2 = f32x4.sub(n2, f32x4.add(a2, a2));
+    const d3 = f32x4.sub(n3, f32x4.add(a3, a3));
+    let best: i32 = 0;
+    let bestScore: f32 = f32x4.extract_lane(d0, 0);
+    // Lowest index wins ties: strictly smaller replaces.
+    for (let k = 1; k < 16; k++) {
+      const lanes = k < 4 ? d0 : k < 8 ? d1 : k < 12 ? d2 : d3;
+      const s = extract(lanes, k & 3);
+      if (s < bestScore) {
+        bestScore = s;
+        best = k;
+      }
+    }
+    store<i32>(assignment + <usize>p * 4, best);
+    store<f32>(score + <usize>p * 4, bestScore);
+  }
+}
+
+@inline function extract(v: v128, lane: i32): f32 {
+  return lane == 0 ? f32x4.extract_lane(v, 0) : lane == 1 ? f32x4.extract_lane(v, 1) : lane == 2 ? f32x4.extract_lane(v, 2) : f32x4.extract_lane(v, 3);
+}

@@ -1,0 +1,37 @@
+import { describe, expect, it } from "vitest";
+import { assign16, assign16Scalar, simdKernelAvailable } from "../tools/quant/kernels.ts";
+import { createRandom } from "../tools/random.ts";
+
+describe("k-means assignment kernel", () => {
+  it("is built (npm run build) so the SIMD path is what runs", () => {
+    expect(simdKernelAvailable(), "build/quant-kernels.wasm is missing: run npm run build").toBe(true);
+  });
+
+  it("gives bit-identical indices and scores to the scalar reference, ties included", () => {
+    const random = createRandom(5);
+    for (const dim of [1, 3, 4, 8, 20]) {
+      const count = 777;
+      const points = Float32Array.from({ length: count * dim }, () => (random() - 0.5) * 4);
+      const centroids = Float32Array.from({ length: 16 * dim }, () => (random() - 0.5) * 4);
+      centroids.copyWithin(5 * dim, 2 * dim, 3 * dim); // centroids 2 and 5 equal: ties go to 2
+      points.set(centroids.subarray(2 * dim, 3 * dim), 0);
+      const simd = { assignment: new Int32Array(count), score: new Float32Array(count) };
+      const scalar = { assignment: new Int32Array(count), score: new Float32Array(count) };
+      assign16(points, count, dim, centroids, simd.assignment, simd.score);
+      assign16Scalar(points, count, dim, centroids, scalar.assignment, scalar.score);
+      expect(Array.from(simd.assignment), `dim ${dim}`).toEqual(Array.from(scalar.assignment));
+      expect(Buffer.from(simd.score.buffer).equals(Buffer.from(scalar.score.buffer)), `dim ${dim}`).toBe(true);
+      expect(simd.assignment[0]).toBe(2);
+      // The scores are real: each is the minimum over the 16 centroids of ||c||² − 2·p·c.
+      for (let p = 0; p < count; p += 97) {
+        let best = Infinity;
+        for (let k = 0; k < 16; k++) {
+          let s = 0;
+          for (let e = 0; e < dim; e++) s += centroids[k * dim + e] ** 2 - 2 * points[p * dim + e] * centroids[k * dim + e];
+          best = Math.min(best, s);
+        }
+        expect(simd.score[p]).toBeCloseTo(best, 3);
+      }
+    }
+  });
+});

@@ -1,0 +1,101 @@
+// The k-means assignment step, the encoder's hot loop: a WASM SIMD kernel
+// (assembly/quant/assign.ts, built to build/quant-kernels.wasm) and a scalar reference here that
+// performs the same f32 operations in the same order, so the two give bit-identical assignments
+// and blobs do not depend on which one ran. The kernel is used when its build is present.
+import { existsSync, readFileSync } from "node:fs";
+import { fileURLToPath } from "node:url";
+
+interface KernelInstance {
+  memory: WebAssembly.Memory;
+  assign16: (points: number, count: number, dim: number, centroidsT: number, norms: number, assignment: number, score: number) => void;
+}
+
+let kernel: KernelInstance | null | undefined;
+
+/** build/quant-kernels.wasm, next to the source tree or the bundle; null when not built. */
+function loadKernel(): KernelInstance | null {
+  if (kernel !== undefined) return kernel;
+  kernel = null;
+  for (const relative of ["../../build/quant-kernels.wasm", "../build/quant-kernels.wasm"]) {
+    const path = fileURLToPath(new URL(relative, import.meta.url));
+    if (!existsSync(path)) continue;
+    const instance = new WebAssembly.Instance(new WebAssembly.Module(readFileSync(path)), {});
+    kernel = instance.exports as unknown as KernelInstance;
+    break;
+  }
+  return kernel;
+}
+
+/** Whether the SIMD kernel is loaded (tests use it to make sure both paths are exercised). */
+export function simdKernelAvailable(): boolean {
+  return loadKernel() !== null;
+}
+
+/** Centroids (16 × dim, row-major) to dimension-major order, and their f32 squared norms. */
+function prepareCentroids(centroids: Float32Array, dim: number): { transposed: Float32Array; norms: Float32Array } {
+  const transposed = new Float32Array(16 * dim);
+  const norms = new Float32Array(16);
+  for (let k = 0; k < 16; k++) {
+    let norm = 0;
+    for (let e = 0; e < dim; e++) {
+      const c = centroids[k * dim + e];
+      transposed[e * 16 + k] = c;
+      norm = Math.fround(norm + Math.fround(c * c));
+    }
+    norms[k] = norm;
+  }
+  return { transposed, norms };
+}
+
+/** The scalar reference of assign16: same f32 operations, same order, same tie rule. */
+export function assign16Scalar(points: Float32Array, count: number, dim: number, centroids: Float32Array, assignment: Int32Array, score: Float32Array): void {
+  const { transposed, norms } = prepareCentroids(centroids, dim);
+  const acc = new Float32Array(16);
+  for (let p = 0; p < count; p++) {
+    acc.fill(0);
+    for (let e = 0; e < dim; e++) {
+      const x = points[p * dim + e];
+      for (let k = 0; k < 16; k++) acc[k] = Math.fround(acc[k] + Math.fround(x * transposed[e * 16 + k]));
+    }
+    let best = 0;
+    let bestScore = Math.fround(norms[0] - Math.fround(acc[0] + acc[0]));
+    for (let k = 1; k < 16; k++) {
+      const s = Math.fround(norms[k] - Math.fround(acc[k] + acc[k]));
+      if (s < bestScore) {
+        bestScore = s;
+        best = k;
+      }
+    }
+    assignment[p] = best;
+    score[p] = bestScore;
+  }
+}
+
+function assign16Simd(k: KernelInstance, points: Float32Array, count: number, dim: number, centroids: Float32Array, assignment: Int32Array, score: Float32Array): void {
+  const { transposed, norms } = prepareCentroids(centroids, dim);
+  const centroidsAt = 0;
+  const normsAt = centroidsAt + transposed.byteLength;
+  const pointsAt = normsAt + 64;
+  const assignmentAt = pointsAt + count * dim * 4;
+  const scoreAt = assignmentAt + count * 4;
+  const needed = scoreAt + count * 4;
+  const have = k.memory.buffer.byteLength;
+  if (needed > have) k.memory.grow(Math.ceil((needed - have) / 65536));
+  const heap = k.memory.buffer;
+  new Float32Array(heap, centroidsAt, transposed.length).set(transposed);
+  new Float32Array(heap, normsAt, 16).set(norms);
+  new Float32Array(heap, pointsAt, count * dim).set(points.subarray(0, count * dim));
+  k.assign16(pointsAt, count, dim, centroidsAt, normsAt, assignmentAt, scoreAt);
+  assignment.set(new Int32Array(heap, assignmentAt, count));
+  score.set(new Float32Array(heap, scoreAt, count));
+}
+
+/**
+ * Nearest of 16 centroids (16 × dim, row-major) for each of `count` points: the index into
+ * `assignment` and ||c||² − 2·p·c (the squared distance less ||p||²) into `score`.
+ */
+export function assign16(points: Float32Array, count: number, dim: number, centroids: Float32Array, assignment: Int32Array, score: Float32Array): void {
+  const k = loadKernel();
+  if (k === null) assign16Scalar(points, count, dim, centroids, assignment, score);
+  else assign16Simd(k, points, count, dim, centroids, assignment, score);
+}
