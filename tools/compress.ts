@@ -5,7 +5,7 @@ import * as F from "../assembly/format.ts";
 import pkg from "../package.json" with { type: "json" };
 import { encodeCodebooks } from "./blob/codebooks.ts";
 import { packNibbleRecords, packScalarRecords } from "./blob/codes.ts";
-import { deriveHeader, SCALAR_BITS, type BlobHeader, type LayoutName, type MethodName } from "./blob/header.ts";
+import { deriveHeader, SCALAR_BITS, type BlobHeader, type MethodName } from "./blob/header.ts";
 import { encodeMetadata, type BlobMetadata } from "./blob/metadata.ts";
 import { parseBlob, type Blob } from "./blob/reader.ts";
 import { assembleBlob, type SectionBytes } from "./blob/writer.ts";
@@ -15,31 +15,16 @@ import { reconstructionMetrics, type ReconstructionMetrics } from "./eval/metric
 import type { Matrix } from "./matrix.ts";
 import { fitRowScales, unitRows } from "./quant/gain.ts";
 import { encodeRvqParallel } from "./quant/parallel.ts";
-import { encodeRvq, type RvqEncoding } from "./quant/rvq.ts";
+import { encodeRvq, type RvqEncoding, type RvqParams } from "./quant/rvq.ts";
 import { encodeScalar } from "./quant/scalar.ts";
 
 export const TOOL_VERSION: string = pkg.version;
 
-export interface CompressOptions {
+/** Everything that shapes a blob: the RVQ parameters (tools/quant/rvq.ts) plus the method's own. */
+export interface CompressOptions extends RvqParams {
   method: MethodName;
-  /** RVQ sub-vector length. */
-  h: number;
-  /** RVQ residual levels. */
-  levels: number;
-  /** RVQ sub-vectors per group. */
-  group: number;
-  layout: LayoutName;
-  /** Lloyd iterations per k-means. */
-  iters: number;
-  seed: number;
-  /** RVQ: beam width for encoding (1 = greedy, the paper's). */
-  beam: number;
-  /** RVQ: rounds of joint least-squares codebook refinement. */
-  refine: number;
   /** RVQ gain-shape: number of FP16 row scales (up to 256, a u8 index per row); 0 = off. */
   rowScale: number;
-  /** RVQ: importance of each row in codebook fitting (e.g. token frequency); absent = all equal. */
-  weights?: Float32Array | null;
   /** Scalar methods: values per FP16 scale. */
   block: number;
 }
