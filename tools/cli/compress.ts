@@ -8,6 +8,7 @@ import { loadMatrix } from "../readers/index.ts";
 import { choiceOption, intOption, parseCommandArgs } from "./args.ts";
 import type { Command } from "./command.ts";
 import { fmt, note, printResult } from "./output.ts";
+import { AUTO_HELP, checkAutoConflicts, chooseOptions, parseTargetBpp, searchJson } from "../plan/cli.ts";
 
 const help = `carvq compress <input> -o <blob> [options]
 
@@ -32,6 +33,7 @@ Options:
                        .npy of V non-negative values, shape (V, 1) or (1, V); default: all equal
   --seed N             random seed (default ${D.seed}); same input, options and seed give the same bytes
   --block N            int4/int3/int2: values per FP16 scale (default ${D.block})
+${AUTO_HELP}
   --threads N          worker threads for fitting (default: the machine's cores, here ${defaultThreads()});
                        the blob is the same for any number of threads
   --force              overwrite an existing output file
@@ -70,6 +72,8 @@ export const compressCommand: Command = {
       seed: { type: "string" },
       block: { type: "string" },
       threads: { type: "string" },
+      "target-bpp": { type: "string" },
+      target: { type: "string" },
       force: { type: "boolean" },
       json: { type: "boolean" },
     });
@@ -77,7 +81,10 @@ export const compressCommand: Command = {
     if (positionals.length !== 1) throw new CarvqError(`carvq compress: expected one input file, got ${positionals.length} (see carvq compress --help)`);
     if (values.output === undefined) throw new CarvqError("carvq compress: -o/--output is required (see carvq compress --help)");
     const c = "compress";
-    const options = {
+    const targetBpp = parseTargetBpp(c, values["target-bpp"]);
+    const auto = targetBpp !== undefined || values.target !== undefined;
+    if (auto) checkAutoConflicts(c, values, targetBpp !== undefined ? "--target-bpp" : "--target");
+    let options = {
       method: choiceOption(c, "method", values.method, D.method, ["carvq", "int4", "int3", "int2"] as const),
       h: intOption(c, "h", values.h, D.h, 1, 256),
       levels: intOption(c, "levels", values.levels, D.levels, 1, 8),
@@ -99,6 +106,13 @@ export const compressCommand: Command = {
     note(`${input}: ${loaded.autoPicked ? "using tensor" : "tensor"} '${loaded.tensor}' (${loaded.format}, ${rows} x ${cols})`);
     const weights = values.weights === undefined ? undefined : loadWeights(values.weights, rows);
     const started = performance.now();
+    let search;
+    if (auto) {
+      const chosen = await chooseOptions(loaded.matrix, { targetBpp, target: values.target, seed: options.seed, weights, threads, from: { source: input, tensor: loaded.tensor } }, note);
+      const { weights: _w, ...picked } = chosen.options;
+      options = picked;
+      search = searchJson(chosen.result);
+    }
     const progress = startProgress(options.method === "carvq" ? "fitting groups" : "quantizing rows");
     let result;
     try {
@@ -109,7 +123,7 @@ export const compressCommand: Command = {
     writeFileAtomic(values.output, result.bytes, force);
     const seconds = (performance.now() - started) / 1000;
     const size = bitsPerParameter(result.blob);
-    printResult(values.json === true, { output: values.output, input, tensor: loaded.tensor, shape: [rows, cols], options, bytes: result.bytes.length, bpp: size.bpp, relMSE: result.metrics.relMSE, cosine: result.metrics.cosine, seconds }, [
+    printResult(values.json === true, { output: values.output, input, tensor: loaded.tensor, shape: [rows, cols], options, bytes: result.bytes.length, bpp: size.bpp, relMSE: result.metrics.relMSE, cosine: result.metrics.cosine, seconds, ...(search ? { search } : {}) }, [
       `wrote ${values.output}: ${result.bytes.length} bytes, ${fmt(size.bpp)} bits per parameter`,
       `relMSE ${fmt(result.metrics.relMSE)}, mean cosine ${fmt(result.metrics.cosine)} (${fmt(seconds)} s)`,
     ]);
