@@ -5,12 +5,13 @@ import * as F from "../assembly/format.ts";
 import pkg from "../package.json" with { type: "json" };
 import { encodeCodebooks } from "./blob/codebooks.ts";
 import { packNibbleRecords, packScalarRecords } from "./blob/codes.ts";
-import { deriveHeader, SCALAR_BITS, type BlobHeader, type MethodName } from "./blob/header.ts";
+import { deriveHeader, METHOD_CODES, SCALAR_BITS, type BlobHeader, type MethodName } from "./blob/header.ts";
 import { encodeMetadata, type BlobMetadata } from "./blob/metadata.ts";
 import { parseBlob, type Blob } from "./blob/reader.ts";
 import { assembleBlob, type SectionBytes } from "./blob/writer.ts";
 import { decodeAll } from "./decoder.ts";
 import { CarvqError } from "./errors.ts";
+import { F16_MAX } from "./fp16.ts";
 import { reconstructionMetrics, type ReconstructionMetrics } from "./eval/metrics.ts";
 import type { Matrix } from "./matrix.ts";
 import { fitRowScales, unitRows } from "./quant/gain.ts";
@@ -46,11 +47,17 @@ export interface CompressResult {
   metrics: ReconstructionMetrics;
 }
 
-/** Refuses NaN and Inf, naming the first offending position. */
+/**
+ * Refuses NaN and Inf, and magnitudes above 65504 (the largest FP16 value: codebooks, scales and
+ * row scales are stored as FP16, so such a value could only be clamped, silently), naming the first
+ * offending position.
+ */
 export function checkFinite(matrix: Matrix, name: string): void {
   const { data, cols } = matrix;
   for (let i = 0; i < data.length; i++) {
-    if (!Number.isFinite(data[i])) throw new CarvqError(`${name}: value at row ${Math.floor(i / cols)}, column ${i % cols} is ${data[i]}; the table must be finite`);
+    const v = data[i];
+    if (!Number.isFinite(v)) throw new CarvqError(`${name}: value at row ${Math.floor(i / cols)}, column ${i % cols} is ${v}; the table must be finite`);
+    if (v > F16_MAX || v < -F16_MAX) throw new CarvqError(`${name}: value at row ${Math.floor(i / cols)}, column ${i % cols} is ${v}; a blob stores FP16 values, whose largest magnitude is ${F16_MAX}`);
   }
 }
 
@@ -58,7 +65,13 @@ function checkOptions(matrix: Matrix, o: CompressOptions, name: string): void {
   const bad = (flag: string, value: number, expected: string) => new CarvqError(`${name}: --${flag} ${value} ${expected}`);
   if (matrix.rows < 1 || matrix.rows > F.MAX_ROWS) throw new CarvqError(`${name}: ${matrix.rows} rows; a blob holds 1 to ${F.MAX_ROWS}`);
   if (matrix.cols < 1 || matrix.cols > F.MAX_COLS) throw new CarvqError(`${name}: ${matrix.cols} columns; a blob holds 1 to ${F.MAX_COLS}`);
+  if (!Number.isInteger(matrix.rows) || !Number.isInteger(matrix.cols) || matrix.data.length !== matrix.rows * matrix.cols) {
+    throw new CarvqError(`${name}: a ${matrix.rows} x ${matrix.cols} matrix must hold ${matrix.rows * matrix.cols} values, not ${matrix.data.length}`);
+  }
+  if (!(o.method in METHOD_CODES)) throw new CarvqError(`${name}: --method ${String(o.method)} is not one of ${Object.keys(METHOD_CODES).join(", ")}`);
+  if (!Number.isInteger(o.seed) || o.seed < 0 || o.seed > 0xffffffff) throw bad("seed", o.seed, "is out of range; expected a whole number from 0 to 4294967295");
   if (o.method === "carvq") {
+    if (o.layout !== "row" && o.layout !== "col") throw new CarvqError(`${name}: --layout ${String(o.layout)} is not one of row, col`);
     if (!Number.isInteger(o.h) || o.h < 1 || o.h > F.MAX_SUBVEC) throw bad("h", o.h, `is out of range; expected 1 to ${F.MAX_SUBVEC}`);
     if (o.h > matrix.cols) throw bad("h", o.h, `is larger than the table's ${matrix.cols} columns`);
     if (!Number.isInteger(o.levels) || o.levels < 1 || o.levels > F.MAX_LEVELS) throw bad("levels", o.levels, `is out of range; expected 1 to ${F.MAX_LEVELS}`);
