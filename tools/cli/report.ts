@@ -1,0 +1,123 @@
+import { existsSync, mkdirSync, statSync } from "node:fs";
+import { join } from "node:path";
+import { checkOverwrite, writeFileAtomic } from "../atomic.ts";
+import { CarvqError } from "../errors.ts";
+import { loadLlama2cModel } from "../llama2c/model.ts";
+import { runReport, renderMarkdown, renderReportSvg, type ReportRequest } from "../plan/report.ts";
+import { startProgress, type Progress } from "../progress.ts";
+import { defaultThreads } from "../quant/parallel.ts";
+import { loadMatrix } from "../readers/index.ts";
+import { intOption, parseCommandArgs } from "./args.ts";
+import type { Command } from "./command.ts";
+import { note, printResult } from "./output.ts";
+
+const DEFAULT_BUDGETS = [1.5, 2, 3];
+
+const help = `carvq report <input> -o <dir> [--budgets 1.5,2,3] [--json]
+
+Compresses one model's embedding table at several sizes with every method and writes a
+rate–distortion report: <dir>/report.md (a Markdown table and the command that made it) and
+<dir>/report.svg (bits per parameter against relMSE and NN@10, and perplexity for a llama2.c
+model). Every blob is decoded and measured on the whole table.
+
+Runs: the scalar baselines int4, int3, int2 (block 32); the paper's recipe (row layout, h 8,
+g 1024, greedy) with 1 to 4 levels; and, for each budget, the auto-configured choice of
+carvq compress --target-bpp <budget>, fitted on the whole table. Budgets take minutes each on a
+large table (the search, then the full fit).
+
+Options:
+  -o, --output DIR     the folder to write report.md and report.svg into (created if missing);
+                       existing reports are refused unless --force
+  --budgets LIST       comma-separated bits-per-parameter budgets for the auto runs (default ${DEFAULT_BUDGETS.join(",")})
+  --tensor NAME        the tensor to compress (default: the token embedding)
+  --seed N             random seed of every fit and of the search (default 0)
+  --threads N          worker threads (default: the machine's cores, here ${defaultThreads()})
+  --force              overwrite an existing report
+  --json               print every run as one JSON object on stdout
+  -h, --help           this text`;
+
+function parseBudgets(raw: string | undefined): number[] {
+  if (raw === undefined) return DEFAULT_BUDGETS;
+  const parts = raw.split(",").map((s) => s.trim());
+  const budgets = parts.map(Number);
+  const bad = parts.findIndex((p, i) => p === "" || !/^\d*\.?\d+$/.test(p) || !(budgets[i] > 0));
+  if (bad >= 0 || parts.length === 0) throw new CarvqError(`carvq report: --budgets must be positive numbers separated by commas, got '${raw}'`);
+  return [...new Set(budgets)].sort((a, b) => a - b);
+}
+
+/** The command line as a person would retype it (the input and folder as given). */
+function commandLine(argv: string[]): string {
+  const quoted = argv.filter((a) => a !== "--force" && a !== "--json").map((a) => (/^[\w./,:=+-]+$/.test(a) ? a : `'${a.replace(/'/g, "'\\''")}'`));
+  return `carvq report ${quoted.join(" ")}`;
+}
+
+export const reportCommand: Command = {
+  name: "report",
+  summary: "rate–distortion report: every method at several budgets, Markdown table and SVG plot",
+  help,
+  async run(argv) {
+    const { values, positionals } = parseCommandArgs("report", argv, {
+      output: { type: "string", short: "o" },
+      budgets: { type: "string" },
+      tensor: { type: "string" },
+      seed: { type: "string" },
+      threads: { type: "string" },
+      force: { type: "boolean" },
+      json: { type: "boolean" },
+    });
+    if (values.help) return void process.stdout.write(`${help}\n`);
+    if (positionals.length !== 1) throw new CarvqError(`carvq report: expected one input file, got ${positionals.length} (see carvq report --help)`);
+    if (values.output === undefined) throw new CarvqError("carvq report: -o/--output (a folder) is required (see carvq report --help)");
+    const budgets = parseBudgets(values.budgets);
+    const seed = intOption("report", "seed", values.seed, 0, 0, 0xffffffff);
+    const threads = intOption("report", "threads", values.threads, defaultThreads(), 1, 256);
+    const dir = values.output;
+    const force = values.force === true;
+    if (existsSync(dir) && !statSync(dir).isDirectory()) throw new CarvqError(`${dir}: exists and is not a folder`);
+    const mdPath = join(dir, "report.md");
+    const svgPath = join(dir, "report.svg");
+    checkOverwrite(mdPath, force);
+    checkOverwrite(svgPath, force);
+    const input = positionals[0];
+    const loaded = loadMatrix(input, { tensor: values.tensor });
+    const { rows, cols } = loaded.matrix;
+    note(`${input}: ${loaded.autoPicked ? "using tensor" : "tensor"} '${loaded.tensor}' (${loaded.format}, ${rows} x ${cols})`);
+    const model = loaded.format === "llama2c" ? loadLlama2cModel(input) : null;
+    let progress: Progress | null = null;
+    let stage = "";
+    const request: ReportRequest = {
+      budgets,
+      seed,
+      threads,
+      from: { source: input, tensor: loaded.tensor },
+      model,
+      onRun: (i, total, what) => {
+        progress?.stop();
+        progress = null;
+        note(`[${i}/${total}] ${what}`);
+      },
+      onProgress: (s, done, total) => {
+        if (s !== stage || progress === null) {
+          progress?.stop();
+          progress = startProgress(s === "search" ? "  searching configurations" : "  fitting");
+          stage = s;
+        }
+        progress.update(done, total);
+      },
+    };
+    let result;
+    try {
+      result = await runReport(loaded.matrix, request);
+    } finally {
+      (progress as Progress | null)?.stop();
+    }
+    mkdirSync(dir, { recursive: true });
+    const command = commandLine(argv);
+    writeFileAtomic(mdPath, new TextEncoder().encode(renderMarkdown(result, command)), force);
+    writeFileAtomic(svgPath, new TextEncoder().encode(renderReportSvg(result)), force);
+    printResult(values.json === true, { ...result, command, markdown: mdPath, svg: svgPath }, [
+      `wrote ${mdPath} and ${svgPath}: ${result.runs.length} runs`,
+      ...[...result.runs].sort((a, b) => a.bpp - b.bpp).map((r) => `${r.method.padEnd(26)} ${r.bpp.toFixed(3)} bpp  relMSE ${r.relMSE.toFixed(4)}  nn10 ${r.nn10.toFixed(3)}${r.ppl !== undefined ? `  ppl ${r.ppl.toFixed(3)}  kl ${r.kl!.toFixed(4)}` : ""}`),
+    ]);
+  },
+};
