@@ -10,9 +10,10 @@ import { evalCommand } from "./eval.ts";
 import { inspectCommand } from "./inspect.ts";
 import { lookupCommand } from "./lookup.ts";
 import { pplCommand } from "./ppl.ts";
+import { reportCommand } from "./report.ts";
 import { synthCommand } from "./synth.ts";
 
-const commands: readonly Command[] = [demoCommand, compressCommand, evalCommand, inspectCommand, pplCommand, lookupCommand, synthCommand, dataCommand];
+const commands: readonly Command[] = [demoCommand, compressCommand, evalCommand, inspectCommand, pplCommand, reportCommand, lookupCommand, synthCommand, dataCommand];
 
 function usage(): string {
   const width = Math.max(...commands.map((c) => c.name.length));
