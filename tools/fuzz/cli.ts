@@ -23,7 +23,7 @@ auto mode on the minimal WASI host; reports what each input did and every findin
   --start I          first iteration (default 0)
   --workers W        worker threads (default: the machine's cores)
   --hang-seconds T   an iteration running longer than this is a hang (default 30)
-  --out DIR          where findings are saved, input and description (default fuzz-findings)
+  --out DIR          where findings are saved, input and description (default build/fuzz-findings)
   --replay I         run iteration I alone, print what happened, save its input to --out
   --soak N           instead: N random streaming lookups on mcu-128k through the Node and
                      the minimal host; reports peak memory pages and open descriptors
@@ -287,7 +287,7 @@ async function main(argv: string[]): Promise<number> {
   };
   try {
     const seed = int("seed", values.seed, 1, 0, 0xffffffff);
-    const outDir = resolve(values.out ?? "fuzz-findings");
+    const outDir = resolve(values.out ?? join("build", "fuzz-findings"));
     if (values.soak !== undefined) return await soak(int("soak", values.soak, 1_000_000, 1, 1e9), seed, values.json === true);
     if (values.replay !== undefined) return replay(seed, int("replay", values.replay, 0, 0, Number.MAX_SAFE_INTEGER), outDir);
     const iterations = int("iterations", values.iterations, 10_000, 1, 1e10);

@@ -72,7 +72,34 @@ export function readGgufHeader(file: ModelFile): GgufHeader {
   for (let i = 0; i < tensorCount; i++) infos.push(readTensorInfo(cursor, i));
   const dataStart = alignUp(cursor.position, metadata.alignment);
   const tensors = infos.map((info) => locateTensor(file, info, dataStart, metadata.alignment));
+  checkNoOverlap(file, tensors);
   return { version, alignment: metadata.alignment, architecture: metadata.architecture, dataStart, tensors };
+}
+
+/** Bytes per element of the unquantized ggml types (the block-quantized ones are not sized here). */
+const ELEMENT_BYTES: Readonly<Record<string, bigint>> = { F32: 4n, F16: 2n, BF16: 2n, I8: 1n, I16: 2n, I32: 4n, I64: 8n, F64: 8n };
+
+/**
+ * No tensor of a known size may run into another tensor's data (ggml's own loader requires the
+ * tensors to be laid out one after another): a lying dimension would otherwise hand back the next
+ * tensor's bytes as rows of this one. Tensors of block-quantized types count by their start only.
+ */
+function checkNoOverlap(file: ModelFile, tensors: readonly GgufTensorInfo[]): void {
+  const ordered = [...tensors].sort((a, b) => a.offset - b.offset);
+  let end = -1n;
+  let owner: GgufTensorInfo | undefined;
+  for (const t of ordered) {
+    if (owner !== undefined && BigInt(t.offset) < end) {
+      throw new CarvqError(`${file.path}: tensor '${owner.name}' (${owner.typeName} [${owner.ne.join(", ")}] at byte ${owner.offset}) runs into tensor '${t.name}' at byte ${t.offset}; the header is wrong`);
+    }
+    const each = ELEMENT_BYTES[t.typeName];
+    if (each === undefined) continue;
+    const tensorEnd = BigInt(t.offset) + t.ne.reduce((product, d) => product * BigInt(d), each);
+    if (tensorEnd > end) {
+      end = tensorEnd;
+      owner = t;
+    }
+  }
 }
 
 /** The tensors of a GGUF file in the shape every format shares (outermost dimension first). */

@@ -29,7 +29,27 @@ export function readSafetensorsCatalog(file: ModelFile): TensorCatalog {
     if (name === "__metadata__") continue;
     tensors.push(parseEntry(file, name, entry, dataStart));
   }
+  checkNoOverlap(file, tensors);
   return { format: "safetensors", tensors };
+}
+
+/**
+ * Tensors' byte ranges may not overlap (the format's own reader refuses such headers too): a
+ * lying range would otherwise hand back another tensor's bytes as this one's values.
+ */
+function checkNoOverlap(file: ModelFile, tensors: readonly TensorInfo[]): void {
+  const spans = tensors
+    .map((t) => ({ name: t.name, begin: t.offset, end: t.offset + (t.declaredByteLength ?? 0) }))
+    .filter((s) => s.end > s.begin)
+    .sort((a, b) => a.begin - b.begin || a.end - b.end);
+  let last: (typeof spans)[number] | undefined;
+  for (const span of spans) {
+    if (last !== undefined && span.begin < last.end) {
+      const dataStart = (t: { begin: number; end: number }) => `[${t.begin}, ${t.end})`;
+      throw new CarvqError(`${file.path}: tensor '${span.name}' data at bytes ${dataStart(span)} overlaps tensor '${last.name}' at bytes ${dataStart(last)}; the header is wrong`);
+    }
+    if (last === undefined || span.end > last.end) last = span;
+  }
 }
 
 function readHeaderLength(file: ModelFile): number {
