@@ -323,7 +323,9 @@ export class Campaign {
     const view = bytes.length >= 24 ? new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength) : null;
     const rows = blob ? blob.header.rows : Math.max(1, Math.min(1000, view ? view.getUint32(20, true) : 1));
     const tokens: number[] = [];
-    const n = rng.small(6);
+    // Now and then a long request: thousands of tokens fill a small target's budget (exit 6) or its output buffer.
+    const cols = blob ? blob.header.cols : Math.max(1, Math.min(65536, view && bytes.length >= 28 ? view.getUint32(24, true) : 1));
+    const n = Math.min(rng.chance(0.03) ? rng.range(100, 4000) : rng.small(6), Math.max(1, Math.floor(2 ** 22 / cols)));
     for (let k = 0; k < n; k++) {
       const r = rng.float();
       tokens.push(r < 0.85 ? rng.int(rows) : r < 0.92 ? rows - 1 : r < 0.97 ? rows : rng.pick([rows + 1, 4294967295, rows + rng.int(1000)]));

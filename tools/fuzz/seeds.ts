@@ -96,6 +96,7 @@ function adaptorBlobSeeds(): BlobSeed[] {
 
 /** A valid blob of a random small shape (any method, layout, h, L, g, R; n < h, V = 1 included). */
 export function randomShapeBlob(rng: Rng): BlobSeed {
+  if (rng.chance(0.06)) return edgeShapeBlob(rng);
   const method = rng.pick(["carvq", "carvq", "carvq", "int4", "int3", "int2"] as const);
   const rows = rng.chance(0.1) ? 1 : rng.range(1, 64);
   const cols = rng.chance(0.1) ? rng.range(1, 3) : rng.range(1, 80);
@@ -117,6 +118,44 @@ export function randomShapeBlob(rng: Rng): BlobSeed {
     name: `random-rvq-${layout}-${rows}x${cols}-h${subvec}-L${levels}-g${group}-R${rowScales}`,
     bytes: randomBlob({ rows, cols, subvec, levels: shrink ? 1 : levels, group: shrink ? rows * S : group, layout, rowScales, seed }),
   };
+}
+
+/**
+ * Shapes at the edges of the small targets' budgets: rows thousands of values wide (an output row
+ * alone takes a good part of 128 KiB), and codebook groups too large for the streaming window
+ * (h 256, L 8: 64 KiB a group), so the runtime must read centroids one by one or refuse.
+ */
+function edgeShapeBlob(rng: Rng): BlobSeed {
+  const seed = rng.u32();
+  const kind = rng.pick(["wide-scalar", "wide-rvq", "big-group"] as const);
+  if (kind === "wide-scalar") {
+    const method = rng.pick(["int4", "int3", "int2"] as const);
+    const cols = rng.range(2000, 40000);
+    const rows = rng.range(1, 4);
+    const group = rng.pick([1, 32, cols, rng.range(1, 65536)]);
+    return { name: `edge-${method}-${rows}x${cols}-B${group}`, bytes: randomBlob({ method, rows, cols, group, seed }) };
+  }
+  if (kind === "wide-rvq") {
+    const cols = rng.range(2000, 30000);
+    const rows = rng.range(1, 3);
+    const subvec = rng.pick([8, 16, 64, 256]);
+    const levels = rng.range(1, 4);
+    const S = Math.ceil(cols / subvec);
+    const layout = rng.pick(["row", "col"] as const);
+    // A few groups: g sub-vectors each, so the codebooks stay under ~1 MB.
+    const group = Math.max(1, Math.ceil((rows * S) / rng.range(1, 3)));
+    const rowScales = rng.chance(0.3) ? rng.range(1, 256) : 0;
+    return { name: `edge-rvq-${layout}-${rows}x${cols}-h${subvec}-L${levels}-g${group}-R${rowScales}`, bytes: randomBlob({ rows, cols, subvec, levels, group, layout, rowScales, seed }) };
+  }
+  const rows = rng.range(1, 12);
+  const cols = rng.range(256, 1024);
+  const levels = rng.range(6, 8);
+  const layout = rng.pick(["row", "col"] as const);
+  const group = layout === "row" ? rng.range(1, 4) : rng.range(1, rows);
+  const S = Math.ceil(cols / 256);
+  const groupCount = layout === "row" ? Math.ceil((rows * S) / group) : Math.ceil(rows / group) * S;
+  const g = groupCount > 16 ? rows * S : group;
+  return { name: `edge-big-group-${layout}-${rows}x${cols}-h256-L${levels}-g${g}`, bytes: randomBlob({ rows, cols, subvec: 256, levels, group: g, layout, rowScales: rng.chance(0.3) ? 7 : 0, seed }) };
 }
 
 /** Every integer field of a blob's header and of each section-table entry it declares. */
