@@ -1,7 +1,8 @@
 // Opening a blob: find it under a preopened directory, read and validate the header and section
 // table (every field, overflow-safe u64 bounds), then every section's CRC-32 and the zero gaps,
 // either in memory (resident) or by streaming the file through one arena chunk (streaming). With
-// ROW_SCALES (v1.1) the same pass checks every record's row-scale index against the table.
+// ROW_SCALES (v1.1) the same pass checks every record's row-scale index against the table. With an
+// adaptor (v1.2) the headers of ADAPTOR_TABLE and ADAPTOR_MLP are read and checked here too.
 import {
   MAGIC, VERSION_MAJOR, VERSION_MINOR, HEADER_BYTES, H_MAGIC, H_VERSION_MAJOR, H_VERSION_MINOR,
   H_HEADER_BYTES, H_SECTION_COUNT, H_METHOD, H_ROWS, H_COLS, H_SUBVEC, H_LEVELS, H_CODEBOOK_SIZE,
@@ -9,7 +10,8 @@ import {
   SECTION_ENTRY_BYTES, S_ID, S_CRC, S_OFFSET, S_LENGTH, SECTION_ALIGN, MAX_SECTIONS, SECTION_CODES,
   SECTION_CODEBOOKS, SECTION_METADATA, SECTION_ROW_SCALES, MAX_ROW_SCALES, METHOD_RVQ, METHOD_INT4, METHOD_INT3, METHOD_INT2,
   LAYOUT_ROW, LAYOUT_COL, RVQ_CODE_BITS, RVQ_CODEBOOK_SIZE, MAX_ROWS, MAX_COLS, MAX_SUBVEC,
-  MAX_LEVELS, MAX_SCALE_BLOCK,
+  MAX_LEVELS, MAX_SCALE_BLOCK, SECTION_ADAPTOR_TABLE, SECTION_ADAPTOR_MLP, ADAPTOR_INT8, ADAPTOR_FP16,
+  ADAPTOR_TABLE_HEADER_BYTES, MAX_ADAPTOR_LAYERS, MAX_ADAPTOR_WIDTH,
 } from "./format";
 import {
   path_open, fd_close, fd_prestat_get, fd_prestat_dir_name, fd_filestat_get, preadAll, ERRNO_SUCCESS,
@@ -63,6 +65,46 @@ export let versionMinor: u32 = 0;
 export let rowScaleCount: u32 = 0;
 export let rowScalesOffset: u64 = 0;
 
+// ---- v1.2 corrective adaptor (both sections validated by readAdaptor) ----
+/** True when the blob has ADAPTOR_TABLE and ADAPTOR_MLP. */
+export let adapted: bool = false;
+/** ADAPTOR_TABLE: precision (ADAPTOR_INT8 / ADAPTOR_FP16), section offset and length, record bytes. */
+export let adTablePrecision: u32 = 0;
+export let adTableOffset: u64 = 0;
+export let adTableLength: u64 = 0;
+export let adTableRowBytes: u32 = 0;
+/** ADAPTOR_MLP: precision, section offset and length, layer count C. */
+export let adMlpPrecision: u32 = 0;
+export let adMlpOffset: u64 = 0;
+export let adMlpLength: u64 = 0;
+export let adLayers: u32 = 0;
+/** Widths w_0 .. w_C (u32 each, up to MAX_ADAPTOR_LAYERS + 1). */
+export const AD_WIDTHS: usize = memory.data(4 * (MAX_ADAPTOR_LAYERS + 1), 16);
+/**
+ * Per layer k, offsets from the start of ADAPTOR_MLP (u32 each, 8 per layer): weights, int8
+ * scales (= bias offset for FP16), bias, gamma, beta (0 for the last layer), the end of the
+ * layer, and two spare words.
+ */
+export const AD_LAYOUT: usize = memory.data(4 * 8 * MAX_ADAPTOR_LAYERS, 16);
+export const L_WEIGHTS: u32 = 0;
+export const L_SCALES: u32 = 4;
+export const L_BIAS: u32 = 8;
+export const L_GAMMA: u32 = 12;
+export const L_BETA: u32 = 16;
+export const L_END: u32 = 20;
+
+/** Width w_k of the adaptor (k = 0 .. C). */
+// @ts-ignore: decorator
+@inline export function adWidth(k: u32): u32 {
+  return load<u32>(AD_WIDTHS + (<usize>k << 2));
+}
+
+/** Offset `field` (L_*) of layer k, from the start of ADAPTOR_MLP. */
+// @ts-ignore: decorator
+@inline export function adLayerAt(k: u32, field: u32): u32 {
+  return load<u32>(AD_LAYOUT + (<usize>k << 5) + <usize>field);
+}
+
 const SCRATCH: usize = memory.data(64, 16);
 
 // ---- Errors ----
@@ -105,6 +147,8 @@ function sectionName(id: u32): string {
   if (id == SECTION_CODEBOOKS) return "CODEBOOKS";
   if (id == SECTION_METADATA) return "METADATA";
   if (id == SECTION_ROW_SCALES) return "ROW_SCALES";
+  if (id == SECTION_ADAPTOR_TABLE) return "ADAPTOR_TABLE";
+  if (id == SECTION_ADAPTOR_MLP) return "ADAPTOR_MLP";
   return "unknown";
 }
 
@@ -293,7 +337,9 @@ export function readHeader(): void {
     putU64(major);
     putStr(".");
     putU64(minor);
-    putStr(" (this runtime reads 1.0 and 1.1)");
+    putStr(" (this runtime reads 1.0 to 1.");
+    putU64(<u64>VERSION_MINOR);
+    putStr(")");
     die(EXIT_BAD_BLOB);
   }
   if (u32At(H_HEADER_BYTES) != HEADER_BYTES) badField("header_bytes", u32At(H_HEADER_BYTES), "64");
@@ -385,7 +431,7 @@ export function readHeader(): void {
     const id = load<u32>(e + S_ID);
     const off = load<u64>(e + S_OFFSET);
     const len = load<u64>(e + S_LENGTH);
-    if (id < <u32>SECTION_CODES || id > <u32>SECTION_ROW_SCALES) {
+    if (id < <u32>SECTION_CODES || id > <u32>SECTION_ADAPTOR_MLP) {
       badSection(i, id, "unknown section id ");
       putU64(id);
       die(EXIT_BAD_BLOB);
@@ -443,6 +489,21 @@ export function readHeader(): void {
       }
       rowScaleCount = <u32>(len >> 1);
       rowScalesOffset = off;
+    } else if (id == SECTION_ADAPTOR_TABLE || id == SECTION_ADAPTOR_MLP) {
+      if (method != METHOD_RVQ) {
+        badSection(i, id, "a scalar-method blob has no adaptor");
+        die(EXIT_BAD_BLOB);
+      }
+      // The length follows from the section's own header, checked once the table is read.
+      if (id == SECTION_ADAPTOR_TABLE) {
+        adTableOffset = off;
+        adTableLength = len;
+        adTableIndex = i;
+      } else {
+        adMlpOffset = off;
+        adMlpLength = len;
+        adMlpIndex = i;
+      }
     } else {
       if (len > METADATA_MAX) {
         badSection(i, id, "longer than 1 MiB");
@@ -482,6 +543,173 @@ export function readHeader(): void {
     putU64(prevEnd);
     die(EXIT_BAD_BLOB);
   }
+  const hasTable = (seen & (1 << <u32>SECTION_ADAPTOR_TABLE)) != 0;
+  const hasMlp = (seen & (1 << <u32>SECTION_ADAPTOR_MLP)) != 0;
+  if (hasTable != hasMlp) {
+    bad("ADAPTOR_TABLE and ADAPTOR_MLP must come together; only ");
+    putStr(hasTable ? "ADAPTOR_TABLE" : "ADAPTOR_MLP");
+    putStr(" is present");
+    die(EXIT_BAD_BLOB);
+  }
+  if (hasTable) {
+    if (versionMinor < 2) {
+      bad("header field version_minor is ");
+      putU64(versionMinor);
+      putStr(", expected at least 2 for a blob with an adaptor");
+      die(EXIT_BAD_BLOB);
+    }
+    readAdaptor();
+  }
+}
+
+// ---- The adaptor's sections (v1.2) ----
+
+let adTableIndex: u32 = 0;
+let adMlpIndex: u32 = 0;
+const AD_HEAD: usize = memory.data(32, 16);
+
+// A problem inside an adaptor section is recorded here and reported only once every CRC has
+// matched (verifySections), as the TypeScript reader does: a corrupted byte in a width is a CRC
+// mismatch, not a width out of range. Until then the blob is planned as if it had no adaptor.
+const FAULT_NONE: u32 = 0;
+const FAULT_MLP_SHORT: u32 = 1; // a = length
+const FAULT_MLP_PRECISION: u32 = 2; // a = code
+const FAULT_MLP_LAYERS: u32 = 3; // a = layer_count
+const FAULT_MLP_SHORT_WIDTHS: u32 = 4; // a = length, b = widths
+const FAULT_MLP_WIDTH: u32 = 5; // a = k, b = width
+const FAULT_MLP_OUTPUT: u32 = 6; // a = w_C
+const FAULT_MLP_LENGTH: u32 = 7; // a = length, b = expected (widths in AD_WIDTHS)
+const FAULT_TABLE_SHORT: u32 = 8; // a = length
+const FAULT_TABLE_PRECISION: u32 = 9; // a = code
+const FAULT_TABLE_M0: u32 = 10; // a = m0
+const FAULT_TABLE_LENGTH: u32 = 11; // a = length, b = expected
+let fault: u32 = FAULT_NONE;
+let faultA: u64 = 0;
+let faultB: u64 = 0;
+
+function setFault(kind: u32, a: u64, b: u64): void {
+  fault = kind;
+  faultA = a;
+  faultB = b;
+}
+
+/** Bytes of one stored matrix of `rows` x `width` (int8: values then one FP16 scale per row). */
+function matrixBytes(int8: bool, rows: u64, width: u64): u64 {
+  return int8 ? rows * width + 2 * rows : 2 * rows * width;
+}
+
+/**
+ * Reads the headers of ADAPTOR_MLP and ADAPTOR_TABLE (at most 28 and 8 bytes) and checks them as
+ * docs/FORMAT.md and tools/blob/adaptor.ts do: precision codes, layer_count 1 to 4, every width
+ * 1 to 4096, w_C = n, m0 = w_0, and both lengths exactly what the widths give. Sizes are computed
+ * in u64 from the range-checked widths. Records every layer's offsets for the kernels and sets
+ * `adapted`, or records the first problem (reported by verifySections).
+ */
+function readAdaptor(): void {
+  // MLP first, as the TypeScript reader does.
+  if (adMlpLength < 8) return setFault(FAULT_MLP_SHORT, adMlpLength, 0);
+  readAt(AD_HEAD, adMlpOffset, 8);
+  adMlpPrecision = load<u32>(AD_HEAD);
+  if (adMlpPrecision != ADAPTOR_INT8 && adMlpPrecision != ADAPTOR_FP16) return setFault(FAULT_MLP_PRECISION, adMlpPrecision, 0);
+  adLayers = load<u32>(AD_HEAD, 4);
+  if (adLayers < 1 || adLayers > <u32>MAX_ADAPTOR_LAYERS) return setFault(FAULT_MLP_LAYERS, adLayers, 0);
+  const headBytes = <u64>8 + 4 * (<u64>adLayers + 1);
+  if (adMlpLength < headBytes) return setFault(FAULT_MLP_SHORT_WIDTHS, adMlpLength, adLayers + 1);
+  readAt(AD_WIDTHS, adMlpOffset + 8, <usize>(4 * (adLayers + 1)));
+  for (let k: u32 = 0; k <= adLayers; k++) {
+    const w = adWidth(k);
+    if (w < 1 || w > <u32>MAX_ADAPTOR_WIDTH) return setFault(FAULT_MLP_WIDTH, k, w);
+  }
+  if (adWidth(adLayers) != cols) return setFault(FAULT_MLP_OUTPUT, adWidth(adLayers), 0);
+  const int8 = adMlpPrecision == ADAPTOR_INT8;
+  let at = headBytes;
+  for (let k: u32 = 0; k < adLayers; k++) {
+    const inputs = <u64>adWidth(k);
+    const outputs = <u64>adWidth(k + 1);
+    const e = AD_LAYOUT + (<usize>k << 5);
+    store<u32>(e + L_WEIGHTS, <u32>at);
+    store<u32>(e + L_SCALES, <u32>(at + outputs * inputs * (int8 ? 1 : 2)));
+    at += matrixBytes(int8, outputs, inputs);
+    store<u32>(e + L_BIAS, <u32>at);
+    at += 2 * outputs;
+    if (k + 1 < adLayers) {
+      store<u32>(e + L_GAMMA, <u32>at);
+      store<u32>(e + L_BETA, <u32>(at + 2 * outputs));
+      at += 4 * outputs;
+    } else {
+      store<u32>(e + L_GAMMA, 0);
+      store<u32>(e + L_BETA, 0);
+    }
+    store<u32>(e + L_END, <u32>at);
+  }
+  if (adMlpLength != at) return setFault(FAULT_MLP_LENGTH, adMlpLength, at);
+
+  if (adTableLength < <u64>ADAPTOR_TABLE_HEADER_BYTES) return setFault(FAULT_TABLE_SHORT, adTableLength, 0);
+  readAt(AD_HEAD, adTableOffset, 8);
+  adTablePrecision = load<u32>(AD_HEAD);
+  if (adTablePrecision != ADAPTOR_INT8 && adTablePrecision != ADAPTOR_FP16) return setFault(FAULT_TABLE_PRECISION, adTablePrecision, 0);
+  const m0 = load<u32>(AD_HEAD, 4);
+  if (m0 != adWidth(0)) return setFault(FAULT_TABLE_M0, m0, 0);
+  adTableRowBytes = adTablePrecision == ADAPTOR_INT8 ? 2 + m0 : 2 * m0;
+  const wantTable = <u64>ADAPTOR_TABLE_HEADER_BYTES + <u64>rows * <u64>adTableRowBytes;
+  if (adTableLength != wantTable) return setFault(FAULT_TABLE_LENGTH, adTableLength, wantTable);
+  adapted = true;
+}
+
+/** Reports the adaptor problem readAdaptor recorded, if any (exit 4). */
+function reportAdaptorFault(): void {
+  if (fault == FAULT_NONE) return;
+  const table = fault >= FAULT_TABLE_SHORT;
+  badSection(table ? adTableIndex : adMlpIndex, table ? SECTION_ADAPTOR_TABLE : SECTION_ADAPTOR_MLP, "");
+  if (fault == FAULT_MLP_SHORT || fault == FAULT_TABLE_SHORT) {
+    putStr("length ");
+    putU64(faultA);
+    putStr(", too short for its 8-byte header");
+  } else if (fault == FAULT_MLP_PRECISION || fault == FAULT_TABLE_PRECISION) {
+    putStr("precision is ");
+    putU64(faultA);
+    putStr(", expected 0 (int8) or 1 (fp16)");
+  } else if (fault == FAULT_MLP_LAYERS) {
+    putStr("layer_count is ");
+    putU64(faultA);
+    putStr(", expected 1 to 4");
+  } else if (fault == FAULT_MLP_SHORT_WIDTHS) {
+    putStr("length ");
+    putU64(faultA);
+    putStr(", too short for ");
+    putU64(faultB);
+    putStr(" widths");
+  } else if (fault == FAULT_MLP_WIDTH) {
+    putStr("width ");
+    putU64(faultA);
+    putStr(" is ");
+    putU64(faultB);
+    putStr(", expected 1 to 4096");
+  } else if (fault == FAULT_MLP_OUTPUT) {
+    putStr("output width is ");
+    putU64(faultA);
+    putStr(", expected the table's ");
+    putU64(cols);
+    putStr(" columns");
+  } else if (fault == FAULT_MLP_LENGTH || fault == FAULT_TABLE_LENGTH) {
+    putStr("length ");
+    putU64(faultA);
+    putStr(", expected ");
+    putU64(faultB);
+    if (fault == FAULT_MLP_LENGTH) {
+      putStr(" for widths ");
+      for (let k: u32 = 0; k <= adLayers; k++) {
+        if (k > 0) putStr("-");
+        putU64(adWidth(k));
+      }
+    }
+  } else {
+    putStr("m0 is ");
+    putU64(faultA);
+    putStr(", expected the MLP's input width ");
+    putU64(adWidth(0));
+  }
+  die(EXIT_BAD_BLOB);
 }
 
 // ---- Section contents ----
@@ -549,9 +777,9 @@ function zeroRange(off: u64, len: u64): bool {
 }
 
 /**
- * Checks every section's CRC-32, that the alignment gaps are zero and (v1.1) that every record's
- * row-scale index is below R: the whole blob is refused, in both modes, as the TypeScript reader
- * refuses it. In streaming mode the file passes through one transient chunk of at most 64 KiB
+ * Checks every section's CRC-32, that the alignment gaps are zero, (v1.1) that every record's
+ * row-scale index is below R and (v1.2) that the adaptor sections' headers were valid: the whole
+ * blob is refused, in both modes, as the TypeScript reader refuses it. In streaming mode the file passes through one transient chunk of at most 64 KiB
  * (released afterwards); the indices are checked on the same pass, at no extra read.
  */
 export function verifySections(): void {
@@ -605,6 +833,7 @@ export function verifySections(): void {
     putStr(rowScaleCount == 1 ? " scale" : " scales");
     die(EXIT_BAD_BLOB);
   }
+  reportAdaptorFault();
   arenaRelease(mark);
 }
 

@@ -3,8 +3,9 @@ import { METHOD_RVQ, LAYOUT_ROW, RVQ_CODEBOOK_SIZE } from "./format";
 import {
   resident, method, cols, subvec, levels, group, layout, codeBits, rowBytes, groupCount,
   subvecsPerRow, groupBytes, codesOffset, codebooksOffset, fileSize, readAt, loadResident,
-  rowScaleCount, rowScalesOffset, blobErr,
+  rowScaleCount, rowScalesOffset, blobErr, adapted,
 } from "./blob";
+import { adaptorResidentNeed, adaptorStreamingNeed, planAdaptor, loadTableRow, applyAdaptor } from "./adaptor";
 import { arenaAlloc, arenaCost, arenaFree } from "./arena";
 import { addEntries, addEntriesScaled, decodeScalarRow, f16ToF32 } from "./kernels";
 import { putStr, putU64 } from "./text";
@@ -47,9 +48,12 @@ export function rowOutBytes(): u64 {
   return <u64>cols * 4;
 }
 
-/** Arena bytes a resident run needs beyond what is already used: the blob and one output row. */
+/**
+ * Arena bytes a resident run needs beyond what is already used: the blob and one output row (and,
+ * v1.2, one token's adaptor activations).
+ */
 export function residentNeed(): u64 {
-  return arenaCost(fileSize + 8) + arenaCost(rowOutBytes());
+  return arenaCost(fileSize + 8) + arenaCost(rowOutBytes()) + adaptorResidentNeed();
 }
 
 function entryBytes(): u64 {
@@ -62,13 +66,15 @@ function rowScalesBytes(): u64 {
 }
 
 /**
- * Arena bytes a streaming run needs at the least: one record, one row, one entry per level and
- * (v1.1) the row scales, at most 512 bytes, held for the whole run.
+ * Arena bytes a streaming run needs at the least: one record, one row, one entry per level,
+ * (v1.1) the row scales, at most 512 bytes, held for the whole run, and (v1.2) the adaptor's
+ * table record, one token's activations and one tile (adaptor.ts).
  */
 export function streamingNeed(): u64 {
   let need = arenaCost(<u64>rowBytes + 8) + arenaCost(rowOutBytes());
   if (method == METHOD_RVQ) need += arenaCost(<u64>levels * entryBytes());
   if (rowScaleCount > 0) need += arenaCost(rowScalesBytes());
+  need += adaptorStreamingNeed();
   // The CRC check at open streams the file through a transient chunk of at least 64 bytes.
   return need > CRC_CHUNK_MIN ? need : CRC_CHUNK_MIN;
 }
@@ -94,6 +100,8 @@ let winG1: u64 = 0;
 export function planBuffers(m: u32, tokens: u32): bool {
   mode = m;
   const rowOut = rowOutBytes();
+  // The adaptor's minimum (beyond the output row) is kept free until planAdaptor takes it.
+  const adMin = !adapted ? 0 : m == MODE_STREAMING ? adaptorStreamingNeed() : adaptorResidentNeed();
   if (m == MODE_STREAMING) {
     recPtr = arenaAlloc(<u64>rowBytes + 8);
     if (recPtr == 0) return false;
@@ -103,7 +111,8 @@ export function planBuffers(m: u32, tokens: u32): bool {
       readAt(scalesPtr, rowScalesOffset, <usize>rowScalesBytes());
     }
     if (method == METHOD_RVQ) {
-      const avail = arenaFree() > arenaCost(rowOut) ? arenaFree() - arenaCost(rowOut) : 0;
+      const keep = arenaCost(rowOut) + adMin;
+      const avail = arenaFree() > keep ? arenaFree() - keep : 0;
       let groups = maxGroupsPerToken();
       if (groups * <u64>groupBytes > WINDOW_MAX_BYTES) groups = WINDOW_MAX_BYTES / <u64>groupBytes;
       const fit = avail / arenaCost(<u64>groupBytes);
@@ -121,6 +130,14 @@ export function planBuffers(m: u32, tokens: u32): bool {
   let batch = OUT_BATCH_BYTES / rowOut;
   if (batch < 1) batch = 1;
   if (batch > <u64>tokens) batch = <u64>tokens;
+  if (adapted) {
+    // The adaptor evaluates the rows of one output batch together: it sizes the batch.
+    batch = <u64>planAdaptor(m == MODE_STREAMING, batch, rowOut);
+    if (batch == 0) return false;
+    outRows = <u32>batch;
+    outPtr = arenaAlloc(batch * rowOut);
+    return outPtr != 0;
+  }
   const fit = arenaFree() / rowOut;
   if (batch > fit) batch = fit;
   if (batch < 1) batch = 1;
@@ -141,8 +158,22 @@ function changedIndex(t: u32, index: u32): void {
   die(EXIT_BAD_BLOB);
 }
 
-/** Decodes token t (already checked < rows) into `out` (cols f32 values). */
-export function decodeToken(t: u32, out: usize): void {
+/**
+ * Decodes token t (already checked < rows) into `out` (cols f32 values), row `slot` of the output
+ * batch. With an adaptor the row is complete only after finishRows.
+ */
+export function decodeToken(t: u32, out: usize, slot: u32): void {
+  decodeCodes(t, out);
+  if (adapted) loadTableRow(t, slot);
+}
+
+/** Completes the first `count` rows of the output batch (v1.2: adds the adaptor's correction). */
+export function finishRows(count: u32): void {
+  if (adapted) applyAdaptor(outPtr, <usize>rowOutBytes(), count);
+}
+
+/** The RVQ sum (times the row scale) or the scalar dequantization of token t. */
+function decodeCodes(t: u32, out: usize): void {
   let rec: usize;
   const recOff = codesOffset + <u64>t * <u64>rowBytes;
   if (resident != 0) rec = resident + <usize>recOff;

@@ -1,6 +1,6 @@
 // carvq-rt: the device runtime as a WASI command.
 //
-//   carvq-rt lookup [--mode resident|streaming|auto] <blob> <token> [<token> ...]
+//   carvq-rt lookup [--mode resident|streaming|auto] [--adaptor-batch N] [--adaptor-tile BYTES] <blob> <token> [<token> ...]
 //       writes each requested row, in the order asked, as raw little-endian float32 to stdout
 //   carvq-rt info <blob>
 //       validates the blob and prints a one-line JSON summary with the memory plan
@@ -18,15 +18,18 @@ import {
 import {
   openBlob, closeBlob, readHeader, verifySections, blobErr, pathPtr, pathLen, fileSize, method, rows, cols,
   subvec, levels, codebookSize, group, layout, codeBits, rowBytes, groupCount, sectionCount, headerPtr,
-  versionMinor, rowScaleCount,
+  versionMinor, rowScaleCount, adapted, adTablePrecision, adMlpPrecision, adLayers, adWidth, adTableLength,
+  adTableRowBytes,
 } from "./blob";
+import { adaptorResidentNeed, adaptorStreamingNeed, minTileBytes, mlpBytes, setCaps } from "./adaptor";
 import {
   MODE_AUTO, MODE_RESIDENT, MODE_STREAMING, residentNeed, streamingNeed, planBuffers, decodeToken,
-  outPtr, outRows, rowOutBytes, windowGroups,
+  finishRows, outPtr, outRows, rowOutBytes, windowGroups,
 } from "./lookup";
 import {
   METHOD_RVQ, METHOD_INT4, METHOD_INT3, SECTION_TABLE_OFFSET, SECTION_ENTRY_BYTES, S_ID, S_CRC,
   S_OFFSET, S_LENGTH, SECTION_CODES, SECTION_CODEBOOKS, SECTION_METADATA, SECTION_ROW_SCALES, LAYOUT_ROW,
+  SECTION_ADAPTOR_TABLE, SECTION_ADAPTOR_MLP, ADAPTOR_INT8, VERSION_MINOR,
 } from "./format";
 
 const VERSION = "0.1.0";
@@ -55,10 +58,12 @@ function argIs(i: u32, s: string): bool {
 }
 
 function putUsage(): void {
-  putStr("usage: carvq-rt lookup [--mode resident|streaming|auto] <blob> <token> [<token> ...]\n");
+  putStr("usage: carvq-rt lookup [--mode resident|streaming|auto] [--adaptor-batch N] [--adaptor-tile BYTES] <blob> <token> [<token> ...]\n");
   putStr("       carvq-rt info <blob>\n");
   putStr("       carvq-rt --version\n");
   putStr("lookup writes each row as raw little-endian float32 to stdout, in the order asked.\n");
+  putStr("--adaptor-batch and --adaptor-tile cap the tokens the adaptor evaluates together and the bytes of its\n");
+  putStr("MLP held in memory at once (streaming: below the MLP's size, it streams in tiles); blobs without one ignore them.\n");
   putStr("exit codes: 0 ok, 2 usage, 3 cannot open/read/write, 4 bad blob, 5 token out of range, 6 memory budget exceeded\n");
 }
 
@@ -114,6 +119,11 @@ function parseToken(i: u32): i64 {
   return v > 0xffffffff ? -1 : v;
 }
 
+/** Parses a whole number below 2^32 (an option's value); -1 if it is not one. */
+function parseCount(i: u32): i64 {
+  return parseToken(i);
+}
+
 function modeName(m: u32): string {
   return m == MODE_RESIDENT ? "resident" : m == MODE_STREAMING ? "streaming" : "auto";
 }
@@ -143,6 +153,9 @@ function chooseMode(asked: u32): u32 {
     budgetError("resident mode (the whole blob in memory, plus one output row)", residentNeed());
   }
   if (m == MODE_STREAMING && streamingNeed() > free) {
+    if (adapted) {
+      budgetError("streaming mode with the adaptor (one record, one output row, the codebook entries of one sub-vector, any row scales, the adaptor's table record, one token's activations and one output channel of its widest layer)", streamingNeed());
+    }
     budgetError("streaming mode (one record, one output row, the codebook entries of one sub-vector and any row scales)", streamingNeed());
   }
   return m;
@@ -185,9 +198,10 @@ function cmdLookup(first: u32, asked: u32): void {
   const rowOut = <usize>rowOutBytes();
   let filled: u32 = 0;
   for (let i = blobArg + 1; i < argc; i++) {
-    decodeToken(<u32>parseToken(i), outPtr + <usize>filled * rowOut);
+    decodeToken(<u32>parseToken(i), outPtr + <usize>filled * rowOut, filled);
     filled++;
     if (filled == outRows || i + 1 == argc) {
+      finishRows(filled);
       const err = writeAll(1, outPtr, <usize>filled * rowOut);
       if (err != 0) {
         errBegin();
@@ -251,6 +265,38 @@ function cmdInfo(first: u32): void {
   putU64(groupCount);
   putKey("rowScales");
   putU64(rowScaleCount);
+  putKey("adaptor");
+  if (!adapted) putStr("null");
+  else {
+    putStr("{\"tablePrecision\":");
+    putStr(adTablePrecision == ADAPTOR_INT8 ? "\"int8\"" : "\"fp16\"");
+    putKey("mlpPrecision");
+    putStr(adMlpPrecision == ADAPTOR_INT8 ? "\"int8\"" : "\"fp16\"");
+    putKey("m0");
+    putU64(adWidth(0));
+    putKey("layers");
+    putU64(adLayers);
+    putKey("widths");
+    putByte(0x5b);
+    for (let k: u32 = 0; k <= adLayers; k++) {
+      if (k > 0) putByte(0x2c);
+      putU64(adWidth(k));
+    }
+    putByte(0x5d);
+    putKey("tableBytes");
+    putU64(adTableLength);
+    putKey("tableRowBytes");
+    putU64(adTableRowBytes);
+    putKey("mlpBytes");
+    putU64(mlpBytes());
+    putKey("residentBytes");
+    putU64(adaptorResidentNeed());
+    putKey("streamingBytes");
+    putU64(adaptorStreamingNeed());
+    putKey("minTileBytes");
+    putU64(minTileBytes());
+    putByte(0x7d);
+  }
   putKey("bitsPerParameter");
   const params = <u64>rows * <u64>cols;
   putMilli((fileSize * 8000 + params / 2) / params);
@@ -263,7 +309,7 @@ function cmdInfo(first: u32): void {
     putStr("{\"id\":");
     putU64(id);
     putStr(",\"name\":");
-    putStr(id == SECTION_CODES ? "\"CODES\"" : id == SECTION_CODEBOOKS ? "\"CODEBOOKS\"" : id == SECTION_METADATA ? "\"METADATA\"" : id == SECTION_ROW_SCALES ? "\"ROW_SCALES\"" : "\"?\"");
+    putStr(id == SECTION_CODES ? "\"CODES\"" : id == SECTION_CODEBOOKS ? "\"CODEBOOKS\"" : id == SECTION_METADATA ? "\"METADATA\"" : id == SECTION_ROW_SCALES ? "\"ROW_SCALES\"" : id == SECTION_ADAPTOR_TABLE ? "\"ADAPTOR_TABLE\"" : id == SECTION_ADAPTOR_MLP ? "\"ADAPTOR_MLP\"" : "\"?\"");
     putKey("offset");
     putU64(load<u64>(e + S_OFFSET));
     putKey("length");
@@ -321,7 +367,9 @@ export function _start(): void {
     textBegin(1);
     putStr("carvq-rt ");
     putStr(VERSION);
-    putStr(" (blob format 1.0 and 1.1, ");
+    putStr(" (blob format 1.0 to 1.");
+    putU64(<u64>VERSION_MINOR);
+    putStr(", ");
     putStr(ASC_FEATURE_SIMD ? "simd" : "scalar");
     putStr(" build, memory budget ");
     putU64(BUDGET_BYTES);
@@ -335,6 +383,8 @@ export function _start(): void {
   if (!isLookup && !argIs(1, "info")) usageError("unknown command", 1);
   let i: u32 = 2;
   let asked = MODE_AUTO;
+  let batchCap: i64 = 0;
+  let tileCap: i64 = 0;
   while (i < argc) {
     if (argIs(i, "--")) {
       i++;
@@ -351,9 +401,22 @@ export function _start(): void {
       i++;
       continue;
     }
+    const isBatch = argIs(i, "--adaptor-batch");
+    if (isBatch || argIs(i, "--adaptor-tile")) {
+      if (!isLookup) usageError("info takes no option", <i32>i);
+      if (i + 1 >= argc) usageError(isBatch ? "--adaptor-batch needs a number of tokens" : "--adaptor-tile needs a number of bytes", -1);
+      i++;
+      const v = parseCount(i);
+      if (v < 1) usageError(isBatch ? "--adaptor-batch must be a whole number from 1, got" : "--adaptor-tile must be a whole number of bytes from 1, got", <i32>i);
+      if (isBatch) batchCap = v;
+      else tileCap = v;
+      i++;
+      continue;
+    }
     if (argLen(i) > 0 && load<u8>(argPtr(i)) == 0x2d) usageError("unknown option", <i32>i);
     break;
   }
+  setCaps(<u32>batchCap, <u64>tileCap);
   if (isLookup) cmdLookup(i, asked);
   else cmdInfo(i);
 }

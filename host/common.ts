@@ -98,6 +98,8 @@ export interface RuntimeInfo {
   groupCount: number;
   /** v1.1 gain-shape: R, the number of row scales in the ROW_SCALES section; 0 without one. */
   rowScales: number;
+  /** v1.2 corrective adaptor; null without one. */
+  adaptor: RuntimeAdaptorInfo | null;
   bitsPerParameter: number;
   sections: { id: number; name: string; offset: number; length: number; crc: string }[];
   runtime: {
@@ -113,6 +115,27 @@ export interface RuntimeInfo {
     streamingFits: boolean;
     peakMemoryBytes: number;
   };
+}
+
+/** What `info` reports about a v1.2 blob's adaptor. */
+export interface RuntimeAdaptorInfo {
+  tablePrecision: "int8" | "fp16";
+  mlpPrecision: "int8" | "fp16";
+  m0: number;
+  /** C, the number of MLP layers. */
+  layers: number;
+  /** w_0 = m0 ... w_C = cols. */
+  widths: number[];
+  /** Bytes of the ADAPTOR_TABLE section and of one of its records. */
+  tableBytes: number;
+  tableRowBytes: number;
+  /** Bytes of the ADAPTOR_MLP section (what streaming holds when it keeps the whole MLP). */
+  mlpBytes: number;
+  /** Arena bytes the adaptor adds at the least: resident (one token's activations) and streaming (+ a table record and one tile). */
+  residentBytes: number;
+  streamingBytes: number;
+  /** The smallest streaming tile: one output channel of the widest layer. */
+  minTileBytes: number;
 }
 
 /** One finished run of the command. */
@@ -145,10 +168,50 @@ export function rowsOf(run: RunResult, count: number): Float32Array {
   return new Float32Array(copy.buffer);
 }
 
-export function lookupArgs(blob: string, ids: readonly number[], mode: ModeName | undefined): string[] {
+/** Tuning of the adaptor's evaluation (v1.2 blobs; the runtime ignores them otherwise). */
+export interface AdaptorTuning {
+  /** At most this many tokens evaluated together (--adaptor-batch). */
+  adaptorBatch?: number;
+  /** At most this many bytes of the adaptor's MLP in memory at once (--adaptor-tile): below its size, streaming reads it in tiles. */
+  adaptorTile?: number;
+}
+
+function tuningArgs(tuning: AdaptorTuning): string[] {
+  const args: string[] = [];
+  for (const [flag, value] of [["--adaptor-batch", tuning.adaptorBatch], ["--adaptor-tile", tuning.adaptorTile]] as const) {
+    if (value === undefined) continue;
+    if (!Number.isInteger(value) || value < 1 || value > 0xffffffff) throw new CarvqError(`${flag} must be a whole number from 1 to 4294967295, got ${value}`, RUNTIME_EXIT.usage);
+    args.push(flag, String(value));
+  }
+  return args;
+}
+
+/**
+ * The largest per-row relative difference between two sets of rows of `cols` values:
+ * max over rows of ||got - want||_inf / max(||want||_inf, 2^-126) (the smallest normal f32). The
+ * runtime's adaptor must stay within 1e-5 of the reference decoder by this measure (RUNTIME.md).
+ */
+export function maxRowRelativeDifference(got: Float32Array, want: Float32Array, cols: number): number {
+  if (got.length !== want.length || want.length % cols !== 0) throw new RangeError(`row sets differ in size: ${got.length} and ${want.length} values of rows of ${cols}`);
+  let worst = 0;
+  for (let at = 0; at < want.length; at += cols) {
+    let diff = 0;
+    let norm = 0;
+    for (let j = at; j < at + cols; j++) {
+      const d = Math.abs(got[j] - want[j]);
+      diff = d > diff || Number.isNaN(d) ? d : diff;
+      norm = Math.max(norm, Math.abs(want[j]));
+    }
+    const relative = diff / Math.max(norm, 2 ** -126);
+    if (!(relative <= worst)) worst = relative;
+  }
+  return worst;
+}
+
+export function lookupArgs(blob: string, ids: readonly number[], mode: ModeName | undefined, tuning: AdaptorTuning = {}): string[] {
   for (const id of ids) {
     if (!Number.isInteger(id) || id < 0 || id > 0xffffffff) throw new CarvqError(`token ${id} is not a whole number from 0 to 4294967295`, RUNTIME_EXIT.usage);
   }
   if (ids.length === 0) throw new CarvqError("no token to look up", RUNTIME_EXIT.usage);
-  return ["lookup", ...(mode ? ["--mode", mode] : []), guestPath(blob), ...ids.map(String)];
+  return ["lookup", ...(mode ? ["--mode", mode] : []), ...tuningArgs(tuning), guestPath(blob), ...ids.map(String)];
 }

@@ -16,7 +16,7 @@ import { pathToFileURL } from "node:url";
 import { CarvqError } from "../tools/errors.ts";
 import {
   buildDir, checkRun, GUEST_DIR, guestPath, lookupArgs, rowsOf, RUNTIME_EXIT,
-  type ModeName, type RunResult, type RuntimeInfo,
+  type AdaptorTuning, type ModeName, type RunResult, type RuntimeInfo,
 } from "./common.ts";
 
 export function componentPath(): string {
@@ -63,7 +63,7 @@ export async function runJcoCommand(args: readonly string[], preopens: Record<st
   }
 }
 
-export interface OpenJcoRuntimeOptions {
+export interface OpenJcoRuntimeOptions extends AdaptorTuning {
   blob: string;
   mode?: ModeName;
 }
@@ -92,7 +92,7 @@ export async function openJcoRuntime(options: OpenJcoRuntimeOptions): Promise<Jc
   const info = async (): Promise<RuntimeInfo> => ({ ...(JSON.parse(new TextDecoder().decode((await run(["info", guestPath(blob)])).stdout)) as RuntimeInfo), file: options.blob });
   return {
     blob,
-    lookup: async (ids) => rowsOf(await run(lookupArgs(blob, ids, options.mode)), ids.length),
+    lookup: async (ids) => rowsOf(await run(lookupArgs(blob, ids, options.mode, options)), ids.length),
     info,
     get lastRun() {
       return lastRun;

@@ -15,11 +15,11 @@ import { WASI } from "node:wasi";
 import { CarvqError } from "../tools/errors.ts";
 import {
   checkRun, GUEST_DIR, guestPath, lookupArgs, loadTarget, rowsOf, RUNTIME_EXIT, wasmPath,
-  type BuildName, type ModeName, type RunResult, type RuntimeInfo, type Target,
+  type AdaptorTuning, type BuildName, type ModeName, type RunResult, type RuntimeInfo, type Target,
 } from "./common.ts";
 
-export { RUNTIME_EXIT, loadTarget, loadTargets, targetNames, wasmPath } from "./common.ts";
-export type { BuildName, ModeName, RunResult, RuntimeInfo, Target } from "./common.ts";
+export { RUNTIME_EXIT, loadTarget, loadTargets, maxRowRelativeDifference, targetNames, wasmPath } from "./common.ts";
+export type { AdaptorTuning, BuildName, ModeName, RunResult, RuntimeAdaptorInfo, RuntimeInfo, Target } from "./common.ts";
 
 const modules = new Map<string, WebAssembly.Module>();
 
@@ -99,7 +99,7 @@ function runIn(module: WebAssembly.Module, dir: string, args: readonly string[],
   };
 }
 
-export interface OpenRuntimeOptions {
+export interface OpenRuntimeOptions extends AdaptorTuning {
   /** Path of the blob file on the host. */
   blob: string;
   /** A device target (targets/<name>.json): its module, budget and default mode. */
@@ -151,7 +151,7 @@ export async function openRuntime(options: OpenRuntimeOptions): Promise<NodeRunt
     blob,
     wasmPath: wasm,
     target,
-    lookup: (ids) => rowsOf(run(lookupArgs(blob, ids, options.mode)), ids.length),
+    lookup: (ids) => rowsOf(run(lookupArgs(blob, ids, options.mode, options)), ids.length),
     info,
     get lastRun() {
       return lastRun;

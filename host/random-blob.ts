@@ -2,9 +2,14 @@
 // second even at Llama scale (no k-means): for the runtime's memory-budget tests and the lookup
 // bench, where only the shape and the bytes' validity matter, never the quality.
 import * as F from "../assembly/format.ts";
+import type { AdaptorPrecision, FloatAdaptor, StoredAdaptor, StoredMatrix } from "../tools/adaptor/model.ts";
+import { encodeAdaptorMlp, encodeAdaptorTable } from "../tools/blob/adaptor.ts";
 import { deriveHeader, SCALAR_BITS, type BlobHeader, type LayoutName, type MethodName } from "../tools/blob/header.ts";
 import { encodeMetadata } from "../tools/blob/metadata.ts";
+import { parseBlob } from "../tools/blob/reader.ts";
 import { assembleBlob, type SectionBytes } from "../tools/blob/writer.ts";
+import { f32ToF16 } from "../tools/fp16.ts";
+import { createRandom } from "../tools/random.ts";
 
 export interface RandomBlobOptions {
   method?: MethodName;
@@ -19,7 +24,119 @@ export interface RandomBlobOptions {
   layout?: LayoutName;
   /** RVQ gain-shape (v1.1): R, the number of FP16 row scales (1 to 256); absent or 0 = none (v1.0). */
   rowScales?: number;
+  /** RVQ corrective adaptor (v1.2): a random one of these widths (m0 ... n; the last must be cols). */
+  adaptor?: RandomAdaptorOptions;
   seed?: number;
+}
+
+export interface RandomAdaptorOptions {
+  /** w_0 = m0, the hidden widths, w_C = n: 2 to 5 numbers. */
+  widths: number[];
+  /** MLP weights (default int8). */
+  precision?: AdaptorPrecision;
+  /** sigma0 (default: the MLP's). */
+  tablePrecision?: AdaptorPrecision;
+  /** Multiplies the adaptor's output (default 1): its last layer's weights and bias. */
+  outputScale?: number;
+  seed?: number;
+}
+
+/**
+ * A random float adaptor of the given widths, with roughly unit-scale activations: the table
+ * uniform in (-1, 1), weights uniform with variance 1 / fan-in, small biases, LayerNorm gamma
+ * around 1 and beta around 0.
+ */
+export function randomFloatAdaptor(rows: number, widths: readonly number[], seed = 1, outputScale = 1): FloatAdaptor {
+  if (widths.length < 2 || widths.length > F.MAX_ADAPTOR_LAYERS + 1) throw new RangeError(`an adaptor has 2 to ${F.MAX_ADAPTOR_LAYERS + 1} widths, got ${widths.length}`);
+  const random = createRandom(seed);
+  const uniform = (count: number, scale: number, center = 0) => {
+    const out = new Float32Array(count);
+    for (let i = 0; i < count; i++) out[i] = center + (2 * random() - 1) * scale;
+    return out;
+  };
+  return {
+    rows,
+    m0: widths[0],
+    table: uniform(rows * widths[0], 1),
+    layers: widths.slice(1).map((outputs, k) => {
+      const inputs = widths[k];
+      const last = k + 2 === widths.length;
+      const gain = last ? outputScale : 1;
+      return {
+        inputs,
+        outputs,
+        weights: uniform(outputs * inputs, gain * Math.sqrt(3 / inputs)),
+        bias: uniform(outputs, gain * 0.1),
+        gamma: last ? null : uniform(outputs, 0.2, 1),
+        beta: last ? null : uniform(outputs, 0.1),
+      };
+    }),
+  };
+}
+
+/**
+ * A random adaptor in its stored form, drawn directly (fast even for 4096 x 4096 layers): the same
+ * scales as randomFloatAdaptor, int8 matrices as uniform codes in [-127, 127] with one FP16 scale
+ * per row, FP16 matrices as the nearest FP16 of a uniform value.
+ */
+export function randomStoredAdaptor(rows: number, options: RandomAdaptorOptions): StoredAdaptor {
+  const widths = options.widths;
+  if (widths.length < 2 || widths.length > F.MAX_ADAPTOR_LAYERS + 1) throw new RangeError(`an adaptor has 2 to ${F.MAX_ADAPTOR_LAYERS + 1} widths, got ${widths.length}`);
+  const precision = options.precision ?? "int8";
+  const random = createRandom(options.seed ?? 1);
+  const halves = (count: number, scale: number, center = 0) => {
+    const out = new Uint16Array(count);
+    for (let i = 0; i < count; i++) out[i] = f32ToF16(center + (2 * random() - 1) * scale);
+    return out;
+  };
+  const matrix = (count: number, width: number, bound: number, kind: AdaptorPrecision): StoredMatrix => {
+    if (kind === "fp16") return { values: halves(count * width, bound), scales: null };
+    const values = new Int8Array(count * width);
+    for (let i = 0; i < values.length; i++) values[i] = Math.round((2 * random() - 1) * 127);
+    const scales = new Uint16Array(count).fill(f32ToF16(bound / 127));
+    return { values, scales };
+  };
+  const outputScale = options.outputScale ?? 1;
+  return {
+    rows,
+    m0: widths[0],
+    table: matrix(rows, widths[0], 1, options.tablePrecision ?? precision),
+    layers: widths.slice(1).map((outputs, k) => {
+      const inputs = widths[k];
+      const last = k + 2 === widths.length;
+      const gain = last ? outputScale : 1;
+      return {
+        inputs,
+        outputs,
+        weights: matrix(outputs, inputs, gain * Math.sqrt(3 / inputs), precision),
+        bias: halves(outputs, gain * 0.1),
+        gamma: last ? null : halves(outputs, 0.2, 1),
+        beta: last ? null : halves(outputs, 0.1),
+      };
+    }),
+  };
+}
+
+/**
+ * The same blob (an RVQ blob of any version) with `adaptor` added as its ADAPTOR_TABLE and
+ * ADAPTOR_MLP sections (v1.2), written in the writer's section order.
+ */
+export function attachAdaptor(blob: Uint8Array, adaptor: StoredAdaptor): Uint8Array {
+  const parsed = parseBlob(blob, "blob");
+  if (parsed.header.method !== "carvq") throw new RangeError("only an RVQ blob takes an adaptor");
+  const bytesOf = (id: number) => {
+    const s = parsed.sections.find((x) => x.id === id);
+    return s === undefined ? null : blob.subarray(s.offset, s.offset + s.length);
+  };
+  const sections: SectionBytes[] = [];
+  for (const id of [F.SECTION_CODES, F.SECTION_CODEBOOKS, F.SECTION_ROW_SCALES]) {
+    const bytes = bytesOf(id);
+    if (bytes !== null) sections.push({ id, bytes });
+  }
+  sections.push({ id: F.SECTION_ADAPTOR_TABLE, bytes: encodeAdaptorTable(adaptor) }, { id: F.SECTION_ADAPTOR_MLP, bytes: encodeAdaptorMlp(adaptor) });
+  const metadata = bytesOf(F.SECTION_METADATA);
+  if (metadata !== null) sections.push({ id: F.SECTION_METADATA, bytes: metadata });
+  return assembleBlob(deriveHeader({ ...parsed.header, adapted: true }), sections);
 }
 
 /** xorshift128+-style fill of 32-bit words: fast and the same bytes for the same seed. */
@@ -49,14 +166,16 @@ function finiteHalves(halves: Uint16Array): void {
 export function randomBlobHeader(options: RandomBlobOptions): BlobHeader {
   const method = options.method ?? "carvq";
   return method === "carvq"
-    ? deriveHeader({ method, rows: options.rows, cols: options.cols, subvec: options.subvec ?? 8, levels: options.levels ?? 2, group: options.group ?? 1024, layout: options.layout ?? "row", rowScaled: (options.rowScales ?? 0) > 0 })
+    ? deriveHeader({ method, rows: options.rows, cols: options.cols, subvec: options.subvec ?? 8, levels: options.levels ?? 2, group: options.group ?? 1024, layout: options.layout ?? "row", rowScaled: (options.rowScales ?? 0) > 0, adapted: options.adaptor !== undefined })
     : deriveHeader({ method, rows: options.rows, cols: options.cols, subvec: 0, levels: 0, group: options.group ?? 32, layout: "row" });
 }
 
 /**
  * A complete, valid blob (CRCs and all) with random contents. With `rowScales` R, every record
  * starts with a random index below R and the R scales are random finite FP16 values (subnormals,
- * zeros and negatives included).
+ * zeros and negatives included). With `adaptor`, a random adaptor of those widths
+ * (randomStoredAdaptor): note that random codebooks give rows of any FP16 magnitude, which can
+ * swamp its correction.
  */
 export function randomBlob(options: RandomBlobOptions): Uint8Array {
   const header = randomBlobHeader(options);
@@ -79,6 +198,12 @@ export function randomBlob(options: RandomBlobOptions): Uint8Array {
       fillRandom(scales, seed + 104729);
       finiteHalves(new Uint16Array(scales.buffer, scales.byteOffset, scales.byteLength >>> 1));
       sections.push({ id: F.SECTION_ROW_SCALES, bytes: scales });
+    }
+    if (options.adaptor !== undefined) {
+      const widths = options.adaptor.widths;
+      if (widths[widths.length - 1] !== header.cols) throw new RangeError(`the adaptor's last width must be the blob's ${header.cols} columns, got ${widths[widths.length - 1]}`);
+      const adaptor = randomStoredAdaptor(header.rows, { seed: seed + 15485863, ...options.adaptor });
+      sections.push({ id: F.SECTION_ADAPTOR_TABLE, bytes: encodeAdaptorTable(adaptor) }, { id: F.SECTION_ADAPTOR_MLP, bytes: encodeAdaptorMlp(adaptor) });
     }
   } else {
     const bits = SCALAR_BITS[header.method];
