@@ -141,6 +141,38 @@ describe("named hostile model files: one clear refusal each, before allocating",
     });
   }
 
+  it("names from the file reach messages escaped and cut: no terminal escapes, no bidi overrides, one line", () => {
+    const evil = "\u001b]0;pwned\u0007\u001b[2J\u202eevil\u009b31m\n" + "x".repeat(5000);
+    const path = join(dir, "evil.gguf");
+    const s = new FieldSink();
+    s.u32("magic", 0x46554747);
+    s.u32("version", 3);
+    s.u64("tensor count", 2);
+    s.u64("metadata count", 0);
+    for (const name of [evil, `${evil}2`]) {
+      s.string("name", name);
+      s.u32("n_dims", 2);
+      s.u64("ne0", 2);
+      s.u64("ne1", 2);
+      s.u32("type", 0);
+      s.u64("offset", name === evil ? 0 : 32);
+    }
+    s.padTo(32);
+    s.bytes(new Uint8Array(48));
+    writeFileSync(path, s.result());
+    let message = "";
+    try {
+      loadMatrix(path);
+    } catch (e) {
+      expect(e).toBeInstanceOf(CarvqError);
+      message = (e as Error).message;
+    }
+    expect(message).toMatch(/no token embedding among 2 tensors/);
+    expect(message).toContain("\\x1b]0;pwned\\x07\\x1b[2J\\u{202e}evil\\x9b31m\\x0a");
+    expect(message).not.toMatch(/[\u0000-\u001f\u007f-\u009f\u202a-\u202e]/);
+    expect(message.length).toBeLessThan(2000);
+  });
+
   it("the unmutated seeds read back exactly", () => {
     for (const s of seeds) {
       const path = join(dir, `seed${s.ext}`);

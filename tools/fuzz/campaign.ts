@@ -172,6 +172,9 @@ function metadataOnly(reason: string): boolean {
 /** Token arguments the runtime must refuse as usage errors (not a whole number below 2^32). */
 const BAD_TOKEN_ARGS = ["-1", "abc", "", "4294967296", "99999999999999999999", "+5", " 5", "5 ", "0x10", "1e3", "1.0", "\u0663", "--", "-"];
 
+/** Control characters (terminal escapes, line breaks) and bidirectional overrides. */
+const UNSAFE_TEXT = /[\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]/;
+
 const STDERR_LINE = /^carvq-rt: [^\n]* \[exit (\d+)\]\n$/;
 const GUEST_DIR = "/flash";
 const GUEST_FILE = "m.carvq";
@@ -311,8 +314,10 @@ export class Campaign {
     try {
       blob = parseBlob(bytes, "m.carvq");
     } catch (err) {
-      if (err instanceof CarvqError) tsReason = err.message;
-      else finding("ts-crash", `parseBlob threw ${String(err)}`);
+      if (err instanceof CarvqError) {
+        tsReason = err.message;
+        if (UNSAFE_TEXT.test(err.message)) finding("ts-unsafe-message", JSON.stringify(err.message.slice(0, 300)));
+      } else finding("ts-crash", `parseBlob threw ${String(err)}`);
     }
     this.stats.maxReaderMs = Math.max(this.stats.maxReaderMs, performance.now() - t0);
     if (performance.now() - t0 > SLOW_MS) finding("ts-slow", `parseBlob took ${(performance.now() - t0).toFixed(0)} ms`);
@@ -465,7 +470,11 @@ export class Campaign {
       try {
         return { value: body() };
       } catch (err) {
-        if (err instanceof CarvqError) return { reason: err.message };
+        if (err instanceof CarvqError) {
+          // One printable line: names from the file must not reach the terminal raw.
+          if (UNSAFE_TEXT.test(err.message)) finding("ts-unsafe-message", `${what}: ${JSON.stringify(err.message.slice(0, 300))}`);
+          return { reason: err.message };
+        }
         finding("ts-crash", `${what} threw ${err instanceof Error ? `${err.name}: ${err.message}` : String(err)}`);
         return { reason: "crash" };
       } finally {

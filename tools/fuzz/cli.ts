@@ -213,16 +213,15 @@ async function campaign(options: { seed: number; start: number; iterations: numb
       });
     });
 
-  const ticker = options.json ? null : setInterval(() => {
+  const ticker = setInterval(() => {
     let done = settledDone;
     for (const l of latest.values()) done += l.done;
-    process.stderr.write(`\r  ${done} of ${options.iterations} iterations, ${log.total} findings, ${((performance.now() - started) / 1000).toFixed(0)} s   `);
-  }, 5000);
+    const line = `${done} of ${options.iterations} iterations, ${log.total} findings, ${((performance.now() - started) / 1000).toFixed(0)} s`;
+    process.stderr.write(process.stderr.isTTY ? `\r  ${line}   ` : `${line}\n`);
+  }, process.stderr.isTTY ? 5000 : 60_000);
   await Promise.all(Array.from({ length: options.workers }, (_, w) => startWorker(w, options.start + w)));
-  if (ticker) {
-    clearInterval(ticker);
-    process.stderr.write("\n");
-  }
+  clearInterval(ticker);
+  if (process.stderr.isTTY) process.stderr.write("\n");
   (replayer as Campaign | null)?.close();
   total.elapsedMs = performance.now() - started;
   const meta = { seed: options.seed, start: options.start, iterations: options.iterations, workers: options.workers, hangs };

@@ -1,5 +1,5 @@
 import { CarvqError } from "../errors.ts";
-import { readExactInto, type ModelFile } from "./modelFile.ts";
+import { printable, readExactInto, type ModelFile } from "./modelFile.ts";
 import type { TensorCatalog, TensorInfo } from "./tensor.ts";
 
 /**
@@ -90,7 +90,7 @@ function checkNoOverlap(file: ModelFile, tensors: readonly GgufTensorInfo[]): vo
   let owner: GgufTensorInfo | undefined;
   for (const t of ordered) {
     if (owner !== undefined && BigInt(t.offset) < end) {
-      throw new CarvqError(`${file.path}: tensor '${owner.name}' (${owner.typeName} [${owner.ne.join(", ")}] at byte ${owner.offset}) runs into tensor '${t.name}' at byte ${t.offset}; the header is wrong`);
+      throw new CarvqError(`${file.path}: tensor '${printable(owner.name)}' (${owner.typeName} [${owner.ne.join(", ")}] at byte ${owner.offset}) runs into tensor '${printable(t.name)}' at byte ${t.offset}; the header is wrong`);
     }
     const each = ELEMENT_BYTES[t.typeName];
     if (each === undefined) continue;
@@ -132,10 +132,10 @@ function readMetadata(cursor: Cursor, count: number): NeededMetadata {
   const needed: NeededMetadata = { alignment: GGUF_DEFAULT_ALIGNMENT };
   for (let i = 0; i < count; i++) {
     const key = cursor.string(`metadata key #${i}`, MAX_KEY_BYTES);
-    const type = cursor.u32(`metadata '${key}' type`);
+    const type = cursor.u32(`metadata '${printable(key)}' type`);
     if (key === "general.alignment") needed.alignment = readAlignment(cursor, type);
-    else if (key === "general.architecture" && type === ValueType.STRING) needed.architecture = cursor.string(`metadata '${key}'`, MAX_KEY_BYTES);
-    else skipValue(cursor, type, `metadata '${key}'`, 0);
+    else if (key === "general.architecture" && type === ValueType.STRING) needed.architecture = cursor.string(`metadata '${printable(key)}'`, MAX_KEY_BYTES);
+    else skipValue(cursor, type, `metadata '${printable(key)}'`, 0);
   }
   return needed;
 }
@@ -180,7 +180,7 @@ interface RawTensorInfo {
 
 function readTensorInfo(cursor: Cursor, index: number): RawTensorInfo {
   const name = cursor.string(`tensor info #${index} name`, MAX_TENSOR_NAME_BYTES);
-  const where = `tensor '${name}'`;
+  const where = `tensor '${printable(name)}'`;
   const nDims = cursor.u32(`${where} n_dims`);
   if (nDims < 1 || nDims > MAX_DIMS) throw new CarvqError(`${cursor.file.path}: ${where} has n_dims ${nDims}; expected 1..${MAX_DIMS}`);
   const ne: number[] = [];
@@ -193,7 +193,7 @@ function readTensorInfo(cursor: Cursor, index: number): RawTensorInfo {
 
 /** Turns a tensor's relative offset into an absolute one, checking alignment and that it starts inside the file. */
 function locateTensor(file: ModelFile, info: RawTensorInfo, dataStart: number, alignment: number): GgufTensorInfo {
-  const where = `${file.path}: tensor '${info.name}'`;
+  const where = `${file.path}: tensor '${printable(info.name)}'`;
   if (info.relativeOffset % BigInt(alignment) !== 0n) throw new CarvqError(`${where} has offset ${info.relativeOffset}; expected a multiple of general.alignment ${alignment}`);
   const absolute = BigInt(dataStart) + info.relativeOffset;
   if (absolute > BigInt(file.size)) throw new CarvqError(`${where} has offset ${info.relativeOffset}, past the end of the file (data section starts at ${dataStart}, file has ${file.size} bytes)`);

@@ -3,7 +3,7 @@ import { CarvqError } from "../errors.ts";
 import type { Matrix } from "../matrix.ts";
 import { GGUF_MAGIC, readGgufCatalog } from "./gguf.ts";
 import { looksLikeLlama2c, readLlama2cCatalog } from "./llama2c.ts";
-import { readBytes, withModelFile, type ModelFile } from "./modelFile.ts";
+import { printable, readBytes, withModelFile, type ModelFile } from "./modelFile.ts";
 import { hasNpyMagic, readNpyCatalog } from "./npy.ts";
 import { looksLikeSafetensors, readSafetensorsCatalog } from "./safetensors.ts";
 import { readFloatMatrix, type ModelFormat, type TensorCatalog, type TensorInfo } from "./tensor.ts";
@@ -104,7 +104,7 @@ export function detectFormat(file: ModelFile): ModelFormat {
 function pickTensor(path: string, catalog: TensorCatalog, requested: string | undefined): { info: TensorInfo; autoPicked: boolean } {
   if (requested !== undefined) {
     const info = catalog.tensors.find((t) => t.name === requested);
-    if (!info) throw new CarvqError(`${path}: tensor '${requested}' not found; available: ${listNames(catalog.tensors)}`);
+    if (!info) throw new CarvqError(`${path}: tensor '${printable(requested)}' not found; available: ${listNames(catalog.tensors)}`);
     return { info, autoPicked: false };
   }
   return { info: findEmbedding(path, catalog), autoPicked: true };
@@ -128,7 +128,7 @@ function findEmbedding(path: string, catalog: TensorCatalog): TensorInfo {
 function listNames(tensors: readonly TensorInfo[]): string {
   if (tensors.length === 0) return "(none)";
   const ordered = [...tensors.filter((t) => t.shape.length === 2), ...tensors.filter((t) => t.shape.length !== 2)];
-  const shown = ordered.slice(0, NAMES_SHOWN).map((t) => `${t.name} [${t.shape.join("x")}]`);
+  const shown = ordered.slice(0, NAMES_SHOWN).map((t) => `${printable(t.name, 80)} [${t.shape.join("x")}]`);
   const more = tensors.length - shown.length;
   return shown.join(", ") + (more > 0 ? `, and ${more} more` : "");
 }

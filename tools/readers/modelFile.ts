@@ -90,3 +90,17 @@ function describeFsError(err: unknown): string {
   if (code === "EISDIR") return "is a directory";
   return code ?? String(err);
 }
+
+/**
+ * A string from a model file (a tensor name, a metadata key, a dtype) made safe to print in a
+ * message: control characters (C0, DEL, C1: terminal escape sequences) and bidirectional overrides
+ * are shown as \xNN / \u{NNNN}, and it is cut to `max` characters, so a hostile name can neither
+ * drive the user's terminal nor flood the one-line error.
+ */
+export function printable(text: string, max = 200): string {
+  const safe = text.replace(/[\u0000-\u001f\u007f-\u009f\u200e\u200f\u202a-\u202e\u2066-\u2069\ufeff]/g, (ch) => {
+    const code = ch.charCodeAt(0);
+    return code < 0x100 ? `\\x${code.toString(16).padStart(2, "0")}` : `\\u{${code.toString(16)}}`;
+  });
+  return safe.length > max ? `${safe.slice(0, max)}... (${text.length} characters)` : safe;
+}

@@ -1,7 +1,7 @@
 import { writeFileAtomic } from "../atomic.ts";
 import { CarvqError } from "../errors.ts";
 import type { Matrix } from "../matrix.ts";
-import { readBytes, type ModelFile } from "./modelFile.ts";
+import { printable, readBytes, type ModelFile } from "./modelFile.ts";
 import type { FloatDtype, TensorCatalog } from "./tensor.ts";
 
 /**
@@ -40,7 +40,7 @@ export function readNpyCatalog(file: ModelFile): TensorCatalog {
   const known = NPY_DTYPES[header.descr];
   if (!known) {
     const why = /^>/.test(header.descr) ? " (big-endian arrays are not supported; save with dtype='<f4')" : "";
-    throw new CarvqError(`${where} descr is '${header.descr}'; expected '<f4' (float32) or '<f2' (float16)${why}`);
+    throw new CarvqError(`${where} descr is '${printable(header.descr)}'; expected '<f4' (float32) or '<f2' (float16)${why}`);
   }
   if (header.fortranOrder) throw new CarvqError(`${where} fortran_order is True; expected False (C order; save np.ascontiguousarray(x))`);
   checkDataLength(file, header.shape, known.bytes, dataStart);
@@ -74,10 +74,10 @@ function parseHeaderDict(path: string, text: string): NpyHeader {
   const fortran = /['"]fortran_order['"]\s*:\s*(True|False)/.exec(text)?.[1];
   const shapeText = /['"]shape['"]\s*:\s*\(([^)]*)\)/.exec(text)?.[1];
   if (descr === undefined || fortran === undefined || shapeText === undefined) {
-    throw new CarvqError(`${path}: npy header ${JSON.stringify(text.trim().slice(0, 120))} lacks 'descr', 'fortran_order' or 'shape'`);
+    throw new CarvqError(`${path}: npy header ${printable(JSON.stringify(text.trim().slice(0, 120)))} lacks 'descr', 'fortran_order' or 'shape'`);
   }
   const parts = shapeText.split(",").map((part) => part.trim()).filter((part) => part !== "");
-  if (!parts.every((part) => /^\d{1,15}$/.test(part))) throw new CarvqError(`${path}: npy shape is (${shapeText}); expected a tuple of non-negative integers`);
+  if (!parts.every((part) => /^\d{1,15}$/.test(part))) throw new CarvqError(`${path}: npy shape is (${printable(shapeText)}); expected a tuple of non-negative integers`);
   return { descr, fortranOrder: fortran === "True", shape: parts.map(Number) };
 }
 

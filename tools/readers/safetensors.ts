@@ -1,5 +1,5 @@
 import { CarvqError } from "../errors.ts";
-import { readBytes, type ModelFile } from "./modelFile.ts";
+import { printable, readBytes, type ModelFile } from "./modelFile.ts";
 import type { TensorCatalog, TensorInfo } from "./tensor.ts";
 
 /**
@@ -46,7 +46,7 @@ function checkNoOverlap(file: ModelFile, tensors: readonly TensorInfo[]): void {
   for (const span of spans) {
     if (last !== undefined && span.begin < last.end) {
       const dataStart = (t: { begin: number; end: number }) => `[${t.begin}, ${t.end})`;
-      throw new CarvqError(`${file.path}: tensor '${span.name}' data at bytes ${dataStart(span)} overlaps tensor '${last.name}' at bytes ${dataStart(last)}; the header is wrong`);
+      throw new CarvqError(`${file.path}: tensor '${printable(span.name)}' data at bytes ${dataStart(span)} overlaps tensor '${printable(last.name)}' at bytes ${dataStart(last)}; the header is wrong`);
     }
     if (last === undefined || span.end > last.end) last = span;
   }
@@ -70,7 +70,7 @@ function parseHeaderJson(file: ModelFile, text: string): Record<string, unknown>
   try {
     parsed = JSON.parse(text);
   } catch (err) {
-    throw new CarvqError(`${file.path}: safetensors header is not valid JSON (${err instanceof Error ? err.message : String(err)})`);
+    throw new CarvqError(`${file.path}: safetensors header is not valid JSON (${printable(err instanceof Error ? err.message : String(err))})`);
   }
   if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) {
     throw new CarvqError(`${file.path}: safetensors header is ${Array.isArray(parsed) ? "an array" : typeof parsed}; expected a JSON object of tensors`);
@@ -79,10 +79,10 @@ function parseHeaderJson(file: ModelFile, text: string): Record<string, unknown>
 }
 
 function parseEntry(file: ModelFile, name: string, entry: unknown, dataStart: number): TensorInfo {
-  const where = `${file.path}: tensor '${name}'`;
+  const where = `${file.path}: tensor '${printable(name)}'`;
   if (typeof entry !== "object" || entry === null) throw new CarvqError(`${where}: header entry is not an object`);
   const { dtype, shape, data_offsets: offsets } = entry as Record<string, unknown>;
-  if (typeof dtype !== "string") throw new CarvqError(`${where}: dtype is ${JSON.stringify(dtype)}; expected a string such as "F16"`);
+  if (typeof dtype !== "string") throw new CarvqError(`${where}: dtype is ${printable(JSON.stringify(dtype) ?? String(dtype))}; expected a string such as "F16"`);
   if (!Array.isArray(shape) || !shape.every(isCount)) {
     throw new CarvqError(`${where}: shape is ${JSON.stringify(shape)}; expected an array of non-negative integers`);
   }

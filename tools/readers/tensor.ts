@@ -1,7 +1,7 @@
 import { CarvqError } from "../errors.ts";
 import type { Matrix } from "../matrix.ts";
 import { convertBf16ToF32, convertF16ToF32 } from "./halfFloat.ts";
-import { checkRange, readExactInto, type ModelFile } from "./modelFile.ts";
+import { checkRange, printable, readExactInto, type ModelFile } from "./modelFile.ts";
 
 export type ModelFormat = "safetensors" | "gguf" | "npy" | "llama2c";
 
@@ -48,7 +48,7 @@ function isFloatDtype(dtype: string): dtype is FloatDtype {
  * fits in the file and matches dtype x shape, then reads only that range and refuses NaN or Inf.
  */
 export function readFloatMatrix(file: ModelFile, info: TensorInfo): Matrix {
-  const where = `${file.path}: tensor '${info.name}'`;
+  const where = `${file.path}: tensor '${printable(info.name)}'`;
   const dtype = checkFloatDtype(where, info);
   const [rows, cols] = checkMatrixShape(where, info.shape);
   const elements = rows * cols;
@@ -56,9 +56,9 @@ export function readFloatMatrix(file: ModelFile, info: TensorInfo): Matrix {
   if (info.declaredByteLength !== undefined && info.declaredByteLength !== byteLength) {
     throw new CarvqError(`${where}: data_offsets span ${info.declaredByteLength} bytes; expected ${byteLength} (${rows} x ${cols} x ${FLOAT_DTYPE_BYTES[dtype]} bytes of ${dtype})`);
   }
-  checkRange(file, info.offset, byteLength, `tensor '${info.name}' data`);
+  checkRange(file, info.offset, byteLength, `tensor '${printable(info.name)}' data`);
   const data = allocateFloats(where, elements);
-  if (dtype === "F32") readExactInto(file, new Uint8Array(data.buffer), info.offset, `tensor '${info.name}' data`);
+  if (dtype === "F32") readExactInto(file, new Uint8Array(data.buffer), info.offset, `tensor '${printable(info.name)}' data`);
   else readHalfFloats(file, info, dtype, data);
   checkFinite(where, data, cols);
   return { rows, cols, data };
@@ -67,7 +67,7 @@ export function readFloatMatrix(file: ModelFile, info: TensorInfo): Matrix {
 function checkFloatDtype(where: string, info: TensorInfo): FloatDtype {
   if (isFloatDtype(info.dtype)) return info.dtype;
   const why = info.quantized ? " (block-quantized types are not supported; use an F32, F16 or BF16 export of the model)" : "";
-  throw new CarvqError(`${where} has dtype ${info.dtype}; expected F32, F16 or BF16${why}`);
+  throw new CarvqError(`${where} has dtype ${printable(info.dtype)}; expected F32, F16 or BF16${why}`);
 }
 
 /** Accepts exactly two positive dimensions whose product is a safe, allocatable size. */
@@ -95,7 +95,7 @@ function readHalfFloats(file: ModelFile, info: TensorInfo, dtype: "F16" | "BF16"
   const scratchBytes = new Uint8Array(scratch.buffer);
   for (let start = 0; start < target.length; start += scratch.length) {
     const count = Math.min(scratch.length, target.length - start);
-    readExactInto(file, scratchBytes.subarray(0, count * 2), info.offset + start * 2, `tensor '${info.name}' data`);
+    readExactInto(file, scratchBytes.subarray(0, count * 2), info.offset + start * 2, `tensor '${printable(info.name)}' data`);
     convert(scratch.subarray(0, count), target.subarray(start, start + count));
   }
 }
