@@ -58,6 +58,21 @@ describe("autoConfigure", () => {
     expect(optionFlags(first.chosen.options)).toMatch(/--layout (row|col) --h \d+ --levels \d+ --group \d+/);
   });
 
+  it("ranks the finalists by an end-to-end score when one is given for a table searched whole", async () => {
+    // A score that disagrees with relMSE: the error on the first 10 rows only.
+    const firstRows = (decoded: Matrix) => {
+      let err = 0;
+      for (let i = 0; i < 10 * matrix.cols; i++) err += (decoded.data[i] - matrix.data[i]) ** 2;
+      return err;
+    };
+    const result = await autoConfigure(matrix, { targetBpp: 2.5, from, stageB: 2, score: { name: "first10", of: firstRows } });
+    expect(result.rankedBy).toBe("first10");
+    const finalists = result.evaluated.filter((c) => c.stage !== "A");
+    for (const c of finalists) expect(c.proxy.score).toBeDefined();
+    expect(result.chosen.proxy.score).toBe(Math.min(...finalists.map((c) => c.proxy.score!)));
+    for (const c of result.evaluated.filter((c) => c.stage === "A")) expect(c.proxy.score).toBeUndefined();
+  });
+
   it("samples whole groups from fixed spans on a larger table and measures the same rows for every candidate", async () => {
     const big = clusteredMatrix(6000, 12, 11);
     const plan = planProxy(big, 3, 256, 600, 5);

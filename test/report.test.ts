@@ -92,7 +92,7 @@ describe("report", () => {
     expect(md).toContain("| ppl |");
     const runs = md.split("\n").filter((l) => l.startsWith("| ")).length - 2;
     const { elements } = checkXml(svg);
-    expect(elements.filter((e) => e.attrs.class === "point" && e.attrs["data-panel"] === "pplRatio").length).toBe(runs);
+    expect(elements.filter((e) => e.attrs.class === "point" && e.attrs["data-panel"] === "pplIncrease").length).toBe(runs);
     expect(md).toMatch(/carvq report \S+stories260K\.bin -o \S+ --budgets 2 --threads 1/);
     await expect(reportCommand.run([fileURLToPathSafe(model), "-o", dir])).rejects.toThrow(/already exists/);
   });

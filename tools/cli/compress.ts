@@ -8,7 +8,7 @@ import { loadMatrix } from "../readers/index.ts";
 import { choiceOption, intOption, parseCommandArgs } from "./args.ts";
 import type { Command } from "./command.ts";
 import { fmt, note, printResult } from "./output.ts";
-import { AUTO_HELP, checkAutoConflicts, chooseOptions, parseTargetBpp, searchJson } from "../plan/cli.ts";
+import { AUTO_HELP, checkAutoConflicts, chooseOptions, modelScore, parseTargetBpp, searchJson } from "../plan/cli.ts";
 
 const help = `carvq compress <input> -o <blob> [options]
 
@@ -108,7 +108,7 @@ export const compressCommand: Command = {
     const started = performance.now();
     let search;
     if (auto) {
-      const chosen = await chooseOptions(loaded.matrix, { targetBpp, target: values.target, seed: options.seed, weights, threads, from: { source: input, tensor: loaded.tensor } }, note);
+      const chosen = await chooseOptions(loaded.matrix, { targetBpp, target: values.target, seed: options.seed, weights, threads, from: { source: input, tensor: loaded.tensor }, score: modelScore(loaded.format, input) }, note);
       const { weights: _w, ...picked } = chosen.options;
       options = picked;
       search = searchJson(chosen.result);

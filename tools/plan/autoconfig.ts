@@ -19,7 +19,9 @@
 //    refinement; then the best of those with more refinement and with gain-shape row scales (g
 //    refitted to the budget).
 // 5. The winner is the lowest proxy relMSE among the stage-B and scalar candidates (nn10 is
-//    reported beside it, measured among the shared rows); the caller fits it on the whole table.
+//    reported beside it, measured among the shared rows), or, for a small table searched whole
+//    with an end-to-end score (the KL of a llama2.c model), the lowest score. The caller fits the
+//    winner on the whole table.
 //
 // Everything is seeded and the candidate order fixed, so the same table, budget and seed give the
 // same choice on any machine and thread count.
@@ -48,6 +50,12 @@ export interface AutoConfigRequest {
   sharedRows?: number;
   /** Candidates refined with beam search in stage B (default 4). */
   stageB?: number;
+  /**
+   * An end-to-end score of a decoded table, lower is better (e.g. the KL of a llama2.c model using
+   * it as its input embedding). When given and the table is small enough to be searched whole, the
+   * finalists (stage B and scalar) are ranked by it instead of relMSE.
+   */
+  score?: { name: string; of: (decoded: Matrix) => number };
   /** Called after each evaluated candidate: done / total so far, and the candidate. */
   onProgress?: (done: number, total: number, candidate: Candidate) => void;
 }
@@ -72,6 +80,8 @@ export interface AutoConfigResult {
   /** Every candidate evaluated, in evaluation order. */
   evaluated: Candidate[];
   budget: { bytes: number; bpp: number; target: string | null; memoryBudgetBytes: number | null };
+  /** What ranked the finalists: "relMSE" or the request's score name. */
+  rankedBy: string;
   sample: { whole: boolean; anchors: number[]; sharedRows: number; measuredRows: number };
   seconds: number;
 }
@@ -179,6 +189,10 @@ function byQuality(a: Candidate, b: Candidate): number {
   return a.proxy.relMSE - b.proxy.relMSE || b.proxy.nn10 - a.proxy.nn10 || describeOptions(a.options).localeCompare(describeOptions(b.options));
 }
 
+function byScore(a: Candidate, b: Candidate): number {
+  return (a.proxy.score ?? Infinity) - (b.proxy.score ?? Infinity) || byQuality(a, b);
+}
+
 /**
  * Searches for the best compress options within the budget (see the top of this file). Throws a
  * CarvqError when nothing fits. Returns the choice; the caller fits it on the whole table.
@@ -235,7 +249,7 @@ export async function autoConfigure(matrix: Matrix, request: AutoConfigRequest):
   let total = structures.length + scalars.length + Math.min(3, structures.length) + Math.min(stageB, structures.length) + 2;
   const evaluate = async (stage: Candidate["stage"], o: CompressOptions): Promise<Candidate> => {
     const checked = check(matrix, o, budget, from);
-    const proxy = await evaluateProxy(matrix, plan, o, from, threads);
+    const proxy = await evaluateProxy(matrix, plan, o, from, threads, stage === "A" ? undefined : request.score?.of);
     const candidate: Candidate = {
       stage,
       options: o,
@@ -274,12 +288,14 @@ export async function autoConfigure(matrix: Matrix, request: AutoConfigRequest):
     if (g !== null) refined.push(await evaluate("B", { ...scaled, group: g }));
   }
 
-  const finalists = [...refined, ...scalarResults].sort(byQuality);
+  const scored = plan.whole && request.score !== undefined;
+  const finalists = [...refined, ...scalarResults].sort(scored ? byScore : byQuality);
   const [chosen, ...rest] = finalists.length > 0 ? finalists : [...screened].sort(byQuality);
   return {
     chosen,
     runnersUp: rest.slice(0, 5),
     evaluated,
+    rankedBy: scored ? request.score!.name : "relMSE",
     budget: { bytes: budget.bytes, bpp: (8 * budget.bytes) / (matrix.rows * matrix.cols), target: budget.target?.name ?? null, memoryBudgetBytes: budget.target?.memoryBudgetBytes ?? null },
     sample: { whole: plan.whole, anchors: plan.anchors, sharedRows: plan.sharedRows, measuredRows: plan.reference.rows },
     seconds: (performance.now() - started) / 1000,

@@ -1,6 +1,8 @@
 // The command-line side of auto-configuration: `carvq compress --target-bpp X | --target NAME`
 // (tools/cli/compress.ts parses the flags and calls chooseOptions).
 import type { CompressOptions, CompressSource } from "../compress.ts";
+import { evaluatePerplexity } from "../eval/perplexity.ts";
+import { loadLlama2cModel, type Llama2cModel } from "../llama2c/model.ts";
 import { CarvqError } from "../errors.ts";
 import type { Matrix } from "../matrix.ts";
 import { startProgress } from "../progress.ts";
@@ -8,7 +10,8 @@ import { autoConfigure, describeOptions, optionFlags, type AutoConfigResult, typ
 
 export const AUTO_HELP = `  --target-bpp X       choose the options automatically: the lowest error whose blob, every byte
                        counted, is at most X bits per parameter (a search on a sample of rows,
-                       then the full fit of the winner; the choice and runners-up go to stderr)
+                       then the full fit of the winner; the choice and runners-up go to stderr;
+                       for a small llama2.c model the finalists are ranked by the model's KL)
   --target NAME        choose them for a device profile (targets/NAME.json): the blob and the
                        runtime's memory must fit its budget (streaming targets also need --target-bpp)`;
 
@@ -32,9 +35,10 @@ export function checkAutoConflicts(command: string, values: Record<string, unkno
   }
 }
 
-function candidateLine(c: Candidate): string {
+function candidateLine(c: Candidate, scoreName: string): string {
   const p = c.proxy;
-  return `${describeOptions(c.options).padEnd(48)} ${c.bpp.toFixed(4)} bpp  relMSE ${p.relMSE.toFixed(4)}  nn10 ${p.nn10.toFixed(3)}  ~${c.estimatedSeconds.toFixed(0)} s`;
+  const score = p.score !== undefined ? `  ${scoreName} ${p.score.toFixed(4)}` : "";
+  return `${describeOptions(c.options).padEnd(48)} ${c.bpp.toFixed(4)} bpp  relMSE ${p.relMSE.toFixed(4)}  nn10 ${p.nn10.toFixed(3)}${score}  ~${c.estimatedSeconds.toFixed(0)} s`;
 }
 
 /** What --json reports about the search. */
@@ -45,7 +49,7 @@ export function candidateJson(c: Candidate) {
     flags: optionFlags(c.options),
     predictedBytes: c.bytes,
     predictedBpp: c.bpp,
-    proxy: { relMSE: c.proxy.relMSE, cosine: c.proxy.cosine, nn10: c.proxy.nn10, rows: c.proxy.rows, measuredRows: c.proxy.measuredRows, seconds: c.proxy.seconds },
+    proxy: { relMSE: c.proxy.relMSE, cosine: c.proxy.cosine, nn10: c.proxy.nn10, ...(c.proxy.score !== undefined ? { score: c.proxy.score } : {}), rows: c.proxy.rows, measuredRows: c.proxy.measuredRows, seconds: c.proxy.seconds },
     ...(c.memory ? { memory: c.memory } : {}),
   };
 }
@@ -53,6 +57,7 @@ export function candidateJson(c: Candidate) {
 export function searchJson(r: AutoConfigResult) {
   return {
     budget: r.budget,
+    rankedBy: r.rankedBy,
     sample: r.sample,
     chosen: candidateJson(r.chosen),
     runnersUp: r.runnersUp.map(candidateJson),
@@ -67,20 +72,34 @@ export function searchLines(r: AutoConfigResult, rows: number): string[] {
   const sample = r.sample.whole ? "the whole table" : `${r.sample.anchors.length} spans of whole groups, measured on ${r.sample.measuredRows} of ${rows} rows`;
   return [
     `budget: ${b.bytes} bytes (${b.bpp.toFixed(4)} bpp)${b.target ? ` for target ${b.target} (memory budget ${b.memoryBudgetBytes} bytes)` : ""}`,
-    `searched ${r.evaluated.length} configurations on ${sample} in ${r.seconds.toFixed(0)} s (proxy figures below)`,
-    `chose       ${candidateLine(r.chosen)}`,
-    ...r.runnersUp.map((c, i) => `${i === 0 ? "runners-up" : "".padEnd(10)}  ${candidateLine(c)}`),
+    `searched ${r.evaluated.length} configurations on ${sample} in ${r.seconds.toFixed(0)} s (proxy figures below; ranked by ${r.rankedBy})`,
+    `chose       ${candidateLine(r.chosen, r.rankedBy)}`,
+    ...r.runnersUp.map((c, i) => `${i === 0 ? "runners-up" : "".padEnd(10)}  ${candidateLine(c, r.rankedBy)}`),
     `the same as: ${optionFlags(r.chosen.options)}`,
   ];
 }
 
 export interface AutoRequest {
   targetBpp?: number;
+  score?: { name: string; of: (decoded: Matrix) => number };
   target?: string;
   seed: number;
   weights?: Float32Array;
   threads: number;
   from: CompressSource;
+}
+
+/**
+ * For a llama2.c model: the mean KL of its next-token distributions with a decoded table as its
+ * input embedding (tools/eval/perplexity.ts), the score auto-configuration ranks finalists by.
+ */
+export function klScore(model: Llama2cModel): { name: string; of: (decoded: Matrix) => number } {
+  return { name: "kl", of: (decoded) => evaluatePerplexity(model, decoded).kl };
+}
+
+/** klScore of the model at `path` when it is a llama2.c checkpoint, else nothing. */
+export function modelScore(format: string, path: string): { name: string; of: (decoded: Matrix) => number } | undefined {
+  return format === "llama2c" ? klScore(loadLlama2cModel(path)) : undefined;
 }
 
 /** Runs the search with a progress bar on stderr; returns the chosen options and the result. */

@@ -40,6 +40,8 @@ export interface ProxyMetrics {
   measuredRows: number;
   /** Wall time of compressing the sample. */
   seconds: number;
+  /** The caller's end-to-end score of the decoded table (whole-table plans only), lower is better. */
+  score?: number;
 }
 
 function gcd(a: number, b: number): number {
@@ -103,8 +105,11 @@ export function proxySample(matrix: Matrix, plan: ProxyPlan, o: CompressOptions)
   return { sample: gatherRows(matrix, starts, length), options: { ...o, weights } };
 }
 
-/** Compresses the candidate's sample and measures relMSE, cosine and nn10 on the plan's shared rows. */
-export async function evaluateProxy(matrix: Matrix, plan: ProxyPlan, o: CompressOptions, from: CompressSource, threads: number): Promise<ProxyMetrics> {
+/**
+ * Compresses the candidate's sample and measures relMSE, cosine and nn10 on the plan's shared rows;
+ * on a whole-table plan also `score(decoded)` when given.
+ */
+export async function evaluateProxy(matrix: Matrix, plan: ProxyPlan, o: CompressOptions, from: CompressSource, threads: number, score?: (decoded: Matrix) => number): Promise<ProxyMetrics> {
   const { sample, options } = proxySample(matrix, plan, o);
   const started = performance.now();
   const result = await compressMatrixParallel(sample, options, from, threads);
@@ -117,5 +122,12 @@ export async function evaluateProxy(matrix: Matrix, plan: ProxyPlan, o: Compress
     measured = gatherRows(decoded, plan.anchors.map((anchor, i) => i * length + anchor - starts[i]), plan.sharedRows);
   }
   const metrics = reconstructionMetrics(plan.reference, measured);
-  return { ...metrics, nn10: neighbourOverlap(plan.reference, measured, 10, plan.neighbours), rows: sample.rows, measuredRows: plan.reference.rows, seconds };
+  return {
+    ...metrics,
+    nn10: neighbourOverlap(plan.reference, measured, 10, plan.neighbours),
+    rows: sample.rows,
+    measuredRows: plan.reference.rows,
+    seconds,
+    ...(score !== undefined && plan.whole ? { score: score(decoded) } : {}),
+  };
 }

@@ -17,6 +17,7 @@ import { evaluatePerplexity } from "../eval/perplexity.ts";
 import type { Llama2cModel } from "../llama2c/model.ts";
 import type { Matrix } from "../matrix.ts";
 import { autoConfigure, describeOptions, optionFlags } from "./autoconfig.ts";
+import { klScore } from "./cli.ts";
 import { renderPlot, type PlotPanel, type PlotPoint, type PlotSeries } from "./svg.ts";
 
 export type ReportSeries = "auto" | "paper" | "scalar";
@@ -113,7 +114,8 @@ export async function runReport(matrix: Matrix, request: ReportRequest): Promise
     let searchSeconds: number | undefined;
     let proxyRelMSE: number | undefined;
     if (options === undefined) {
-      const result = await autoConfigure(matrix, { targetBpp: plan.budget, seed: request.seed, threads: request.threads, from: request.from, onProgress: (done, total) => request.onProgress?.("search", done, total) });
+      const score = request.model ? klScore(request.model) : undefined;
+      const result = await autoConfigure(matrix, { targetBpp: plan.budget, seed: request.seed, threads: request.threads, from: request.from, score, onProgress: (done, total) => request.onProgress?.("search", done, total) });
       options = result.chosen.options;
       searchSeconds = result.seconds;
       proxyRelMSE = result.chosen.proxy.relMSE;
@@ -240,12 +242,14 @@ export function renderReportSvg(r: ReportResult): string {
     { key: "relMSE", title: "Reconstruction error", yLabel: "relative MSE (log scale)", scale: "log", better: "lower" },
     { key: "nn10", title: "Nearest neighbours kept", yLabel: "NN@10 overlap", scale: "linear", better: "higher" },
   ];
-  if (llm) panels.push({ key: "pplRatio", title: "Model perplexity", yLabel: "perplexity / original (log scale)", scale: "log", better: "lower", reference: { y: 1, label: `original model: ${f(r.pplOrig, 3)}` }, clip: 4 });
+  // Perplexity as its increase over the original model's, in percent on a log scale: the small
+  // increases that matter stay apart from the large ones (an increase under 0.01 % is drawn at 0.01 %).
+  if (llm) panels.push({ key: "pplIncrease", title: "Model perplexity", yLabel: `perplexity increase vs ${f(r.pplOrig, 2)}, % (log scale)`, scale: "log", better: "lower", clip: 300 });
   const points: PlotPoint[] = r.runs.map((run) => ({
     series: run.series,
     label: run.label,
     x: run.bpp,
-    y: { relMSE: run.relMSE, nn10: run.nn10, ...(run.ppl !== undefined && run.pplOrig !== undefined ? { pplRatio: run.ppl / run.pplOrig } : {}) },
+    y: { relMSE: run.relMSE, nn10: run.nn10, ...(run.ppl !== undefined && run.pplOrig !== undefined ? { pplIncrease: Math.max(1e-2, (run.ppl / run.pplOrig - 1) * 100) } : {}) },
   }));
   const name = r.input.split(/[\\/]/).pop();
   return renderPlot(`carvq rate–distortion: ${name} (${r.shape[0]} x ${r.shape[1]})`, `one point per blob; bpp counts every byte; carvq ${r.version}, seed ${r.seed}`, SERIES, panels, points);

@@ -87,6 +87,7 @@ function standIn(cols: number, o: CompressOptions, from: CompressSource): StandI
     else if (s.id !== F.SECTION_CODES && s.id !== F.SECTION_CODEBOOKS && s.id !== F.SECTION_METADATA) throw new CarvqError(`tools/plan/size.ts: section id ${s.id} is unknown to the size predictor`);
   }
   found = { ids, fixed, metadata };
+  if (standIns.size >= 4096) standIns.clear();
   standIns.set(key, found);
   return found;
 }

@@ -241,7 +241,7 @@ export function renderPlot(title: string, subtitle: string, series: readonly Plo
     }
     for (const s of series) {
       for (const d of placed.filter((d) => d.p.series === s.id)) {
-        const text = d.clipped ? `${d.p.label} ↑ ${d.v.toPrecision(3)}` : d.p.label;
+        const text = d.clipped ? `${d.p.label} ↑ ${d.v >= 100 ? Math.round(d.v) : d.v.toPrecision(3)}` : d.p.label;
         const spot = placeLabel(d.x, d.y, textWidth(text), taken, area);
         taken.push(spot.box);
         out.push(`<text x="${num(spot.x)}" y="${num(spot.y)}" font-size="10" fill="${s.color}" text-anchor="${spot.anchor}">${esc(text)}</text>`);
