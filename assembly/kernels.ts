@@ -130,12 +130,15 @@ export function decodeScalarRow(rec: usize, out: usize, n: u32, block: u32, bits
   }
 }
 
-// ---- The corrective adaptor's GEMV (v1.2): one output channel's dot product ----
+// ---- The corrective adaptor's GEMV (v1.2): one output channel's dot products ----
 // Sums are taken in f32 in both builds, blocked so the rounding error grows with the block and
-// the block count rather than the width: the SIMD build sums up to 256 products (int8) or 128
-// (FP16) in four or two f32x4 lanes each before adding the block into the total, the scalar build
-// sums 64 products in four interleaved partial sums. With widths up to 4096 this keeps a row within
-// the 1e-5 relative difference the format allows of the reference, which sums in f64.
+// the block count rather than the width: the SIMD build adds the products of 16 int8 (or 8 FP16)
+// weights pairwise into one f32x4 per block of 256 (128) weights, then the blocks into a total;
+// the scalar build sums blocks of 64 products in four interleaved partial sums. With widths up to
+// 4096 a row stays far within the 1e-5 relative difference the format allows of the reference,
+// which sums in f64. The SIMD build also evaluates four tokens per pass over a weight row (each
+// weight widened once, used four times); every token's sum is taken in exactly the same order as
+// by the one-token kernel, so a row's bits never depend on the batch it was looked up in.
 
 /** Horizontal sum of an f32x4. */
 // @ts-ignore: decorator
@@ -145,6 +148,24 @@ export function decodeScalarRow(rec: usize, out: usize, n: u32, block: u32, bits
 
 /** Scalar products per block of the scalar build (a multiple of 4). */
 const SCALAR_BLOCK: u32 = 64;
+/** SIMD weights per block: int8 and FP16. */
+const SIMD_BLOCK_I8: u32 = 256;
+const SIMD_BLOCK_F16: u32 = 128;
+
+/** The SIMD int8 step: 16 weights (widened to four f32x4) times 16 values of x, summed pairwise. */
+// @ts-ignore: decorator
+@inline function stepI8(c0: v128, c1: v128, c2: v128, c3: v128, xp: usize): v128 {
+  return f32x4.add(
+    f32x4.add(f32x4.mul(c0, v128.load(xp)), f32x4.mul(c1, v128.load(xp, 16))),
+    f32x4.add(f32x4.mul(c2, v128.load(xp, 32)), f32x4.mul(c3, v128.load(xp, 48))),
+  );
+}
+
+/** The SIMD FP16 step: 8 weights (two f32x4) times 8 values of x, summed pairwise. */
+// @ts-ignore: decorator
+@inline function stepF16(f0: v128, f1: v128, xp: usize): v128 {
+  return f32x4.add(f32x4.mul(f0, v128.load(xp)), f32x4.mul(f1, v128.load(xp, 16)));
+}
 
 /** sum over i < n of f32(int8 w[i]) * x[i] (x: n f32 values). */
 export function dotI8(w: usize, x: usize, n: u32): f32 {
@@ -153,32 +174,24 @@ export function dotI8(w: usize, x: usize, n: u32): f32 {
   if (ASC_FEATURE_SIMD) {
     let acc = f32x4.splat(0);
     while (i + 16 <= n) {
-      let end = i + 256;
+      let end = i + SIMD_BLOCK_I8;
       if (end > n) end = n;
-      let a0 = f32x4.splat(0);
-      let a1 = f32x4.splat(0);
-      let a2 = f32x4.splat(0);
-      let a3 = f32x4.splat(0);
+      let blk = f32x4.splat(0);
       for (; i + 16 <= end; i += 16) {
         const v = v128.load(w + <usize>i);
         const lo = i16x8.extend_low_i8x16_s(v);
         const hi = i16x8.extend_high_i8x16_s(v);
-        const xp = x + (<usize>i << 2);
-        a0 = f32x4.add(a0, f32x4.mul(f32x4.convert_i32x4_s(i32x4.extend_low_i16x8_s(lo)), v128.load(xp)));
-        a1 = f32x4.add(a1, f32x4.mul(f32x4.convert_i32x4_s(i32x4.extend_high_i16x8_s(lo)), v128.load(xp, 16)));
-        a2 = f32x4.add(a2, f32x4.mul(f32x4.convert_i32x4_s(i32x4.extend_low_i16x8_s(hi)), v128.load(xp, 32)));
-        a3 = f32x4.add(a3, f32x4.mul(f32x4.convert_i32x4_s(i32x4.extend_high_i16x8_s(hi)), v128.load(xp, 48)));
+        blk = f32x4.add(blk, stepI8(
+          f32x4.convert_i32x4_s(i32x4.extend_low_i16x8_s(lo)), f32x4.convert_i32x4_s(i32x4.extend_high_i16x8_s(lo)),
+          f32x4.convert_i32x4_s(i32x4.extend_low_i16x8_s(hi)), f32x4.convert_i32x4_s(i32x4.extend_high_i16x8_s(hi)),
+          x + (<usize>i << 2),
+        ));
       }
-      acc = f32x4.add(acc, f32x4.add(f32x4.add(a0, a1), f32x4.add(a2, a3)));
+      acc = f32x4.add(acc, blk);
     }
     if (i + 8 <= n) {
       const v = v128.load8x8_s(w + <usize>i);
-      const xp = x + (<usize>i << 2);
-      const p = f32x4.add(
-        f32x4.mul(f32x4.convert_i32x4_s(i32x4.extend_low_i16x8_s(v)), v128.load(xp)),
-        f32x4.mul(f32x4.convert_i32x4_s(i32x4.extend_high_i16x8_s(v)), v128.load(xp, 16)),
-      );
-      acc = f32x4.add(acc, p);
+      acc = f32x4.add(acc, stepF16(f32x4.convert_i32x4_s(i32x4.extend_low_i16x8_s(v)), f32x4.convert_i32x4_s(i32x4.extend_high_i16x8_s(v)), x + (<usize>i << 2)));
       i += 8;
     }
     total = hsum(acc);
@@ -212,17 +225,14 @@ export function dotF16(w: usize, x: usize, n: u32): f32 {
   if (ASC_FEATURE_SIMD) {
     let acc = f32x4.splat(0);
     while (i + 8 <= n) {
-      let end = i + 128;
+      let end = i + SIMD_BLOCK_F16;
       if (end > n) end = n;
-      let a0 = f32x4.splat(0);
-      let a1 = f32x4.splat(0);
+      let blk = f32x4.splat(0);
       for (; i + 8 <= end; i += 8) {
         const v = v128.load(w + (<usize>i << 1));
-        const xp = x + (<usize>i << 2);
-        a0 = f32x4.add(a0, f32x4.mul(widen4(i32x4.extend_low_i16x8_u(v)), v128.load(xp)));
-        a1 = f32x4.add(a1, f32x4.mul(widen4(i32x4.extend_high_i16x8_u(v)), v128.load(xp, 16)));
+        blk = f32x4.add(blk, stepF16(widen4(i32x4.extend_low_i16x8_u(v)), widen4(i32x4.extend_high_i16x8_u(v)), x + (<usize>i << 2)));
       }
-      acc = f32x4.add(acc, f32x4.add(a0, a1));
+      acc = f32x4.add(acc, blk);
     }
     if (i + 4 <= n) {
       acc = f32x4.add(acc, f32x4.mul(widen4(v128.load16x4_u(w + (<usize>i << 1))), v128.load(x + (<usize>i << 2))));
@@ -250,6 +260,110 @@ export function dotF16(w: usize, x: usize, n: u32): f32 {
   }
   for (; i < n; i++) total += f16ToF32(<u32>load<u16>(w + (<usize>i << 1))) * load<f32>(x + (<usize>i << 2));
   return total;
+}
+
+/**
+ * SIMD build: the dot products of one int8 (or FP16) weight row with four tokens' inputs at x,
+ * x + stride, x + 2 stride, x + 3 stride, into the four f32 at `out`: each exactly as dotI8
+ * (dotF16) computes it.
+ */
+export function dot4(w: usize, int8: bool, x: usize, stride: usize, n: u32, out: usize): void {
+  if (!ASC_FEATURE_SIMD) return;
+  const x1 = x + stride;
+  const x2 = x1 + stride;
+  const x3 = x2 + stride;
+  let i: u32 = 0;
+  let a0 = f32x4.splat(0);
+  let a1 = f32x4.splat(0);
+  let a2 = f32x4.splat(0);
+  let a3 = f32x4.splat(0);
+  if (int8) {
+    while (i + 16 <= n) {
+      let end = i + SIMD_BLOCK_I8;
+      if (end > n) end = n;
+      let b0 = f32x4.splat(0);
+      let b1 = f32x4.splat(0);
+      let b2 = f32x4.splat(0);
+      let b3 = f32x4.splat(0);
+      for (; i + 16 <= end; i += 16) {
+        const v = v128.load(w + <usize>i);
+        const lo = i16x8.extend_low_i8x16_s(v);
+        const hi = i16x8.extend_high_i8x16_s(v);
+        const c0 = f32x4.convert_i32x4_s(i32x4.extend_low_i16x8_s(lo));
+        const c1 = f32x4.convert_i32x4_s(i32x4.extend_high_i16x8_s(lo));
+        const c2 = f32x4.convert_i32x4_s(i32x4.extend_low_i16x8_s(hi));
+        const c3 = f32x4.convert_i32x4_s(i32x4.extend_high_i16x8_s(hi));
+        const off = <usize>i << 2;
+        b0 = f32x4.add(b0, stepI8(c0, c1, c2, c3, x + off));
+        b1 = f32x4.add(b1, stepI8(c0, c1, c2, c3, x1 + off));
+        b2 = f32x4.add(b2, stepI8(c0, c1, c2, c3, x2 + off));
+        b3 = f32x4.add(b3, stepI8(c0, c1, c2, c3, x3 + off));
+      }
+      a0 = f32x4.add(a0, b0);
+      a1 = f32x4.add(a1, b1);
+      a2 = f32x4.add(a2, b2);
+      a3 = f32x4.add(a3, b3);
+    }
+    if (i + 8 <= n) {
+      const v = v128.load8x8_s(w + <usize>i);
+      const c0 = f32x4.convert_i32x4_s(i32x4.extend_low_i16x8_s(v));
+      const c1 = f32x4.convert_i32x4_s(i32x4.extend_high_i16x8_s(v));
+      const off = <usize>i << 2;
+      a0 = f32x4.add(a0, stepF16(c0, c1, x + off));
+      a1 = f32x4.add(a1, stepF16(c0, c1, x1 + off));
+      a2 = f32x4.add(a2, stepF16(c0, c1, x2 + off));
+      a3 = f32x4.add(a3, stepF16(c0, c1, x3 + off));
+      i += 8;
+    }
+  } else {
+    while (i + 8 <= n) {
+      let end = i + SIMD_BLOCK_F16;
+      if (end > n) end = n;
+      let b0 = f32x4.splat(0);
+      let b1 = f32x4.splat(0);
+      let b2 = f32x4.splat(0);
+      let b3 = f32x4.splat(0);
+      for (; i + 8 <= end; i += 8) {
+        const v = v128.load(w + (<usize>i << 1));
+        const f0 = widen4(i32x4.extend_low_i16x8_u(v));
+        const f1 = widen4(i32x4.extend_high_i16x8_u(v));
+        const off = <usize>i << 2;
+        b0 = f32x4.add(b0, stepF16(f0, f1, x + off));
+        b1 = f32x4.add(b1, stepF16(f0, f1, x1 + off));
+        b2 = f32x4.add(b2, stepF16(f0, f1, x2 + off));
+        b3 = f32x4.add(b3, stepF16(f0, f1, x3 + off));
+      }
+      a0 = f32x4.add(a0, b0);
+      a1 = f32x4.add(a1, b1);
+      a2 = f32x4.add(a2, b2);
+      a3 = f32x4.add(a3, b3);
+    }
+    if (i + 4 <= n) {
+      const f = widen4(v128.load16x4_u(w + (<usize>i << 1)));
+      const off = <usize>i << 2;
+      a0 = f32x4.add(a0, f32x4.mul(f, v128.load(x + off)));
+      a1 = f32x4.add(a1, f32x4.mul(f, v128.load(x1 + off)));
+      a2 = f32x4.add(a2, f32x4.mul(f, v128.load(x2 + off)));
+      a3 = f32x4.add(a3, f32x4.mul(f, v128.load(x3 + off)));
+      i += 4;
+    }
+  }
+  let t0 = hsum(a0);
+  let t1 = hsum(a1);
+  let t2 = hsum(a2);
+  let t3 = hsum(a3);
+  for (; i < n; i++) {
+    const wi: f32 = int8 ? <f32>load<i8>(w + <usize>i) : f16ToF32(<u32>load<u16>(w + (<usize>i << 1)));
+    const off = <usize>i << 2;
+    t0 += wi * load<f32>(x + off);
+    t1 += wi * load<f32>(x1 + off);
+    t2 += wi * load<f32>(x2 + off);
+    t3 += wi * load<f32>(x3 + off);
+  }
+  store<f32>(out, t0);
+  store<f32>(out, t1, 4);
+  store<f32>(out, t2, 8);
+  store<f32>(out, t3, 12);
 }
 
 /** sum over i < n of the f32 values at p, blocked as the scalar dot products. */

@@ -417,3 +417,23 @@ describe("under jco (the WASI component)", () => {
     expectClose(await rt.lookup(ids), decodeTokens(parseBlob(bytes, "jco"), ids), 19, "jco streaming");
   });
 });
+
+describe("a row's bits do not depend on the batch it is looked up in", () => {
+  it("one token alone, in a batch of 9 (SIMD: two passes of four tokens and one alone), and in batches of 1 and 3: identical bits, both builds and modes", async () => {
+    for (const precision of ["int8", "fp16"] as AdaptorPrecision[]) {
+      const bytes = adaptorOnlyBlob(30, { widths: [16, 100, 36, 44], precision });
+      const path = writeBlob(bytes);
+      const ids = [7, 3, 29, 0, 7, 11, 12, 13, 7];
+      for (const build of BUILDS) {
+        for (const mode of MODES) {
+          const bits = (rows: Float32Array) => Array.from(new Uint32Array(rows.buffer, rows.byteOffset, rows.length));
+          const alone = bits((await openRuntime({ blob: path, build, mode })).lookup([7]));
+          for (const tuning of [{}, { adaptorBatch: 1 }, { adaptorBatch: 3 }] as AdaptorTuning[]) {
+            const rows = bits((await openRuntime({ blob: path, build, mode, ...tuning })).lookup(ids));
+            for (const at of [0, 4, 8]) expect(rows.slice(at * 44, (at + 1) * 44), `${precision} ${build} ${mode} ${JSON.stringify(tuning)} row ${at}`).toEqual(alone);
+          }
+        }
+      }
+    }
+  });
+});

@@ -1,7 +1,8 @@
 // Device targets: every targets/*.json builds to a module whose declared maximum memory is its
 // budget; the scalar builds contain no SIMD instruction; each target serves its representative
 // blob (far larger than the budget when streaming), as v1.0 and as v1.1 with row scales,
-// bit-identically to the TypeScript decoder with a peak linear memory inside the budget, and
+// bit-identically to the TypeScript decoder, and as v1.2 with a corrective adaptor within 1e-5 per
+// row, with a peak linear memory inside the budget, and
 // refuses what cannot fit with exit code 6.
 import { execFileSync } from "node:child_process";
 import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync, ftruncateSync, writeSync } from "node:fs";
@@ -10,7 +11,7 @@ import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import * as F from "../assembly/format.ts";
 import { guestPath, projectRoot, RUNTIME_EXIT, type Target } from "../host/common.ts";
-import { loadTargets, openRuntime, runWasiCommand, wasmPath } from "../host/node.ts";
+import { loadTargets, maxRowRelativeDifference, openRuntime, runWasiCommand, wasmPath } from "../host/node.ts";
 import { randomBlob, type RandomBlobOptions } from "../host/random-blob.ts";
 import { memoryLimits } from "../host/wasm-binary.ts";
 import { deriveHeader, encodeHeader, type HeaderParams } from "../tools/blob/header.ts";
@@ -87,14 +88,23 @@ describe("the scalar build has no SIMD instruction", () => {
 });
 
 const blobs = new Map<string, { path: string; bytes: Uint8Array }>();
-/** The target's representative blob; with `rowScales`, the same shape as a v1.1 gain-shape blob. */
-function representativeBlob(t: Target, rowScales = 0): { path: string; bytes: Uint8Array } {
+
+/** The paper's adaptor sizes (16 -> 384 -> 512 -> n) for wide tables, narrower hidden layers for narrow ones. */
+function adaptorFor(cols: number): RandomBlobOptions["adaptor"] {
+  return { widths: cols >= 2048 ? [16, 384, 512, cols] : cols >= 512 ? [16, 128, 128, cols] : [16, 64, 64, cols], precision: "int8" };
+}
+
+/**
+ * The target's representative blob; with `rowScales`, the same shape as a v1.1 gain-shape blob;
+ * with `adapted`, as a v1.2 blob with a random adaptor (adaptorFor).
+ */
+function representativeBlob(t: Target, rowScales = 0, adapted = false): { path: string; bytes: Uint8Array } {
   const r = t.representative!;
-  const key = JSON.stringify({ ...r, rowScales });
+  const key = JSON.stringify({ ...r, rowScales, adapted });
   let blob = blobs.get(key);
   if (blob === undefined) {
-    const bytes = randomBlob({ ...r, rowScales, seed: r.rows + r.cols } as RandomBlobOptions);
-    const path = join(dir, `${r.rows}x${r.cols}${rowScales > 0 ? `-r${rowScales}` : ""}.carvq`);
+    const bytes = randomBlob({ ...r, rowScales, seed: r.rows + r.cols, adaptor: adapted ? adaptorFor(r.cols) : undefined } as RandomBlobOptions);
+    const path = join(dir, `${r.rows}x${r.cols}${rowScales > 0 ? `-r${rowScales}` : ""}${adapted ? "-a" : ""}.carvq`);
     writeFileSync(path, bytes);
     blob = { path, bytes };
     blobs.set(key, blob);
@@ -139,6 +149,19 @@ describe("memory budget: each target serves its representative blob inside its b
       const want = decodeTokens(parseBlob(bytes, "rep v1.1"), ids);
       expect(Buffer.from(rows.buffer).equals(Buffer.from(want.buffer)), "bit-identical to decodeTokens").toBe(true);
       expect(rt.lastRun!.peakMemoryBytes).toBeLessThanOrEqual(t.memoryBudgetBytes);
+    });
+
+    it(`${t.name}: the same shape with a corrective adaptor (v1.2, ${adaptorFor(r.cols)!.widths.join(" -> ")} int8), within 1e-5 per row, peak <= budget`, async () => {
+      const { path, bytes } = representativeBlob(t, 0, true);
+      const ids = sample(r.rows, 60, 19);
+      const rt = await openRuntime({ blob: path, target: t.name });
+      const info = rt.info();
+      expect(info).toMatchObject({ formatVersion: "1.2", adaptor: { widths: adaptorFor(r.cols)!.widths, mlpPrecision: "int8" } });
+      expect(info.runtime.streamingFits).toBe(true);
+      const rows = rt.lookup(ids);
+      expect(maxRowRelativeDifference(rows, decodeTokens(parseBlob(bytes, "rep v1.2"), ids), r.cols)).toBeLessThanOrEqual(1e-5);
+      expect(rt.lastRun!.peakMemoryBytes).toBeLessThanOrEqual(t.memoryBudgetBytes);
+      if (t.mode === "streaming") expect(rt.lastRun!.peakMemoryBytes, "streaming keeps the blob out of memory").toBeLessThan(bytes.length / 4);
     });
   }
 });

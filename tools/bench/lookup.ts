@@ -1,15 +1,18 @@
 // npm run bench:lookup — lookups per second of the WASM runtime under Node's WASI, SIMD vs
 // scalar and resident vs streaming on a Llama-3.2-1B-shaped blob (128256 x 2048, h 8, L 2,
 // g 1024: random codes, ~49 MB), the same four on that shape with 256 row scales (blob v1.1,
-// gain-shape: one more byte a record, one f32 multiply a value), then each device target on its
-// representative blob, with the peak linear memory of every run. All figures come from one run of
-// this script, so the ratios compare like with like on the same machine.
+// gain-shape: one more byte a record, one f32 multiply a value) and with the paper's corrective
+// adaptor (blob v1.2, 16 -> 384 -> 512 -> 2048, int8: ~1.25 M multiply-adds a token), streaming
+// with the adaptor's MLP in 64 KiB tiles in batches and one token at a time, then each device
+// target on its representative blob, plain and with an adaptor, with the peak linear memory of
+// every run. All figures come from one run of this script, so the ratios compare like with like
+// on the same machine.
 //
 // A lookup here is what a device does: read the token's record (and, streaming, its codebook
 // groups), decode the row, write it to stdout (/dev/null, so the host's reading is not timed). Per configuration: one run with 1 token
 // (start-up, blob validation with every CRC, resident load) and runs with N tokens; lookups/s =
 // (N - 1) / (t_N - t_1), best of R repeats. Options: --tokens N (default 8192; at most budget / 64
-// on small targets), --repeats R (default 5), --json.
+// on small targets; N / 8 with an adaptor), --repeats R (default 5), --json.
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -47,7 +50,7 @@ function blobFor(shape: RandomBlobOptions): { path: string; bytes: number; rows:
   let blob = blobs.get(key);
   if (blob === undefined) {
     const bytes = randomBlob({ seed: 1, ...shape });
-    const path = join(dir, `${shape.rows}x${shape.cols}${shape.rowScales ? `-r${shape.rowScales}` : ""}.carvq`);
+    const path = join(dir, `${shape.rows}x${shape.cols}${shape.rowScales ? `-r${shape.rowScales}` : ""}${shape.adaptor ? `-a${shape.adaptor.widths.join("-")}` : ""}.carvq`);
     writeFileSync(path, bytes);
     blob = { path, bytes: bytes.length, rows: shape.rows };
     blobs.set(key, blob);
@@ -65,13 +68,13 @@ function timedRun(wasm: string, args: string[]): { seconds: number; peak: number
   return { seconds, peak: run.peakMemoryBytes };
 }
 
-function measure(label: string, wasm: string, build: BuildName, mode: ModeName, budgetBytes: number, blob: { path: string; bytes: number; rows: number }): Measure {
+function measure(label: string, wasm: string, build: BuildName, mode: ModeName, budgetBytes: number, blob: { path: string; bytes: number; rows: number }, options: { tokens?: number; extra?: string[] } = {}): Measure {
   const random = createRandom(12345);
   // The token ids are the command line, which lives in linear memory: ~10 bytes per token must
   // leave room under small budgets (mcu-128k: 2048 tokens take ~20 KiB of its 128 KiB).
-  const n = Math.max(2, Math.min(N, Math.floor(budgetBytes / 64)));
+  const n = Math.max(2, Math.min(options.tokens ?? N, Math.floor(budgetBytes / 64)));
   const ids = Array.from({ length: n }, () => String(Math.floor(random() * blob.rows)));
-  const base = ["lookup", "--mode", mode, guestPath(blob.path)];
+  const base = ["lookup", "--mode", mode, ...(options.extra ?? []), guestPath(blob.path)];
   let one = Infinity;
   let many = Infinity;
   let peak = 0;
@@ -86,6 +89,10 @@ function measure(label: string, wasm: string, build: BuildName, mode: ModeName, 
 }
 
 const llama: RandomBlobOptions = { rows: 128256, cols: 2048, subvec: 8, levels: 2, group: 1024, layout: "row" };
+/** The paper's adaptor sizes, its output width the table's. */
+const paperAdaptor = (cols: number): RandomBlobOptions["adaptor"] => ({ widths: cols >= 2048 ? [16, 384, 512, cols] : cols >= 512 ? [16, 128, 128, cols] : [16, 64, 64, cols], precision: "int8" });
+/** Tokens per timed run with an adaptor (its MLP costs far more than the rest of a lookup). */
+const NA = Math.max(2, Math.floor(N / 8));
 const results: Measure[] = [];
 try {
   const big = blobFor(llama);
@@ -100,10 +107,23 @@ try {
       results.push(measure(`generic ${build} ${mode} +rowscale`, wasmPath({ build }), build, mode, 2 ** 32, scaled));
     }
   }
+  const adapted = blobFor({ ...llama, adaptor: paperAdaptor(llama.cols) });
+  for (const build of ["simd", "scalar"] as const) {
+    for (const mode of ["resident", "streaming"] as const) {
+      results.push(measure(`generic ${build} ${mode} +adaptor`, wasmPath({ build }), build, mode, 2 ** 32, adapted, { tokens: NA }));
+    }
+  }
+  results.push(measure("generic simd streaming +adaptor 64K tiles", wasmPath({ build: "simd" }), "simd", "streaming", 2 ** 32, adapted, { tokens: NA, extra: ["--adaptor-tile", "65536"] }));
+  results.push(measure("generic simd streaming +adaptor 64K tiles, 1 token/batch", wasmPath({ build: "simd" }), "simd", "streaming", 2 ** 32, adapted, { tokens: NA, extra: ["--adaptor-tile", "65536", "--adaptor-batch", "1"] }));
   const targets: Target[] = loadTargets();
   for (const t of targets) {
     const build: BuildName = t.simd ? "simd" : "scalar";
     results.push(measure(`target ${t.name}`, wasmPath({ target: t.name }), build, t.mode, t.memoryBudgetBytes, blobFor(t.representative as RandomBlobOptions)));
+  }
+  for (const t of targets) {
+    const build: BuildName = t.simd ? "simd" : "scalar";
+    const shape = t.representative as RandomBlobOptions;
+    results.push(measure(`target ${t.name} +adaptor`, wasmPath({ target: t.name }), build, t.mode, t.memoryBudgetBytes, blobFor({ ...shape, adaptor: paperAdaptor(shape.cols) }), { tokens: NA }));
   }
 } finally {
   rmSync(dir, { recursive: true, force: true });
@@ -120,6 +140,10 @@ const ratios = {
   rowScaleOverPlain: Object.fromEntries(
     ["simd resident", "simd streaming", "scalar resident", "scalar streaming"].map((c) => [c, ratio(`generic ${c} +rowscale`, `generic ${c}`)]),
   ) as Record<string, number>,
+  adaptorOverPlain: Object.fromEntries(
+    ["simd resident", "simd streaming", "scalar resident", "scalar streaming"].map((c) => [c, ratio(`generic ${c} +adaptor`, `generic ${c}`)]),
+  ) as Record<string, number>,
+  adaptorBatchedOverSingle: ratio("generic simd streaming +adaptor 64K tiles", "generic simd streaming +adaptor 64K tiles, 1 token/batch"),
 };
 
 const mib = (b: number) => (b / 2 ** 20).toFixed(b < 2 ** 20 ? 3 : 1);
@@ -129,10 +153,10 @@ if (values.json) {
   const lines = [
     `carvq-rt lookups under Node ${process.version} WASI: random tokens, best of ${R} runs; a lookup decodes the row and writes it to stdout (/dev/null)`,
     "",
-    "configuration                        blob MiB  tokens   lookups/s   open s   peak MiB   budget MiB   peak/budget",
+    "configuration                                             blob MiB  tokens   lookups/s   open s   peak MiB   budget MiB   peak/budget",
     ...results.map((m) =>
       [
-        m.label.padEnd(36),
+        m.label.padEnd(57),
         mib(m.blobBytes).padStart(8),
         String(m.tokens).padStart(7),
         Math.round(m.lookupsPerSecond).toString().padStart(11),
@@ -146,6 +170,8 @@ if (values.json) {
     `SIMD / scalar:        resident ${ratios.simdOverScalarResident.toFixed(2)}x, streaming ${ratios.simdOverScalarStreaming.toFixed(2)}x`,
     `resident / streaming: simd ${ratios.residentOverStreamingSimd.toFixed(2)}x, scalar ${ratios.residentOverStreamingScalar.toFixed(2)}x`,
     `row scales / none:    ${Object.entries(ratios.rowScaleOverPlain).map(([c, r]) => `${c} ${r.toFixed(2)}x`).join(", ")}`,
+    `adaptor / none:       ${Object.entries(ratios.adaptorOverPlain).map(([c, r]) => `${c} ${r.toFixed(4)}x`).join(", ")}`,
+    `adaptor, 64 KiB tiles, batched / one token per batch: ${ratios.adaptorBatchedOverSingle.toFixed(2)}x`,
   ];
   process.stdout.write(`${lines.join("\n")}\n`);
 }
