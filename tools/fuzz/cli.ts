@@ -53,12 +53,15 @@ function workerMain(input: WorkerInput): void {
   const progress = new Int32Array(input.progress);
   let last = performance.now();
   let done = 0;
+  // For testing the watchdog itself: this iteration spins forever.
+  const spinAt = process.env.CARVQ_FUZZ_TEST_HANG === undefined ? -1 : Number(process.env.CARVQ_FUZZ_TEST_HANG);
   for (let i = input.start + input.offset; i < input.end; i += input.stride) {
     Atomics.store(progress, input.slot, i);
+    if (i === spinAt) for (;;);
     const result = campaign.run(i);
     done++;
     for (const finding of result.findings) parentPort!.postMessage({ type: "finding", finding } satisfies WorkerMessage);
-    if (performance.now() - last > 2000) {
+    if (performance.now() - last > 250) {
       last = performance.now();
       parentPort!.postMessage({ type: "stats", stats: campaign.stats, done } satisfies WorkerMessage);
     }
@@ -174,8 +177,14 @@ async function campaign(options: { seed: number; start: number; iterations: numb
       const replace = (type: string, detail: (current: number) => string) => {
         replaced = true;
         clearInterval(watchdog);
-        settle(worker);
         const current = Atomics.load(slots, slot);
+        // The iterations this worker finished after its last report, and the one it is stuck in,
+        // count as run; their statistics are lost with it.
+        const finished = current < from ? 0 : Math.floor((current - from) / options.workers);
+        const uncounted = finished - (latest.get(worker)?.done ?? 0) + 1;
+        total.iterations += uncounted;
+        settledDone += uncounted;
+        settle(worker);
         try {
           replayer ??= new Campaign({ seed: options.seed, modules });
           const input = replayer.input(current);
