@@ -31,8 +31,12 @@ const SWEEP_CONFIGS = ["simd", "mcu-128k"];
 describe("a short fixed-seed fuzzing campaign", () => {
   it(`2,000 iterations (seed ${SEED}): every input refused cleanly or read exactly like the reference, inside the budget`, () => {
     const findings: Finding[] = [];
+    const fds = () => (existsSync("/proc/self/fd") ? readdirSync("/proc/self/fd").length : 0);
+    const fdsBefore = fds();
     for (let i = 0; i < 2000; i++) findings.push(...campaign.run(i).findings);
     expect(shown(findings)).toEqual([]);
+    // The model readers close every file they open, whatever they find in it.
+    expect(fds()).toBe(fdsBefore);
     const s = campaign.stats;
     expect(s.blobIterations).toBeGreaterThan(1000);
     expect(s.modelIterations).toBeGreaterThan(400);
