@@ -100,6 +100,10 @@ describe("autoConfigure", () => {
     expect(result.chosen.bytes).toBeLessThanOrEqual(maxBlob);
     expect(result.chosen.memory?.fits).toBe(true);
     expect(result.budget.target).toBe("rpi4-wasmtime");
+    // A roomy resident target alone: no more than an FP16 copy.
+    const roomy = await autoConfigure(clusteredMatrix(200, 8, 1), { target: "rpi4-wasmtime", from, stageB: 1 });
+    expect(roomy.budget.bpp).toBeLessThanOrEqual(16);
+    expect(roomy.chosen.bpp).toBeLessThanOrEqual(16);
     await expect(autoConfigure(matrix, { target: "mcu-128k", from })).rejects.toThrow(/streams the blob.*--target-bpp/);
     await expect(autoConfigure(matrix, { targetBpp: 0.1, from })).rejects.toThrow(CarvqError);
     await expect(autoConfigure(matrix, { from })).rejects.toThrow(/--target-bpp or --target/);

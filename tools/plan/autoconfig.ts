@@ -2,7 +2,8 @@
 // (and a device target's memory), found without compressing the whole table more than once.
 //
 // 1. Budget. The largest blob allowed: --target-bpp as bytes, and for a resident target the largest
-//    blob its memory holds (tools/plan/memory.ts). Sizes are predicted exactly (tools/plan/size.ts,
+//    blob its memory holds (tools/plan/memory.ts), at most 16 bpp (an FP16 copy) when no --target-bpp
+//    is given. Sizes are predicted exactly (tools/plan/size.ts,
 //    the upper bound over the metrics' digits), so the choice never lands over the budget.
 // 2. Candidates. For every sub-vector length h (each distinct S = ceil(n / h), little padding) and
 //    level count L, the index rate is fixed; the rest of the budget goes to codebooks: g is the
@@ -89,6 +90,8 @@ export interface AutoConfigResult {
 /** Points per codebook below which a group is not worth fitting (4 per centroid). */
 const MIN_GROUP_POINTS = 64;
 const LEVELS_MAX = 8;
+/** The bit budget a target alone implies at most: what the table takes in FP16. */
+export const FP16_BPP = 16;
 const SCALAR_METHODS = ["int4", "int3", "int2"] as const;
 const SCALAR_BLOCKS = [8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768, 65536];
 
@@ -176,7 +179,8 @@ function resolveBudget(matrix: Matrix, request: AutoConfigRequest): Budget {
   }
   if (target !== null) {
     const resident = maxResidentBlobBytes(target, matrix.cols, {});
-    if (resident !== null) bytes = Math.min(bytes, resident);
+    // A target alone never asks for more than an FP16 copy of the table would take.
+    if (resident !== null) bytes = Math.min(bytes, resident, request.targetBpp === undefined ? Math.floor((FP16_BPP * params) / 8) : Infinity);
     else if (request.targetBpp === undefined) {
       throw new CarvqError(`target ${target.name} streams the blob from storage, so its ${target.memoryBudgetBytes}-byte memory budget does not bound the blob's size: give --target-bpp too`);
     }

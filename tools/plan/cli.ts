@@ -13,7 +13,8 @@ export const AUTO_HELP = `  --target-bpp X       choose the options automaticall
                        then the full fit of the winner; the choice and runners-up go to stderr;
                        for a small llama2.c model the finalists are ranked by the model's KL)
   --target NAME        choose them for a device profile (targets/NAME.json): the blob and the
-                       runtime's memory must fit its budget (streaming targets also need --target-bpp)`;
+                       runtime's memory must fit its budget, and without --target-bpp the blob
+                       stays at most 16 bpp (an FP16 copy); streaming targets need --target-bpp`;
 
 /** Flags that fix what auto-configuration chooses, refused beside --target-bpp / --target. */
 export const AUTO_CONFLICTS = ["method", "h", "levels", "group", "layout", "iters", "beam", "refine", "row-scale", "block"] as const;
