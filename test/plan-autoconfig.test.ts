@@ -81,6 +81,14 @@ describe("autoConfigure", () => {
     const a = await evaluateProxy(big, plan, { ...(await import("../tools/compress.ts")).DEFAULT_COMPRESS_OPTIONS, h: 4, levels: 2, group: 600, layout: "col" }, from, 1);
     expect(a.rows).toBe(3 * 600);
     expect(a.measuredRows).toBe(768);
+    // Groups so large that three spans would cover the table: the whole table, measured on the same rows.
+    const D = (await import("../tools/compress.ts")).DEFAULT_COMPRESS_OPTIONS;
+    const wide = await evaluateProxy(big, plan, { ...D, h: 4, levels: 1, group: 5000, layout: "col" }, from, 1);
+    expect(wide.rows).toBe(big.rows);
+    expect(wide.measuredRows).toBe(768);
+    const wideFull = compressMatrix(big, { ...D, h: 4, levels: 1, group: 5000, layout: "col" }, from);
+    expect(wide.relMSE).toBeGreaterThan(0.5 * wideFull.metrics.relMSE);
+    expect(wide.relMSE).toBeLessThan(2 * wideFull.metrics.relMSE);
     const result = await autoConfigure(big, { targetBpp: 2, from, spans: 3, sharedRows: 256, stageB: 1 });
     expect(result.sample.whole).toBe(false);
     expect(result.chosen.bpp).toBeLessThanOrEqual(2);

@@ -96,10 +96,19 @@ function spanStarts(matrix: Matrix, plan: ProxyPlan, length: number): number[] {
   return plan.anchors.map((anchor) => Math.max(0, Math.min(anchor, matrix.rows - length)));
 }
 
-/** The rows `o` is fitted on: whole groups around every anchor (and their weights, if any). */
+/** The rows of each span, or null when the spans together would hold the whole table or more. */
+function spanLength(matrix: Matrix, plan: ProxyPlan, o: CompressOptions): number | null {
+  const length = spanRowsFor(o, matrix.cols, plan.sharedRows);
+  return plan.whole || length * plan.anchors.length >= matrix.rows ? null : length;
+}
+
+/**
+ * The rows `o` is fitted on: whole groups around every anchor (and their weights, if any); the
+ * whole table when the spans would cover it anyway (groups of nearly V tokens).
+ */
 export function proxySample(matrix: Matrix, plan: ProxyPlan, o: CompressOptions): { sample: Matrix; options: CompressOptions } {
-  if (plan.whole) return { sample: matrix, options: o };
-  const length = Math.min(matrix.rows, spanRowsFor(o, matrix.cols, plan.sharedRows));
+  const length = spanLength(matrix, plan, o);
+  if (length === null) return { sample: matrix, options: o };
   const starts = spanStarts(matrix, plan, length);
   const weights = o.weights ? gatherRows({ rows: matrix.rows, cols: 1, data: o.weights }, starts, length).data : o.weights;
   return { sample: gatherRows(matrix, starts, length), options: { ...o, weights } };
@@ -116,10 +125,12 @@ export async function evaluateProxy(matrix: Matrix, plan: ProxyPlan, o: Compress
   const seconds = (performance.now() - started) / 1000;
   const decoded = decodeAll(result.blob);
   let measured = decoded;
-  if (!plan.whole) {
-    const length = sample.rows / plan.anchors.length;
+  const length = spanLength(matrix, plan, o);
+  if (length !== null) {
     const starts = spanStarts(matrix, plan, length);
     measured = gatherRows(decoded, plan.anchors.map((anchor, i) => i * length + anchor - starts[i]), plan.sharedRows);
+  } else if (!plan.whole) {
+    measured = gatherRows(decoded, plan.anchors, plan.sharedRows);
   }
   const metrics = reconstructionMetrics(plan.reference, measured);
   return {
