@@ -16,6 +16,11 @@ const common = {
 // The encoder's k-means kernel (tools/quant/kernels.ts loads it; a scalar twin covers its absence).
 execFileSync(process.execPath, ["node_modules/assemblyscript/bin/asc.js", "--config", "assembly/quant/asconfig.json"], { stdio: "inherit" });
 
+// The adaptor trainer's matrix-product kernels and its worker (tools/adaptor/kernels.ts, pool.ts).
+const { buildTrainKernels } = await import("./build-train-kernels.mjs");
+await buildTrainKernels();
+await build({ ...common, entryPoints: ["tools/adaptor/train-worker.ts"], outfile: "dist/train-worker.mjs" });
+
 // The RVQ fitting worker (tools/quant/parallel.ts looks for it next to the CLI bundle).
 await build({ ...common, entryPoints: ["tools/quant/rvq-worker.ts"], outfile: "dist/rvq-worker.mjs" });
 

@@ -18,11 +18,12 @@ import { fitRowScales, unitRows } from "./quant/gain.ts";
 import { encodeRvqParallel } from "./quant/parallel.ts";
 import { encodeRvq, type RvqEncoding, type RvqParams } from "./quant/rvq.ts";
 import { encodeScalar } from "./quant/scalar.ts";
+import { adaptorStep, adaptorStepSync, checkAdaptorOptions, DEFAULT_ADAPTOR_OPTIONS, recordedAdaptorOptions, type AdaptorEvents, type AdaptorOptions, type AdaptorOutcome } from "./adaptor/step.ts";
 
 export const TOOL_VERSION: string = pkg.version;
 
-/** Everything that shapes a blob: the RVQ parameters (tools/quant/rvq.ts) plus the method's own. */
-export interface CompressOptions extends RvqParams {
+/** Everything that shapes a blob: the RVQ parameters (tools/quant/rvq.ts), the adaptor's (tools/adaptor/step.ts) plus the method's own. */
+export interface CompressOptions extends RvqParams, AdaptorOptions {
   method: MethodName;
   /** RVQ gain-shape: number of FP16 row scales (up to 256, a u8 index per row); 0 = off. */
   rowScale: number;
@@ -30,7 +31,7 @@ export interface CompressOptions extends RvqParams {
   block: number;
 }
 
-export const DEFAULT_COMPRESS_OPTIONS: CompressOptions = { method: "carvq", h: 8, levels: 2, group: 1024, layout: "row", iters: 25, seed: 0, beam: 1, refine: 0, rowScale: 0, block: 32 };
+export const DEFAULT_COMPRESS_OPTIONS: CompressOptions = { method: "carvq", h: 8, levels: 2, group: 1024, layout: "row", iters: 25, seed: 0, beam: 1, refine: 0, rowScale: 0, block: 32, ...DEFAULT_ADAPTOR_OPTIONS };
 
 /** Where the matrix came from, recorded in the metadata (file name only, so paths don't change bytes). */
 export interface CompressSource {
@@ -86,6 +87,7 @@ function checkOptions(matrix: Matrix, o: CompressOptions, name: string): void {
   } else if (!Number.isInteger(o.block) || o.block < 1 || o.block > F.MAX_SCALE_BLOCK) {
     throw bad("block", o.block, `is out of range; expected 1 to ${F.MAX_SCALE_BLOCK}`);
   }
+  checkAdaptorOptions(o, o.method, name);
 }
 
 function headerFor(matrix: Matrix, o: CompressOptions): BlobHeader {
@@ -137,7 +139,7 @@ function scalarSections(matrix: Matrix, header: BlobHeader, o: CompressOptions, 
 /** The options that shaped the blob, as recorded in its metadata. */
 function recordedOptions(o: CompressOptions): Record<string, unknown> {
   if (o.method !== "carvq") return { method: o.method, block: o.block };
-  return { method: o.method, h: o.h, levels: o.levels, group: o.group, layout: o.layout, iters: o.iters, seed: o.seed, beam: o.beam, refine: o.refine, rowScale: o.rowScale, weighted: Boolean(o.weights) };
+  return { method: o.method, h: o.h, levels: o.levels, group: o.group, layout: o.layout, iters: o.iters, seed: o.seed, beam: o.beam, refine: o.refine, rowScale: o.rowScale, weighted: Boolean(o.weights), ...recordedAdaptorOptions(o) };
 }
 
 function roundMetric(value: number): number {
@@ -158,9 +160,14 @@ function plan(matrix: Matrix, options: Partial<CompressOptions>, from: CompressS
   return { o, header: headerFor(matrix, o), name };
 }
 
-/** Measures the decode of the quantized sections, then seals the blob with its metadata. */
-function finish(matrix: Matrix, { o, header, name }: Plan, sections: SectionBytes[], from: CompressSource): CompressResult {
-  const metrics = reconstructionMetrics(matrix, decodeAll(parseBlob(assembleBlob(header, sections), name)));
+/**
+ * Measures the decode of the quantized sections (the adaptor step already measured its own), then
+ * seals the blob with its metadata.
+ */
+function finish(matrix: Matrix, { o, header: plainHeader, name }: Plan, plainSections: SectionBytes[], from: CompressSource, adaptor?: AdaptorOutcome): CompressResult {
+  const header = adaptor?.header ?? plainHeader;
+  const sections = [...plainSections, ...(adaptor?.sections ?? [])];
+  const metrics = adaptor?.metrics ?? reconstructionMetrics(matrix, decodeAll(parseBlob(assembleBlob(header, sections), name)));
   const metadata: BlobMetadata = {
     tool: "carvq",
     version: TOOL_VERSION,
@@ -169,6 +176,7 @@ function finish(matrix: Matrix, { o, header, name }: Plan, sections: SectionByte
     shape: [matrix.rows, matrix.cols],
     options: recordedOptions(o),
     metrics: { relMSE: roundMetric(metrics.relMSE), cosine: roundMetric(metrics.cosine) },
+    ...(adaptor ? { adaptor: adaptor.record } : {}),
   };
   const bytes = assembleBlob(header, [...sections, { id: F.SECTION_METADATA, bytes: encodeMetadata(metadata) }]);
   return { bytes, blob: parseBlob(bytes, name), metrics };
@@ -179,19 +187,23 @@ function finish(matrix: Matrix, { o, header, name }: Plan, sections: SectionByte
  * and seed give the same bytes. The metrics are measured on the blob's own decode, so `carvq eval`
  * reproduces them.
  */
-export function compressMatrix(matrix: Matrix, options: Partial<CompressOptions> = {}, from: CompressSource = {}, onProgress?: ProgressCallback): CompressResult {
+export function compressMatrix(matrix: Matrix, options: Partial<CompressOptions> = {}, from: CompressSource = {}, onProgress?: ProgressCallback, events?: AdaptorEvents): CompressResult {
   const p = plan(matrix, options, from);
   if (p.o.method !== "carvq") return finish(matrix, p, scalarSections(matrix, p.header, p.o, onProgress), from);
   const { input, params } = rvqInput(matrix, p.o);
   const encoding = encodeRvq(input, params, p.header.groupCount, (done) => onProgress?.(done, p.header.groupCount));
-  return finish(matrix, p, rvqSections(matrix, p, encoding), from);
+  const sections = rvqSections(matrix, p, encoding);
+  if (p.o.adaptor === "none") return finish(matrix, p, sections, from);
+  return finish(matrix, p, sections, from, adaptorStepSync(matrix, p.header, sections, p.name, p.o, p.o.seed, events));
 }
 
 /** `compressMatrix` with RVQ group fitting spread over `threads` worker threads; the same bytes. */
-export async function compressMatrixParallel(matrix: Matrix, options: Partial<CompressOptions>, from: CompressSource, threads: number, onProgress?: ProgressCallback): Promise<CompressResult> {
+export async function compressMatrixParallel(matrix: Matrix, options: Partial<CompressOptions>, from: CompressSource, threads: number, onProgress?: ProgressCallback, events?: AdaptorEvents): Promise<CompressResult> {
   const p = plan(matrix, options, from);
   if (p.o.method !== "carvq") return finish(matrix, p, scalarSections(matrix, p.header, p.o, onProgress), from);
   const { input, params } = rvqInput(matrix, p.o);
   const encoding = await encodeRvqParallel(input, params, p.header.groupCount, threads, (done) => onProgress?.(done, p.header.groupCount));
-  return finish(matrix, p, rvqSections(matrix, p, encoding), from);
+  const sections = rvqSections(matrix, p, encoding);
+  if (p.o.adaptor === "none") return finish(matrix, p, sections, from);
+  return finish(matrix, p, sections, from, await adaptorStep(matrix, p.header, sections, p.name, p.o, p.o.seed, threads, events));
 }

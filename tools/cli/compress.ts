@@ -8,6 +8,7 @@ import { loadMatrix } from "../readers/index.ts";
 import { choiceOption, intOption, parseCommandArgs } from "./args.ts";
 import type { Command } from "./command.ts";
 import { fmt, note, printResult } from "./output.ts";
+import { ADAPTOR_FLAGS, ADAPTOR_HELP, adaptorEvents, parseAdaptorFlags } from "../adaptor/cli.ts";
 import { AUTO_HELP, checkAutoConflicts, chooseOptions, modelScore, parseTargetBpp, searchJson } from "../plan/cli.ts";
 
 const help = `carvq compress <input> -o <blob> [options]
@@ -33,6 +34,7 @@ Options:
                        .npy of V non-negative values, shape (V, 1) or (1, V); default: all equal
   --seed N             random seed (default ${D.seed}); same input, options and seed give the same bytes
   --block N            int4/int3/int2: values per FP16 scale (default ${D.block})
+${ADAPTOR_HELP}
 ${AUTO_HELP}
   --threads N          worker threads for fitting (default: the machine's cores, here ${defaultThreads()});
                        the blob is the same for any number of threads
@@ -72,6 +74,7 @@ export const compressCommand: Command = {
       seed: { type: "string" },
       block: { type: "string" },
       threads: { type: "string" },
+      ...ADAPTOR_FLAGS,
       "target-bpp": { type: "string" },
       target: { type: "string" },
       force: { type: "boolean" },
@@ -97,6 +100,7 @@ export const compressCommand: Command = {
       seed: intOption(c, "seed", values.seed, D.seed, 0, 0xffffffff),
       block: intOption(c, "block", values.block, D.block, 1, 65536),
     };
+    const adaptorOptions = parseAdaptorFlags(c, values, options.method, auto);
     const threads = intOption(c, "threads", values.threads, defaultThreads(), 1, 256);
     const input = positionals[0];
     const force = values.force === true;
@@ -114,16 +118,18 @@ export const compressCommand: Command = {
       search = searchJson(chosen.result);
     }
     const progress = startProgress(options.method === "carvq" ? "fitting groups" : "quantizing rows");
+    const events = adaptorEvents(note, progress);
     let result;
     try {
-      result = await compressMatrixParallel(loaded.matrix, { ...options, weights }, { source: input, tensor: loaded.tensor }, threads, progress.update);
+      result = await compressMatrixParallel(loaded.matrix, { ...options, ...adaptorOptions, weights }, { source: input, tensor: loaded.tensor }, threads, progress.update, events);
     } finally {
       progress.stop();
+      events.stop();
     }
     writeFileAtomic(values.output, result.bytes, force);
     const seconds = (performance.now() - started) / 1000;
     const size = bitsPerParameter(result.blob);
-    printResult(values.json === true, { output: values.output, input, tensor: loaded.tensor, shape: [rows, cols], options, bytes: result.bytes.length, bpp: size.bpp, relMSE: result.metrics.relMSE, cosine: result.metrics.cosine, seconds, ...(search ? { search } : {}) }, [
+    printResult(values.json === true, { output: values.output, input, tensor: loaded.tensor, shape: [rows, cols], options, bytes: result.bytes.length, bpp: size.bpp, relMSE: result.metrics.relMSE, cosine: result.metrics.cosine, seconds, ...(search ? { search } : {}), ...(result.blob.metadata?.adaptor ? { adaptor: result.blob.metadata.adaptor } : {}) }, [
       `wrote ${values.output}: ${result.bytes.length} bytes, ${fmt(size.bpp)} bits per parameter`,
       `relMSE ${fmt(result.metrics.relMSE)}, mean cosine ${fmt(result.metrics.cosine)} (${fmt(seconds)} s)`,
     ]);

@@ -1,0 +1,28 @@
+// GFLOP/s of the trainer's matrix products on the shapes of the paper adaptor's widest layer
+// (batch 1024, 512 -> 2048): forward Z = X·Wt, backward dX = dZ·W and dWt = Xᵀ·dZ.
+//   npx esbuild tools/adaptor/bench.ts --bundle --platform=node --format=esm --packages=external \
+//     --outfile=build/bench-train.mjs && node build/bench-train.mjs [threads]
+import { GemmPool } from "./pool.ts";
+import { TrainHeap, type GemmJob } from "./kernels.ts";
+
+const B = 1024, IN = 512, OUT = 2048;
+const threads = Number(process.argv[2] ?? 1);
+const heap = new TrainHeap(B * IN * 2 + IN * OUT * 3 + B * OUT * 2);
+const x = heap.alloc(B * IN), wt = heap.alloc(IN * OUT), w = heap.alloc(OUT * IN), z = heap.alloc(B * OUT), dz = heap.alloc(B * OUT), dx = heap.alloc(B * IN), dwt = heap.alloc(IN * OUT);
+for (let i = 0; i < heap.f32.length; i++) heap.f32[i] = ((i * 2654435761) % 1000) / 1000 - 0.5;
+const pool = await GemmPool.start(heap, threads);
+const jobs: [string, GemmJob][] = [
+  ["forward  Z = X·Wt   ", { a: x, sai: IN, sak: 1, b: wt, ldb: OUT, c: z, ldc: OUT, m: B, n: OUT, k: IN, accumulate: false }],
+  ["backward dX = dZ·W  ", { a: dz, sai: OUT, sak: 1, b: w, ldb: IN, c: dx, ldc: IN, m: B, n: IN, k: OUT, accumulate: false }],
+  ["backward dWt = Xᵀ·dZ", { a: x, sai: 1, sak: IN, b: dz, ldb: OUT, c: dwt, ldc: OUT, m: IN, n: OUT, k: B, accumulate: false }],
+];
+console.log(`${heap.simd ? "SIMD" : "scalar"} kernel, ${threads} thread(s), ${B} x ${IN} x ${OUT}`);
+for (const [name, job] of jobs) {
+  pool.gemm(job);
+  const reps = 5;
+  const t0 = performance.now();
+  for (let r = 0; r < reps; r++) pool.gemm(job);
+  const s = (performance.now() - t0) / 1000 / reps;
+  console.log(`${name}  ${(s * 1000).toFixed(1)} ms  ${((2 * B * IN * OUT) / s / 1e9).toFixed(1)} GFLOP/s`);
+}
+await pool.close();
