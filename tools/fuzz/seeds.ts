@@ -97,6 +97,7 @@ function adaptorBlobSeeds(): BlobSeed[] {
 /** A valid blob of a random small shape (any method, layout, h, L, g, R; n < h, V = 1 included). */
 export function randomShapeBlob(rng: Rng): BlobSeed {
   if (rng.chance(0.06)) return edgeShapeBlob(rng);
+  if (rng.chance(0.1)) return randomAdaptorBlob(rng);
   const method = rng.pick(["carvq", "carvq", "carvq", "int4", "int3", "int2"] as const);
   const rows = rng.chance(0.1) ? 1 : rng.range(1, 64);
   const cols = rng.chance(0.1) ? rng.range(1, 3) : rng.range(1, 80);
@@ -156,6 +157,56 @@ function edgeShapeBlob(rng: Rng): BlobSeed {
   const groupCount = layout === "row" ? Math.ceil((rows * S) / group) : Math.ceil(rows / group) * S;
   const g = groupCount > 16 ? rows * S : group;
   return { name: `edge-big-group-${layout}-${rows}x${cols}-h256-L${levels}-g${g}`, bytes: randomBlob({ rows, cols, subvec: 256, levels, group: g, layout, rowScales: rng.chance(0.3) ? 7 : 0, seed }) };
+}
+
+/**
+ * A v1.2 blob with a random adaptor over a random RVQ blob: m0 1 to 32, up to three hidden layers
+ * up to 600 wide (an MLP larger than a small target's budget, which must stream it in tiles), int8
+ * or FP16 for the table and the MLP independently, with or without row scales.
+ */
+function randomAdaptorBlob(rng: Rng): BlobSeed {
+  const rows = rng.range(1, 40);
+  const cols = rng.chance(0.1) ? rng.range(200, 1200) : rng.range(1, 64);
+  const subvec = rng.range(1, Math.min(cols, 16));
+  const S = Math.ceil(cols / subvec);
+  const layout = rng.pick(["row", "col"] as const);
+  const rowScales = rng.chance(0.3) ? rng.range(1, 64) : 0;
+  const base = randomBlob({ rows, cols, subvec, levels: rng.range(1, 3), group: Math.max(1, Math.ceil((rows * S) / rng.range(1, 4))), layout, rowScales, seed: rng.u32() });
+  const widths = [rng.range(1, 32)];
+  const hidden = rng.range(0, 3);
+  for (let k = 0; k < hidden; k++) widths.push(rng.chance(0.3) ? rng.range(200, 600) : rng.range(1, 48));
+  widths.push(cols);
+  const value = (scale: number) => (rng.float() - 0.5) * scale;
+  const values = (count: number, scale: number) => Float32Array.from({ length: count }, () => value(scale));
+  const adaptor: FloatAdaptor = {
+    rows,
+    m0: widths[0],
+    table: values(rows * widths[0], 2),
+    layers: widths.slice(1).map((outputs, i) => {
+      const isHidden = i + 2 < widths.length;
+      return { inputs: widths[i], outputs, weights: values(outputs * widths[i], 1), bias: values(outputs, 0.2), gamma: isHidden ? values(outputs, 1).map((v) => 1 + v) : null, beta: isHidden ? values(outputs, 0.2) : null };
+    }),
+  };
+  const precision = rng.pick(["int8", "fp16"] as const);
+  const tablePrecision = rng.pick(["int8", "fp16"] as const);
+  const stored = quantizeAdaptor(adaptor, precision, tablePrecision);
+  const view = new DataView(base.buffer, base.byteOffset, base.byteLength);
+  const count = view.getUint32(F.H_SECTION_COUNT, true);
+  const sections: { id: number; bytes: Uint8Array }[] = [];
+  for (let i = 0; i < count; i++) {
+    const at = F.SECTION_TABLE_OFFSET + i * F.SECTION_ENTRY_BYTES;
+    const offset = Number(view.getBigUint64(at + F.S_OFFSET, true));
+    const length = Number(view.getBigUint64(at + F.S_LENGTH, true));
+    sections.push({ id: view.getUint32(at + F.S_ID, true), bytes: base.slice(offset, offset + length) });
+  }
+  const metadata = sections.filter((x) => x.id === F.SECTION_METADATA);
+  const bytes = assembleBlob(deriveHeader({ method: "carvq", rows, cols, subvec, levels: view.getUint32(F.H_LEVELS, true), group: view.getUint32(F.H_GROUP, true), layout, rowScaled: rowScales > 0, adapted: true }), [
+    ...sections.filter((x) => x.id !== F.SECTION_METADATA),
+    { id: F.SECTION_ADAPTOR_TABLE, bytes: encodeAdaptorTable(stored) },
+    { id: F.SECTION_ADAPTOR_MLP, bytes: encodeAdaptorMlp(stored) },
+    ...metadata,
+  ]);
+  return { name: `random-adaptor-${rows}x${cols}-${widths.join("-")}-${precision}-table-${tablePrecision}-R${rowScales}`, bytes };
 }
 
 /** Every integer field of a blob's header and of each section-table entry it declares. */
