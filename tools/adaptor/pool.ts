@@ -65,7 +65,10 @@ export class GemmPool {
   private readonly ctrl = new Int32Array(new SharedArrayBuffer(CTRL_WORDS * 4));
   private readonly kernel: KernelExports | null;
 
-  private constructor(private readonly heap: TrainHeap) {
+  private constructor(
+    private readonly heap: TrainHeap,
+    private readonly minFlops = PARALLEL_MIN_FLOPS,
+  ) {
     this.kernel = heap.kernel;
   }
 
@@ -74,9 +77,9 @@ export class GemmPool {
     return new GemmPool(heap);
   }
 
-  /** A pool of `threads` threads in all (the caller's included) on `heap`. */
-  static async start(heap: TrainHeap, threads: number): Promise<GemmPool> {
-    const pool = new GemmPool(heap);
+  /** A pool of `threads` threads in all (the caller's included) on `heap`; products under `minFlops` stay on the caller. */
+  static async start(heap: TrainHeap, threads: number, minFlops = PARALLEL_MIN_FLOPS): Promise<GemmPool> {
+    const pool = new GemmPool(heap, minFlops);
     const path = workerPath();
     if (path === null || threads <= 1) return pool;
     const data: TrainWorkerData = { memory: heap.memory, buffer: heap.buffer, module: heap.simd ? trainKernelModule() : null, control: pool.ctrl.buffer as SharedArrayBuffer };
@@ -105,7 +108,7 @@ export class GemmPool {
 
   /** Runs one product to completion, spread over the pool when it is large enough. */
   gemm(j: GemmJob): void {
-    if (this.workers.length === 0 || 2 * j.m * j.n * j.k < PARALLEL_MIN_FLOPS) return runTiled(this.kernel, this.heap.f32, j);
+    if (this.workers.length === 0 || 2 * j.m * j.n * j.k < this.minFlops) return runTiled(this.kernel, this.heap.f32, j);
     const ctrl = this.ctrl;
     const [tileRows, tileCols] = tiling(j, this.threads);
     writeParams(ctrl, j, tileRows, tileCols);
