@@ -84,7 +84,7 @@ describe("carvq compress killed at random moments", () => {
     const outcomes: Record<string, number> = {};
     const tally = (key: string) => (outcomes[key] = (outcomes[key] ?? 0) + 1);
     let strays = 0;
-    const kills = 12;
+    const kills = Number(process.env.CARVQ_KILL_COUNT ?? 12); // more for a long run
     for (let k = 0; k < kills; k++) {
       const job = jobs[k % jobs.length];
       const signal: NodeJS.Signals = k % 4 < 2 ? "SIGINT" : "SIGKILL";
