@@ -11,7 +11,8 @@ import { runMinimalWasi } from "../host/minimal-wasi.ts";
 import { parseBlob } from "../tools/blob/reader.ts";
 import { crc32 } from "../tools/crc32.ts";
 import { CarvqError } from "../tools/errors.ts";
-import { Campaign, type Finding } from "../tools/fuzz/campaign.ts";
+import { Campaign, rowsAgree, type Finding } from "../tools/fuzz/campaign.ts";
+import { decodeTokens } from "../tools/decoder.ts";
 import { readField, writeField, type Field } from "../tools/fuzz/fields.ts";
 import { resealBlob } from "../tools/fuzz/mutate.ts";
 import { Rng } from "../tools/fuzz/rng.ts";
@@ -275,6 +276,30 @@ describe("named hostile blobs: the refusal each gets", () => {
 // ---------------------------------------------------------------------------------------------- past findings
 
 /**
+ * Every token (up to 256) on every module in both modes: the reference's rows, or, when the
+ * TypeScript reader refuses the blob, a refusal.
+ */
+function everyTokenEverywhere(bytes: Uint8Array, name: string): Finding[] {
+  let blob: ReturnType<typeof parseBlob> | null = null;
+  try {
+    blob = parseBlob(bytes, name);
+  } catch {
+    // refused: every module must refuse too
+  }
+  const tokens = blob ? Array.from({ length: Math.min(256, blob.header.rows) }, (_, t) => t) : [0];
+  const want = blob ? decodeTokens(blob, tokens) : null;
+  const out: Finding[] = [];
+  for (const c of campaign.configs) {
+    for (const mode of ["resident", "streaming"]) {
+      const run = runMinimalWasi(c.module, { args: ["lookup", "--mode", mode, "/f/m.carvq", ...tokens.map(String)], preopens: [{ name: "/f", files: { "m.carvq": bytes } }] });
+      const ok = want ? (run.exitCode === 0 && rowsAgree(run.stdout, want, blob!.header.cols, blob!.adaptor !== null)) || run.exitCode === 6 : [4, 6].includes(run.exitCode);
+      if (!ok) out.push({ iteration: -1, type: "fixture", detail: `${c.name} ${mode}: exit ${run.exitCode}${run.exitCode === 0 ? ", rows differ from the reference" : `: ${run.stderr.trim()}`}`, input: "blob", seedName: name, ops: ["every token"], bytes, ext: ".carvq" });
+    }
+  }
+  return out;
+}
+
+/**
  * Inputs of past findings: test/fixtures/fuzz/<name>.<ext> with <name>.json describing it
  * ({ input: "blob" | "model", seedName, status: "fixed" | "open", issue }). A fixed one must now pass every
  * check; an open one is expected to fail until it is fixed (it.fails), so it cannot be forgotten.
@@ -297,6 +322,7 @@ describe("inputs of past findings (test/fixtures/fuzz)", () => {
       const findings: Finding[] = [];
       if (d.input === "blob") {
         for (let k = 0; k < 8; k++) findings.push(...campaign.examineBlob(-1, bytes, d.file, ["fixture"], new Rng(SEED, 99, k)));
+        findings.push(...everyTokenEverywhere(bytes, d.file));
       } else {
         const seed = campaign.modelSeeds.find((s) => s.name === d.seedName) ?? campaign.modelSeeds[0];
         findings.push(...campaign.examineModel(-1, bytes, seed, ["fixture"], d.ext));

@@ -194,6 +194,14 @@ function sameBits(actual: Uint8Array, want: Float32Array): boolean {
   return true;
 }
 
+/**
+ * Whether the runtime's rows (raw little-endian f32 bytes) agree with the reference decoder's:
+ * bit for bit (NaN payloads aside), or with an adaptor within the documented measure.
+ */
+export function rowsAgree(actual: Uint8Array, want: Float32Array, cols: number, adaptor: boolean): boolean {
+  return adaptor ? closeRows(actual, want, cols) : sameBits(actual, want);
+}
+
 /** With an adaptor (v1.2) decoders agree to a relative 1e-5 per row (FORMAT.md), not bit for bit. */
 function closeRows(actual: Uint8Array, want: Float32Array, cols: number): boolean {
   if (actual.byteLength !== want.byteLength) return false;
