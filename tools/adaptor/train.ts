@@ -62,7 +62,7 @@ export const DEFAULT_TRAIN_OPTIONS: TrainOptions = {
 
 /** Steps the default epoch count aims for (epochs = clamp(ceil(TARGET_STEPS / steps per epoch), MIN, MAX)). */
 export const TARGET_STEPS = 3000;
-export const MIN_AUTO_EPOCHS = 8;
+export const MIN_AUTO_EPOCHS = 16;
 export const MAX_AUTO_EPOCHS = 400;
 
 /** Small tables have one or a few steps per epoch; patience then spans at least this many steps. */
