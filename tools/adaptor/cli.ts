@@ -13,8 +13,9 @@ export const ADAPTOR_HELP = `  --adaptor A          carvq: corrective adaptor ga
                        8,64,128). Trained on the RVQ residual; kept only if it lowers the table's error
   --adaptor-bpp X      auto: the adaptor's budget in bits per parameter (default ${DEFAULT_ADAPTOR_BPP})
   --adaptor-precision P  int8 (default; FP16 scale per row / output channel) or fp16
-  --adaptor-epochs N   most training epochs (default 0: auto, about 3,000 steps and at least 16 epochs;
-                       stops early on a plateau)`;
+  --adaptor-epochs N   most training epochs (default 0: auto, enough for about 3,000 steps, 16 to
+                       3,000 epochs, fewer above 16 when that would exceed 2.5e13 flops); training
+                       stops early when the loss stops improving`;
 
 export const ADAPTOR_FLAGS = {
   adaptor: { type: "string" },

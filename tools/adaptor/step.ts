@@ -24,7 +24,7 @@ export interface AdaptorOptions {
   adaptorBpp: number;
   /** int8 (per-row / per-output-channel FP16 scales) or fp16, for sigma0 and the MLP weights. */
   adaptorPrecision: AdaptorPrecision;
-  /** Most training epochs; 0 = auto (about 3,000 steps, 16 to 400 epochs), early stopping may end sooner. */
+  /** Most training epochs; 0 = auto (about 3,000 steps, 16 to 3,000 epochs, at most 2.5e13 flops above 16), early stopping may end sooner. */
   adaptorEpochs: number;
 }
 
@@ -87,7 +87,7 @@ function prepare(matrix: Matrix, header: BlobHeader, sections: SectionBytes[], n
   const residual = decoded.data;
   for (let i = 0; i < residual.length; i++) residual[i] = matrix.data[i] - residual[i];
   const bytes = adaptorBlobBytes(matrix.rows, choice.widths, o.adaptorPrecision);
-  const { batch, stepsPerEpoch, epochs } = trainPlan(matrix.rows, { batch: DEFAULT_TRAIN_OPTIONS.batch, epochs: o.adaptorEpochs });
+  const { batch, stepsPerEpoch, epochs } = trainPlan(matrix.rows, choice.widths, { batch: DEFAULT_TRAIN_OPTIONS.batch, epochs: o.adaptorEpochs });
   note(`adaptor: ${choice.reason}; ${o.adaptorPrecision}, about ${round((8 * bytes) / (matrix.rows * matrix.cols))} bpp; training up to ${epochs} epochs of ${stepsPerEpoch} steps (batch ${batch}, ${round(epochFlops(matrix.rows, choice.widths) / 1e9)} GFLOP per epoch)`);
   return { widths: choice.widths, residual: { rows: matrix.rows, cols: matrix.cols, data: residual }, plain };
 }

@@ -60,10 +60,15 @@ export const DEFAULT_TRAIN_OPTIONS: TrainOptions = {
   simd: true,
 };
 
-/** Steps the default epoch count aims for (epochs = clamp(ceil(TARGET_STEPS / steps per epoch), MIN, MAX)). */
+/**
+ * The default epoch count: enough epochs for TARGET_STEPS steps (the MLP's updates), at least
+ * MIN_AUTO_EPOCHS (sigma0's rows move once per epoch) and at most MAX_AUTO_EPOCHS, and above the
+ * minimum no more than MAX_AUTO_FLOPS of products in all (about ten minutes on two cores).
+ */
 export const TARGET_STEPS = 3000;
 export const MIN_AUTO_EPOCHS = 16;
-export const MAX_AUTO_EPOCHS = 400;
+export const MAX_AUTO_EPOCHS = 3000;
+export const MAX_AUTO_FLOPS = 2.5e13;
 
 /** Small tables have one or a few steps per epoch; patience then spans at least this many steps. */
 export const PATIENCE_STEPS = 300;
@@ -92,10 +97,11 @@ export interface TrainResult {
 }
 
 /** Batch size and epoch count a run will use. */
-export function trainPlan(rows: number, o: Pick<TrainOptions, "batch" | "epochs">): { batch: number; stepsPerEpoch: number; epochs: number } {
+export function trainPlan(rows: number, widths: readonly number[], o: Pick<TrainOptions, "batch" | "epochs">): { batch: number; stepsPerEpoch: number; epochs: number } {
   const batch = Math.max(1, Math.min(o.batch, rows));
   const stepsPerEpoch = Math.ceil(rows / batch);
-  const epochs = o.epochs > 0 ? o.epochs : Math.min(MAX_AUTO_EPOCHS, Math.max(MIN_AUTO_EPOCHS, Math.ceil(TARGET_STEPS / stepsPerEpoch)));
+  const byCompute = Math.floor(MAX_AUTO_FLOPS / epochFlops(rows, widths));
+  const epochs = o.epochs > 0 ? o.epochs : Math.max(MIN_AUTO_EPOCHS, Math.min(MAX_AUTO_EPOCHS, byCompute, Math.ceil(TARGET_STEPS / stepsPerEpoch)));
   return { batch, stepsPerEpoch, epochs };
 }
 
@@ -577,14 +583,14 @@ function prepareRun(residual: Matrix, widths: readonly number[], options: Partia
   const o: TrainOptions = { ...DEFAULT_TRAIN_OPTIONS, ...Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined)) };
   checkWidths(residual, widths);
   if (!Number.isInteger(o.epochs) || o.epochs < 0) throw new RangeError(`adaptor epochs must be a whole number >= 0 (0 = auto), got ${o.epochs}`);
-  const { batch } = trainPlan(residual.rows, o);
+  const { batch } = trainPlan(residual.rows, widths, o);
   return { trainer: new Trainer(residual, widths, batch, o.simd), o, started: performance.now() };
 }
 
 /** The training loop; yields after every step with the progress so far, returns the result. */
 function* steps({ trainer, o, started }: Run, pool: GemmPool): Generator<TrainProgress, TrainResult> {
   const { residual } = trainer;
-  const { batch, stepsPerEpoch, epochs } = trainPlan(residual.rows, o);
+  const { batch, stepsPerEpoch, epochs } = trainPlan(residual.rows, trainer.widths, o);
   trainer.init(o.seed, o.init);
   const total = epochs * stepsPerEpoch;
   const patience = Math.max(o.patience, Math.ceil(PATIENCE_STEPS / stepsPerEpoch));
