@@ -69,6 +69,16 @@ export function runWasiCommand(wasm: string, args: readonly string[], preopens: 
   }
 }
 
+/**
+ * node:wasi never closes the host handles of its preopened folders (not even when collected), so
+ * every run would leak one descriptor; close them through the instance's own fd_close. Preopens
+ * take the descriptors right after stdin, stdout and stderr.
+ */
+function closePreopens(wasi: WASI, count: number): void {
+  const fdClose = (wasi.wasiImport as Record<string, unknown>).fd_close as (fd: number) => number;
+  for (let fd = 3; fd < 3 + count; fd++) fdClose(fd);
+}
+
 function runIn(module: WebAssembly.Module, dir: string, args: readonly string[], preopens: Record<string, string>, discardStdout: boolean): RunResult {
   const outPath = discardStdout ? devNull : join(dir, "stdout");
   const errPath = join(dir, "stderr");
@@ -86,6 +96,8 @@ function runIn(module: WebAssembly.Module, dir: string, args: readonly string[],
     } catch (e) {
       exitCode = RUNTIME_EXIT.internal;
       trap = `carvq-rt: the runtime trapped: ${e instanceof Error ? e.message : String(e)}\n`;
+    } finally {
+      closePreopens(wasi, Object.keys(preopens).length);
     }
   } finally {
     closeSync(out);

@@ -7,7 +7,7 @@ import { startProgress } from "../progress.ts";
 import { loadMatrix } from "../readers/index.ts";
 import { choiceOption, intOption, parseCommandArgs } from "./args.ts";
 import type { Command } from "./command.ts";
-import { fmt, note, printResult } from "./output.ts";
+import { fmt, note, noteLoaded, printResult } from "./output.ts";
 import { ADAPTOR_FLAGS, ADAPTOR_HELP, adaptorEvents, parseAdaptorFlags } from "../adaptor/cli.ts";
 import { AUTO_HELP, checkAutoConflicts, chooseOptions, modelScore, parseTargetBpp, searchJson } from "../plan/cli.ts";
 
@@ -107,7 +107,7 @@ export const compressCommand: Command = {
     checkOverwrite(values.output, force);
     const loaded = loadMatrix(input, { tensor: values.tensor });
     const { rows, cols } = loaded.matrix;
-    note(`${input}: ${loaded.autoPicked ? "using tensor" : "tensor"} '${loaded.tensor}' (${loaded.format}, ${rows} x ${cols})`);
+    noteLoaded(input, loaded);
     const weights = values.weights === undefined ? undefined : loadWeights(values.weights, rows);
     const started = performance.now();
     let search;

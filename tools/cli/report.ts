@@ -9,7 +9,7 @@ import { defaultThreads } from "../quant/parallel.ts";
 import { loadMatrix } from "../readers/index.ts";
 import { intOption, parseCommandArgs } from "./args.ts";
 import type { Command } from "./command.ts";
-import { note, printResult } from "./output.ts";
+import { note, noteLoaded, printResult } from "./output.ts";
 
 const DEFAULT_BUDGETS = [1.5, 2, 3];
 
@@ -81,7 +81,7 @@ export const reportCommand: Command = {
     const input = positionals[0];
     const loaded = loadMatrix(input, { tensor: values.tensor });
     const { rows, cols } = loaded.matrix;
-    note(`${input}: ${loaded.autoPicked ? "using tensor" : "tensor"} '${loaded.tensor}' (${loaded.format}, ${rows} x ${cols})`);
+    noteLoaded(input, loaded);
     const model = loaded.format === "llama2c" ? loadLlama2cModel(input) : null;
     let progress: Progress | null = null;
     let stage = "";
