@@ -80,7 +80,8 @@ function prepare(matrix: Matrix, header: BlobHeader, sections: SectionBytes[], n
   const choice = resolveWidths(o.adaptor, matrix.rows, matrix.cols, o.adaptorBpp, o.adaptorPrecision);
   if (choice.widths === null) {
     note(`adaptor: ${choice.reason}`);
-    return plainOutcome(choice.reason);
+    // The metadata keeps it short: its bytes count in bpp like any others.
+    return plainOutcome(`${o.adaptorBpp} bpp holds no adaptor`);
   }
   const decoded = decodeAll(parseBlob(assembleBlob(header, sections), name));
   const plain = reconstructionMetrics(matrix, decoded);
