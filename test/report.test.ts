@@ -114,7 +114,7 @@ describe.runIf(existsSync(cli) && spawnSync(process.execPath, ["--no-warnings", 
   it("writes report.md and report.svg for a tiny .npy", () => {
     const dir = mkdtempSync(join(tmpdir(), "carvq-report-cli-"));
     writeNpy(join(dir, "t.npy"), randomMatrix(200, 8, 9), true);
-    const run = spawnSync(process.execPath, ["--no-warnings", cli, "report", "t.npy", "-o", "out", "--budgets", "2.5", "--json"], { cwd: dir, encoding: "utf8" });
+    const run = spawnSync(process.execPath, ["--no-warnings", cli, "report", "t.npy", "-o", "out", "--budgets", "8", "--json"], { cwd: dir, encoding: "utf8" });
     expect(run.status, run.stderr).toBe(0);
     const out = JSON.parse(run.stdout);
     checkReport(out, readFileSync(join(dir, "out", "report.md"), "utf8"), readFileSync(join(dir, "out", "report.svg"), "utf8"), ["relMSE", "nn10"]);
