@@ -89,6 +89,9 @@ describe("report", () => {
     await reportCommand.run([fileURLToPathSafe(model), "-o", dir, "--budgets", "2", "--threads", "1"]);
     const md = readFileSync(join(dir, "report.md"), "utf8");
     const svg = readFileSync(join(dir, "report.svg"), "utf8");
+    const json = JSON.parse(readFileSync(join(dir, "report.json"), "utf8")) as ReportResult & { command: string };
+    expect(md).toContain(json.command);
+    expect(json.runs.filter((r) => r.ppl !== undefined).length).toBe(json.runs.length);
     expect(md).toContain("| ppl |");
     const runs = md.split("\n").filter((l) => l.startsWith("| ")).length - 2;
     const { elements } = checkXml(svg);

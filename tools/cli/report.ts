@@ -16,9 +16,10 @@ const DEFAULT_BUDGETS = [1.5, 2, 3];
 const help = `carvq report <input> -o <dir> [--budgets 1.5,2,3] [--json]
 
 Compresses one model's embedding table at several sizes with every method and writes a
-rate–distortion report: <dir>/report.md (a Markdown table and the command that made it) and
+rate–distortion report: <dir>/report.md (a Markdown table and the command that made it),
 <dir>/report.svg (bits per parameter against relMSE and NN@10, and perplexity for a llama2.c
-model). Every blob is decoded and measured on the whole table.
+model) and <dir>/report.json (every run's figures). Every blob is decoded and measured on the
+whole table.
 
 Runs: the scalar baselines int4, int3, int2 (block 32); the paper's recipe (row layout, h 8,
 g 1024, greedy) with 1 to 4 levels; and, for each budget, the auto-configured choice of
@@ -26,7 +27,7 @@ carvq compress --target-bpp <budget>, fitted on the whole table. Budgets take mi
 large table (the search, then the full fit).
 
 Options:
-  -o, --output DIR     the folder to write report.md and report.svg into (created if missing);
+  -o, --output DIR     the folder to write report.md, report.svg and report.json into (created if missing);
                        existing reports are refused unless --force
   --budgets LIST       comma-separated bits-per-parameter budgets for the auto runs (default ${DEFAULT_BUDGETS.join(",")})
   --tensor NAME        the tensor to compress (default: the token embedding)
@@ -76,8 +77,8 @@ export const reportCommand: Command = {
     if (existsSync(dir) && !statSync(dir).isDirectory()) throw new CarvqError(`${dir}: exists and is not a folder`);
     const mdPath = join(dir, "report.md");
     const svgPath = join(dir, "report.svg");
-    checkOverwrite(mdPath, force);
-    checkOverwrite(svgPath, force);
+    const jsonPath = join(dir, "report.json");
+    for (const path of [mdPath, svgPath, jsonPath]) checkOverwrite(path, force);
     const input = positionals[0];
     const loaded = loadMatrix(input, { tensor: values.tensor });
     const { rows, cols } = loaded.matrix;
@@ -115,8 +116,9 @@ export const reportCommand: Command = {
     const command = commandLine(argv);
     writeFileAtomic(mdPath, new TextEncoder().encode(renderMarkdown(result, command)), force);
     writeFileAtomic(svgPath, new TextEncoder().encode(renderReportSvg(result)), force);
-    printResult(values.json === true, { ...result, command, markdown: mdPath, svg: svgPath }, [
-      `wrote ${mdPath} and ${svgPath}: ${result.runs.length} runs`,
+    writeFileAtomic(jsonPath, new TextEncoder().encode(`${JSON.stringify({ command, ...result }, null, 2)}\n`), force);
+    printResult(values.json === true, { ...result, command, markdown: mdPath, svg: svgPath, json: jsonPath }, [
+      `wrote ${mdPath}, ${svgPath} and ${jsonPath}: ${result.runs.length} runs`,
       ...[...result.runs].sort((a, b) => a.bpp - b.bpp).map((r) => `${r.method.padEnd(26)} ${r.bpp.toFixed(3)} bpp  relMSE ${r.relMSE.toFixed(4)}  nn10 ${r.nn10.toFixed(3)}${r.ppl !== undefined ? `  ppl ${r.ppl.toFixed(3)}  kl ${r.kl!.toFixed(4)}` : ""}`),
     ]);
   },

@@ -150,22 +150,33 @@ function markerPath(kind: PlotSeries["marker"], x: number, y: number, r: number)
  */
 export function renderPlot(title: string, subtitle: string, series: readonly PlotSeries[], panels: readonly PlotPanel[], points: readonly PlotPoint[]): string {
   const width = panels.length * PANEL_W;
-  const height = HEADER + PANEL_H;
+  // Legend items flow left to right under the title and wrap onto as many rows as they need.
+  const legend: { s: PlotSeries; x: number; y: number }[] = [];
+  let lx = MARGIN.left;
+  let ly = 58;
+  for (const s of series) {
+    if (!points.some((p) => p.series === s.id)) continue;
+    const itemWidth = 32 + textWidth(s.name) * 1.15;
+    if (lx > MARGIN.left && lx + itemWidth > width - MARGIN.right) {
+      lx = MARGIN.left;
+      ly += 20;
+    }
+    legend.push({ s, x: lx, y: ly });
+    lx += itemWidth + 22;
+  }
+  const header = HEADER + (ly - 58);
+  const height = header + PANEL_H;
   const out: string[] = [];
   out.push(`<?xml version="1.0" encoding="UTF-8"?>`);
   out.push(`<svg xmlns="http://www.w3.org/2000/svg" version="1.1" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="Helvetica, Arial, sans-serif">`);
   out.push(`<rect x="0" y="0" width="${width}" height="${height}" fill="#ffffff"/>`);
   out.push(`<text x="${MARGIN.left}" y="22" font-size="16" font-weight="bold" fill="#222">${esc(title)}</text>`);
   out.push(`<text x="${MARGIN.left}" y="40" font-size="11" fill="#555">${esc(subtitle)}</text>`);
-  // Legend: one row under the title.
-  let lx = MARGIN.left;
   out.push(`<g class="legend">`);
-  for (const s of series) {
-    if (!points.some((p) => p.series === s.id)) continue;
-    out.push(`<line x1="${lx}" y1="58" x2="${lx + 26}" y2="58" stroke="${s.color}" stroke-width="2"${s.dash ? ` stroke-dasharray="${s.dash}"` : ""}/>`);
-    out.push(`${markerPath(s.marker, lx + 13, 58, 4.5)} fill="${s.color}" stroke="#fff" stroke-width="1"/>`);
-    out.push(`<text x="${lx + 32}" y="62" font-size="12" fill="#222">${esc(s.name)}</text>`);
-    lx += 32 + s.name.length * 6.4 + 22;
+  for (const { s, x, y } of legend) {
+    out.push(`<line x1="${x}" y1="${y}" x2="${x + 26}" y2="${y}" stroke="${s.color}" stroke-width="2"${s.dash ? ` stroke-dasharray="${s.dash}"` : ""}/>`);
+    out.push(`${markerPath(s.marker, x + 13, y, 4.5)} fill="${s.color}" stroke="#fff" stroke-width="1"/>`);
+    out.push(`<text x="${x + 32}" y="${y + 4}" font-size="12" fill="#222">${esc(s.name)}</text>`);
   }
   out.push(`</g>`);
 
@@ -178,8 +189,8 @@ export function renderPlot(title: string, subtitle: string, series: readonly Plo
     const ox = pi * PANEL_W;
     const left = ox + MARGIN.left;
     const right = ox + PANEL_W - MARGIN.right;
-    const top = HEADER + MARGIN.top;
-    const bottom = HEADER + PANEL_H - MARGIN.bottom;
+    const top = header + MARGIN.top;
+    const bottom = header + PANEL_H - MARGIN.bottom;
     const clip = panel.clip ?? Infinity;
     const values = points.map((p) => p.y[panel.key]).filter((v): v is number => v !== undefined && Number.isFinite(v) && (panel.scale === "linear" || v > 0)).map((v) => Math.min(v, clip));
     let lo = panel.yMin ?? (values.length ? Math.min(...values) : 0);
@@ -231,6 +242,16 @@ export function renderPlot(title: string, subtitle: string, series: readonly Plo
       const mine = placed.filter((d) => d.p.series === s.id).sort((a, b) => a.p.x - b.p.x);
       if (mine.length > 1) {
         out.push(`<polyline fill="none" stroke="${s.color}" stroke-width="1.8"${s.dash ? ` stroke-dasharray="${s.dash}"` : ""} points="${mine.map((d) => `${num(d.x)},${num(d.y)}`).join(" ")}"/>`);
+        // Labels keep off the lines too: small boxes along each segment count as taken (lightly).
+        for (let k = 1; k < mine.length; k++) {
+          const [a, b] = [mine[k - 1], mine[k]];
+          const steps = Math.ceil(Math.hypot(b.x - a.x, b.y - a.y) / 6);
+          for (let t = 1; t < steps; t++) {
+            const x = a.x + ((b.x - a.x) * t) / steps;
+            const y = a.y + ((b.y - a.y) * t) / steps;
+            taken.push({ x0: x - 1.5, x1: x + 1.5, y0: y - 1.5, y1: y + 1.5 });
+          }
+        }
       }
     }
     const area = { x0: left, x1: right, y0: top, y1: bottom };
