@@ -46,6 +46,8 @@ export interface ReportRun {
   searchSeconds?: number;
   /** Auto runs: the proxy's relMSE for the choice (to compare with the full fit's). */
   proxyRelMSE?: number;
+  /** Auto runs: what ranked the search's finalists ("relMSE", or "kl" for a small llama2.c model). */
+  rankedBy?: string;
 }
 
 export interface ReportRequest {
@@ -113,12 +115,14 @@ export async function runReport(matrix: Matrix, request: ReportRequest): Promise
     let options = plan.options;
     let searchSeconds: number | undefined;
     let proxyRelMSE: number | undefined;
+    let rankedBy: string | undefined;
     if (options === undefined) {
       const score = request.model ? klScore(request.model) : undefined;
       const result = await autoConfigure(matrix, { targetBpp: plan.budget, seed: request.seed, threads: request.threads, from: request.from, score, onProgress: (done, total) => request.onProgress?.("search", done, total) });
       options = result.chosen.options;
       searchSeconds = result.seconds;
       proxyRelMSE = result.chosen.proxy.relMSE;
+      rankedBy = result.rankedBy;
     }
     const started = performance.now();
     const compressed = await compressMatrixParallel(matrix, options, request.from, request.threads, (done, total) => request.onProgress?.("fit", done, total));
@@ -138,7 +142,7 @@ export async function runReport(matrix: Matrix, request: ReportRequest): Promise
       cosine: metrics.cosine,
       nn10: neighbourOverlap(matrix, decoded, 10, reference),
       seconds,
-      ...(searchSeconds !== undefined ? { searchSeconds, proxyRelMSE } : {}),
+      ...(searchSeconds !== undefined ? { searchSeconds, proxyRelMSE, rankedBy } : {}),
     };
     if (request.model) {
       const p = evaluatePerplexity(request.model, decoded);
@@ -220,10 +224,10 @@ export function renderMarkdown(r: ReportResult, command: string, svgName = "repo
   lines.push("");
   lines.push("- **int4 / int3 / int2**: symmetric scalar quantization, one FP16 scale per block of values.");
   lines.push("- **carvq paper recipe, L n**: the paper's group RVQ (row layout, h 8, g 1024, greedy encoding, one k-means per level) with n levels; L 2 is the paper's configuration.");
-  lines.push("- **carvq auto ≤ b bpp**: `carvq compress --target-bpp b`: the configuration the search chose for that budget, fitted on the whole table. Its flags:");
+  lines.push("- **carvq auto ≤ b bpp**: `carvq compress --target-bpp b`: the configuration the search chose for that budget (h, L, g, layout, beam, refinement, row scales, scalar baselines; screened on a sample of whole codebook groups, the finalists ranked by relMSE, or by the model's KL for a llama2.c model small enough to search whole), fitted on the whole table. Its flags:");
   lines.push("");
   for (const run of r.runs.filter((x) => x.series === "auto")) {
-    lines.push(`  - ≤ ${run.budget} bpp: \`${run.flags}\` (search proxy relMSE ${f(run.proxyRelMSE, 4)}, full fit ${f(run.relMSE, 4)})`);
+    lines.push(`  - ≤ ${run.budget} bpp: \`${run.flags}\` (finalists ranked by ${run.rankedBy ?? "relMSE"}; search proxy relMSE ${f(run.proxyRelMSE, 4)}, full fit ${f(run.relMSE, 4)})`);
   }
   lines.push("");
   return `${lines.join("\n")}`;
