@@ -94,6 +94,23 @@ export function addEntriesScaled(out: usize, ptrs: usize, levels: u32, count: u3
 }
 
 /**
+ * out[e] = f32(FP16 src[e]) for e < n: an uncompressed FP16 table's lookup, the floor the bench
+ * command compares the RVQ decode with. The same widening as the decode kernels (widen4 in the
+ * SIMD build, eight values per 16-byte load as dotF16 does), so the comparison is like with like.
+ */
+export function widenRow(src: usize, out: usize, n: u32): void {
+  let e: u32 = 0;
+  if (ASC_FEATURE_SIMD) {
+    for (; e + 8 <= n; e += 8) {
+      const v = v128.load(src + (<usize>e << 1));
+      v128.store(out + (<usize>e << 2), widen4(i32x4.extend_low_i16x8_u(v)));
+      v128.store(out + (<usize>e << 2), widen4(i32x4.extend_high_i16x8_u(v)), 16);
+    }
+  }
+  for (; e < n; e++) store<f32>(out + (<usize>e << 2), f16ToF32(<u32>load<u16>(src + (<usize>e << 1))));
+}
+
+/**
  * Dequantizes one scalar-method record (int4/int3/int2): `blocks` FP16 scales, then n codes of
  * `bits` bits each, LSB-first. value j = (code_j - 2^(bits-1)) * f32(scale[j / block]).
  */

@@ -172,8 +172,8 @@ export function finishRows(count: u32): void {
   if (adapted) applyAdaptor(outPtr, <usize>rowOutBytes(), count);
 }
 
-/** The RVQ sum (times the row scale) or the scalar dequantization of token t. */
-function decodeCodes(t: u32, out: usize): void {
+/** The RVQ sum (times the row scale) or the scalar dequantization of token t (no adaptor). */
+export function decodeCodes(t: u32, out: usize): void {
   let rec: usize;
   const recOff = codesOffset + <u64>t * <u64>rowBytes;
   if (resident != 0) rec = resident + <usize>recOff;

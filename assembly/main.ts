@@ -4,6 +4,8 @@
 //       writes each requested row, in the order asked, as raw little-endian float32 to stdout
 //   carvq-rt info <blob>
 //       validates the blob and prints a one-line JSON summary with the memory plan
+//   carvq-rt bench [lookup's options] <blob> <case> <count> <repetitions>
+//       only in modules built with CARVQ_BENCH=1 (build/bench/): times a path inside the engine (bench.ts)
 //
 // Exit codes: see exit.ts and docs/RUNTIME.md. The memory budget is the module's declared maximum
 // memory (asc --maximumMemory), also compiled in as CARVQ_BUDGET_PAGES; CARVQ_DEFAULT_MODE picks
@@ -21,6 +23,7 @@ import {
   versionMinor, rowScaleCount, adapted, adTablePrecision, adMlpPrecision, adLayers, adWidth, adTableLength,
   adTableRowBytes,
 } from "./blob";
+import { caseId, plannedTokens, runBench } from "./bench";
 import { adaptorResidentNeed, adaptorStreamingNeed, minTileBytes, mlpBytes, setCaps } from "./adaptor";
 import {
   MODE_AUTO, MODE_RESIDENT, MODE_STREAMING, residentNeed, streamingNeed, planBuffers, decodeToken,
@@ -61,6 +64,7 @@ function putUsage(): void {
   putStr("usage: carvq-rt lookup [--mode resident|streaming|auto] [--adaptor-batch N] [--adaptor-tile BYTES] <blob> <token> [<token> ...]\n");
   putStr("       carvq-rt info <blob>\n");
   putStr("       carvq-rt --version\n");
+  if (CARVQ_BENCH) putStr("       carvq-rt bench [lookup's options] <blob> decode|lookup|adaptor|fp16|copy <count> <repetitions>\n");
   putStr("lookup writes each row as raw little-endian float32 to stdout, in the order asked.\n");
   putStr("--adaptor-batch and --adaptor-tile cap the tokens the adaptor evaluates together and the bytes of its\n");
   putStr("MLP held in memory at once (streaming: below the MLP's size, it streams in tiles); blobs without one ignore them.\n");
@@ -161,6 +165,26 @@ function chooseMode(asked: u32): u32 {
   return m;
 }
 
+/**
+ * After readHeader: chooses the mode, checks every section's CRC and plans the buffers for
+ * `tokens` tokens (lookup and bench). Exits with the right code on a bad blob or a budget refusal.
+ */
+function planChecked(asked: u32, tokens: u32): u32 {
+  const m = chooseMode(asked);
+  // Streaming checks the CRCs first, through a transient chunk released before the buffers are
+  // planned, so the codebook window may take the rest of the arena. Resident checks them in memory.
+  if (m == MODE_STREAMING) verifySections();
+  if (!planBuffers(m, tokens)) {
+    blobErr();
+    putStr("budget exceeded: the host refused to grow memory within the budget of ");
+    putU64(BUDGET_BYTES);
+    putStr(" bytes");
+    die(EXIT_BUDGET);
+  }
+  if (m != MODE_STREAMING) verifySections();
+  return m;
+}
+
 function cmdLookup(first: u32, asked: u32): void {
   if (first >= argc) usageError("lookup: missing <blob>", -1);
   const blobArg = first;
@@ -182,19 +206,8 @@ function cmdLookup(first: u32, asked: u32): void {
       die(EXIT_TOKEN_RANGE);
     }
   }
-  const m = chooseMode(asked);
   const count = argc - blobArg - 1;
-  // Streaming checks the CRCs first, through a transient chunk released before the buffers are
-  // planned, so the codebook window may take the rest of the arena. Resident checks them in memory.
-  if (m == MODE_STREAMING) verifySections();
-  if (!planBuffers(m, count)) {
-    blobErr();
-    putStr("budget exceeded: the host refused to grow memory within the budget of ");
-    putU64(BUDGET_BYTES);
-    putStr(" bytes");
-    die(EXIT_BUDGET);
-  }
-  if (m != MODE_STREAMING) verifySections();
+  planChecked(asked, count);
   const rowOut = <usize>rowOutBytes();
   let filled: u32 = 0;
   for (let i = blobArg + 1; i < argc; i++) {
@@ -213,6 +226,22 @@ function cmdLookup(first: u32, asked: u32): void {
       filled = 0;
     }
   }
+  closeBlob();
+}
+
+/** bench <blob> <case> <count> <repetitions>: validates like lookup, then times the case (bench.ts). */
+function cmdBench(first: u32, asked: u32): void {
+  if (first + 4 != argc) usageError("bench: give <blob> <case> <count> <repetitions>", -1);
+  const kase = caseId(argPtr(first + 1), argLen(first + 1));
+  if (kase < 0) usageError("bench: the case must be decode, lookup, adaptor, fp16 or copy, got", <i32>(first + 1));
+  const count = parseCount(first + 2);
+  if (count < 1) usageError("bench: <count> must be a whole number from 1, got", <i32>(first + 2));
+  const repetitions = parseCount(first + 3);
+  if (repetitions < 1 || repetitions > 100) usageError("bench: <repetitions> must be a whole number from 1 to 100, got", <i32>(first + 3));
+  openBlob(argPtr(first), argLen(first));
+  readHeader();
+  planChecked(asked, plannedTokens(<u32>kase, <u32>count));
+  runBench(<u32>kase, <u32>count, <u32>repetitions);
   closeBlob();
 }
 
@@ -379,7 +408,11 @@ export function _start(): void {
     textFlush();
     return;
   }
-  const isLookup = argIs(1, "lookup");
+  // The bench command exists only where CARVQ_BENCH is 1: a constant-false branch is not compiled,
+  // so device modules carry neither the command nor its clock import.
+  let isBench = false;
+  if (CARVQ_BENCH) isBench = argIs(1, "bench");
+  const isLookup = isBench || argIs(1, "lookup");
   if (!isLookup && !argIs(1, "info")) usageError("unknown command", 1);
   let i: u32 = 2;
   let asked = MODE_AUTO;
@@ -417,6 +450,12 @@ export function _start(): void {
     break;
   }
   setCaps(<u32>batchCap, <u64>tileCap);
+  if (CARVQ_BENCH) {
+    if (isBench) {
+      cmdBench(i, asked);
+      return;
+    }
+  }
   if (isLookup) cmdLookup(i, asked);
   else cmdInfo(i);
 }

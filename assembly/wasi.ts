@@ -35,6 +35,14 @@ export declare function path_open(
 // @ts-ignore: decorator
 @external("wasi_snapshot_preview1", "proc_exit")
 export declare function proc_exit(code: u32): void;
+// Only the bench command calls this (modules built with CARVQ_BENCH=1): asc emits an import only
+// for a function it compiles, so the device modules keep exactly the ten imports above.
+// @ts-ignore: decorator
+@external("wasi_snapshot_preview1", "clock_time_get")
+export declare function clock_time_get(clockId: u32, precision: u64, time: usize): u32;
+
+/** clock_time_get's monotonic clock (nanoseconds from an arbitrary start). */
+export const CLOCK_MONOTONIC: u32 = 1;
 
 export const ERRNO_SUCCESS: u32 = 0;
 export const ERRNO_BADF: u32 = 8;

@@ -4,6 +4,10 @@
 //   build/targets/<name>.wasm        one per targets/*.json: its SIMD choice, default mode, and its
 //                                    memory budget as the module's declared maximum memory
 //   build/carvq-rt.component.wasm    the SIMD build wrapped as a WASI command component (jco new)
+//   build/bench/                     the same source with the bench command (CARVQ_BENCH=1, one more
+//                                    import: clock_time_get) for npm run bench: simd.wasm,
+//                                    scalar.wasm, <target>.wasm for the targets the bench runs on,
+//                                    simd.component.wasm. Never shipped to a device.
 // Called by tools/build.mjs (npm run build, npm ci's prepare). Standalone: node tools/build-wasm.mjs
 import asc from "assemblyscript/asc";
 import { execFileSync } from "node:child_process";
@@ -36,7 +40,10 @@ export function loadTargets(dir = join(root, "targets")) {
   return targets;
 }
 
-async function compile(outFile, { simd, pages, mode }) {
+/** Targets the bench measures in their own budget (tools/bench/lookup-goals.ts). */
+const BENCH_TARGETS = ["rpi-zero2w"];
+
+async function compile(outFile, { simd, pages, mode, bench = false }) {
   const args = [
     "assembly/main.ts",
     "--config", "asconfig.json",
@@ -45,6 +52,7 @@ async function compile(outFile, { simd, pages, mode }) {
     "--maximumMemory", String(pages),
     "--use", `CARVQ_BUDGET_PAGES=${pages}`,
     "--use", `CARVQ_DEFAULT_MODE=${MODES[mode]}`,
+    "--use", `CARVQ_BENCH=${bench ? 1 : 0}`,
     ...(simd ? ["--enable", "simd"] : ["--disable", SCALAR_DISABLE.join(",")]),
   ];
   let errors = "";
@@ -72,7 +80,14 @@ export async function buildWasm() {
     const jco = join(dirname(require.resolve("@bytecodealliance/jco")), "jco.js");
     if (!existsSync(jco)) throw new Error(`jco CLI not found at ${jco}`);
     execFileSync(process.execPath, [jco, "new", "build/carvq-rt.wasm", "--wasi-command", "-o", "build/carvq-rt.component.wasm"], { stdio: ["ignore", "ignore", "inherit"] });
-    process.stderr.write(`built the WASM runtime: 2 builds, ${targets.length} targets, 1 component (${((Date.now() - started) / 1000).toFixed(1)} s)\n`);
+    mkdirSync("build/bench", { recursive: true });
+    await compile("build/bench/simd.wasm", { simd: true, pages: 65536, mode: "auto", bench: true });
+    await compile("build/bench/scalar.wasm", { simd: false, pages: 65536, mode: "auto", bench: true });
+    for (const t of targets.filter((t) => BENCH_TARGETS.includes(t.name))) {
+      await compile(`build/bench/${t.name}.wasm`, { simd: t.simd, pages: t.memoryBudgetBytes / PAGE, mode: t.mode, bench: true });
+    }
+    execFileSync(process.execPath, [jco, "new", "build/bench/simd.wasm", "--wasi-command", "-o", "build/bench/simd.component.wasm"], { stdio: ["ignore", "ignore", "inherit"] });
+    process.stderr.write(`built the WASM runtime: 2 builds, ${targets.length} targets, 1 component, ${2 + BENCH_TARGETS.length} bench modules (${((Date.now() - started) / 1000).toFixed(1)} s)\n`);
   } finally {
     process.chdir(cwd);
   }
