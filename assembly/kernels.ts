@@ -148,135 +148,113 @@ export function decodeScalarRow(rec: usize, out: usize, n: u32, block: u32, bits
 }
 
 // ---- The corrective adaptor's GEMV (v1.2): one output channel's dot products ----
-// Sums are taken in f32 in both builds, blocked so the rounding error grows with the block and
-// the block count rather than the width: the SIMD build adds the products of 16 int8 (or 8 FP16)
-// weights pairwise into one f32x4 per block of 256 (128) weights, then the blocks into a total;
-// the scalar build sums blocks of 64 products in four interleaved partial sums. With widths up to
-// 4096 a row stays far within the 1e-5 relative difference the format allows of the reference,
-// which sums in f64. The SIMD build also evaluates four tokens per pass over a weight row (each
-// weight widened once, used four times); every token's sum is taken in exactly the same order as
-// by the one-token kernel, so a row's bits never depend on the batch it was looked up in.
+// Every sum of the adaptor is taken in f32 in one fixed order, docs/FORMAT.md's "eight-lane sum",
+// so the SIMD build, the scalar build and the TypeScript reference (tools/adaptor/forward.ts)
+// give the same bits, even where the terms cancel: term i goes to lane i mod 8 for
+// i < 8 * floor(n / 8), each lane adding its terms in increasing order from +0; the lanes are
+// combined as ((L0 + L4) + (L1 + L5)) + ((L2 + L6) + (L3 + L7)); the last n mod 8 terms are then
+// added one at a time. In the SIMD build the lanes are two f32x4 accumulators (lanes 0-3, 4-7),
+// two independent chains; the four-token kernel keeps two per token, and each weight is widened
+// once and used four times.
 
-/** Horizontal sum of an f32x4. */
+/** ((L0 + L4) + (L1 + L5)) + ((L2 + L6) + (L3 + L7)) of lanes 0-3 in `a` and 4-7 in `b`. */
 // @ts-ignore: decorator
-@inline function hsum(v: v128): f32 {
+@inline function combineLanes(a: v128, b: v128): f32 {
+  const v = f32x4.add(a, b);
   return (f32x4.extract_lane(v, 0) + f32x4.extract_lane(v, 1)) + (f32x4.extract_lane(v, 2) + f32x4.extract_lane(v, 3));
 }
 
-/** Scalar products per block of the scalar build (a multiple of 4). */
-const SCALAR_BLOCK: u32 = 64;
-/** SIMD weights per block: int8 and FP16. */
-const SIMD_BLOCK_I8: u32 = 256;
-const SIMD_BLOCK_F16: u32 = 128;
-
-/** The SIMD int8 step: 16 weights (widened to four f32x4) times 16 values of x, summed pairwise. */
+/** Scalar twin of combineLanes. */
 // @ts-ignore: decorator
-@inline function stepI8(c0: v128, c1: v128, c2: v128, c3: v128, xp: usize): v128 {
-  return f32x4.add(
-    f32x4.add(f32x4.mul(c0, v128.load(xp)), f32x4.mul(c1, v128.load(xp, 16))),
-    f32x4.add(f32x4.mul(c2, v128.load(xp, 32)), f32x4.mul(c3, v128.load(xp, 48))),
-  );
+@inline function combine8(s0: f32, s1: f32, s2: f32, s3: f32, s4: f32, s5: f32, s6: f32, s7: f32): f32 {
+  return ((s0 + s4) + (s1 + s5)) + ((s2 + s6) + (s3 + s7));
 }
 
-/** The SIMD FP16 step: 8 weights (two f32x4) times 8 values of x, summed pairwise. */
+/** Four sign-extended int8 lanes (quarter q of a 16-byte load, already widened to i16x8) -> f32x4. */
 // @ts-ignore: decorator
-@inline function stepF16(f0: v128, f1: v128, xp: usize): v128 {
-  return f32x4.add(f32x4.mul(f0, v128.load(xp)), f32x4.mul(f1, v128.load(xp, 16)));
+@inline function i16LowToF32(v: v128): v128 {
+  return f32x4.convert_i32x4_s(i32x4.extend_low_i16x8_s(v));
 }
 
-/** sum over i < n of f32(int8 w[i]) * x[i] (x: n f32 values). */
-export function dotI8(w: usize, x: usize, n: u32): f32 {
+// @ts-ignore: decorator
+@inline function i16HighToF32(v: v128): v128 {
+  return f32x4.convert_i32x4_s(i32x4.extend_high_i16x8_s(v));
+}
+
+/** f32(weight i) for an int8 or FP16 weight row. */
+// @ts-ignore: decorator
+@inline function weightAt(w: usize, int8: bool, i: u32): f32 {
+  return int8 ? <f32>load<i8>(w + <usize>i) : f16ToF32(<u32>load<u16>(w + (<usize>i << 1)));
+}
+
+/** The scalar build's eight lanes over i < 8 * floor(n / 8), combined; the tail is the caller's. */
+// @ts-ignore: decorator
+@inline function dotLanesScalar(w: usize, int8: bool, x: usize, n: u32): f32 {
+  let s0: f32 = 0, s1: f32 = 0, s2: f32 = 0, s3: f32 = 0, s4: f32 = 0, s5: f32 = 0, s6: f32 = 0, s7: f32 = 0;
+  for (let i: u32 = 0; i + 8 <= n; i += 8) {
+    const xp = x + (<usize>i << 2);
+    s0 += weightAt(w, int8, i) * load<f32>(xp);
+    s1 += weightAt(w, int8, i + 1) * load<f32>(xp, 4);
+    s2 += weightAt(w, int8, i + 2) * load<f32>(xp, 8);
+    s3 += weightAt(w, int8, i + 3) * load<f32>(xp, 12);
+    s4 += weightAt(w, int8, i + 4) * load<f32>(xp, 16);
+    s5 += weightAt(w, int8, i + 5) * load<f32>(xp, 20);
+    s6 += weightAt(w, int8, i + 6) * load<f32>(xp, 24);
+    s7 += weightAt(w, int8, i + 7) * load<f32>(xp, 28);
+  }
+  return combine8(s0, s1, s2, s3, s4, s5, s6, s7);
+}
+
+/** The SIMD build's eight lanes (two f32x4) over i < 8 * floor(n / 8), combined. */
+// @ts-ignore: decorator
+@inline function dotLanesSimd(w: usize, int8: bool, x: usize, n: u32): f32 {
+  let a = f32x4.splat(0);
+  let b = f32x4.splat(0);
   let i: u32 = 0;
-  let total: f32 = 0;
-  if (ASC_FEATURE_SIMD) {
-    let acc = f32x4.splat(0);
-    while (i + 16 <= n) {
-      let end = i + SIMD_BLOCK_I8;
-      if (end > n) end = n;
-      let blk = f32x4.splat(0);
-      for (; i + 16 <= end; i += 16) {
-        const v = v128.load(w + <usize>i);
-        const lo = i16x8.extend_low_i8x16_s(v);
-        const hi = i16x8.extend_high_i8x16_s(v);
-        blk = f32x4.add(blk, stepI8(
-          f32x4.convert_i32x4_s(i32x4.extend_low_i16x8_s(lo)), f32x4.convert_i32x4_s(i32x4.extend_high_i16x8_s(lo)),
-          f32x4.convert_i32x4_s(i32x4.extend_low_i16x8_s(hi)), f32x4.convert_i32x4_s(i32x4.extend_high_i16x8_s(hi)),
-          x + (<usize>i << 2),
-        ));
-      }
-      acc = f32x4.add(acc, blk);
+  if (int8) {
+    for (; i + 16 <= n; i += 16) {
+      const v = v128.load(w + <usize>i);
+      const lo = i16x8.extend_low_i8x16_s(v);
+      const hi = i16x8.extend_high_i8x16_s(v);
+      const xp = x + (<usize>i << 2);
+      a = f32x4.add(a, f32x4.mul(i16LowToF32(lo), v128.load(xp)));
+      b = f32x4.add(b, f32x4.mul(i16HighToF32(lo), v128.load(xp, 16)));
+      a = f32x4.add(a, f32x4.mul(i16LowToF32(hi), v128.load(xp, 32)));
+      b = f32x4.add(b, f32x4.mul(i16HighToF32(hi), v128.load(xp, 48)));
     }
     if (i + 8 <= n) {
       const v = v128.load8x8_s(w + <usize>i);
-      acc = f32x4.add(acc, stepF16(f32x4.convert_i32x4_s(i32x4.extend_low_i16x8_s(v)), f32x4.convert_i32x4_s(i32x4.extend_high_i16x8_s(v)), x + (<usize>i << 2)));
-      i += 8;
+      const xp = x + (<usize>i << 2);
+      a = f32x4.add(a, f32x4.mul(i16LowToF32(v), v128.load(xp)));
+      b = f32x4.add(b, f32x4.mul(i16HighToF32(v), v128.load(xp, 16)));
     }
-    total = hsum(acc);
   } else {
-    while (i + 4 <= n) {
-      let end = i + SCALAR_BLOCK;
-      if (end > n) end = n & ~3;
-      let s0: f32 = 0;
-      let s1: f32 = 0;
-      let s2: f32 = 0;
-      let s3: f32 = 0;
-      for (; i < end; i += 4) {
-        const xp = x + (<usize>i << 2);
-        const wp = w + <usize>i;
-        s0 += <f32>load<i8>(wp) * load<f32>(xp);
-        s1 += <f32>load<i8>(wp, 1) * load<f32>(xp, 4);
-        s2 += <f32>load<i8>(wp, 2) * load<f32>(xp, 8);
-        s3 += <f32>load<i8>(wp, 3) * load<f32>(xp, 12);
-      }
-      total += (s0 + s1) + (s2 + s3);
+    for (; i + 8 <= n; i += 8) {
+      const v = v128.load(w + (<usize>i << 1));
+      const xp = x + (<usize>i << 2);
+      a = f32x4.add(a, f32x4.mul(widen4(i32x4.extend_low_i16x8_u(v)), v128.load(xp)));
+      b = f32x4.add(b, f32x4.mul(widen4(i32x4.extend_high_i16x8_u(v)), v128.load(xp, 16)));
     }
   }
-  for (; i < n; i++) total += <f32>load<i8>(w + <usize>i) * load<f32>(x + (<usize>i << 2));
+  return combineLanes(a, b);
+}
+
+/** The eight-lane dot product of an int8 or FP16 weight row with n f32 values at x. */
+// @ts-ignore: decorator
+@inline function dotRow(w: usize, int8: bool, x: usize, n: u32): f32 {
+  let total = ASC_FEATURE_SIMD ? dotLanesSimd(w, int8, x, n) : dotLanesScalar(w, int8, x, n);
+  for (let i = n & ~7; i < n; i++) total += weightAt(w, int8, i) * load<f32>(x + (<usize>i << 2));
   return total;
 }
 
-/** sum over i < n of f32(FP16 w[i]) * x[i]. */
+/** sum over i < n of f32(int8 w[i]) * x[i] (x: n f32 values), in the eight-lane order. */
+export function dotI8(w: usize, x: usize, n: u32): f32 {
+  return dotRow(w, true, x, n);
+}
+
+/** sum over i < n of f32(FP16 w[i]) * x[i], in the eight-lane order. */
 export function dotF16(w: usize, x: usize, n: u32): f32 {
-  let i: u32 = 0;
-  let total: f32 = 0;
-  if (ASC_FEATURE_SIMD) {
-    let acc = f32x4.splat(0);
-    while (i + 8 <= n) {
-      let end = i + SIMD_BLOCK_F16;
-      if (end > n) end = n;
-      let blk = f32x4.splat(0);
-      for (; i + 8 <= end; i += 8) {
-        const v = v128.load(w + (<usize>i << 1));
-        blk = f32x4.add(blk, stepF16(widen4(i32x4.extend_low_i16x8_u(v)), widen4(i32x4.extend_high_i16x8_u(v)), x + (<usize>i << 2)));
-      }
-      acc = f32x4.add(acc, blk);
-    }
-    if (i + 4 <= n) {
-      acc = f32x4.add(acc, f32x4.mul(widen4(v128.load16x4_u(w + (<usize>i << 1))), v128.load(x + (<usize>i << 2))));
-      i += 4;
-    }
-    total = hsum(acc);
-  } else {
-    while (i + 4 <= n) {
-      let end = i + SCALAR_BLOCK;
-      if (end > n) end = n & ~3;
-      let s0: f32 = 0;
-      let s1: f32 = 0;
-      let s2: f32 = 0;
-      let s3: f32 = 0;
-      for (; i < end; i += 4) {
-        const xp = x + (<usize>i << 2);
-        const wp = w + (<usize>i << 1);
-        s0 += f16ToF32(<u32>load<u16>(wp)) * load<f32>(xp);
-        s1 += f16ToF32(<u32>load<u16>(wp, 2)) * load<f32>(xp, 4);
-        s2 += f16ToF32(<u32>load<u16>(wp, 4)) * load<f32>(xp, 8);
-        s3 += f16ToF32(<u32>load<u16>(wp, 6)) * load<f32>(xp, 12);
-      }
-      total += (s0 + s1) + (s2 + s3);
-    }
-  }
-  for (; i < n; i++) total += f16ToF32(<u32>load<u16>(w + (<usize>i << 1))) * load<f32>(x + (<usize>i << 2));
-  return total;
+  return dotRow(w, false, x, n);
 }
 
 /**
@@ -290,87 +268,63 @@ export function dot4(w: usize, int8: bool, x: usize, stride: usize, n: u32, out:
   const x2 = x1 + stride;
   const x3 = x2 + stride;
   let i: u32 = 0;
-  let a0 = f32x4.splat(0);
-  let a1 = f32x4.splat(0);
-  let a2 = f32x4.splat(0);
-  let a3 = f32x4.splat(0);
+  let a0 = f32x4.splat(0), b0 = f32x4.splat(0), a1 = f32x4.splat(0), b1 = f32x4.splat(0);
+  let a2 = f32x4.splat(0), b2 = f32x4.splat(0), a3 = f32x4.splat(0), b3 = f32x4.splat(0);
   if (int8) {
-    while (i + 16 <= n) {
-      let end = i + SIMD_BLOCK_I8;
-      if (end > n) end = n;
-      let b0 = f32x4.splat(0);
-      let b1 = f32x4.splat(0);
-      let b2 = f32x4.splat(0);
-      let b3 = f32x4.splat(0);
-      for (; i + 16 <= end; i += 16) {
-        const v = v128.load(w + <usize>i);
-        const lo = i16x8.extend_low_i8x16_s(v);
-        const hi = i16x8.extend_high_i8x16_s(v);
-        const c0 = f32x4.convert_i32x4_s(i32x4.extend_low_i16x8_s(lo));
-        const c1 = f32x4.convert_i32x4_s(i32x4.extend_high_i16x8_s(lo));
-        const c2 = f32x4.convert_i32x4_s(i32x4.extend_low_i16x8_s(hi));
-        const c3 = f32x4.convert_i32x4_s(i32x4.extend_high_i16x8_s(hi));
-        const off = <usize>i << 2;
-        b0 = f32x4.add(b0, stepI8(c0, c1, c2, c3, x + off));
-        b1 = f32x4.add(b1, stepI8(c0, c1, c2, c3, x1 + off));
-        b2 = f32x4.add(b2, stepI8(c0, c1, c2, c3, x2 + off));
-        b3 = f32x4.add(b3, stepI8(c0, c1, c2, c3, x3 + off));
-      }
-      a0 = f32x4.add(a0, b0);
-      a1 = f32x4.add(a1, b1);
-      a2 = f32x4.add(a2, b2);
-      a3 = f32x4.add(a3, b3);
+    for (; i + 16 <= n; i += 16) {
+      const v = v128.load(w + <usize>i);
+      const lo = i16x8.extend_low_i8x16_s(v);
+      const hi = i16x8.extend_high_i8x16_s(v);
+      const c0 = i16LowToF32(lo);
+      const c1 = i16HighToF32(lo);
+      const c2 = i16LowToF32(hi);
+      const c3 = i16HighToF32(hi);
+      const off = <usize>i << 2;
+      a0 = f32x4.add(f32x4.add(a0, f32x4.mul(c0, v128.load(x + off))), f32x4.mul(c2, v128.load(x + off, 32)));
+      b0 = f32x4.add(f32x4.add(b0, f32x4.mul(c1, v128.load(x + off, 16))), f32x4.mul(c3, v128.load(x + off, 48)));
+      a1 = f32x4.add(f32x4.add(a1, f32x4.mul(c0, v128.load(x1 + off))), f32x4.mul(c2, v128.load(x1 + off, 32)));
+      b1 = f32x4.add(f32x4.add(b1, f32x4.mul(c1, v128.load(x1 + off, 16))), f32x4.mul(c3, v128.load(x1 + off, 48)));
+      a2 = f32x4.add(f32x4.add(a2, f32x4.mul(c0, v128.load(x2 + off))), f32x4.mul(c2, v128.load(x2 + off, 32)));
+      b2 = f32x4.add(f32x4.add(b2, f32x4.mul(c1, v128.load(x2 + off, 16))), f32x4.mul(c3, v128.load(x2 + off, 48)));
+      a3 = f32x4.add(f32x4.add(a3, f32x4.mul(c0, v128.load(x3 + off))), f32x4.mul(c2, v128.load(x3 + off, 32)));
+      b3 = f32x4.add(f32x4.add(b3, f32x4.mul(c1, v128.load(x3 + off, 16))), f32x4.mul(c3, v128.load(x3 + off, 48)));
     }
     if (i + 8 <= n) {
       const v = v128.load8x8_s(w + <usize>i);
-      const c0 = f32x4.convert_i32x4_s(i32x4.extend_low_i16x8_s(v));
-      const c1 = f32x4.convert_i32x4_s(i32x4.extend_high_i16x8_s(v));
+      const c0 = i16LowToF32(v);
+      const c1 = i16HighToF32(v);
       const off = <usize>i << 2;
-      a0 = f32x4.add(a0, stepF16(c0, c1, x + off));
-      a1 = f32x4.add(a1, stepF16(c0, c1, x1 + off));
-      a2 = f32x4.add(a2, stepF16(c0, c1, x2 + off));
-      a3 = f32x4.add(a3, stepF16(c0, c1, x3 + off));
-      i += 8;
+      a0 = f32x4.add(a0, f32x4.mul(c0, v128.load(x + off)));
+      b0 = f32x4.add(b0, f32x4.mul(c1, v128.load(x + off, 16)));
+      a1 = f32x4.add(a1, f32x4.mul(c0, v128.load(x1 + off)));
+      b1 = f32x4.add(b1, f32x4.mul(c1, v128.load(x1 + off, 16)));
+      a2 = f32x4.add(a2, f32x4.mul(c0, v128.load(x2 + off)));
+      b2 = f32x4.add(b2, f32x4.mul(c1, v128.load(x2 + off, 16)));
+      a3 = f32x4.add(a3, f32x4.mul(c0, v128.load(x3 + off)));
+      b3 = f32x4.add(b3, f32x4.mul(c1, v128.load(x3 + off, 16)));
     }
   } else {
-    while (i + 8 <= n) {
-      let end = i + SIMD_BLOCK_F16;
-      if (end > n) end = n;
-      let b0 = f32x4.splat(0);
-      let b1 = f32x4.splat(0);
-      let b2 = f32x4.splat(0);
-      let b3 = f32x4.splat(0);
-      for (; i + 8 <= end; i += 8) {
-        const v = v128.load(w + (<usize>i << 1));
-        const f0 = widen4(i32x4.extend_low_i16x8_u(v));
-        const f1 = widen4(i32x4.extend_high_i16x8_u(v));
-        const off = <usize>i << 2;
-        b0 = f32x4.add(b0, stepF16(f0, f1, x + off));
-        b1 = f32x4.add(b1, stepF16(f0, f1, x1 + off));
-        b2 = f32x4.add(b2, stepF16(f0, f1, x2 + off));
-        b3 = f32x4.add(b3, stepF16(f0, f1, x3 + off));
-      }
-      a0 = f32x4.add(a0, b0);
-      a1 = f32x4.add(a1, b1);
-      a2 = f32x4.add(a2, b2);
-      a3 = f32x4.add(a3, b3);
-    }
-    if (i + 4 <= n) {
-      const f = widen4(v128.load16x4_u(w + (<usize>i << 1)));
+    for (; i + 8 <= n; i += 8) {
+      const v = v128.load(w + (<usize>i << 1));
+      const f0 = widen4(i32x4.extend_low_i16x8_u(v));
+      const f1 = widen4(i32x4.extend_high_i16x8_u(v));
       const off = <usize>i << 2;
-      a0 = f32x4.add(a0, f32x4.mul(f, v128.load(x + off)));
-      a1 = f32x4.add(a1, f32x4.mul(f, v128.load(x1 + off)));
-      a2 = f32x4.add(a2, f32x4.mul(f, v128.load(x2 + off)));
-      a3 = f32x4.add(a3, f32x4.mul(f, v128.load(x3 + off)));
-      i += 4;
+      a0 = f32x4.add(a0, f32x4.mul(f0, v128.load(x + off)));
+      b0 = f32x4.add(b0, f32x4.mul(f1, v128.load(x + off, 16)));
+      a1 = f32x4.add(a1, f32x4.mul(f0, v128.load(x1 + off)));
+      b1 = f32x4.add(b1, f32x4.mul(f1, v128.load(x1 + off, 16)));
+      a2 = f32x4.add(a2, f32x4.mul(f0, v128.load(x2 + off)));
+      b2 = f32x4.add(b2, f32x4.mul(f1, v128.load(x2 + off, 16)));
+      a3 = f32x4.add(a3, f32x4.mul(f0, v128.load(x3 + off)));
+      b3 = f32x4.add(b3, f32x4.mul(f1, v128.load(x3 + off, 16)));
     }
   }
-  let t0 = hsum(a0);
-  let t1 = hsum(a1);
-  let t2 = hsum(a2);
-  let t3 = hsum(a3);
-  for (; i < n; i++) {
-    const wi: f32 = int8 ? <f32>load<i8>(w + <usize>i) : f16ToF32(<u32>load<u16>(w + (<usize>i << 1)));
+  let t0 = combineLanes(a0, b0);
+  let t1 = combineLanes(a1, b1);
+  let t2 = combineLanes(a2, b2);
+  let t3 = combineLanes(a3, b3);
+  for (i = n & ~7; i < n; i++) {
+    const wi = weightAt(w, int8, i);
     const off = <usize>i << 2;
     t0 += wi * load<f32>(x + off);
     t1 += wi * load<f32>(x1 + off);
@@ -383,57 +337,49 @@ export function dot4(w: usize, int8: bool, x: usize, stride: usize, n: u32, out:
   store<f32>(out, t3, 12);
 }
 
-/** sum over i < n of the f32 values at p, blocked as the scalar dot products. */
+/** sum over i < n of the f32 values at p, in the eight-lane order (LayerNorm's mean). */
 export function sumF32(p: usize, n: u32): f32 {
+  let s0: f32 = 0, s1: f32 = 0, s2: f32 = 0, s3: f32 = 0, s4: f32 = 0, s5: f32 = 0, s6: f32 = 0, s7: f32 = 0;
   let i: u32 = 0;
-  let total: f32 = 0;
-  while (i + 4 <= n) {
-    let end = i + SCALAR_BLOCK;
-    if (end > n) end = n & ~3;
-    let s0: f32 = 0;
-    let s1: f32 = 0;
-    let s2: f32 = 0;
-    let s3: f32 = 0;
-    for (; i < end; i += 4) {
-      const q = p + (<usize>i << 2);
-      s0 += load<f32>(q);
-      s1 += load<f32>(q, 4);
-      s2 += load<f32>(q, 8);
-      s3 += load<f32>(q, 12);
-    }
-    total += (s0 + s1) + (s2 + s3);
+  for (; i + 8 <= n; i += 8) {
+    const q = p + (<usize>i << 2);
+    s0 += load<f32>(q);
+    s1 += load<f32>(q, 4);
+    s2 += load<f32>(q, 8);
+    s3 += load<f32>(q, 12);
+    s4 += load<f32>(q, 16);
+    s5 += load<f32>(q, 20);
+    s6 += load<f32>(q, 24);
+    s7 += load<f32>(q, 28);
   }
+  let total = combine8(s0, s1, s2, s3, s4, s5, s6, s7);
   for (; i < n; i++) total += load<f32>(p + (<usize>i << 2));
   return total;
 }
 
-/** sum over i < n of (p[i] - mean)^2, blocked as sumF32. */
+/** (p[i] - mean)^2, one f32 subtract and one f32 multiply. */
+// @ts-ignore: decorator
+@inline function squaredDeviation(q: usize, mean: f32): f32 {
+  const d = load<f32>(q) - mean;
+  return d * d;
+}
+
+/** sum over i < n of (p[i] - mean)^2, in the eight-lane order (LayerNorm's variance). */
 export function sumSquaredDeviations(p: usize, n: u32, mean: f32): f32 {
+  let s0: f32 = 0, s1: f32 = 0, s2: f32 = 0, s3: f32 = 0, s4: f32 = 0, s5: f32 = 0, s6: f32 = 0, s7: f32 = 0;
   let i: u32 = 0;
-  let total: f32 = 0;
-  while (i + 4 <= n) {
-    let end = i + SCALAR_BLOCK;
-    if (end > n) end = n & ~3;
-    let s0: f32 = 0;
-    let s1: f32 = 0;
-    let s2: f32 = 0;
-    let s3: f32 = 0;
-    for (; i < end; i += 4) {
-      const q = p + (<usize>i << 2);
-      const d0 = load<f32>(q) - mean;
-      const d1 = load<f32>(q, 4) - mean;
-      const d2 = load<f32>(q, 8) - mean;
-      const d3 = load<f32>(q, 12) - mean;
-      s0 += d0 * d0;
-      s1 += d1 * d1;
-      s2 += d2 * d2;
-      s3 += d3 * d3;
-    }
-    total += (s0 + s1) + (s2 + s3);
+  for (; i + 8 <= n; i += 8) {
+    const q = p + (<usize>i << 2);
+    s0 += squaredDeviation(q, mean);
+    s1 += squaredDeviation(q + 4, mean);
+    s2 += squaredDeviation(q + 8, mean);
+    s3 += squaredDeviation(q + 12, mean);
+    s4 += squaredDeviation(q + 16, mean);
+    s5 += squaredDeviation(q + 20, mean);
+    s6 += squaredDeviation(q + 24, mean);
+    s7 += squaredDeviation(q + 28, mean);
   }
-  for (; i < n; i++) {
-    const d = load<f32>(p + (<usize>i << 2)) - mean;
-    total += d * d;
-  }
+  let total = combine8(s0, s1, s2, s3, s4, s5, s6, s7);
+  for (; i < n; i++) total += squaredDeviation(p + (<usize>i << 2), mean);
   return total;
 }

@@ -18,7 +18,7 @@ import {
   type AdaptorTuning, type BuildName, type ModeName, type RunResult, type RuntimeInfo, type Target,
 } from "./common.ts";
 
-export { RUNTIME_EXIT, loadTarget, loadTargets, maxRowRelativeDifference, targetNames, wasmPath } from "./common.ts";
+export { RUNTIME_EXIT, loadTarget, loadTargets, bitDifferences, targetNames, wasmPath } from "./common.ts";
 export type { AdaptorTuning, BuildName, ModeName, RunResult, RuntimeAdaptorInfo, RuntimeInfo, Target } from "./common.ts";
 
 const modules = new Map<string, WebAssembly.Module>();

@@ -173,27 +173,42 @@ describe("adaptor sizing", () => {
   });
 });
 
-/** FORMAT.md's adaptor evaluation read line by line (f64 sums in input order, f32 layer outputs). */
+/** An f32 register: every value stored in it is rounded to f32 (the literal reading's rounding). */
+const reg = new Float32Array(1);
+function r32(v: number): number {
+  reg[0] = v;
+  return reg[0];
+}
+
+/** FORMAT.md's eight-lane sum read literally: lane i mod 8 below 8·floor(n/8), combined, then the tail. */
+function literalLaneSum(terms: number[]): number {
+  const full = terms.length - (terms.length % 8);
+  const lane = [0, 0, 0, 0, 0, 0, 0, 0];
+  for (let i = 0; i < full; i++) lane[i % 8] = r32(lane[i % 8] + terms[i]);
+  let total = r32(r32(r32(lane[0] + lane[4]) + r32(lane[1] + lane[5])) + r32(r32(lane[2] + lane[6]) + r32(lane[3] + lane[7])));
+  for (let i = full; i < terms.length; i++) total = r32(total + terms[i]);
+  return total;
+}
+
+/** FORMAT.md's adaptor evaluation read line by line (f32 everywhere, eight-lane sums). */
 function literalAdaptorRow(adaptor: StoredAdaptor, t: number, out: Float32Array, at: number): void {
-  const value = (m: StoredMatrix, r: number, w: number, i: number) => (m.scales === null ? F16_TO_F32[m.values[r * w + i]] : Math.fround(F16_TO_F32[m.scales[r]] * m.values[r * w + i]));
-  let x = new Float32Array(adaptor.m0);
-  for (let i = 0; i < adaptor.m0; i++) x[i] = value(adaptor.table, t, adaptor.m0, i);
+  const value = (m: StoredMatrix, r: number, w: number, i: number) => (m.scales === null ? F16_TO_F32[m.values[r * w + i]] : r32(F16_TO_F32[m.scales[r]] * m.values[r * w + i]));
+  let x: number[] = [];
+  for (let i = 0; i < adaptor.m0; i++) x.push(value(adaptor.table, t, adaptor.m0, i));
   for (const layer of adaptor.layers) {
-    const y = new Float32Array(layer.outputs);
+    const y: number[] = [];
     for (let o = 0; o < layer.outputs; o++) {
-      let sum = 0;
-      for (let i = 0; i < layer.inputs; i++) sum += (layer.weights.scales === null ? F16_TO_F32[layer.weights.values[o * layer.inputs + i]] : layer.weights.values[o * layer.inputs + i]) * x[i];
-      if (layer.weights.scales !== null) sum *= F16_TO_F32[layer.weights.scales[o]];
-      y[o] = sum + F16_TO_F32[layer.bias[o]];
+      const weight = (i: number) => (layer.weights.scales === null ? F16_TO_F32[layer.weights.values[o * layer.inputs + i]] : layer.weights.values[o * layer.inputs + i]);
+      let sum = literalLaneSum(x.map((xi, i) => r32(weight(i) * xi)));
+      if (layer.weights.scales !== null) sum = r32(sum * F16_TO_F32[layer.weights.scales[o]]);
+      y.push(r32(sum + F16_TO_F32[layer.bias[o]]));
     }
     if (layer.gamma !== null && layer.beta !== null) {
-      let mean = 0;
-      for (let o = 0; o < layer.outputs; o++) mean += y[o] = Math.max(0, y[o]);
-      mean /= layer.outputs;
-      let variance = 0;
-      for (let o = 0; o < layer.outputs; o++) variance += (y[o] - mean) ** 2;
-      const inverse = 1 / Math.sqrt(variance / layer.outputs + 1e-5);
-      for (let o = 0; o < layer.outputs; o++) y[o] = (y[o] - mean) * inverse * F16_TO_F32[layer.gamma[o]] + F16_TO_F32[layer.beta[o]];
+      for (let o = 0; o < layer.outputs; o++) y[o] = Math.max(0, y[o]);
+      const mean = r32(literalLaneSum(y) / layer.outputs);
+      const variance = r32(literalLaneSum(y.map((v) => r32(r32(v - mean) * r32(v - mean)))) / layer.outputs);
+      const inverse = r32(1 / r32(Math.sqrt(r32(variance + r32(1e-5)))));
+      for (let o = 0; o < layer.outputs; o++) y[o] = r32(r32(r32(r32(y[o] - mean) * inverse) * F16_TO_F32[layer.gamma[o]]) + F16_TO_F32[layer.beta[o]]);
     }
     x = y;
   }

@@ -1,5 +1,5 @@
 // The corrective adaptor (blob v1.2) in the WASM runtime: parity with the TypeScript reference
-// decoder (tools/decoder.ts) to a relative difference of 1e-5 per row, in both builds and both
+// decoder (tools/decoder.ts) bit for bit (FORMAT.md fixes the order of every sum), in both builds and both
 // modes, with the MLP held whole or streamed in tiles; the memory budget of the device targets in
 // streaming mode with an adaptor; refusals (exit 6 when not even one tile fits, exit 4 for a
 // corrupted adaptor section).
@@ -11,7 +11,7 @@ import * as F from "../assembly/format.ts";
 import { guestPath, RUNTIME_EXIT, type AdaptorTuning, type BuildName, type ModeName } from "../host/common.ts";
 import { openJcoRuntime } from "../host/jco.ts";
 import { runMinimalWasi } from "../host/minimal-wasi.ts";
-import { maxRowRelativeDifference, openRuntime, runWasiCommand, wasmPath } from "../host/node.ts";
+import { bitDifferences, openRuntime, runWasiCommand, wasmPath } from "../host/node.ts";
 import { attachAdaptor, randomBlob, randomStoredAdaptor, type RandomAdaptorOptions, type RandomBlobOptions } from "../host/random-blob.ts";
 import type { AdaptorPrecision } from "../tools/adaptor/model.ts";
 import { encodeAdaptorMlp, encodeAdaptorTable } from "../tools/blob/adaptor.ts";
@@ -25,8 +25,6 @@ import { CarvqError } from "../tools/errors.ts";
 import { createRandom } from "../tools/random.ts";
 import { randomMatrix } from "./helpers.ts";
 
-/** The parity bound of docs/FORMAT.md and docs/RUNTIME.md. */
-const TOLERANCE = 1e-5;
 
 const dir = mkdtempSync(join(tmpdir(), "carvq-adaptor-test-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -38,17 +36,10 @@ function writeBlob(bytes: Uint8Array): string {
   return path;
 }
 
-/** The worst relative difference seen by any parity check (reported at the end). */
-const worst = { value: 0, where: "" };
-function expectClose(got: Float32Array, want: Float32Array, cols: number, what: string): number {
-  const d = maxRowRelativeDifference(got, want, cols);
-  if (d > worst.value) Object.assign(worst, { value: d, where: what });
-  expect(d, `${what}: max relative difference per row`).toBeLessThanOrEqual(TOLERANCE);
-  return d;
+/** Parity: the runtime's rows are the reference decoder's, bit for bit. */
+function expectSameBits(got: Float32Array, want: Float32Array, what: string): void {
+  expect(bitDifferences(got, want), `${what}: values whose bits differ from the reference`).toBe(0);
 }
-afterAll(() => {
-  process.stdout.write(`runtime-adaptor: worst relative difference per row ${worst.value.toExponential(2)} (${worst.where})\n`);
-});
 
 function allTokens(rows: number): number[] {
   return [...Array.from({ length: rows }, (_, t) => t), rows - 1, 0, Math.floor(rows / 2)];
@@ -97,7 +88,7 @@ async function checkParity(bytes: Uint8Array, ids: number[], what: string, tunin
     for (const mode of MODES) {
       for (const tuning of [{}, ...(mode === "streaming" ? tunings : [])]) {
         const rt = await openRuntime({ blob: path, build, mode, ...tuning });
-        expectClose(rt.lookup(ids), want, blob.header.cols, `${what}, ${build}, ${mode} ${JSON.stringify(tuning)}`);
+        expectSameBits(rt.lookup(ids), want, `${what}, ${build}, ${mode} ${JSON.stringify(tuning)}`);
         rt.close();
       }
     }
@@ -126,7 +117,7 @@ function tilings(bytes: Uint8Array): AdaptorTuning[] {
   return variants;
 }
 
-describe("parity with the TypeScript decoder: max relative difference per row <= 1e-5", () => {
+describe("parity with the TypeScript decoder: bit for bit", () => {
   const cases: [string, () => Uint8Array, number][] = [
     ["int8, 16 -> 40 -> 24 -> 37 (n not a multiple of 4 or 8), row layout", () => adaptedBlob(45, 37, { h: 8, levels: 2, group: 16 }, { widths: [16, 40, 24, 37], precision: "int8" }), 45],
     ["fp16, 16 -> 40 -> 24 -> 37, column-block layout, row scales", () => adaptedBlob(45, 37, { h: 8, levels: 2, group: 7, layout: "col", rowScale: 8 }, { widths: [16, 40, 24, 37], precision: "fp16" }), 45],
@@ -181,7 +172,7 @@ describe("the memory budget in streaming mode with an adaptor", () => {
     const peaks: Record<string, number> = {};
     for (const tuning of [{}, { adaptorTile: 65536 }, { adaptorTile: 65536, adaptorBatch: 1 }] as AdaptorTuning[]) {
       const rt = await openRuntime({ blob: path, target: "rpi-zero2w", ...tuning });
-      expectClose(rt.lookup(ids), want, 2048, `rpi-zero2w paper ${JSON.stringify(tuning)}`);
+      expectSameBits(rt.lookup(ids), want, `rpi-zero2w paper ${JSON.stringify(tuning)}`);
       expect(rt.peakMemoryBytes).toBeLessThanOrEqual(4 * 2 ** 20);
       peaks[JSON.stringify(tuning)] = rt.peakMemoryBytes;
     }
@@ -202,13 +193,13 @@ describe("the memory budget in streaming mode with an adaptor", () => {
       const want = decodeTokens(parseBlob(bytes, "narrow"), ids);
       for (const tuning of [{}, { adaptorTile: 1024 }] as AdaptorTuning[]) {
         const rt = await openRuntime({ blob: path, target: "mcu-128k", ...tuning });
-        expectClose(rt.lookup(ids), want, 288, `mcu-128k ${precision} ${JSON.stringify(tuning)}`);
+        expectSameBits(rt.lookup(ids), want, `mcu-128k ${precision} ${JSON.stringify(tuning)}`);
         expect(rt.peakMemoryBytes).toBeLessThanOrEqual(131072);
       }
       const module = new WebAssembly.Module(readFileSync(wasmPath({ target: "mcu-128k" })));
       const run = runMinimalWasi(module, { args: ["lookup", "/flash/m.carvq", ...ids.map(String)], preopens: [{ name: "/flash", files: { "m.carvq": bytes } }], maxReadBytes: 100 });
       expect(run.exitCode, run.stderr).toBe(0);
-      expectClose(new Float32Array(run.stdout.slice().buffer), want, 288, `mcu-128k ${precision}, minimal host, short reads`);
+      expectSameBits(new Float32Array(run.stdout.slice().buffer), want, `mcu-128k ${precision}, minimal host, short reads`);
       expect(run.peakMemoryBytes).toBeLessThanOrEqual(131072);
     }
   });
@@ -220,7 +211,7 @@ describe("the memory budget in streaming mode with an adaptor", () => {
     const want = decodeTokens(parseBlob(bytes, "wide"), ids);
     for (const target of ["mcu-128k", "esp32s3-wamr", "rpi-zero2w"]) {
       const rt = await openRuntime({ blob: path, target, adaptorTile: target === "rpi-zero2w" ? 40000 : undefined });
-      expectClose(rt.lookup(ids), want, 288, `${target} 4096-wide`);
+      expectSameBits(rt.lookup(ids), want, `${target} 4096-wide`);
       expect(rt.peakMemoryBytes).toBeLessThanOrEqual(rt.target!.memoryBudgetBytes);
     }
   });
@@ -261,7 +252,7 @@ describe("refusals", () => {
     // activation buffers, the statistics, and one 8 KiB output channel.
     expect(info.adaptor!.streamingBytes).toBe(8192 + 2 * 4096 * 4 + 16 + (8192 + 2 + 14));
     expect(info.runtime.streamingFits).toBe(true);
-    expectClose(rt.lookup([1, 0]), decodeTokens(parseBlob(bytes, "largest"), [1, 0]), 4096, "mcu-128k largest adaptor");
+    expectSameBits(rt.lookup([1, 0]), decodeTokens(parseBlob(bytes, "largest"), [1, 0]), "mcu-128k largest adaptor");
     expect(rt.peakMemoryBytes).toBeLessThanOrEqual(131072);
   });
 });
@@ -409,12 +400,12 @@ describe("corrupted adaptor sections are refused with exit 4 in both builds and 
 });
 
 describe("under jco (the WASI component)", () => {
-  it("serves an adapted blob in streaming mode within 1e-5 of the reference", async () => {
+  it("serves an adapted blob in streaming mode bit for bit as the reference", async () => {
     const bytes = adaptedBlob(21, 19, { h: 8, levels: 2, group: 6 }, { widths: [16, 40, 19], precision: "int8" });
     const path = writeBlob(bytes);
     const ids = allTokens(21);
     const rt = await openJcoRuntime({ blob: path, mode: "streaming" });
-    expectClose(await rt.lookup(ids), decodeTokens(parseBlob(bytes, "jco"), ids), 19, "jco streaming");
+    expectSameBits(await rt.lookup(ids), decodeTokens(parseBlob(bytes, "jco"), ids), "jco streaming");
   });
 });
 

@@ -1,8 +1,8 @@
 // Device targets: every targets/*.json builds to a module whose declared maximum memory is its
 // budget; the scalar builds contain no SIMD instruction; each target serves its representative
 // blob (far larger than the budget when streaming), as v1.0 and as v1.1 with row scales,
-// bit-identically to the TypeScript decoder, and as v1.2 with a corrective adaptor within 1e-5 per
-// row, with a peak linear memory inside the budget, and
+// bit-identically to the TypeScript decoder, and as v1.2 with a corrective adaptor, also bit for
+// bit, with a peak linear memory inside the budget, and
 // refuses what cannot fit with exit code 6.
 import { execFileSync } from "node:child_process";
 import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync, ftruncateSync, writeSync } from "node:fs";
@@ -11,7 +11,7 @@ import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import * as F from "../assembly/format.ts";
 import { guestPath, projectRoot, RUNTIME_EXIT, type Target } from "../host/common.ts";
-import { loadTargets, maxRowRelativeDifference, openRuntime, runWasiCommand, wasmPath } from "../host/node.ts";
+import { loadTargets, bitDifferences, openRuntime, runWasiCommand, wasmPath } from "../host/node.ts";
 import { randomBlob, type RandomBlobOptions } from "../host/random-blob.ts";
 import { memoryLimits } from "../host/wasm-binary.ts";
 import { deriveHeader, encodeHeader, type HeaderParams } from "../tools/blob/header.ts";
@@ -151,7 +151,7 @@ describe("memory budget: each target serves its representative blob inside its b
       expect(rt.lastRun!.peakMemoryBytes).toBeLessThanOrEqual(t.memoryBudgetBytes);
     });
 
-    it(`${t.name}: the same shape with a corrective adaptor (v1.2, ${adaptorFor(r.cols)!.widths.join(" -> ")} int8), within 1e-5 per row, peak <= budget`, async () => {
+    it(`${t.name}: the same shape with a corrective adaptor (v1.2, ${adaptorFor(r.cols)!.widths.join(" -> ")} int8), bit for bit, peak <= budget`, async () => {
       const { path, bytes } = representativeBlob(t, 0, true);
       const ids = sample(r.rows, 60, 19);
       const rt = await openRuntime({ blob: path, target: t.name });
@@ -159,7 +159,7 @@ describe("memory budget: each target serves its representative blob inside its b
       expect(info).toMatchObject({ formatVersion: "1.2", adaptor: { widths: adaptorFor(r.cols)!.widths, mlpPrecision: "int8" } });
       expect(info.runtime.streamingFits).toBe(true);
       const rows = rt.lookup(ids);
-      expect(maxRowRelativeDifference(rows, decodeTokens(parseBlob(bytes, "rep v1.2"), ids), r.cols)).toBeLessThanOrEqual(1e-5);
+      expect(bitDifferences(rows, decodeTokens(parseBlob(bytes, "rep v1.2"), ids))).toBe(0);
       expect(rt.lastRun!.peakMemoryBytes).toBeLessThanOrEqual(t.memoryBudgetBytes);
       if (t.mode === "streaming") expect(rt.lastRun!.peakMemoryBytes, "streaming keeps the blob out of memory").toBeLessThan(bytes.length / 4);
     });

@@ -1,10 +1,11 @@
-// The reference evaluation of a stored adaptor (FORMAT.md, "The adaptor"): what the runtime must
-// reproduce to a relative difference of 1e-5 per row.
+// The reference evaluation of a stored adaptor (FORMAT.md, "The adaptor"), which both runtime
+// builds reproduce bit for bit.
 //
-// Arithmetic: every dot product is summed in f64 (JS numbers) in order of increasing input index,
-// int8 as scale·(Σ w·x) and FP16 as Σ f32(w)·x; each layer's outputs are stored as f32. The
-// weights are converted once per adaptor to f32 (exact for int8 and FP16 values), which changes
-// nothing in the sums and keeps the loops monomorphic.
+// Arithmetic: f32 throughout, every operation rounded with Math.fround (a JS double holds the exact
+// product of two f32 values' significands, and rounding a double sum, quotient or square root of
+// f32 values to f32 gives the correctly rounded f32 result). Every sum is FORMAT.md's eight-lane
+// sum, the order the SIMD kernels take. The weights are converted once per adaptor to f32 (exact
+// for int8 and FP16 values), which keeps the loops monomorphic.
 import * as F from "../../assembly/format.ts";
 import { F16_TO_F32 } from "../fp16.ts";
 import type { StoredAdaptor, StoredMatrix } from "./model.ts";
@@ -47,59 +48,61 @@ function prepare(adaptor: StoredAdaptor): PreparedAdaptor {
   return p;
 }
 
-/** y = W·x + b for one layer, int8 as scale·(Σ w·x), FP16 as Σ f32(w)·x. */
-function linear(m: Prepared, outputs: number, inputs: number, x: Float32Array, bias: Float32Array, y: Float32Array): void {
-  const w = m.values;
-  let o = 0;
-  // Four outputs at a time, each its own sum in its own order (independent chains, same results).
-  for (; o + 4 <= outputs; o += 4) {
-    let s0 = 0;
-    let s1 = 0;
-    let s2 = 0;
-    let s3 = 0;
-    const r0 = o * inputs;
-    const r1 = r0 + inputs;
-    const r2 = r1 + inputs;
-    const r3 = r2 + inputs;
-    for (let i = 0; i < inputs; i++) {
-      const xi = x[i];
-      s0 += w[r0 + i] * xi;
-      s1 += w[r1 + i] * xi;
-      s2 += w[r2 + i] * xi;
-      s3 += w[r3 + i] * xi;
-    }
-    if (m.scales !== null) {
-      s0 *= m.scales[o];
-      s1 *= m.scales[o + 1];
-      s2 *= m.scales[o + 2];
-      s3 *= m.scales[o + 3];
-    }
-    y[o] = s0 + bias[o];
-    y[o + 1] = s1 + bias[o + 1];
-    y[o + 2] = s2 + bias[o + 2];
-    y[o + 3] = s3 + bias[o + 3];
+const f32 = Math.fround;
+/** The LayerNorm epsilon as the f32 the runtime adds. */
+const LN_EPS = f32(F.ADAPTOR_LN_EPS);
+
+/** ((L0 + L4) + (L1 + L5)) + ((L2 + L6) + (L3 + L7)), in f32. */
+function combineLanes(s0: number, s1: number, s2: number, s3: number, s4: number, s5: number, s6: number, s7: number): number {
+  return f32(f32(f32(s0 + s4) + f32(s1 + s5)) + f32(f32(s2 + s6) + f32(s3 + s7)));
+}
+
+/** The eight-lane sum of f32(w[row + i] · x[i]) for i < n (FORMAT.md, "The adaptor"). */
+export function laneDot(w: Float32Array, row: number, x: Float32Array, n: number): number {
+  let s0 = 0, s1 = 0, s2 = 0, s3 = 0, s4 = 0, s5 = 0, s6 = 0, s7 = 0;
+  let i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const r = row + i;
+    s0 = f32(s0 + f32(w[r] * x[i]));
+    s1 = f32(s1 + f32(w[r + 1] * x[i + 1]));
+    s2 = f32(s2 + f32(w[r + 2] * x[i + 2]));
+    s3 = f32(s3 + f32(w[r + 3] * x[i + 3]));
+    s4 = f32(s4 + f32(w[r + 4] * x[i + 4]));
+    s5 = f32(s5 + f32(w[r + 5] * x[i + 5]));
+    s6 = f32(s6 + f32(w[r + 6] * x[i + 6]));
+    s7 = f32(s7 + f32(w[r + 7] * x[i + 7]));
   }
-  for (; o < outputs; o++) {
-    let sum = 0;
-    const row = o * inputs;
-    for (let i = 0; i < inputs; i++) sum += w[row + i] * x[i];
-    if (m.scales !== null) sum *= m.scales[o];
-    y[o] = sum + bias[o];
+  let total = combineLanes(s0, s1, s2, s3, s4, s5, s6, s7);
+  for (; i < n; i++) total = f32(total + f32(w[row + i] * x[i]));
+  return total;
+}
+
+/** The eight-lane sum of term(y[i]) for i < n, where term is the identity or (y - mean)². */
+function laneSum(y: Float32Array, n: number, mean: number | null): number {
+  const term = (v: number): number => (mean === null ? v : f32(f32(v - mean) * f32(v - mean)));
+  const s = [0, 0, 0, 0, 0, 0, 0, 0];
+  let i = 0;
+  for (; i + 8 <= n; i += 8) for (let l = 0; l < 8; l++) s[l] = f32(s[l] + term(y[i + l]));
+  let total = combineLanes(s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7]);
+  for (; i < n; i++) total = f32(total + term(y[i]));
+  return total;
+}
+
+/** y = W·x + b for one layer: int8 as f32(scale · Σ w·x) + b, FP16 as Σ f32(w)·x + b. */
+function linear(m: Prepared, outputs: number, inputs: number, x: Float32Array, bias: Float32Array, y: Float32Array): void {
+  for (let o = 0; o < outputs; o++) {
+    const sum = laneDot(m.values, o * inputs, x, inputs);
+    y[o] = f32((m.scales === null ? sum : f32(sum * m.scales[o])) + bias[o]);
   }
 }
 
-/** ReLU then LayerNorm, in place. */
+/** ReLU then LayerNorm, in place, in f32. */
 function reluLayerNorm(y: Float32Array, width: number, gamma: Float32Array, beta: Float32Array): void {
-  let mean = 0;
-  for (let o = 0; o < width; o++) {
-    y[o] = Math.max(0, y[o]);
-    mean += y[o];
-  }
-  mean /= width;
-  let variance = 0;
-  for (let o = 0; o < width; o++) variance += (y[o] - mean) ** 2;
-  const inverse = 1 / Math.sqrt(variance / width + F.ADAPTOR_LN_EPS);
-  for (let o = 0; o < width; o++) y[o] = (y[o] - mean) * inverse * gamma[o] + beta[o];
+  for (let o = 0; o < width; o++) y[o] = Math.max(0, y[o]);
+  const mean = f32(laneSum(y, width, null) / width);
+  const variance = f32(laneSum(y, width, mean) / width);
+  const inverse = f32(1 / f32(Math.sqrt(f32(variance + LN_EPS))));
+  for (let o = 0; o < width; o++) y[o] = f32(f32(f32(f32(y[o] - mean) * inverse) * gamma[o]) + beta[o]);
 }
 
 /** Adds gamma(t) to out[at, at + n). */

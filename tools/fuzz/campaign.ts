@@ -12,7 +12,7 @@
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { loadTargets, wasmPath } from "../../host/common.ts";
+import { bitDifferences, loadTargets, wasmPath } from "../../host/common.ts";
 import { runMinimalWasi, type MinimalWasiResult } from "../../host/minimal-wasi.ts";
 import { memoryLimits } from "../../host/wasm-binary.ts";
 import { parseBlob, type Blob } from "../blob/reader.ts";
@@ -179,45 +179,9 @@ const STDERR_LINE = /^carvq-rt: [^\n]* \[exit (\d+)\]\n$/;
 const GUEST_DIR = "/flash";
 const GUEST_FILE = "m.carvq";
 
-function sameBits(actual: Uint8Array, want: Float32Array): boolean {
-  if (actual.byteLength !== want.byteLength) return false;
-  const a = new DataView(actual.buffer, actual.byteOffset, actual.byteLength);
-  const w = new Uint32Array(want.buffer, want.byteOffset, want.length);
-  for (let i = 0; i < want.length; i++) {
-    const bits = a.getUint32(4 * i, true);
-    if (bits === w[i]) continue;
-    // NaN payloads are not portable (wasm may canonicalize them): any NaN matches any NaN.
-    const isNaN = (b: number) => (b & 0x7f800000) === 0x7f800000 && (b & 0x7fffff) !== 0;
-    if (isNaN(bits) && isNaN(w[i])) continue;
-    return false;
-  }
-  return true;
-}
-
-/**
- * Whether the runtime's rows (raw little-endian f32 bytes) agree with the reference decoder's:
- * bit for bit (NaN payloads aside), or with an adaptor within the documented measure.
- */
-export function rowsAgree(actual: Uint8Array, want: Float32Array, cols: number, adaptor: boolean): boolean {
-  return adaptor ? closeRows(actual, want, cols) : sameBits(actual, want);
-}
-
-/** With an adaptor (v1.2) decoders agree to a relative 1e-5 per row (FORMAT.md), not bit for bit. */
-function closeRows(actual: Uint8Array, want: Float32Array, cols: number): boolean {
-  if (actual.byteLength !== want.byteLength) return false;
-  const a = new Float32Array(actual.slice().buffer);
-  for (let r = 0; r < want.length / cols; r++) {
-    let diff = 0;
-    let scale = 0;
-    for (let j = r * cols; j < (r + 1) * cols; j++) {
-      if (Number.isNaN(a[j]) !== Number.isNaN(want[j])) return false;
-      if (Number.isNaN(want[j])) continue;
-      diff = Math.max(diff, Math.abs(a[j] - want[j]));
-      scale = Math.max(scale, Math.abs(want[j]));
-    }
-    if (!(diff <= 1e-5 * scale || diff === 0)) return false;
-  }
-  return true;
+/** Whether the runtime's rows (raw little-endian f32 bytes) are the reference decoder's, bit for bit (any NaN matches any NaN). */
+export function rowsAgree(actual: Uint8Array, want: Float32Array): boolean {
+  return actual.byteLength === want.byteLength && bitDifferences(new Float32Array(actual.slice().buffer), want) === 0;
 }
 
 export interface CampaignOptions {
@@ -430,7 +394,7 @@ export class Campaign {
           } catch {
             bad("rt-info-json", `info printed ${JSON.stringify(new TextDecoder().decode(run.stdout).slice(0, 200))}`);
           }
-        } else if (want && badArg === null && !(blob!.adaptor ? closeRows(run.stdout, want, blob!.header.cols) : sameBits(run.stdout, want))) {
+        } else if (want && badArg === null && !rowsAgree(run.stdout, want)) {
           bad("rt-wrong-output", `rows differ from the reference decoder for tokens ${tokens.join(",")}`);
         }
       }
