@@ -40,7 +40,7 @@ describe.runIf(existsSync(cli))("carvq CLI", () => {
     expect(evaluated.relMSE).toBe(summary.relMSE);
     expect(evaluated.bpp).toBeCloseTo(summary.bpp, 12);
     expect(evaluated.nn10).toBeGreaterThan(0);
-    expect(Object.keys(evaluated.bppBreakdown)).toEqual(["header", "codes", "codebooks", "metadata", "padding"]);
+    expect(Object.keys(evaluated.bppBreakdown)).toEqual(["header", "codes", "codebooks", "rowScales", "adaptor", "metadata", "padding"]);
     const inspected = JSON.parse(carvq("inspect", "m.carvq", "--json").stdout);
     expect(inspected.header).toMatchObject({ rows: 500, cols: 12, subvec: 4, method: "carvq" });
     expect(inspected.metadata.source).toBe("m.npy");

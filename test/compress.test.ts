@@ -9,6 +9,7 @@ import { crc32 } from "../tools/crc32.ts";
 import { CarvqError } from "../tools/errors.ts";
 import { bitsPerParameter } from "../tools/eval/bpp.ts";
 import { reconstructionMetrics } from "../tools/eval/metrics.ts";
+import { randomBlob } from "../host/random-blob.ts";
 import { randomMatrix } from "./helpers.ts";
 
 describe("compressMatrix (group RVQ, row layout)", () => {
@@ -64,6 +65,17 @@ describe("compressMatrix (group RVQ, row layout)", () => {
     expect(size.parts.codes).toBeCloseTo(1.0, 6);
     expect(size.parts.codebooks).toBeCloseTo(0.5, 6);
     expect(size.bpp).toBeLessThan(1.52);
+  });
+
+  it("counts row scales and the adaptor's sections in their own parts of bpp, which add up to the total", () => {
+    const blob = parseBlob(randomBlob({ rows: 300, cols: 16, subvec: 8, levels: 2, group: 64, rowScales: 32, adaptor: { widths: [4, 24, 16] }, seed: 3 }), "r.carvq");
+    const size = bitsPerParameter(blob);
+    const sectionBytes = (...ids: number[]) => blob.sections.filter((s) => ids.includes(s.id)).reduce((sum, s) => sum + s.length, 0);
+    expect(size.bytes.adaptor).toBe(sectionBytes(5, 6));
+    expect(size.bytes.rowScales).toBe(sectionBytes(4));
+    expect(size.bytes.adaptor).toBeGreaterThan(300 * 4);
+    expect(size.bytes.padding).toBeLessThan(64 * blob.sections.length);
+    expect(Object.values(size.parts).reduce((a, b) => a + b, 0)).toBeCloseTo(size.bpp, 9);
   });
 
   it("refuses bad input with a clear message", () => {

@@ -10,6 +10,7 @@ import { parseTokenList } from "../tools/cli/lookup.ts";
 import { compressMatrix } from "../tools/compress.ts";
 import { decodeTokens } from "../tools/decoder.ts";
 import { CarvqError } from "../tools/errors.ts";
+import { randomBlob } from "../host/random-blob.ts";
 import { randomMatrix } from "./helpers.ts";
 
 const cli = fileURLToPath(new URL("../dist/carvq.mjs", import.meta.url));
@@ -64,6 +65,23 @@ describe.runIf(existsSync(cli))("carvq lookup", () => {
       const run = carvq("lookup", "s.carvq", "--tokens", "29,0,3-5,3", ...flags);
       expect(run.code, run.stderr).toBe(0);
       expect(Buffer.from(run.stdout).equals(wantScaled), flags.join(" ")).toBe(true);
+    }
+  });
+
+  it("passes --adaptor-batch and --adaptor-tile to the runtime: an adapted (v1.2) blob bit-identical in tiles and batches; bad values refused", () => {
+    const adapted = randomBlob({ rows: 40, cols: 24, subvec: 8, levels: 2, group: 16, adaptor: { widths: [6, 40, 24] }, seed: 8 });
+    writeFileSync(join(dir, "a.carvq"), adapted);
+    const tokens = [39, 0, 7, 7, 12];
+    const wantAdapted = Buffer.from(decodeTokens(parseBlob(adapted, "a"), tokens).buffer);
+    for (const flags of [["--adaptor-batch", "1"], ["--adaptor-batch", "2", "--adaptor-tile", "512", "--mode", "streaming"], ["--build", "scalar", "--adaptor-tile", "256", "--mode", "streaming"]]) {
+      const run = carvq("lookup", "a.carvq", "--tokens", tokens.join(","), ...flags);
+      expect(run.code, `${flags.join(" ")}: ${run.stderr}`).toBe(0);
+      expect(Buffer.from(run.stdout).equals(wantAdapted), flags.join(" ")).toBe(true);
+    }
+    for (const bad of [["--adaptor-batch", "0"], ["--adaptor-tile", "x"], ["--adaptor-batch", "4294967296"]]) {
+      const run = carvq("lookup", "a.carvq", "--tokens", "1", ...bad);
+      expect(run.code, bad.join(" ")).toBe(2);
+      expect(run.stderr).toMatch(new RegExp(`^carvq lookup: ${bad[0]} must be a whole number`));
     }
   });
 

@@ -24,6 +24,11 @@ Options:
   --mode resident|streaming
                        resident: the blob in linear memory; streaming: read per lookup with fd_pread
                        (default: the target's mode, else resident when the blob fits)
+  --adaptor-batch N    with an adaptor (blob v1.2): at most N tokens evaluated together (default:
+                       as many as the memory budget allows, up to 64)
+  --adaptor-tile BYTES with an adaptor: at most BYTES of its MLP in memory at once; streaming reads
+                       the layers in tiles of that size, raised to the smallest tile that
+                       holds one output channel (default: the whole MLP when it fits)
   -o, --output FILE    write the rows to FILE (refused if it exists, unless --force); without it
                        the rows go to stdout, which must not be a terminal
   --force              overwrite an existing output file
@@ -31,6 +36,13 @@ Options:
 
 Exit codes are the runtime's: 2 usage, 3 cannot open/read/write, 4 bad blob, 5 token out of
 range, 6 memory budget exceeded (docs/RUNTIME.md).`;
+
+/** A whole-number option from 1 to 2^32 - 1, or undefined when absent. */
+function wholeNumber(flag: string, raw: string | undefined): number | undefined {
+  if (raw === undefined) return undefined;
+  if (!/^\d{1,10}$/.test(raw) || Number(raw) < 1 || Number(raw) > 0xffffffff) throw new CarvqError(`carvq lookup: --${flag} must be a whole number from 1 to 4294967295, got '${raw}'`, 2);
+  return Number(raw);
+}
 
 /** Parses "1,2,5-7" into [1, 2, 5, 6, 7]. */
 export function parseTokenList(raw: string): number[] {
@@ -66,6 +78,8 @@ export const lookupCommand: Command = {
       build: { type: "string" },
       target: { type: "string" },
       mode: { type: "string" },
+      "adaptor-batch": { type: "string" },
+      "adaptor-tile": { type: "string" },
       output: { type: "string", short: "o" },
       force: { type: "boolean" },
     });
@@ -78,6 +92,7 @@ export const lookupCommand: Command = {
     const host = choiceOption("lookup", "host", values.host, "node", ["node", "jco"] as const);
     const build = values.build === undefined ? undefined : choiceOption<BuildName>("lookup", "build", values.build, "simd", ["simd", "scalar"]);
     const mode = values.mode === undefined ? undefined : choiceOption<ModeName>("lookup", "mode", values.mode, "resident", ["resident", "streaming"]);
+    const tuning = { adaptorBatch: wholeNumber("adaptor-batch", values["adaptor-batch"]), adaptorTile: wholeNumber("adaptor-tile", values["adaptor-tile"]) };
     const force = values.force === true;
     if (host === "jco" && (values.target !== undefined || build === "scalar")) {
       throw new CarvqError("carvq lookup: --host jco runs the SIMD component (build/carvq-rt.component.wasm); --target and --build scalar need --host node", 2);
@@ -88,11 +103,11 @@ export const lookupCommand: Command = {
     }
     let rows: Float32Array;
     if (host === "jco") {
-      const runtime = await openJcoRuntime({ blob, mode });
+      const runtime = await openJcoRuntime({ blob, mode, ...tuning });
       rows = await runtime.lookup(ids);
       runtime.close();
     } else {
-      const runtime = await openRuntime({ blob, target: values.target, build, mode });
+      const runtime = await openRuntime({ blob, target: values.target, build, mode, ...tuning });
       rows = runtime.lookup(ids);
       note(`carvq lookup: ${ids.length} rows of ${rows.length / ids.length} values from ${blob} (${values.target ?? build ?? "simd"}, peak linear memory ${runtime.peakMemoryBytes} bytes)`);
       runtime.close();
