@@ -20,13 +20,18 @@ export interface RvqWorkerData {
   groupCount: number;
 }
 
-/** dist/rvq-worker.mjs, next to the CLI bundle or found from the source tree; null if not built. */
+/** dist/rvq-worker.mjs, next to the CLI bundle, beside a bundle in build/ or found from the source tree; null if not built. */
 function workerPath(): string | null {
-  for (const relative of ["./rvq-worker.mjs", "../../dist/rvq-worker.mjs"]) {
+  for (const relative of ["./rvq-worker.mjs", "../dist/rvq-worker.mjs", "../../dist/rvq-worker.mjs"]) {
     const path = fileURLToPath(new URL(relative, import.meta.url));
     if (existsSync(path)) return path;
   }
   return null;
+}
+
+/** Whether fitting can use worker threads (the benchmark says so when it cannot). */
+export function rvqWorkersAvailable(): boolean {
+  return workerPath() !== null;
 }
 
 export function defaultThreads(): number {
