@@ -54,6 +54,37 @@ export function addEntriesScaled(out: usize, ptrs: usize, levels: u32, count: u3
   gatherAdd(out, ptrs, levels, count, scale, true);
 }
 
+/**
+ * Two levels (the paper's L = 2), SIMD: out[e] = (0 + f32(p0[e])) + f32(p1[e]) (times the scale)
+ * for the whole groups of four values of e < count; returns how many values it did.
+ */
+// @ts-ignore: decorator
+@inline function addPairSimd(out: usize, p0: usize, p1: usize, count: u32, scale4: v128, scaled: bool): u32 {
+  let e: u32 = 0;
+  for (; e + 4 <= count; e += 4) {
+    const off = <usize>e << 1;
+    let acc = f32x4.add(f32x4.splat(0), widen4(v128.load16x4_u(p0 + off)));
+    acc = f32x4.add(acc, widen4(v128.load16x4_u(p1 + off)));
+    if (scaled) acc = f32x4.mul(acc, scale4);
+    v128.store(out + (<usize>e << 2), acc);
+  }
+  return e;
+}
+
+/**
+ * The decode's common case, SIMD build, no row scale: two levels and a sub-vector a multiple of 4
+ * long, the entries' addresses passed directly (as addEntries with levels 2, without the pointer
+ * table and the general loops around it: the per-sub-vector overhead is a third of a decode).
+ */
+export function addEntryPair(out: usize, p0: usize, p1: usize, count: u32): void {
+  let e: u32 = 0;
+  if (ASC_FEATURE_SIMD) e = addPairSimd(out, p0, p1, count, f32x4.splat(1), false);
+  for (; e < count; e++) {
+    const off = <usize>e << 1;
+    store<f32>(out + (<usize>e << 2), (<f32>0 + f16ToF32(<u32>load<u16>(p0 + off))) + f16ToF32(<u32>load<u16>(p1 + off)));
+  }
+}
+
 /** The gather-add; `scaled` is a constant at both call sites, so each gets its own loops. */
 // @ts-ignore: decorator
 @inline function gatherAdd(out: usize, ptrs: usize, levels: u32, count: u32, scale: f32, scaled: bool): void {
@@ -61,15 +92,7 @@ export function addEntriesScaled(out: usize, ptrs: usize, levels: u32, count: u3
   if (ASC_FEATURE_SIMD) {
     const scale4 = f32x4.splat(scale);
     if (levels == 2) {
-      const p0 = <usize>load<u32>(ptrs);
-      const p1 = <usize>load<u32>(ptrs, 4);
-      for (; e + 4 <= count; e += 4) {
-        const off = <usize>e << 1;
-        let acc = f32x4.add(f32x4.splat(0), widen4(v128.load16x4_u(p0 + off)));
-        acc = f32x4.add(acc, widen4(v128.load16x4_u(p1 + off)));
-        if (scaled) acc = f32x4.mul(acc, scale4);
-        v128.store(out + (<usize>e << 2), acc);
-      }
+      e = addPairSimd(out, <usize>load<u32>(ptrs), <usize>load<u32>(ptrs, 4), count, scale4, scaled);
     } else {
       for (; e + 4 <= count; e += 4) {
         const off = <usize>e << 1;
