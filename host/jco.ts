@@ -36,8 +36,9 @@ function jcoPaths(): { cli: string; filesystemShim: string } {
 /**
  * Runs `jco run <component> ...args` with `preopens` (guest path -> host folder). Resolves with
  * the exit status jco reports (0 or 1) and the raw output; never rejects for a failed run.
+ * `component` defaults to the runtime's (the bench passes build/bench/simd.component.wasm).
  */
-export async function runJcoCommand(args: readonly string[], preopens: Record<string, string>): Promise<RunResult> {
+export async function runJcoCommand(args: readonly string[], preopens: Record<string, string>, component: string = componentPath()): Promise<RunResult> {
   const { cli, filesystemShim } = jcoPaths();
   const dir = mkdtempSync(join(tmpdir(), "carvq-jco-"));
   try {
@@ -46,7 +47,7 @@ export async function runJcoCommand(args: readonly string[], preopens: Record<st
     return await new Promise<RunResult>((resolvePromise, reject) => {
       execFile(
         process.execPath,
-        ["--no-warnings", cli, "run", "--jco-import", setup, componentPath(), ...args],
+        ["--no-warnings", cli, "run", "--jco-import", setup, component, ...args],
         { encoding: "buffer", maxBuffer: 1 << 30 },
         (error, stdout, stderr) => {
           const code = error ? (typeof error.code === "number" ? error.code : null) : 0;

@@ -41,6 +41,8 @@ export interface BenchGroup {
   /** Figures reported for reference only (e.g. the int4 baseline's lookup time). */
   extra: Timing[];
   seconds: number;
+  /** Paragraphs for docs/PERFORMANCE.md under the group's table: how it was measured, where the time goes. */
+  notes?: string[];
 }
 
 /** Options every group takes from the command line of `npm run bench`. */

@@ -1,0 +1,57 @@
+// Smoke test of `npm run bench`: the quick run (tiny shapes, one repetition) finishes, and its JSON
+// holds every goal of issue 6 with finite figures. It asserts no time: the machines are shared, so
+// a timing here would fail at random; the goals themselves are judged by `npm run bench`.
+import { execFileSync } from "node:child_process";
+import { join } from "node:path";
+import { build } from "esbuild";
+import { beforeAll, describe, expect, it } from "vitest";
+import { buildDir, projectRoot } from "../host/common.ts";
+import type { BenchReport } from "../tools/bench/report.ts";
+
+/** The lookup goals, for both shapes (tools/bench/lookup-goals.ts). */
+const LOOKUP_GOALS = ["rvq-vs-fp16", "jco.rvq-vs-fp16", "adaptor-vs-copy", "batch64-vs-single", "simd-vs-scalar", "streaming-vs-resident"]
+  .flatMap((g) => ["llama1b", "stories15m"].map((s) => `lookup.${g}.${s}`));
+
+const script = join(buildDir(), "bench-smoke.mjs");
+let report: BenchReport;
+
+beforeAll(async () => {
+  await build({ entryPoints: [join(projectRoot(), "tools/bench/main.ts")], bundle: true, platform: "node", format: "esm", packages: "external", outfile: script, logLevel: "warning" });
+  const stdout = execFileSync(process.execPath, ["--no-warnings", script, "--quick", "--json"], { cwd: projectRoot(), encoding: "utf8", stdio: ["ignore", "pipe", "pipe"], maxBuffer: 1 << 26 });
+  report = JSON.parse(stdout) as BenchReport;
+}, 120_000);
+
+describe("npm run bench -- --quick --json", () => {
+  it("describes the machine and the run", () => {
+    expect(report.quick).toBe(true);
+    expect(report.machine.cores).toBeGreaterThan(0);
+    expect(report.machine.cpu.length).toBeGreaterThan(0);
+    expect(Number.isFinite(report.machine.loadAverageAtStart)).toBe(true);
+  });
+
+  it("has both groups", () => {
+    expect(report.groups.map((g) => g.name).sort()).toEqual(["compression", "lookup"]);
+  });
+
+  it("has every lookup goal, each with a finite ratio, a verdict that matches it and finite timings", () => {
+    const lookup = report.groups.find((g) => g.name === "lookup")!;
+    const ids = lookup.goals.map((g) => g.id);
+    for (const id of LOOKUP_GOALS) expect(ids, id).toContain(id);
+    for (const g of lookup.goals) {
+      expect(Number.isFinite(g.measured) && g.measured > 0, g.id).toBe(true);
+      expect(g.met, g.id).toBe(g.direction === "max" ? g.measured <= g.bound : g.measured >= g.bound);
+      expect(g.timings.length, g.id).toBeGreaterThan(0);
+      for (const t of g.timings) expect(Number.isFinite(t.median) && t.median > 0, `${g.id}: ${t.label}`).toBe(true);
+    }
+    expect(lookup.extra.length).toBeGreaterThan(0);
+  });
+
+  it("has compression goals with finite figures", () => {
+    const compression = report.groups.find((g) => g.name === "compression")!;
+    expect(compression.goals.length).toBeGreaterThan(0);
+    for (const g of compression.goals) {
+      expect(g.id.startsWith("compress."), g.id).toBe(true);
+      expect(Number.isFinite(g.measured), g.id).toBe(true);
+    }
+  });
+});

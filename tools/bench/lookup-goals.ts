@@ -1,0 +1,264 @@
+// The lookup goals of issue 6, each a ratio of two paths timed inside the same engine: the bench
+// modules (build/bench/, the runtime's source with a `bench` command, assembly/bench.ts) loop over
+// a path with the WASI monotonic clock, so a ratio compares kernels, not instantiation or the
+// host's file reads. Two paths of a goal are run alternately, one run each per round, and the
+// goal is the median of the per-round ratios: on a shared machine a slow moment then hits both.
+//
+// Shapes: a Llama-3.2-1B-shaped table (128256 x 2048, the paper's h 8, L 2, g 1024 and its
+// 16 -> 384 -> 512 -> 2048 int8 adaptor) and a stories15M-shaped one (32000 x 288, the same RVQ
+// configuration, a 16 -> 64 -> 64 -> 288 int8 adaptor), random codes (host/random-blob.ts): speed
+// depends on the shape, not on the values.
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { loadavg, tmpdir } from "node:os";
+import { join } from "node:path";
+import { buildDir, checkRun, guestPath, GUEST_DIR, type ModeName } from "../../host/common.ts";
+import { runJcoCommand } from "../../host/jco.ts";
+import { runWasiCommand } from "../../host/node.ts";
+import { randomBlob, type RandomBlobOptions } from "../../host/random-blob.ts";
+import { CarvqError } from "../errors.ts";
+import { goal, summarize, type BenchGoal, type BenchGroup, type BenchOptions, type Timing } from "./types.ts";
+
+/** The cases of `carvq-rt bench` (assembly/bench.ts). */
+type BenchCase = "decode" | "lookup" | "adaptor" | "fp16" | "copy";
+
+/** One path to time: a case on a bench module, in a mode, with lookup's options. */
+interface Path {
+  label: string;
+  module: "simd" | "scalar" | "rpi-zero2w";
+  blob: string;
+  case: BenchCase;
+  mode?: ModeName;
+  options?: string[];
+  /** Items per pass; fixed (lookup batches must see 64-token requests) or found by calibration. */
+  count?: number;
+  /** Run through `jco run` of the component instead of node:wasi. */
+  jco?: boolean;
+}
+
+/** What one run of the bench command printed (assembly/bench.ts). */
+interface BenchLine {
+  case: BenchCase;
+  build: string;
+  mode: ModeName;
+  count: number;
+  outRows: number;
+  adaptorBatch: number;
+  adaptorCached: boolean;
+  adaptorTileBytes: number;
+  mlpBytes: number;
+  warmupNs: number;
+  ns: number[];
+}
+
+interface Shape {
+  id: "llama1b" | "stories15m";
+  name: string;
+  blob: RandomBlobOptions;
+  int4: RandomBlobOptions;
+}
+
+const RVQ = { subvec: 8, levels: 2, group: 1024, layout: "row" as const };
+
+const SHAPES: Shape[] = [
+  {
+    id: "llama1b",
+    name: "Llama-3.2-1B-shaped 128256 x 2048",
+    blob: { rows: 128256, cols: 2048, ...RVQ, adaptor: { widths: [16, 384, 512, 2048], precision: "int8" } },
+    int4: { method: "int4", rows: 128256, cols: 2048, group: 32 },
+  },
+  {
+    id: "stories15m",
+    name: "stories15M-shaped 32000 x 288",
+    blob: { rows: 32000, cols: 288, ...RVQ, adaptor: { widths: [16, 64, 64, 288], precision: "int8" } },
+    int4: { method: "int4", rows: 32000, cols: 288, group: 32 },
+  },
+];
+
+/** --quick: tiny tables of the same structure, so every goal key is produced in seconds. */
+const QUICK_SHAPES: Shape[] = [
+  {
+    id: "llama1b",
+    name: "quick stand-in for llama1b: 2048 x 256",
+    blob: { rows: 2048, cols: 256, ...RVQ, adaptor: { widths: [16, 32, 32, 256], precision: "int8" } },
+    int4: { method: "int4", rows: 2048, cols: 256, group: 32 },
+  },
+  {
+    id: "stories15m",
+    name: "quick stand-in for stories15m: 1024 x 64",
+    blob: { rows: 1024, cols: 64, ...RVQ, adaptor: { widths: [16, 16, 64], precision: "int8" } },
+    int4: { method: "int4", rows: 1024, cols: 64, group: 32 },
+  },
+];
+
+/** A pass of a calibrated case lasts about this long (the warm-up pass as long again). */
+const PASS_SECONDS = 0.04;
+/** The batched-lookup goal: requests of this many tokens. */
+const BATCH_TOKENS = 64;
+
+function modulePath(name: Path["module"]): string {
+  const path = join(buildDir(), "bench", `${name}.wasm`);
+  if (!existsSync(path)) throw new CarvqError(`${path}: not built (run npm run build)`);
+  return path;
+}
+
+function componentPath(): string {
+  const path = join(buildDir(), "bench", "simd.component.wasm");
+  if (!existsSync(path)) throw new CarvqError(`${path}: not built (run npm run build)`);
+  return path;
+}
+
+class Runner {
+  private readonly dir = mkdtempSync(join(tmpdir(), "carvq-bench-"));
+  private readonly scratch = mkdtempSync(join(tmpdir(), "carvq-bench-out-"));
+
+  /** Writes a random blob of `shape` and returns its host path. */
+  blob(name: string, shape: RandomBlobOptions): string {
+    const path = join(this.dir, `${name}.carvq`);
+    writeFileSync(path, randomBlob({ seed: 1, ...shape }));
+    return path;
+  }
+
+  /** One run of the bench command: a warm-up pass and `repetitions` timed passes of `count` items. */
+  async run(p: Path, count: number, repetitions: number): Promise<BenchLine> {
+    const args = ["bench", ...(p.mode ? ["--mode", p.mode] : []), ...(p.options ?? []), guestPath(p.blob), p.case, String(count), String(repetitions)];
+    const preopens = { [GUEST_DIR]: this.dir };
+    const result = p.jco ? await runJcoCommand(args, preopens, componentPath()) : runWasiCommand(modulePath(p.module), args, preopens, { scratchDir: this.scratch });
+    try {
+      checkRun(result, p.blob);
+    } catch (e) {
+      throw new CarvqError(`bench ${p.label}: ${e instanceof Error ? e.message : String(e)}`);
+    }
+    return JSON.parse(new TextDecoder().decode(result.stdout)) as BenchLine;
+  }
+
+  close(): void {
+    rmSync(this.dir, { recursive: true, force: true });
+    rmSync(this.scratch, { recursive: true, force: true });
+  }
+}
+
+/** Seconds per item of each timed pass of a run. */
+function perItem(line: BenchLine): number[] {
+  return line.ns.map((ns) => ns / 1e9 / line.count);
+}
+
+/** A measured pair: each path's timing and the per-round ratios a / b. */
+interface Pair {
+  a: Timing;
+  b: Timing;
+  ratio: number;
+  lineA: BenchLine;
+  lineB: BenchLine;
+}
+
+function median(values: number[]): number {
+  return summarize("median", values, "").median;
+}
+
+/**
+ * Times paths a and b alternately, `rounds` runs each, and returns their timings and the median of
+ * the per-round ratios a / b. Without a fixed count, one calibration run each picks the count that
+ * makes a pass last PASS_SECONDS.
+ */
+async function pair(r: Runner, a: Path, b: Path, o: BenchOptions): Promise<Pair> {
+  const counts = await Promise.all([a, b].map(async (p) => {
+    if (p.count !== undefined) return p.count;
+    if (o.quick) return 16;
+    const probe = await r.run(p, 8, 1);
+    const seconds = Math.max(...perItem(probe), probe.warmupNs / 1e9 / probe.count, 1e-9);
+    return Math.max(8, Math.min(1_000_000, Math.round(PASS_SECONDS / seconds)));
+  }));
+  const rounds = o.quick ? 1 : o.repetitions;
+  const ta: number[] = [];
+  const tb: number[] = [];
+  const ratios: number[] = [];
+  let lineA: BenchLine | undefined;
+  let lineB: BenchLine | undefined;
+  for (let i = 0; i < rounds; i++) {
+    lineA = await r.run(a, counts[0]!, 1);
+    lineB = await r.run(b, counts[1]!, 1);
+    const sa = perItem(lineA)[0]!;
+    const sb = perItem(lineB)[0]!;
+    ta.push(sa);
+    tb.push(sb);
+    ratios.push(sa / sb);
+  }
+  o.log(`  ${a.label}: ${fmt(median(ta))} s, ${b.label}: ${fmt(median(tb))} s, ratio ${median(ratios).toFixed(3)}`);
+  return { a: summarize(a.label, ta, "s"), b: summarize(b.label, tb, "s"), ratio: median(ratios), lineA: lineA!, lineB: lineB! };
+}
+
+function fmt(seconds: number): string {
+  return seconds.toExponential(3);
+}
+
+/** The goals of one shape. */
+async function shapeGoals(r: Runner, s: Shape, o: BenchOptions, goals: BenchGoal[], extra: Timing[]): Promise<void> {
+  o.log(`lookup: ${s.name}`);
+  const blob = r.blob(s.id, s.blob);
+  const int4 = r.blob(`${s.id}-int4`, s.int4);
+  const widths = s.blob.adaptor!.widths;
+  const macs = widths.slice(1).reduce((sum, w, k) => sum + w * widths[k]!, 0);
+  const cols = s.blob.cols;
+  const resident: Pick<Path, "module" | "blob" | "mode"> = { module: "simd", blob, mode: "resident" };
+  const fp16: Path = { ...resident, label: `FP16 row of ${cols} to f32`, case: "fp16" };
+
+  // 1. RVQ-only decode vs widening an FP16 row of the same width.
+  const g1 = await pair(r, { ...resident, label: `RVQ decode of a ${cols}-wide row`, case: "decode" }, fp16, o);
+  goals.push(goal(`lookup.rvq-vs-fp16.${s.id}`, `RVQ-only decode vs FP16 row to f32 (SIMD, resident, node:wasi), ${s.name}: goal <= 2x`, g1.ratio, 2, "max", [g1.a, g1.b],
+    g1.ratio <= 2 ? undefined : `per row: ${cols / RVQ.subvec} sub-vectors, each a code read, a group index and ${RVQ.levels} codebook entries widened and added, vs one straight widening pass over ${cols * 2} bytes`));
+
+  // The same through the component under jco (the preview2 shim's clock and files).
+  const j1 = await pair(r, { ...resident, label: `RVQ decode (jco)`, case: "decode", jco: true }, { ...fp16, label: `FP16 row (jco)`, jco: true }, { ...o, repetitions: Math.min(o.repetitions, 3) });
+  goals.push(goal(`lookup.jco.rvq-vs-fp16.${s.id}`, `RVQ-only decode vs FP16 row to f32 under jco run (component), ${s.name}: goal <= 2x`, j1.ratio, 2, "max", [j1.a, j1.b]));
+
+  // 2. The adaptor for one token vs copying its MLP's bytes once.
+  const adaptor: Path = { ...resident, label: `adaptor for one token (${widths.join("-")} int8, ${macs} MACs)`, case: "adaptor" };
+  const g2 = await pair(r, adaptor, { ...resident, label: `memory.copy of the MLP's bytes`, case: "copy" }, o);
+  const mlp = g2.lineB.mlpBytes;
+  goals.push(goal(`lookup.adaptor-vs-copy.${s.id}`, `adaptor per token vs memory.copy of its ${mlp} MLP bytes (SIMD, resident), ${s.name}: goal <= 2x`, g2.ratio, 2, "max", [g2.a, g2.b],
+    g2.ratio <= 2 ? undefined : `${macs} multiply-adds per token at ${(macs / g2.a.median / 1e9).toFixed(2)} GMAC/s: ~1 multiply-add per weight byte, compute-bound, while the copy moves ${(mlp / g2.b.median / 1e9).toFixed(1)} GB/s`));
+
+  // 3. A 64-token request (batches as lookup plans them) vs the same tokens one per batch.
+  const count = o.quick ? BATCH_TOKENS : BATCH_TOKENS * 4;
+  const g3 = await pair(r,
+    { ...resident, label: `lookup in ${BATCH_TOKENS}-token requests, per token`, case: "lookup", count },
+    { ...resident, label: "single lookups (--adaptor-batch 1), per token", case: "lookup", count, options: ["--adaptor-batch", "1"] }, o);
+  goals.push(goal(`lookup.batch64-vs-single.${s.id}`, `batched lookup of 64 tokens vs 64 single lookups, per token (SIMD, resident), ${s.name}: goal <= 0.25x`, g3.ratio, 0.25, "max", [g3.a, g3.b],
+    `the runtime evaluates a ${BATCH_TOKENS}-token request in batches of ${g3.lineA.adaptorBatch} (its 64 KiB output batch)` + (g3.ratio <= 0.25 ? "" :
+      `; a batch shares each weight's load and widening across four tokens, but every token still needs its own f32 multiply and add per weight (the bit-exact sum order rules out reassociation, and wasm SIMD has no fused multiply-add), so per token the work falls at most to the multiply-adds`)));
+
+  // 4. SIMD vs scalar build on the adaptor.
+  const g4 = await pair(r, { ...adaptor, module: "scalar", label: "adaptor for one token, scalar build" }, { ...adaptor, label: "adaptor for one token, SIMD build" }, o);
+  goals.push(goal(`lookup.simd-vs-scalar.${s.id}`, `SIMD vs scalar build on the adaptor (speed-up), ${s.name}: goal >= 3x`, g4.ratio, 3, "min", [g4.a, g4.b]));
+
+  // 5. Streaming inside rpi-zero2w's 4 MiB vs resident, whole lookups.
+  const g5 = await pair(r,
+    { ...resident, label: `lookup, resident (generic SIMD module), per token`, case: "lookup", count: BATCH_TOKENS * (o.quick ? 1 : 8) },
+    { module: "rpi-zero2w", blob, label: `lookup, streaming in rpi-zero2w's 4 MiB, per token`, case: "lookup", count: BATCH_TOKENS * (o.quick ? 1 : 8) }, o);
+  const plan = g5.lineB.adaptorCached ? "the MLP held whole" : `the MLP in ${g5.lineB.adaptorTileBytes}-byte tiles`;
+  goals.push(goal(`lookup.streaming-vs-resident.${s.id}`, `streaming in rpi-zero2w's budget vs resident (speed), whole lookups with the adaptor, ${s.name}: goal >= 0.5x`, g5.ratio, 0.5, "min", [g5.b, g5.a],
+    `streaming plan: ${plan}, batches of ${g5.lineB.adaptorBatch}; each token's record, codebook group and sigma0 row read with fd_pread from the page cache`));
+
+  // For reference: streaming vs resident without the adaptor (the table part alone), and int4.
+  const rvqStream = await pair(r,
+    { ...resident, label: "RVQ decode, resident", case: "decode" },
+    { module: "rpi-zero2w", blob, label: `RVQ decode, streaming in rpi-zero2w's 4 MiB`, case: "decode" }, o);
+  extra.push({ ...rvqStream.b, label: `${s.id}: ${rvqStream.b.label} (speed ${rvqStream.ratio.toFixed(2)}x resident)` });
+  const i4 = await pair(r, { module: "simd", blob: int4, mode: "resident", label: "int4 decode of a row", case: "decode" }, { module: "simd", blob: int4, mode: "resident", label: "FP16 row", case: "fp16" }, o);
+  extra.push({ ...i4.a, label: `${s.id}: int4 (block 32) decode of a ${cols}-wide row, SIMD resident (${i4.ratio.toFixed(2)}x the FP16 row)` });
+}
+
+/** The lookup group of `npm run bench`. */
+export async function benchLookup(o: BenchOptions): Promise<BenchGroup> {
+  const started = performance.now();
+  const r = new Runner();
+  const goals: BenchGoal[] = [];
+  const extra: Timing[] = [];
+  try {
+    for (const s of o.quick ? QUICK_SHAPES : SHAPES) await shapeGoals(r, s, o, goals, extra);
+  } finally {
+    r.close();
+  }
+  o.log(`lookup: done in ${((performance.now() - started) / 1000).toFixed(1)} s (load average now ${loadavg()[0]!.toFixed(2)})`);
+  return { name: "lookup", goals, extra, seconds: (performance.now() - started) / 1000 };
+}
