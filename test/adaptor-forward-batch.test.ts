@@ -1,0 +1,57 @@
+// The batched adaptor evaluation (tools/adaptor/forward-batch.ts, used by decodeAll) against the
+// reference, row by row: the same bits for every row, on widths with and without the eight-lane
+// tails, int8 and FP16, one to four layers, and row counts that leave a partial batch.
+import { describe, expect, it } from "vitest";
+import { addAdaptorRow } from "../tools/adaptor/forward.ts";
+import { adaptorBatchAvailable, addAdaptorRows } from "../tools/adaptor/forward-batch.ts";
+import type { FloatAdaptor } from "../tools/adaptor/model.ts";
+import { quantizeAdaptor } from "../tools/adaptor/quantize.ts";
+import { createRandom } from "../tools/random.ts";
+
+function randomAdaptor(rows: number, widths: number[], seed: number): FloatAdaptor {
+  const random = createRandom(seed);
+  // Large weights of both signs make the sums cancel, where any other order of addition differs.
+  const values = (count: number, scale: number) => Float32Array.from({ length: count }, () => (random() - 0.5) * scale);
+  return {
+    rows,
+    m0: widths[0],
+    table: values(rows * widths[0], 4),
+    layers: widths.slice(1).map((outputs, k) => {
+      const hidden = k + 2 < widths.length;
+      return { inputs: widths[k], outputs, weights: values(outputs * widths[k], 8), bias: values(outputs, 0.5), gamma: hidden ? values(outputs, 1).map((v) => 1 + v) : null, beta: hidden ? values(outputs, 0.2) : null };
+    }),
+  };
+}
+
+function bits(values: Float32Array): number[] {
+  return Array.from(new Uint32Array(values.buffer, values.byteOffset, values.length));
+}
+
+describe("batched adaptor evaluation", () => {
+  it("is built (otherwise decodeAll falls back to the reference and these tests prove nothing)", () => {
+    expect(adaptorBatchAvailable()).toBe(true);
+  });
+
+  const shapes: [number, number[]][] = [
+    [77, [16, 384, 512, 64]],
+    [33, [3, 13, 29, 11]],
+    [40, [8, 8, 8]],
+    [5, [1, 7]],
+    [65, [12, 24, 40, 17, 100]],
+  ];
+  for (const precision of ["int8", "fp16"] as const) {
+    for (const [rows, widths] of shapes) {
+      it(`gives the reference's bits for ${rows} rows of ${widths.join("-")} (${precision})`, () => {
+        const stored = quantizeAdaptor(randomAdaptor(rows, widths, rows + widths.length), precision);
+        const n = widths[widths.length - 1];
+        const base = Float32Array.from({ length: rows * n }, (_, i) => ((i * 37) % 101) / 50 - 1);
+        const expected = base.slice();
+        for (let t = 0; t < rows; t++) addAdaptorRow(stored, t, expected, t * n);
+        const batched = base.slice();
+        addAdaptorRows(stored, batched, rows);
+        expect(bits(batched)).toEqual(bits(expected));
+        expect(batched.some((v, i) => v !== base[i])).toBe(true);
+      });
+    }
+  }
+});
