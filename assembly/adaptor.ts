@@ -19,7 +19,7 @@ import {
   adLayers, adWidth, adLayerAt, L_WEIGHTS, L_SCALES, L_BIAS, L_GAMMA, L_BETA, L_END, resident, readAt,
 } from "./blob";
 import { arenaAlloc, arenaCost, arenaFree } from "./arena";
-import { dotI8, dotF16, dot4, f16ToF32, sumF32, sumSquaredDeviations } from "./kernels";
+import { dotI8, dotF16, dot4, dotRows4, f16ToF32, sumF32, sumSquaredDeviations } from "./kernels";
 
 /** Four dot products of dot4. */
 const DOTS: usize = memory.data(16, 16);
@@ -220,32 +220,46 @@ function channels(k: u32, w: usize, s: usize, bias: usize, o0: u32, rows: u32, x
   const inputs = adWidth(k);
   const rowW = <usize>rowWeightBytes(k);
   const int8 = int8Weights();
-  for (let r: u32 = 0; r < rows; r++) {
-    const wr = w + <usize>r * rowW;
-    const b0 = f16ToF32(<u32>load<u16>(bias + (<usize>r << 1)));
-    const sc = int8 ? f16ToF32(<u32>load<u16>(s + (<usize>r << 1))) : <f32>1;
-    const at = <usize>(o0 + r) << 2;
-    let b: u32 = 0;
-    if (ASC_FEATURE_SIMD) {
-      // Four tokens per pass over the weight row (the same sums as one at a time).
-      for (; b + 4 <= count; b += 4) {
+  // SIMD: tokens four at a time per pass over a weight row (dot4); the tokens left over (all of
+  // them in a one-token batch) four rows at a time (dotRows4). Every value is the same sum as
+  // dotI8 / dotF16 would take alone, so the grouping never changes a bit.
+  const grouped: u32 = ASC_FEATURE_SIMD ? count & ~3 : 0;
+  if (ASC_FEATURE_SIMD && grouped > 0) {
+    for (let r: u32 = 0; r < rows; r++) {
+      const wr = w + <usize>r * rowW;
+      for (let b: u32 = 0; b < grouped; b += 4) {
         dot4(wr, int8, x + <usize>b * stride, stride, inputs, DOTS);
-        for (let j: u32 = 0; j < 4; j++) {
-          const v = (int8 ? load<f32>(DOTS + (<usize>j << 2)) * sc : load<f32>(DOTS + (<usize>j << 2))) + b0;
-          const p = y + <usize>(b + j) * yStride + at;
-          if (last) store<f32>(p, load<f32>(p) + v);
-          else store<f32>(p, v);
-        }
+        for (let j: u32 = 0; j < 4; j++) putChannel(s, bias, o0, r, y, yStride, b + j, load<f32>(DOTS + (<usize>j << 2)), int8, last);
       }
     }
-    for (; b < count; b++) {
-      const xb = x + <usize>b * stride;
-      const v = (int8 ? dotI8(wr, xb, inputs) * sc : dotF16(wr, xb, inputs)) + b0;
-      const p = y + <usize>b * yStride + at;
-      if (last) store<f32>(p, load<f32>(p) + v);
-      else store<f32>(p, v);
+  }
+  for (let b = grouped; b < count; b++) {
+    const xb = x + <usize>b * stride;
+    let r: u32 = 0;
+    if (ASC_FEATURE_SIMD) {
+      for (; r + 4 <= rows; r += 4) {
+        dotRows4(w + <usize>r * rowW, rowW, int8, xb, inputs, DOTS);
+        for (let j: u32 = 0; j < 4; j++) putChannel(s, bias, o0, r + j, y, yStride, b, load<f32>(DOTS + (<usize>j << 2)), int8, last);
+      }
+    }
+    for (; r < rows; r++) {
+      const wr = w + <usize>r * rowW;
+      putChannel(s, bias, o0, r, y, yStride, b, int8 ? dotI8(wr, xb, inputs) : dotF16(wr, xb, inputs), int8, last);
     }
   }
+}
+
+/**
+ * Finishes channel o0 + r of token b from its dot product: times the row's int8 scale, plus its
+ * bias; stored (hidden layer) or added to the output row (last layer).
+ */
+// @ts-ignore: decorator
+@inline function putChannel(s: usize, bias: usize, o0: u32, r: u32, y: usize, yStride: usize, b: u32, dot: f32, int8: bool, last: bool): void {
+  const b0 = f16ToF32(<u32>load<u16>(bias + (<usize>r << 1)));
+  const v = (int8 ? dot * f16ToF32(<u32>load<u16>(s + (<usize>r << 1))) : dot) + b0;
+  const p = y + <usize>b * yStride + (<usize>(o0 + r) << 2);
+  if (last) store<f32>(p, load<f32>(p) + v);
+  else store<f32>(p, v);
 }
 
 /** ReLU, then each token's mean and 1 / sqrt(var + eps) of layer k's outputs into `stats` (blocked f32 sums). */

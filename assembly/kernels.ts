@@ -360,6 +360,102 @@ export function dot4(w: usize, int8: bool, x: usize, stride: usize, n: u32, out:
   store<f32>(out, t3, 12);
 }
 
+/**
+ * SIMD build: the dot products of four int8 (or FP16) weight rows, `rowBytes` apart from w, with
+ * one token's inputs at x, into the four f32 at `out`: each exactly as dotI8 (dotF16) computes
+ * it. One row's eight lanes are two chains of dependent adds, so a lone row waits on add latency;
+ * four rows give eight independent chains and share each load of x.
+ */
+export function dotRows4(w: usize, rowBytes: usize, int8: bool, x: usize, n: u32, out: usize): void {
+  if (!ASC_FEATURE_SIMD) return;
+  const w1 = w + rowBytes;
+  const w2 = w1 + rowBytes;
+  const w3 = w2 + rowBytes;
+  let i: u32 = 0;
+  let a0 = f32x4.splat(0), b0 = f32x4.splat(0), a1 = f32x4.splat(0), b1 = f32x4.splat(0);
+  let a2 = f32x4.splat(0), b2 = f32x4.splat(0), a3 = f32x4.splat(0), b3 = f32x4.splat(0);
+  if (int8) {
+    for (; i + 16 <= n; i += 16) {
+      const xp = x + (<usize>i << 2);
+      const x0 = v128.load(xp);
+      const x1 = v128.load(xp, 16);
+      const x2 = v128.load(xp, 32);
+      const x3 = v128.load(xp, 48);
+      let v = v128.load(w + <usize>i);
+      let lo = i16x8.extend_low_i8x16_s(v);
+      let hi = i16x8.extend_high_i8x16_s(v);
+      a0 = f32x4.add(f32x4.add(a0, f32x4.mul(i16LowToF32(lo), x0)), f32x4.mul(i16LowToF32(hi), x2));
+      b0 = f32x4.add(f32x4.add(b0, f32x4.mul(i16HighToF32(lo), x1)), f32x4.mul(i16HighToF32(hi), x3));
+      v = v128.load(w1 + <usize>i);
+      lo = i16x8.extend_low_i8x16_s(v);
+      hi = i16x8.extend_high_i8x16_s(v);
+      a1 = f32x4.add(f32x4.add(a1, f32x4.mul(i16LowToF32(lo), x0)), f32x4.mul(i16LowToF32(hi), x2));
+      b1 = f32x4.add(f32x4.add(b1, f32x4.mul(i16HighToF32(lo), x1)), f32x4.mul(i16HighToF32(hi), x3));
+      v = v128.load(w2 + <usize>i);
+      lo = i16x8.extend_low_i8x16_s(v);
+      hi = i16x8.extend_high_i8x16_s(v);
+      a2 = f32x4.add(f32x4.add(a2, f32x4.mul(i16LowToF32(lo), x0)), f32x4.mul(i16LowToF32(hi), x2));
+      b2 = f32x4.add(f32x4.add(b2, f32x4.mul(i16HighToF32(lo), x1)), f32x4.mul(i16HighToF32(hi), x3));
+      v = v128.load(w3 + <usize>i);
+      lo = i16x8.extend_low_i8x16_s(v);
+      hi = i16x8.extend_high_i8x16_s(v);
+      a3 = f32x4.add(f32x4.add(a3, f32x4.mul(i16LowToF32(lo), x0)), f32x4.mul(i16LowToF32(hi), x2));
+      b3 = f32x4.add(f32x4.add(b3, f32x4.mul(i16HighToF32(lo), x1)), f32x4.mul(i16HighToF32(hi), x3));
+    }
+    if (i + 8 <= n) {
+      const xp = x + (<usize>i << 2);
+      const x0 = v128.load(xp);
+      const x1 = v128.load(xp, 16);
+      let v = v128.load8x8_s(w + <usize>i);
+      a0 = f32x4.add(a0, f32x4.mul(i16LowToF32(v), x0));
+      b0 = f32x4.add(b0, f32x4.mul(i16HighToF32(v), x1));
+      v = v128.load8x8_s(w1 + <usize>i);
+      a1 = f32x4.add(a1, f32x4.mul(i16LowToF32(v), x0));
+      b1 = f32x4.add(b1, f32x4.mul(i16HighToF32(v), x1));
+      v = v128.load8x8_s(w2 + <usize>i);
+      a2 = f32x4.add(a2, f32x4.mul(i16LowToF32(v), x0));
+      b2 = f32x4.add(b2, f32x4.mul(i16HighToF32(v), x1));
+      v = v128.load8x8_s(w3 + <usize>i);
+      a3 = f32x4.add(a3, f32x4.mul(i16LowToF32(v), x0));
+      b3 = f32x4.add(b3, f32x4.mul(i16HighToF32(v), x1));
+    }
+  } else {
+    for (; i + 8 <= n; i += 8) {
+      const xp = x + (<usize>i << 2);
+      const x0 = v128.load(xp);
+      const x1 = v128.load(xp, 16);
+      const off = <usize>i << 1;
+      let v = v128.load(w + off);
+      a0 = f32x4.add(a0, f32x4.mul(widen4(i32x4.extend_low_i16x8_u(v)), x0));
+      b0 = f32x4.add(b0, f32x4.mul(widen4(i32x4.extend_high_i16x8_u(v)), x1));
+      v = v128.load(w1 + off);
+      a1 = f32x4.add(a1, f32x4.mul(widen4(i32x4.extend_low_i16x8_u(v)), x0));
+      b1 = f32x4.add(b1, f32x4.mul(widen4(i32x4.extend_high_i16x8_u(v)), x1));
+      v = v128.load(w2 + off);
+      a2 = f32x4.add(a2, f32x4.mul(widen4(i32x4.extend_low_i16x8_u(v)), x0));
+      b2 = f32x4.add(b2, f32x4.mul(widen4(i32x4.extend_high_i16x8_u(v)), x1));
+      v = v128.load(w3 + off);
+      a3 = f32x4.add(a3, f32x4.mul(widen4(i32x4.extend_low_i16x8_u(v)), x0));
+      b3 = f32x4.add(b3, f32x4.mul(widen4(i32x4.extend_high_i16x8_u(v)), x1));
+    }
+  }
+  let t0 = combineLanes(a0, b0);
+  let t1 = combineLanes(a1, b1);
+  let t2 = combineLanes(a2, b2);
+  let t3 = combineLanes(a3, b3);
+  for (i = n & ~7; i < n; i++) {
+    const xi = load<f32>(x + (<usize>i << 2));
+    t0 += weightAt(w, int8, i) * xi;
+    t1 += weightAt(w1, int8, i) * xi;
+    t2 += weightAt(w2, int8, i) * xi;
+    t3 += weightAt(w3, int8, i) * xi;
+  }
+  store<f32>(out, t0);
+  store<f32>(out, t1, 4);
+  store<f32>(out, t2, 8);
+  store<f32>(out, t3, 12);
+}
+
 /** sum over i < n of the f32 values at p, in the eight-lane order (LayerNorm's mean). */
 export function sumF32(p: usize, n: u32): f32 {
   let s0: f32 = 0, s1: f32 = 0, s2: f32 = 0, s3: f32 = 0, s4: f32 = 0, s5: f32 = 0, s6: f32 = 0, s7: f32 = 0;
