@@ -19,7 +19,7 @@ import {
   adLayers, adWidth, adLayerAt, L_WEIGHTS, L_SCALES, L_BIAS, L_GAMMA, L_BETA, L_END, resident, readAt,
 } from "./blob";
 import { arenaAlloc, arenaCost, arenaFree } from "./arena";
-import { dotI8, dotF16, dot4, dotRows4, f16ToF32, sumF32, sumSquaredDeviations } from "./kernels";
+import { dotI8, dotF16, dot4, dotRows4, finish4, f16ToF32, normalizeSpan, reluInPlace, sumF32, sumSquaredDeviations } from "./kernels";
 
 /** Four dot products of dot4. */
 const DOTS: usize = memory.data(16, 16);
@@ -239,7 +239,7 @@ function channels(k: u32, w: usize, s: usize, bias: usize, o0: u32, rows: u32, x
     if (ASC_FEATURE_SIMD) {
       for (; r + 4 <= rows; r += 4) {
         dotRows4(w + <usize>r * rowW, rowW, int8, xb, inputs, DOTS);
-        for (let j: u32 = 0; j < 4; j++) putChannel(s, bias, o0, r + j, y, yStride, b, load<f32>(DOTS + (<usize>j << 2)), int8, last);
+        finish4(DOTS, s + (<usize>r << 1), bias + (<usize>r << 1), int8, y + <usize>b * yStride + (<usize>(o0 + r) << 2), last);
       }
     }
     for (; r < rows; r++) {
@@ -267,10 +267,7 @@ function reluStats(width: u32, y: usize, count: u32): void {
   const wf = <f32>width;
   for (let b: u32 = 0; b < count; b++) {
     const yb = y + <usize>b * stride;
-    for (let o: u32 = 0; o < width; o++) {
-      const p = yb + (<usize>o << 2);
-      if (load<f32>(p) <= 0) store<f32>(p, 0); // ReLU: max(0, v) as the reference (-0 -> +0, NaN stays NaN)
-    }
+    reluInPlace(yb, width);
     const mean = sumF32(yb, width) / wf;
     const variance = sumSquaredDeviations(yb, width, mean) / wf;
     store<f32>(stats + (<usize>b << 3), mean);
@@ -284,12 +281,7 @@ function normalize(gamma: usize, beta: usize, c0: u32, n: u32, y: usize, count: 
     const yb = y + <usize>b * stride + (<usize>c0 << 2);
     const mean = load<f32>(stats + (<usize>b << 3));
     const inv = load<f32>(stats + (<usize>b << 3) + 4);
-    for (let c: u32 = 0; c < n; c++) {
-      const p = yb + (<usize>c << 2);
-      const g = f16ToF32(<u32>load<u16>(gamma + (<usize>c << 1)));
-      const be = f16ToF32(<u32>load<u16>(beta + (<usize>c << 1)));
-      store<f32>(p, (load<f32>(p) - mean) * inv * g + be);
-    }
+    normalizeSpan(yb, gamma, beta, n, mean, inv);
   }
 }
 

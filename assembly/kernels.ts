@@ -456,22 +456,90 @@ export function dotRows4(w: usize, rowBytes: usize, int8: bool, x: usize, n: u32
   store<f32>(out, t3, 12);
 }
 
+/**
+ * SIMD build: four consecutive output channels of one token finished from their dot products at
+ * `dots`: times their int8 scales (FP16 at `scales`), plus their FP16 biases, stored at p (hidden
+ * layer) or added to what is there (last layer). Lane for lane the scalar path's mul and add.
+ */
+export function finish4(dots: usize, scales: usize, bias: usize, int8: bool, p: usize, last: bool): void {
+  if (!ASC_FEATURE_SIMD) return;
+  let v = v128.load(dots);
+  if (int8) v = f32x4.mul(v, widen4(v128.load16x4_u(scales)));
+  v = f32x4.add(v, widen4(v128.load16x4_u(bias)));
+  if (last) v = f32x4.add(v128.load(p), v);
+  v128.store(p, v);
+}
+
+/** ReLU in place over n f32 values: max(0, v) as the reference has it (-0 -> +0, NaN stays NaN). */
+export function reluInPlace(p: usize, n: u32): void {
+  let i: u32 = 0;
+  if (ASC_FEATURE_SIMD) {
+    const zero = f32x4.splat(0);
+    for (; i + 4 <= n; i += 4) {
+      const q = p + (<usize>i << 2);
+      const v = v128.load(q);
+      v128.store(q, v128.bitselect(zero, v, f32x4.le(v, zero)));
+    }
+  }
+  for (; i < n; i++) {
+    const q = p + (<usize>i << 2);
+    if (load<f32>(q) <= 0) store<f32>(q, 0);
+  }
+}
+
+/**
+ * LayerNorm's affine step over n values: p[c] = (p[c] - mean) * inv * gamma[c] + beta[c], gamma
+ * and beta FP16, in that order of operations (lane for lane in the SIMD build).
+ */
+export function normalizeSpan(p: usize, gamma: usize, beta: usize, n: u32, mean: f32, inv: f32): void {
+  let c: u32 = 0;
+  if (ASC_FEATURE_SIMD) {
+    const mean4 = f32x4.splat(mean);
+    const inv4 = f32x4.splat(inv);
+    for (; c + 4 <= n; c += 4) {
+      const q = p + (<usize>c << 2);
+      const g = widen4(v128.load16x4_u(gamma + (<usize>c << 1)));
+      const be = widen4(v128.load16x4_u(beta + (<usize>c << 1)));
+      v128.store(q, f32x4.add(f32x4.mul(f32x4.mul(f32x4.sub(v128.load(q), mean4), inv4), g), be));
+    }
+  }
+  for (; c < n; c++) {
+    const q = p + (<usize>c << 2);
+    const g = f16ToF32(<u32>load<u16>(gamma + (<usize>c << 1)));
+    const be = f16ToF32(<u32>load<u16>(beta + (<usize>c << 1)));
+    store<f32>(q, (load<f32>(q) - mean) * inv * g + be);
+  }
+}
+
 /** sum over i < n of the f32 values at p, in the eight-lane order (LayerNorm's mean). */
 export function sumF32(p: usize, n: u32): f32 {
-  let s0: f32 = 0, s1: f32 = 0, s2: f32 = 0, s3: f32 = 0, s4: f32 = 0, s5: f32 = 0, s6: f32 = 0, s7: f32 = 0;
   let i: u32 = 0;
-  for (; i + 8 <= n; i += 8) {
-    const q = p + (<usize>i << 2);
-    s0 += load<f32>(q);
-    s1 += load<f32>(q, 4);
-    s2 += load<f32>(q, 8);
-    s3 += load<f32>(q, 12);
-    s4 += load<f32>(q, 16);
-    s5 += load<f32>(q, 20);
-    s6 += load<f32>(q, 24);
-    s7 += load<f32>(q, 28);
+  let total: f32;
+  if (ASC_FEATURE_SIMD) {
+    // Lanes 0-3 and 4-7 as two f32x4, each lane adding its terms in order: the same sums.
+    let a = f32x4.splat(0);
+    let b = f32x4.splat(0);
+    for (; i + 8 <= n; i += 8) {
+      const q = p + (<usize>i << 2);
+      a = f32x4.add(a, v128.load(q));
+      b = f32x4.add(b, v128.load(q, 16));
+    }
+    total = combineLanes(a, b);
+  } else {
+    let s0: f32 = 0, s1: f32 = 0, s2: f32 = 0, s3: f32 = 0, s4: f32 = 0, s5: f32 = 0, s6: f32 = 0, s7: f32 = 0;
+    for (; i + 8 <= n; i += 8) {
+      const q = p + (<usize>i << 2);
+      s0 += load<f32>(q);
+      s1 += load<f32>(q, 4);
+      s2 += load<f32>(q, 8);
+      s3 += load<f32>(q, 12);
+      s4 += load<f32>(q, 16);
+      s5 += load<f32>(q, 20);
+      s6 += load<f32>(q, 24);
+      s7 += load<f32>(q, 28);
+    }
+    total = combine8(s0, s1, s2, s3, s4, s5, s6, s7);
   }
-  let total = combine8(s0, s1, s2, s3, s4, s5, s6, s7);
   for (; i < n; i++) total += load<f32>(p + (<usize>i << 2));
   return total;
 }
@@ -485,20 +553,35 @@ export function sumF32(p: usize, n: u32): f32 {
 
 /** sum over i < n of (p[i] - mean)^2, in the eight-lane order (LayerNorm's variance). */
 export function sumSquaredDeviations(p: usize, n: u32, mean: f32): f32 {
-  let s0: f32 = 0, s1: f32 = 0, s2: f32 = 0, s3: f32 = 0, s4: f32 = 0, s5: f32 = 0, s6: f32 = 0, s7: f32 = 0;
   let i: u32 = 0;
-  for (; i + 8 <= n; i += 8) {
-    const q = p + (<usize>i << 2);
-    s0 += squaredDeviation(q, mean);
-    s1 += squaredDeviation(q + 4, mean);
-    s2 += squaredDeviation(q + 8, mean);
-    s3 += squaredDeviation(q + 12, mean);
-    s4 += squaredDeviation(q + 16, mean);
-    s5 += squaredDeviation(q + 20, mean);
-    s6 += squaredDeviation(q + 24, mean);
-    s7 += squaredDeviation(q + 28, mean);
+  let total: f32;
+  if (ASC_FEATURE_SIMD) {
+    const mean4 = f32x4.splat(mean);
+    let a = f32x4.splat(0);
+    let b = f32x4.splat(0);
+    for (; i + 8 <= n; i += 8) {
+      const q = p + (<usize>i << 2);
+      const d0 = f32x4.sub(v128.load(q), mean4);
+      const d1 = f32x4.sub(v128.load(q, 16), mean4);
+      a = f32x4.add(a, f32x4.mul(d0, d0));
+      b = f32x4.add(b, f32x4.mul(d1, d1));
+    }
+    total = combineLanes(a, b);
+  } else {
+    let s0: f32 = 0, s1: f32 = 0, s2: f32 = 0, s3: f32 = 0, s4: f32 = 0, s5: f32 = 0, s6: f32 = 0, s7: f32 = 0;
+    for (; i + 8 <= n; i += 8) {
+      const q = p + (<usize>i << 2);
+      s0 += squaredDeviation(q, mean);
+      s1 += squaredDeviation(q + 4, mean);
+      s2 += squaredDeviation(q + 8, mean);
+      s3 += squaredDeviation(q + 12, mean);
+      s4 += squaredDeviation(q + 16, mean);
+      s5 += squaredDeviation(q + 20, mean);
+      s6 += squaredDeviation(q + 24, mean);
+      s7 += squaredDeviation(q + 28, mean);
+    }
+    total = combine8(s0, s1, s2, s3, s4, s5, s6, s7);
   }
-  let total = combine8(s0, s1, s2, s3, s4, s5, s6, s7);
   for (; i < n; i++) total += squaredDeviation(p + (<usize>i << 2), mean);
   return total;
 }
