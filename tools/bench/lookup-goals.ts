@@ -248,6 +248,12 @@ async function shapeGoals(r: Runner, s: Shape, o: BenchOptions, goals: BenchGoal
   extra.push({ ...i4.a, label: `${s.id}: int4 (block 32) decode of a ${cols}-wide row, SIMD resident (${i4.ratio.toFixed(2)}x the FP16 row)` });
 }
 
+/** How the lookup figures are taken and what bounds them, for docs/PERFORMANCE.md. */
+const LOOKUP_NOTES = [
+  "**How.** Each figure is timed inside the WebAssembly module with WASI's monotonic clock: `build/bench/*.wasm` are the runtime's own source built with a `bench` command (`carvq-rt bench <blob> <case> <count> <repetitions>`, assembly/bench.ts) that loops over one path (`decode`: the RVQ sum of a random token's row; `lookup`: whole lookups as the `lookup` command makes them, batches and adaptor included, without writing the rows; `adaptor`: one token's adaptor; `fp16`: widening a random row of an FP16 table as large as the real one, rows x cols x 2 bytes, with the decode's own widening kernel; `copy`: `memory.copy` of the adaptor's MLP bytes). The device modules do not contain the command, so they keep their ten WASI imports. Two paths of a goal run alternately, one run each per round after a calibration run; each run does a warm-up pass and a timed one, and the goal is the median of the per-round ratios. Node's WASI hosts every run but the `jco` rows, which run the same module as a component under `jco run`.",
+  "**Where the time goes.** *RVQ vs FP16*: with L = 2 a decoded value is two FP16 entries widened and added, an FP16 row one widening, and the widening (exact for subnormals, infinities and NaNs, 13 SIMD operations per four values) is most of both, so the ratio sits near 2 by construction; the rest is per sub-vector (a code byte, two entry addresses). The tables here fit this machine's large cache, so the FP16 row is not slowed by memory, as it would be on a device. *Adaptor vs copy*: one token's adaptor is compute-bound: an int8 weight becomes an f32 in three SIMD steps (int8 to int16 to int32 to f32) before its multiply and add, about 20 SIMD operations per 16 weights, while the copy moves 16 bytes in about one. The sums' order is fixed (docs/FORMAT.md's eight-lane sum, bit-identical in every build), which rules out integer dot products and reassociation, and WebAssembly SIMD has no fused multiply-add. *Batched vs single*: a batch of four tokens widens each weight once for all four, but each token keeps its own multiply and add per weight, so batching cannot go below about half the single-token cost; a device whose cache cannot hold the MLP (1.27 MB here) gains more, since a batch reads it from memory once. *SIMD vs scalar*: on the small stories15M-sized adaptor the per-channel and per-layer work outside the dot products (scales, biases, LayerNorm) weighs more.",
+];
+
 /** The lookup group of `npm run bench`. */
 export async function benchLookup(o: BenchOptions): Promise<BenchGroup> {
   const started = performance.now();
@@ -260,5 +266,5 @@ export async function benchLookup(o: BenchOptions): Promise<BenchGroup> {
     r.close();
   }
   o.log(`lookup: done in ${((performance.now() - started) / 1000).toFixed(1)} s (load average now ${loadavg()[0]!.toFixed(2)})`);
-  return { name: "lookup", goals, extra, seconds: (performance.now() - started) / 1000 };
+  return { name: "lookup", goals, extra, seconds: (performance.now() - started) / 1000, notes: LOOKUP_NOTES };
 }
