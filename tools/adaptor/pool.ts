@@ -106,9 +106,19 @@ export class GemmPool {
     return this.workers.length + 1;
   }
 
-  /** Runs one product to completion, spread over the pool when it is large enough. */
-  gemm(j: GemmJob): void {
-    if (this.workers.length === 0 || 2 * j.m * j.n * j.k < this.minFlops) return runTiled(this.kernel, this.heap.f32, j);
+  /**
+   * Runs one product to completion, spread over the pool when it is large enough. `during`, if
+   * given, is work of the calling thread that touches none of the product's inputs or outputs: it
+   * runs while the workers take the first tiles (or after the product when there are no workers),
+   * so the main thread's JavaScript between products no longer leaves the other cores idle. The
+   * product's bits do not depend on who computes which tile, so neither does the result.
+   */
+  gemm(j: GemmJob, during?: () => void): void {
+    if (this.workers.length === 0 || 2 * j.m * j.n * j.k < this.minFlops) {
+      runTiled(this.kernel, this.heap.f32, j);
+      during?.();
+      return;
+    }
     const ctrl = this.ctrl;
     const [tileRows, tileCols] = tiling(j, this.threads);
     writeParams(ctrl, j, tileRows, tileCols);
@@ -116,6 +126,7 @@ export class GemmPool {
     Atomics.store(ctrl, CTRL.FINISHED, 0);
     Atomics.add(ctrl, CTRL.GEN, 1);
     Atomics.notify(ctrl, CTRL.GEN);
+    during?.();
     runTiles(this.kernel, this.heap.f32, ctrl);
     // Wait until every worker has left its tile loop, so none can take a tile of the next product.
     for (let f = Atomics.load(ctrl, CTRL.FINISHED); f < this.workers.length; f = Atomics.load(ctrl, CTRL.FINISHED)) {

@@ -328,19 +328,23 @@ class Trainer {
     }
   }
 
-  private gemm(pool: GemmPool, j: GemmJob): void {
-    pool.gemm(j);
+  /** One product; `during` is main-thread work on other buffers, overlapped with it (GemmPool.gemm). */
+  private gemm(pool: GemmPool, j: GemmJob, during?: () => void): void {
+    pool.gemm(j, during);
     this.flops += 2 * j.m * j.n * j.k;
   }
 
-  /** Forward pass of `count` tokens whose inputs are already in layers[0].x; returns the output offset. */
-  forward(pool: GemmPool, count: number): number {
+  /**
+   * Forward pass of `count` tokens whose inputs are already in layers[0].x; returns the output
+   * offset. `during` runs beside the last layer's product (the largest).
+   */
+  forward(pool: GemmPool, count: number, during?: () => void): number {
     const { f } = this;
     let out = 0;
     this.layers.forEach((layer, k) => {
       const { inputs, outputs, z } = layer;
       for (let r = 0; r < count; r++) f.copyWithin(z + r * outputs, layer.b, layer.b + outputs);
-      this.gemm(pool, { a: layer.x, sai: inputs, sak: 1, b: layer.wt, ldb: outputs, c: z, ldc: outputs, m: count, n: outputs, k: inputs, accumulate: true });
+      this.gemm(pool, { a: layer.x, sai: inputs, sak: 1, b: layer.wt, ldb: outputs, c: z, ldc: outputs, m: count, n: outputs, k: inputs, accumulate: true }, layer.hidden ? undefined : during);
       if (!layer.hidden) {
         out = z;
         return;
@@ -375,25 +379,41 @@ class Trainer {
     return out;
   }
 
-  /** Copies the batch's table rows in as the first layer's input and its targets (R / sigma). */
-  gather(tokens: Int32Array, from: number, count: number): void {
-    const { f, m0, n, residual } = this;
+  /** Copies the batch's table rows in as the first layer's input. */
+  gatherRows(tokens: Int32Array, from: number, count: number): void {
+    const { f, m0 } = this;
     const x = this.layers[0].x;
-    const inv = 1 / this.sigma;
     for (let r = 0; r < count; r++) {
       const t = tokens[from + r];
       f.copyWithin(x + r * m0, this.table + t * m0, this.table + (t + 1) * m0);
-      const src = t * n;
+    }
+  }
+
+  /** Copies the batch's targets (R / sigma) in; read only by the loss, so it can overlap the forward products. */
+  gatherTargets(tokens: Int32Array, from: number, count: number): void {
+    const { f, n, residual } = this;
+    const inv = 1 / this.sigma;
+    for (let r = 0; r < count; r++) {
+      const src = tokens[from + r] * n;
       const dst = this.target + r * n;
       for (let e = 0; e < n; e++) f[dst + e] = residual.data[src + e] * inv;
     }
   }
 
-  /** One step on tokens[from, from + count): returns the batch's summed |R/sigma − gamma|. */
+  /**
+   * One step on tokens[from, from + count): returns the batch's summed |R/sigma − gamma|.
+   *
+   * The main thread's work that does not feed the next product runs beside one (GemmPool.gemm's
+   * `during`): the targets beside the last forward product; the bias gradient (which, like the
+   * weight gradient, only reads dz) and the refresh W = Wtᵀ of the layer above beside each
+   * weight-gradient product; each layer's Adam update beside the product that carries the
+   * gradient back past it (which reads W, not the master weights Wt that Adam moves). Every
+   * buffer is written by one side only, so the bits are those of doing it all in turn.
+   */
   step(pool: GemmPool, tokens: Int32Array, from: number, count: number, lr: number, tableLr: number, epoch: number): number {
     const { f, n } = this;
-    this.gather(tokens, from, count);
-    const out = this.forward(pool, count);
+    this.gatherRows(tokens, from, count);
+    const out = this.forward(pool, count, () => this.gatherTargets(tokens, from, count));
     // L1: loss = Σ |out − target|; d loss / d out = sign(out − target), in place of the output.
     let loss = 0;
     for (let i = 0; i < count * n; i++) {
@@ -401,19 +421,29 @@ class Trainer {
       loss += Math.abs(d);
       f[out + i] = d > 0 ? 1 : d < 0 ? -1 : 0;
     }
+    this.adamStep++;
+    // The layer above this one, whose W still has to follow its updated Wt.
+    let pending: Layer | null = null;
     for (let k = this.layers.length - 1; k >= 0; k--) {
       const layer = this.layers[k];
       const { inputs, outputs, z } = layer;
       const dz = z; // the gradient with respect to z replaces z
-      this.gemm(pool, { a: layer.x, sai: 1, sak: inputs, b: dz, ldb: outputs, c: layer.dwt, ldc: outputs, m: inputs, n: outputs, k: count, accumulate: false });
-      for (let o = 0; o < outputs; o++) f[layer.db + o] = 0;
-      for (let r = 0; r < count; r++) for (let o = 0; o < outputs; o++) f[layer.db + o] += f[dz + r * outputs + o];
+      const above = pending;
+      // The bias gradient only reads dz, as the weight-gradient product does.
+      const biasGradient = () => {
+        if (above !== null) this.transpose(above);
+        for (let o = 0; o < outputs; o++) f[layer.db + o] = 0;
+        for (let r = 0; r < count; r++) for (let o = 0; o < outputs; o++) f[layer.db + o] += f[dz + r * outputs + o];
+      };
+      this.gemm(pool, { a: layer.x, sai: 1, sak: inputs, b: dz, ldb: outputs, c: layer.dwt, ldc: outputs, m: inputs, n: outputs, k: count, accumulate: false }, biasGradient);
+      // This layer's gradients are complete (dg and dbe came with the layer above): Adam may move Wt.
+      const update = () => this.updateLayer(layer, lr);
       // Back to this layer's input: the previous layer's pre-activation, or the batch's table rows.
-      if (k > 0) this.layerNormBackward(pool, this.layers[k - 1], dz, layer, count);
-      else this.gemm(pool, { a: dz, sai: outputs, sak: 1, b: layer.w, ldb: inputs, c: this.dx0, ldc: inputs, m: count, n: inputs, k: outputs, accumulate: false });
+      if (k > 0) this.layerNormBackward(pool, this.layers[k - 1], dz, layer, count, update);
+      else this.gemm(pool, { a: dz, sai: outputs, sak: 1, b: layer.w, ldb: inputs, c: this.dx0, ldc: inputs, m: count, n: inputs, k: outputs, accumulate: false }, update);
+      pending = layer;
     }
-    this.adamStep++;
-    for (const layer of this.layers) this.updateLayer(layer, lr);
+    if (pending !== null) this.transpose(pending);
     this.updateTable(tokens, from, count, tableLr, epoch);
     return loss;
   }
@@ -422,11 +452,11 @@ class Trainer {
    * From the gradient dz of layer `next` back through its input y = LN(relu(z)) of layer `prev`:
    * dy = dz · W into next.x (no longer needed), then the gradient of prev's z in place of prev.z.
    */
-  private layerNormBackward(pool: GemmPool, prev: Layer, dzNext: number, next: Layer, count: number): void {
+  private layerNormBackward(pool: GemmPool, prev: Layer, dzNext: number, next: Layer, count: number, during: () => void): void {
     const { f } = this;
     const w = prev.outputs;
     const dy = next.x;
-    this.gemm(pool, { a: dzNext, sai: next.outputs, sak: 1, b: next.w, ldb: next.inputs, c: dy, ldc: w, m: count, n: w, k: next.outputs, accumulate: false });
+    this.gemm(pool, { a: dzNext, sai: next.outputs, sak: 1, b: next.w, ldb: next.inputs, c: dy, ldc: w, m: count, n: w, k: next.outputs, accumulate: false }, during);
     for (let o = 0; o < w; o++) {
       f[prev.dg + o] = 0;
       f[prev.dbe + o] = 0;
@@ -470,6 +500,7 @@ class Trainer {
     }
   }
 
+  /** Adam on the layer's Wt, b and LayerNorm parameters; W = Wtᵀ is refreshed separately (transpose). */
   private updateLayer(layer: Layer, lr: number): void {
     this.adam(layer.wt, layer.dwt, layer.mwt, layer.vwt, layer.inputs * layer.outputs, lr);
     this.adam(layer.b, layer.db, layer.mb, layer.vb, layer.outputs, lr);
@@ -477,7 +508,6 @@ class Trainer {
       this.adam(layer.g, layer.dg, layer.mg, layer.vg, layer.outputs, lr);
       this.adam(layer.be, layer.dbe, layer.mbe, layer.vbe, layer.outputs, lr);
     }
-    this.transpose(layer);
   }
 
   /** Lazy Adam on the batch's table rows; a row's step count is the epoch (each epoch sees it once). */
