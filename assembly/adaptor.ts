@@ -227,9 +227,15 @@ function channels(k: u32, w: usize, s: usize, bias: usize, o0: u32, rows: u32, x
   if (ASC_FEATURE_SIMD && grouped > 0) {
     for (let r: u32 = 0; r < rows; r++) {
       const wr = w + <usize>r * rowW;
+      // The row's scale and bias, widened once for all its tokens.
+      const b0 = f16ToF32(<u32>load<u16>(bias + (<usize>r << 1)));
+      const sc = int8 ? f16ToF32(<u32>load<u16>(s + (<usize>r << 1))) : <f32>1;
       for (let b: u32 = 0; b < grouped; b += 4) {
         dot4(wr, int8, x + <usize>b * stride, stride, inputs, DOTS);
-        for (let j: u32 = 0; j < 4; j++) putChannel(s, bias, o0, r, y, yStride, b + j, load<f32>(DOTS + (<usize>j << 2)), int8, last);
+        for (let j: u32 = 0; j < 4; j++) {
+          const dot = load<f32>(DOTS + (<usize>j << 2));
+          storeChannel(y + <usize>(b + j) * yStride + (<usize>(o0 + r) << 2), (int8 ? dot * sc : dot) + b0, last);
+        }
       }
     }
   }
@@ -257,7 +263,12 @@ function channels(k: u32, w: usize, s: usize, bias: usize, o0: u32, rows: u32, x
 @inline function putChannel(s: usize, bias: usize, o0: u32, r: u32, y: usize, yStride: usize, b: u32, dot: f32, int8: bool, last: bool): void {
   const b0 = f16ToF32(<u32>load<u16>(bias + (<usize>r << 1)));
   const v = (int8 ? dot * f16ToF32(<u32>load<u16>(s + (<usize>r << 1))) : dot) + b0;
-  const p = y + <usize>b * yStride + (<usize>(o0 + r) << 2);
+  storeChannel(y + <usize>b * yStride + (<usize>(o0 + r) << 2), v, last);
+}
+
+/** Stores a finished channel value (hidden layer) or adds it to the output row (last layer). */
+// @ts-ignore: decorator
+@inline function storeChannel(p: usize, v: f32, last: bool): void {
   if (last) store<f32>(p, load<f32>(p) + v);
   else store<f32>(p, v);
 }
