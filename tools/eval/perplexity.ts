@@ -64,6 +64,16 @@ function original(model: Llama2cModel, o: SampleOptions) {
 }
 
 /**
+ * The evaluation sequences sampled from the original `model` with `options` (default: 8 x 300) and the
+ * original model's log-softmax [positions, vocab] on each, as evaluatePerplexity uses them: for
+ * callers (e.g. tools/llama2c/backward.ts) that need the same reference distributions. Memoised and
+ * shared with evaluatePerplexity, so treat the arrays as read-only.
+ */
+export function originalEvaluation(model: Llama2cModel, options: Partial<SampleOptions> = {}): { sequences: readonly Int32Array[]; logProbs: readonly Float64Array[] } {
+  return original(model, { ...DEFAULT_SAMPLE_OPTIONS, ...options });
+}
+
+/**
  * Perplexity and KL of `model` with its input embedding replaced by `embedding` (vocab x dim; a
  * CarvqError names both shapes when they differ), on the evaluation text sampled from the original
  * `model` with `options` (default: 8 sequences of 300 tokens, 2,400 predictions). The original
