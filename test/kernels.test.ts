@@ -34,4 +34,24 @@ describe("k-means assignment kernel", () => {
       }
     }
   });
+
+  it("picks as the reference does when scores overflow to infinities and NaN, or many tie", () => {
+    const dim = 4;
+    const specials = [NaN, Infinity, -Infinity, 3e38, -3e38, 0, -0, 1];
+    const random = createRandom(8);
+    const count = 300;
+    const pick = () => (random() < 0.3 ? specials[Math.floor(random() * specials.length)] : Math.round((random() - 0.5) * 4));
+    const points = Float32Array.from({ length: count * dim }, pick);
+    // Integer-valued centroids with repeats: many exact ties between scores.
+    const centroids = Float32Array.from({ length: 16 * dim }, (_, i) => (i < 8 * dim ? pick() : Math.round((random() - 0.5) * 2)));
+    const simd = { assignment: new Int32Array(count), score: new Float32Array(count) };
+    const scalar = { assignment: new Int32Array(count), score: new Float32Array(count) };
+    assign16(points, count, dim, centroids, simd.assignment, simd.score);
+    assign16Scalar(points, count, dim, centroids, scalar.assignment, scalar.score);
+    expect(Array.from(simd.assignment)).toEqual(Array.from(scalar.assignment));
+    // The same values (+0 and -0 told apart); NaN's payload bits are the engine's and may differ.
+    expect(Array.from(simd.score)).toEqual(Array.from(scalar.score));
+    expect(new Set(scalar.assignment).size).toBeGreaterThan(3);
+    expect(scalar.score.some((v) => Number.isNaN(v))).toBe(true);
+  });
 });
