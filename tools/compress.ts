@@ -18,6 +18,7 @@ import { fitRowScales, unitRows } from "./quant/gain.ts";
 import { encodeRvqParallel } from "./quant/parallel.ts";
 import { encodeRvq, type RvqEncoding, type RvqParams } from "./quant/rvq.ts";
 import { encodeScalar } from "./quant/scalar.ts";
+import { tuneCodebooks, type TableObjective } from "./quant/tune.ts";
 import { adaptorStep, adaptorStepSync, checkAdaptorOptions, DEFAULT_ADAPTOR_OPTIONS, recordedAdaptorOptions, type AdaptorEvents, type AdaptorOptions, type AdaptorOutcome } from "./adaptor/step.ts";
 
 export const TOOL_VERSION: string = pkg.version;
@@ -29,14 +30,23 @@ export interface CompressOptions extends RvqParams, AdaptorOptions {
   rowScale: number;
   /** Scalar methods: values per FP16 scale. */
   block: number;
+  /** RVQ: steps of end-to-end codebook tuning on the source's objective (`--tune-kl`); 0 = off. */
+  tune: number;
 }
 
-export const DEFAULT_COMPRESS_OPTIONS: CompressOptions = { method: "carvq", h: 8, levels: 2, group: 1024, layout: "row", iters: 25, seed: 0, beam: 1, refine: 0, rowScale: 0, block: 32, ...DEFAULT_ADAPTOR_OPTIONS };
+export const DEFAULT_COMPRESS_OPTIONS: CompressOptions = { method: "carvq", h: 8, levels: 2, group: 1024, layout: "row", iters: 25, seed: 0, beam: 1, refine: 0, rowScale: 0, block: 32, tune: 0, ...DEFAULT_ADAPTOR_OPTIONS };
 
 /** Where the matrix came from, recorded in the metadata (file name only, so paths don't change bytes). */
 export interface CompressSource {
   source?: string;
   tensor?: string;
+  /** An end-to-end objective of the table in its model (a llama2.c model's KL), for `tune`. */
+  objective?: TableObjective;
+}
+
+/** Callbacks of the long stages after RVQ: codebook tuning's steps, then the adaptor's. */
+export interface CompressEvents extends AdaptorEvents {
+  tuning?: (step: number, steps: number, loss: number) => void;
 }
 
 /** Progress of the long stage: `done` of `total` units (RVQ groups or rows). */
@@ -87,6 +97,9 @@ function checkOptions(matrix: Matrix, o: CompressOptions, name: string): void {
   } else if (!Number.isInteger(o.block) || o.block < 1 || o.block > F.MAX_SCALE_BLOCK) {
     throw bad("block", o.block, `is out of range; expected 1 to ${F.MAX_SCALE_BLOCK}`);
   }
+  if (!Number.isInteger(o.tune) || o.tune < 0 || o.tune > 10000) throw bad("tune-kl", o.tune, "is out of range; expected 0 (off) to 10000 steps");
+  if (o.tune > 0 && o.method !== "carvq") throw new CarvqError(`${name}: --tune-kl tunes RVQ codebooks; it needs --method carvq, got --method ${o.method}`);
+  if (o.tune > 0 && o.rowScale > 0) throw new CarvqError(`${name}: --tune-kl does not combine with --row-scale (the scales are fitted after the codebooks)`);
   checkAdaptorOptions(o, o.method, name);
 }
 
@@ -139,7 +152,7 @@ function scalarSections(matrix: Matrix, header: BlobHeader, o: CompressOptions, 
 /** The options that shaped the blob, as recorded in its metadata. */
 function recordedOptions(o: CompressOptions): Record<string, unknown> {
   if (o.method !== "carvq") return { method: o.method, block: o.block };
-  return { method: o.method, h: o.h, levels: o.levels, group: o.group, layout: o.layout, iters: o.iters, seed: o.seed, beam: o.beam, refine: o.refine, rowScale: o.rowScale, weighted: Boolean(o.weights), ...recordedAdaptorOptions(o) };
+  return { method: o.method, h: o.h, levels: o.levels, group: o.group, layout: o.layout, iters: o.iters, seed: o.seed, beam: o.beam, refine: o.refine, rowScale: o.rowScale, weighted: Boolean(o.weights), ...(o.tune > 0 ? { tune: o.tune } : {}), ...recordedAdaptorOptions(o) };
 }
 
 function roundMetric(value: number): number {
@@ -182,27 +195,39 @@ function finish(matrix: Matrix, { o, header: plainHeader, name }: Plan, plainSec
   return { bytes, blob: parseBlob(bytes, name), metrics };
 }
 
+/** The encoding with its codebooks tuned on the source's objective, when `tune` asks for it. */
+function tuned(encoding: RvqEncoding, matrix: Matrix, { o, name }: Plan, from: CompressSource, events?: CompressEvents): RvqEncoding {
+  if (o.tune === 0) return encoding;
+  if (from.objective === undefined) throw new CarvqError(`${name}: --tune-kl needs a model to measure the table in (a llama2.c checkpoint as input); this input is a bare table`);
+  const shape = { rows: matrix.rows, cols: matrix.cols, h: o.h, levels: o.levels, group: o.group, layout: o.layout };
+  const result = tuneCodebooks(encoding, shape, from.objective, o.tune, undefined, (step, loss) => events?.tuning?.(step, o.tune, loss));
+  events?.note?.(result.kept === 0
+    ? `tuning: kept the fitted codebooks (${from.objective.name} ${result.before.toPrecision(4)}; no step improved on it after FP16 rounding)`
+    : `tuning: ${from.objective.name} ${result.before.toPrecision(4)} -> ${result.after.toPrecision(4)} on the calibration text (best of ${o.tune} steps: step ${result.kept})`);
+  return result.encoding;
+}
+
 /**
  * Compresses `matrix` into a complete blob on this thread. Deterministic: the same matrix, options
  * and seed give the same bytes. The metrics are measured on the blob's own decode, so `carvq eval`
  * reproduces them.
  */
-export function compressMatrix(matrix: Matrix, options: Partial<CompressOptions> = {}, from: CompressSource = {}, onProgress?: ProgressCallback, events?: AdaptorEvents): CompressResult {
+export function compressMatrix(matrix: Matrix, options: Partial<CompressOptions> = {}, from: CompressSource = {}, onProgress?: ProgressCallback, events?: CompressEvents): CompressResult {
   const p = plan(matrix, options, from);
   if (p.o.method !== "carvq") return finish(matrix, p, scalarSections(matrix, p.header, p.o, onProgress), from);
   const { input, params } = rvqInput(matrix, p.o);
-  const encoding = encodeRvq(input, params, p.header.groupCount, (done) => onProgress?.(done, p.header.groupCount));
+  const encoding = tuned(encodeRvq(input, params, p.header.groupCount, (done) => onProgress?.(done, p.header.groupCount)), matrix, p, from, events);
   const sections = rvqSections(matrix, p, encoding);
   if (p.o.adaptor === "none") return finish(matrix, p, sections, from);
   return finish(matrix, p, sections, from, adaptorStepSync(matrix, p.header, sections, p.name, p.o, p.o.seed, events));
 }
 
 /** `compressMatrix` with RVQ group fitting spread over `threads` worker threads; the same bytes. */
-export async function compressMatrixParallel(matrix: Matrix, options: Partial<CompressOptions>, from: CompressSource, threads: number, onProgress?: ProgressCallback, events?: AdaptorEvents): Promise<CompressResult> {
+export async function compressMatrixParallel(matrix: Matrix, options: Partial<CompressOptions>, from: CompressSource, threads: number, onProgress?: ProgressCallback, events?: CompressEvents): Promise<CompressResult> {
   const p = plan(matrix, options, from);
   if (p.o.method !== "carvq") return finish(matrix, p, scalarSections(matrix, p.header, p.o, onProgress), from);
   const { input, params } = rvqInput(matrix, p.o);
-  const encoding = await encodeRvqParallel(input, params, p.header.groupCount, threads, (done) => onProgress?.(done, p.header.groupCount));
+  const encoding = tuned(await encodeRvqParallel(input, params, p.header.groupCount, threads, (done) => onProgress?.(done, p.header.groupCount)), matrix, p, from, events);
   const sections = rvqSections(matrix, p, encoding);
   if (p.o.adaptor === "none") return finish(matrix, p, sections, from);
   return finish(matrix, p, sections, from, await adaptorStep(matrix, p.header, sections, p.name, p.o, p.o.seed, threads, events));

@@ -30,7 +30,9 @@ export function startProgress(label: string): Progress {
       bar.update(done);
     },
     stop: () => {
+      // Idempotent: a later stage may stop this bar before the caller's finally does.
       if (started) bar.stop();
+      started = false;
     },
   };
 }

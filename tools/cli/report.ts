@@ -30,6 +30,8 @@ Options:
   -o, --output DIR     the folder to write report.md, report.svg and report.json into (created if missing);
                        existing reports are refused unless --force
   --budgets LIST       comma-separated bits-per-parameter budgets for the auto runs (default ${DEFAULT_BUDGETS.join(",")})
+  --tune-kl STEPS      llama2.c input: also each budget's choice with its codebooks tuned on the
+                       model's KL for STEPS steps (carvq compress --tune-kl; default 0 = no such runs)
   --tensor NAME        the tensor to compress (default: the token embedding)
   --seed N             random seed of every fit and of the search (default 0)
   --threads N          worker threads (default: the machine's cores, here ${defaultThreads()})
@@ -62,6 +64,7 @@ export const reportCommand: Command = {
       budgets: { type: "string" },
       tensor: { type: "string" },
       seed: { type: "string" },
+      "tune-kl": { type: "string" },
       threads: { type: "string" },
       force: { type: "boolean" },
       json: { type: "boolean" },
@@ -71,6 +74,7 @@ export const reportCommand: Command = {
     if (values.output === undefined) throw new CarvqError("carvq report: -o/--output (a folder) is required (see carvq report --help)");
     const budgets = parseBudgets(values.budgets);
     const seed = intOption("report", "seed", values.seed, 0, 0, 0xffffffff);
+    const tune = intOption("report", "tune-kl", values["tune-kl"], 0, 0, 10000);
     const threads = intOption("report", "threads", values.threads, defaultThreads(), 1, 256);
     const dir = values.output;
     const force = values.force === true;
@@ -84,6 +88,7 @@ export const reportCommand: Command = {
     const { rows, cols } = loaded.matrix;
     noteLoaded(input, loaded);
     const model = loaded.format === "llama2c" ? loadLlama2cModel(input) : null;
+    if (tune > 0 && model === null) throw new CarvqError(`carvq report: --tune-kl needs a llama2.c checkpoint as input (it tunes on the model's KL); ${input} is ${loaded.format}`);
     let progress: Progress | null = null;
     let stage = "";
     const request: ReportRequest = {
@@ -92,6 +97,7 @@ export const reportCommand: Command = {
       threads,
       from: { source: input, tensor: loaded.tensor },
       model,
+      tune,
       onRun: (i, total, what) => {
         progress?.stop();
         progress = null;

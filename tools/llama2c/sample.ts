@@ -20,8 +20,15 @@ export interface SampleOptions {
   readonly temperature: number;
 }
 
-/** 8 x 300 = 2,400 evaluated tokens. */
+/** The evaluation text: 8 x 300 = 2,400 evaluated tokens. */
 export const DEFAULT_SAMPLE_OPTIONS: SampleOptions = { sequences: 8, length: 300, seed: 20240601, temperature: 1 };
+
+/**
+ * The calibration text, what the compressor may tune on (auto-configuration's KL ranking, KL
+ * tuning): 8 x 300 tokens sampled with other seeds, so that no choice is made on the evaluation
+ * text that `carvq ppl` and the report measure.
+ */
+export const CALIBRATION_SAMPLE_OPTIONS: SampleOptions = { sequences: 8, length: 300, seed: 20251123, temperature: 1 };
 
 /** Index of the largest value (the first one on ties). */
 export function argmax(values: ArrayLike<number>): number {

@@ -3,6 +3,7 @@
 import type { CompressOptions, CompressSource } from "../compress.ts";
 import { evaluatePerplexity } from "../eval/perplexity.ts";
 import { loadLlama2cModel, type Llama2cModel } from "../llama2c/model.ts";
+import { CALIBRATION_SAMPLE_OPTIONS } from "../llama2c/sample.ts";
 import { CarvqError } from "../errors.ts";
 import type { Matrix } from "../matrix.ts";
 import { startProgress } from "../progress.ts";
@@ -11,7 +12,8 @@ import { autoConfigure, describeOptions, optionFlags, type AutoConfigResult, typ
 export const AUTO_HELP = `  --target-bpp X       choose the options automatically: the lowest error whose blob, every byte
                        counted, is at most X bits per parameter (a search on a sample of rows,
                        then the full fit of the winner; the choice and runners-up go to stderr;
-                       for a small llama2.c model the finalists are ranked by the model's KL)
+                       for a small llama2.c model the finalists are ranked by the model's KL
+                       on a calibration text, sampled with other seeds than carvq ppl's)
   --target NAME        choose them for a device profile (targets/NAME.json): the blob and the
                        runtime's memory must fit its budget, and without --target-bpp the blob
                        stays at most 16 bpp (an FP16 copy); streaming targets need --target-bpp`;
@@ -92,10 +94,11 @@ export interface AutoRequest {
 
 /**
  * For a llama2.c model: the mean KL of its next-token distributions with a decoded table as its
- * input embedding (tools/eval/perplexity.ts), the score auto-configuration ranks finalists by.
+ * input embedding (tools/eval/perplexity.ts), the score auto-configuration ranks finalists by, on
+ * the calibration text (never the evaluation text `carvq ppl` reports on).
  */
 export function klScore(model: Llama2cModel): { name: string; of: (decoded: Matrix) => number } {
-  return { name: "kl", of: (decoded) => evaluatePerplexity(model, decoded).kl };
+  return { name: "kl", of: (decoded) => evaluatePerplexity(model, decoded, CALIBRATION_SAMPLE_OPTIONS).kl };
 }
 
 /** klScore of the model at `path` when it is a llama2.c checkpoint, else nothing. */

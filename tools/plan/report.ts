@@ -17,6 +17,7 @@ import { evaluatePerplexity } from "../eval/perplexity.ts";
 import type { Llama2cModel } from "../llama2c/model.ts";
 import type { Matrix } from "../matrix.ts";
 import { autoConfigure, describeOptions, optionFlags } from "./autoconfig.ts";
+import { calibrationKlObjective } from "../eval/kl-objective.ts";
 import { klScore } from "./cli.ts";
 import { renderPlot, type PlotPanel, type PlotPoint, type PlotSeries } from "./svg.ts";
 
@@ -57,6 +58,8 @@ export interface ReportRequest {
   from: CompressSource;
   /** For a llama2.c input: the model, to measure perplexity and KL. */
   model?: Llama2cModel | null;
+  /** For a llama2.c input: also each auto run with its codebooks tuned on the model's KL for this many steps (`--tune-kl`). */
+  tune?: number;
   /** Paper-recipe level counts (default 1 to 4). */
   paperLevels?: number[];
   /** Scalar methods (default int4, int3, int2) and their block. */
@@ -87,6 +90,8 @@ interface Planned {
   label: string;
   options?: CompressOptions;
   budget?: number;
+  /** Auto runs: tune the chosen configuration's codebooks on the model's KL for this many steps. */
+  tune?: number;
 }
 
 /** The runs a report makes, in order (auto runs get their options from the search). */
@@ -100,7 +105,10 @@ export function plannedRuns(shape: { rows: number; cols: number }, request: Repo
   for (const L of request.paperLevels ?? [1, 2, 3, 4]) {
     planned.push({ series: "paper", method: `carvq paper recipe, L ${L}`, label: `L${L}`, options: { ...d, method: "carvq", layout: "row", h, levels: L, group: 1024, beam: 1, refine: 0, rowScale: 0 } });
   }
-  for (const budget of request.budgets) planned.push({ series: "auto", method: `carvq auto ≤ ${budget} bpp`, label: `≤${budget}`, budget });
+  for (const budget of request.budgets) {
+    planned.push({ series: "auto", method: `carvq auto ≤ ${budget} bpp`, label: `≤${budget}`, budget });
+    if (request.model && request.tune) planned.push({ series: "auto", method: `carvq auto ≤ ${budget} bpp + tune-kl ${request.tune}`, label: `≤${budget} tuned`, budget, tune: request.tune });
+  }
   return planned;
 }
 
@@ -110,6 +118,9 @@ export async function runReport(matrix: Matrix, request: ReportRequest): Promise
   const reference: NeighbourSets = neighbourSets(matrix);
   const runs: ReportRun[] = [];
   let pplOrig: number | undefined;
+  const from: CompressSource = request.model && request.tune ? { ...request.from, objective: calibrationKlObjective(request.model) } : request.from;
+  /** The search's choice per budget, so a tuned run tunes the very configuration of its plain twin. */
+  const chosenFor = new Map<number, { options: CompressOptions; searchSeconds: number; proxyRelMSE: number; rankedBy: string }>();
   for (const [i, plan] of planned.entries()) {
     request.onRun?.(i + 1, planned.length, plan.method);
     let options = plan.options;
@@ -117,22 +128,25 @@ export async function runReport(matrix: Matrix, request: ReportRequest): Promise
     let proxyRelMSE: number | undefined;
     let rankedBy: string | undefined;
     if (options === undefined) {
-      const score = request.model ? klScore(request.model) : undefined;
-      const result = await autoConfigure(matrix, { targetBpp: plan.budget, seed: request.seed, threads: request.threads, from: request.from, score, onProgress: (done, total) => request.onProgress?.("search", done, total) });
-      options = result.chosen.options;
-      searchSeconds = result.seconds;
-      proxyRelMSE = result.chosen.proxy.relMSE;
-      rankedBy = result.rankedBy;
+      let chosen = chosenFor.get(plan.budget!);
+      if (chosen === undefined) {
+        const score = request.model ? klScore(request.model) : undefined;
+        const result = await autoConfigure(matrix, { targetBpp: plan.budget, seed: request.seed, threads: request.threads, from: request.from, score, onProgress: (done, total) => request.onProgress?.("search", done, total) });
+        chosen = { options: result.chosen.options, searchSeconds: result.seconds, proxyRelMSE: result.chosen.proxy.relMSE, rankedBy: result.rankedBy };
+        chosenFor.set(plan.budget!, chosen);
+      }
+      options = { ...chosen.options, tune: plan.tune ?? 0 };
+      ({ searchSeconds, proxyRelMSE, rankedBy } = chosen);
     }
     const started = performance.now();
-    const compressed = await compressMatrixParallel(matrix, options, request.from, request.threads, (done, total) => request.onProgress?.("fit", done, total));
+    const compressed = await compressMatrixParallel(matrix, options, from, request.threads, (done, total) => request.onProgress?.("fit", done, total));
     const seconds = (performance.now() - started) / 1000;
     const decoded = decodeAll(compressed.blob);
     const metrics = reconstructionMetrics(matrix, decoded);
     const run: ReportRun = {
       series: plan.series,
       method: plan.method,
-      label: plan.series === "auto" ? (options.method === "carvq" ? `h${options.h} L${options.levels}${options.layout === "row" ? " row" : ""}` : options.method) : plan.label,
+      label: plan.series === "auto" ? (options.method === "carvq" ? `h${options.h} L${options.levels}${options.layout === "row" ? " row" : ""}${options.tune > 0 ? " tuned" : ""}` : options.method) : plan.label,
       options: describeOptions(options),
       flags: optionFlags(options),
       ...(plan.budget !== undefined ? { budget: plan.budget } : {}),

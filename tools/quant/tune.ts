@@ -1,0 +1,136 @@
+// End-to-end codebook tuning (`--tune-kl STEPS`): with the codes fixed, move the codebooks'
+// values to lower an objective of the decoded table that the squared error only approximates,
+// e.g. a language model's KL on a calibration text (tools/llama2c/backward.ts gives its gradient
+// with respect to every row). Reconstruction error weighs every row and direction alike; the
+// model does not, and on stories260K two encodings of equal relMSE differ by 25 % in KL.
+//
+// Plain Adam on the f32 values of every centroid, full batch (the objective is one fixed text), a
+// cosine-decayed step; each step decodes the table in f32, asks the objective for its value and
+// gradient, and routes each row's gradient to the centroids its codes pick. The best iterate is
+// kept, rounded to FP16 and measured again; if it does not beat the starting codebooks, they are
+// kept, so tuning never makes the objective worse on its own text. Deterministic: no randomness.
+import * as F from "../../assembly/format.ts";
+import type { LayoutName } from "../blob/header.ts";
+import { centroidIndex, groupOf } from "../blob/codebooks.ts";
+import { f32ToF16, F16_TO_F32 } from "../fp16.ts";
+import type { Matrix } from "../matrix.ts";
+import type { RvqEncoding } from "./rvq.ts";
+
+/** An end-to-end objective of a decoded table (lower is better) and its gradient per value. */
+export interface TableObjective {
+  /** What it measures, for messages and metadata ("kl"). */
+  name: string;
+  evaluate(table: Matrix): { loss: number; gradient: Float32Array };
+}
+
+export interface TuneShape {
+  rows: number;
+  cols: number;
+  h: number;
+  levels: number;
+  group: number;
+  layout: LayoutName;
+}
+
+export interface TuneResult {
+  encoding: RvqEncoding;
+  /** The objective before tuning and after (with the FP16 codebooks that are kept). */
+  before: number;
+  after: number;
+  /** Steps taken; the step whose values were kept (0: the starting codebooks). */
+  steps: number;
+  kept: number;
+}
+
+const K = F.RVQ_CODEBOOK_SIZE;
+
+/** Where each value of the table comes from: per (row, sub-vector, level), the first centroid value. */
+function centroidMap(codes: Uint8Array, s: TuneShape): Int32Array {
+  const S = Math.ceil(s.cols / s.h);
+  const map = new Int32Array(s.rows * S * s.levels);
+  for (let t = 0; t < s.rows; t++) {
+    for (let j = 0; j < S; j++) {
+      const G = groupOf(s.layout, t, j, S, s.group);
+      for (let l = 0; l < s.levels; l++) {
+        const i = (t * S + j) * s.levels + l;
+        map[i] = centroidIndex(G, l, codes[i], s.levels, K, s.h);
+      }
+    }
+  }
+  return map;
+}
+
+/** The table the codes and f32 centroid values decode to (f32 sums in level order, as the decoder). */
+function decode(values: Float32Array, map: Int32Array, s: TuneShape): Matrix {
+  const S = Math.ceil(s.cols / s.h);
+  const data = new Float32Array(s.rows * s.cols);
+  for (let t = 0; t < s.rows; t++) {
+    for (let j = 0; j < S; j++) {
+      const width = Math.min(s.h, s.cols - j * s.h);
+      for (let e = 0; e < width; e++) {
+        let acc = 0;
+        for (let l = 0; l < s.levels; l++) acc = Math.fround(acc + values[map[(t * S + j) * s.levels + l] + e]);
+        data[t * s.cols + j * s.h + e] = acc;
+      }
+    }
+  }
+  return { rows: s.rows, cols: s.cols, data };
+}
+
+/** d(objective)/d(centroid values): each value's gradient summed over the table values it feeds. */
+function centroidGradient(rowGradient: Float32Array, map: Int32Array, s: TuneShape, size: number): Float64Array {
+  const S = Math.ceil(s.cols / s.h);
+  const out = new Float64Array(size);
+  for (let t = 0; t < s.rows; t++) {
+    for (let j = 0; j < S; j++) {
+      const width = Math.min(s.h, s.cols - j * s.h);
+      for (let l = 0; l < s.levels; l++) {
+        const at = map[(t * S + j) * s.levels + l];
+        for (let e = 0; e < width; e++) out[at + e] += rowGradient[t * s.cols + j * s.h + e];
+      }
+    }
+  }
+  return out;
+}
+
+function roundToHalves(values: Float32Array): Uint16Array {
+  return Uint16Array.from(values, (v) => f32ToF16(v));
+}
+
+/**
+ * Tunes `encoding`'s codebooks for `steps` Adam steps on `objective`; the codes are unchanged.
+ * `learningRate` is relative to the root mean square of the starting centroid values.
+ */
+export function tuneCodebooks(encoding: RvqEncoding, shape: TuneShape, objective: TableObjective, steps: number, learningRate = 0.02, onStep?: (step: number, loss: number) => void): TuneResult {
+  const map = centroidMap(encoding.codes, shape);
+  const start = Float32Array.from(encoding.codebooks, (h) => F16_TO_F32[h]);
+  let rms = 0;
+  for (const v of start) rms += v * v;
+  const step0 = learningRate * Math.sqrt(rms / Math.max(1, start.length));
+  const values = start.slice();
+  const m = new Float64Array(values.length);
+  const v = new Float64Array(values.length);
+  const [beta1, beta2] = [0.9, 0.999];
+  let best = { loss: Infinity, values: start, step: 0 };
+  let before = NaN;
+  for (let step = 0; step <= steps; step++) {
+    const { loss, gradient } = objective.evaluate(decode(values, map, shape));
+    if (step === 0) before = loss;
+    onStep?.(step, loss);
+    if (loss < best.loss) best = { loss, values: values.slice(), step };
+    if (step === steps) break;
+    const g = centroidGradient(gradient, map, shape, values.length);
+    const rate = step0 * 0.5 * (1 + Math.cos((Math.PI * step) / steps));
+    const c1 = 1 - beta1 ** (step + 1);
+    const c2 = 1 - beta2 ** (step + 1);
+    for (let i = 0; i < values.length; i++) {
+      m[i] = beta1 * m[i] + (1 - beta1) * g[i];
+      v[i] = beta2 * v[i] + (1 - beta2) * g[i] * g[i];
+      values[i] = Math.fround(values[i] - (rate * (m[i] / c1)) / (Math.sqrt(v[i] / c2) + 1e-30));
+    }
+  }
+  const halves = roundToHalves(best.values);
+  const after = best.step === 0 ? before : objective.evaluate(decode(Float32Array.from(halves, (h) => F16_TO_F32[h]), map, shape)).loss;
+  if (!(after < before)) return { encoding, before, after: before, steps, kept: 0 };
+  return { encoding: { ...encoding, codebooks: halves }, before, after, steps, kept: best.step };
+}
