@@ -8,6 +8,7 @@
 // the whole table. Every figure comes from this one run; nothing here asserts a time.
 import { existsSync } from "node:fs";
 import { spawnSync } from "node:child_process";
+import { loadavg } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { compressMatrixParallel, type CompressOptions } from "../compress.ts";
@@ -57,6 +58,24 @@ function seconds(since: number): number {
   return (performance.now() - since) / 1000;
 }
 
+/**
+ * Cores this process actually had while `body` ran: its CPU time (every thread's) over the wall
+ * time. The machine is shared, so a 2-thread run that got 1.1 cores cannot be 1.7x faster; the
+ * notes say so instead of leaving a bare "not met".
+ */
+async function withCores<T>(body: () => Promise<T>): Promise<{ value: T; cores: number }> {
+  const cpu = process.cpuUsage();
+  const started = performance.now();
+  const value = await body();
+  const used = process.cpuUsage(cpu);
+  return { value, cores: (used.user + used.system) / 1e6 / Math.max(1e-9, seconds(started)) };
+}
+
+/** "load average 3.1" (1-minute), for the notes: other jobs' share of the cores. */
+function load(): string {
+  return `load average ${loadavg()[0].toFixed(1)}`;
+}
+
 /** data/glove100.npy, fetched the way `npm run data:glove` does when absent; null (and why) if that fails. */
 function gloveTable(o: CompressBenchOptions): { matrix: Matrix } | { missing: string } {
   const path = o.glovePath ?? join(repoRoot(), "data", "glove100.npy");
@@ -75,16 +94,20 @@ interface FitRun {
   /** Seconds of the whole compression (fit, packing, the decode measured into the metadata). */
   total: number;
   bytes: Uint8Array;
+  /** Cores the process had on average (CPU time / wall time). */
+  cores: number;
 }
 
 /** One RVQ-only compression on `threads` threads, timing the fit by its last progress report. */
 async function fitOnce(matrix: Matrix, options: Partial<CompressOptions>, threads: number): Promise<FitRun> {
   const started = performance.now();
   let fitted = 0;
-  const result = await compressMatrixParallel(matrix, options, { source: "bench" }, threads, (done, total) => {
-    if (done === total && fitted === 0) fitted = seconds(started);
-  });
-  return { fit: fitted, total: seconds(started), bytes: result.bytes };
+  const { value: result, cores } = await withCores(() =>
+    compressMatrixParallel(matrix, options, { source: "bench" }, threads, (done, total) => {
+      if (done === total && fitted === 0) fitted = seconds(started);
+    }),
+  );
+  return { fit: fitted, total: seconds(started), bytes: result.bytes, cores };
 }
 
 function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
@@ -107,11 +130,12 @@ async function rvqGoals(o: CompressBenchOptions): Promise<BenchGoal[]> {
   o.log(`compress: RVQ fit of ${label}, ${threads} threads`);
   const many = await fitOnce(table.matrix, options, threads);
   const identical = sameBytes(one.bytes, many.bytes);
+  o.log(`compress: RVQ fit ${one.fit.toFixed(1)} s on 1 thread, ${many.fit.toFixed(1)} s on ${threads} (${(one.fit / many.fit).toFixed(2)}x), blobs ${identical ? "identical" : "DIFFERENT"}`);
   const workers = rvqWorkersAvailable();
   const fitTimings = [summarize(`RVQ fit, ${threads} threads (${label})`, [many.fit], "s"), summarize(`whole compression incl. decode and metrics, ${threads} threads`, [many.total], "s"), summarize("ratio to PyTorch CPU (83 s)", [many.fit / PYTORCH_GLOVE_SECONDS], "x")];
-  const fitNote = `one run each; ${(many.fit / PYTORCH_GLOVE_SECONDS).toFixed(2)}x the ${PYTORCH_GLOVE_SECONDS} s of a PyTorch CPU implementation of the same fit${o.quick ? "; quick: a small synthetic table, not GloVe" : ""}`;
+  const fitNote = `one run each; ${(many.fit / PYTORCH_GLOVE_SECONDS).toFixed(2)}x the ${PYTORCH_GLOVE_SECONDS} s of a PyTorch CPU implementation of the same fit; the process had ${many.cores.toFixed(2)} cores on average (${load()})${o.quick ? "; quick: a small synthetic table, not GloVe" : ""}`;
   const speedTimings = [summarize(`RVQ fit, 1 thread (${label})`, [one.fit], "s"), summarize(`RVQ fit, ${threads} threads`, [many.fit], "s")];
-  const speedNote = `blobs ${identical ? "identical" : "DIFFERENT"} (${one.bytes.length} bytes)${workers ? "" : "; the worker bundle dist/rvq-worker.mjs is not built, so both runs used one thread (npm run build)"}`;
+  const speedNote = `blobs ${identical ? "identical" : "DIFFERENT"} (${one.bytes.length} bytes); cores had on average: ${one.cores.toFixed(2)} with 1 thread, ${many.cores.toFixed(2)} with ${threads} (${load()})${workers ? "" : "; the worker bundle dist/rvq-worker.mjs is not built, so both runs used one thread (npm run build)"}`;
   return [
     goal(ids.fit, goals.fit, many.fit, 20, "max", fitTimings, fitNote),
     { ...goal(ids.speedup, goals.speedup, one.fit / many.fit, 1.7, "min", speedTimings, speedNote), ...(identical ? {} : { met: false }) },
@@ -168,7 +192,8 @@ async function gemmGoal(o: CompressBenchOptions): Promise<BenchGoal> {
   o.log(`compress: adaptor GEMM ${shape.join(" x ")}, 1 and ${threads} threads`);
   const one = await gemmPerThread(1, o, shape);
   const many = await gemmPerThread(threads, o, shape);
-  const note = `${one.simd ? "SIMD" : "scalar reference (build/train-kernels.wasm not built)"} kernel; per thread: ${one.step.median.toFixed(1)} GFLOP/s with 1 thread, ${many.step.median.toFixed(1)} with ${threads} (the goal's figure: the machine's cores are shared, so the second thread may find no free core)${o.quick ? "; quick: a tiny shape" : ""}`;
+  o.log(`compress: GEMM ${one.step.median.toFixed(1)} GFLOP/s per thread on 1 thread, ${many.step.median.toFixed(1)} on ${threads}`);
+  const note = `${one.simd ? "SIMD" : "scalar reference (build/train-kernels.wasm not built)"} kernel; per thread: ${one.step.median.toFixed(1)} GFLOP/s with 1 thread, ${many.step.median.toFixed(1)} with ${threads} (the goal's figure: the machine's cores are shared, so the second thread may find no free core; ${load()})${o.quick ? "; quick: a tiny shape" : ""}`;
   return goal("compress.gemm.per-core", "adaptor-training GEMM 1024 x 512 x 2048 f32, forward and backward, goal >= 8 GFLOP/s per core", many.step.median, 8, "min", [one.step, many.step, ...one.products, ...many.products], note);
 }
 
@@ -224,14 +249,15 @@ async function fullCompressGoal(o: CompressBenchOptions): Promise<BenchGoal> {
   const generated = performance.now();
   const matrix = synthMatrix({ rows, cols, seed: 1 });
   const synthSeconds = seconds(generated);
-  const s = await timedCompress(matrix, epochs, threads, o);
+  const { value: s, cores } = await withCores(() => timedCompress(matrix, epochs, threads, o));
   const scale = LLAMA_ROWS / rows;
   const what = o.full ? "whole table" : `${rows} of ${LLAMA_ROWS} rows (1/${Math.round(scale)}), stage times x ${scale.toFixed(2)}`;
   const stage = (label: string, value: number) => summarize(`${label} (${what})`, [value * scale], "s");
   const timings = [stage("RVQ fit", s.rvq), stage("residual (decode, measure)", s.residual), stage(`adaptor training, ${s.epochs} epochs`, s.training), stage("quantize, adapted decode, measure, write", s.finish), summarize(`measured wall time of this run (${rows} x ${cols})`, [s.total], "s"), summarize("synthetic table generation (not counted)", [synthSeconds], "s")];
   const extrapolated = s.total * scale;
+  o.log(`compress: ${rows} x ${cols} in ${s.total.toFixed(1)} s (RVQ ${s.rvq.toFixed(1)}, residual ${s.residual.toFixed(1)}, training ${s.training.toFixed(1)}, rest ${s.finish.toFixed(1)})${o.full ? "" : `; x ${scale.toFixed(2)} = ${extrapolated.toFixed(0)} s for the full table`}`);
   const scaledNote = o.full ? "" : `scaled: ${rows} rows with the full table's ${epochs} epochs (the same steps per row, groups per row and decode per row), each stage x ${scale.toFixed(2)}; the full table's plateau rule (4 epochs without a 0.1 % gain) may stop it sooner, the scaled run's (300 steps) cannot, so this is an upper bound; `;
-  const note = `${scaledNote}${s.epochs} epochs (${s.stopped}), relMSE ${s.relMSE.toFixed(4)}; ${LAST_FULL_RUN}${o.quick ? "; quick: 512 x 64, 1 epoch" : ""}`;
+  const note = `${scaledNote}${s.epochs} epochs (${s.stopped}), relMSE ${s.relMSE.toFixed(4)}; the process had ${cores.toFixed(2)} cores on average (${load()}); ${LAST_FULL_RUN}${o.quick ? "; quick: 512 x 64, 1 epoch" : ""}`;
   return goal("compress.full.llama1b", "full compress of synthetic 128256 x 2048 (L 2, g 1024, h 8, --adaptor paper), goal <= 15 min", extrapolated, 900, "max", timings, note);
 }
 
