@@ -1,4 +1,5 @@
 import { describe, expect, it } from "vitest";
+import { kmeans } from "../tools/quant/kmeans.ts";
 import { assign16, assign16Scalar, simdKernelAvailable } from "../tools/quant/kernels.ts";
 import { createRandom } from "../tools/random.ts";
 
@@ -53,5 +54,25 @@ describe("k-means assignment kernel", () => {
     expect(Array.from(simd.score)).toEqual(Array.from(scalar.score));
     expect(new Set(scalar.assignment).size).toBeGreaterThan(3);
     expect(scalar.score.some((v) => Number.isNaN(v))).toBe(true);
+  });
+
+  it("runs k-means' Lloyd iterations in the kernel with the JavaScript loop's bits (weights, empty clusters, early stop)", () => {
+    const random = createRandom(11);
+    let compared = 0;
+    for (const dim of [1, 3, 4, 8, 20]) {
+      for (const weighted of [false, true]) {
+        for (const count of [9, 40, 1024]) {
+          // Few distinct values: duplicates leave clusters empty, which are re-seeded.
+          const points = Float32Array.from({ length: count * dim }, () => (count === 40 ? Math.round(random() * 2) : (random() - 0.5) * 3));
+          const weights = weighted ? Float32Array.from({ length: count }, () => random() * 2) : null;
+          const seed = Math.floor(random() * 1e9);
+          const fast = kmeans(points, count, dim, 16, 25, createRandom(seed), weights, true);
+          const slow = kmeans(points, count, dim, 16, 25, createRandom(seed), weights, false);
+          expect(Array.from(fast), `dim ${dim}, count ${count}, weighted ${weighted}`).toEqual(Array.from(slow));
+          compared++;
+        }
+      }
+    }
+    expect(compared).toBe(30);
   });
 });

@@ -70,3 +70,53 @@ function scanFirstLeast(d0: v128, d1: v128, d2: v128, d3: v128): i32 {
 @inline function extract(v: v128, lane: i32): f32 {
   return lane == 0 ? f32x4.extract_lane(v, 0) : lane == 1 ? f32x4.extract_lane(v, 1) : lane == 2 ? f32x4.extract_lane(v, 2) : f32x4.extract_lane(v, 3);
 }
+
+/**
+ * One Lloyd iteration of k-means with 16 centroids, all but the centroid update (tools/quant/kmeans.ts
+ * does that, and the rare re-seeding of an empty cluster, from `sums` and `sizes`): the centroids'
+ * dimension-major copy and norms, the assignment (assign16), each point's squared distance
+ * max(0, score + ||p||²) in f64, whether any assignment changed, and the f64 sums and sizes of
+ * every cluster, in increasing point order. The same operations in the same order as the
+ * JavaScript loop it replaces, so the same bits; it exists because that loop, around a kernel
+ * call per iteration, took as long as the kernel.
+ *
+ * `centroids` 16 × dim f32 (row-major), `centroidsT` dim × 16 f32 and `norms` 16 f32 (written),
+ * `weights` count f32 or 0 (all 1), `pointNorm` count f64, `assignment` count i32 (read and
+ * written), `score` count f32, `pointDistance` count f64, `sums` 16 × dim f64, `sizes` 16 f64.
+ * Returns 1 if any assignment changed.
+ */
+export function lloyd16(points: usize, count: i32, dim: i32, centroids: usize, centroidsT: usize, norms: usize, weights: usize, pointNorm: usize, assignment: usize, score: usize, pointDistance: usize, sums: usize, sizes: usize): i32 {
+  for (let k = 0; k < 16; k++) {
+    let norm: f32 = 0;
+    for (let e = 0; e < dim; e++) {
+      const c = load<f32>(centroids + (<usize>(k * dim + e) << 2));
+      store<f32>(centroidsT + (<usize>(e * 16 + k) << 2), c);
+      norm = norm + c * c;
+    }
+    store<f32>(norms + (<usize>k << 2), norm);
+  }
+  const next = score + (<usize>count << 2); // scratch after score: count i32
+  assign16(points, count, dim, centroidsT, norms, next, score);
+  memory.fill(sums, 0, <usize>(16 * dim) << 3);
+  memory.fill(sizes, 0, 16 << 3);
+  let changed: i32 = 0;
+  for (let p = 0; p < count; p++) {
+    const d = <f64>load<f32>(score + (<usize>p << 2)) + load<f64>(pointNorm + (<usize>p << 3));
+    store<f64>(pointDistance + (<usize>p << 3), max<f64>(0, d));
+    const c = load<i32>(next + (<usize>p << 2));
+    if (load<i32>(assignment + (<usize>p << 2)) != c) {
+      store<i32>(assignment + (<usize>p << 2), c);
+      changed = 1;
+    }
+    const w: f64 = weights != 0 ? <f64>load<f32>(weights + (<usize>p << 2)) : 1;
+    const size = sizes + (<usize>c << 3);
+    store<f64>(size, load<f64>(size) + w);
+    const row = points + (<usize>(p * dim) << 2);
+    const sum = sums + (<usize>(c * dim) << 3);
+    for (let e = 0; e < dim; e++) {
+      const at = sum + (<usize>e << 3);
+      store<f64>(at, load<f64>(at) + w * <f64>load<f32>(row + (<usize>e << 2)));
+    }
+  }
+  return changed;
+}

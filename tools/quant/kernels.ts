@@ -8,6 +8,7 @@ import { fileURLToPath } from "node:url";
 interface KernelInstance {
   memory: WebAssembly.Memory;
   assign16: (points: number, count: number, dim: number, centroidsT: number, norms: number, assignment: number, score: number) => void;
+  lloyd16: (points: number, count: number, dim: number, centroids: number, centroidsT: number, norms: number, weights: number, pointNorm: number, assignment: number, score: number, pointDistance: number, sums: number, sizes: number) => number;
 }
 
 let kernel: KernelInstance | null | undefined;
@@ -98,4 +99,52 @@ export function assign16(points: Float32Array, count: number, dim: number, centr
   const k = loadKernel();
   if (k === null) assign16Scalar(points, count, dim, centroids, assignment, score);
   else assign16Simd(k, points, count, dim, centroids, assignment, score);
+}
+
+/**
+ * k-means with 16 centroids whose points stay in the kernel's memory for every Lloyd iteration
+ * (lloyd16 in assembly/quant/assign.ts): the assignment, distances, change test and cluster sums
+ * run in the kernel; the caller updates the centroids between iterations. Null without the kernel.
+ */
+export interface Lloyd16 {
+  /** One iteration on `centroids` (16 × dim); returns whether any assignment changed. */
+  iterate(centroids: Float32Array): boolean;
+  /** Views into the kernel's memory, valid until the next call to lloyd16Session. */
+  sums: Float64Array;
+  sizes: Float64Array;
+  pointDistance: Float64Array;
+}
+
+/** Bytes rounded up to 16, so every array (f64 ones included) starts aligned. */
+function align(bytes: number): number {
+  return Math.ceil(bytes / 16) * 16;
+}
+
+export function lloyd16Session(points: Float32Array, count: number, dim: number, weights: Float32Array | null, pointNorm: Float64Array): Lloyd16 | null {
+  const k = loadKernel();
+  if (k === null || k.lloyd16 === undefined) return null;
+  const layout: Record<string, number> = {};
+  let at = 0;
+  for (const [name, bytes] of [["centroids", 64 * dim], ["centroidsT", 64 * dim], ["norms", 64], ["sums", 128 * dim], ["sizes", 128], ["points", 4 * count * dim], ["weights", 4 * count], ["pointNorm", 8 * count], ["assignment", 4 * count], ["score", 8 * count], ["pointDistance", 8 * count]] as const) {
+    layout[name] = at;
+    at += align(bytes);
+  }
+  const have = k.memory.buffer.byteLength;
+  if (at > have) k.memory.grow(Math.ceil((at - have) / 65536));
+  const heap = k.memory.buffer;
+  new Float32Array(heap, layout.points, count * dim).set(points.subarray(0, count * dim));
+  if (weights !== null) new Float32Array(heap, layout.weights, count).set(weights.subarray(0, count));
+  new Float64Array(heap, layout.pointNorm, count).set(pointNorm.subarray(0, count));
+  new Int32Array(heap, layout.assignment, count).fill(-1);
+  const centroidsView = new Float32Array(heap, layout.centroids, 16 * dim);
+  const L = layout;
+  return {
+    iterate: (centroids) => {
+      centroidsView.set(centroids.subarray(0, 16 * dim));
+      return k.lloyd16(L.points, count, dim, L.centroids, L.centroidsT, L.norms, weights === null ? 0 : L.weights, L.pointNorm, L.assignment, L.score, L.pointDistance, L.sums, L.sizes) !== 0;
+    },
+    sums: new Float64Array(heap, L.sums, 16 * dim),
+    sizes: new Float64Array(heap, L.sizes, 16),
+    pointDistance: new Float64Array(heap, L.pointDistance, count),
+  };
 }

@@ -2,7 +2,7 @@
 // iterations (assignment by the SIMD kernel in kernels.ts when K = 16), empty clusters re-seeded,
 // optional per-point importance weights (null = all 1, and then the arithmetic is exactly the
 // unweighted one). Deterministic for a given random stream.
-import { assign16 } from "./kernels.ts";
+import { assign16, lloyd16Session } from "./kernels.ts";
 
 /** Squared distance between points[p] and centroids[c] (both `dim` wide). */
 function distance2(points: Float32Array, p: number, centroids: Float32Array, c: number, dim: number): number {
@@ -67,16 +67,25 @@ function seedCentroids(points: Float32Array, count: number, dim: number, K: numb
 
 /**
  * Fits K centroids to `count` points of dimension `dim` (row-major in `points`) with at most
- * `iterations` Lloyd steps, stopping early once no assignment changes.
+ * `iterations` Lloyd steps, stopping early once no assignment changes. With K = 16 the iterations
+ * run in the SIMD kernel when it is built (`kernel` false: the JavaScript loop, the same bits).
  */
-export function kmeans(points: Float32Array, count: number, dim: number, K: number, iterations: number, random: () => number, weights: Float32Array | null = null): Float32Array {
+export function kmeans(points: Float32Array, count: number, dim: number, K: number, iterations: number, random: () => number, weights: Float32Array | null = null, kernel = true): Float32Array {
   const centroids = seedCentroids(points, count, dim, K, random, weights);
+  const pointNorm = new Float64Array(count);
+  for (let p = 0; p < count; p++) for (let e = 0; e < dim; e++) pointNorm[p] += points[p * dim + e] ** 2;
+  const session = K === 16 && kernel ? lloyd16Session(points, count, dim, weights, pointNorm) : null;
+  if (session !== null) {
+    for (let iter = 0; iter < iterations; iter++) {
+      if (!session.iterate(centroids)) break;
+      updateCentroids(points, count, dim, K, centroids, session.sums, session.sizes, session.pointDistance, weights);
+    }
+    return centroids;
+  }
   const assignment = new Int32Array(count).fill(-1);
   const next = new Int32Array(count);
   const score = new Float32Array(count);
   const pointDistance = new Float64Array(count);
-  const pointNorm = new Float64Array(count);
-  for (let p = 0; p < count; p++) for (let e = 0; e < dim; e++) pointNorm[p] += points[p * dim + e] ** 2;
   const sums = new Float64Array(K * dim);
   const sizes = new Float64Array(K);
   const found = new Float64Array(2);
@@ -105,15 +114,20 @@ export function kmeans(points: Float32Array, count: number, dim: number, K: numb
       for (let e = 0; e < dim; e++) sums[c * dim + e] += w * points[p * dim + e];
     }
     if (!changed) break;
-    for (let c = 0; c < K; c++) {
-      if (sizes[c] > 0) {
-        for (let e = 0; e < dim; e++) centroids[c * dim + e] = sums[c * dim + e] / sizes[c];
-      } else {
-        reseedEmpty(points, count, dim, centroids, c, pointDistance, weights);
-      }
-    }
+    updateCentroids(points, count, dim, K, centroids, sums, sizes, pointDistance, weights);
   }
   return centroids;
+}
+
+/** Each centroid to its cluster's (weighted) mean; an empty cluster is re-seeded. */
+function updateCentroids(points: Float32Array, count: number, dim: number, K: number, centroids: Float32Array, sums: Float64Array, sizes: Float64Array, pointDistance: Float64Array, weights: Float32Array | null): void {
+  for (let c = 0; c < K; c++) {
+    if (sizes[c] > 0) {
+      for (let e = 0; e < dim; e++) centroids[c * dim + e] = sums[c * dim + e] / sizes[c];
+    } else {
+      reseedEmpty(points, count, dim, centroids, c, pointDistance, weights);
+    }
+  }
 }
 
 /** An empty cluster (or one of zero weight) takes the point costing most where it is (so it splits the worst cluster). */
