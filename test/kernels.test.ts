@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { kmeans } from "../tools/quant/kmeans.ts";
+import { fitGroup } from "../tools/quant/rvq.ts";
 import { assign16, assign16Scalar, simdKernelAvailable } from "../tools/quant/kernels.ts";
 import { createRandom } from "../tools/random.ts";
 
@@ -74,5 +75,24 @@ describe("k-means assignment kernel", () => {
       }
     }
     expect(compared).toBe(30);
+  });
+
+  it("fits a group (k-means and greedy encoding per level) in the kernels with the JavaScript's codes and codebooks", () => {
+    const random = createRandom(12);
+    for (const h of [1, 4, 8, 20]) {
+      for (const count of [7, 600]) {
+        for (const weighted of [false, true]) {
+          const vectors = Float32Array.from({ length: count * h }, () => (random() - 0.5) * 3);
+          const o = { h, levels: 3, iters: 10, seed: 5, beam: 1, refine: 0, weights: weighted ? Float32Array.from({ length: count }, () => random()) : null };
+          const fast = { codes: new Uint8Array(count * 3), halves: new Uint16Array(3 * 16 * h) };
+          const slow = { codes: new Uint8Array(count * 3), halves: new Uint16Array(3 * 16 * h) };
+          fitGroup(vectors, count, o, fast.codes, fast.halves);
+          fitGroup(vectors, count, { ...o, kernel: false }, slow.codes, slow.halves);
+          expect(Array.from(fast.codes), `h ${h}, count ${count}`).toEqual(Array.from(slow.codes));
+          expect(Array.from(fast.halves), `h ${h}, count ${count}`).toEqual(Array.from(slow.halves));
+          expect(new Set(fast.codes).size).toBeGreaterThan(1);
+        }
+      }
+    }
   });
 });

@@ -120,3 +120,61 @@ export function lloyd16(points: usize, count: i32, dim: i32, centroids: usize, c
   }
   return changed;
 }
+
+/**
+ * Greedy encoding against 16 FP16-rounded centroids (tools/quant/rvq.ts): for each point the first
+ * nearest centroid by the f64 squared distance Σ (p − c)² in increasing dimension order (the
+ * reference's nearestCentroid in tools/quant/kmeans.ts), written to `codes` (count i32), and the
+ * point replaced by its f32 residual p − c. Each pair of centroids shares an f64x2 vector, every
+ * lane its own chain in the reference's order, so the distances and the choice are the same bits.
+ * `centroidsT64`: scratch of dim × 16 f64.
+ */
+export function nearest16(points: usize, count: i32, dim: i32, centroids: usize, centroidsT64: usize, codes: usize): void {
+  for (let k = 0; k < 16; k++) {
+    for (let e = 0; e < dim; e++) store<f64>(centroidsT64 + (<usize>(e * 16 + k) << 3), <f64>load<f32>(centroids + (<usize>(k * dim + e) << 2)));
+  }
+  for (let p = 0; p < count; p++) {
+    const row = points + (<usize>(p * dim) << 2);
+    let a0 = f64x2.splat(0), a1 = f64x2.splat(0), a2 = f64x2.splat(0), a3 = f64x2.splat(0);
+    let a4 = f64x2.splat(0), a5 = f64x2.splat(0), a6 = f64x2.splat(0), a7 = f64x2.splat(0);
+    for (let e = 0; e < dim; e++) {
+      const x = f64x2.splat(<f64>load<f32>(row + (<usize>e << 2)));
+      const c = centroidsT64 + (<usize>(e * 16) << 3);
+      let d = f64x2.sub(x, v128.load(c)); a0 = f64x2.add(a0, f64x2.mul(d, d));
+      d = f64x2.sub(x, v128.load(c, 16)); a1 = f64x2.add(a1, f64x2.mul(d, d));
+      d = f64x2.sub(x, v128.load(c, 32)); a2 = f64x2.add(a2, f64x2.mul(d, d));
+      d = f64x2.sub(x, v128.load(c, 48)); a3 = f64x2.add(a3, f64x2.mul(d, d));
+      d = f64x2.sub(x, v128.load(c, 64)); a4 = f64x2.add(a4, f64x2.mul(d, d));
+      d = f64x2.sub(x, v128.load(c, 80)); a5 = f64x2.add(a5, f64x2.mul(d, d));
+      d = f64x2.sub(x, v128.load(c, 96)); a6 = f64x2.add(a6, f64x2.mul(d, d));
+      d = f64x2.sub(x, v128.load(c, 112)); a7 = f64x2.add(a7, f64x2.mul(d, d));
+    }
+    let m = f64x2.min(f64x2.min(f64x2.min(a0, a1), f64x2.min(a2, a3)), f64x2.min(f64x2.min(a4, a5), f64x2.min(a6, a7)));
+    m = f64x2.min(m, v128.shuffle<f64>(m, m, 1, 0));
+    const least = f64x2.extract_lane(m, 0);
+    let best: i32 = 0;
+    if (least == least) {
+      const v = f64x2.splat(least);
+      const mask = i64x2.bitmask(f64x2.eq(a0, v)) | (i64x2.bitmask(f64x2.eq(a1, v)) << 2) | (i64x2.bitmask(f64x2.eq(a2, v)) << 4) | (i64x2.bitmask(f64x2.eq(a3, v)) << 6)
+        | (i64x2.bitmask(f64x2.eq(a4, v)) << 8) | (i64x2.bitmask(f64x2.eq(a5, v)) << 10) | (i64x2.bitmask(f64x2.eq(a6, v)) << 12) | (i64x2.bitmask(f64x2.eq(a7, v)) << 14);
+      best = ctz<i32>(mask);
+    } else {
+      // A NaN distance (never from finite input): the reference's scan, strictly smaller replaces.
+      let bestDistance = f64.POSITIVE_INFINITY;
+      for (let k = 0; k < 16; k++) {
+        let sum: f64 = 0;
+        for (let e = 0; e < dim; e++) {
+          const d = <f64>load<f32>(row + (<usize>e << 2)) - load<f64>(centroidsT64 + (<usize>(e * 16 + k) << 3));
+          sum += d * d;
+        }
+        if (sum < bestDistance) {
+          bestDistance = sum;
+          best = k;
+        }
+      }
+    }
+    store<i32>(codes + (<usize>p << 2), best);
+    const centroid = centroids + (<usize>(best * dim) << 2);
+    for (let e = 0; e < dim; e++) store<f32>(row + (<usize>e << 2), load<f32>(row + (<usize>e << 2)) - load<f32>(centroid + (<usize>e << 2)));
+  }
+}

@@ -8,6 +8,7 @@ import { fileURLToPath } from "node:url";
 interface KernelInstance {
   memory: WebAssembly.Memory;
   assign16: (points: number, count: number, dim: number, centroidsT: number, norms: number, assignment: number, score: number) => void;
+  nearest16: (points: number, count: number, dim: number, centroids: number, centroidsT64: number, codes: number) => void;
   lloyd16: (points: number, count: number, dim: number, centroids: number, centroidsT: number, norms: number, weights: number, pointNorm: number, assignment: number, score: number, pointDistance: number, sums: number, sizes: number) => number;
 }
 
@@ -147,4 +148,30 @@ export function lloyd16Session(points: Float32Array, count: number, dim: number,
     sizes: new Float64Array(heap, L.sizes, 16),
     pointDistance: new Float64Array(heap, L.pointDistance, count),
   };
+}
+
+/**
+ * Greedy encoding against 16 centroids in the kernel (nearest16 in assembly/quant/assign.ts): each
+ * point's nearest centroid by f64 squared distance, first index on ties (nearestCentroid's choice),
+ * into `codes`, and `points` replaced by their f32 residuals. False, touching nothing, without the
+ * kernel; the caller then runs its own loop (the reference).
+ */
+export function nearest16(points: Float32Array, count: number, dim: number, centroids: Float32Array, codes: Int32Array): boolean {
+  const k = loadKernel();
+  if (k === null || k.nearest16 === undefined) return false;
+  const centroidsAt = 0;
+  const transposedAt = align(64 * dim);
+  const pointsAt = transposedAt + align(128 * dim);
+  const codesAt = pointsAt + align(4 * count * dim);
+  const needed = codesAt + 4 * count;
+  const have = k.memory.buffer.byteLength;
+  if (needed > have) k.memory.grow(Math.ceil((needed - have) / 65536));
+  const heap = k.memory.buffer;
+  new Float32Array(heap, centroidsAt, 16 * dim).set(centroids.subarray(0, 16 * dim));
+  const inKernel = new Float32Array(heap, pointsAt, count * dim);
+  inKernel.set(points.subarray(0, count * dim));
+  k.nearest16(pointsAt, count, dim, centroidsAt, transposedAt, codesAt);
+  points.set(inKernel);
+  codes.set(new Int32Array(heap, codesAt, count));
+  return true;
 }

@@ -7,6 +7,7 @@ import { F16_TO_F32, f32ToF16, F16_MAX } from "../fp16.ts";
 import type { Matrix } from "../matrix.ts";
 import { createRandom, deriveSeed } from "../random.ts";
 import { encodeWithBeam } from "./beam.ts";
+import { nearest16 } from "./kernels.ts";
 import { kmeans, nearestCentroid } from "./kmeans.ts";
 import { refineCodebooks } from "./refine.ts";
 
@@ -69,12 +70,18 @@ function roundCodebook(centroids: Float32Array): { halves: Uint16Array; values: 
  * member encoded greedily against the FP16-rounded centroids (exactly what the decoder adds back).
  * Consumes `residual` (the members' vectors on entry). Writes codes[i·L + l] and FP16 `halves`.
  */
-function trainGreedy(residual: Float32Array, count: number, h: number, levels: number, iters: number, seed: number, weights: Float32Array | null, codes: Uint8Array, halves: Uint16Array): void {
+function trainGreedy(residual: Float32Array, count: number, h: number, levels: number, iters: number, seed: number, weights: Float32Array | null, codes: Uint8Array, halves: Uint16Array, kernel = true): void {
   const found = new Float64Array(2);
+  const nearest = new Int32Array(count);
   for (let l = 0; l < levels; l++) {
-    const centroids = kmeans(residual, count, h, K, iters, createRandom(deriveSeed(seed, l)), weights);
+    const centroids = kmeans(residual, count, h, K, iters, createRandom(deriveSeed(seed, l)), weights, kernel);
     const rounded = roundCodebook(centroids);
     halves.set(rounded.halves, l * K * h);
+    // The kernel takes the same steps as the loop below (nearestCentroid, then the f32 residual).
+    if (K === 16 && kernel && nearest16(residual, count, h, rounded.values, nearest)) {
+      for (let p = 0; p < count; p++) codes[p * levels + l] = nearest[p];
+      continue;
+    }
     for (let p = 0; p < count; p++) {
       nearestCentroid(residual, p, rounded.values, K, h, found);
       const c = found[0];
@@ -93,6 +100,8 @@ export interface GroupFitOptions {
   refine: number;
   /** Each member's importance (null = all equal). */
   weights: Float32Array | null;
+  /** false: k-means and the greedy encoding in JavaScript even where the SIMD kernels are built (tests: the same bits). */
+  kernel?: boolean;
 }
 
 /**
@@ -102,7 +111,7 @@ export interface GroupFitOptions {
  */
 export function fitGroup(vectors: Float32Array, count: number, o: GroupFitOptions, codes: Uint8Array, halves: Uint16Array): void {
   const { h, levels } = o;
-  trainGreedy(vectors.slice(), count, h, levels, o.iters, o.seed, o.weights, codes, halves);
+  trainGreedy(vectors.slice(), count, h, levels, o.iters, o.seed, o.weights, codes, halves, o.kernel ?? true);
   if (o.beam <= 1 && o.refine <= 0) return;
   let values: Float32Array = Float32Array.from(halves, (half) => F16_TO_F32[half]);
   const trialCodes = new Uint8Array(codes.length);
