@@ -90,8 +90,14 @@ const QUICK_SHAPES: Shape[] = [
   },
 ];
 
-/** A pass of a calibrated case lasts about this long (the warm-up pass as long again). */
-const PASS_SECONDS = 0.04;
+/** A pass of a calibrated case lasts about this long. */
+const PASS_SECONDS = 0.02;
+/**
+ * Timed passes per run after its warm-up pass; a run counts its fastest. On a shared machine a pass
+ * is often preempted or slowed by a neighbour; the fastest of a few is the path's own cost, and the
+ * median over rounds (and its spread) shows how stable that is.
+ */
+const PASSES_PER_RUN = 3;
 /** The batched-lookup goal: requests of this many tokens. */
 const BATCH_TOKENS = 64;
 
@@ -156,9 +162,10 @@ function median(values: number[]): number {
 }
 
 /**
- * Times paths a and b alternately, `rounds` runs each, and returns their timings and the median of
- * the per-round ratios a / b. Without a fixed count, one calibration run each picks the count that
- * makes a pass last PASS_SECONDS.
+ * Times paths a and b alternately, `rounds` runs each (a warm-up pass, then the fastest of
+ * PASSES_PER_RUN timed passes), and returns their timings and the median of the per-round ratios
+ * a / b. Without a fixed count, one calibration run each picks the count that makes a pass last
+ * PASS_SECONDS.
  */
 async function pair(r: Runner, a: Path, b: Path, o: BenchOptions): Promise<Pair> {
   const counts = await Promise.all([a, b].map(async (p) => {
@@ -174,11 +181,12 @@ async function pair(r: Runner, a: Path, b: Path, o: BenchOptions): Promise<Pair>
   const ratios: number[] = [];
   let lineA: BenchLine | undefined;
   let lineB: BenchLine | undefined;
+  const passes = o.quick ? 1 : PASSES_PER_RUN;
   for (let i = 0; i < rounds; i++) {
-    lineA = await r.run(a, counts[0]!, 1);
-    lineB = await r.run(b, counts[1]!, 1);
-    const sa = perItem(lineA)[0]!;
-    const sb = perItem(lineB)[0]!;
+    lineA = await r.run(a, counts[0]!, passes);
+    lineB = await r.run(b, counts[1]!, passes);
+    const sa = Math.min(...perItem(lineA));
+    const sb = Math.min(...perItem(lineB));
     ta.push(sa);
     tb.push(sb);
     ratios.push(sa / sb);
@@ -250,7 +258,7 @@ async function shapeGoals(r: Runner, s: Shape, o: BenchOptions, goals: BenchGoal
 
 /** How the lookup figures are taken and what bounds them, for docs/PERFORMANCE.md. */
 const LOOKUP_NOTES = [
-  "**How.** Each figure is timed inside the WebAssembly module with WASI's monotonic clock: `build/bench/*.wasm` are the runtime's own source built with a `bench` command (`carvq-rt bench <blob> <case> <count> <repetitions>`, assembly/bench.ts) that loops over one path (`decode`: the RVQ sum of a random token's row; `lookup`: whole lookups as the `lookup` command makes them, batches and adaptor included, without writing the rows; `adaptor`: one token's adaptor; `fp16`: widening a random row of an FP16 table as large as the real one, rows x cols x 2 bytes, with the decode's own widening kernel; `copy`: `memory.copy` of the adaptor's MLP bytes). The device modules do not contain the command, so they keep their ten WASI imports. Two paths of a goal run alternately, one run each per round after a calibration run; each run does a warm-up pass and a timed one, and the goal is the median of the per-round ratios. Node's WASI hosts every run but the `jco` rows, which run the same module as a component under `jco run`.",
+  "**How.** Each figure is timed inside the WebAssembly module with WASI's monotonic clock: `build/bench/*.wasm` are the runtime's own source built with a `bench` command (`carvq-rt bench <blob> <case> <count> <repetitions>`, assembly/bench.ts) that loops over one path (`decode`: the RVQ sum of a random token's row; `lookup`: whole lookups as the `lookup` command makes them, batches and adaptor included, without writing the rows; `adaptor`: one token's adaptor; `fp16`: widening a random row of an FP16 table as large as the real one, rows x cols x 2 bytes, with the decode's own widening kernel; `copy`: `memory.copy` of the adaptor's MLP bytes). The device modules do not contain the command, so they keep their ten WASI imports. Two paths of a goal run alternately, one run each per round after a calibration run; each run does a warm-up pass and three timed ones and keeps the fastest (a neighbour on the shared cores slows some passes), and the goal is the median of the per-round ratios; the medians and spreads shown are over the rounds. Node's WASI hosts every run but the `jco` rows, which run the same module as a component under `jco run`.",
   "**Where the time goes.** *RVQ vs FP16*: with L = 2 a decoded value is two FP16 entries widened and added, an FP16 row one widening, and the widening (exact for subnormals, infinities and NaNs, 13 SIMD operations per four values) is most of both, so the ratio sits near 2 by construction; the rest is per sub-vector (a code byte, two entry addresses). The tables here fit this machine's large cache, so the FP16 row is not slowed by memory, as it would be on a device. *Adaptor vs copy*: one token's adaptor is compute-bound: an int8 weight becomes an f32 in three SIMD steps (int8 to int16 to int32 to f32) before its multiply and add, about 20 SIMD operations per 16 weights, while the copy moves 16 bytes in about one. The sums' order is fixed (docs/FORMAT.md's eight-lane sum, bit-identical in every build), which rules out integer dot products and reassociation, and WebAssembly SIMD has no fused multiply-add. *Batched vs single*: a batch of four tokens widens each weight once for all four, but each token keeps its own multiply and add per weight, so batching cannot go below about half the single-token cost; a device whose cache cannot hold the MLP (1.27 MB here) gains more, since a batch reads it from memory once. *SIMD vs scalar*: on the small stories15M-sized adaptor the per-channel and per-layer work outside the dot products (scales, biases, LayerNorm) weighs more.",
 ];
 

@@ -92,7 +92,7 @@ export function formatMarkdown(report: BenchReport): string {
     `- Command: \`${report.command}\``,
     `- Machine: ${m.cpu}, ${m.cores} cores, ${m.memoryGiB} GiB, ${m.platform}, Node ${m.node}`,
     `- Load average at start: ${m.loadAverageAtStart} (other work on the same cores slows every figure)`,
-    `- Started ${report.startedAt}; took ${(report.seconds / 60).toFixed(1)} min; each path: a warm-up pass, then ${report.repetitions} timed repetitions`,
+    `- Started ${report.startedAt}; took ${(report.seconds / 60).toFixed(1)} min; ${report.repetitions} rounds per goal (a group's notes say what a round is)`,
     "",
   ];
   for (const group of report.groups) {
