@@ -201,9 +201,9 @@ function tuned(encoding: RvqEncoding, matrix: Matrix, { o, name }: Plan, from: C
   if (from.objective === undefined) throw new CarvqError(`${name}: --tune-kl needs a model to measure the table in (a llama2.c checkpoint as input); this input is a bare table`);
   const shape = { rows: matrix.rows, cols: matrix.cols, h: o.h, levels: o.levels, group: o.group, layout: o.layout };
   const result = tuneCodebooks(encoding, shape, from.objective, o.tune, undefined, (step, loss) => events?.tuning?.(step, o.tune, loss));
-  events?.note?.(result.kept === 0
-    ? `tuning: kept the fitted codebooks (${from.objective.name} ${result.before.toPrecision(4)}; no step improved on it after FP16 rounding)`
-    : `tuning: ${from.objective.name} ${result.before.toPrecision(4)} -> ${result.after.toPrecision(4)} on the calibration text (best of ${o.tune} steps: step ${result.kept})`);
+  events?.note?.(result.kept
+    ? `tuning: ${from.objective.name} ${result.before.toPrecision(4)} -> ${result.after.toPrecision(4)} on the calibration text (${o.tune} steps)`
+    : `tuning: kept the fitted codebooks (${from.objective.name} ${result.before.toPrecision(4)}; ${o.tune} steps did not improve on it after FP16 rounding)`);
   return result.encoding;
 }
 
