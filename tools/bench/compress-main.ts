@@ -1,7 +1,8 @@
 // npm run bench:compress [-- --quick] [--full] [--fraction F] [--threads N] [--repetitions R] [--json]
 // The compression group of `npm run bench` on its own: the goals one per line on stdout (or the
 // group as one JSON object), progress on stderr. --full compresses the whole 128256 x 2048 table
-// (about 15 minutes on two cores) instead of 1/16 of its rows.
+// (see the goal's note for the last full run's time) instead of 1/16 of its rows. Bad options and
+// failures print one line and exit non-zero.
 import { availableParallelism } from "node:os";
 import { parseArgs } from "node:util";
 import { benchCompression } from "./compress.ts";
@@ -9,20 +10,41 @@ import { benchCompression } from "./compress.ts";
 function positive(flag: string, text: string | undefined, fallback: number, integer: boolean): number {
   if (text === undefined) return fallback;
   const value = Number(text);
-  if (!(value > 0) || (integer && !Number.isInteger(value))) {
-    process.stderr.write(`bench:compress: --${flag} ${text} must be a positive ${integer ? "whole number" : "number"}\n`);
-    process.exit(2);
-  }
+  if (!(value > 0) || (integer && !Number.isInteger(value))) fail(`--${flag} ${text} must be a positive ${integer ? "whole number" : "number"}`);
   return value;
 }
 
-const { values } = parseArgs({ options: { quick: { type: "boolean" }, full: { type: "boolean" }, json: { type: "boolean" }, fraction: { type: "string" }, threads: { type: "string" }, repetitions: { type: "string" } } });
-const fraction = positive("fraction", values.fraction, 1 / 16, false);
-if (fraction > 1) {
-  process.stderr.write(`bench:compress: --fraction ${values.fraction} must be at most 1\n`);
+function fail(message: string): never {
+  process.stderr.write(`bench:compress: ${message}\n`);
   process.exit(2);
 }
-const group = await benchCompression({
+
+function parse(): ReturnType<typeof parseOptions> {
+  try {
+    return parseOptions();
+  } catch (e) {
+    fail(`${e instanceof Error ? e.message : String(e)} (options: --quick, --full, --fraction F, --threads N, --repetitions R, --json)`);
+  }
+}
+
+function parseOptions() {
+  return parseArgs({ options: { quick: { type: "boolean" }, full: { type: "boolean" }, json: { type: "boolean" }, fraction: { type: "string" }, threads: { type: "string" }, repetitions: { type: "string" } } });
+}
+
+const { values } = parse();
+const fraction = positive("fraction", values.fraction, 1 / 16, false);
+if (fraction > 1) fail(`--fraction ${values.fraction} must be at most 1`);
+/** The group, or one line on stderr and exit code 1 (no stack trace) if it fails. */
+async function run(options: Parameters<typeof benchCompression>[0]): Promise<Awaited<ReturnType<typeof benchCompression>>> {
+  try {
+    return await benchCompression(options);
+  } catch (e) {
+    process.stderr.write(`bench:compress: ${e instanceof Error ? e.message : String(e)}\n`);
+    process.exit(1);
+  }
+}
+
+const group = await run({
   quick: values.quick === true,
   full: values.full === true,
   fraction,
