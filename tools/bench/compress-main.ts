@@ -1,11 +1,11 @@
 // npm run bench:compress [-- --quick] [--full] [--fraction F] [--threads N] [--repetitions R] [--json]
 // The compression group of `npm run bench` on its own: the goals one per line on stdout (or the
 // group as one JSON object), progress on stderr. --full compresses the whole 128256 x 2048 table
-// (see the goal's note for the last full run's time) instead of 1/16 of its rows. Bad options and
+// (see the goal's note for the last full run's time) instead of 1/32 of its rows. Bad options and
 // failures print one line and exit non-zero.
 import { availableParallelism } from "node:os";
 import { parseArgs } from "node:util";
-import { benchCompression } from "./compress.ts";
+import { benchCompression, DEFAULT_COMPRESS_FRACTION } from "./compress.ts";
 
 function positive(flag: string, text: string | undefined, fallback: number, integer: boolean): number {
   if (text === undefined) return fallback;
@@ -32,7 +32,7 @@ function parseOptions() {
 }
 
 const { values } = parse();
-const fraction = positive("fraction", values.fraction, 1 / 16, false);
+const fraction = positive("fraction", values.fraction, DEFAULT_COMPRESS_FRACTION, false);
 if (fraction > 1) fail(`--fraction ${values.fraction} must be at most 1`);
 /** The group, or one line on stderr and exit code 1 (no stack trace) if it fails. */
 async function run(options: Parameters<typeof benchCompression>[0]): Promise<Awaited<ReturnType<typeof benchCompression>>> {
