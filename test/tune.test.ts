@@ -6,7 +6,7 @@ import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { parseBlob } from "../tools/blob/reader.ts";
-import { compressMatrix } from "../tools/compress.ts";
+import { compressMatrix, compressMatrixParallel } from "../tools/compress.ts";
 import { decodeAll } from "../tools/decoder.ts";
 import { calibrationKlObjective } from "../tools/eval/kl-objective.ts";
 import { evaluatePerplexity } from "../tools/eval/perplexity.ts";
@@ -91,6 +91,36 @@ describe("tuneCodebooks", () => {
     const tuned = compressMatrix(m, { ...params, tune: 20 }, { objective });
     expect(tuned.blob.metadata?.options).toMatchObject({ tune: 20 });
     expect(objective.loss(decodeAll(tuned.blob))).toBeLessThan(objective.loss(decodeAll(plain.blob)));
+  });
+});
+
+describe("--restarts", () => {
+  const m = randomMatrix(120, 12, 7);
+
+  it("keeps the fit whose objective is lowest (the first on ties), the same bytes on any thread count", async () => {
+    const objective = weightedError(m);
+    const base = 1;
+    const plainBySeed = [base, base + 1, base + 2, base + 3].map((seed) => compressMatrix(m, { ...params, seed }));
+    const losses = plainBySeed.map((r) => objective.loss(decodeAll(r.blob)));
+    const best = losses.indexOf(Math.min(...losses));
+    expect(best, "the seeds are chosen so that a later one wins").toBeGreaterThan(0);
+    const notes: string[] = [];
+    const chosen = compressMatrix(m, { ...params, seed: base, restarts: 4 }, { objective }, undefined, { note: (n) => notes.push(n) });
+    expect(chosen.blob.codes).toEqual(plainBySeed[best].blob.codes);
+    expect(chosen.blob.codebooks).toEqual(plainBySeed[best].blob.codebooks);
+    expect(chosen.blob.metadata?.options).toMatchObject({ seed: base, restarts: 4 });
+    expect(notes.join("\n")).toMatch(new RegExp(`restarts: weighted of the 4 fits \\(seeds ${base} to ${base + 3}\\): .*; kept seed ${base + best}`));
+    const parallel = await compressMatrixParallel(m, { ...params, seed: base, restarts: 4 }, { objective }, 2);
+    expect(Buffer.from(parallel.bytes).equals(Buffer.from(chosen.bytes))).toBe(true);
+  });
+
+  it("without an objective ranks by relMSE; one restart is the plain fit; bad counts are refused", () => {
+    const plain = [0, 1, 2].map((seed) => compressMatrix(m, { ...params, seed }));
+    const best = plain.reduce((b, r, i) => (r.metrics.relMSE < plain[b].metrics.relMSE ? i : b), 0);
+    expect(compressMatrix(m, { ...params, seed: 0, restarts: 3 }).metrics.relMSE).toBe(plain[best].metrics.relMSE);
+    expect(compressMatrix(m, { ...params, seed: 0, restarts: 1 }).blob.codes).toEqual(plain[0].blob.codes);
+    expect(() => compressMatrix(m, { ...params, restarts: 0 }, { source: "t.npy" })).toThrow(/t\.npy: --restarts 0 is out of range/);
+    expect(() => compressMatrix(m, { method: "int2", restarts: 2 }, { source: "t.npy" })).toThrow(/--restarts repeats RVQ fits/);
   });
 });
 

@@ -18,7 +18,7 @@ import { fitRowScales, unitRows } from "./quant/gain.ts";
 import { encodeRvqParallel } from "./quant/parallel.ts";
 import { encodeRvq, type RvqEncoding, type RvqParams } from "./quant/rvq.ts";
 import { encodeScalar } from "./quant/scalar.ts";
-import { tuneCodebooks, type TableObjective } from "./quant/tune.ts";
+import { decodeEncoding, tuneCodebooks, type TableObjective } from "./quant/tune.ts";
 import { adaptorStep, adaptorStepSync, checkAdaptorOptions, DEFAULT_ADAPTOR_OPTIONS, recordedAdaptorOptions, type AdaptorEvents, type AdaptorOptions, type AdaptorOutcome } from "./adaptor/step.ts";
 
 export const TOOL_VERSION: string = pkg.version;
@@ -32,9 +32,11 @@ export interface CompressOptions extends RvqParams, AdaptorOptions {
   block: number;
   /** RVQ: steps of end-to-end codebook tuning on the source's objective (`--tune-kl`); 0 = off. */
   tune: number;
+  /** RVQ: fits with seeds seed, seed + 1, ...; the best on the source's objective (else relMSE) is kept. */
+  restarts: number;
 }
 
-export const DEFAULT_COMPRESS_OPTIONS: CompressOptions = { method: "carvq", h: 8, levels: 2, group: 1024, layout: "row", iters: 25, seed: 0, beam: 1, refine: 0, rowScale: 0, block: 32, tune: 0, ...DEFAULT_ADAPTOR_OPTIONS };
+export const DEFAULT_COMPRESS_OPTIONS: CompressOptions = { method: "carvq", h: 8, levels: 2, group: 1024, layout: "row", iters: 25, seed: 0, beam: 1, refine: 0, rowScale: 0, block: 32, tune: 0, restarts: 1, ...DEFAULT_ADAPTOR_OPTIONS };
 
 /** Where the matrix came from, recorded in the metadata (file name only, so paths don't change bytes). */
 export interface CompressSource {
@@ -97,6 +99,8 @@ function checkOptions(matrix: Matrix, o: CompressOptions, name: string): void {
   } else if (!Number.isInteger(o.block) || o.block < 1 || o.block > F.MAX_SCALE_BLOCK) {
     throw bad("block", o.block, `is out of range; expected 1 to ${F.MAX_SCALE_BLOCK}`);
   }
+  if (!Number.isInteger(o.restarts) || o.restarts < 1 || o.restarts > 1000) throw bad("restarts", o.restarts, "is out of range; expected 1 to 1000 fits");
+  if (o.restarts > 1 && o.method !== "carvq") throw new CarvqError(`${name}: --restarts repeats RVQ fits; it needs --method carvq, got --method ${o.method}`);
   if (!Number.isInteger(o.tune) || o.tune < 0 || o.tune > 10000) throw bad("tune-kl", o.tune, "is out of range; expected 0 (off) to 10000 steps");
   if (o.tune > 0 && o.method !== "carvq") throw new CarvqError(`${name}: --tune-kl tunes RVQ codebooks; it needs --method carvq, got --method ${o.method}`);
   if (o.tune > 0 && o.rowScale > 0) throw new CarvqError(`${name}: --tune-kl does not combine with --row-scale (the scales are fitted after the codebooks)`);
@@ -152,7 +156,7 @@ function scalarSections(matrix: Matrix, header: BlobHeader, o: CompressOptions, 
 /** The options that shaped the blob, as recorded in its metadata. */
 function recordedOptions(o: CompressOptions): Record<string, unknown> {
   if (o.method !== "carvq") return { method: o.method, block: o.block };
-  return { method: o.method, h: o.h, levels: o.levels, group: o.group, layout: o.layout, iters: o.iters, seed: o.seed, beam: o.beam, refine: o.refine, rowScale: o.rowScale, weighted: Boolean(o.weights), ...(o.tune > 0 ? { tune: o.tune } : {}), ...recordedAdaptorOptions(o) };
+  return { method: o.method, h: o.h, levels: o.levels, group: o.group, layout: o.layout, iters: o.iters, seed: o.seed, beam: o.beam, refine: o.refine, rowScale: o.rowScale, weighted: Boolean(o.weights), ...(o.restarts > 1 ? { restarts: o.restarts } : {}), ...(o.tune > 0 ? { tune: o.tune } : {}), ...recordedAdaptorOptions(o) };
 }
 
 function roundMetric(value: number): number {
@@ -195,6 +199,27 @@ function finish(matrix: Matrix, { o, header: plainHeader, name }: Plan, plainSec
   return { bytes, blob: parseBlob(bytes, name), metrics };
 }
 
+/** The seed of restart r: seed, seed + 1, ... (mod 2^32). */
+function restartSeed(seed: number, r: number): number {
+  return (seed + r) >>> 0;
+}
+
+/**
+ * The best of the restarts' fits: on the source's objective (a llama2.c model's KL on its
+ * calibration text) when there is one and the rows are fitted as they are, else on the squared
+ * error of what was fitted. The first wins ties, so one restart is the plain fit.
+ */
+function bestOfRestarts(fits: RvqEncoding[], input: Matrix, { o }: Plan, from: CompressSource, events?: CompressEvents): RvqEncoding {
+  if (fits.length === 1) return fits[0];
+  const shape = { rows: input.rows, cols: input.cols, h: o.h, levels: o.levels, group: o.group, layout: o.layout };
+  const objective = o.rowScale === 0 ? from.objective : undefined;
+  const score = (e: RvqEncoding) => (objective ? objective.loss(decodeEncoding(e, shape)) : reconstructionMetrics(input, decodeEncoding(e, shape)).relMSE);
+  const scores = fits.map(score);
+  const best = scores.reduce((b, v, i) => (v < scores[b] ? i : b), 0);
+  events?.note?.(`restarts: ${objective ? objective.name : "relMSE"} of the ${fits.length} fits (seeds ${o.seed} to ${restartSeed(o.seed, fits.length - 1)}): ${scores.map((v) => v.toPrecision(4)).join(", ")}; kept seed ${restartSeed(o.seed, best)}`);
+  return fits[best];
+}
+
 /** The encoding with its codebooks tuned on the source's objective, when `tune` asks for it. */
 function tuned(encoding: RvqEncoding, matrix: Matrix, { o, name }: Plan, from: CompressSource, events?: CompressEvents): RvqEncoding {
   if (o.tune === 0) return encoding;
@@ -216,7 +241,9 @@ export function compressMatrix(matrix: Matrix, options: Partial<CompressOptions>
   const p = plan(matrix, options, from);
   if (p.o.method !== "carvq") return finish(matrix, p, scalarSections(matrix, p.header, p.o, onProgress), from);
   const { input, params } = rvqInput(matrix, p.o);
-  const encoding = tuned(encodeRvq(input, params, p.header.groupCount, (done) => onProgress?.(done, p.header.groupCount)), matrix, p, from, events);
+  const G = p.header.groupCount;
+  const fit = (r: number) => encodeRvq(input, { ...params, seed: restartSeed(p.o.seed, r) }, G, (done) => onProgress?.(r * G + done, p.o.restarts * G));
+  const encoding = tuned(bestOfRestarts(Array.from({ length: p.o.restarts }, (_, r) => fit(r)), input, p, from, events), matrix, p, from, events);
   const sections = rvqSections(matrix, p, encoding);
   if (p.o.adaptor === "none") return finish(matrix, p, sections, from);
   return finish(matrix, p, sections, from, adaptorStepSync(matrix, p.header, sections, p.name, p.o, p.o.seed, events));
@@ -227,7 +254,10 @@ export async function compressMatrixParallel(matrix: Matrix, options: Partial<Co
   const p = plan(matrix, options, from);
   if (p.o.method !== "carvq") return finish(matrix, p, scalarSections(matrix, p.header, p.o, onProgress), from);
   const { input, params } = rvqInput(matrix, p.o);
-  const encoding = tuned(await encodeRvqParallel(input, params, p.header.groupCount, threads, (done) => onProgress?.(done, p.header.groupCount)), matrix, p, from, events);
+  const fits: RvqEncoding[] = [];
+  const G = p.header.groupCount;
+  for (let r = 0; r < p.o.restarts; r++) fits.push(await encodeRvqParallel(input, { ...params, seed: restartSeed(p.o.seed, r) }, G, threads, (done) => onProgress?.(r * G + done, p.o.restarts * G)));
+  const encoding = tuned(bestOfRestarts(fits, input, p, from, events), matrix, p, from, events);
   const sections = rvqSections(matrix, p, encoding);
   if (p.o.adaptor === "none") return finish(matrix, p, sections, from);
   return finish(matrix, p, sections, from, await adaptorStep(matrix, p.header, sections, p.name, p.o, p.o.seed, threads, events));

@@ -34,6 +34,9 @@ Options:
                        scales (u8 index per row; 256 is typical; default 0 = off; blob format v1.1)
   --weights FILE       carvq: importance of each row in codebook fitting (e.g. token frequencies): a
                        .npy of V non-negative values, shape (V, 1) or (1, V); default: all equal
+  --restarts N         carvq: fit N times with seeds seed, seed + 1, ... and keep the best: by the
+                       model's KL on its calibration text for a llama2.c input, else by relMSE
+                       (default 1; each restart costs a full fit)
   --tune-kl STEPS      carvq, llama2.c input: after fitting, tune the codebooks (codes fixed) for
                        STEPS Adam steps on the model's KL over a calibration text sampled from
                        it (not the text carvq ppl measures); keeps the result only if it lowers
@@ -95,6 +98,7 @@ export const compressCommand: Command = {
       refine: { type: "string" },
       "row-scale": { type: "string" },
       "tune-kl": { type: "string" },
+      restarts: { type: "string" },
       weights: { type: "string" },
       seed: { type: "string" },
       block: { type: "string" },
@@ -125,6 +129,7 @@ export const compressCommand: Command = {
       seed: intOption(c, "seed", values.seed, D.seed, 0, 0xffffffff),
       block: intOption(c, "block", values.block, D.block, 1, 65536),
       tune: intOption(c, "tune-kl", values["tune-kl"], D.tune, 0, 10000),
+      restarts: intOption(c, "restarts", values.restarts, D.restarts, 1, 1000),
     };
     const adaptorOptions = parseAdaptorFlags(c, values, options.method, auto);
     const threads = intOption(c, "threads", values.threads, defaultThreads(), 1, 256);
@@ -140,13 +145,13 @@ export const compressCommand: Command = {
     if (auto) {
       const chosen = await chooseOptions(loaded.matrix, { targetBpp, target: values.target, seed: options.seed, weights, threads, from: { source: input, tensor: loaded.tensor }, score: modelScore(loaded.format, input) }, note);
       const { weights: _w, ...picked } = chosen.options;
-      options = { ...picked, tune: options.tune };
+      options = { ...picked, tune: options.tune, restarts: options.restarts };
       search = searchJson(chosen.result);
     }
     const progress = startProgress(options.method === "carvq" ? "fitting groups" : "quantizing rows");
     const tuneBar = options.tune > 0 ? lazyProgress("tuning codebooks on the model's KL", progress) : null;
     const events = { ...adaptorEvents(note, tuneBar ?? progress), ...(tuneBar ? { tuning: (step: number, steps: number) => tuneBar.update(step, steps) } : {}) };
-    const objective = options.tune > 0 && loaded.format === "llama2c" ? calibrationKlObjective(loadLlama2cModel(input)) : undefined;
+    const objective = (options.tune > 0 || options.restarts > 1) && loaded.format === "llama2c" ? calibrationKlObjective(loadLlama2cModel(input)) : undefined;
     let result;
     try {
       result = await compressMatrixParallel(loaded.matrix, { ...options, ...adaptorOptions, weights }, { source: input, tensor: loaded.tensor, objective }, threads, progress.update, events);

@@ -102,6 +102,7 @@ export function describeOptions(o: CompressOptions): string {
   if (o.beam > 1) parts.push(`beam ${o.beam}`);
   if (o.refine > 0) parts.push(`refine ${o.refine}`);
   if (o.rowScale > 0) parts.push(`row-scale ${o.rowScale}`);
+  if (o.restarts > 1) parts.push(`restarts ${o.restarts}`);
   if (o.tune > 0) parts.push(`tune-kl ${o.tune}`);
   return parts.join(" ");
 }
@@ -116,6 +117,7 @@ export function optionFlags(o: CompressOptions): string {
   if (o.rowScale !== d.rowScale) flags.push(`--row-scale ${o.rowScale}`);
   if (o.iters !== d.iters) flags.push(`--iters ${o.iters}`);
   if (o.seed !== d.seed) flags.push(`--seed ${o.seed}`);
+  if (o.restarts !== d.restarts) flags.push(`--restarts ${o.restarts}`);
   if (o.tune !== d.tune) flags.push(`--tune-kl ${o.tune}`);
   return flags.join(" ");
 }

@@ -68,6 +68,11 @@ function centroidMap(codes: Uint8Array, s: TuneShape): Int32Array {
   return map;
 }
 
+/** The table an encoding decodes to, without a blob (the reference decoder's f32 sums). */
+export function decodeEncoding(encoding: RvqEncoding, shape: TuneShape): Matrix {
+  return decode(Float32Array.from(encoding.codebooks, (h) => F16_TO_F32[h]), centroidMap(encoding.codes, shape), shape);
+}
+
 /** The table the codes and f32 centroid values decode to (f32 sums in level order, as the decoder). */
 function decode(values: Float32Array, map: Int32Array, s: TuneShape): Matrix {
   const S = Math.ceil(s.cols / s.h);
