@@ -21,7 +21,7 @@ import { calibrationKlObjective } from "../eval/kl-objective.ts";
 import { klScore } from "./cli.ts";
 import { renderPlot, type PlotPanel, type PlotPoint, type PlotSeries } from "./svg.ts";
 
-export type ReportSeries = "auto" | "paper" | "scalar";
+export type ReportSeries = "auto" | "tuned" | "paper" | "scalar";
 
 export interface ReportRun {
   series: ReportSeries;
@@ -107,7 +107,7 @@ export function plannedRuns(shape: { rows: number; cols: number }, request: Repo
   }
   for (const budget of request.budgets) {
     planned.push({ series: "auto", method: `carvq auto ≤ ${budget} bpp`, label: `≤${budget}`, budget });
-    if (request.model && request.tune) planned.push({ series: "auto", method: `carvq auto ≤ ${budget} bpp + tune-kl ${request.tune}`, label: `≤${budget} tuned`, budget, tune: request.tune });
+    if (request.model && request.tune) planned.push({ series: "tuned", method: `carvq auto ≤ ${budget} bpp + tune-kl ${request.tune}`, label: `≤${budget} tuned`, budget, tune: request.tune });
   }
   return planned;
 }
@@ -146,7 +146,7 @@ export async function runReport(matrix: Matrix, request: ReportRequest): Promise
     const run: ReportRun = {
       series: plan.series,
       method: plan.method,
-      label: plan.series === "auto" ? (options.method === "carvq" ? `h${options.h} L${options.levels}${options.layout === "row" ? " row" : ""}${options.tune > 0 ? " tuned" : ""}` : options.method) : plan.label,
+      label: plan.series === "auto" || plan.series === "tuned" ? (options.method === "carvq" ? `h${options.h} L${options.levels}${options.layout === "row" ? " row" : ""}` : options.method) : plan.label,
       options: describeOptions(options),
       flags: optionFlags(options),
       ...(plan.budget !== undefined ? { budget: plan.budget } : {}),
@@ -230,7 +230,7 @@ export function renderMarkdown(r: ReportResult, command: string, svgName = "repo
   lines.push("- **relMSE**: sum of squared errors / sum of squares; **cosine**: mean over rows of the cosine between original and decoded row.");
   lines.push("- **nn10**: for query rows 0, 20, 40, … (below 20,000), the share of their 10 nearest rows by cosine (among the first 50,000) that are still among the 10 nearest after compression.");
   if (llm) {
-    lines.push(`- **ppl**, **kl**: the llama2.c model with its input embedding replaced by the blob's decode, on text sampled from the original model (8 sequences × 300 tokens, fixed seeds); original perplexity ${f(r.pplOrig, 3)}; kl is the mean KL(original ‖ compressed) of the next-token distributions, in nats.`);
+    lines.push(`- **ppl**, **kl**: the llama2.c model with its input embedding replaced by the blob's decode, on the evaluation text sampled from the original model (8 sequences × 300 tokens, fixed seeds; nothing is chosen or tuned on it: the search and --tune-kl use a calibration text sampled with other seeds); original perplexity ${f(r.pplOrig, 3)}; kl is the mean KL(original ‖ compressed) of the next-token distributions, in nats.`);
   }
   lines.push("- **fit s**: wall time of the full compression; **search s**: the auto-configuration's search before it (a proxy on a sample of whole codebook groups; the whole table when it is small).");
   lines.push("");
@@ -238,9 +238,14 @@ export function renderMarkdown(r: ReportResult, command: string, svgName = "repo
   lines.push("");
   lines.push("- **int4 / int3 / int2**: symmetric scalar quantization, one FP16 scale per block of values.");
   lines.push("- **carvq paper recipe, L n**: the paper's group RVQ (row layout, h 8, g 1024, greedy encoding, one k-means per level) with n levels; L 2 is the paper's configuration.");
-  lines.push("- **carvq auto ≤ b bpp**: `carvq compress --target-bpp b`: the configuration the search chose for that budget (h, L, g, layout, beam, refinement, row scales, scalar baselines; screened on a sample of whole codebook groups, the finalists ranked by relMSE, or by the model's KL for a llama2.c model small enough to search whole), fitted on the whole table. Its flags:");
+  lines.push("- **carvq auto ≤ b bpp**: `carvq compress --target-bpp b`: the configuration the search chose for that budget (h, L, g, layout, beam, refinement, row scales, scalar baselines; screened on a sample of whole codebook groups, the finalists ranked by relMSE, or by the model's KL on the calibration text for a llama2.c model small enough to search whole), fitted on the whole table.");
+  if (r.runs.some((x) => x.series === "tuned")) {
+    lines.push("- **+ tune-kl n**: the same configuration with `--tune-kl n`: the codebooks, codes fixed, tuned for n Adam steps on the model's KL over the calibration text (19,200 tokens, gradient by backpropagation through the model), kept only if that KL falls.");
+  }
   lines.push("");
-  for (const run of r.runs.filter((x) => x.series === "auto")) {
+  lines.push("The flags of each auto run:");
+  lines.push("");
+  for (const run of r.runs.filter((x) => x.series === "auto" || x.series === "tuned")) {
     lines.push(`  - ≤ ${run.budget} bpp: \`${run.flags}\` (finalists ranked by ${run.rankedBy ?? "relMSE"}; search proxy relMSE ${f(run.proxyRelMSE, 4)}, full fit ${f(run.relMSE, 4)})`);
   }
   lines.push("");
@@ -249,6 +254,7 @@ export function renderMarkdown(r: ReportResult, command: string, svgName = "repo
 
 const SERIES: PlotSeries[] = [
   { id: "auto", name: "carvq auto (--target-bpp)", color: "#1f5fbf", marker: "circle" },
+  { id: "tuned", name: "carvq auto + --tune-kl (codebooks tuned on the model's KL)", color: "#2a9d4b", marker: "diamond" },
   { id: "paper", name: "carvq paper recipe (row, h 8, g 1024, greedy; L levels)", color: "#e07b00", marker: "square", dash: "6,4" },
   { id: "scalar", name: "scalar int4 / int3 / int2", color: "#6b6b6b", marker: "triangle", dash: "2,3" },
 ];
