@@ -173,6 +173,8 @@ function plan(matrix: Matrix, options: Partial<CompressOptions>, from: CompressS
   const o: CompressOptions = { ...DEFAULT_COMPRESS_OPTIONS, ...options };
   const name = from.source ?? "input";
   checkOptions(matrix, o, name);
+  // Before any fitting: a long fit should not end in this refusal.
+  if (o.tune > 0 && from.objective === undefined) throw new CarvqError(`${name}: --tune-kl needs a model to measure the table in (a llama2.c checkpoint as input); this input is a bare table`);
   checkFinite(matrix, name);
   return { o, header: headerFor(matrix, o), name };
 }
@@ -222,8 +224,7 @@ function bestOfRestarts(fits: RvqEncoding[], input: Matrix, { o }: Plan, from: C
 
 /** The encoding with its codebooks tuned on the source's objective, when `tune` asks for it. */
 function tuned(encoding: RvqEncoding, matrix: Matrix, { o, name }: Plan, from: CompressSource, events?: CompressEvents): RvqEncoding {
-  if (o.tune === 0) return encoding;
-  if (from.objective === undefined) throw new CarvqError(`${name}: --tune-kl needs a model to measure the table in (a llama2.c checkpoint as input); this input is a bare table`);
+  if (o.tune === 0 || from.objective === undefined) return encoding;
   const shape = { rows: matrix.rows, cols: matrix.cols, h: o.h, levels: o.levels, group: o.group, layout: o.layout };
   const result = tuneCodebooks(encoding, shape, from.objective, o.tune, undefined, (step, loss) => events?.tuning?.(step, o.tune, loss));
   events?.note?.(result.kept

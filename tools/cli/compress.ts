@@ -40,7 +40,7 @@ Options:
   --tune-kl STEPS      carvq, llama2.c input: after fitting, tune the codebooks (codes fixed) for
                        STEPS Adam steps on the model's KL over a calibration text sampled from
                        it (not the text carvq ppl measures); keeps the result only if it lowers
-                       that KL (default 0 = off; 40 is typical; about 1 s a step for stories260K)
+                       that KL (default 0 = off; 40 is typical; about 3 s a step for stories260K)
   --seed N             random seed (default ${D.seed}); same input, options and seed give the same bytes
   --block N            int4/int3/int2: values per FP16 scale (default ${D.block})
 ${ADAPTOR_HELP}
@@ -139,6 +139,7 @@ export const compressCommand: Command = {
     const loaded = loadMatrix(input, { tensor: values.tensor });
     const { rows, cols } = loaded.matrix;
     noteLoaded(input, loaded);
+    if (options.tune > 0 && loaded.format !== "llama2c") throw new CarvqError(`carvq compress: --tune-kl needs a llama2.c checkpoint as input (it tunes on the model's KL); ${input} is ${loaded.format}`);
     const weights = values.weights === undefined ? undefined : loadWeights(values.weights, rows);
     const started = performance.now();
     let search;
