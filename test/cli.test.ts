@@ -70,6 +70,8 @@ describe.runIf(existsSync(cli))("carvq CLI", () => {
     expectCleanFailure(carvq("compress", "missing.npy", "-o", "x.carvq"), /missing\.npy/);
     expectCleanFailure(carvq("compress", "junk.bin", "-o", "x.carvq"), /junk\.bin/);
     expectCleanFailure(carvq("compress", "m.npy", "-o", "x.carvq", "--h", "20"), /--h 20 is larger than the table's 12 columns/);
+    expectCleanFailure(carvq("compress", "m.npy", "-o", "x.carvq", "--tune-kl", "5"), /--tune-kl needs a llama2\.c checkpoint as input .*m\.npy is npy/);
+    expectCleanFailure(carvq("compress", "m.npy", "-o", "x.carvq", "--restarts", "0"), /--restarts/);
     expectCleanFailure(carvq("compress", "m.npy", "-o", "x.carvq", "--levels=-1"), /--levels must be between 1 and 8, got -1/);
     expectCleanFailure(carvq("compress", "m.npy", "-o", "x.carvq", "--levels", "-1"), /--levels/);
     expectCleanFailure(carvq("compress", "m.npy", "-o", "x.carvq", "--levels", "9"), /--levels must be between 1 and 8, got 9/);
