@@ -43,11 +43,11 @@ export const DEFAULT_COMPRESS_FRACTION = 1 / 32;
  * The last full `carvq compress` of the 128256 x 2048 table with --adaptor paper --threads 2, quoted
  * in the note because the bench does not run it by default.
  */
-export const LAST_FULL_RUN = "last full run (carvq compress, --threads 2, before this bench's optimisations): 1228 s = RVQ 138 s + training 1004 s (22 of 24 epochs) + decode/measure/write 86 s (docs/ADAPTOR.md)";
+export const LAST_FULL_RUN = "last full runs (carvq compress --adaptor paper --threads 2, other jobs on the 2 cores): before issue 6 1228 s = RVQ 138 s + training 1004 s (22 of 24 epochs, 21.2 GFLOP/s) + decode/measure/write 86 s (docs/ADAPTOR.md; the f32 reference decode that came later would have made that stage about 350 s); after, 1691 s = RVQ 96 s + training 1565 s (22 epochs, 13.6 GFLOP/s, load average 3 to 4) + read/decode/measure/write 30 s, the blob byte-identical to the one before the k-means kernels (relMSE 0.21633)";
 
 /** Extra options of this group (the orchestrator may pass them; absent means the defaults). */
 export interface CompressBenchOptions extends BenchOptions {
-  /** Compress the whole 128256 x 2048 table instead of a fraction of its rows (about 15 minutes). */
+  /** Compress the whole 128256 x 2048 table instead of a fraction of its rows (half an hour on two shared cores). */
   full?: boolean;
   /** Share of the rows for the scaled run (default 1/32). */
   fraction?: number;
