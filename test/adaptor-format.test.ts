@@ -9,21 +9,10 @@ import { parseBlob } from "../tools/blob/reader.ts";
 import { assembleBlob } from "../tools/blob/writer.ts";
 import { compressMatrix } from "../tools/compress.ts";
 import { decodeAll } from "../tools/decoder.ts";
-import { createRandom } from "../tools/random.ts";
-import { randomMatrix } from "./helpers.ts";
+import { randomFloatAdaptor, randomMatrix } from "./helpers.ts";
 
 function randomAdaptor(rows: number, widths: number[], seed: number): FloatAdaptor {
-  const random = createRandom(seed);
-  const values = (count: number, scale: number) => Float32Array.from({ length: count }, () => (random() - 0.5) * scale);
-  return {
-    rows,
-    m0: widths[0],
-    table: values(rows * widths[0], 2),
-    layers: widths.slice(1).map((outputs, k) => {
-      const hidden = k + 2 < widths.length;
-      return { inputs: widths[k], outputs, weights: values(outputs * widths[k], 1), bias: values(outputs, 0.2), gamma: hidden ? values(outputs, 1).map((v) => 1 + v) : null, beta: hidden ? values(outputs, 0.2) : null };
-    }),
-  };
+  return randomFloatAdaptor(rows, widths, seed, { table: 2, weights: 1, bias: 0.2 });
 }
 
 describe("adaptor sections (blob v1.2)", () => {

@@ -6,21 +6,10 @@ import { addAdaptorRow } from "../tools/adaptor/forward.ts";
 import { adaptorBatchAvailable, addAdaptorRows } from "../tools/adaptor/forward-batch.ts";
 import type { FloatAdaptor } from "../tools/adaptor/model.ts";
 import { quantizeAdaptor } from "../tools/adaptor/quantize.ts";
-import { createRandom } from "../tools/random.ts";
+import { randomFloatAdaptor } from "./helpers.ts";
 
 function randomAdaptor(rows: number, widths: number[], seed: number): FloatAdaptor {
-  const random = createRandom(seed);
-  // Large weights of both signs make the sums cancel, where any other order of addition differs.
-  const values = (count: number, scale: number) => Float32Array.from({ length: count }, () => (random() - 0.5) * scale);
-  return {
-    rows,
-    m0: widths[0],
-    table: values(rows * widths[0], 4),
-    layers: widths.slice(1).map((outputs, k) => {
-      const hidden = k + 2 < widths.length;
-      return { inputs: widths[k], outputs, weights: values(outputs * widths[k], 8), bias: values(outputs, 0.5), gamma: hidden ? values(outputs, 1).map((v) => 1 + v) : null, beta: hidden ? values(outputs, 0.2) : null };
-    }),
-  };
+  return randomFloatAdaptor(rows, widths, seed, { table: 4, weights: 8, bias: 0.5 });
 }
 
 function bits(values: Float32Array): number[] {
