@@ -14,7 +14,7 @@ export const ADAPTOR_HELP = `  --adaptor A          carvq: corrective adaptor ga
   --adaptor-bpp X      auto: the adaptor's budget in bits per parameter (default ${DEFAULT_ADAPTOR_BPP})
   --adaptor-precision P  int8 (default; FP16 scale per row / output channel) or fp16
   --adaptor-epochs N   most training epochs (default 0: auto, enough for about 3,000 steps, 16 to
-                       3,000 epochs, fewer above 16 when that would exceed 2.5e13 flops); training
+                       3,000 epochs, fewer above 16 when that would exceed 1.6e13 flops); training
                        stops early when the loss stops improving`;
 
 export const ADAPTOR_FLAGS = {

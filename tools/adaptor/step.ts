@@ -24,7 +24,7 @@ export interface AdaptorOptions {
   adaptorBpp: number;
   /** int8 (per-row / per-output-channel FP16 scales) or fp16, for sigma0 and the MLP weights. */
   adaptorPrecision: AdaptorPrecision;
-  /** Most training epochs; 0 = auto (about 3,000 steps, 16 to 3,000 epochs, at most 2.5e13 flops above 16), early stopping may end sooner. */
+  /** Most training epochs; 0 = auto (about 3,000 steps, 16 to 3,000 epochs, at most 1.6e13 flops above 16), early stopping may end sooner. */
   adaptorEpochs: number;
 }
 
