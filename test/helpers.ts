@@ -1,4 +1,4 @@
-import type { FloatAdaptor } from "../tools/adaptor/model.ts";
+import { drawFloatAdaptor, type DrawScales, type FloatAdaptor } from "../tools/adaptor/model.ts";
 import type { Matrix } from "../tools/matrix.ts";
 import { createRandom } from "../tools/random.ts";
 
@@ -15,16 +15,7 @@ export function randomMatrix(rows: number, cols: number, seed: number): Matrix {
  * the weights and the biases (gamma around 1, beta ±0.1). Large weights of both signs make sums
  * cancel, where any order of addition other than the reference's shows.
  */
-export function randomFloatAdaptor(rows: number, widths: number[], seed: number, scale: { table: number; weights: number; bias: number }): FloatAdaptor {
+export function randomFloatAdaptor(rows: number, widths: number[], seed: number, scale: DrawScales): FloatAdaptor {
   const random = createRandom(seed);
-  const values = (count: number, s: number) => Float32Array.from({ length: count }, () => (random() - 0.5) * s);
-  return {
-    rows,
-    m0: widths[0],
-    table: values(rows * widths[0], scale.table),
-    layers: widths.slice(1).map((outputs, k) => {
-      const hidden = k + 2 < widths.length;
-      return { inputs: widths[k], outputs, weights: values(outputs * widths[k], scale.weights), bias: values(outputs, scale.bias), gamma: hidden ? values(outputs, 1).map((v) => 1 + v) : null, beta: hidden ? values(outputs, 0.2) : null };
-    }),
-  };
+  return drawFloatAdaptor(rows, widths, (s) => (random() - 0.5) * s, scale);
 }

@@ -59,3 +59,29 @@ export function precisionOf(m: StoredMatrix): AdaptorPrecision {
 export function adaptorWidths(adaptor: { m0: number; layers: readonly { outputs: number }[] }): number[] {
   return [adaptor.m0, ...adaptor.layers.map((layer) => layer.outputs)];
 }
+
+/** How far a drawn adaptor's values spread: each value is draw(scale), e.g. uniform in ±scale/2. */
+export interface DrawScales {
+  table: number;
+  weights: number;
+  bias: number;
+}
+
+/**
+ * A float adaptor of `widths` (m0 ... n) whose values come from `draw`, in one fixed order: the
+ * table, then per layer its weights, its bias and, on hidden layers, gamma (1 + draw(1)) and beta
+ * (draw(0.2)). Tests and the fuzzer build random adaptors with it, so the same draws give the
+ * same adaptor everywhere.
+ */
+export function drawFloatAdaptor(rows: number, widths: readonly number[], draw: (scale: number) => number, scale: DrawScales): FloatAdaptor {
+  const values = (count: number, s: number) => Float32Array.from({ length: count }, () => draw(s));
+  return {
+    rows,
+    m0: widths[0],
+    table: values(rows * widths[0], scale.table),
+    layers: widths.slice(1).map((outputs, k) => {
+      const hidden = k + 2 < widths.length;
+      return { inputs: widths[k], outputs, weights: values(outputs * widths[k], scale.weights), bias: values(outputs, scale.bias), gamma: hidden ? values(outputs, 1).map((v) => 1 + v) : null, beta: hidden ? values(outputs, 0.2) : null };
+    }),
+  };
+}

@@ -4,7 +4,7 @@
 // of its header fields so the mutator can edit them one at a time.
 import * as F from "../../assembly/format.ts";
 import { randomBlob } from "../../host/random-blob.ts";
-import type { FloatAdaptor } from "../adaptor/model.ts";
+import { drawFloatAdaptor, type DrawScales } from "../adaptor/model.ts";
 import { quantizeAdaptor } from "../adaptor/quantize.ts";
 import { encodeAdaptorMlp, encodeAdaptorTable } from "../blob/adaptor.ts";
 import { deriveHeader } from "../blob/header.ts";
@@ -15,6 +15,9 @@ import type { Matrix } from "../matrix.ts";
 import type { ModelFormat } from "../readers/tensor.ts";
 import { FieldSink, type Field, type TextRegion } from "./fields.ts";
 import type { Rng } from "./rng.ts";
+
+/** Value spreads of the fuzzer's random adaptors. */
+const ADAPTOR_SCALES: DrawScales = { table: 2, weights: 1, bias: 0.2 };
 
 // ---------------------------------------------------------------------------------------------- blobs
 
@@ -65,16 +68,7 @@ function adaptorBlobSeeds(): BlobSeed[] {
       state = (Math.imul(state, 1103515245) + 12345) >>> 0;
       return ((state >>> 8) / 2 ** 24 - 0.5) * scale;
     };
-    const values = (count: number, scale: number) => Float32Array.from({ length: count }, () => value(scale));
-    const adaptor: FloatAdaptor = {
-      rows,
-      m0: widths[0],
-      table: values(rows * widths[0], 2),
-      layers: widths.slice(1).map((outputs, i) => {
-        const hidden = i + 2 < widths.length;
-        return { inputs: widths[i], outputs, weights: values(outputs * widths[i], 1), bias: values(outputs, 0.2), gamma: hidden ? values(outputs, 1).map((v) => 1 + v) : null, beta: hidden ? values(outputs, 0.2) : null };
-      }),
-    };
+    const adaptor = drawFloatAdaptor(rows, widths, value, ADAPTOR_SCALES);
     const stored = quantizeAdaptor(adaptor, precision);
     const section = (id: number) => {
       const e = base.sections.find((x) => x.id === id);
@@ -177,16 +171,7 @@ function randomAdaptorBlob(rng: Rng): BlobSeed {
   for (let k = 0; k < hidden; k++) widths.push(rng.chance(0.3) ? rng.range(200, 600) : rng.range(1, 48));
   widths.push(cols);
   const value = (scale: number) => (rng.float() - 0.5) * scale;
-  const values = (count: number, scale: number) => Float32Array.from({ length: count }, () => value(scale));
-  const adaptor: FloatAdaptor = {
-    rows,
-    m0: widths[0],
-    table: values(rows * widths[0], 2),
-    layers: widths.slice(1).map((outputs, i) => {
-      const isHidden = i + 2 < widths.length;
-      return { inputs: widths[i], outputs, weights: values(outputs * widths[i], 1), bias: values(outputs, 0.2), gamma: isHidden ? values(outputs, 1).map((v) => 1 + v) : null, beta: isHidden ? values(outputs, 0.2) : null };
-    }),
-  };
+  const adaptor = drawFloatAdaptor(rows, widths, value, ADAPTOR_SCALES);
   const precision = rng.pick(["int8", "fp16"] as const);
   const tablePrecision = rng.pick(["int8", "fp16"] as const);
   const stored = quantizeAdaptor(adaptor, precision, tablePrecision);
