@@ -71,6 +71,8 @@ describe.runIf(existsSync(cli))("carvq CLI", () => {
     expectCleanFailure(carvq("compress", "junk.bin", "-o", "x.carvq"), /junk\.bin/);
     expectCleanFailure(carvq("compress", "m.npy", "-o", "x.carvq", "--h", "20"), /--h 20 is larger than the table's 12 columns/);
     expectCleanFailure(carvq("compress", "m.npy", "-o", "x.carvq", "--tune-kl", "5"), /--tune-kl needs a llama2\.c checkpoint as input .*m\.npy is npy/);
+    expectCleanFailure(carvq("compress", "m.npy", "-o", "x.carvq", "--kl-encode", "2"), /--kl-encode needs a llama2\.c checkpoint as input .*m\.npy is npy/);
+    expectCleanFailure(carvq("compress", "m.npy", "-o", "x.carvq", "--kl-encode", "101"), /--kl-encode must be between 0 and 100, got 101/);
     expectCleanFailure(carvq("compress", "m.npy", "-o", "x.carvq", "--restarts", "0"), /--restarts/);
     expectCleanFailure(carvq("compress", "m.npy", "-o", "x.carvq", "--levels=-1"), /--levels must be between 1 and 8, got -1/);
     expectCleanFailure(carvq("compress", "m.npy", "-o", "x.carvq", "--levels", "-1"), /--levels/);

@@ -18,7 +18,8 @@ import { fitRowScales, unitRows } from "./quant/gain.ts";
 import { encodeRvqParallel } from "./quant/parallel.ts";
 import { encodeRvq, type RvqEncoding, type RvqParams } from "./quant/rvq.ts";
 import { encodeScalar } from "./quant/scalar.ts";
-import { decodeEncoding, tuneCodebooks, type TableObjective } from "./quant/tune.ts";
+import { checkMetricSize, metricRound } from "./quant/metric.ts";
+import { decodeEncoding, tuneCodebooks, type TableObjective, type TuneShape } from "./quant/tune.ts";
 import { adaptorStep, adaptorStepSync, checkAdaptorOptions, DEFAULT_ADAPTOR_OPTIONS, recordedAdaptorOptions, type AdaptorEvents, type AdaptorOptions, type AdaptorOutcome } from "./adaptor/step.ts";
 
 export const TOOL_VERSION: string = pkg.version;
@@ -34,9 +35,11 @@ export interface CompressOptions extends RvqParams, AdaptorOptions {
   tune: number;
   /** RVQ: fits with seeds seed, seed + 1, ...; the best on the source's objective (else relMSE) is kept. */
   restarts: number;
+  /** RVQ: rounds of re-encoding and codebook fitting for the source objective's curvature (`--kl-encode`); 0 = off. */
+  klEncode: number;
 }
 
-export const DEFAULT_COMPRESS_OPTIONS: CompressOptions = { method: "carvq", h: 8, levels: 2, group: 1024, layout: "row", iters: 25, seed: 0, beam: 1, refine: 0, rowScale: 0, block: 32, tune: 0, restarts: 1, ...DEFAULT_ADAPTOR_OPTIONS };
+export const DEFAULT_COMPRESS_OPTIONS: CompressOptions = { method: "carvq", h: 8, levels: 2, group: 1024, layout: "row", iters: 25, seed: 0, beam: 1, refine: 0, rowScale: 0, block: 32, tune: 0, restarts: 1, klEncode: 0, ...DEFAULT_ADAPTOR_OPTIONS };
 
 /** Where the matrix came from, recorded in the metadata (file name only, so paths don't change bytes). */
 export interface CompressSource {
@@ -46,8 +49,10 @@ export interface CompressSource {
   objective?: TableObjective;
 }
 
-/** Callbacks of the long stages after RVQ: codebook tuning's steps, then the adaptor's. */
+/** Callbacks of the long stages after RVQ: the curvature's estimate and KL-aware rounds, codebook tuning's steps, then the adaptor's. */
 export interface CompressEvents extends AdaptorEvents {
+  curvature?: (done: number, total: number) => void;
+  klEncoding?: (round: number, rounds: number, loss: number) => void;
   tuning?: (step: number, steps: number, loss: number) => void;
 }
 
@@ -104,6 +109,9 @@ function checkOptions(matrix: Matrix, o: CompressOptions, name: string): void {
   if (!Number.isInteger(o.tune) || o.tune < 0 || o.tune > 10000) throw bad("tune-kl", o.tune, "is out of range; expected 0 (off) to 10000 steps");
   if (o.tune > 0 && o.method !== "carvq") throw new CarvqError(`${name}: --tune-kl tunes RVQ codebooks; it needs --method carvq, got --method ${o.method}`);
   if (o.tune > 0 && o.rowScale > 0) throw new CarvqError(`${name}: --tune-kl does not combine with --row-scale (the scales are fitted after the codebooks)`);
+  if (!Number.isInteger(o.klEncode) || o.klEncode < 0 || o.klEncode > 100) throw bad("kl-encode", o.klEncode, "is out of range; expected 0 (off) to 100 rounds");
+  if (o.klEncode > 0 && o.method !== "carvq") throw new CarvqError(`${name}: --kl-encode chooses RVQ codes; it needs --method carvq, got --method ${o.method}`);
+  if (o.klEncode > 0 && o.rowScale > 0) throw new CarvqError(`${name}: --kl-encode does not combine with --row-scale (the model's curvature is of the rows, not of their directions)`);
   checkAdaptorOptions(o, o.method, name);
 }
 
@@ -156,7 +164,7 @@ function scalarSections(matrix: Matrix, header: BlobHeader, o: CompressOptions, 
 /** The options that shaped the blob, as recorded in its metadata. */
 function recordedOptions(o: CompressOptions): Record<string, unknown> {
   if (o.method !== "carvq") return { method: o.method, block: o.block };
-  return { method: o.method, h: o.h, levels: o.levels, group: o.group, layout: o.layout, iters: o.iters, seed: o.seed, beam: o.beam, refine: o.refine, rowScale: o.rowScale, weighted: Boolean(o.weights), ...(o.restarts > 1 ? { restarts: o.restarts } : {}), ...(o.tune > 0 ? { tune: o.tune } : {}), ...recordedAdaptorOptions(o) };
+  return { method: o.method, h: o.h, levels: o.levels, group: o.group, layout: o.layout, iters: o.iters, seed: o.seed, beam: o.beam, refine: o.refine, rowScale: o.rowScale, weighted: Boolean(o.weights), ...(o.restarts > 1 ? { restarts: o.restarts } : {}), ...(o.klEncode > 0 ? { klEncode: o.klEncode } : {}), ...(o.tune > 0 ? { tune: o.tune } : {}), ...recordedAdaptorOptions(o) };
 }
 
 function roundMetric(value: number): number {
@@ -175,6 +183,10 @@ function plan(matrix: Matrix, options: Partial<CompressOptions>, from: CompressS
   checkOptions(matrix, o, name);
   // Before any fitting: a long fit should not end in this refusal.
   if (o.tune > 0 && from.objective === undefined) throw new CarvqError(`${name}: --tune-kl needs a model to measure the table in (a llama2.c checkpoint as input); this input is a bare table`);
+  if (o.klEncode > 0) {
+    if (from.objective?.curvature === undefined) throw new CarvqError(`${name}: --kl-encode needs a model whose curvature it can estimate (a llama2.c checkpoint as input); this input is a bare table`);
+    checkMetricSize(matrix.rows, matrix.cols, name);
+  }
   checkFinite(matrix, name);
   return { o, header: headerFor(matrix, o), name };
 }
@@ -213,7 +225,7 @@ function restartSeed(seed: number, r: number): number {
  */
 function bestOfRestarts(fits: RvqEncoding[], input: Matrix, { o }: Plan, from: CompressSource, events?: CompressEvents): RvqEncoding {
   if (fits.length === 1) return fits[0];
-  const shape = { rows: input.rows, cols: input.cols, h: o.h, levels: o.levels, group: o.group, layout: o.layout };
+  const shape = shapeOf(input, o);
   const objective = o.rowScale === 0 ? from.objective : undefined;
   const score = (e: RvqEncoding) => (objective ? objective.loss(decodeEncoding(e, shape)) : reconstructionMetrics(input, decodeEncoding(e, shape)).relMSE);
   const scores = fits.map(score);
@@ -222,10 +234,38 @@ function bestOfRestarts(fits: RvqEncoding[], input: Matrix, { o }: Plan, from: C
   return fits[best];
 }
 
+/** The shape tools/quant/tune.ts and metric.ts work on. */
+function shapeOf(matrix: Matrix, o: CompressOptions): TuneShape {
+  return { rows: matrix.rows, cols: matrix.cols, h: o.h, levels: o.levels, group: o.group, layout: o.layout };
+}
+
+/**
+ * The encoding after `klEncode` rounds of re-encoding and codebook fitting for the source objective's
+ * curvature (tools/quant/metric.ts), when asked: each round is measured on the objective itself and
+ * the best encoding, the fitted one included, is kept.
+ */
+function klEncoded(encoding: RvqEncoding, matrix: Matrix, { o }: Plan, from: CompressSource, events?: CompressEvents): RvqEncoding {
+  const objective = from.objective;
+  if (o.klEncode === 0 || objective?.curvature === undefined) return encoding;
+  const shape = shapeOf(matrix, o);
+  const metric = objective.curvature(events?.curvature);
+  const losses = [objective.loss(decodeEncoding(encoding, shape))];
+  let [best, current] = [encoding, encoding];
+  for (let round = 1; round <= o.klEncode; round++) {
+    current = metricRound(matrix, current, shape, metric);
+    losses.push(objective.loss(decodeEncoding(current, shape)));
+    events?.klEncoding?.(round, o.klEncode, losses[round]);
+    if (losses[round] < Math.min(...losses.slice(0, round))) best = current;
+  }
+  const kept = losses.indexOf(Math.min(...losses));
+  events?.note?.(`kl-encode: ${objective.name} on the calibration text ${losses.map((v) => v.toPrecision(4)).join(" -> ")}; kept ${kept === 0 ? "the fitted codes" : `round ${kept}`}`);
+  return best;
+}
+
 /** The encoding with its codebooks tuned on the source's objective, when `tune` asks for it. */
 function tuned(encoding: RvqEncoding, matrix: Matrix, { o, name }: Plan, from: CompressSource, events?: CompressEvents): RvqEncoding {
   if (o.tune === 0 || from.objective === undefined) return encoding;
-  const shape = { rows: matrix.rows, cols: matrix.cols, h: o.h, levels: o.levels, group: o.group, layout: o.layout };
+  const shape = shapeOf(matrix, o);
   const result = tuneCodebooks(encoding, shape, from.objective, o.tune, undefined, (step, loss) => events?.tuning?.(step, o.tune, loss));
   events?.note?.(result.kept
     ? `tuning: ${from.objective.name} ${result.before.toPrecision(4)} -> ${result.after.toPrecision(4)} on the calibration text (${o.tune} steps)`
@@ -244,7 +284,7 @@ export function compressMatrix(matrix: Matrix, options: Partial<CompressOptions>
   const { input, params } = rvqInput(matrix, p.o);
   const G = p.header.groupCount;
   const fit = (r: number) => encodeRvq(input, { ...params, seed: restartSeed(p.o.seed, r) }, G, (done) => onProgress?.(r * G + done, p.o.restarts * G));
-  const encoding = tuned(bestOfRestarts(Array.from({ length: p.o.restarts }, (_, r) => fit(r)), input, p, from, events), matrix, p, from, events);
+  const encoding = tuned(klEncoded(bestOfRestarts(Array.from({ length: p.o.restarts }, (_, r) => fit(r)), input, p, from, events), matrix, p, from, events), matrix, p, from, events);
   const sections = rvqSections(matrix, p, encoding);
   if (p.o.adaptor === "none") return finish(matrix, p, sections, from);
   return finish(matrix, p, sections, from, adaptorStepSync(matrix, p.header, sections, p.name, p.o, p.o.seed, events));
@@ -258,7 +298,7 @@ export async function compressMatrixParallel(matrix: Matrix, options: Partial<Co
   const fits: RvqEncoding[] = [];
   const G = p.header.groupCount;
   for (let r = 0; r < p.o.restarts; r++) fits.push(await encodeRvqParallel(input, { ...params, seed: restartSeed(p.o.seed, r) }, G, threads, (done) => onProgress?.(r * G + done, p.o.restarts * G)));
-  const encoding = tuned(bestOfRestarts(fits, input, p, from, events), matrix, p, from, events);
+  const encoding = tuned(klEncoded(bestOfRestarts(fits, input, p, from, events), matrix, p, from, events), matrix, p, from, events);
   const sections = rvqSections(matrix, p, encoding);
   if (p.o.adaptor === "none") return finish(matrix, p, sections, from);
   return finish(matrix, p, sections, from, await adaptorStep(matrix, p.header, sections, p.name, p.o, p.o.seed, threads, events));

@@ -41,6 +41,11 @@ Options:
                        STEPS Adam steps on the model's KL over a calibration text sampled from
                        it (not the text carvq ppl measures); keeps the result only if it lowers
                        that KL (default 0 = off; 40 is typical; about 3 s a step for stories260K)
+  --kl-encode ROUNDS   carvq, llama2.c input: after fitting, choose the codes (and refit the
+                       codebooks) ROUNDS times for the model's curvature (its Fisher on the
+                       calibration text) instead of squared error; keeps the round with the lowest
+                       calibration KL, or the fitted codes (default 0 = off; 2 is typical; about
+                       3 min for the curvature, then 30 s a round, for stories260K). Runs before --tune-kl
   --seed N             random seed (default ${D.seed}); same input, options and seed give the same bytes
   --block N            int4/int3/int2: values per FP16 scale (default ${D.block})
 ${ADAPTOR_HELP}
@@ -98,6 +103,7 @@ export const compressCommand: Command = {
       refine: { type: "string" },
       "row-scale": { type: "string" },
       "tune-kl": { type: "string" },
+      "kl-encode": { type: "string" },
       restarts: { type: "string" },
       weights: { type: "string" },
       seed: { type: "string" },
@@ -130,6 +136,7 @@ export const compressCommand: Command = {
       block: intOption(c, "block", values.block, D.block, 1, 65536),
       tune: intOption(c, "tune-kl", values["tune-kl"], D.tune, 0, 10000),
       restarts: intOption(c, "restarts", values.restarts, D.restarts, 1, 1000),
+      klEncode: intOption(c, "kl-encode", values["kl-encode"], D.klEncode, 0, 100),
     };
     const adaptorOptions = parseAdaptorFlags(c, values, options.method, auto);
     const threads = intOption(c, "threads", values.threads, defaultThreads(), 1, 256);
@@ -140,25 +147,34 @@ export const compressCommand: Command = {
     const { rows, cols } = loaded.matrix;
     noteLoaded(input, loaded);
     if (options.tune > 0 && loaded.format !== "llama2c") throw new CarvqError(`carvq compress: --tune-kl needs a llama2.c checkpoint as input (it tunes on the model's KL); ${input} is ${loaded.format}`);
+    if (options.klEncode > 0 && loaded.format !== "llama2c") throw new CarvqError(`carvq compress: --kl-encode needs a llama2.c checkpoint as input (it encodes for the model's KL); ${input} is ${loaded.format}`);
     const weights = values.weights === undefined ? undefined : loadWeights(values.weights, rows);
     const started = performance.now();
     let search;
     if (auto) {
       const chosen = await chooseOptions(loaded.matrix, { targetBpp, target: values.target, seed: options.seed, weights, threads, from: { source: input, tensor: loaded.tensor }, score: modelScore(loaded.format, input) }, note);
       const { weights: _w, ...picked } = chosen.options;
-      options = { ...picked, tune: options.tune, restarts: options.restarts };
+      options = { ...picked, tune: options.tune, restarts: options.restarts, klEncode: options.klEncode };
       search = searchJson(chosen.result);
     }
     const progress = startProgress(options.method === "carvq" ? "fitting groups" : "quantizing rows");
-    const tuneBar = options.tune > 0 ? lazyProgress("tuning codebooks on the model's KL", progress) : null;
-    const events = { ...adaptorEvents(note, tuneBar ?? progress), ...(tuneBar ? { tuning: (step: number, steps: number) => tuneBar.update(step, steps) } : {}) };
-    const objective = (options.tune > 0 || options.restarts > 1) && loaded.format === "llama2c" ? calibrationKlObjective(loadLlama2cModel(input)) : undefined;
+    const curvatureBar = options.klEncode > 0 ? lazyProgress("estimating the model's curvature (calibration sequences)", progress) : null;
+    const roundBar = curvatureBar ? lazyProgress("KL-aware encoding rounds", curvatureBar) : null;
+    const tuneBar = options.tune > 0 ? lazyProgress("tuning codebooks on the model's KL", roundBar ?? progress) : null;
+    const bars = [curvatureBar, roundBar, tuneBar];
+    const events = {
+      ...adaptorEvents(note, tuneBar ?? roundBar ?? progress),
+      ...(curvatureBar && roundBar ? { curvature: curvatureBar.update, klEncoding: (round: number, rounds: number) => roundBar.update(round, rounds) } : {}),
+      ...(tuneBar ? { tuning: (step: number, steps: number) => tuneBar.update(step, steps) } : {}),
+    };
+    const needsModel = options.tune > 0 || options.restarts > 1 || options.klEncode > 0;
+    const objective = needsModel && loaded.format === "llama2c" ? calibrationKlObjective(loadLlama2cModel(input)) : undefined;
     let result;
     try {
       result = await compressMatrixParallel(loaded.matrix, { ...options, ...adaptorOptions, weights }, { source: input, tensor: loaded.tensor, objective }, threads, progress.update, events);
     } finally {
       progress.stop();
-      tuneBar?.stop();
+      for (const bar of bars) bar?.stop();
       events.stop();
     }
     writeFileAtomic(values.output, result.bytes, force);

@@ -32,6 +32,8 @@ Options:
   --budgets LIST       comma-separated bits-per-parameter budgets for the auto runs (default ${DEFAULT_BUDGETS.join(",")})
   --tune-kl STEPS      llama2.c input: also each budget's choice with its codebooks tuned on the
                        model's KL for STEPS steps (carvq compress --tune-kl; default 0 = no such runs)
+  --kl-encode ROUNDS   llama2.c input: those runs (also made when --tune-kl is 0) choose their codes
+                       for the model's curvature first (carvq compress --kl-encode; default 0)
   --tensor NAME        the tensor to compress (default: the token embedding)
   --seed N             random seed of every fit and of the search (default 0)
   --threads N          worker threads (default: the machine's cores, here ${defaultThreads()})
@@ -65,6 +67,7 @@ export const reportCommand: Command = {
       tensor: { type: "string" },
       seed: { type: "string" },
       "tune-kl": { type: "string" },
+      "kl-encode": { type: "string" },
       threads: { type: "string" },
       force: { type: "boolean" },
       json: { type: "boolean" },
@@ -75,6 +78,7 @@ export const reportCommand: Command = {
     const budgets = parseBudgets(values.budgets);
     const seed = intOption("report", "seed", values.seed, 0, 0, 0xffffffff);
     const tune = intOption("report", "tune-kl", values["tune-kl"], 0, 0, 10000);
+    const klEncode = intOption("report", "kl-encode", values["kl-encode"], 0, 0, 100);
     const threads = intOption("report", "threads", values.threads, defaultThreads(), 1, 256);
     const dir = values.output;
     const force = values.force === true;
@@ -89,6 +93,7 @@ export const reportCommand: Command = {
     noteLoaded(input, loaded);
     const model = loaded.format === "llama2c" ? loadLlama2cModel(input) : null;
     if (tune > 0 && model === null) throw new CarvqError(`carvq report: --tune-kl needs a llama2.c checkpoint as input (it tunes on the model's KL); ${input} is ${loaded.format}`);
+    if (klEncode > 0 && model === null) throw new CarvqError(`carvq report: --kl-encode needs a llama2.c checkpoint as input (it encodes for the model's KL); ${input} is ${loaded.format}`);
     let progress: Progress | null = null;
     let stage = "";
     const request: ReportRequest = {
@@ -98,6 +103,7 @@ export const reportCommand: Command = {
       from: { source: input, tensor: loaded.tensor },
       model,
       tune,
+      klEncode,
       onRun: (i, total, what) => {
         progress?.stop();
         progress = null;

@@ -347,13 +347,25 @@ function addKl(klSum: number, original: Float64Array, modified: Float64Array, po
 
 // ------------------------------------------------------------------------------------ backward
 
-/** dx[p] = d KL / d (residual after the last layer) at every position, through logits and the final RMSNorm. */
-function headBackward(model: Llama2cModel, b: Buffers, original: Float64Array, positions: number, invCount: number): void {
+/**
+ * What the backward pass starts from at the logits: the KL against the original model's log-probs
+ * [positions, vocab] (d KL / d logits = softmax(modified) - p_orig), or a given cotangent per
+ * position [positions, vocab] (the gradient of sum_p cotangent_p . logits_p).
+ */
+type Target = { readonly logProbs: Float64Array } | { readonly cotangents: Float64Array };
+
+/** dx[p] = d loss / d (residual after the last layer) at every position, through logits and the final RMSNorm. */
+function headBackward(model: Llama2cModel, b: Buffers, target: Target, positions: number, invCount: number): void {
   const { dim, vocabSize } = model.config;
   b.dx.fill(0, 0, positions * dim);
   for (let p = 0; p < positions; p++) {
     const row = p * vocabSize;
-    for (let i = 0; i < vocabSize; i++) b.dLogits[i] = (Math.exp(b.logProbs[row + i]) - Math.exp(original[row + i])) * invCount;
+    if ("cotangents" in target) {
+      for (let i = 0; i < vocabSize; i++) b.dLogits[i] = target.cotangents[row + i] * invCount;
+    } else {
+      const original = target.logProbs;
+      for (let i = 0; i < vocabSize; i++) b.dLogits[i] = (Math.exp(b.logProbs[row + i]) - Math.exp(original[row + i])) * invCount;
+    }
     b.dxn.fill(0);
     matmulTransposedAdd(b.dxn, 0, b.dLogits, 0, model.wcls, dim, vocabSize);
     rmsnormBackwardAdd(b.dx, p * dim, b.dxn, b.top, p * dim, b.finalScale[p], model.rmsFinal, dim);
@@ -444,10 +456,10 @@ function attentionBackward(model: Llama2cModel, b: Buffers, l: number, positions
   }
 }
 
-/** Adds d KL / d embedding of one sequence (already run forward into `b`) to `gradient`. */
-function backwardSequence(model: Llama2cModel, b: Buffers, tokens: Int32Array, positions: number, original: Float64Array, invCount: number, gradient: Float64Array): void {
+/** Adds d loss / d embedding of one sequence (already run forward into `b`; the backward pass leaves that forward intact) to `gradient`. */
+function backwardSequence(model: Llama2cModel, b: Buffers, tokens: Int32Array, positions: number, target: Target, invCount: number, gradient: Float64Array): void {
   const { dim } = model.config;
-  headBackward(model, b, original, positions, invCount);
+  headBackward(model, b, target, positions, invCount);
   for (let l = b.layers.length - 1; l >= 0; l--) {
     ffnBackward(model, b, l, positions);
     attentionBackward(model, b, l, positions);
@@ -503,7 +515,33 @@ export function klGradient(
     if (positions < 1) continue;
     forwardSequence(modified, modified.tokenEmbedding, b, sequences[s], positions);
     klSum = addKl(klSum, originalLogProbs[s], b.logProbs, positions, vocabSize);
-    backwardSequence(modified, b, sequences[s], positions, originalLogProbs[s], 1 / count, gradient);
+    backwardSequence(modified, b, sequences[s], positions, { logProbs: originalLogProbs[s] }, 1 / count, gradient);
   }
   return { kl: klSum / count, tokens: count, gradient: Float32Array.from(gradient) };
+}
+
+/**
+ * For one sequence (BOS + tokens, teacher-forced) and each cotangent set c ([positions, vocab]), the
+ * gradient with respect to every row of `embedding` of sum_p c_p . logits_p: vector-Jacobian products
+ * of the logits, what tools/llama2c/fisher.ts builds the model's curvature from. The forward pass runs
+ * once for all sets (the backward pass leaves it intact). Throws a CarvqError for a wrong shape,
+ * token or cotangent length.
+ */
+export function logitGradients(model: Llama2cModel, embedding: Matrix, tokens: Int32Array, cotangentSets: readonly Float64Array[], options: KlGradientOptions = {}): Float64Array[] {
+  const modified = withInputEmbedding(model, embedding); // checks the shape
+  const { vocabSize, dim, seqLen } = model.config;
+  const positions = tokens.length - 1;
+  if (positions < 1) throw new CarvqError("logitGradients: the sequence has no token to predict (it needs at least 2 tokens)");
+  if (positions > seqLen) throw new CarvqError(`logitGradients: the sequence predicts ${positions} tokens; ${model.path}'s seq_len allows ${seqLen}`);
+  for (const token of tokens) if (!(token >= 0 && token < vocabSize)) throw new CarvqError(`logitGradients: token ${token} is out of range (0 to ${vocabSize - 1})`);
+  cotangentSets.forEach((c, k) => {
+    if (c.length !== positions * vocabSize) throw new CarvqError(`logitGradients: cotangent set ${k} holds ${c.length} values; ${positions} x ${vocabSize} needed`);
+  });
+  const b = createBuffers(model, positions, options.precision ?? "float32");
+  forwardSequence(modified, modified.tokenEmbedding, b, tokens, positions);
+  return cotangentSets.map((cotangents) => {
+    const gradient = new Float64Array(vocabSize * dim);
+    backwardSequence(modified, b, tokens, positions, { cotangents }, 1, gradient);
+    return gradient;
+  });
 }

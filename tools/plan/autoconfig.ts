@@ -103,6 +103,7 @@ export function describeOptions(o: CompressOptions): string {
   if (o.refine > 0) parts.push(`refine ${o.refine}`);
   if (o.rowScale > 0) parts.push(`row-scale ${o.rowScale}`);
   if (o.restarts > 1) parts.push(`restarts ${o.restarts}`);
+  if (o.klEncode > 0) parts.push(`kl-encode ${o.klEncode}`);
   if (o.tune > 0) parts.push(`tune-kl ${o.tune}`);
   return parts.join(" ");
 }
@@ -118,6 +119,7 @@ export function optionFlags(o: CompressOptions): string {
   if (o.iters !== d.iters) flags.push(`--iters ${o.iters}`);
   if (o.seed !== d.seed) flags.push(`--seed ${o.seed}`);
   if (o.restarts !== d.restarts) flags.push(`--restarts ${o.restarts}`);
+  if (o.klEncode !== d.klEncode) flags.push(`--kl-encode ${o.klEncode}`);
   if (o.tune !== d.tune) flags.push(`--tune-kl ${o.tune}`);
   return flags.join(" ");
 }

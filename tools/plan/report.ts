@@ -58,8 +58,10 @@ export interface ReportRequest {
   from: CompressSource;
   /** For a llama2.c input: the model, to measure perplexity and KL. */
   model?: Llama2cModel | null;
-  /** For a llama2.c input: also each auto run with its codebooks tuned on the model's KL for this many steps (`--tune-kl`). */
+  /** For a llama2.c input: also each auto run with its codebooks tuned on the model's KL for this many steps (`--tune-kl`)... */
   tune?: number;
+  /** ...and / or its codes chosen for the model's curvature for this many rounds (`--kl-encode`). */
+  klEncode?: number;
   /** Paper-recipe level counts (default 1 to 4). */
   paperLevels?: number[];
   /** Scalar methods (default int4, int3, int2) and their block. */
@@ -90,8 +92,9 @@ interface Planned {
   label: string;
   options?: CompressOptions;
   budget?: number;
-  /** Auto runs: tune the chosen configuration's codebooks on the model's KL for this many steps. */
+  /** Auto runs: tune the chosen configuration's codebooks on the model's KL for this many steps, after `klEncode` rounds of KL-aware encoding. */
   tune?: number;
+  klEncode?: number;
 }
 
 /** The runs a report makes, in order (auto runs get their options from the search). */
@@ -107,7 +110,10 @@ export function plannedRuns(shape: { rows: number; cols: number }, request: Repo
   }
   for (const budget of request.budgets) {
     planned.push({ series: "auto", method: `carvq auto ≤ ${budget} bpp`, label: `≤${budget}`, budget });
-    if (request.model && request.tune) planned.push({ series: "tuned", method: `carvq auto ≤ ${budget} bpp + tune-kl ${request.tune}`, label: `≤${budget} tuned`, budget, tune: request.tune });
+    if (request.model && (request.tune || request.klEncode)) {
+      const flags = [request.klEncode ? `kl-encode ${request.klEncode}` : "", request.tune ? `tune-kl ${request.tune}` : ""].filter(Boolean).join(" + ");
+      planned.push({ series: "tuned", method: `carvq auto ≤ ${budget} bpp + ${flags}`, label: `≤${budget} tuned`, budget, tune: request.tune ?? 0, klEncode: request.klEncode ?? 0 });
+    }
   }
   return planned;
 }
@@ -118,7 +124,7 @@ export async function runReport(matrix: Matrix, request: ReportRequest): Promise
   const reference: NeighbourSets = neighbourSets(matrix);
   const runs: ReportRun[] = [];
   let pplOrig: number | undefined;
-  const from: CompressSource = request.model && request.tune ? { ...request.from, objective: calibrationKlObjective(request.model) } : request.from;
+  const from: CompressSource = request.model && (request.tune || request.klEncode) ? { ...request.from, objective: calibrationKlObjective(request.model) } : request.from;
   /** The search's choice per budget, so a tuned run tunes the very configuration of its plain twin. */
   const chosenFor = new Map<number, { options: CompressOptions; searchSeconds: number; proxyRelMSE: number; rankedBy: string }>();
   for (const [i, plan] of planned.entries()) {
@@ -135,7 +141,7 @@ export async function runReport(matrix: Matrix, request: ReportRequest): Promise
         chosen = { options: result.chosen.options, searchSeconds: result.seconds, proxyRelMSE: result.chosen.proxy.relMSE, rankedBy: result.rankedBy };
         chosenFor.set(plan.budget!, chosen);
       }
-      options = { ...chosen.options, tune: plan.tune ?? 0 };
+      options = { ...chosen.options, tune: plan.tune ?? 0, klEncode: plan.klEncode ?? 0 };
       ({ searchSeconds, proxyRelMSE, rankedBy } = chosen);
     }
     const started = performance.now();
@@ -230,7 +236,7 @@ export function renderMarkdown(r: ReportResult, command: string, svgName = "repo
   lines.push("- **relMSE**: sum of squared errors / sum of squares; **cosine**: mean over rows of the cosine between original and decoded row.");
   lines.push("- **nn10**: for query rows 0, 20, 40, … (below 20,000), the share of their 10 nearest rows by cosine (among the first 50,000) that are still among the 10 nearest after compression.");
   if (llm) {
-    lines.push(`- **ppl**, **kl**: the llama2.c model with its input embedding replaced by the blob's decode, on the evaluation text sampled from the original model (8 sequences × 300 tokens, fixed seeds; nothing is chosen or tuned on it: the search and --tune-kl use a calibration text sampled with other seeds); original perplexity ${f(r.pplOrig, 3)}; kl is the mean KL(original ‖ compressed) of the next-token distributions, in nats.`);
+    lines.push(`- **ppl**, **kl**: the llama2.c model with its input embedding replaced by the blob's decode, on the evaluation text sampled from the original model (8 sequences × 300 tokens, fixed seeds; nothing is chosen or tuned on it: the search, --kl-encode and --tune-kl use a calibration text sampled with other seeds); original perplexity ${f(r.pplOrig, 3)}; kl is the mean KL(original ‖ compressed) of the next-token distributions, in nats.`);
   }
   lines.push("- **fit s**: wall time of the full compression; **search s**: the auto-configuration's search before it (a proxy on a sample of whole codebook groups; the whole table when it is small).");
   lines.push("");
@@ -240,6 +246,7 @@ export function renderMarkdown(r: ReportResult, command: string, svgName = "repo
   lines.push("- **carvq paper recipe, L n**: the paper's group RVQ (row layout, h 8, g 1024, greedy encoding, one k-means per level) with n levels; L 2 is the paper's configuration.");
   lines.push("- **carvq auto ≤ b bpp**: `carvq compress --target-bpp b`: the configuration the search chose for that budget (h, L, g, layout, beam, refinement, row scales, scalar baselines; screened on a sample of whole codebook groups, the finalists ranked by relMSE, or by the model's KL on the calibration text for a llama2.c model small enough to search whole), fitted on the whole table.");
   if (r.runs.some((x) => x.series === "tuned")) {
+    lines.push("- **+ kl-encode r**: the same configuration with `--kl-encode r`: r rounds of choosing every row's codes, then all codebooks, for the model's curvature (its Fisher on the calibration text, one 64 × 64 matrix per token) instead of squared error; the round with the lowest KL on the calibration text is kept (or the fitted codes).");
     lines.push("- **+ tune-kl n**: the same configuration with `--tune-kl n`: the codebooks, codes fixed, tuned for n Adam steps on the model's KL over the calibration text (19,200 tokens, gradient by backpropagation through the model), kept only if that KL falls.");
   }
   lines.push("");
@@ -254,7 +261,7 @@ export function renderMarkdown(r: ReportResult, command: string, svgName = "repo
 
 const SERIES: PlotSeries[] = [
   { id: "auto", name: "carvq auto (--target-bpp)", color: "#1f5fbf", marker: "circle" },
-  { id: "tuned", name: "carvq auto + --tune-kl (codebooks tuned on the model's KL)", color: "#2a9d4b", marker: "diamond" },
+  { id: "tuned", name: "carvq auto + --kl-encode / --tune-kl (fitted for the model's KL)", color: "#2a9d4b", marker: "diamond" },
   { id: "paper", name: "carvq paper recipe (row, h 8, g 1024, greedy; L levels)", color: "#e07b00", marker: "square", dash: "6,4" },
   { id: "scalar", name: "scalar int4 / int3 / int2", color: "#6b6b6b", marker: "triangle", dash: "2,3" },
 ];

@@ -17,6 +17,7 @@ import type { LayoutName } from "../blob/header.ts";
 import { centroidIndex, groupOf } from "../blob/codebooks.ts";
 import { f32ToF16, F16_TO_F32 } from "../fp16.ts";
 import type { Matrix } from "../matrix.ts";
+import type { RowMetric } from "./metric.ts";
 import type { RvqEncoding } from "./rvq.ts";
 
 /** An end-to-end objective of a decoded table (lower is better), whole and in batches with gradients. */
@@ -29,6 +30,11 @@ export interface TableObjective {
   evaluate(table: Matrix, batch: number): { loss: number; gradient: Float32Array };
   /** The objective on every batch together (no gradient). */
   loss(table: Matrix): number;
+  /**
+   * A quadratic form per row whose sum over the rows' errors approximates the objective near the
+   * original table (`--kl-encode` chooses codes by it); absent when the objective has none.
+   */
+  curvature?(onProgress?: (done: number, total: number) => void): RowMetric;
 }
 
 export interface TuneShape {
