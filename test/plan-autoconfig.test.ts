@@ -58,6 +58,32 @@ describe("autoConfigure", () => {
     expect(optionFlags(first.chosen.options)).toMatch(/--layout (row|col) --h \d+ --levels \d+ --group \d+/);
   });
 
+  it("sizes every candidate with the options applied after the search (they are recorded in the metadata)", async () => {
+    const after = { restarts: 2, klEncode: 1, tune: 40 };
+    const result = await autoConfigure(matrix, { targetBpp: 2.5, from, seed: 3, stageB: 1, after });
+    const budgetBytes = Math.floor((2.5 * matrix.rows * matrix.cols) / 8);
+    for (const c of result.evaluated) {
+      const withAfter = predictBlobSize(matrix, { ...c.options, ...after }, from).bytes;
+      expect(c.bytes, describeOptions(c.options)).toBe(withAfter);
+      expect(withAfter).toBeLessThanOrEqual(budgetBytes);
+      expect(predictBlobSize(matrix, c.options, from).bytes).toBeLessThan(withAfter); // the metadata is longer with them
+    }
+    // The search fits without them: the choice carries none.
+    expect(result.chosen.options).toMatchObject({ restarts: 1, klEncode: 0, tune: 0 });
+    // With them applied (a squared-error objective standing in for a model), the blob is the predicted size.
+    const objective = {
+      name: "squared error",
+      batches: 1,
+      evaluate: (t: Matrix) => ({ loss: t.data.reduce((a, v, i) => a + (v - matrix.data[i]) ** 2, 0), gradient: Float32Array.from(t.data, (v, i) => 2 * (v - matrix.data[i])) }),
+      loss: (t: Matrix) => t.data.reduce((a, v, i) => a + (v - matrix.data[i]) ** 2, 0),
+      curvature: () => ({ rows: matrix.rows, cols: matrix.cols, data: Float64Array.from({ length: matrix.rows * 256 }, (_, i) => (i % 256) % 17 === 0 ? 1 : 0) }),
+    };
+    const full = compressMatrix(matrix, { ...result.chosen.options, ...after }, { ...from, objective });
+    expect(full.blob.metadata?.options).toMatchObject(after);
+    expect(full.bytes.length).toBe(predictBlobSize(matrix, { ...result.chosen.options, ...after }, from, full.metrics).bytes);
+    expect((8 * full.bytes.length) / (matrix.rows * matrix.cols)).toBeLessThanOrEqual(2.5);
+  });
+
   it("ranks the finalists by an end-to-end score when one is given for a table searched whole", async () => {
     // A score that disagrees with relMSE: the error on the first 10 rows only.
     const firstRows = (decoded: Matrix) => {

@@ -161,8 +161,8 @@ function scalarSections(matrix: Matrix, header: BlobHeader, o: CompressOptions, 
   return [{ id: F.SECTION_CODES, bytes: packScalarRecords(encoding.scales, encoding.codes, matrix.rows, matrix.cols, encoding.blocks, header.codeBits, header.rowBytes) }];
 }
 
-/** The options that shaped the blob, as recorded in its metadata. */
-function recordedOptions(o: CompressOptions): Record<string, unknown> {
+/** The options that shaped the blob, as recorded in its metadata (tools/plan/size.ts predicts its length from them). */
+export function recordedOptions(o: CompressOptions): Record<string, unknown> {
   if (o.method !== "carvq") return { method: o.method, block: o.block };
   return { method: o.method, h: o.h, levels: o.levels, group: o.group, layout: o.layout, iters: o.iters, seed: o.seed, beam: o.beam, refine: o.refine, rowScale: o.rowScale, weighted: Boolean(o.weights), ...(o.restarts > 1 ? { restarts: o.restarts } : {}), ...(o.klEncode > 0 ? { klEncode: o.klEncode } : {}), ...(o.tune > 0 ? { tune: o.tune } : {}), ...recordedAdaptorOptions(o) };
 }

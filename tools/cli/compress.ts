@@ -152,7 +152,7 @@ export const compressCommand: Command = {
     const started = performance.now();
     let search;
     if (auto) {
-      const chosen = await chooseOptions(loaded.matrix, { targetBpp, target: values.target, seed: options.seed, weights, threads, from: { source: input, tensor: loaded.tensor }, score: modelScore(loaded.format, input) }, note);
+      const chosen = await chooseOptions(loaded.matrix, { targetBpp, target: values.target, seed: options.seed, weights, threads, from: { source: input, tensor: loaded.tensor }, score: modelScore(loaded.format, input), after: { tune: options.tune, restarts: options.restarts, klEncode: options.klEncode } }, note);
       const { weights: _w, ...picked } = chosen.options;
       options = { ...picked, tune: options.tune, restarts: options.restarts, klEncode: options.klEncode };
       search = searchJson(chosen.result);

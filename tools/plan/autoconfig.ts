@@ -44,6 +44,12 @@ export interface AutoConfigRequest {
   threads?: number;
   /** Recorded in the metadata, so it counts toward the size. */
   from?: CompressSource;
+  /**
+   * Options the caller applies to the choice after the search (restarts, kl-encode, tune-kl): they
+   * change values, not the layout, but they are recorded in the metadata, so every candidate's size
+   * is predicted with them. The search itself fits without them.
+   */
+  after?: Partial<Pick<CompressOptions, "restarts" | "klEncode" | "tune">>;
   /** Importance of each row in codebook fitting (as `--weights`); carried into every candidate. */
   weights?: Float32Array | null;
   /** Proxy sample: spans of rows (default 4) and rows measured per span (default 1024). */
@@ -143,11 +149,13 @@ export function subvectorLengths(cols: number): number[] {
 interface Budget {
   bytes: number;
   target: Target | null;
+  /** AutoConfigRequest.after: counted in every predicted size. */
+  after: Partial<CompressOptions>;
 }
 
 /** Whether `o` (with its group) fits: predicted size within the budget and, for a target, its memory. */
 function check(matrix: Matrix, o: CompressOptions, budget: Budget, from: CompressSource): { fits: boolean; bytes: number; memory: MemoryNeed | null } {
-  const { bytes } = predictBlobSize(matrix, o, from);
+  const { bytes } = predictBlobSize(matrix, { ...o, ...budget.after }, from);
   if (bytes > budget.bytes) return { fits: false, bytes, memory: null };
   const memory = budget.target === null ? null : memoryNeed(budget.target, matrix.cols, o, bytes);
   return { fits: memory === null || memory.fits, bytes, memory };
@@ -192,7 +200,7 @@ function resolveBudget(matrix: Matrix, request: AutoConfigRequest): Budget {
     }
   }
   if (!Number.isFinite(bytes)) throw new CarvqError("auto-configuration needs --target-bpp or --target");
-  return { bytes, target };
+  return { bytes, target, after: request.after ?? {} };
 }
 
 function byQuality(a: Candidate, b: Candidate): number {
@@ -232,8 +240,13 @@ export async function autoConfigure(matrix: Matrix, request: AutoConfigRequest):
     structures.push(...col);
     structures.push(...largestLevels(h, "row", 2).filter((r) => !col.some((c) => c.levels === r.levels)));
   }
+  // Options applied after the search are RVQ's (restarts, kl-encode, tune-kl): no scalar baseline
+  // takes them, and the model-aware two need the rows themselves (no row scales).
+  const after = budget.after;
+  const rvqOnly = (after.restarts ?? 1) > 1 || (after.klEncode ?? 0) > 0 || (after.tune ?? 0) > 0;
+  const rowScalesAllowed = (after.klEncode ?? 0) === 0 && (after.tune ?? 0) === 0;
   const scalars: CompressOptions[] = [];
-  for (const method of SCALAR_METHODS) {
+  for (const method of rvqOnly ? [] : SCALAR_METHODS) {
     const blocks = [...SCALAR_BLOCKS.filter((b) => b < matrix.cols), matrix.cols];
     for (const block of blocks) {
       const o: CompressOptions = { ...base, method, block };
@@ -294,7 +307,7 @@ export async function autoConfigure(matrix: Matrix, request: AutoConfigRequest):
     const best = refined[0].options;
     refined.push(await evaluate("B", { ...best, refine: 8 }));
     const scaled: CompressOptions = { ...best, rowScale: 256 };
-    const g = fitGroup(matrix, scaled, budget, from);
+    const g = rowScalesAllowed ? fitGroup(matrix, scaled, budget, from) : null;
     if (g !== null) refined.push(await evaluate("B", { ...scaled, group: g }));
   }
 

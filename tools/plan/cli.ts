@@ -7,7 +7,7 @@ import { CALIBRATION_SAMPLE_OPTIONS } from "../llama2c/sample.ts";
 import { CarvqError } from "../errors.ts";
 import type { Matrix } from "../matrix.ts";
 import { startProgress } from "../progress.ts";
-import { autoConfigure, describeOptions, optionFlags, type AutoConfigResult, type Candidate } from "./autoconfig.ts";
+import { autoConfigure, describeOptions, optionFlags, type AutoConfigRequest, type AutoConfigResult, type Candidate } from "./autoconfig.ts";
 
 export const AUTO_HELP = `  --target-bpp X       choose the options automatically: the lowest error whose blob, every byte
                        counted, is at most X bits per parameter (a search on a sample of rows,
@@ -90,6 +90,8 @@ export interface AutoRequest {
   weights?: Float32Array;
   threads: number;
   from: CompressSource;
+  /** Options applied to the choice after the search, counted in its size (AutoConfigRequest.after). */
+  after?: AutoConfigRequest["after"];
 }
 
 /**

@@ -137,7 +137,9 @@ export async function runReport(matrix: Matrix, request: ReportRequest): Promise
       let chosen = chosenFor.get(plan.budget!);
       if (chosen === undefined) {
         const score = request.model ? klScore(request.model) : undefined;
-        const result = await autoConfigure(matrix, { targetBpp: plan.budget, seed: request.seed, threads: request.threads, from: request.from, score, onProgress: (done, total) => request.onProgress?.("search", done, total) });
+        // Sized for the tuned twin too (its options are recorded in the metadata), so both fit the budget.
+        const after = { tune: request.tune ?? 0, klEncode: request.klEncode ?? 0 };
+        const result = await autoConfigure(matrix, { targetBpp: plan.budget, seed: request.seed, threads: request.threads, from: request.from, score, after, onProgress: (done, total) => request.onProgress?.("search", done, total) });
         chosen = { options: result.chosen.options, searchSeconds: result.seconds, proxyRelMSE: result.chosen.proxy.relMSE, rankedBy: result.rankedBy };
         chosenFor.set(plan.budget!, chosen);
       }

@@ -12,7 +12,7 @@
 import * as F from "../../assembly/format.ts";
 import { deriveHeader, type BlobHeader } from "../blob/header.ts";
 import { encodeMetadata } from "../blob/metadata.ts";
-import { compressMatrix, DEFAULT_COMPRESS_OPTIONS, type CompressOptions, type CompressSource } from "../compress.ts";
+import { compressMatrix, DEFAULT_COMPRESS_OPTIONS, recordedOptions, type CompressOptions, type CompressSource } from "../compress.ts";
 import { CarvqError } from "../errors.ts";
 import type { Matrix } from "../matrix.ts";
 
@@ -78,8 +78,11 @@ function standIn(cols: number, o: CompressOptions, from: CompressSource): StandI
   let found = standIns.get(key);
   if (found !== undefined) return found;
   const options: CompressOptions = { ...rest, ...(weights ? { weights: new Float32Array(STAND_IN_ROWS).fill(1) } : {}) };
-  const { blob } = compressMatrix(standInMatrix(STAND_IN_ROWS, cols), options, from);
-  const metadata = blob.metadata === null ? null : ({ ...blob.metadata } as Record<string, unknown>);
+  // The stages that need a model (restarts, kl-encode, tune-kl) change values only: the stand-in is
+  // fitted without them, and its metadata records the options as the real blob's will.
+  const plain = { ...options, restarts: 1, klEncode: 0, tune: 0 };
+  const { blob } = compressMatrix(standInMatrix(STAND_IN_ROWS, cols), plain, from);
+  const metadata = blob.metadata === null ? null : ({ ...blob.metadata, options: recordedOptions(options) } as Record<string, unknown>);
   const ids = blob.sections.map((s) => s.id);
   const fixed = new Map<number, number>();
   for (const s of blob.sections) {
