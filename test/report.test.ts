@@ -6,7 +6,8 @@ import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
 import { reportCommand } from "../tools/cli/report.ts";
 import { CarvqError } from "../tools/errors.ts";
-import { renderMarkdown, renderReportSvg, runReport, type ReportResult } from "../tools/plan/report.ts";
+import { plannedRuns, renderMarkdown, renderReportSvg, runReport, type ReportResult } from "../tools/plan/report.ts";
+import type { Llama2cModel } from "../tools/llama2c/model.ts";
 import { writeNpy } from "../tools/readers/npy.ts";
 import { randomMatrix } from "./helpers.ts";
 
@@ -80,6 +81,16 @@ describe("report", () => {
     const md = renderMarkdown(result, "carvq report tiny.npy -o out --budgets 2,3");
     expect(md).toContain("carvq report tiny.npy -o out --budgets 2,3");
     checkReport(result, md, renderReportSvg(result), ["relMSE", "nn10"]);
+  });
+
+  it("plans a model-aware twin of each auto run for --kl-encode and / or --tune-kl, only with a model", () => {
+    const model = {} as Llama2cModel; // plannedRuns only asks whether there is one
+    const base = { budgets: [2], seed: 0, threads: 1, from: {}, paperLevels: [], scalars: [] };
+    const twins = (request: object) => plannedRuns({ rows: 10, cols: 8 }, { ...base, ...request }).map((p) => [p.series, p.method, p.tune ?? null, p.klEncode ?? null]);
+    expect(twins({ model, klEncode: 4 })).toEqual([["auto", "carvq auto ≤ 2 bpp", null, null], ["tuned", "carvq auto ≤ 2 bpp + kl-encode 4", 0, 4]]);
+    expect(twins({ model, klEncode: 4, tune: 40 })[1]).toEqual(["tuned", "carvq auto ≤ 2 bpp + kl-encode 4 + tune-kl 40", 40, 4]);
+    expect(twins({ model, tune: 40 })[1]).toEqual(["tuned", "carvq auto ≤ 2 bpp + tune-kl 40", 40, 0]);
+    expect(twins({ klEncode: 4, tune: 40 })).toHaveLength(1);
   });
 
   it("adds a perplexity panel and columns for a llama2.c model", async () => {

@@ -41,11 +41,11 @@ Options:
                        STEPS Adam steps on the model's KL over a calibration text sampled from
                        it (not the text carvq ppl measures); keeps the result only if it lowers
                        that KL (default 0 = off; 40 is typical; about 3 s a step for stories260K)
-  --kl-encode ROUNDS   carvq, llama2.c input: after fitting, choose the codes (and refit the
-                       codebooks) ROUNDS times for the model's curvature (its Fisher on the
-                       calibration text) instead of squared error; keeps the round with the lowest
-                       calibration KL, or the fitted codes (default 0 = off; 2 is typical; about
-                       3 min for the curvature, then 30 s a round, for stories260K). Runs before --tune-kl
+  --kl-encode ROUNDS   carvq, llama2.c input: after fitting (and before --tune-kl), choose the codes
+                       and refit the codebooks ROUNDS times for the model's curvature (its Fisher
+                       on the calibration text) instead of squared error; keeps the round with
+                       the lowest calibration KL, or the fitted codes (default 0 = off; 4 is
+                       typical; for stories260K about 2.5 min for the curvature, 15 s a round)
   --seed N             random seed (default ${D.seed}); same input, options and seed give the same bytes
   --block N            int4/int3/int2: values per FP16 scale (default ${D.block})
 ${ADAPTOR_HELP}

@@ -125,8 +125,12 @@ export async function runReport(matrix: Matrix, request: ReportRequest): Promise
   const runs: ReportRun[] = [];
   let pplOrig: number | undefined;
   const from: CompressSource = request.model && (request.tune || request.klEncode) ? { ...request.from, objective: calibrationKlObjective(request.model) } : request.from;
-  /** The search's choice per budget, so a tuned run tunes the very configuration of its plain twin. */
-  const chosenFor = new Map<number, { options: CompressOptions; searchSeconds: number; proxyRelMSE: number; rankedBy: string }>();
+  /**
+   * The search's choice per budget and post-fit options: each auto run is what `carvq compress
+   * --target-bpp b [--kl-encode r --tune-kl n]` gives. The post-fit options are recorded in the
+   * metadata, so near the budget the search may choose differently with them.
+   */
+  const chosenFor = new Map<string, { options: CompressOptions; searchSeconds: number; proxyRelMSE: number; rankedBy: string }>();
   for (const [i, plan] of planned.entries()) {
     request.onRun?.(i + 1, planned.length, plan.method);
     let options = plan.options;
@@ -134,16 +138,16 @@ export async function runReport(matrix: Matrix, request: ReportRequest): Promise
     let proxyRelMSE: number | undefined;
     let rankedBy: string | undefined;
     if (options === undefined) {
-      let chosen = chosenFor.get(plan.budget!);
+      const after = { tune: plan.tune ?? 0, klEncode: plan.klEncode ?? 0 };
+      const key = JSON.stringify([plan.budget, after]);
+      let chosen = chosenFor.get(key);
       if (chosen === undefined) {
         const score = request.model ? klScore(request.model) : undefined;
-        // Sized for the tuned twin too (its options are recorded in the metadata), so both fit the budget.
-        const after = { tune: request.tune ?? 0, klEncode: request.klEncode ?? 0 };
         const result = await autoConfigure(matrix, { targetBpp: plan.budget, seed: request.seed, threads: request.threads, from: request.from, score, after, onProgress: (done, total) => request.onProgress?.("search", done, total) });
         chosen = { options: result.chosen.options, searchSeconds: result.seconds, proxyRelMSE: result.chosen.proxy.relMSE, rankedBy: result.rankedBy };
-        chosenFor.set(plan.budget!, chosen);
+        chosenFor.set(key, chosen);
       }
-      options = { ...chosen.options, tune: plan.tune ?? 0, klEncode: plan.klEncode ?? 0 };
+      options = { ...chosen.options, ...after };
       ({ searchSeconds, proxyRelMSE, rankedBy } = chosen);
     }
     const started = performance.now();
@@ -248,8 +252,9 @@ export function renderMarkdown(r: ReportResult, command: string, svgName = "repo
   lines.push("- **carvq paper recipe, L n**: the paper's group RVQ (row layout, h 8, g 1024, greedy encoding, one k-means per level) with n levels; L 2 is the paper's configuration.");
   lines.push("- **carvq auto ≤ b bpp**: `carvq compress --target-bpp b`: the configuration the search chose for that budget (h, L, g, layout, beam, refinement, row scales, scalar baselines; screened on a sample of whole codebook groups, the finalists ranked by relMSE, or by the model's KL on the calibration text for a llama2.c model small enough to search whole), fitted on the whole table.");
   if (r.runs.some((x) => x.series === "tuned")) {
-    lines.push("- **+ kl-encode r**: the same configuration with `--kl-encode r`: r rounds of choosing every row's codes, then all codebooks, for the model's curvature (its Fisher on the calibration text, one 64 × 64 matrix per token) instead of squared error; the round with the lowest KL on the calibration text is kept (or the fitted codes).");
-    lines.push("- **+ tune-kl n**: the same configuration with `--tune-kl n`: the codebooks, codes fixed, tuned for n Adam steps on the model's KL over the calibration text (19,200 tokens, gradient by backpropagation through the model), kept only if that KL falls.");
+    const cols = r.shape[1];
+    lines.push(`- **+ kl-encode r**: \`carvq compress --target-bpp b --kl-encode r\`: after the fit, r rounds of choosing every row's codes, then all codebooks, for the model's curvature (its Fisher on the calibration text, a ${cols} × ${cols} matrix per token) instead of squared error; the round with the lowest KL on the calibration text is kept (or the fitted codes). The options are recorded in the blob's metadata, so near a budget the search may choose another configuration than the plain run's.`);
+    lines.push("- **+ tune-kl n**: `--tune-kl n` (after any kl-encode): the codebooks, codes fixed, tuned for n Adam steps on the model's KL over the calibration text (19,200 tokens, gradient by backpropagation through the model), kept only if that KL falls.");
   }
   lines.push("");
   lines.push("The flags of each auto run:");
