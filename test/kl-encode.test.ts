@@ -10,7 +10,8 @@ import { decodeAll } from "../tools/decoder.ts";
 import { calibrationKlObjective } from "../tools/eval/kl-objective.ts";
 import { evaluatePerplexity, originalEvaluation } from "../tools/eval/perplexity.ts";
 import { klGradient, logitGradients } from "../tools/llama2c/backward.ts";
-import { embeddingFisher, regularizedCurvature } from "../tools/llama2c/fisher.ts";
+import { embeddingFisher, embeddingFisherParallel, regularizedCurvature } from "../tools/llama2c/fisher.ts";
+import { workerBundle } from "../tools/quant/parallel.ts";
 import { inputEmbedding, loadLlama2cModel, type Llama2cModel } from "../tools/llama2c/model.ts";
 import { CALIBRATION_SAMPLE_OPTIONS } from "../tools/llama2c/sample.ts";
 import type { Matrix } from "../tools/matrix.ts";
@@ -166,6 +167,18 @@ describe.skipIf(!haveModel)("--kl-encode on stories260K", () => {
       expect(fisher.data.subarray(unused * D * D, (unused + 1) * D * D).every((v) => v === 0)).toBe(true);
     }
     expect(embeddingFisher(m, SHORT, { samples: 2, seed: 1 }).data).toEqual(embeddingFisher(m, SHORT, { samples: 2, seed: 1 }).data);
+  }, 120_000);
+
+  it("on worker threads the estimate is the same to the bit (the shares are added in sequence order)", async () => {
+    const m = getModel();
+    if (workerBundle("fisher-worker.mjs") === null) return void console.warn("skipped: dist/fisher-worker.mjs is not built (npm run build)");
+    const text = { sequences: 5, length: 40, seed: 4 };
+    const progress: number[] = [];
+    const parallel = await embeddingFisherParallel(m, text, 2, { samples: 3, seed: 9, onSequence: (done) => progress.push(done) });
+    expect(progress).toEqual([1, 2, 3, 4, 5]);
+    const inline = embeddingFisher(m, text, { samples: 3, seed: 9 });
+    expect(Buffer.from(parallel.data.buffer).equals(Buffer.from(inline.data.buffer))).toBe(true);
+    expect(inline.data.some((v) => v !== 0)).toBe(true);
   }, 120_000);
 
   it("regularizedCurvature gives unused rows a floor and shrinks each row toward its trace", () => {

@@ -24,6 +24,9 @@ await build({ ...common, entryPoints: ["tools/adaptor/train-worker.ts"], outfile
 // The RVQ fitting worker (tools/quant/parallel.ts looks for it next to the CLI bundle).
 await build({ ...common, entryPoints: ["tools/quant/rvq-worker.ts"], outfile: "dist/rvq-worker.mjs" });
 
+// The curvature worker of --kl-encode (tools/llama2c/fisher.ts looks for it the same way).
+await build({ ...common, entryPoints: ["tools/llama2c/fisher-worker.ts"], outfile: "dist/fisher-worker.mjs" });
+
 await build({
   ...common,
   entryPoints: ["tools/cli/main.ts"],

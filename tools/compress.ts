@@ -298,6 +298,7 @@ export async function compressMatrixParallel(matrix: Matrix, options: Partial<Co
   const fits: RvqEncoding[] = [];
   const G = p.header.groupCount;
   for (let r = 0; r < p.o.restarts; r++) fits.push(await encodeRvqParallel(input, { ...params, seed: restartSeed(p.o.seed, r) }, G, threads, (done) => onProgress?.(r * G + done, p.o.restarts * G)));
+  if (p.o.klEncode > 0) await from.objective?.prepareCurvature?.(threads, events?.curvature);
   const encoding = tuned(klEncoded(bestOfRestarts(fits, input, p, from, events), matrix, p, from, events), matrix, p, from, events);
   const sections = rvqSections(matrix, p, encoding);
   if (p.o.adaptor === "none") return finish(matrix, p, sections, from);

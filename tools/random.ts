@@ -15,7 +15,15 @@ export function deriveSeed(...parts: number[]): number {
 
 /** A splitmix32 generator: returns uniform numbers in [0, 1). */
 export function createRandom(seed: number): () => number {
-  let state = seed >>> 0;
+  return createRandomAt(seed, 0);
+}
+
+/**
+ * createRandom(seed)'s stream after its first `skip` numbers, without drawing them: the state only
+ * advances by a constant per number. Lets workers draw their parts of one stream.
+ */
+export function createRandomAt(seed: number, skip: number): () => number {
+  let state = (seed + Math.imul(skip >>> 0, 0x9e3779b9)) >>> 0;
   return () => {
     state = (state + 0x9e3779b9) >>> 0;
     let z = state;

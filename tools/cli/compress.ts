@@ -45,7 +45,8 @@ Options:
                        and refit the codebooks ROUNDS times for the model's curvature (its Fisher
                        on the calibration text) instead of squared error; keeps the round with
                        the lowest calibration KL, or the fitted codes (default 0 = off; 4 is
-                       typical; for stories260K about 2.5 min for the curvature, 15 s a round)
+                       typical; for stories260K about 75 s for the curvature on 2 threads, then
+                       15 s a round)
   --seed N             random seed (default ${D.seed}); same input, options and seed give the same bytes
   --block N            int4/int3/int2: values per FP16 scale (default ${D.block})
 ${ADAPTOR_HELP}

@@ -4,7 +4,7 @@
 // text `carvq ppl` and the report measure, so nothing is tuned on the text it is judged on. Its
 // curvature (`--kl-encode`) is the Fisher estimated on the same calibration text.
 import { klGradient } from "../llama2c/backward.ts";
-import { embeddingFisher, regularizedCurvature } from "../llama2c/fisher.ts";
+import { embeddingFisher, embeddingFisherParallel, regularizedCurvature } from "../llama2c/fisher.ts";
 import type { Llama2cModel } from "../llama2c/model.ts";
 import { CALIBRATION_SAMPLE_OPTIONS, type SampleOptions } from "../llama2c/sample.ts";
 import type { RowMetric } from "../quant/metric.ts";
@@ -24,6 +24,7 @@ export function calibrationKlObjective(model: Llama2cModel, text: Partial<Sample
   const { sequences, logProbs } = originalEvaluation(model, options);
   const batches = Math.ceil(sequences.length / SEQUENCES_PER_BATCH);
   let curvature: RowMetric | undefined; // estimated once per objective: a report's runs share it
+  const fisherOptions = { samples: FISHER_SAMPLES, seed: FISHER_SEED };
   return {
     name: "kl",
     batches,
@@ -33,6 +34,9 @@ export function calibrationKlObjective(model: Llama2cModel, text: Partial<Sample
       return { loss: kl, gradient };
     },
     loss: (table) => evaluatePerplexity(model, table, options).kl,
-    curvature: (onProgress) => (curvature ??= regularizedCurvature(embeddingFisher(model, options, { samples: FISHER_SAMPLES, seed: FISHER_SEED, onSequence: onProgress }))),
+    curvature: (onProgress) => (curvature ??= regularizedCurvature(embeddingFisher(model, options, { ...fisherOptions, onSequence: onProgress }))),
+    async prepareCurvature(threads, onProgress) {
+      curvature ??= regularizedCurvature(await embeddingFisherParallel(model, options, threads, { ...fisherOptions, onSequence: onProgress }));
+    },
   };
 }

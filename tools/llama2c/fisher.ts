@@ -17,11 +17,13 @@
 // it picked fell 60 % while the real KL rose 3x). `regularizedCurvature` shrinks every row's estimate
 // toward its own trace and adds a floor, which keeps the encoder honest and gives the rows the
 // calibration text never uses (about 300 of stories260K's 512) plain squared error.
+import { Worker } from "node:worker_threads";
 import { CarvqError } from "../errors.ts";
 import { originalEvaluation } from "../eval/perplexity.ts";
 import type { Matrix } from "../matrix.ts";
 import { checkMetricSize, type RowMetric } from "../quant/metric.ts";
-import { createRandom } from "../random.ts";
+import { workerBundle } from "../quant/parallel.ts";
+import { createRandomAt } from "../random.ts";
 import { logitGradients } from "./backward.ts";
 import { inputEmbedding, type Llama2cModel } from "./model.ts";
 import type { SampleOptions } from "./sample.ts";
@@ -76,17 +78,89 @@ function drawCotangents(logProbs: Float64Array, positions: number, vocab: number
   return r;
 }
 
-/** Adds scale * g_t g_t^T to row t's block for every token t that is an input of the sequence. */
-function addOuterProducts(into: Float64Array, gradient: Float64Array, inputs: ReadonlySet<number>, cols: number, scale: number): void {
-  for (const t of inputs) {
-    const at = t * cols * cols;
+/** One sequence's share of the estimate: the gradient rows of its input tokens, for each draw. */
+export interface SequenceRows {
+  /** The sequence's input tokens, in first-use order. */
+  readonly inputs: Int32Array;
+  /** samples x inputs x cols: draw k's gradient row of inputs[i] at (k * inputs + i) * cols. */
+  readonly rows: Float64Array;
+}
+
+/** What one sequence's draws need: its tokens and original log-probs, and where in the random stream they start. */
+export interface SequenceJob {
+  readonly tokens: Int32Array;
+  readonly logProbs: Float64Array;
+  /** The number of random draws the sequences before it took (the stream is jumped ahead by it). */
+  readonly skip: number;
+  readonly seed: number;
+  readonly samples: number;
+  readonly kind: CotangentKind;
+}
+
+/** The expensive part, run inline or on a worker (tools/llama2c/fisher-worker.ts): `samples` draws and their backward passes. */
+export function sequenceRows(model: Llama2cModel, table: Matrix, job: SequenceJob): SequenceRows {
+  const positions = job.tokens.length - 1;
+  const vocab = model.config.vocabSize;
+  const cols = table.cols;
+  const random = createRandomAt(job.seed, job.skip);
+  const draws = Array.from({ length: job.samples }, () => drawCotangents(job.logProbs, positions, vocab, random, job.kind));
+  const inputs = Int32Array.from(new Set(job.tokens.subarray(0, positions)));
+  const rows = new Float64Array(job.samples * inputs.length * cols);
+  logitGradients(model, table, job.tokens, draws).forEach((gradient, k) => {
+    inputs.forEach((t, i) => rows.set(gradient.subarray(t * cols, (t + 1) * cols), (k * inputs.length + i) * cols));
+  });
+  return { inputs, rows };
+}
+
+/** Adds scale * g g^T of every draw's row to its token's block, draw by draw (the order fixes the sums' rounding). */
+function addOuterProducts(into: Float64Array, share: SequenceRows, cols: number, scale: number): void {
+  const count = share.inputs.length;
+  for (let at = 0; at < share.rows.length; at += cols) {
+    const block = share.inputs[(at / cols) % count] * cols * cols;
     for (let a = 0; a < cols; a++) {
-      const ga = gradient[t * cols + a];
+      const ga = share.rows[at + a];
       if (ga === 0) continue;
       // (g_a g_b) before the scale: the product commutes exactly, so the block is exactly symmetric.
-      for (let b = 0; b < cols; b++) into[at + a * cols + b] += ga * gradient[t * cols + b] * scale;
+      for (let b = 0; b < cols; b++) into[block + a * cols + b] += ga * share.rows[at + b] * scale;
     }
   }
+}
+
+/** How many random draws a sequence's cotangents take. */
+function drawCount(positions: number, vocab: number, samples: number, kind: CotangentKind): number {
+  return samples * positions * (kind === "label" ? 1 : vocab);
+}
+
+/** Everything an estimate needs before its sequences are run: one job per sequence with a token to predict. */
+interface FisherPlan {
+  readonly rows: number;
+  readonly cols: number;
+  readonly sequences: number;
+  /** Job of sequence s, or null when it predicts nothing. */
+  readonly jobs: (SequenceJob | null)[];
+  /** 1 / (predicted positions * samples): E[g g^T] = sum_p J_p^T Cov_p J_p per sequence, and the KL is a mean over all N positions. */
+  readonly scale: number;
+}
+
+function planFisher(model: Llama2cModel, text: Partial<SampleOptions>, options: FisherOptions): FisherPlan {
+  const { vocabSize: rows, dim: cols } = model.config;
+  checkMetricSize(rows, cols, model.path);
+  const samples = options.samples ?? 8;
+  if (!Number.isInteger(samples) || samples < 1) throw new CarvqError(`embeddingFisher: samples must be a whole number >= 1, got ${samples}`);
+  const kind = options.cotangents ?? "rademacher";
+  const seed = options.seed ?? 0;
+  const { sequences, logProbs } = originalEvaluation(model, text);
+  let total = 0;
+  let skip = 0;
+  const jobs = sequences.map((tokens, s) => {
+    const positions = tokens.length - 1;
+    if (positions < 1) return null;
+    total += positions;
+    const job = { tokens, logProbs: logProbs[s], skip, seed, samples, kind };
+    skip += drawCount(positions, rows, samples, kind);
+    return job;
+  });
+  return { rows, cols, sequences: sequences.length, jobs, scale: 1 / (total * samples) };
 }
 
 /**
@@ -94,29 +168,64 @@ function addOuterProducts(into: Float64Array, gradient: Float64Array, inputs: Re
  * `model`'s input embedding, at the original table; rows never used as an input are 0. Deterministic.
  */
 export function embeddingFisher(model: Llama2cModel, text: Partial<SampleOptions>, options: FisherOptions = {}): RowMetric {
+  const plan = planFisher(model, text, options);
   const table: Matrix = inputEmbedding(model);
-  const { rows, cols } = table;
-  checkMetricSize(rows, cols, model.path);
-  const samples = options.samples ?? 8;
-  if (!Number.isInteger(samples) || samples < 1) throw new CarvqError(`embeddingFisher: samples must be a whole number >= 1, got ${samples}`);
-  const { sequences, logProbs } = originalEvaluation(model, text);
-  const random = createRandom(options.seed ?? 0);
-  const kind = options.cotangents ?? "rademacher";
-  let total = 0;
-  for (const tokens of sequences) total += Math.max(0, tokens.length - 1);
-  const data = new Float64Array(rows * cols * cols);
-  sequences.forEach((tokens, s) => {
-    const positions = tokens.length - 1;
-    if (positions >= 1) {
-      const draws = Array.from({ length: samples }, () => drawCotangents(logProbs[s], positions, rows, random, kind));
-      const inputs = new Set(tokens.subarray(0, positions));
-      // E[g g^T] = sum_p J_p^T Cov_p J_p for this sequence; the KL is a mean over all N positions.
-      const scale = 1 / (total * samples);
-      for (const gradient of logitGradients(model, table, tokens, draws)) addOuterProducts(data, gradient, inputs, cols, scale);
-    }
-    options.onSequence?.(s + 1, sequences.length);
+  const data = new Float64Array(plan.rows * plan.cols * plan.cols);
+  plan.jobs.forEach((job, s) => {
+    if (job !== null) addOuterProducts(data, sequenceRows(model, table, job), plan.cols, plan.scale);
+    options.onSequence?.(s + 1, plan.sequences);
   });
-  return { rows, cols, data };
+  return { rows: plan.rows, cols: plan.cols, data };
+}
+
+/**
+ * `embeddingFisher` with the sequences' backward passes on `threads` worker threads (each loads the
+ * model from its file); the shares are added in sequence order, so the result is the same to the
+ * bit for any number of threads. Falls back to one thread where the worker bundle is not built.
+ */
+export async function embeddingFisherParallel(model: Llama2cModel, text: Partial<SampleOptions>, threads: number, options: FisherOptions = {}): Promise<RowMetric> {
+  const path = workerBundle("fisher-worker.mjs");
+  if (path === null || threads <= 1) return embeddingFisher(model, text, options);
+  const plan = planFisher(model, text, options);
+  const data = new Float64Array(plan.rows * plan.cols * plan.cols);
+  const waiting = new Map<number, SequenceRows>();
+  let next = 0; // the next sequence to add, in order
+  const flush = () => {
+    for (; next < plan.sequences && (plan.jobs[next] === null || waiting.has(next)); next++) {
+      const share = waiting.get(next);
+      if (share !== undefined) addOuterProducts(data, share, plan.cols, plan.scale);
+      waiting.delete(next);
+      options.onSequence?.(next + 1, plan.sequences);
+    }
+  };
+  const queue = plan.jobs.flatMap((job, s) => (job === null ? [] : [s]));
+  const workers = Array.from({ length: Math.min(threads, queue.length) }, () => new Worker(path, { workerData: { path: model.path } }));
+  try {
+    await Promise.all(
+      workers.map(
+        (worker) =>
+          new Promise<void>((resolve, reject) => {
+            const take = () => {
+              const s = queue.shift();
+              if (s === undefined) return resolve();
+              worker.postMessage({ s, job: plan.jobs[s] });
+            };
+            worker.on("message", (message: { s: number; share: SequenceRows }) => {
+              waiting.set(message.s, message.share);
+              flush();
+              take();
+            });
+            worker.once("error", reject);
+            worker.once("exit", (code) => (code === 0 ? resolve() : reject(new CarvqError(`curvature worker exited with code ${code}`))));
+            take();
+          }),
+      ),
+    );
+  } finally {
+    await Promise.all(workers.map((w) => w.terminate()));
+  }
+  flush();
+  return { rows: plan.rows, cols: plan.cols, data };
 }
 
 /**

@@ -20,9 +20,14 @@ export interface RvqWorkerData {
   groupCount: number;
 }
 
-/** dist/rvq-worker.mjs, next to the CLI bundle, beside a bundle in build/ or found from the source tree; null if not built. */
+/** dist/rvq-worker.mjs: see workerBundle. */
 function workerPath(): string | null {
-  for (const relative of ["./rvq-worker.mjs", "../dist/rvq-worker.mjs", "../../dist/rvq-worker.mjs"]) {
+  return workerBundle("rvq-worker.mjs");
+}
+
+/** A worker bundle in dist/: next to the CLI bundle, beside a bundle in build/ or found from the source tree (tools/<dir>/); null if not built. */
+export function workerBundle(file: string): string | null {
+  for (const relative of [`./${file}`, `../dist/${file}`, `../../dist/${file}`]) {
     const path = fileURLToPath(new URL(relative, import.meta.url));
     if (existsSync(path)) return path;
   }

@@ -35,6 +35,8 @@ export interface TableObjective {
    * original table (`--kl-encode` chooses codes by it); absent when the objective has none.
    */
   curvature?(onProgress?: (done: number, total: number) => void): RowMetric;
+  /** Computes the curvature ahead, on worker threads where it can (then `curvature` returns it at once). */
+  prepareCurvature?(threads: number, onProgress?: (done: number, total: number) => void): Promise<void>;
 }
 
 export interface TuneShape {
