@@ -223,15 +223,21 @@ function restartSeed(seed: number, r: number): number {
  * calibration text) when there is one and the rows are fitted as they are, else on the squared
  * error of what was fitted. The first wins ties, so one restart is the plain fit.
  */
-function bestOfRestarts(fits: RvqEncoding[], input: Matrix, { o }: Plan, from: CompressSource, events?: CompressEvents): RvqEncoding {
-  if (fits.length === 1) return fits[0];
+function bestOfRestarts(fits: RvqEncoding[], input: Matrix, { o }: Plan, from: CompressSource, events?: CompressEvents): Scored {
+  if (fits.length === 1) return { encoding: fits[0] };
   const shape = shapeOf(input, o);
   const objective = o.rowScale === 0 ? from.objective : undefined;
   const score = (e: RvqEncoding) => (objective ? objective.loss(decodeEncoding(e, shape)) : reconstructionMetrics(input, decodeEncoding(e, shape)).relMSE);
   const scores = fits.map(score);
   const best = scores.reduce((b, v, i) => (v < scores[b] ? i : b), 0);
   events?.note?.(`restarts: ${objective ? objective.name : "relMSE"} of the ${fits.length} fits (seeds ${o.seed} to ${restartSeed(o.seed, fits.length - 1)}): ${scores.map((v) => v.toPrecision(4)).join(", ")}; kept seed ${restartSeed(o.seed, best)}`);
-  return fits[best];
+  return { encoding: fits[best], ...(objective ? { loss: scores[best] } : {}) };
+}
+
+/** An encoding between the model-aware stages, with its value of the source's objective once a stage has measured it. */
+interface Scored {
+  encoding: RvqEncoding;
+  loss?: number;
 }
 
 /** The shape tools/quant/tune.ts and metric.ts work on. */
@@ -244,29 +250,30 @@ function shapeOf(matrix: Matrix, o: CompressOptions): TuneShape {
  * curvature (tools/quant/metric.ts), when asked: each round is measured on the objective itself and
  * the best encoding, the fitted one included, is kept.
  */
-function klEncoded(encoding: RvqEncoding, matrix: Matrix, { o }: Plan, from: CompressSource, events?: CompressEvents): RvqEncoding {
+function klEncoded(fitted: Scored, matrix: Matrix, { o }: Plan, from: CompressSource, events?: CompressEvents): Scored {
   const objective = from.objective;
-  if (o.klEncode === 0 || objective?.curvature === undefined) return encoding;
+  if (o.klEncode === 0 || objective?.curvature === undefined) return fitted;
   const shape = shapeOf(matrix, o);
   const metric = objective.curvature(events?.curvature);
-  const losses = [objective.loss(decodeEncoding(encoding, shape))];
-  let [best, current] = [encoding, encoding];
+  const losses = [fitted.loss ?? objective.loss(decodeEncoding(fitted.encoding, shape))];
+  let best: Scored = { encoding: fitted.encoding, loss: losses[0] };
+  let current = fitted.encoding;
   for (let round = 1; round <= o.klEncode; round++) {
     current = metricRound(matrix, current, shape, metric);
     losses.push(objective.loss(decodeEncoding(current, shape)));
     events?.klEncoding?.(round, o.klEncode, losses[round]);
-    if (losses[round] < Math.min(...losses.slice(0, round))) best = current;
+    if (losses[round] < best.loss!) best = { encoding: current, loss: losses[round] };
   }
-  const kept = losses.indexOf(Math.min(...losses));
+  const kept = losses.indexOf(best.loss!);
   events?.note?.(`kl-encode: ${objective.name} on the calibration text ${losses.map((v) => v.toPrecision(4)).join(" -> ")}; kept ${kept === 0 ? "the fitted codes" : `round ${kept}`}`);
   return best;
 }
 
 /** The encoding with its codebooks tuned on the source's objective, when `tune` asks for it. */
-function tuned(encoding: RvqEncoding, matrix: Matrix, { o, name }: Plan, from: CompressSource, events?: CompressEvents): RvqEncoding {
+function tuned({ encoding, loss }: Scored, matrix: Matrix, { o, name }: Plan, from: CompressSource, events?: CompressEvents): RvqEncoding {
   if (o.tune === 0 || from.objective === undefined) return encoding;
   const shape = shapeOf(matrix, o);
-  const result = tuneCodebooks(encoding, shape, from.objective, o.tune, undefined, (step, loss) => events?.tuning?.(step, o.tune, loss));
+  const result = tuneCodebooks(encoding, shape, from.objective, o.tune, { before: loss, onStep: (step, value) => events?.tuning?.(step, o.tune, value) });
   events?.note?.(result.kept
     ? `tuning: ${from.objective.name} ${result.before.toPrecision(4)} -> ${result.after.toPrecision(4)} on the calibration text (${o.tune} steps)`
     : `tuning: kept the fitted codebooks (${from.objective.name} ${result.before.toPrecision(4)}; ${o.tune} steps did not improve on it after FP16 rounding)`);

@@ -14,7 +14,7 @@ import { evaluatePerplexity, originalEvaluation } from "./perplexity.ts";
 /** The tuning text: 64 sequences of 300 tokens (19,200 positions), 8 sequences a batch. */
 export const TUNING_TEXT: Partial<SampleOptions> = { sequences: 64 };
 const SEQUENCES_PER_BATCH = 8;
-/** The curvature's label draws per calibration sequence, and their seed. */
+/** The curvature's cotangent draws per calibration sequence, and their seed. */
 const FISHER_SAMPLES = 8;
 const FISHER_SEED = 20261123;
 

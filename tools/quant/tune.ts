@@ -118,14 +118,20 @@ function roundToHalves(values: Float32Array): Uint16Array {
   return Uint16Array.from(values, (v) => f32ToF16(v));
 }
 
-/**
- * Tunes `encoding`'s codebooks for `steps` Adam steps on `objective`; the codes are unchanged.
- * `learningRate` is relative to the root mean square of the starting centroid values.
- */
-export function tuneCodebooks(encoding: RvqEncoding, shape: TuneShape, objective: TableObjective, steps: number, learningRate = 0.02, onStep?: (step: number, loss: number) => void): TuneResult {
+export interface TuneOptions {
+  /** Relative to the root mean square of the starting centroid values (default 0.02). */
+  learningRate?: number;
+  onStep?: (step: number, loss: number) => void;
+  /** The objective of the starting encoding when the caller has measured it already (saves one whole evaluation). */
+  before?: number;
+}
+
+/** Tunes `encoding`'s codebooks for `steps` Adam steps on `objective`; the codes are unchanged. */
+export function tuneCodebooks(encoding: RvqEncoding, shape: TuneShape, objective: TableObjective, steps: number, options: TuneOptions = {}): TuneResult {
+  const { learningRate = 0.02, onStep } = options;
   const map = centroidMap(encoding.codes, shape);
   const start = Float32Array.from(encoding.codebooks, (h) => F16_TO_F32[h]);
-  const before = objective.loss(decode(start, map, shape));
+  const before = options.before ?? objective.loss(decode(start, map, shape));
   let rms = 0;
   for (const v of start) rms += v * v;
   const step0 = learningRate * Math.sqrt(rms / Math.max(1, start.length));
