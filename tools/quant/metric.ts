@@ -18,6 +18,7 @@ import { centroidIndex, groupOf } from "../blob/codebooks.ts";
 import { CarvqError } from "../errors.ts";
 import { F16_TO_F32, f32ToF16 } from "../fp16.ts";
 import type { Matrix } from "../matrix.ts";
+import { choleskySolve } from "./refine.ts";
 import type { RvqEncoding } from "./rvq.ts";
 import type { TuneShape } from "./tune.ts";
 
@@ -193,34 +194,6 @@ export function metricEncode(matrix: Matrix, encoding: RvqEncoding, s: TuneShape
   return codes;
 }
 
-/** In-place Cholesky solve of the symmetric positive definite n x n system a x = b; returns x. */
-function choleskySolve(a: Float64Array, n: number, b: Float64Array): Float64Array {
-  for (let j = 0; j < n; j++) {
-    let diagonal = a[j * n + j];
-    for (let k = 0; k < j; k++) diagonal -= a[j * n + k] * a[j * n + k];
-    if (!(diagonal > 0)) throw new CarvqError(`kl-encode: the codebook system is not positive definite at value ${j}`);
-    const pivot = Math.sqrt(diagonal);
-    a[j * n + j] = pivot;
-    for (let i = j + 1; i < n; i++) {
-      let v = a[i * n + j];
-      for (let k = 0; k < j; k++) v -= a[i * n + k] * a[j * n + k];
-      a[i * n + j] = v / pivot;
-    }
-  }
-  const y = new Float64Array(n);
-  for (let i = 0; i < n; i++) {
-    let v = b[i];
-    for (let k = 0; k < i; k++) v -= a[i * n + k] * y[k];
-    y[i] = v / a[i * n + i];
-  }
-  for (let i = n - 1; i >= 0; i--) {
-    let v = y[i];
-    for (let k = i + 1; k < n; k++) v -= a[k * n + i] * y[k];
-    y[i] = v / a[i * n + i];
-  }
-  return y;
-}
-
 /**
  * FP16 codebooks minimising the metric error of `codes`: the normal equations of every codebook value
  * at once (row t adds A_t^T M_t A_t, where A_t picks the values its codes sum), with a ridge of
@@ -269,7 +242,8 @@ export function metricCodebooks(matrix: Matrix, encoding: RvqEncoding, codes: Ui
     normal[i * n + i] += ridge;
     rhs[i] += ridge * current[i];
   }
-  return Uint16Array.from(choleskySolve(normal, n, rhs), (v) => f32ToF16(v));
+  choleskySolve(normal, n, rhs, 1);
+  return Uint16Array.from(rhs, (v) => f32ToF16(v));
 }
 
 /** One round: codes for the metric, then codebooks for those codes (kept as they were when too many to solve). */

@@ -30,8 +30,8 @@ export function refineCodebooks(vectors: Float32Array, count: number, h: number,
   return Float32Array.from(rhs);
 }
 
-/** Solves A·X = B in place (X overwrites B) for symmetric positive definite A (n × n), B n × m. */
-function choleskySolve(a: Float64Array, n: number, b: Float64Array, m: number): void {
+/** Solves A·X = B in place (X overwrites B) for symmetric positive definite A (n × n), B n × m; A is overwritten by its factor. Also tools/quant/metric.ts's solver. */
+export function choleskySolve(a: Float64Array, n: number, b: Float64Array, m: number): void {
   for (let j = 0; j < n; j++) {
     let diagonal = a[j * n + j];
     for (let k = 0; k < j; k++) diagonal -= a[j * n + k] * a[j * n + k];
