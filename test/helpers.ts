@@ -1,5 +1,7 @@
 import { drawFloatAdaptor, type DrawScales, type FloatAdaptor } from "../tools/adaptor/model.ts";
 import type { Matrix } from "../tools/matrix.ts";
+import type { RowMetric } from "../tools/quant/metric.ts";
+import type { TableObjective } from "../tools/quant/tune.ts";
 import { createRandom } from "../tools/random.ts";
 
 /** A seeded matrix of Gaussian-ish values (sum of uniforms), different per seed. */
@@ -18,4 +20,29 @@ export function randomMatrix(rows: number, cols: number, seed: number): Matrix {
 export function randomFloatAdaptor(rows: number, widths: number[], seed: number, scale: DrawScales): FloatAdaptor {
   const random = createRandom(seed);
   return drawFloatAdaptor(rows, widths, (s) => (random() - 0.5) * s, scale);
+}
+
+/** A diagonal metric per row, the same for every row: weight(j) on column j (1 everywhere: the identity, squared error). */
+export function diagonalMetric(rows: number, cols: number, weight: (column: number) => number = () => 1): RowMetric {
+  const data = new Float64Array(rows * cols * cols);
+  for (let t = 0; t < rows; t++) for (let j = 0; j < cols; j++) data[t * cols * cols + j * cols + j] = weight(j);
+  return { rows, cols, data };
+}
+
+/**
+ * A stand-in for a model's objective: squared error to `target`, column j weighted by weight(j)
+ * (default 1), one batch, and that weighting as its curvature (what --kl-encode asks for).
+ */
+export function weightedSquaredError(target: Matrix, weight: (column: number) => number = () => 1): TableObjective {
+  const evaluate = (table: Matrix) => {
+    let loss = 0;
+    const gradient = new Float32Array(table.data.length);
+    table.data.forEach((v, i) => {
+      const d = v - target.data[i];
+      loss += weight(i % table.cols) * d * d;
+      gradient[i] = 2 * weight(i % table.cols) * d;
+    });
+    return { loss, gradient };
+  };
+  return { name: "weighted", batches: 1, evaluate, loss: (table) => evaluate(table).loss, curvature: () => diagonalMetric(target.rows, target.cols, weight) };
 }

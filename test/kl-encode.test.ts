@@ -19,7 +19,7 @@ import { metricCodebooks, metricEncode, metricError, metricRound, type RowMetric
 import { encodeRvq } from "../tools/quant/rvq.ts";
 import { decodeEncoding, type TableObjective } from "../tools/quant/tune.ts";
 import { createRandom } from "../tools/random.ts";
-import { randomMatrix } from "./helpers.ts";
+import { diagonalMetric, randomMatrix } from "./helpers.ts";
 
 /** A random symmetric positive definite metric per row: B B^T / cols + 0.05 I, with B's columns scaled unevenly so it is far from isotropic. */
 function randomMetric(rows: number, cols: number, seed: number): RowMetric {
@@ -36,12 +36,6 @@ function randomMetric(rows: number, cols: number, seed: number): RowMetric {
       }
     }
   }
-  return { rows, cols, data };
-}
-
-function identityMetric(rows: number, cols: number): RowMetric {
-  const data = new Float64Array(rows * cols * cols);
-  for (let t = 0; t < rows; t++) for (let a = 0; a < cols; a++) data[t * cols * cols + a * cols + a] = 1;
   return { rows, cols, data };
 }
 
@@ -72,18 +66,18 @@ describe("metric encoding (tools/quant/metric.ts)", () => {
     const fitted = encodeRvq(table, { ...shape, iters: 10, seed: 1, beam: 8, refine: 4 }, 3);
     const metric = randomMetric(96, 16, 4);
     const round = metricRound(table, fitted, shape, metric);
-    const mse = (e: typeof fitted) => metricError(table, decodeEncoding(e, shape), identityMetric(96, 16));
+    const mse = (e: typeof fitted) => metricError(table, decodeEncoding(e, shape), diagonalMetric(96, 16));
     expect(metricError(table, decodeEncoding(round, shape), metric)).toBeLessThan(0.9 * metricError(table, decodeEncoding(fitted, shape), metric));
     expect(mse(round)).toBeGreaterThan(mse(fitted)); // it traded squared error for the metric
     // Identity metric: every combination tried, so at least as good as the beam search's codes.
-    const codes = metricEncode(table, fitted, shape, identityMetric(96, 16));
+    const codes = metricEncode(table, fitted, shape, diagonalMetric(96, 16));
     expect(mse({ ...fitted, codes })).toBeLessThanOrEqual(mse(fitted));
   });
 
   it("refuses a metric of another shape", () => {
     const shape = { rows: 96, cols: 16, h: 4, levels: 2, group: 128, layout: "row" as const };
     const fitted = encodeRvq(table, { ...shape, iters: 2, seed: 1, beam: 1, refine: 0 }, 3);
-    expect(() => metricRound(table, fitted, shape, identityMetric(95, 16))).toThrow(/metric is for a 95 x 16 table, the table is 96 x 16/);
+    expect(() => metricRound(table, fitted, shape, diagonalMetric(95, 16))).toThrow(/metric is for a 95 x 16 table, the table is 96 x 16/);
   });
 
   it("compress refuses --kl-encode without a curvature, with --row-scale, with a scalar method and out of range", () => {
@@ -97,7 +91,7 @@ describe("metric encoding (tools/quant/metric.ts)", () => {
 
   it("compress refuses a table whose metric would be too large before fitting anything", () => {
     const big: Matrix = { rows: 5000, cols: 128, data: new Float32Array(5000 * 128) };
-    const objective: TableObjective = { name: "q", batches: 1, evaluate: () => ({ loss: 0, gradient: new Float32Array(0) }), loss: () => 0, curvature: () => identityMetric(1, 1) };
+    const objective: TableObjective = { name: "q", batches: 1, evaluate: () => ({ loss: 0, gradient: new Float32Array(0) }), loss: () => 0, curvature: () => diagonalMetric(1, 1) };
     expect(() => compressMatrix(big, { klEncode: 1 }, { source: "big.npy", objective })).toThrow(/big\.npy: a 5000 x 128 table needs .* metric values; --kl-encode handles up to/);
   });
 });

@@ -8,37 +8,13 @@ import { openRuntime } from "../host/node.ts";
 import { parseBlob } from "../tools/blob/reader.ts";
 import { compressMatrix, type CompressOptions } from "../tools/compress.ts";
 import { decodeAll } from "../tools/decoder.ts";
-import type { RowMetric } from "../tools/quant/metric.ts";
-import type { TableObjective } from "../tools/quant/tune.ts";
-import { randomMatrix } from "./helpers.ts";
+import { randomMatrix, weightedSquaredError } from "./helpers.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "carvq-options-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 const matrix = randomMatrix(300, 21, 77);
 const weights = Float32Array.from({ length: 300 }, (_, t) => 1 / (t + 1));
-/** A stand-in for a model's objective: squared error with the first column weighted 30x, and that as its curvature. */
-function columnWeighted(target: typeof matrix): TableObjective {
-  const weight = (j: number) => (j === 0 ? 30 : 1);
-  const evaluate = (table: typeof matrix) => {
-    let loss = 0;
-    const gradient = new Float32Array(table.data.length);
-    table.data.forEach((v, i) => {
-      const d = v - target.data[i];
-      loss += weight(i % table.cols) * d * d;
-      gradient[i] = 2 * weight(i % table.cols) * d;
-    });
-    return { loss, gradient };
-  };
-  const curvature = (): RowMetric => {
-    const { rows, cols } = target;
-    const data = new Float64Array(rows * cols * cols);
-    for (let t = 0; t < rows; t++) for (let j = 0; j < cols; j++) data[t * cols * cols + j * cols + j] = weight(j);
-    return { rows, cols, data };
-  };
-  return { name: "weighted", batches: 1, evaluate, loss: (table) => evaluate(table).loss, curvature };
-}
-
 const cases: [string, Partial<CompressOptions>][] = [
   ["col + beam 4 + refine 2", { layout: "col", group: 64, beam: 4, refine: 2 }],
   ["row + gain-shape 32", { group: 100, rowScale: 32 }],
@@ -50,7 +26,7 @@ const cases: [string, Partial<CompressOptions>][] = [
 describe("encoder options round-trip through the runtime", () => {
   for (const [what, options] of cases) {
     it(what, async () => {
-      const result = compressMatrix(matrix, { iters: 5, ...options }, { objective: columnWeighted(matrix) });
+      const result = compressMatrix(matrix, { iters: 5, ...options }, { objective: weightedSquaredError(matrix, (j) => (j === 0 ? 30 : 1)) });
       if (options.klEncode) expect(result.blob.metadata?.options).toMatchObject({ klEncode: 2, tune: 3 });
       const path = join(dir, `${what.replace(/\W+/g, "-")}.carvq`);
       writeFileSync(path, result.bytes);

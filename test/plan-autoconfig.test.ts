@@ -14,6 +14,7 @@ import { maxResidentBlobBytes } from "../tools/plan/memory.ts";
 import { evaluateProxy, planProxy } from "../tools/plan/proxy.ts";
 import { predictBlobSize } from "../tools/plan/size.ts";
 import { createRandom } from "../tools/random.ts";
+import { weightedSquaredError } from "./helpers.ts";
 
 /** A small table with the structure real ones have: clustered directions, varying row norms. */
 function clusteredMatrix(rows: number, cols: number, seed: number): Matrix {
@@ -71,14 +72,7 @@ describe("autoConfigure", () => {
     // The search fits without them: the choice carries none.
     expect(result.chosen.options).toMatchObject({ restarts: 1, klEncode: 0, tune: 0 });
     // With them applied (a squared-error objective standing in for a model), the blob is the predicted size.
-    const objective = {
-      name: "squared error",
-      batches: 1,
-      evaluate: (t: Matrix) => ({ loss: t.data.reduce((a, v, i) => a + (v - matrix.data[i]) ** 2, 0), gradient: Float32Array.from(t.data, (v, i) => 2 * (v - matrix.data[i])) }),
-      loss: (t: Matrix) => t.data.reduce((a, v, i) => a + (v - matrix.data[i]) ** 2, 0),
-      curvature: () => ({ rows: matrix.rows, cols: matrix.cols, data: Float64Array.from({ length: matrix.rows * 256 }, (_, i) => (i % 256) % 17 === 0 ? 1 : 0) }),
-    };
-    const full = compressMatrix(matrix, { ...result.chosen.options, ...after }, { ...from, objective });
+    const full = compressMatrix(matrix, { ...result.chosen.options, ...after }, { ...from, objective: weightedSquaredError(matrix) });
     expect(full.blob.metadata?.options).toMatchObject(after);
     expect(full.bytes.length).toBe(predictBlobSize(matrix, { ...result.chosen.options, ...after }, from, full.metrics).bytes);
     expect((8 * full.bytes.length) / (matrix.rows * matrix.cols)).toBeLessThanOrEqual(2.5);

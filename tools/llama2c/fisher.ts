@@ -37,7 +37,7 @@ export type CotangentKind = "label" | "rademacher";
 export interface FisherOptions {
   /** How the logit cotangents are drawn (default "rademacher": on stories260K its encodings varied less with the seed). */
   readonly cotangents?: CotangentKind;
-  /** Label draws per sequence (default 8). */
+  /** Cotangent draws per sequence (default 8). */
   readonly samples?: number;
   /** Seed of the draws. */
   readonly seed?: number;

@@ -47,19 +47,27 @@ const MAX_SWEEPS = 4;
 export const MAX_SOLVED_VALUES = 4096;
 const RIDGE = 1e-4;
 
+/** out = M_t v, with v the D values of `vector` from `at`. */
+function rowMetricTimes(metric: RowMetric, t: number, vector: ArrayLike<number>, at: number, out: Float64Array): void {
+  const D = metric.cols;
+  const block = t * D * D;
+  for (let a = 0; a < D; a++) {
+    let s = 0;
+    for (let b = 0; b < D; b++) s += metric.data[block + a * D + b] * vector[at + b];
+    out[a] = s;
+  }
+}
+
 /** The metric's quadratic form of the table's error: sum_t (x_t - xhat_t)^T M_t (x_t - xhat_t). */
 export function metricError(matrix: Matrix, decoded: Matrix, metric: RowMetric): number {
   const D = matrix.cols;
   const e = new Float64Array(D);
+  const Me = new Float64Array(D);
   let total = 0;
   for (let t = 0; t < matrix.rows; t++) {
     for (let i = 0; i < D; i++) e[i] = matrix.data[t * D + i] - decoded.data[t * D + i];
-    const at = t * D * D;
-    for (let a = 0; a < D; a++) {
-      let s = 0;
-      for (let b = 0; b < D; b++) s += metric.data[at + a * D + b] * e[b];
-      total += e[a] * s;
-    }
+    rowMetricTimes(metric, t, e, 0, Me);
+    for (let a = 0; a < D; a++) total += e[a] * Me[a];
   }
   return total;
 }
@@ -130,11 +138,7 @@ function encodeRow(t: number, matrix: Matrix, codes: Uint8Array, codebooks: Floa
     }
   }
   for (let i = 0; i < D; i++) state.error[i] += matrix.data[t * D + i];
-  for (let a = 0; a < D; a++) {
-    let v = 0;
-    for (let b = 0; b < D; b++) v += M[at + a * D + b] * state.error[b];
-    state.metricError[a] = v;
-  }
+  rowMetricTimes(metric, t, state.error, 0, state.metricError);
   const d = new Float64Array(s.h);
   for (let sweep = 0; sweep < MAX_SWEEPS; sweep++) {
     let changed = false;
@@ -223,11 +227,7 @@ export function metricCodebooks(matrix: Matrix, encoding: RvqEncoding, codes: Ui
         for (let e = 0; e < Math.min(s.h, D - j * s.h); e++, terms++) [value[terms], column[terms]] = [c + e, j * s.h + e];
       }
     }
-    for (let a = 0; a < D; a++) {
-      let v = 0;
-      for (let b = 0; b < D; b++) v += M[at + a * D + b] * matrix.data[t * D + b];
-      Mx[a] = v;
-    }
+    rowMetricTimes(metric, t, matrix.data, t * D, Mx);
     for (let p = 0; p < terms; p++) {
       rhs[value[p]] += Mx[column[p]];
       const row = value[p] * n;

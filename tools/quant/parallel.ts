@@ -20,10 +20,7 @@ export interface RvqWorkerData {
   groupCount: number;
 }
 
-/** dist/rvq-worker.mjs: see workerBundle. */
-function workerPath(): string | null {
-  return workerBundle("rvq-worker.mjs");
-}
+const RVQ_WORKER = "rvq-worker.mjs";
 
 /** A worker bundle in dist/: next to the CLI bundle, beside a bundle in build/ or found from the source tree (tools/<dir>/); null if not built. */
 export function workerBundle(file: string): string | null {
@@ -36,7 +33,7 @@ export function workerBundle(file: string): string | null {
 
 /** Whether fitting can use worker threads (the benchmark says so when it cannot). */
 export function rvqWorkersAvailable(): boolean {
-  return workerPath() !== null;
+  return workerBundle(RVQ_WORKER) !== null;
 }
 
 export function defaultThreads(): number {
@@ -49,7 +46,7 @@ function shared(bytes: number): SharedArrayBuffer {
 
 /** Runs `encodeRvq` on `threads` workers; the result is identical to the single-thread one. */
 export async function encodeRvqParallel(matrix: Matrix, params: RvqParams, groupCount: number, threads: number, onGroup?: (done: number) => void): Promise<RvqEncoding> {
-  const path = workerPath();
+  const path = workerBundle(RVQ_WORKER);
   const workers = Math.min(threads, groupCount);
   if (path === null || workers <= 1) return encodeRvq(matrix, params, groupCount, onGroup);
   const sizes = encodingSizes(matrix, params, groupCount);
