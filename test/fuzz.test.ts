@@ -19,7 +19,7 @@ import { Rng } from "../tools/fuzz/rng.ts";
 import { blobFields, sectionCountOf } from "../tools/fuzz/seeds.ts";
 
 const SEED = 20261123;
-const campaign = new Campaign({ seed: SEED });
+const campaign = await Campaign.create({ seed: SEED });
 afterAll(() => campaign.close());
 
 /** One line per finding, so a failure shows what, where and how to replay it. */

@@ -26,7 +26,7 @@ const cases: [string, Partial<CompressOptions>][] = [
 describe("encoder options round-trip through the runtime", () => {
   for (const [what, options] of cases) {
     it(what, async () => {
-      const result = compressMatrix(matrix, { iters: 5, ...options }, { objective: weightedSquaredError(matrix, (j) => (j === 0 ? 30 : 1)) });
+      const result = await compressMatrix(matrix, { iters: 5, ...options }, { objective: weightedSquaredError(matrix, (j) => (j === 0 ? 30 : 1)) });
       if (options.klEncode) expect(result.blob.metadata?.options).toMatchObject({ klEncode: 2, tune: 3 });
       const path = join(dir, `${what.replace(/\W+/g, "-")}.carvq`);
       writeFileSync(path, result.bytes);

@@ -18,15 +18,15 @@ describe("memoryNeed", () => {
     [500, 33, { method: "int3", block: 16 }],
   ];
   for (const target of loadTargets()) {
-    it(`${target.name} (${target.mode}): the runtime's own figure for a real blob, plus the command-line slack`, () => {
-      blobs.forEach(([rows, cols, options], i) => {
-        const { bytes } = compressMatrix(randomMatrix(rows, cols, 40 + i), options);
+    it(`${target.name} (${target.mode}): the runtime's own figure for a real blob, plus the command-line slack`, async () => {
+      for (const [i, [rows, cols, options]] of blobs.entries()) {
+        const { bytes } = await compressMatrix(randomMatrix(rows, cols, 40 + i), options);
         const runtime = info(target.name, bytes).runtime;
         const want = target.mode === "resident" ? runtime.residentBytes : runtime.streamingBytes;
         const need = memoryNeed(target, cols, options, bytes.length);
         expect(need.needBytes, `${rows}x${cols} ${JSON.stringify(options)}`).toBe(want + COMMAND_LINE_SLACK);
         expect(need.fits).toBe(need.needBytes <= target.memoryBudgetBytes);
-      });
+      }
     });
   }
 

@@ -21,12 +21,12 @@ const cases: [number, number, Partial<CompressOptions>][] = [
 ];
 
 describe("predictBlobSize", () => {
-  it("equals the written blob's size exactly given its metrics, and bounds it without them", () => {
+  it("equals the written blob's size exactly given its metrics, and bounds it without them", async () => {
     let seed = 1;
     for (const [rows, cols, options] of cases) {
       for (const from of [{}, { source: "/some/dir/model.safetensors", tensor: "model.embed_tokens.weight" }]) {
         const matrix = randomMatrix(rows, cols, seed++);
-        const result = compressMatrix(matrix, options, from);
+        const result = await compressMatrix(matrix, options, from);
         const label = `${rows}x${cols} ${JSON.stringify(options)} ${JSON.stringify(from)}`;
         const exact = predictBlobSize(matrix, options, from, result.metrics);
         expect(exact.exact, label).toBe(true);

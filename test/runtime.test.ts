@@ -94,7 +94,7 @@ describe("parity with the TypeScript decoder (compressed blobs)", () => {
   ];
   for (const [what, rows, cols, options] of cases) {
     it(`${what}: both builds, both modes, every token`, async () => {
-      const { bytes } = compressMatrix(randomMatrix(rows, cols, rows * 31 + cols), { seed: 1, ...options });
+      const { bytes } = await compressMatrix(randomMatrix(rows, cols, rows * 31 + cols), { seed: 1, ...options });
       expect(parseBlob(bytes, what).rowScales?.length ?? 0, "the blob has the row scales asked for").toBe(options.rowScale ?? 0);
       await checkParity(bytes, allTokens(rows), what);
     });
@@ -106,7 +106,7 @@ describe.skipIf(!existsSync(MODEL))("parity on a real model's table (stories260K
   it("every token of its 512 x 64 embedding, rvq (row, column-block, gain-shape) and int3: both builds, both modes", async () => {
     const table = inputEmbedding(loadLlama2cModel(MODEL));
     for (const options of [{ h: 8, levels: 3, group: 2048, iters: 8 }, { h: 8, levels: 2, group: 64, layout: "col" as const, iters: 8 }, { h: 8, levels: 2, group: 2048, iters: 8, rowScale: 64 }, { method: "int3" as const, block: 32 }]) {
-      const { bytes } = compressMatrix(table, { seed: 1, ...options });
+      const { bytes } = await compressMatrix(table, { seed: 1, ...options });
       await checkParity(bytes, allTokens(table.rows), `stories260K ${JSON.stringify(options)}`);
     }
   });
@@ -185,7 +185,7 @@ describe("streaming through small arenas (device targets)", () => {
 
 describe("info", () => {
   it("prints a JSON summary that agrees with the TypeScript reader", async () => {
-    const { bytes } = compressMatrix(randomMatrix(50, 20, 3), { h: 8, levels: 2, group: 10, iters: 2 });
+    const { bytes } = await compressMatrix(randomMatrix(50, 20, 3), { h: 8, levels: 2, group: 10, iters: 2 });
     const path = writeBlob(bytes);
     const blob = parseBlob(bytes, "x");
     for (const build of BUILDS) {
@@ -213,7 +213,7 @@ describe("info", () => {
   });
 
   it("reports a gain-shape blob's version, its row scales and the record's index byte", async () => {
-    const { bytes } = compressMatrix(randomMatrix(50, 20, 3), { h: 8, levels: 2, group: 10, iters: 2, rowScale: 12 });
+    const { bytes } = await compressMatrix(randomMatrix(50, 20, 3), { h: 8, levels: 2, group: 10, iters: 2, rowScale: 12 });
     const path = writeBlob(bytes);
     const blob = parseBlob(bytes, "x");
     expect(blob.header.rowBytes).toBe(1 + Math.ceil((3 * 2) / 2));
@@ -260,8 +260,10 @@ function tsRefuses(bytes: Uint8Array): boolean {
   }
 }
 
+const corruptionBase = await compressMatrix(randomMatrix(40, 24, 11), { h: 8, levels: 2, group: 8, iters: 2 });
+
 describe("corrupted blobs are refused with exit 4 (bad blob) in both builds and modes", () => {
-  const good = compressMatrix(randomMatrix(40, 24, 11), { h: 8, levels: 2, group: 8, iters: 2 }).bytes;
+  const good = corruptionBase.bytes;
   const blob = parseBlob(good, "good");
   const section = (id: number) => blob.sections.find((s) => s.id === id)!;
   const table = (i: number) => F.SECTION_TABLE_OFFSET + i * F.SECTION_ENTRY_BYTES;
@@ -529,7 +531,7 @@ describe("bad requests", () => {
 
 describe("under jco (the WASI component, ~1 s per run)", () => {
   it("returns the same bits as the reference decoder and reports the exit code of a refusal", async () => {
-    const { bytes } = compressMatrix(randomMatrix(21, 19, 4), { h: 8, levels: 2, group: 6, iters: 2 });
+    const { bytes } = await compressMatrix(randomMatrix(21, 19, 4), { h: 8, levels: 2, group: 6, iters: 2 });
     const path = writeBlob(bytes);
     const ids = [...allTokens(21)];
     const rt = await openJcoRuntime({ blob: path, mode: "streaming" });
@@ -544,7 +546,7 @@ describe("under jco (the WASI component, ~1 s per run)", () => {
   });
 
   it("serves a gain-shape (v1.1) blob bit-identically", async () => {
-    const { bytes } = compressMatrix(randomMatrix(21, 19, 5), { h: 8, levels: 2, group: 6, iters: 2, rowScale: 4 });
+    const { bytes } = await compressMatrix(randomMatrix(21, 19, 5), { h: 8, levels: 2, group: 6, iters: 2, rowScale: 4 });
     const path = writeBlob(bytes);
     const ids = [...allTokens(21)];
     const rt = await openJcoRuntime({ blob: path, mode: "streaming" });

@@ -3,24 +3,26 @@
 // as metadata.
 import * as F from "../assembly/format.ts";
 import pkg from "../package.json" with { type: "json" };
-import { encodeCodebooks } from "./blob/codebooks.ts";
-import { packNibbleRecords, packScalarRecords } from "./blob/codes.ts";
-import { deriveHeader, METHOD_CODES, SCALAR_BITS, type BlobHeader, type MethodName } from "./blob/header.ts";
+import { encodeAdaptorMlp, encodeAdaptorTable } from "./blob/adaptor.ts";
+import { deriveHeader, type BlobHeader } from "./blob/header.ts";
 import { encodeMetadata, type BlobMetadata } from "./blob/metadata.ts";
 import { parseBlob, type Blob } from "./blob/reader.ts";
+import { rvqSections, scalarSections } from "./blob/table.ts";
 import { assembleBlob, type SectionBytes } from "./blob/writer.ts";
-import { decodeAll } from "./decoder.ts";
 import { CarvqError } from "./errors.ts";
 import { F16_MAX } from "./fp16.ts";
-import { reconstructionMetrics, type ReconstructionMetrics } from "./eval/metrics.ts";
+import { reconstructionMetrics, type ReconstructionMetrics } from "./quant/metrics.ts";
 import type { Matrix } from "./matrix.ts";
 import { fitRowScales, unitRows } from "./quant/gain.ts";
-import { encodeRvqParallel } from "./quant/parallel.ts";
-import { encodeRvq, type RvqEncoding, type RvqParams } from "./quant/rvq.ts";
-import { encodeScalar } from "./quant/scalar.ts";
+import type { RvqShape } from "./quant/layout.ts";
+import { isScalarMethod, METHOD_NAMES, type MethodName } from "./quant/methods.ts";
 import { checkMetricSize, metricRound } from "./quant/metric.ts";
-import { decodeEncoding, tuneCodebooks, type TableObjective, type TuneShape } from "./quant/tune.ts";
-import { adaptorStep, adaptorStepSync, checkAdaptorOptions, DEFAULT_ADAPTOR_OPTIONS, recordedAdaptorOptions, type AdaptorEvents, type AdaptorOptions, type AdaptorOutcome } from "./adaptor/step.ts";
+import type { TableObjective } from "./quant/objective.ts";
+import { rvqQuantizer, rvqShape, scalarQuantizer } from "./quant/quantizer.ts";
+import type { RvqEncoding, RvqParams } from "./quant/rvq.ts";
+import type { ScalarEncoding } from "./quant/scalar.ts";
+import { tuneCodebooks } from "./quant/tune.ts";
+import { adaptorStep, checkAdaptorOptions, DEFAULT_ADAPTOR_OPTIONS, recordedAdaptorOptions, type AdaptorEvents, type AdaptorOptions, type AdaptorOutcome } from "./adaptor/step.ts";
 
 export const TOOL_VERSION: string = pkg.version;
 
@@ -59,6 +61,14 @@ export interface CompressEvents extends AdaptorEvents {
 /** Progress of the long stage: `done` of `total` units (RVQ groups or rows). */
 export type ProgressCallback = (done: number, total: number) => void;
 
+/** How a compression runs: worker threads (the bytes do not depend on them), progress and stage events. */
+export interface CompressRun {
+  /** Threads for RVQ fitting, the curvature and adaptor training (default 1). */
+  threads?: number;
+  onProgress?: ProgressCallback;
+  events?: CompressEvents;
+}
+
 export interface CompressResult {
   bytes: Uint8Array;
   blob: Blob;
@@ -86,7 +96,7 @@ function checkOptions(matrix: Matrix, o: CompressOptions, name: string): void {
   if (!Number.isInteger(matrix.rows) || !Number.isInteger(matrix.cols) || matrix.data.length !== matrix.rows * matrix.cols) {
     throw new CarvqError(`${name}: a ${matrix.rows} x ${matrix.cols} matrix must hold ${matrix.rows * matrix.cols} values, not ${matrix.data.length}`);
   }
-  if (!(o.method in METHOD_CODES)) throw new CarvqError(`${name}: --method ${String(o.method)} is not one of ${Object.keys(METHOD_CODES).join(", ")}`);
+  if (!METHOD_NAMES.includes(o.method)) throw new CarvqError(`${name}: --method ${String(o.method)} is not one of ${METHOD_NAMES.join(", ")}`);
   if (!Number.isInteger(o.seed) || o.seed < 0 || o.seed > 0xffffffff) throw bad("seed", o.seed, "is out of range; expected a whole number from 0 to 4294967295");
   if (o.method === "carvq") {
     if (o.layout !== "row" && o.layout !== "col") throw new CarvqError(`${name}: --layout ${String(o.layout)} is not one of row, col`);
@@ -115,27 +125,12 @@ function checkOptions(matrix: Matrix, o: CompressOptions, name: string): void {
   checkAdaptorOptions(o, o.method, name);
 }
 
-function headerFor(matrix: Matrix, o: CompressOptions): BlobHeader {
+/** The header a blob of this shape and these options has (before any adaptor). */
+export function headerFor(matrix: { rows: number; cols: number }, o: CompressOptions): BlobHeader {
   const common = { method: o.method, rows: matrix.rows, cols: matrix.cols };
   return o.method === "carvq"
     ? deriveHeader({ ...common, subvec: o.h, levels: o.levels, group: o.group, layout: o.layout, rowScaled: o.rowScale > 0 })
     : deriveHeader({ ...common, subvec: 0, levels: 0, group: o.block, layout: "row" });
-}
-
-/** CODES and CODEBOOKS of an RVQ encoding; with gain-shape also ROW_SCALES, fitted to the decoded shapes. */
-function rvqSections(matrix: Matrix, { o, header, name }: Plan, encoding: RvqEncoding): SectionBytes[] {
-  const perRow = Math.ceil(matrix.cols / o.h) * o.levels;
-  const codebooks = { id: F.SECTION_CODEBOOKS, bytes: encodeCodebooks(encoding.codebooks) };
-  if (o.rowScale === 0) return [{ id: F.SECTION_CODES, bytes: packNibbleRecords(encoding.codes, matrix.rows, perRow, header.rowBytes) }, codebooks];
-  const shapeHeader = deriveHeader({ ...header, rowScaled: false });
-  const shapeCodes = { id: F.SECTION_CODES, bytes: packNibbleRecords(encoding.codes, matrix.rows, perRow, shapeHeader.rowBytes) };
-  const shapes = decodeAll(parseBlob(assembleBlob(shapeHeader, [shapeCodes, codebooks]), name));
-  const scales = fitRowScales(matrix, shapes, o.rowScale);
-  return [
-    { id: F.SECTION_CODES, bytes: packNibbleRecords(encoding.codes, matrix.rows, perRow, header.rowBytes, scales.index) },
-    codebooks,
-    { id: F.SECTION_ROW_SCALES, bytes: encodeCodebooks(scales.halves) },
-  ];
 }
 
 /**
@@ -155,12 +150,6 @@ function rvqInput(matrix: Matrix, o: CompressOptions): { input: Matrix; params: 
   return { input, params: { ...o, weights } };
 }
 
-function scalarSections(matrix: Matrix, header: BlobHeader, o: CompressOptions, onProgress?: ProgressCallback): SectionBytes[] {
-  const encoding = encodeScalar(matrix, SCALAR_BITS[o.method as keyof typeof SCALAR_BITS], o.block);
-  onProgress?.(matrix.rows, matrix.rows);
-  return [{ id: F.SECTION_CODES, bytes: packScalarRecords(encoding.scales, encoding.codes, matrix.rows, matrix.cols, encoding.blocks, header.codeBits, header.rowBytes) }];
-}
-
 /** The options that shaped the blob, as recorded in its metadata (tools/plan/size.ts predicts its length from them). */
 export function recordedOptions(o: CompressOptions): Record<string, unknown> {
   if (o.method !== "carvq") return { method: o.method, block: o.block };
@@ -171,13 +160,15 @@ function roundMetric(value: number): number {
   return Number(value.toPrecision(6));
 }
 
-interface Plan {
+/** A checked compression: the options with their defaults, the header they give and the source's name for messages. */
+export interface Plan {
   o: CompressOptions;
   header: BlobHeader;
   name: string;
 }
 
-function plan(matrix: Matrix, options: Partial<CompressOptions>, from: CompressSource): Plan {
+/** Checks the options against the table (refusing what cannot work before any fitting) and derives the header. */
+export function planCompression(matrix: Matrix, options: Partial<CompressOptions>, from: CompressSource): Plan {
   const o: CompressOptions = { ...DEFAULT_COMPRESS_OPTIONS, ...options };
   const name = from.source ?? "input";
   checkOptions(matrix, o, name);
@@ -191,25 +182,30 @@ function plan(matrix: Matrix, options: Partial<CompressOptions>, from: CompressS
   return { o, header: headerFor(matrix, o), name };
 }
 
-/**
- * Measures the decode of the quantized sections (the adaptor step already measured its own), then
- * seals the blob with its metadata.
- */
-function finish(matrix: Matrix, { o, header: plainHeader, name }: Plan, plainSections: SectionBytes[], from: CompressSource, adaptor?: AdaptorOutcome): CompressResult {
-  const header = adaptor?.header ?? plainHeader;
-  const sections = [...plainSections, ...(adaptor?.sections ?? [])];
-  const metrics = adaptor?.metrics ?? reconstructionMetrics(matrix, decodeAll(parseBlob(assembleBlob(header, sections), name)));
-  const metadata: BlobMetadata = {
+/** The metadata a blob of these options records, with its measured metrics and the adaptor step's record. */
+export function blobMetadata(shape: { rows: number; cols: number }, o: CompressOptions, from: CompressSource, metrics: ReconstructionMetrics, adaptorRecord?: Record<string, unknown>): BlobMetadata {
+  return {
     tool: "carvq",
     version: TOOL_VERSION,
     ...(from.source !== undefined ? { source: from.source.split(/[\\/]/).pop() } : {}),
     ...(from.tensor !== undefined ? { tensor: from.tensor } : {}),
-    shape: [matrix.rows, matrix.cols],
+    shape: [shape.rows, shape.cols],
     options: recordedOptions(o),
     metrics: { relMSE: roundMetric(metrics.relMSE), cosine: roundMetric(metrics.cosine) },
-    ...(adaptor ? { adaptor: adaptor.record } : {}),
+    ...(adaptorRecord ? { adaptor: adaptorRecord } : {}),
   };
-  const bytes = assembleBlob(header, [...sections, { id: F.SECTION_METADATA, bytes: encodeMetadata(metadata) }]);
+}
+
+/** Seals the quantized sections, the adaptor's when it was kept, and the metadata into one blob. */
+export function sealBlob(matrix: Matrix, { o, header: plainHeader, name }: Plan, sections: SectionBytes[], from: CompressSource, metrics: ReconstructionMetrics, adaptor?: AdaptorOutcome): CompressResult {
+  const stored = adaptor?.adaptor ?? null;
+  const header = stored === null ? plainHeader : deriveHeader({ ...plainHeader, adapted: true });
+  const adaptorSections = stored === null ? [] : [
+    { id: F.SECTION_ADAPTOR_TABLE, bytes: encodeAdaptorTable(stored) },
+    { id: F.SECTION_ADAPTOR_MLP, bytes: encodeAdaptorMlp(stored) },
+  ];
+  const metadata = blobMetadata(matrix, o, from, metrics, adaptor?.record);
+  const bytes = assembleBlob(header, [...sections, ...adaptorSections, { id: F.SECTION_METADATA, bytes: encodeMetadata(metadata) }]);
   return { bytes, blob: parseBlob(bytes, name), metrics };
 }
 
@@ -227,7 +223,7 @@ function bestOfRestarts(fits: RvqEncoding[], input: Matrix, { o }: Plan, from: C
   if (fits.length === 1) return { encoding: fits[0] };
   const shape = shapeOf(input, o);
   const objective = o.rowScale === 0 ? from.objective : undefined;
-  const score = (e: RvqEncoding) => (objective ? objective.loss(decodeEncoding(e, shape)) : reconstructionMetrics(input, decodeEncoding(e, shape)).relMSE);
+  const score = (e: RvqEncoding) => (objective ? objective.loss(rvqQuantizer.decode(e, shape, o)) : reconstructionMetrics(input, rvqQuantizer.decode(e, shape, o)).relMSE);
   const scores = fits.map(score);
   const best = scores.reduce((b, v, i) => (v < scores[b] ? i : b), 0);
   events?.note?.(`restarts: ${objective ? objective.name : "relMSE"} of the ${fits.length} fits (seeds ${o.seed} to ${restartSeed(o.seed, fits.length - 1)}): ${scores.map((v) => v.toPrecision(4)).join(", ")}; kept seed ${restartSeed(o.seed, best)}`);
@@ -240,9 +236,9 @@ interface Scored {
   loss?: number;
 }
 
-/** The shape tools/quant/tune.ts and metric.ts work on. */
-function shapeOf(matrix: Matrix, o: CompressOptions): TuneShape {
-  return { rows: matrix.rows, cols: matrix.cols, h: o.h, levels: o.levels, group: o.group, layout: o.layout };
+/** The RVQ shape of the table under these options. */
+function shapeOf(matrix: Matrix, o: CompressOptions): RvqShape {
+  return rvqShape(matrix, o);
 }
 
 /**
@@ -255,12 +251,12 @@ function klEncoded(fitted: Scored, matrix: Matrix, { o }: Plan, from: CompressSo
   if (o.klEncode === 0 || objective?.curvature === undefined) return fitted;
   const shape = shapeOf(matrix, o);
   const metric = objective.curvature(events?.curvature);
-  const losses = [fitted.loss ?? objective.loss(decodeEncoding(fitted.encoding, shape))];
+  const losses = [fitted.loss ?? objective.loss(rvqQuantizer.decode(fitted.encoding, shape, o))];
   let best: Scored = { encoding: fitted.encoding, loss: losses[0] };
   let current = fitted.encoding;
   for (let round = 1; round <= o.klEncode; round++) {
     current = metricRound(matrix, current, shape, metric);
-    losses.push(objective.loss(decodeEncoding(current, shape)));
+    losses.push(objective.loss(rvqQuantizer.decode(current, shape, o)));
     events?.klEncoding?.(round, o.klEncode, losses[round]);
     if (losses[round] < best.loss!) best = { encoding: current, loss: losses[round] };
   }
@@ -281,33 +277,49 @@ function tuned({ encoding, loss }: Scored, matrix: Matrix, { o, name }: Plan, fr
 }
 
 /**
- * Compresses `matrix` into a complete blob on this thread. Deterministic: the same matrix, options
- * and seed give the same bytes. The metrics are measured on the blob's own decode, so `carvq eval`
- * reproduces them.
+ * With gain-shape, the row scales fitted to the decoded directions: the encoding then codes the
+ * rows themselves (directions times their scales).
  */
-export function compressMatrix(matrix: Matrix, options: Partial<CompressOptions> = {}, from: CompressSource = {}, onProgress?: ProgressCallback, events?: CompressEvents): CompressResult {
-  const p = plan(matrix, options, from);
-  if (p.o.method !== "carvq") return finish(matrix, p, scalarSections(matrix, p.header, p.o, onProgress), from);
-  const { input, params } = rvqInput(matrix, p.o);
-  const G = p.header.groupCount;
-  const fit = (r: number) => encodeRvq(input, { ...params, seed: restartSeed(p.o.seed, r) }, G, (done) => onProgress?.(r * G + done, p.o.restarts * G));
-  const encoding = tuned(klEncoded(bestOfRestarts(Array.from({ length: p.o.restarts }, (_, r) => fit(r)), input, p, from, events), matrix, p, from, events), matrix, p, from, events);
-  const sections = rvqSections(matrix, p, encoding);
-  if (p.o.adaptor === "none") return finish(matrix, p, sections, from);
-  return finish(matrix, p, sections, from, adaptorStepSync(matrix, p.header, sections, p.name, p.o, p.o.seed, events));
+function withRowScales(matrix: Matrix, { o }: Plan, encoding: RvqEncoding): RvqEncoding {
+  if (o.rowScale === 0) return encoding;
+  const shapes = rvqQuantizer.decode(encoding, matrix, o);
+  return { ...encoding, rowScales: fitRowScales(matrix, shapes, o.rowScale) };
 }
 
-/** `compressMatrix` with RVQ group fitting spread over `threads` worker threads; the same bytes. */
-export async function compressMatrixParallel(matrix: Matrix, options: Partial<CompressOptions>, from: CompressSource, threads: number, onProgress?: ProgressCallback, events?: CompressEvents): Promise<CompressResult> {
-  const p = plan(matrix, options, from);
-  if (p.o.method !== "carvq") return finish(matrix, p, scalarSections(matrix, p.header, p.o, onProgress), from);
+/** RVQ: the fits (restarts), then the model-aware stages and the row scales. */
+async function rvqStages(matrix: Matrix, p: Plan, from: CompressSource, run: CompressRun): Promise<RvqEncoding> {
   const { input, params } = rvqInput(matrix, p.o);
+  const threads = run.threads ?? 1;
   const fits: RvqEncoding[] = [];
   const G = p.header.groupCount;
-  for (let r = 0; r < p.o.restarts; r++) fits.push(await encodeRvqParallel(input, { ...params, seed: restartSeed(p.o.seed, r) }, G, threads, (done) => onProgress?.(r * G + done, p.o.restarts * G)));
-  if (p.o.klEncode > 0) await from.objective?.prepareCurvature?.(threads, events?.curvature);
+  const restarts = p.o.restarts;
+  for (let r = 0; r < restarts; r++) {
+    const options = { ...params, seed: restartSeed(p.o.seed, r) };
+    fits.push(await rvqQuantizer.train(input, options, { threads, onProgress: (done) => run.onProgress?.(r * G + done, restarts * G) }));
+  }
+  if (p.o.klEncode > 0) await from.objective?.prepareCurvature?.(threads, run.events?.curvature);
+  const events = run.events;
   const encoding = tuned(klEncoded(bestOfRestarts(fits, input, p, from, events), matrix, p, from, events), matrix, p, from, events);
-  const sections = rvqSections(matrix, p, encoding);
-  if (p.o.adaptor === "none") return finish(matrix, p, sections, from);
-  return finish(matrix, p, sections, from, await adaptorStep(matrix, p.header, sections, p.name, p.o, p.o.seed, threads, events));
+  return withRowScales(matrix, p, encoding);
+}
+
+/**
+ * Compresses `matrix` into a complete blob. Deterministic: the same matrix, options and seed give
+ * the same bytes, on any number of threads. The metrics are measured on the table the decoder will
+ * produce (decoded in memory by the same quantizer and adaptor code), so `carvq eval` reproduces them.
+ */
+export async function compressMatrix(matrix: Matrix, options: Partial<CompressOptions> = {}, from: CompressSource = {}, run: CompressRun = {}): Promise<CompressResult> {
+  const p = planCompression(matrix, options, from);
+  const o = p.o;
+  if (isScalarMethod(o.method)) {
+    const scalar = { method: o.method, block: o.block };
+    const encoding: ScalarEncoding = await scalarQuantizer.train(matrix, scalar, { onProgress: run.onProgress });
+    return sealBlob(matrix, p, scalarSections(p.header, encoding), from, reconstructionMetrics(matrix, scalarQuantizer.decode(encoding, matrix, scalar)));
+  }
+  const encoding = await rvqStages(matrix, p, from, run);
+  const sections = rvqSections(p.header, encoding);
+  const decoded = rvqQuantizer.decode(encoding, matrix, o);
+  if (o.adaptor === "none") return sealBlob(matrix, p, sections, from, reconstructionMetrics(matrix, decoded));
+  const adaptor = await adaptorStep({ matrix, decoded, options: o, seed: o.seed, threads: run.threads ?? 1, events: run.events });
+  return sealBlob(matrix, p, sections, from, adaptor.metrics, adaptor);
 }

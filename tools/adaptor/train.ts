@@ -683,14 +683,3 @@ export async function trainAdaptor(residual: Matrix, widths: readonly number[], 
     await pool.close();
   }
 }
-
-/** `trainAdaptor` on the calling thread alone, synchronously: the same result. */
-export function trainAdaptorSync(residual: Matrix, widths: readonly number[], options: Partial<TrainOptions> = {}, onProgress?: (p: TrainProgress) => void): TrainResult {
-  const run = prepareRun(residual, widths, options);
-  const loop = steps(run, GemmPool.local(run.trainer.heap));
-  for (;;) {
-    const next = loop.next();
-    if (next.done) return next.value;
-    onProgress?.(next.value);
-  }
-}

@@ -11,7 +11,7 @@ import { spawnSync } from "node:child_process";
 import { loadavg } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { compressMatrixParallel, type CompressOptions } from "../compress.ts";
+import { compressMatrix, type CompressOptions } from "../compress.ts";
 import { GemmPool } from "../adaptor/pool.ts";
 import { TrainHeap, type GemmJob } from "../adaptor/kernels.ts";
 import { DEFAULT_TRAIN_OPTIONS, trainPlan } from "../adaptor/train.ts";
@@ -107,8 +107,11 @@ async function fitOnce(matrix: Matrix, options: Partial<CompressOptions>, thread
   const started = performance.now();
   let fitted = 0;
   const { value: result, cores } = await withCores(() =>
-    compressMatrixParallel(matrix, options, { source: "bench" }, threads, (done, total) => {
-      if (done === total && fitted === 0) fitted = seconds(started);
+    compressMatrix(matrix, options, { source: "bench" }, {
+      threads,
+      onProgress: (done, total) => {
+        if (done === total && fitted === 0) fitted = seconds(started);
+      },
     }),
   );
   return { fit: fitted, total: seconds(started), bytes: result.bytes, cores };
@@ -232,10 +235,13 @@ async function timedCompress(matrix: Matrix, epochs: number, threads: number, o:
     lastLog = performance.now();
     o.log(line());
   };
-  const result = await compressMatrixParallel(matrix, { method: "carvq", h: 8, levels: 2, group: 1024, layout: "row", adaptor: "paper", adaptorEpochs: epochs, seed: 0 }, { source: "bench" }, threads, (done, total) => {
-    if (done === total && marks.rvq === 0) marks.rvq = seconds(started);
-    logEvery(() => `compress: RVQ groups ${done}/${total} (${seconds(started).toFixed(0)} s)`);
-  }, {
+  const result = await compressMatrix(matrix, { method: "carvq", h: 8, levels: 2, group: 1024, layout: "row", adaptor: "paper", adaptorEpochs: epochs, seed: 0 }, { source: "bench" }, {
+    threads,
+    onProgress: (done, total) => {
+      if (done === total && marks.rvq === 0) marks.rvq = seconds(started);
+      logEvery(() => `compress: RVQ groups ${done}/${total} (${seconds(started).toFixed(0)} s)`);
+    },
+    events: {
     note: (m) => {
       if (marks.prepared === 0) marks.prepared = seconds(started);
       else if (m.startsWith("adaptor: trained")) marks.trained = seconds(started);
@@ -246,6 +252,7 @@ async function timedCompress(matrix: Matrix, epochs: number, threads: number, o:
       marks.lastStep = seconds(started);
       if (p.step > marks.steps) marks.steps = p.step;
       logEvery(() => `compress: training epoch ${p.epoch + 1}/${p.epochs}, step ${p.step}/${p.steps}, L1 ${p.loss.toFixed(4)} (${seconds(started).toFixed(0)} s)`);
+    },
     },
   });
   const total = seconds(started);

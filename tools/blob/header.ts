@@ -1,8 +1,9 @@
 import * as F from "../../assembly/format.ts";
 import { CarvqError } from "../errors.ts";
+import { rvqGroupCount, rvqRecordBytes, scalarRecordBytes, subvectorCount, type LayoutName } from "../quant/layout.ts";
+import { SCALAR_BITS, type MethodName } from "../quant/methods.ts";
 
-export type MethodName = "carvq" | "int4" | "int3" | "int2";
-export type LayoutName = "row" | "col";
+export { SCALAR_BITS, type LayoutName, type MethodName };
 
 export const METHOD_CODES: Record<MethodName, number> = {
   carvq: F.METHOD_RVQ,
@@ -11,9 +12,6 @@ export const METHOD_CODES: Record<MethodName, number> = {
   int2: F.METHOD_INT2,
 };
 export const LAYOUT_CODES: Record<LayoutName, number> = { row: F.LAYOUT_ROW, col: F.LAYOUT_COL };
-
-/** Bits per code of each scalar method. */
-export const SCALAR_BITS: Record<Exclude<MethodName, "carvq">, number> = { int4: 4, int3: 3, int2: 2 };
 
 /** Every header field of FORMAT.md, in camelCase. Scalar methods have subvec = levels = codebookSize = layout = 0. */
 export interface BlobHeader {
@@ -42,7 +40,7 @@ export type HeaderParams = Pick<BlobHeader, "method" | "rows" | "cols" | "subvec
 
 /** Sub-vectors per row, S = ceil(n / h). */
 export function subvectorsPerRow(header: Pick<BlobHeader, "cols" | "subvec">): number {
-  return Math.ceil(header.cols / header.subvec);
+  return subvectorCount(header.cols, header.subvec);
 }
 
 /**
@@ -54,13 +52,12 @@ export function deriveHeader(params: HeaderParams): BlobHeader {
   const adapted = params.method === "carvq" && params.adapted === true;
   const base = { ...params, versionMajor: F.VERSION_MAJOR, versionMinor: adapted ? 2 : rowScaled ? 1 : 0, rowScaled, adapted };
   if (params.method === "carvq") {
-    const S = subvectorsPerRow(params);
-    const groupCount = params.layout === "row" ? Math.ceil((params.rows * S) / params.group) : Math.ceil(params.rows / params.group) * S;
-    return { ...base, codebookSize: F.RVQ_CODEBOOK_SIZE, codeBits: F.RVQ_CODE_BITS, rowBytes: (rowScaled ? 1 : 0) + Math.ceil((S * params.levels) / 2), groupCount };
+    const groupCount = rvqGroupCount({ ...params, h: params.subvec });
+    return { ...base, codebookSize: F.RVQ_CODEBOOK_SIZE, codeBits: F.RVQ_CODE_BITS, rowBytes: rvqRecordBytes(params.cols, params.subvec, params.levels, rowScaled), groupCount };
   }
   const bits = SCALAR_BITS[params.method];
   const blocks = Math.ceil(params.cols / params.group);
-  return { ...base, subvec: 0, levels: 0, layout: "row", codebookSize: 0, codeBits: bits, rowBytes: 2 * blocks + Math.ceil((params.cols * bits) / 8), groupCount: blocks };
+  return { ...base, subvec: 0, levels: 0, layout: "row", codebookSize: 0, codeBits: bits, rowBytes: scalarRecordBytes(params.cols, bits, params.group), groupCount: blocks };
 }
 
 /** Writes the header's 60 field bytes (the CRC at 60 is filled in by the writer). */

@@ -1,6 +1,7 @@
 import { checkOverwrite, writeFileAtomic } from "../atomic.ts";
 import { bitsPerParameter } from "../eval/bpp.ts";
-import { compressMatrixParallel, DEFAULT_COMPRESS_OPTIONS as D } from "../compress.ts";
+import { compressMatrix, DEFAULT_COMPRESS_OPTIONS as D } from "../compress.ts";
+import { METHOD_NAMES } from "../quant/methods.ts";
 import { defaultThreads } from "../quant/parallel.ts";
 import { CarvqError } from "../errors.ts";
 import { startProgress } from "../progress.ts";
@@ -10,7 +11,7 @@ import { loadLlama2cModel } from "../llama2c/model.ts";
 import { choiceOption, intOption, parseCommandArgs } from "./args.ts";
 import type { Command } from "./command.ts";
 import { fmt, note, noteLoaded, printResult } from "./output.ts";
-import { ADAPTOR_FLAGS, ADAPTOR_HELP, adaptorEvents, parseAdaptorFlags } from "../adaptor/cli.ts";
+import { ADAPTOR_FLAGS, ADAPTOR_HELP, adaptorEvents, parseAdaptorFlags } from "./adaptor-flags.ts";
 import { AUTO_HELP, checkAutoConflicts, chooseOptions, modelScore, parseTargetBpp, searchJson } from "../plan/cli.ts";
 
 const help = `carvq compress <input> -o <blob> [options]
@@ -124,7 +125,7 @@ export const compressCommand: Command = {
     const auto = targetBpp !== undefined || values.target !== undefined;
     if (auto) checkAutoConflicts(c, values, targetBpp !== undefined ? "--target-bpp" : "--target");
     let options = {
-      method: choiceOption(c, "method", values.method, D.method, ["carvq", "int4", "int3", "int2"] as const),
+      method: choiceOption(c, "method", values.method, D.method, METHOD_NAMES),
       h: intOption(c, "h", values.h, D.h, 1, 256),
       levels: intOption(c, "levels", values.levels, D.levels, 1, 8),
       group: intOption(c, "group", values.group, D.group, 1, 0xffffffff),
@@ -172,7 +173,7 @@ export const compressCommand: Command = {
     const objective = needsModel && loaded.format === "llama2c" ? calibrationKlObjective(loadLlama2cModel(input)) : undefined;
     let result;
     try {
-      result = await compressMatrixParallel(loaded.matrix, { ...options, ...adaptorOptions, weights }, { source: input, tensor: loaded.tensor, objective }, threads, progress.update, events);
+      result = await compressMatrix(loaded.matrix, { ...options, ...adaptorOptions, weights }, { source: input, tensor: loaded.tensor, objective }, { threads, onProgress: progress.update, events });
     } finally {
       progress.stop();
       for (const bar of bars) bar?.stop();

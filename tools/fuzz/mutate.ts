@@ -5,7 +5,10 @@
 // edited token by token). Blob mutations are often "resealed" (CRCs recomputed) so the input gets
 // past the checksums to the checks behind them.
 import * as F from "../../assembly/format.ts";
-import { deriveHeader, LAYOUT_CODES, METHOD_CODES, type LayoutName, type MethodName } from "../blob/header.ts";
+import { deriveHeader, LAYOUT_CODES, METHOD_CODES } from "../blob/header.ts";
+import { SECTION_NAMES } from "../blob/reader.ts";
+import { LAYOUT_NAMES } from "../quant/layout.ts";
+import { METHOD_NAMES } from "../quant/methods.ts";
 import { crc32 } from "../crc32.ts";
 import { readField, writeField, type Field, type TextRegion } from "./fields.ts";
 import { blobFields, sectionCountOf } from "./seeds.ts";
@@ -229,8 +232,8 @@ function relayout(bytes: Uint8Array, sections: readonly Section[]): Uint8Array {
   return out;
 }
 
-const METHODS = Object.keys(METHOD_CODES) as MethodName[];
-const LAYOUTS = Object.keys(LAYOUT_CODES) as LayoutName[];
+const METHODS = METHOD_NAMES;
+const LAYOUTS = LAYOUT_NAMES;
 
 /**
  * Changes one primary header field (rows, cols, h, L, g, layout, method) and writes the derived
@@ -289,7 +292,7 @@ export function blobMutation(rng: Rng, input: Uint8Array): { bytes: Uint8Array; 
       if (sections.length === 0) break;
       const s = rng.pick(sections);
       if (s.length === 0) break;
-      const name = ["?", "CODES", "CODEBOOKS", "METADATA", "ROW_SCALES"][s.id] ?? `id${s.id}`;
+      const name = SECTION_NAMES[s.id] ?? `id${s.id}`;
       const count = rng.small(6);
       for (let k = 0; k < count; k++) {
         const i = s.offset + rng.int(s.length);

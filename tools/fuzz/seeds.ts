@@ -37,7 +37,7 @@ export function seedMatrix(rows: number, cols: number, salt: number): Matrix {
 }
 
 /** Blobs written by `compressMatrix` (the real writer), one of each kind. Takes well under a second. */
-export function compressedBlobSeeds(): BlobSeed[] {
+export async function compressedBlobSeeds(): Promise<BlobSeed[]> {
   const kinds: [string, number, number, Partial<CompressOptions>][] = [
     ["rvq-row-v1.0", 48, 37, { h: 8, levels: 2, group: 12, layout: "row" }],
     ["rvq-col-v1.0", 40, 37, { h: 8, levels: 3, group: 5, layout: "col" }],
@@ -48,20 +48,20 @@ export function compressedBlobSeeds(): BlobSeed[] {
     ["int3", 24, 37, { method: "int3", block: 8 }],
     ["int2", 24, 37, { method: "int2", block: 37 }],
   ];
-  const seeds = kinds.map(([name, rows, cols, options], i) => ({
-    name,
-    bytes: compressMatrix(seedMatrix(rows, cols, i), { iters: 2, seed: i, ...options }, { source: `${name}.npy` }).bytes,
-  }));
-  return [...seeds, ...adaptorBlobSeeds()];
+  const seeds: BlobSeed[] = [];
+  for (const [i, [name, rows, cols, options]] of kinds.entries()) {
+    seeds.push({ name, bytes: (await compressMatrix(seedMatrix(rows, cols, i), { iters: 2, seed: i, ...options }, { source: `${name}.npy` })).bytes });
+  }
+  return [...seeds, ...(await adaptorBlobSeeds())];
 }
 
 /** v1.2 blobs with a corrective adaptor (int8 and FP16), over an RVQ blob with and without row scales. */
-function adaptorBlobSeeds(): BlobSeed[] {
+async function adaptorBlobSeeds(): Promise<BlobSeed[]> {
   const out: BlobSeed[] = [];
   for (const [k, precision, rowScale] of [[0, "int8", 0], [1, "fp16", 8]] as const) {
     const rows = 30;
     const cols = 12;
-    const { blob: base, bytes: file } = compressMatrix(seedMatrix(rows, cols, 20 + k), { h: 4, levels: 2, group: 16, iters: 2, rowScale });
+    const { blob: base, bytes: file } = await compressMatrix(seedMatrix(rows, cols, 20 + k), { h: 4, levels: 2, group: 16, iters: 2, rowScale });
     const widths = k === 0 ? [4, 8, cols] : [3, 6, 5, cols];
     let state = 0x1234 + k;
     const value = (scale: number) => {
@@ -86,7 +86,6 @@ function adaptorBlobSeeds(): BlobSeed[] {
   }
   return out;
 }
-
 
 /** A valid blob of a random small shape (any method, layout, h, L, g, R; n < h, V = 1 included). */
 export function randomShapeBlob(rng: Rng): BlobSeed {

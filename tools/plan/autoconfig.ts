@@ -26,7 +26,8 @@
 //
 // Everything is seeded and the candidate order fixed, so the same table, budget and seed give the
 // same choice on any machine and thread count.
-import { compressMatrixParallel, DEFAULT_COMPRESS_OPTIONS, type CompressOptions, type CompressSource } from "../compress.ts";
+import { SCALAR_METHODS } from "../quant/methods.ts";
+import { compressMatrix, DEFAULT_COMPRESS_OPTIONS, type CompressOptions, type CompressSource } from "../compress.ts";
 import { CarvqError } from "../errors.ts";
 import type { Matrix } from "../matrix.ts";
 import { loadTarget, type Target } from "../../host/node.ts";
@@ -98,7 +99,6 @@ const MIN_GROUP_POINTS = 64;
 const LEVELS_MAX = 8;
 /** The bit budget a target alone implies at most: what the table takes in FP16. */
 export const FP16_BPP = 16;
-const SCALAR_METHODS = ["int4", "int3", "int2"] as const;
 const SCALAR_BLOCKS = [8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768, 65536];
 
 /** Short description of options, as a person would type the flags. */
@@ -327,5 +327,5 @@ export async function autoConfigure(matrix: Matrix, request: AutoConfigRequest):
 
 /** Fits the chosen options on the whole table (the same bytes as `carvq compress` with optionFlags). */
 export async function compressChosen(matrix: Matrix, result: AutoConfigResult, from: CompressSource, threads: number, onProgress?: (done: number, total: number) => void) {
-  return compressMatrixParallel(matrix, result.chosen.options, from, threads, onProgress);
+  return compressMatrix(matrix, result.chosen.options, from, { threads, onProgress });
 }

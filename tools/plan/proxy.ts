@@ -13,8 +13,8 @@
 // so candidates are compared on one set of rows (nn10 among those rows too). Small tables are
 // compressed whole and measured exactly.
 import { decodeAll } from "../decoder.ts";
-import { compressMatrixParallel, type CompressOptions, type CompressSource } from "../compress.ts";
-import { neighbourOverlap, neighbourSets, reconstructionMetrics, type NeighbourSets } from "../eval/metrics.ts";
+import { compressMatrix, type CompressOptions, type CompressSource } from "../compress.ts";
+import { neighbourOverlap, neighbourSets, reconstructionMetrics, type NeighbourSets } from "../quant/metrics.ts";
 import type { Matrix } from "../matrix.ts";
 import { createRandom, deriveSeed } from "../random.ts";
 
@@ -121,7 +121,7 @@ export function proxySample(matrix: Matrix, plan: ProxyPlan, o: CompressOptions)
 export async function evaluateProxy(matrix: Matrix, plan: ProxyPlan, o: CompressOptions, from: CompressSource, threads: number, score?: (decoded: Matrix) => number): Promise<ProxyMetrics> {
   const { sample, options } = proxySample(matrix, plan, o);
   const started = performance.now();
-  const result = await compressMatrixParallel(sample, options, from, threads);
+  const result = await compressMatrix(sample, options, from, { threads });
   const seconds = (performance.now() - started) / 1000;
   const decoded = decodeAll(result.blob);
   let measured = decoded;

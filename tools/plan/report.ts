@@ -9,10 +9,11 @@
 // Every blob is measured on its own decode of the whole table: bpp (every byte), relMSE, mean
 // cosine, NN@10 and, for a llama2.c model, perplexity and KL of the model using it as its input
 // embedding (tools/eval/perplexity.ts).
-import { compressMatrixParallel, DEFAULT_COMPRESS_OPTIONS, TOOL_VERSION, type CompressOptions, type CompressSource } from "../compress.ts";
+import { SCALAR_METHODS, type ScalarMethodName } from "../quant/methods.ts";
+import { compressMatrix, DEFAULT_COMPRESS_OPTIONS, TOOL_VERSION, type CompressOptions, type CompressSource } from "../compress.ts";
 import { decodeAll } from "../decoder.ts";
 import { bitsPerParameter } from "../eval/bpp.ts";
-import { neighbourOverlap, neighbourSets, reconstructionMetrics, type NeighbourSets } from "../eval/metrics.ts";
+import { neighbourOverlap, neighbourSets, reconstructionMetrics, type NeighbourSets } from "../quant/metrics.ts";
 import { evaluatePerplexity } from "../eval/perplexity.ts";
 import type { Llama2cModel } from "../llama2c/model.ts";
 import type { Matrix } from "../matrix.ts";
@@ -65,7 +66,7 @@ export interface ReportRequest {
   /** Paper-recipe level counts (default 1 to 4). */
   paperLevels?: number[];
   /** Scalar methods (default int4, int3, int2) and their block. */
-  scalars?: ("int4" | "int3" | "int2")[];
+  scalars?: ScalarMethodName[];
   scalarBlock?: number;
   /** Announces each run before it starts (index from 1, total). */
   onRun?: (index: number, total: number, what: string) => void;
@@ -101,7 +102,7 @@ interface Planned {
 export function plannedRuns(shape: { rows: number; cols: number }, request: ReportRequest): Planned[] {
   const d = { ...DEFAULT_COMPRESS_OPTIONS, seed: request.seed };
   const planned: Planned[] = [];
-  for (const method of request.scalars ?? (["int4", "int3", "int2"] as const)) {
+  for (const method of request.scalars ?? SCALAR_METHODS) {
     planned.push({ series: "scalar", method, label: method, options: { ...d, method, block: Math.min(request.scalarBlock ?? 32, shape.cols) } });
   }
   const h = Math.min(8, shape.cols);
@@ -151,7 +152,7 @@ export async function runReport(matrix: Matrix, request: ReportRequest): Promise
       ({ searchSeconds, proxyRelMSE, rankedBy } = chosen);
     }
     const started = performance.now();
-    const compressed = await compressMatrixParallel(matrix, options, from, request.threads, (done, total) => request.onProgress?.("fit", done, total));
+    const compressed = await compressMatrix(matrix, options, from, { threads: request.threads, onProgress: (done, total) => request.onProgress?.("fit", done, total) });
     const seconds = (performance.now() - started) / 1000;
     const decoded = decodeAll(compressed.blob);
     const metrics = reconstructionMetrics(matrix, decoded);

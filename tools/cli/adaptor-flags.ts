@@ -1,11 +1,11 @@
 // `carvq compress` adaptor flags: --adaptor, --adaptor-bpp, --adaptor-precision, --adaptor-epochs,
 // their help text, parsing into AdaptorOptions (one-line errors), and the training progress bar.
 import cliProgress from "cli-progress";
-import { choiceOption, intOption } from "../cli/args.ts";
+import { choiceOption, intOption } from "./args.ts";
 import { CarvqError } from "../errors.ts";
-import { DEFAULT_ADAPTOR_BPP, parseAdaptorSpec } from "./sizing.ts";
-import { DEFAULT_ADAPTOR_OPTIONS, type AdaptorEvents, type AdaptorOptions } from "./step.ts";
-import type { TrainProgress } from "./train.ts";
+import { DEFAULT_ADAPTOR_BPP, parseAdaptorSpec } from "../adaptor/sizing.ts";
+import { DEFAULT_ADAPTOR_OPTIONS, type AdaptorEvents, type AdaptorOptions } from "../adaptor/step.ts";
+import type { TrainProgress } from "../adaptor/train.ts";
 
 export const ADAPTOR_HELP = `  --adaptor A          carvq: corrective adaptor gamma(t) = MLP(sigma0[t]) added to each decoded row
                        (blob format v1.2): none (default); paper (16 -> 384 -> 512 -> n); auto (sized

@@ -1,0 +1,15 @@
+// The quantization methods by name. "carvq" is the group RVQ method (the on-disk METHOD_RVQ code,
+// "rvq" in the runtime's messages); the scalar baselines are named by their bits per code. These
+// names are what users type (`--method`) and what blob metadata records.
+export type ScalarMethodName = "int4" | "int3" | "int2";
+export type MethodName = "carvq" | ScalarMethodName;
+
+/** Bits per code of each scalar method. */
+export const SCALAR_BITS: Record<ScalarMethodName, number> = { int4: 4, int3: 3, int2: 2 };
+
+export const SCALAR_METHODS = Object.keys(SCALAR_BITS) as readonly ScalarMethodName[];
+export const METHOD_NAMES: readonly MethodName[] = ["carvq", ...SCALAR_METHODS];
+
+export function isScalarMethod(method: MethodName): method is ScalarMethodName {
+  return method !== "carvq";
+}
