@@ -1,6 +1,7 @@
 import { checkOverwrite, writeFileAtomic } from "../atomic.ts";
 import { bitsPerParameter } from "../eval/bpp.ts";
-import { compressMatrix, DEFAULT_COMPRESS_OPTIONS as D } from "../compress.ts";
+import { DEFAULT_COMPRESS_OPTIONS as D } from "../compress.ts";
+import { compress, readTable } from "../index.ts";
 import { METHOD_NAMES } from "../quant/methods.ts";
 import { defaultThreads } from "../quant/parallel.ts";
 import { CarvqError } from "../errors.ts";
@@ -145,7 +146,7 @@ export const compressCommand: Command = {
     const input = positionals[0];
     const force = values.force === true;
     checkOverwrite(values.output, force);
-    const loaded = loadMatrix(input, { tensor: values.tensor });
+    const loaded = await readTable(input, { tensor: values.tensor });
     const { rows, cols } = loaded.matrix;
     noteLoaded(input, loaded);
     if (options.tune > 0 && loaded.format !== "llama2c") throw new CarvqError(`carvq compress: --tune-kl needs a llama2.c checkpoint as input (it tunes on the model's KL); ${input} is ${loaded.format}`);
@@ -173,7 +174,7 @@ export const compressCommand: Command = {
     const objective = needsModel && loaded.format === "llama2c" ? calibrationKlObjective(loadLlama2cModel(input)) : undefined;
     let result;
     try {
-      result = await compressMatrix(loaded.matrix, { ...options, ...adaptorOptions, weights }, { source: input, tensor: loaded.tensor, objective }, { threads, onProgress: progress.update, events });
+      result = await compress(loaded.matrix, { ...options, ...adaptorOptions, weights, source: input, tensor: loaded.tensor, objective, threads, onProgress: progress.update, events });
     } finally {
       progress.stop();
       for (const bar of bars) bar?.stop();
