@@ -1,4 +1,4 @@
-// Hostile inputs (issue 7): a short fixed-seed fuzzing campaign over blobs and model files, then
+// Hostile inputs: a short fixed-seed fuzzing campaign over blobs and model files, then
 // systematic sweeps (every header field and section-table entry set to breaking values, every pair
 // of sections swapped, every truncation at a structure boundary), a catalogue of named hostile
 // inputs with the refusal each must get, and replays of the inputs of past findings
