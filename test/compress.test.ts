@@ -176,7 +176,7 @@ describe("gain-shape (ROW_SCALES, format v1.1)", () => {
 
   it("writes a v1.1 blob whose decode is what it measured, with lower error at one byte per row", async () => {
     const plain = await compressMatrix(matrix, base);
-    const scaled = await compressMatrix(matrix, { ...base, rowScale: 256 });
+    const scaled = await compressMatrix(matrix, { ...base, rowScaleCount: 256 });
     expect(plain.blob.header.versionMinor).toBe(0);
     expect(scaled.blob.header.versionMinor).toBe(1);
     expect(scaled.blob.header.rowBytes).toBe(plain.blob.header.rowBytes + 1);
@@ -187,7 +187,7 @@ describe("gain-shape (ROW_SCALES, format v1.1)", () => {
   });
 
   it("refuses a row-scale index past the table", async () => {
-    const scaled = await compressMatrix(matrix, { ...base, rowScale: 4 });
+    const scaled = await compressMatrix(matrix, { ...base, rowScaleCount: 4 });
     const codes = scaled.blob.sections.find((s) => s.id === 1)!;
     const bytes = scaled.bytes.slice();
     bytes[codes.offset] = 7;

@@ -84,7 +84,7 @@ describe("metric encoding (tools/quant/metric.ts)", () => {
     const objective: TableObjective = { name: "none", batches: 1, evaluate: () => ({ loss: 0, gradient: new Float32Array(0) }), loss: () => 0 };
     await expect(compressMatrix(table, { klEncode: 1 })).rejects.toThrow(/--kl-encode needs a model/);
     await expect(compressMatrix(table, { klEncode: 1 }, { objective })).rejects.toThrow(/--kl-encode needs a model/);
-    await expect(compressMatrix(table, { klEncode: 1, rowScale: 16 })).rejects.toThrow(/--kl-encode does not combine with --row-scale/);
+    await expect(compressMatrix(table, { klEncode: 1, rowScaleCount: 16 })).rejects.toThrow(/--kl-encode does not combine with --row-scale/);
     await expect(compressMatrix(table, { klEncode: 1, method: "int4" })).rejects.toThrow(/--kl-encode chooses RVQ codes; it needs --method carvq/);
     await expect(compressMatrix(table, { klEncode: 101 })).rejects.toThrow(/--kl-encode 101 is out of range/);
   });

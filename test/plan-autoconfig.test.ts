@@ -60,7 +60,7 @@ describe("autoConfigure", () => {
   });
 
   it("sizes every candidate with the options applied after the search (they are recorded in the metadata)", async () => {
-    const after = { restarts: 2, klEncode: 1, tune: 40 };
+    const after = { restarts: 2, klEncode: 1, tuneKl: 40 };
     const result = await autoConfigure(matrix, { targetBpp: 2.5, from, seed: 3, stageB: 1, after });
     const budgetBytes = Math.floor((2.5 * matrix.rows * matrix.cols) / 8);
     for (const c of result.evaluated) {
@@ -70,7 +70,7 @@ describe("autoConfigure", () => {
       expect(predictBlobSize(matrix, c.options, from).bytes).toBeLessThan(withAfter); // the metadata is longer with them
     }
     // The search fits without them: the choice carries none.
-    expect(result.chosen.options).toMatchObject({ restarts: 1, klEncode: 0, tune: 0 });
+    expect(result.chosen.options).toMatchObject({ restarts: 1, klEncode: 0, tuneKl: 0 });
     // With them applied (a squared-error objective standing in for a model), the blob is the predicted size.
     const full = await compressMatrix(matrix, { ...result.chosen.options, ...after }, { ...from, objective: weightedSquaredError(matrix) });
     expect(full.blob.metadata?.options).toMatchObject(after);

@@ -14,7 +14,7 @@ function info(target: string, bytes: Uint8Array): RuntimeInfo {
 describe("memoryNeed", () => {
   const blobs: [number, number, Partial<CompressOptions>][] = [
     [700, 48, { h: 8, levels: 2, group: 64 }],
-    [900, 40, { h: 20, levels: 5, group: 300, layout: "col", rowScale: 16 }],
+    [900, 40, { h: 20, levels: 5, group: 300, layout: "col", rowScaleCount: 16 }],
     [500, 33, { method: "int3", block: 16 }],
   ];
   for (const target of loadTargets()) {

@@ -34,8 +34,8 @@ describe("RVQ quantizer", () => {
   });
 
   it("code size: the blob's CODES, CODEBOOKS and ROW_SCALES sections to the byte", async () => {
-    for (const o of [options, { ...options, h: 6, levels: 3, layout: "col" as const, group: 50, rowScales: 16 }]) {
-      const result = await compressMatrix(matrix, { ...o, rowScale: o.rowScales ?? 0 });
+    for (const o of [options, { ...options, h: 6, levels: 3, layout: "col" as const, group: 50, rowScaleCount: 16 }]) {
+      const result = await compressMatrix(matrix, o);
       expect(rvqQuantizer.codeBytes(matrix, o)).toBe(sectionBytes(result, F.SECTION_CODES, F.SECTION_CODEBOOKS, F.SECTION_ROW_SCALES));
     }
   });

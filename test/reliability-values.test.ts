@@ -45,7 +45,7 @@ const FAST: Partial<CompressOptions> = { h: 8, levels: 2, group: 16, iters: 3 };
 const KINDS: [string, Partial<CompressOptions>][] = [
   ["carvq row", { ...FAST }],
   ["carvq col", { ...FAST, layout: "col" }],
-  ["carvq row-scale 16 (v1.1)", { ...FAST, rowScale: 16 }],
+  ["carvq row-scale 16 (v1.1)", { ...FAST, rowScaleCount: 16 }],
   ["int4", { method: "int4", block: 8 }],
   ["int2", { method: "int2", block: 16 }],
 ];

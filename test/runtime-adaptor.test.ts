@@ -120,10 +120,10 @@ function tilings(bytes: Uint8Array): AdaptorTuning[] {
 describe("parity with the TypeScript decoder: bit for bit", () => {
   const cases: [string, () => Uint8Array | Promise<Uint8Array>, number][] = [
     ["int8, 16 -> 40 -> 24 -> 37 (n not a multiple of 4 or 8), row layout", () => adaptedBlob(45, 37, { h: 8, levels: 2, group: 16 }, { widths: [16, 40, 24, 37], precision: "int8" }), 45],
-    ["fp16, 16 -> 40 -> 24 -> 37, column-block layout, row scales", () => adaptedBlob(45, 37, { h: 8, levels: 2, group: 7, layout: "col", rowScale: 8 }, { widths: [16, 40, 24, 37], precision: "fp16" }), 45],
+    ["fp16, 16 -> 40 -> 24 -> 37, column-block layout, row scales", () => adaptedBlob(45, 37, { h: 8, levels: 2, group: 7, layout: "col", rowScaleCount: 8 }, { widths: [16, 40, 24, 37], precision: "fp16" }), 45],
     ["m0 = 1, one layer (1 -> 23), int8", () => adaptedBlob(30, 23, { h: 6, levels: 2, group: 8 }, { widths: [1, 23], precision: "int8" }), 30],
-    ["m0 = 1, one layer (1 -> 23), fp16 with an int8 table, row scales", () => adaptedBlob(30, 23, { h: 6, levels: 2, group: 8, rowScale: 4 }, { widths: [1, 23], precision: "fp16", tablePrecision: "int8" }), 30],
-    ["four layers 5 -> 13 -> 7 -> 33 -> 21, int8 MLP with an fp16 table, row scales", () => adaptedBlob(40, 21, { h: 4, levels: 3, group: 9, rowScale: 16 }, { widths: [5, 13, 7, 33, 21], precision: "int8", tablePrecision: "fp16" }), 40],
+    ["m0 = 1, one layer (1 -> 23), fp16 with an int8 table, row scales", () => adaptedBlob(30, 23, { h: 6, levels: 2, group: 8, rowScaleCount: 4 }, { widths: [1, 23], precision: "fp16", tablePrecision: "int8" }), 30],
+    ["four layers 5 -> 13 -> 7 -> 33 -> 21, int8 MLP with an fp16 table, row scales", () => adaptedBlob(40, 21, { h: 4, levels: 3, group: 9, rowScaleCount: 16 }, { widths: [5, 13, 7, 33, 21], precision: "int8", tablePrecision: "fp16" }), 40],
     ["four layers 3 -> 17 -> 50 -> 9 -> 48, fp16, column-block", () => adaptedBlob(33, 48, { h: 16, levels: 2, group: 4, layout: "col" }, { widths: [3, 17, 50, 9, 48], precision: "fp16" }), 33],
     ["V = 1, 16 -> 64 -> 20, int8", () => adaptedBlob(1, 20, { h: 4, levels: 2, group: 64 }, { widths: [16, 64, 20], precision: "int8" }), 1],
     ["adaptor only (zero codebooks), int8, 16 -> 96 -> 80 -> 64 (SIMD steps of 16 and 8)", () => adaptorOnlyBlob(50, { widths: [16, 96, 80, 64], precision: "int8" }), 50],

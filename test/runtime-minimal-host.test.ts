@@ -20,7 +20,7 @@ function sameBits(a: Uint8Array, want: Float32Array): boolean {
 }
 
 const plainBlob = await compressMatrix(randomMatrix(33, 40, 8), { h: 8, levels: 2, group: 12, iters: 2 });
-const scaledBlob = await compressMatrix(randomMatrix(33, 40, 9), { h: 8, levels: 2, group: 12, iters: 2, rowScale: 6 });
+const scaledBlob = await compressMatrix(randomMatrix(33, 40, 9), { h: 8, levels: 2, group: 12, iters: 2, rowScaleCount: 6 });
 
 describe("the runtime on a minimal WASI host", () => {
   it("imports exactly the ten documented wasi_snapshot_preview1 functions and exports _start and memory", async () => {

@@ -81,15 +81,15 @@ describe("tuneCodebooks", () => {
   });
 
   it("compress refuses --tune-kl without a model, with --row-scale and with a scalar method", async () => {
-    await expect(compressMatrix(m, { ...params, tune: 3 }, { source: "t.npy" })).rejects.toThrow(/t\.npy: --tune-kl needs a model/);
-    await expect(compressMatrix(m, { ...params, tune: 3, rowScale: 4 }, { source: "t.npy", objective: weightedError(m) })).rejects.toThrow(/--tune-kl does not combine with --row-scale/);
-    await expect(compressMatrix(m, { method: "int4", tune: 3 }, { source: "t.npy", objective: weightedError(m) })).rejects.toThrow(/--tune-kl tunes RVQ codebooks/);
+    await expect(compressMatrix(m, { ...params, tuneKl: 3 }, { source: "t.npy" })).rejects.toThrow(/t\.npy: --tune-kl needs a model/);
+    await expect(compressMatrix(m, { ...params, tuneKl: 3, rowScaleCount: 4 }, { source: "t.npy", objective: weightedError(m) })).rejects.toThrow(/--tune-kl does not combine with --row-scale/);
+    await expect(compressMatrix(m, { method: "int4", tuneKl: 3 }, { source: "t.npy", objective: weightedError(m) })).rejects.toThrow(/--tune-kl tunes RVQ codebooks/);
   });
 
   it("compress with an objective records tune in the metadata and lowers the objective", async () => {
     const objective = weightedError(m);
     const plain = await compressMatrix(m, params);
-    const tuned = await compressMatrix(m, { ...params, tune: 20 }, { objective });
+    const tuned = await compressMatrix(m, { ...params, tuneKl: 20 }, { objective });
     expect(tuned.blob.metadata?.options).toMatchObject({ tune: 20 });
     expect(objective.loss(decodeAll(tuned.blob))).toBeLessThan(objective.loss(decodeAll(plain.blob)));
   });
@@ -136,7 +136,7 @@ describe.skipIf(!haveModel)("--tune-kl on stories260K", () => {
     const o = { h: 8, levels: 2, group: 2048, layout: "row" as const, iters: 10, seed: 0 };
     const plain = await compressMatrix(table, o);
     const text = { sequences: 2, length: 100 }; // one batch, a short text: the test stays quick
-    const tuned = await compressMatrix(table, { ...o, tune: 4 }, { objective: calibrationKlObjective(model, text) });
+    const tuned = await compressMatrix(table, { ...o, tuneKl: 4 }, { objective: calibrationKlObjective(model, text) });
     const kl = (blob: typeof plain.blob) => evaluatePerplexity(model, decodeAll(blob), { ...CALIBRATION_SAMPLE_OPTIONS, ...text }).kl;
     expect(kl(tuned.blob)).toBeLessThan(kl(plain.blob));
     expect(tuned.blob.codes).toEqual(plain.blob.codes);

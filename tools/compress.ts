@@ -15,7 +15,7 @@ import { reconstructionMetrics, type ReconstructionMetrics } from "./quant/metri
 import type { Matrix } from "./matrix.ts";
 import { fitRowScales, unitRows } from "./quant/gain.ts";
 import type { RvqShape } from "./quant/layout.ts";
-import { isScalarMethod, METHOD_NAMES, type MethodName } from "./quant/methods.ts";
+import { RVQ_METHOD, isScalarMethod, METHOD_NAMES, type MethodName } from "./quant/methods.ts";
 import { checkMetricSize, metricRound } from "./quant/metric.ts";
 import type { TableObjective } from "./quant/objective.ts";
 import { rvqQuantizer, rvqShape, scalarQuantizer } from "./quant/quantizer.ts";
@@ -29,25 +29,25 @@ export const TOOL_VERSION: string = pkg.version;
 /** Everything that shapes a blob: the RVQ parameters (tools/quant/rvq.ts), the adaptor's (tools/adaptor/step.ts) plus the method's own. */
 export interface CompressOptions extends RvqParams, AdaptorOptions {
   method: MethodName;
-  /** RVQ gain-shape: number of FP16 row scales (up to 256, a u8 index per row); 0 = off. */
-  rowScale: number;
+  /** RVQ gain-shape: how many FP16 row scales (`--row-scale`, up to 256, a u8 index per row); 0 = off. Metadata records it as "rowScale". */
+  rowScaleCount: number;
   /** Scalar methods: values per FP16 scale. */
   block: number;
-  /** RVQ: steps of end-to-end codebook tuning on the source's objective (`--tune-kl`); 0 = off. */
-  tune: number;
+  /** RVQ: steps of end-to-end codebook tuning on the source's objective (`--tune-kl`); 0 = off. Metadata records it as "tune". */
+  tuneKl: number;
   /** RVQ: fits with seeds seed, seed + 1, ...; the best on the source's objective (else relMSE) is kept. */
   restarts: number;
   /** RVQ: rounds of re-encoding and codebook fitting for the source objective's curvature (`--kl-encode`); 0 = off. */
   klEncode: number;
 }
 
-export const DEFAULT_COMPRESS_OPTIONS: CompressOptions = { method: "carvq", h: 8, levels: 2, group: 1024, layout: "row", iters: 25, seed: 0, beam: 1, refine: 0, rowScale: 0, block: 32, tune: 0, restarts: 1, klEncode: 0, ...DEFAULT_ADAPTOR_OPTIONS };
+export const DEFAULT_COMPRESS_OPTIONS: CompressOptions = { method: RVQ_METHOD, h: 8, levels: 2, group: 1024, layout: "row", iters: 25, seed: 0, beam: 1, refine: 0, rowScaleCount: 0, block: 32, tuneKl: 0, restarts: 1, klEncode: 0, ...DEFAULT_ADAPTOR_OPTIONS };
 
 /** Where the matrix came from, recorded in the metadata (file name only, so paths don't change bytes). */
 export interface CompressSource {
   source?: string;
   tensor?: string;
-  /** An end-to-end objective of the table in its model (a llama2.c model's KL), for `tune`. */
+  /** An end-to-end objective of the table in its model (a llama2.c model's KL), for `tuneKl`. */
   objective?: TableObjective;
 }
 
@@ -98,7 +98,7 @@ function checkOptions(matrix: Matrix, o: CompressOptions, name: string): void {
   }
   if (!METHOD_NAMES.includes(o.method)) throw new CarvqError(`${name}: --method ${String(o.method)} is not one of ${METHOD_NAMES.join(", ")}`);
   if (!Number.isInteger(o.seed) || o.seed < 0 || o.seed > 0xffffffff) throw bad("seed", o.seed, "is out of range; expected a whole number from 0 to 4294967295");
-  if (o.method === "carvq") {
+  if (o.method === RVQ_METHOD) {
     if (o.layout !== "row" && o.layout !== "col") throw new CarvqError(`${name}: --layout ${String(o.layout)} is not one of row, col`);
     if (!Number.isInteger(o.h) || o.h < 1 || o.h > F.MAX_SUBVEC) throw bad("h", o.h, `is out of range; expected 1 to ${F.MAX_SUBVEC}`);
     if (o.h > matrix.cols) throw bad("h", o.h, `is larger than the table's ${matrix.cols} columns`);
@@ -107,7 +107,7 @@ function checkOptions(matrix: Matrix, o: CompressOptions, name: string): void {
     if (!Number.isInteger(o.iters) || o.iters < 0) throw bad("iters", o.iters, "is out of range; expected 0 or more");
     if (!Number.isInteger(o.beam) || o.beam < 1 || o.beam > 256) throw bad("beam", o.beam, "is out of range; expected 1 to 256");
     if (!Number.isInteger(o.refine) || o.refine < 0) throw bad("refine", o.refine, "is out of range; expected 0 or more");
-    if (!Number.isInteger(o.rowScale) || o.rowScale < 0 || o.rowScale > F.MAX_ROW_SCALES) throw bad("row-scale", o.rowScale, `is out of range; expected 0 (off) to ${F.MAX_ROW_SCALES}`);
+    if (!Number.isInteger(o.rowScaleCount) || o.rowScaleCount < 0 || o.rowScaleCount > F.MAX_ROW_SCALES) throw bad("row-scale", o.rowScaleCount, `is out of range; expected 0 (off) to ${F.MAX_ROW_SCALES}`);
     if (o.weights && (o.weights.length !== matrix.rows || !o.weights.every((w) => Number.isFinite(w) && w >= 0))) {
       throw new CarvqError(`${name}: weights must be ${matrix.rows} finite values >= 0 (one per row), got ${o.weights.length}`);
     }
@@ -115,21 +115,21 @@ function checkOptions(matrix: Matrix, o: CompressOptions, name: string): void {
     throw bad("block", o.block, `is out of range; expected 1 to ${F.MAX_SCALE_BLOCK}`);
   }
   if (!Number.isInteger(o.restarts) || o.restarts < 1 || o.restarts > 1000) throw bad("restarts", o.restarts, "is out of range; expected 1 to 1000 fits");
-  if (o.restarts > 1 && o.method !== "carvq") throw new CarvqError(`${name}: --restarts repeats RVQ fits; it needs --method carvq, got --method ${o.method}`);
-  if (!Number.isInteger(o.tune) || o.tune < 0 || o.tune > 10000) throw bad("tune-kl", o.tune, "is out of range; expected 0 (off) to 10000 steps");
-  if (o.tune > 0 && o.method !== "carvq") throw new CarvqError(`${name}: --tune-kl tunes RVQ codebooks; it needs --method carvq, got --method ${o.method}`);
-  if (o.tune > 0 && o.rowScale > 0) throw new CarvqError(`${name}: --tune-kl does not combine with --row-scale (the scales are fitted after the codebooks)`);
+  if (o.restarts > 1 && o.method !== RVQ_METHOD) throw new CarvqError(`${name}: --restarts repeats RVQ fits; it needs --method carvq, got --method ${o.method}`);
+  if (!Number.isInteger(o.tuneKl) || o.tuneKl < 0 || o.tuneKl > 10000) throw bad("tune-kl", o.tuneKl, "is out of range; expected 0 (off) to 10000 steps");
+  if (o.tuneKl > 0 && o.method !== RVQ_METHOD) throw new CarvqError(`${name}: --tune-kl tunes RVQ codebooks; it needs --method carvq, got --method ${o.method}`);
+  if (o.tuneKl > 0 && o.rowScaleCount > 0) throw new CarvqError(`${name}: --tune-kl does not combine with --row-scale (the scales are fitted after the codebooks)`);
   if (!Number.isInteger(o.klEncode) || o.klEncode < 0 || o.klEncode > 100) throw bad("kl-encode", o.klEncode, "is out of range; expected 0 (off) to 100 rounds");
-  if (o.klEncode > 0 && o.method !== "carvq") throw new CarvqError(`${name}: --kl-encode chooses RVQ codes; it needs --method carvq, got --method ${o.method}`);
-  if (o.klEncode > 0 && o.rowScale > 0) throw new CarvqError(`${name}: --kl-encode does not combine with --row-scale (the model's curvature is of the rows, not of their directions)`);
+  if (o.klEncode > 0 && o.method !== RVQ_METHOD) throw new CarvqError(`${name}: --kl-encode chooses RVQ codes; it needs --method carvq, got --method ${o.method}`);
+  if (o.klEncode > 0 && o.rowScaleCount > 0) throw new CarvqError(`${name}: --kl-encode does not combine with --row-scale (the model's curvature is of the rows, not of their directions)`);
   checkAdaptorOptions(o, o.method, name);
 }
 
 /** The header a blob of this shape and these options has (before any adaptor). */
 export function headerFor(matrix: { rows: number; cols: number }, o: CompressOptions): BlobHeader {
   const common = { method: o.method, rows: matrix.rows, cols: matrix.cols };
-  return o.method === "carvq"
-    ? deriveHeader({ ...common, subvec: o.h, levels: o.levels, group: o.group, layout: o.layout, rowScaled: o.rowScale > 0 })
+  return o.method === RVQ_METHOD
+    ? deriveHeader({ ...common, subvec: o.h, levels: o.levels, group: o.group, layout: o.layout, rowScaled: o.rowScaleCount > 0 })
     : deriveHeader({ ...common, subvec: 0, levels: 0, group: o.block, layout: "row" });
 }
 
@@ -139,7 +139,7 @@ export function headerFor(matrix: { rows: number; cols: number }, o: CompressOpt
  * the full rows would be.
  */
 function rvqInput(matrix: Matrix, o: CompressOptions): { input: Matrix; params: CompressOptions } {
-  if (o.rowScale === 0) return { input: matrix, params: o };
+  if (o.rowScaleCount === 0) return { input: matrix, params: o };
   const input = unitRows(matrix);
   const weights = new Float32Array(matrix.rows);
   for (let r = 0; r < matrix.rows; r++) {
@@ -152,8 +152,8 @@ function rvqInput(matrix: Matrix, o: CompressOptions): { input: Matrix; params: 
 
 /** The options that shaped the blob, as recorded in its metadata (tools/plan/size.ts predicts its length from them). */
 export function recordedOptions(o: CompressOptions): Record<string, unknown> {
-  if (o.method !== "carvq") return { method: o.method, block: o.block };
-  return { method: o.method, h: o.h, levels: o.levels, group: o.group, layout: o.layout, iters: o.iters, seed: o.seed, beam: o.beam, refine: o.refine, rowScale: o.rowScale, weighted: Boolean(o.weights), ...(o.restarts > 1 ? { restarts: o.restarts } : {}), ...(o.klEncode > 0 ? { klEncode: o.klEncode } : {}), ...(o.tune > 0 ? { tune: o.tune } : {}), ...recordedAdaptorOptions(o) };
+  if (o.method !== RVQ_METHOD) return { method: o.method, block: o.block };
+  return { method: o.method, h: o.h, levels: o.levels, group: o.group, layout: o.layout, iters: o.iters, seed: o.seed, beam: o.beam, refine: o.refine, rowScale: o.rowScaleCount, weighted: Boolean(o.weights), ...(o.restarts > 1 ? { restarts: o.restarts } : {}), ...(o.klEncode > 0 ? { klEncode: o.klEncode } : {}), ...(o.tuneKl > 0 ? { tune: o.tuneKl } : {}), ...recordedAdaptorOptions(o) };
 }
 
 function roundMetric(value: number): number {
@@ -173,7 +173,7 @@ export function planCompression(matrix: Matrix, options: Partial<CompressOptions
   const name = from.source ?? "input";
   checkOptions(matrix, o, name);
   // Before any fitting: a long fit should not end in this refusal.
-  if (o.tune > 0 && from.objective === undefined) throw new CarvqError(`${name}: --tune-kl needs a model to measure the table in (a llama2.c checkpoint as input); this input is a bare table`);
+  if (o.tuneKl > 0 && from.objective === undefined) throw new CarvqError(`${name}: --tune-kl needs a model to measure the table in (a llama2.c checkpoint as input); this input is a bare table`);
   if (o.klEncode > 0) {
     if (from.objective?.curvature === undefined) throw new CarvqError(`${name}: --kl-encode needs a model whose curvature it can estimate (a llama2.c checkpoint as input); this input is a bare table`);
     checkMetricSize(matrix.rows, matrix.cols, name);
@@ -222,7 +222,7 @@ function restartSeed(seed: number, r: number): number {
 function bestOfRestarts(fits: RvqEncoding[], input: Matrix, { o }: Plan, from: CompressSource, events?: CompressEvents): Scored {
   if (fits.length === 1) return { encoding: fits[0] };
   const shape = shapeOf(input, o);
-  const objective = o.rowScale === 0 ? from.objective : undefined;
+  const objective = o.rowScaleCount === 0 ? from.objective : undefined;
   const score = (e: RvqEncoding) => (objective ? objective.loss(rvqQuantizer.decode(e, shape, o)) : reconstructionMetrics(input, rvqQuantizer.decode(e, shape, o)).relMSE);
   const scores = fits.map(score);
   const best = scores.reduce((b, v, i) => (v < scores[b] ? i : b), 0);
@@ -265,14 +265,14 @@ function klEncoded(fitted: Scored, matrix: Matrix, { o }: Plan, from: CompressSo
   return best;
 }
 
-/** The encoding with its codebooks tuned on the source's objective, when `tune` asks for it. */
+/** The encoding with its codebooks tuned on the source's objective, when `tuneKl` asks for it. */
 function tuned({ encoding, loss }: Scored, matrix: Matrix, { o, name }: Plan, from: CompressSource, events?: CompressEvents): RvqEncoding {
-  if (o.tune === 0 || from.objective === undefined) return encoding;
+  if (o.tuneKl === 0 || from.objective === undefined) return encoding;
   const shape = shapeOf(matrix, o);
-  const result = tuneCodebooks(encoding, shape, from.objective, o.tune, { before: loss, onStep: (step, value) => events?.tuning?.(step, o.tune, value) });
+  const result = tuneCodebooks(encoding, shape, from.objective, o.tuneKl, { before: loss, onStep: (step, value) => events?.tuning?.(step, o.tuneKl, value) });
   events?.note?.(result.kept
-    ? `tuning: ${from.objective.name} ${result.before.toPrecision(4)} -> ${result.after.toPrecision(4)} on the calibration text (${o.tune} steps)`
-    : `tuning: kept the fitted codebooks (${from.objective.name} ${result.before.toPrecision(4)}; ${o.tune} steps did not improve on it after FP16 rounding)`);
+    ? `tuning: ${from.objective.name} ${result.before.toPrecision(4)} -> ${result.after.toPrecision(4)} on the calibration text (${o.tuneKl} steps)`
+    : `tuning: kept the fitted codebooks (${from.objective.name} ${result.before.toPrecision(4)}; ${o.tuneKl} steps did not improve on it after FP16 rounding)`);
   return result.encoding;
 }
 
@@ -281,9 +281,9 @@ function tuned({ encoding, loss }: Scored, matrix: Matrix, { o, name }: Plan, fr
  * rows themselves (directions times their scales).
  */
 function withRowScales(matrix: Matrix, { o }: Plan, encoding: RvqEncoding): RvqEncoding {
-  if (o.rowScale === 0) return encoding;
+  if (o.rowScaleCount === 0) return encoding;
   const shapes = rvqQuantizer.decode(encoding, matrix, o);
-  return { ...encoding, rowScales: fitRowScales(matrix, shapes, o.rowScale) };
+  return { ...encoding, rowScales: fitRowScales(matrix, shapes, o.rowScaleCount) };
 }
 
 /** RVQ: the fits (restarts), then the model-aware stages and the row scales. */

@@ -10,6 +10,7 @@ import type { Matrix } from "./matrix.ts";
 import type { RvqShape } from "./quant/layout.ts";
 import { decodeRvqRow, halvesToF32 } from "./quant/rvq.ts";
 import { decodeScalarRow, type ScalarEncoding } from "./quant/scalar.ts";
+import { RVQ_METHOD } from "./quant/methods.ts";
 
 /** A blob's codes in the quantizers' form, unpacked on first use. */
 type Unpacked = { kind: "rvq"; shape: RvqShape; values: Float32Array; codes: Uint8Array; scaleIndex: Uint8Array | null } | { kind: "scalar"; encoding: ScalarEncoding };
@@ -19,7 +20,7 @@ const unpackedCodes = new WeakMap<Blob, Unpacked>();
 function unpacked(blob: Blob): Unpacked {
   let u = unpackedCodes.get(blob);
   if (u === undefined) {
-    u = blob.header.method === "carvq" ? { kind: "rvq", shape: rvqShapeOf(blob.header), values: halvesToF32(blob.codebooks ?? new Uint16Array(0)), ...rvqCodesOf(blob) } : { kind: "scalar", encoding: scalarEncodingOf(blob) };
+    u = blob.header.method === RVQ_METHOD ? { kind: "rvq", shape: rvqShapeOf(blob.header), values: halvesToF32(blob.codebooks ?? new Uint16Array(0)), ...rvqCodesOf(blob) } : { kind: "scalar", encoding: scalarEncodingOf(blob) };
     unpackedCodes.set(blob, u);
   }
   return u;

@@ -10,6 +10,7 @@ import { storedAdaptorBytes, type AdaptorPrecision, type StoredAdaptor } from ".
 import { quantizeAdaptor } from "./quantize.ts";
 import { adaptorBlobBytes, DEFAULT_ADAPTOR_BPP, parseAdaptorSpec, resolveWidths, specName, type AdaptorSpec } from "./sizing.ts";
 import { DEFAULT_TRAIN_OPTIONS, epochFlops, trainAdaptor, trainPlan, type TrainProgress, type TrainResult } from "./train.ts";
+import { RVQ_METHOD } from "../quant/methods.ts";
 
 /** The compressor's adaptor options (CompressOptions carries them). */
 export interface AdaptorOptions {
@@ -58,7 +59,7 @@ export function checkAdaptorOptions(o: AdaptorOptions, method: string, name: str
     const parsed = parseAdaptorSpec(o.adaptor.join(","));
     if (typeof parsed === "object" && "error" in parsed) throw new CarvqError(`${name}: --adaptor ${parsed.error}`);
   } else if (!["none", "paper", "auto"].includes(o.adaptor)) throw bad("adaptor", o.adaptor, "must be none, paper, auto or widths m0,m1,...");
-  if (o.adaptor !== "none" && method !== "carvq") throw new CarvqError(`${name}: --adaptor needs --method carvq (an adaptor corrects an RVQ table), got --method ${method}`);
+  if (o.adaptor !== "none" && method !== RVQ_METHOD) throw new CarvqError(`${name}: --adaptor needs --method carvq (an adaptor corrects an RVQ table), got --method ${method}`);
   if (!(Number.isFinite(o.adaptorBpp) && o.adaptorBpp > 0 && o.adaptorBpp <= 64)) throw bad("adaptor-bpp", o.adaptorBpp, "is out of range; expected a number above 0, at most 64");
   if (o.adaptorPrecision !== "int8" && o.adaptorPrecision !== "fp16") throw bad("adaptor-precision", o.adaptorPrecision, "must be int8 or fp16");
   if (!Number.isInteger(o.adaptorEpochs) || o.adaptorEpochs < 0 || o.adaptorEpochs > 100000) throw bad("adaptor-epochs", o.adaptorEpochs, "is out of range; expected 0 (auto) to 100000");

@@ -1,7 +1,7 @@
 import * as F from "../../assembly/format.ts";
 import { CarvqError } from "../errors.ts";
 import { rvqGroupCount, rvqRecordBytes, scalarRecordBytes, subvectorCount, type LayoutName } from "../quant/layout.ts";
-import { SCALAR_BITS, type MethodName } from "../quant/methods.ts";
+import { RVQ_METHOD, SCALAR_BITS, type MethodName } from "../quant/methods.ts";
 
 export { SCALAR_BITS, type LayoutName, type MethodName };
 
@@ -48,10 +48,10 @@ export function subvectorsPerRow(header: Pick<BlobHeader, "cols" | "subvec">): n
  * A blob that uses no v1.1 feature is written as v1.0, so older readers still take it.
  */
 export function deriveHeader(params: HeaderParams): BlobHeader {
-  const rowScaled = params.method === "carvq" && params.rowScaled === true;
-  const adapted = params.method === "carvq" && params.adapted === true;
+  const rowScaled = params.method === RVQ_METHOD && params.rowScaled === true;
+  const adapted = params.method === RVQ_METHOD && params.adapted === true;
   const base = { ...params, versionMajor: F.VERSION_MAJOR, versionMinor: adapted ? 2 : rowScaled ? 1 : 0, rowScaled, adapted };
-  if (params.method === "carvq") {
+  if (params.method === RVQ_METHOD) {
     const groupCount = rvqGroupCount({ ...params, h: params.subvec });
     return { ...base, codebookSize: F.RVQ_CODEBOOK_SIZE, codeBits: F.RVQ_CODE_BITS, rowBytes: rvqRecordBytes(params.cols, params.subvec, params.levels, rowScaled), groupCount };
   }
@@ -119,7 +119,7 @@ export function decodeHeader(view: DataView, name: string, rowScaled = false, ad
   const rows = inRange("rows", F.H_ROWS, 1, F.MAX_ROWS);
   const cols = inRange("cols", F.H_COLS, 1, F.MAX_COLS);
   let params: HeaderParams;
-  if (method === "carvq") {
+  if (method === RVQ_METHOD) {
     const layout = keyOf(LAYOUT_CODES, u32(F.H_LAYOUT));
     if (layout === undefined) throw field("layout", u32(F.H_LAYOUT), "0 (row) or 1 (col)");
     params = { method, rows, cols, layout, rowScaled, adapted, subvec: inRange("subvec", F.H_SUBVEC, 1, F.MAX_SUBVEC), levels: inRange("levels", F.H_LEVELS, 1, F.MAX_LEVELS), group: inRange("group", F.H_GROUP, 1, 0xffffffff) };

@@ -9,6 +9,7 @@ import { decodeCodebooks } from "./codebooks.ts";
 import { checkMagicAndVersion, decodeHeader, type BlobHeader } from "./header.ts";
 import { decodeMetadata, MAX_METADATA_BYTES, type BlobMetadata } from "./metadata.ts";
 import { headerCrc } from "./writer.ts";
+import { RVQ_METHOD } from "../quant/methods.ts";
 
 export interface SectionEntry {
   id: number;
@@ -106,15 +107,15 @@ export function parseBlob(bytes: Uint8Array, name: string): Blob {
   const codes = byId.get(F.SECTION_CODES);
   if (codes === undefined) throw new CarvqError(`${name}: CODES section is missing`);
   const codebookBytes = byId.get(F.SECTION_CODEBOOKS);
-  if (header.method === "carvq" && codebookBytes === undefined) throw new CarvqError(`${name}: CODEBOOKS section is missing (required for an RVQ blob)`);
-  if (header.method !== "carvq" && codebookBytes !== undefined) throw new CarvqError(`${name}: CODEBOOKS section present in a ${header.method} blob`);
+  if (header.method === RVQ_METHOD && codebookBytes === undefined) throw new CarvqError(`${name}: CODEBOOKS section is missing (required for an RVQ blob)`);
+  if (header.method !== RVQ_METHOD && codebookBytes !== undefined) throw new CarvqError(`${name}: CODEBOOKS section present in a ${header.method} blob`);
   const rowScaleBytes = byId.get(F.SECTION_ROW_SCALES);
-  if (header.method !== "carvq" && rowScaleBytes !== undefined) throw new CarvqError(`${name}: ROW_SCALES section present in a ${header.method} blob`);
+  if (header.method !== RVQ_METHOD && rowScaleBytes !== undefined) throw new CarvqError(`${name}: ROW_SCALES section present in a ${header.method} blob`);
   const rowScales = rowScaleBytes ? Float32Array.from(decodeCodebooks(rowScaleBytes), (half) => F16_TO_F32[half]) : null;
   if (rowScales !== null) checkRowScaleIndices(codes, header, rowScales.length, name);
   const adaptorTable = byId.get(F.SECTION_ADAPTOR_TABLE);
   const adaptorMlp = byId.get(F.SECTION_ADAPTOR_MLP);
-  if (header.method !== "carvq" && adaptorMlp !== undefined) throw new CarvqError(`${name}: adaptor sections present in a ${header.method} blob`);
+  if (header.method !== RVQ_METHOD && adaptorMlp !== undefined) throw new CarvqError(`${name}: adaptor sections present in a ${header.method} blob`);
   const adaptor = adaptorTable && adaptorMlp ? decodeAdaptor(adaptorTable, adaptorMlp, header.rows, header.cols, name) : null;
   const metadataBytes = byId.get(F.SECTION_METADATA);
   return {

@@ -2,7 +2,7 @@ import { checkOverwrite, writeFileAtomic } from "../atomic.ts";
 import { bitsPerParameter } from "../eval/bpp.ts";
 import { DEFAULT_COMPRESS_OPTIONS as D } from "../compress.ts";
 import { compress, readTable } from "../index.ts";
-import { METHOD_NAMES } from "../quant/methods.ts";
+import { RVQ_METHOD, METHOD_NAMES } from "../quant/methods.ts";
 import { defaultThreads } from "../quant/parallel.ts";
 import { CarvqError } from "../errors.ts";
 import { startProgress } from "../progress.ts";
@@ -134,10 +134,10 @@ export const compressCommand: Command = {
       iters: intOption(c, "iters", values.iters, D.iters, 0, 10000),
       beam: intOption(c, "beam", values.beam, D.beam, 1, 256),
       refine: intOption(c, "refine", values.refine, D.refine, 0, 1000),
-      rowScale: intOption(c, "row-scale", values["row-scale"], D.rowScale, 0, 256),
+      rowScaleCount: intOption(c, "row-scale", values["row-scale"], D.rowScaleCount, 0, 256),
       seed: intOption(c, "seed", values.seed, D.seed, 0, 0xffffffff),
       block: intOption(c, "block", values.block, D.block, 1, 65536),
-      tune: intOption(c, "tune-kl", values["tune-kl"], D.tune, 0, 10000),
+      tuneKl: intOption(c, "tune-kl", values["tune-kl"], D.tuneKl, 0, 10000),
       restarts: intOption(c, "restarts", values.restarts, D.restarts, 1, 1000),
       klEncode: intOption(c, "kl-encode", values["kl-encode"], D.klEncode, 0, 100),
     };
@@ -149,28 +149,28 @@ export const compressCommand: Command = {
     const loaded = await readTable(input, { tensor: values.tensor });
     const { rows, cols } = loaded.matrix;
     noteLoaded(input, loaded);
-    if (options.tune > 0 && loaded.format !== "llama2c") throw new CarvqError(`carvq compress: --tune-kl needs a llama2.c checkpoint as input (it tunes on the model's KL); ${input} is ${loaded.format}`);
+    if (options.tuneKl > 0 && loaded.format !== "llama2c") throw new CarvqError(`carvq compress: --tune-kl needs a llama2.c checkpoint as input (it tunes on the model's KL); ${input} is ${loaded.format}`);
     if (options.klEncode > 0 && loaded.format !== "llama2c") throw new CarvqError(`carvq compress: --kl-encode needs a llama2.c checkpoint as input (it encodes for the model's KL); ${input} is ${loaded.format}`);
     const weights = values.weights === undefined ? undefined : loadWeights(values.weights, rows);
     const started = performance.now();
     let search;
     if (auto) {
-      const chosen = await chooseOptions(loaded.matrix, { targetBpp, target: values.target, seed: options.seed, weights, threads, from: { source: input, tensor: loaded.tensor }, score: modelScore(loaded.format, input), after: { tune: options.tune, restarts: options.restarts, klEncode: options.klEncode } }, note);
+      const chosen = await chooseOptions(loaded.matrix, { targetBpp, target: values.target, seed: options.seed, weights, threads, from: { source: input, tensor: loaded.tensor }, score: modelScore(loaded.format, input), after: { tuneKl: options.tuneKl, restarts: options.restarts, klEncode: options.klEncode } }, note);
       const { weights: _w, ...picked } = chosen.options;
-      options = { ...picked, tune: options.tune, restarts: options.restarts, klEncode: options.klEncode };
+      options = { ...picked, tuneKl: options.tuneKl, restarts: options.restarts, klEncode: options.klEncode };
       search = searchJson(chosen.result);
     }
-    const progress = startProgress(options.method === "carvq" ? "fitting groups" : "quantizing rows");
+    const progress = startProgress(options.method === RVQ_METHOD ? "fitting groups" : "quantizing rows");
     const curvatureBar = options.klEncode > 0 ? lazyProgress("estimating the model's curvature (calibration sequences)", progress) : null;
     const roundBar = curvatureBar ? lazyProgress("KL-aware encoding rounds", curvatureBar) : null;
-    const tuneBar = options.tune > 0 ? lazyProgress("tuning codebooks on the model's KL", roundBar ?? progress) : null;
+    const tuneBar = options.tuneKl > 0 ? lazyProgress("tuning codebooks on the model's KL", roundBar ?? progress) : null;
     const bars = [curvatureBar, roundBar, tuneBar];
     const events = {
       ...adaptorEvents(note, tuneBar ?? roundBar ?? progress),
       ...(curvatureBar && roundBar ? { curvature: curvatureBar.update, klEncoding: (round: number, rounds: number) => roundBar.update(round, rounds) } : {}),
       ...(tuneBar ? { tuning: (step: number, steps: number) => tuneBar.update(step, steps) } : {}),
     };
-    const needsModel = options.tune > 0 || options.restarts > 1 || options.klEncode > 0;
+    const needsModel = options.tuneKl > 0 || options.restarts > 1 || options.klEncode > 0;
     const objective = needsModel && loaded.format === "llama2c" ? calibrationKlObjective(loadLlama2cModel(input)) : undefined;
     let result;
     try {

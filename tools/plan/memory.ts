@@ -15,6 +15,7 @@ import { rvqSections, scalarSections } from "../blob/table.ts";
 import { DEFAULT_COMPRESS_OPTIONS, planCompression, sealBlob, type CompressOptions } from "../compress.ts";
 import { CODEBOOK_SIZE, subvectorCount } from "../quant/layout.ts";
 import { CarvqError } from "../errors.ts";
+import { RVQ_METHOD } from "../quant/methods.ts";
 
 /** Bytes allowed for a lookup's command line beyond the `info` run's: a long path and ~100 tokens. */
 export const COMMAND_LINE_SLACK = 1024;
@@ -46,23 +47,23 @@ function standInBlob(cols: number, o: CompressOptions): Uint8Array {
   const rows = 2;
   const matrix = standInMatrix(rows, cols);
   // One group for the stand-in: any group size is valid, and the need does not depend on it.
-  const plan = planCompression(matrix, { ...plain, group: o.method === "carvq" ? Math.min(o.group, rows) : o.block, restarts: 1, klEncode: 0, tune: 0, adaptor: "none" }, {});
-  const h = plan.header;
+  const plan = planCompression(matrix, { ...plain, group: o.method === RVQ_METHOD ? Math.min(o.group, rows) : o.block, restarts: 1, klEncode: 0, tuneKl: 0, adaptor: "none" }, {});
+  const header = plan.header;
   const sections =
-    h.method === "carvq"
-      ? rvqSections(h, {
-          codes: new Uint8Array(rows * subvectorCount(cols, h.subvec) * h.levels),
-          codebooks: new Uint16Array(h.groupCount * h.levels * CODEBOOK_SIZE * h.subvec),
-          groupCount: h.groupCount,
-          rowScales: h.rowScaled ? { halves: new Uint16Array(o.rowScale), index: new Uint8Array(rows) } : null,
+    header.method === RVQ_METHOD
+      ? rvqSections(header, {
+          codes: new Uint8Array(rows * subvectorCount(cols, header.subvec) * header.levels),
+          codebooks: new Uint16Array(header.groupCount * header.levels * CODEBOOK_SIZE * header.subvec),
+          groupCount: header.groupCount,
+          rowScales: header.rowScaled ? { halves: new Uint16Array(o.rowScaleCount), index: new Uint8Array(rows) } : null,
         })
-      : scalarSections(h, { scales: new Uint16Array(rows * h.groupCount), codes: new Uint8Array(rows * cols), blocks: h.groupCount });
+      : scalarSections(header, { scales: new Uint16Array(rows * header.groupCount), codes: new Uint8Array(rows * cols), blocks: header.groupCount });
   return sealBlob(matrix, plan, sections, {}, { relMSE: 1, cosine: 0 }).bytes;
 }
 
 /** The runtime's `info` memory figures for a stand-in of `cols` columns compressed with `o`. */
 function measure(target: Target, cols: number, o: CompressOptions): { resident: number; streaming: number; standInFile: number } {
-  const key = JSON.stringify([target.name, cols, o.method, o.h, o.levels, o.layout, o.rowScale, o.block]);
+  const key = JSON.stringify([target.name, cols, o.method, o.h, o.levels, o.layout, o.rowScaleCount, o.block]);
   let found = measured.get(key);
   if (found !== undefined) return found;
   const bytes = standInBlob(cols, o);

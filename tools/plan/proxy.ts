@@ -17,6 +17,7 @@ import { compressMatrix, type CompressOptions, type CompressSource } from "../co
 import { neighbourOverlap, neighbourSets, reconstructionMetrics, type NeighbourSets } from "../quant/metrics.ts";
 import type { Matrix } from "../matrix.ts";
 import { createRandom, deriveSeed } from "../random.ts";
+import { RVQ_METHOD } from "../quant/methods.ts";
 
 export interface ProxyPlan {
   /** True when the whole table is compressed (no sampling): the metrics are the full fit's. */
@@ -54,7 +55,7 @@ function gcd(a: number, b: number): number {
  * row layout, the fewest tokens whose sub-vectors fill whole groups (g / gcd(g, S)). Scalar methods: 1.
  */
 export function groupSpanRows(o: Pick<CompressOptions, "method" | "h" | "group" | "layout">, cols: number): number {
-  if (o.method !== "carvq") return 1;
+  if (o.method !== RVQ_METHOD) return 1;
   if (o.layout === "col") return o.group;
   const S = Math.ceil(cols / o.h);
   return o.group / gcd(o.group, S);

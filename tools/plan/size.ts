@@ -13,6 +13,7 @@ import type { BlobHeader } from "../blob/header.ts";
 import { encodeMetadata } from "../blob/metadata.ts";
 import { blobMetadata, DEFAULT_COMPRESS_OPTIONS, headerFor, planCompression, type CompressOptions, type CompressSource } from "../compress.ts";
 import type { Matrix } from "../matrix.ts";
+import { RVQ_METHOD } from "../quant/methods.ts";
 
 export interface TableShape {
   rows: number;
@@ -74,10 +75,10 @@ function standIn(cols: number, o: CompressOptions, from: CompressSource): StandI
   const rows = 2;
   // The stages that need a model (restarts, kl-encode, tune-kl) change values only: the check
   // runs without them, and the metadata records the options as the real blob's will.
-  planCompression(standInMatrix(rows, cols), { ...rest, ...(weights ? { weights: new Float32Array(rows).fill(1) } : {}), restarts: 1, klEncode: 0, tune: 0 }, from);
-  const rowScaled = o.method === "carvq" && o.rowScale > 0;
-  const ids = o.method === "carvq" ? [F.SECTION_CODES, F.SECTION_CODEBOOKS, ...(rowScaled ? [F.SECTION_ROW_SCALES] : [])] : [F.SECTION_CODES];
-  const fixed = new Map<number, number>(rowScaled ? [[F.SECTION_ROW_SCALES, 2 * o.rowScale]] : []);
+  planCompression(standInMatrix(rows, cols), { ...rest, ...(weights ? { weights: new Float32Array(rows).fill(1) } : {}), restarts: 1, klEncode: 0, tuneKl: 0 }, from);
+  const rowScaled = o.method === RVQ_METHOD && o.rowScaleCount > 0;
+  const ids = o.method === RVQ_METHOD ? [F.SECTION_CODES, F.SECTION_CODEBOOKS, ...(rowScaled ? [F.SECTION_ROW_SCALES] : [])] : [F.SECTION_CODES];
+  const fixed = new Map<number, number>(rowScaled ? [[F.SECTION_ROW_SCALES, 2 * o.rowScaleCount]] : []);
   const metadata = blobMetadata({ rows, cols }, o, from, { relMSE: 0, cosine: 0 }) as Record<string, unknown>;
   return { ids: [...ids, F.SECTION_METADATA], fixed, metadata };
 }

@@ -36,7 +36,7 @@ export interface Quantizer<Options, Codes> {
 /** Group RVQ options: the layout (h, levels, group, layout), the fit's and, for gain-shape, the scale count. */
 export interface RvqOptions extends RvqParams {
   /** Gain-shape: FP16 row scales (a u8 index per row); 0 = rows coded as they are. */
-  rowScales?: number;
+  rowScaleCount?: number;
 }
 
 export function rvqShape(shape: TableShape, o: Pick<RvqParams, "h" | "levels" | "group" | "layout">): RvqShape {
@@ -55,7 +55,7 @@ export const rvqQuantizer: Quantizer<RvqOptions, RvqEncoding> = {
     return decodeRvq(codes, rvqShape(shape, options));
   },
   codeBytes(shape, o) {
-    const scales = o.rowScales ?? 0;
+    const scales = o.rowScaleCount ?? 0;
     const codebookValues = rvqGroupCount(rvqShape(shape, o)) * o.levels * CODEBOOK_SIZE * o.h;
     return shape.rows * rvqRecordBytes(shape.cols, o.h, o.levels, scales > 0) + 2 * codebookValues + 2 * scales;
   },
