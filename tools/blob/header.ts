@@ -20,10 +20,11 @@ export interface BlobHeader {
   method: MethodName;
   rows: number;
   cols: number;
+  /** RVQ: the sub-vector length, FORMAT.md's name for what the quantizers and `--h` call h. */
   subvec: number;
   levels: number;
   codebookSize: number;
-  /** RVQ: sub-vectors per group (g). Scalar: values per scale block (B). */
+  /** RVQ: sub-vectors per group (g, options' `group`). Scalar: values per scale block (B, options' `block`). */
   group: number;
   layout: LayoutName;
   codeBits: number;

@@ -15,8 +15,10 @@ export const CODEBOOK_SIZE = F.RVQ_CODEBOOK_SIZE;
 export interface RvqShape {
   rows: number;
   cols: number;
+  /** Sub-vector length: `h` in code and `--h` on the command line; the blob header's field is `subvec`. */
   h: number;
   levels: number;
+  /** Sub-vectors per group, g (the header's `group`, which for a scalar blob holds its block instead). */
   group: number;
   layout: LayoutName;
 }
