@@ -73,7 +73,8 @@ describe("autoConfigure", () => {
     expect(result.chosen.options).toMatchObject({ restarts: 1, klEncode: 0, tuneKl: 0 });
     // With them applied (a squared-error objective standing in for a model), the blob is the predicted size.
     const full = await compressMatrix(matrix, { ...result.chosen.options, ...after }, { ...from, objective: weightedSquaredError(matrix) });
-    expect(full.blob.metadata?.options).toMatchObject(after);
+    // Metadata records --tune-kl under its on-disk key "tune".
+    expect(full.blob.metadata?.options).toMatchObject({ restarts: 2, klEncode: 1, tune: 40 });
     expect(full.bytes.length).toBe(predictBlobSize(matrix, { ...result.chosen.options, ...after }, from, full.metrics).bytes);
     expect((8 * full.bytes.length) / (matrix.rows * matrix.cols)).toBeLessThanOrEqual(2.5);
   });

@@ -59,6 +59,12 @@ ${AUTO_HELP}
   --json               print the summary as one JSON object
   -h, --help           this text`;
 
+/** The options as `--json` prints them: under the metadata's names "rowScale" and "tune" for rowScaleCount and tuneKl. */
+function optionsJson(o: object): Record<string, unknown> {
+  const recorded: Record<string, string> = { rowScaleCount: "rowScale", tuneKl: "tune" };
+  return Object.fromEntries(Object.entries(o).map(([key, value]) => [recorded[key] ?? key, value]));
+}
+
 /** Reads per-row importance weights: V finite values >= 0 in any 2-D float file of V elements. */
 function loadWeights(path: string, rows: number): Float32Array {
   const { matrix } = loadMatrix(path, {});
@@ -183,7 +189,7 @@ export const compressCommand: Command = {
     writeFileAtomic(values.output, result.bytes, force);
     const seconds = (performance.now() - started) / 1000;
     const size = bitsPerParameter(result.blob);
-    printResult(values.json === true, { output: values.output, input, tensor: loaded.tensor, shape: [rows, cols], options, bytes: result.bytes.length, bpp: size.bpp, relMSE: result.metrics.relMSE, cosine: result.metrics.cosine, seconds, ...(search ? { search } : {}), ...(result.blob.metadata?.adaptor ? { adaptor: result.blob.metadata.adaptor } : {}) }, [
+    printResult(values.json === true, { output: values.output, input, tensor: loaded.tensor, shape: [rows, cols], options: optionsJson(options), bytes: result.bytes.length, bpp: size.bpp, relMSE: result.metrics.relMSE, cosine: result.metrics.cosine, seconds, ...(search ? { search } : {}), ...(result.blob.metadata?.adaptor ? { adaptor: result.blob.metadata.adaptor } : {}) }, [
       `wrote ${values.output}: ${result.bytes.length} bytes, ${fmt(size.bpp)} bits per parameter`,
       `relMSE ${fmt(result.metrics.relMSE)}, mean cosine ${fmt(result.metrics.cosine)} (${fmt(seconds)} s)`,
     ]);
