@@ -4,6 +4,7 @@ import { TOOL_VERSION } from "../compress.ts";
 import { CarvqError } from "../errors.ts";
 import type { Command } from "./command.ts";
 import { compressCommand } from "./compress.ts";
+import { conformanceCommand } from "./conformance.ts";
 import { dataCommand } from "./data.ts";
 import { demoCommand } from "./demo.ts";
 import { evalCommand } from "./eval.ts";
@@ -13,7 +14,7 @@ import { pplCommand } from "./ppl.ts";
 import { reportCommand } from "./report.ts";
 import { synthCommand } from "./synth.ts";
 
-const commands: readonly Command[] = [demoCommand, compressCommand, evalCommand, inspectCommand, pplCommand, reportCommand, lookupCommand, synthCommand, dataCommand];
+const commands: readonly Command[] = [demoCommand, compressCommand, evalCommand, inspectCommand, pplCommand, reportCommand, lookupCommand, conformanceCommand, synthCommand, dataCommand];
 
 function usage(): string {
   const width = Math.max(...commands.map((c) => c.name.length));
