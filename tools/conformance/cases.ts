@@ -12,7 +12,7 @@ import { existsSync } from "node:fs";
 import { join } from "node:path";
 import * as F from "../../assembly/format.ts";
 import { buildDir, RUNTIME_EXIT, type Target } from "../../host/common.ts";
-import { randomBlob, type RandomBlobOptions } from "../../host/random-blob.ts";
+import { randomBlob, randomBlobHeader, type RandomBlobOptions } from "../../host/random-blob.ts";
 import { compressMatrix } from "../compress.ts";
 import { decodeTokens } from "../decoder.ts";
 import { parseBlob } from "../blob/reader.ts";
@@ -201,12 +201,20 @@ function sectionEntry(bytes: Uint8Array, id: number): number {
 }
 
 /** Blobs every reader must refuse (exit 4), derived from valid ones. */
-function hostileSpecs(base: Uint8Array, rowScaled: Uint8Array): HostileSpec[] {
+function hostileSpecs(base: Uint8Array, rowScaled: Uint8Array, adapted: Uint8Array): HostileSpec[] {
   const codes = sectionEntry(base, F.SECTION_CODES);
   const baseView = new DataView(base.buffer, base.byteOffset, base.byteLength);
   const codesOffset = Number(baseView.getBigUint64(codes + F.S_OFFSET, true));
   const crc = base.slice();
   crc[codesOffset + 17] ^= 0x10;
+  // The zero padding between the section table and the first section: no CRC covers it.
+  const sectionCount = baseView.getUint32(F.H_SECTION_COUNT, true);
+  const tableEnd = F.SECTION_TABLE_OFFSET + sectionCount * F.SECTION_ENTRY_BYTES;
+  if (codesOffset <= tableEnd) throw new Error("conformance: the base blob has no padding before its first section");
+  const padding = base.slice();
+  padding[codesOffset - 1] = 0x01;
+  const trailing = new Uint8Array(base.length + 1);
+  trailing.set(base);
   // Row scales: one record's index pushed to R (not below R), every CRC made right again.
   const rsSections = sectionsOf(rowScaled);
   const rsHeader = parseBlob(rowScaled, "blob").header;
@@ -223,15 +231,18 @@ function hostileSpecs(base: Uint8Array, rowScaled: Uint8Array): HostileSpec[] {
     { name: "lying-offset-past-end", description: "CODES offset 1 TiB, past the end of the file (header CRC right)", bytes: withHeaderEdit(base, (v) => v.setBigUint64(codes + F.S_OFFSET, 1n << 40n, true)) },
     { name: "lying-offset-overlap", description: "CODES offset 64: inside the section table (header CRC right)", bytes: withHeaderEdit(base, (v) => v.setBigUint64(codes + F.S_OFFSET, 64n, true)) },
     { name: "lying-length", description: "CODES length one byte longer than the records (header CRC right)", bytes: withHeaderEdit(base, (v) => v.setBigUint64(codes + F.S_LENGTH, v.getBigUint64(codes + F.S_LENGTH, true) + 1n, true)) },
+    { name: "padding-not-zero", description: "a non-zero byte in the padding before the first section", bytes: padding },
+    { name: "trailing-byte", description: "one byte after the end of the last section", bytes: trailing },
+    { name: "adaptor-version-1-1", description: "v1.2 adaptor sections in a blob whose header says 1.1 (header CRC right)", bytes: withHeaderEdit(adapted, (v) => v.setUint16(F.H_VERSION_MINOR, 1, true)) },
     { name: "rowscale-bad-index", description: "v1.1: token 37's row-scale index is R (every CRC right)", bytes: assembleBlob(rsHeader, rsSections) },
   ];
 }
 
 // ---- Budget blobs ----
 
+/** A budget blob as shipped: where it is, what it holds, the tokens its cases ask for and their rows. */
 interface BudgetBlob {
   file: string;
-  description: string;
   bytes: Uint8Array;
   tokens: number[];
   expectedRows: Uint8Array;
@@ -242,25 +253,16 @@ function streamedCols(budget: number): number {
   return Math.min(F.MAX_COLS, Math.floor((budget * 0.55) / 4 / 8) * 8);
 }
 
-/** A blob larger than the budget whose rows are ~55 % of it: it fits only when streamed. */
-function streamedBlob(target: Target): Omit<BudgetBlob, "expectedRows"> & { options: RandomBlobOptions } {
+/**
+ * A blob 64 KiB larger than the budget (resident mode can never hold it) whose rows take ~55 % of
+ * it: it fits only when streamed, and, for the small budgets, not in the next smaller target's.
+ */
+function streamedBlobOptions(target: Target): RandomBlobOptions {
   const budget = target.memoryBudgetBytes;
   const cols = streamedCols(budget);
-  const subvec = 8;
-  const levels = 2;
-  const S = Math.ceil(cols / subvec);
-  const group = S * 8;
-  const rowBytes = Math.ceil((S * levels) / 2);
-  // 64 KiB above the budget at least, so resident mode can never hold it.
-  const rows = Math.ceil((budget + 65536) / rowBytes);
-  const options: RandomBlobOptions = { rows, cols, subvec, levels, group, layout: "row", seed: 200 + budget / 65536 };
-  return {
-    file: `blobs/budget-${target.name}-streamed.carvq`,
-    description: `${rows} x ${cols} RVQ: larger than ${target.name}'s ${budget}-byte budget (resident cannot hold it), rows of ${cols * 4} bytes (streaming fits)`,
-    bytes: new Uint8Array(0),
-    tokens: tokensFor(rows),
-    options,
-  };
+  const S = Math.ceil(cols / 8);
+  const rowBytes = Math.ceil((S * 2) / 2);
+  return { rows: Math.ceil((budget + 65536) / rowBytes), cols, subvec: 8, levels: 2, group: S * 8, layout: "row", seed: 200 + budget / 65536 };
 }
 
 /** A small blob whose single output row (cols x 4 bytes) plus the static data exceeds the budget. */
@@ -312,8 +314,8 @@ export function planKit(options: PlanOptions): KitPlan {
 
   // Hostile blobs and bad requests.
   const base = variants.find((v) => v.spec.name === "rvq-row")!;
-  const rowScaled = variants.find((v) => v.spec.name === "rowscale")!;
-  const hostile = hostileSpecs(base.bytes, rowScaled.bytes).map((h) => {
+  const variantBytes = (name: string) => variants.find((v) => v.spec.name === name)!.bytes;
+  const hostile = hostileSpecs(base.bytes, variantBytes("rowscale"), variantBytes("adaptor-int8")).map((h) => {
     const file = `blobs/hostile-${h.name}.carvq`;
     try {
       parseBlob(h.bytes, file);
@@ -348,26 +350,28 @@ export function planKit(options: PlanOptions): KitPlan {
   for (const target of options.targets) {
     const module = modules.find((m) => m.target === target.name)!;
     const budget = target.memoryBudgetBytes;
-    const streamed = streamedBlob(target);
-    const approxBytes = streamed.options.rows * Math.ceil((Math.ceil(streamed.options.cols / 8) * 2) / 2);
-    if (approxBytes > MAX_BUDGET_BLOB_BYTES) {
-      notCovered.push({ target: target.name, check: "a blob that fits only when streamed", reason: `it must be larger than the ${budget}-byte budget; the kit keeps blobs under ${MAX_BUDGET_BLOB_BYTES} bytes` });
-    } else if (quick && approxBytes > QUICK_BLOB_LIMIT) {
-      notCovered.push({ target: target.name, check: "a blob that fits only when streamed", reason: `left out of a --quick kit (it would be ~${approxBytes} bytes)` });
+    const streamed = streamedBlobOptions(target);
+    const streamedBytes = streamed.rows * randomBlobHeader(streamed).rowBytes;
+    const check = "a blob that fits only when streamed";
+    if (streamedBytes > MAX_BUDGET_BLOB_BYTES) {
+      notCovered.push({ target: target.name, check, reason: `it must be larger than the ${budget}-byte budget; the kit keeps blobs under ${MAX_BUDGET_BLOB_BYTES} bytes` });
+    } else if (quick && streamedBytes > QUICK_BLOB_LIMIT) {
+      notCovered.push({ target: target.name, check, reason: `left out of a --quick kit (it would take ~${streamedBytes} bytes)` });
     } else {
-      const bytes = randomBlob(streamed.options);
-      addBlob(streamed.file, streamed.description, bytes);
-      const rows = rowsBytes(decodeTokens(parseBlob(bytes, streamed.file), streamed.tokens));
-      const blob: BudgetBlob = { ...streamed, bytes, expectedRows: rows };
-      budgetBlobs.push({ target, blob });
-      const lookup = (mode: "resident" | "streaming" | null) => ["lookup", ...modeArgs(mode), streamed.file, ...streamed.tokens.map(String)];
-      addCase(module, "budget-streamed.resident", "budget", lookup("resident"), RUNTIME_EXIT.budget, null, streamed.file);
-      addCase(module, "budget-streamed.streaming", "budget", lookup("streaming"), 0, rows, streamed.file);
-      if (target.mode === "streaming") addCase(module, "budget-streamed", "budget", lookup(null), 0, rows, streamed.file);
+      const file = `blobs/budget-${target.name}-streamed.carvq`;
+      const bytes = randomBlob(streamed);
+      addBlob(file, `${streamed.rows} x ${streamed.cols} RVQ: larger than ${target.name}'s ${budget}-byte budget (resident cannot hold it), rows of ${streamed.cols * 4} bytes (streaming fits)`, bytes);
+      const tokens = tokensFor(streamed.rows);
+      const rows = rowsBytes(decodeTokens(parseBlob(bytes, file), tokens));
+      budgetBlobs.push({ target, blob: { file, bytes, tokens, expectedRows: rows } });
+      const lookup = (mode: "resident" | "streaming" | null) => ["lookup", ...modeArgs(mode), file, ...tokens.map(String)];
+      addCase(module, "budget-streamed.resident", "budget", lookup("resident"), RUNTIME_EXIT.budget, null, file);
+      addCase(module, "budget-streamed.streaming", "budget", lookup("streaming"), 0, rows, file);
+      if (target.mode === "streaming") addCase(module, "budget-streamed", "budget", lookup(null), 0, rows, file);
     }
     const wide = tooWideBlob(target);
     if (wide.cols * 4 + STATIC_BYTES_AT_MOST / 2 <= budget) {
-      notCovered.push({ target: target.name, check: "a blob that cannot fit at all", reason: `the runtime streams any valid blob in ~${Math.ceil((F.MAX_COLS * 4 * 2 + 65536) / 1024)} KiB at most (a row is at most ${F.MAX_COLS} values), far inside the ${budget}-byte budget` });
+      notCovered.push({ target: target.name, check: "a blob that cannot fit at all", reason: `no valid blob needs that much when streamed (at most ~${Math.ceil((F.MAX_COLS * 4 * 2 + 65536) / 1024)} KiB: a row holds at most ${F.MAX_COLS} values), far inside the ${budget}-byte budget, and a blob too large to hold resident would not fit in the kit` });
     } else {
       const file = `blobs/budget-${target.name}-too-wide.carvq`;
       addBlob(file, `${wide.rows} x ${wide.cols} RVQ: one output row (${wide.cols * 4} bytes) plus the static data exceeds ${target.name}'s ${budget}-byte budget in any mode`, randomBlob(wide));

@@ -77,7 +77,7 @@ export function caseTable(plan: KitPlan): string[] {
   const kinds = ["variant", "hostile", "request", "budget"] as const;
   const rows = plan.modules.map((m) => {
     const mine = plan.cases.filter((c) => c.module === m.file);
-    return [m.file, m.target === null ? `${m.build}, ${m.defaultMode}` : `${m.build}, ${m.defaultMode}`, String(m.budgetBytes), ...kinds.map((k) => String(mine.filter((c) => c.kind === k).length)), String(mine.length)];
+    return [m.file, `${m.build}, ${m.defaultMode}`, String(m.budgetBytes), ...kinds.map((k) => String(mine.filter((c) => c.kind === k).length)), String(mine.length)];
   });
   const header = ["module", "build, mode", "budget bytes", ...kinds, "total"];
   return [`| ${header.join(" | ")} |`, `| ${header.map(() => "---").join(" | ")} |`, ...rows.map((r) => `| ${r.join(" | ")} |`)];
