@@ -80,9 +80,10 @@ describe.runIf(existsSync(cli))("carvq conformance", () => {
     for (const exit of [2, 3, 4, 5, 6]) expect(cases.some((c) => c.expectedExit === exit), `exit ${exit}`).toBe(true);
   });
 
-  it("runs under jco through --run (generic modules; device modules skipped with the reason)", async () => {
-    const result = await runKit({ dir: kit, host: "jco", only: "simd.rvq-odd-row.resident" });
-    expect(result.results.map((r) => [r.name, r.why])).toEqual([["simd.rvq-odd-row.resident", ""]]);
+  it("runs under jco: through run.sh with the project's jco runner, and through --run (device modules skipped, with the reason)", async () => {
+    const sh = spawnSync("sh", ["kit/run.sh", "--only", "simd.rvq-odd-row.resident", process.execPath, "--no-warnings", cli, "conformance", "jco-run"], { cwd: work, encoding: "utf8" });
+    expect(sh.stdout.split("\n").filter((l) => l !== ""), sh.stderr).toEqual(["PASS simd.rvq-odd-row.resident", "1 passed, 0 failed"]);
+    expect(sh.status).toBe(0);
     // jco itself exits 1 for every failure; the exit code is read back from the runtime's line.
     const refused = await runKit({ dir: kit, host: "jco", only: "simd.hostile-bad-crc" });
     expect(refused.results.map((r) => [r.name, r.exitCode, r.why])).toEqual([["simd.hostile-bad-crc.resident", 4, ""]]);
@@ -119,6 +120,15 @@ describe.runIf(existsSync(cli))("carvq conformance", () => {
     expect(failedNames(run)).toEqual([target]);
     expect(run.lines).toContain(`FAIL ${target}: rows differ (sha256 ${hash}, expected ${wrong})`);
     expect(run.code).toBe(1);
+    // carvq conformance --run reads manifest.json, not cases.txt: break it there too.
+    const manifest = join(broken, "manifest.json");
+    const parsed = JSON.parse(readFileSync(manifest, "utf8")) as { cases: KitCase[] };
+    parsed.cases.find((c) => c.name === target)!.expectedStdoutSha256 = wrong;
+    writeFileSync(manifest, JSON.stringify(parsed));
+    const viaRun = spawnSync(process.execPath, ["--no-warnings", cli, "conformance", "--run", broken, "--only", "int3"], { encoding: "utf8" });
+    expect(viaRun.stdout).toContain(`FAIL ${target}: rows differ (sha256 ${hash}, expected ${wrong})`);
+    expect(viaRun.stdout).toMatch(/\n\d+ passed, 1 failed\n$/);
+    expect(viaRun.status).toBe(1);
   });
 
   it("fails the budget cases when a target's module is swapped for a larger target's", () => {

@@ -1,6 +1,6 @@
 import { loadTarget, loadTargets, targetNames } from "../../host/common.ts";
 import { writeKit, caseTable } from "../conformance/kit.ts";
-import { runKit } from "../conformance/run.ts";
+import { runKit, runUnderJco } from "../conformance/run.ts";
 import { CarvqError } from "../errors.ts";
 import { choiceOption, parseCommandArgs } from "./args.ts";
 import type { Command } from "./command.ts";
@@ -8,6 +8,7 @@ import { note } from "./output.ts";
 
 const help = `carvq conformance -o DIR [--target NAME ...] [--quick] [--force]
 carvq conformance --run DIR [--host node|jco] [--only PATTERN]
+carvq conformance jco-run MODULE ARGS...
 
 Writes a device conformance kit: a self-contained folder that checks that a WASI engine on a
 device (wasmtime on a Raspberry Pi, WAMR's iwasm, wasm3, ...) runs the runtime's modules exactly:
@@ -36,6 +37,10 @@ Options:
   --only PATTERN     with --run: only cases whose name contains PATTERN (* and ? allowed)
   -h, --help         this text
 
+jco-run MODULE ARGS... runs one WASI command module under jco, from the current folder (preopened
+as "."), with its stdout, stderr and the runtime's exit code: an engine for a kit's run.sh, e.g.
+  sh kit/run.sh --only simd. node dist/carvq.mjs conformance jco-run
+
 Exit code: 0 when the kit is written, or when every case of --run passes; 1 when a case fails.`;
 
 export const conformanceCommand: Command = {
@@ -43,6 +48,7 @@ export const conformanceCommand: Command = {
   summary: "write (or run) a device conformance kit for any WASI engine",
   help,
   async run(argv) {
+    if (argv[0] === "jco-run") return jcoRun(argv.slice(1));
     const { values, positionals } = parseCommandArgs("conformance", argv, {
       output: { type: "string", short: "o" },
       target: { type: "string", multiple: true },
@@ -75,3 +81,13 @@ export const conformanceCommand: Command = {
     note(`carvq conformance: wrote ${values.output} in ${((Date.now() - started) / 1000).toFixed(1)} s; run it with: sh ${values.output}/run.sh ENGINE WORDS... (e.g. node ${values.output}/host/run-wasi.mjs)`);
   },
 };
+
+/** `jco-run MODULE ARGS...`: everything after the module goes to it untouched. */
+async function jcoRun(argv: string[]): Promise<void> {
+  const [module, ...args] = argv;
+  if (module === undefined) throw new CarvqError("carvq conformance jco-run: give the module to run, then its arguments (see carvq conformance --help)", 2);
+  const run = await runUnderJco(module, args);
+  process.stderr.write(run.stderr);
+  await new Promise<void>((resolve, reject) => process.stdout.write(run.stdout, (err) => (err ? reject(new CarvqError(`carvq conformance jco-run: cannot write to stdout (${err.message})`, 3)) : resolve())));
+  process.exitCode = run.exitCode;
+}

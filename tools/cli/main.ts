@@ -40,7 +40,8 @@ async function main(argv: string[]): Promise<number> {
   const command = commands.find((c) => c.name === name);
   if (command === undefined) throw new CarvqError(`carvq: unknown command '${name}'; commands: ${commands.map((c) => c.name).join(", ")}`, 2);
   await command.run(rest);
-  return 0;
+  // A command that finished its work but reports a failure (e.g. a conformance case) sets exitCode itself.
+  return typeof process.exitCode === "number" ? process.exitCode : 0;
 }
 
 try {

@@ -83,7 +83,7 @@ function exitCodeOf(run: RunResult, host: KitHost): number {
 }
 
 /** The kit module wrapped as a WASI command component (jco new --wasi-command), cached by its hash. */
-function componentOf(modulePath: string): string {
+export function componentOf(modulePath: string): string {
   const bytes = readFileSync(modulePath);
   const cache = join(tmpdir(), "carvq-conformance-components");
   const path = join(cache, `${sha256(bytes)}.component.wasm`);
@@ -95,6 +95,16 @@ function componentOf(modulePath: string): string {
   execFileSync(process.execPath, [jco, "new", modulePath, "--wasi-command", "-o", temp], { stdio: ["ignore", "ignore", "pipe"] });
   renameSync(temp, path);
   return path;
+}
+
+/**
+ * Runs one command module under jco as an engine for the kit's run.sh would, from the current
+ * folder (preopened as "."): `sh run.sh node dist/carvq.mjs conformance jco-run`. Returns its
+ * stdout, stderr and the runtime's exit code (jco itself only says success or failure).
+ */
+export async function runUnderJco(modulePath: string, args: readonly string[]): Promise<RunResult> {
+  const run = await runJcoCommand(args, { ".": process.cwd() }, componentOf(resolve(modulePath)));
+  return { ...run, exitCode: exitCodeOf(run, "jco") };
 }
 
 async function runCase(dir: string, c: KitCase, host: KitHost): Promise<CaseResult> {
