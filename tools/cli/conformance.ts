@@ -34,7 +34,7 @@ Options:
                      wrapped as a WASI command component and run by jco, ~1 s a case; the
                      device modules are skipped: jco's preview1 adapter takes pages of their
                      memory budget)
-  --only PATTERN     with --run: only cases whose name contains PATTERN (* and ? allowed)
+  --only PATTERN     with --run: only cases whose name contains PATTERN (* ? [...] allowed)
   -h, --help         this text
 
 jco-run MODULE ARGS... runs one WASI command module under jco, from the current folder (preopened

@@ -19,7 +19,7 @@ export type KitHost = "node" | "jco";
 export interface RunKitOptions {
   dir: string;
   host: KitHost;
-  /** Only the cases whose name contains this (shell wildcards * and ? allowed, as run.sh's --only). */
+  /** Only the cases whose name contains this (a shell pattern: * ? [...], as run.sh's --only). */
   only?: string;
   /** Called with each case's line (PASS name / FAIL name: why) as it finishes. */
   onLine?: (line: string) => void;
@@ -68,10 +68,21 @@ export function readManifest(dir: string): Manifest {
   return manifest;
 }
 
-/** run.sh's --only: the name contains the pattern, where * and ? are shell wildcards. */
+/** run.sh's --only: the name contains the pattern, a shell pattern (* ? and [...] brackets, [!...] negated). */
 export function matchesOnly(name: string, only: string | undefined): boolean {
   if (only === undefined || only === "") return true;
-  const pattern = only.replace(/[.+^${}()|[\]\\]/g, "\\$&").replace(/\*/g, ".*").replace(/\?/g, ".");
+  let pattern = "";
+  for (let i = 0; i < only.length; i++) {
+    const ch = only[i];
+    const close = ch === "[" ? only.indexOf("]", i + 2) : -1;
+    if (ch === "*") pattern += ".*";
+    else if (ch === "?") pattern += ".";
+    else if (close > 0) {
+      const body = only.slice(i + 1, close);
+      pattern += `[${body.startsWith("!") ? `^${body.slice(1)}` : body}]`.replace(/\\/g, "\\\\");
+      i = close;
+    } else pattern += ch.replace(/[.+^${}()|[\]\\]/g, "\\$&");
+  }
   return new RegExp(pattern).test(name);
 }
 

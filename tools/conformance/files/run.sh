@@ -21,7 +21,7 @@ usage() {
     "Runs, from the kit's folder, ENGINE WORDS... MODULE ARGS... for every case in cases.txt and" \
     "prints PASS name or FAIL name: why, then \"N passed, M failed\". Exits 0 only when all pass." \
     "" \
-    "  --only PATTERN   only the cases whose name contains PATTERN (shell wildcards * ? allowed)" \
+    "  --only PATTERN   only the cases whose name contains PATTERN (shell wildcards * ? [...] allowed)" \
     "  --list           print the cases (name: module, arguments, expected exit) without running them" \
     "  -h, --help       this text" \
     "" \
