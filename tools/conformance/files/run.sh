@@ -87,6 +87,11 @@ if [ "$list" = 1 ]; then
   exit 0
 fi
 
+if ! command -v "$1" >/dev/null 2>&1; then
+  echo "run.sh: engine '$1' not found (give its path, or put it on PATH)" >&2
+  exit 2
+fi
+
 if command -v sha256sum >/dev/null 2>&1; then hasher=sha256sum
 elif command -v shasum >/dev/null 2>&1; then hasher=shasum
 elif command -v openssl >/dev/null 2>&1; then hasher=openssl
