@@ -25,7 +25,8 @@ Example: carvq conformance -o kit && sh kit/run.sh node kit/host/run-wasi.mjs
 
 Options:
   -o, --output DIR   write the kit to DIR (refused if it exists, unless --force)
-  --target NAME      a target to include (repeatable; default all: ${targetNames().join(", ")})
+  --target NAME      a target to include (repeatable, or NAME,NAME; default all:
+                     ${targetNames().join(", ")})
   --quick            a smaller kit: one mode per generic build, hostile blobs on the generic
                      builds only, no blob over 1 MiB
   --force            replace an existing DIR
@@ -73,7 +74,7 @@ export const conformanceCommand: Command = {
     }
     if (values.host !== undefined || values.only !== undefined) throw new CarvqError("carvq conformance: --host and --only go with --run DIR (see carvq conformance --help)", 2);
     if (values.output === undefined) throw new CarvqError("carvq conformance: give -o DIR to write a kit, or --run DIR to run one (see carvq conformance --help)", 2);
-    const names = values.target ?? [];
+    const names = (values.target ?? []).flatMap((v) => v.split(",")).map((v) => v.trim()).filter((v) => v !== "");
     const targets = names.length === 0 ? loadTargets() : [...new Set(names)].sort().map((n) => loadTarget(n));
     const started = Date.now();
     const kit = writeKit({ dir: values.output, targets, quick: values.quick === true, force: values.force === true });

@@ -283,44 +283,84 @@ function genericModes(module: KitModule, quick: boolean): ("resident" | "streami
   return [module.build === "simd" ? "resident" : "streaming"];
 }
 
-export function planKit(options: PlanOptions): KitPlan {
-  const { quick } = options;
-  const modules = kitModules(options.targets);
-  const blobs: KitBlob[] = [];
-  const cases: KitCase[] = [];
-  const addBlob = (file: string, description: string, bytes: Uint8Array) => blobs.push({ file, description, bytes });
-  const addCase = (module: KitModule, name: string, kind: CaseKind, args: string[], expectedExit: number, stdout: Uint8Array | null, blob: string | null) =>
-    cases.push({ name: `${module.label}.${name}`, kind, module: module.file, args, expectedExit, expectedStdoutSha256: stdout === null ? EMPTY_SHA256 : sha256(stdout), budgetBytes: module.budgetBytes, target: module.target, blob });
+/** What the plan is being built into, shared by the three parts below. */
+interface KitBuilder {
+  quick: boolean;
+  modules: KitModule[];
+  blobs: KitBlob[];
+  cases: KitCase[];
+  notCovered: NotCovered[];
+}
 
-  // Format variants: every module reads every variant (generic builds in both modes, targets in theirs).
+function addBlob(kit: KitBuilder, file: string, description: string, bytes: Uint8Array): void {
+  kit.blobs.push({ file, description, bytes });
+}
+
+interface CaseSpec {
+  name: string;
+  kind: CaseKind;
+  args: string[];
+  expectedExit: number;
+  /** The expected stdout: rows, or null for nothing. */
+  stdout: Uint8Array | null;
+  blob: string | null;
+}
+
+function addCase(kit: KitBuilder, module: KitModule, spec: CaseSpec): void {
+  kit.cases.push({
+    name: `${module.label}.${spec.name}`,
+    kind: spec.kind,
+    module: module.file,
+    args: spec.args,
+    expectedExit: spec.expectedExit,
+    expectedStdoutSha256: spec.stdout === null ? EMPTY_SHA256 : sha256(spec.stdout),
+    budgetBytes: module.budgetBytes,
+    target: module.target,
+    blob: spec.blob,
+  });
+}
+
+interface PlannedVariant {
+  spec: VariantSpec;
+  file: string;
+  bytes: Uint8Array;
+  rows: Uint8Array;
+}
+
+/** Format variants: every module reads every variant (generic builds in both modes, targets in theirs). */
+function planVariants(kit: KitBuilder): PlannedVariant[] {
   const variants = variantSpecs().map((spec) => {
     const bytes = spec.make();
     const file = `blobs/${spec.name}.carvq`;
-    addBlob(file, spec.description, bytes);
+    addBlob(kit, file, spec.description, bytes);
     return { spec, file, bytes, rows: rowsBytes(decodeTokens(parseBlob(bytes, file), spec.tokens)) };
   });
-  for (const module of modules) {
+  for (const module of kit.modules) {
     for (const v of variants) {
       const lookup = (mode: "resident" | "streaming" | null, extra: string[] = []) => ["lookup", ...modeArgs(mode), ...extra, v.file, ...v.spec.tokens.map(String)];
-      if (module.target === null) {
-        for (const mode of genericModes(module, quick)) addCase(module, `${v.spec.name}.${mode}`, "variant", lookup(mode), 0, v.rows, v.file);
-        // The adaptor's MLP streamed in its smallest tiles, one token per batch.
-        if (v.spec.adaptor) addCase(module, `${v.spec.name}.streaming-tiles`, "variant", lookup("streaming", ["--adaptor-batch", "1", "--adaptor-tile", "1"]), 0, v.rows, v.file);
-      } else {
-        addCase(module, v.spec.name, "variant", lookup(null), 0, v.rows, v.file);
+      const served = (name: string, args: string[]): CaseSpec => ({ name, kind: "variant", args, expectedExit: 0, stdout: v.rows, blob: v.file });
+      if (module.target !== null) {
+        addCase(kit, module, served(v.spec.name, lookup(null)));
+        continue;
       }
+      for (const mode of genericModes(module, kit.quick)) addCase(kit, module, served(`${v.spec.name}.${mode}`, lookup(mode)));
+      // The adaptor's MLP streamed in its smallest tiles, one token per batch.
+      if (v.spec.adaptor) addCase(kit, module, served(`${v.spec.name}.streaming-tiles`, lookup("streaming", ["--adaptor-batch", "1", "--adaptor-tile", "1"])));
     }
   }
+  return variants;
+}
 
-  // Hostile blobs and bad requests.
-  const base = variants.find((v) => v.spec.name === "rvq-row")!;
-  const variantBytes = (name: string) => variants.find((v) => v.spec.name === name)!.bytes;
-  const hostile = hostileSpecs(base.bytes, variantBytes("rowscale"), variantBytes("adaptor-int8")).map((h) => {
+/** Hostile blobs (exit 4) and bad requests (exits 2, 3, 5); a --quick kit runs them on the generic builds only. */
+function planRefusals(kit: KitBuilder, variants: readonly PlannedVariant[]): void {
+  const variant = (name: string) => variants.find((v) => v.spec.name === name)!;
+  const base = variant("rvq-row");
+  const hostile = hostileSpecs(base.bytes, variant("rowscale").bytes, variant("adaptor-int8").bytes).map((h) => {
     const file = `blobs/hostile-${h.name}.carvq`;
     try {
       parseBlob(h.bytes, file);
     } catch {
-      addBlob(file, h.description, h.bytes);
+      addBlob(kit, file, h.description, h.bytes);
       return { ...h, file };
     }
     throw new CarvqError(`conformance: the reference reader accepts the hostile blob ${file}; it must refuse it`);
@@ -333,65 +373,84 @@ export function planKit(options: PlanOptions): KitPlan {
     { name: "unknown-option", args: ["lookup", "--fast", base.file, "1"], exit: RUNTIME_EXIT.usage },
     { name: "missing-blob", args: ["lookup", "blobs/no-such-blob.carvq", "1"], exit: RUNTIME_EXIT.io },
   ];
-  for (const module of modules) {
+  for (const module of kit.modules) {
     const isGeneric = module.target === null;
-    if (quick && !isGeneric) continue;
-    const modes = isGeneric ? genericModes(module, quick) : [null];
-    for (const mode of modes) {
+    if (kit.quick && !isGeneric) continue;
+    for (const mode of isGeneric ? genericModes(module, kit.quick) : [null]) {
       const suffix = mode === null ? "" : `.${mode}`;
-      for (const h of hostile) addCase(module, `hostile-${h.name}${suffix}`, "hostile", ["lookup", ...modeArgs(mode), h.file, "0", "1"], RUNTIME_EXIT.badBlob, null, h.file);
+      for (const h of hostile) addCase(kit, module, { name: `hostile-${h.name}${suffix}`, kind: "hostile", args: ["lookup", ...modeArgs(mode), h.file, "0", "1"], expectedExit: RUNTIME_EXIT.badBlob, stdout: null, blob: h.file });
     }
-    for (const r of requests) addCase(module, r.name, "request", r.args, r.exit, null, r.args.find((a) => a.startsWith("blobs/")) ?? null);
+    for (const r of requests) addCase(kit, module, { name: r.name, kind: "request", args: r.args, expectedExit: r.exit, stdout: null, blob: r.args.find((a) => a.startsWith("blobs/")) ?? null });
   }
+}
 
-  // Budgets: per target, a blob that fits only when streamed and one that cannot fit at all.
-  const notCovered: NotCovered[] = [];
-  const budgetBlobs: { target: Target; blob: BudgetBlob }[] = [];
-  for (const target of options.targets) {
-    const module = modules.find((m) => m.target === target.name)!;
-    const budget = target.memoryBudgetBytes;
-    const streamed = streamedBlobOptions(target);
-    const streamedBytes = streamed.rows * randomBlobHeader(streamed).rowBytes;
-    const check = "a blob that fits only when streamed";
-    if (streamedBytes > MAX_BUDGET_BLOB_BYTES) {
-      notCovered.push({ target: target.name, check, reason: `it must be larger than the ${budget}-byte budget; the kit keeps blobs under ${MAX_BUDGET_BLOB_BYTES} bytes` });
-    } else if (quick && streamedBytes > QUICK_BLOB_LIMIT) {
-      notCovered.push({ target: target.name, check, reason: `left out of a --quick kit (it would take ~${streamedBytes} bytes)` });
-    } else {
-      const file = `blobs/budget-${target.name}-streamed.carvq`;
-      const bytes = randomBlob(streamed);
-      addBlob(file, `${streamed.rows} x ${streamed.cols} RVQ: larger than ${target.name}'s ${budget}-byte budget (resident cannot hold it), rows of ${streamed.cols * 4} bytes (streaming fits)`, bytes);
-      const tokens = tokensFor(streamed.rows);
-      const rows = rowsBytes(decodeTokens(parseBlob(bytes, file), tokens));
-      budgetBlobs.push({ target, blob: { file, bytes, tokens, expectedRows: rows } });
-      const lookup = (mode: "resident" | "streaming" | null) => ["lookup", ...modeArgs(mode), file, ...tokens.map(String)];
-      addCase(module, "budget-streamed.resident", "budget", lookup("resident"), RUNTIME_EXIT.budget, null, file);
-      addCase(module, "budget-streamed.streaming", "budget", lookup("streaming"), 0, rows, file);
-      if (target.mode === "streaming") addCase(module, "budget-streamed", "budget", lookup(null), 0, rows, file);
-    }
-    const wide = tooWideBlob(target);
-    if (wide.cols * 4 + STATIC_BYTES_AT_MOST / 2 <= budget) {
-      notCovered.push({ target: target.name, check: "a blob that cannot fit at all", reason: `no valid blob needs that much when streamed (at most ~${Math.ceil((F.MAX_COLS * 4 * 2 + 65536) / 1024)} KiB: a row holds at most ${F.MAX_COLS} values), far inside the ${budget}-byte budget, and a blob too large to hold resident would not fit in the kit` });
-    } else {
-      const file = `blobs/budget-${target.name}-too-wide.carvq`;
-      addBlob(file, `${wide.rows} x ${wide.cols} RVQ: one output row (${wide.cols * 4} bytes) plus the static data exceeds ${target.name}'s ${budget}-byte budget in any mode`, randomBlob(wide));
-      for (const mode of ["resident", "streaming"] as const) addCase(module, `budget-too-wide.${mode}`, "budget", ["lookup", ...modeArgs(mode), file, "1"], RUNTIME_EXIT.budget, null, file);
-    }
+/** The "fits only when streamed" blob of one target and its cases, or why the kit cannot hold it. */
+function planStreamed(kit: KitBuilder, target: Target, module: KitModule): BudgetBlob | null {
+  const budget = target.memoryBudgetBytes;
+  const options = streamedBlobOptions(target);
+  const approxBytes = options.rows * randomBlobHeader(options).rowBytes;
+  const check = "a blob that fits only when streamed";
+  if (approxBytes > MAX_BUDGET_BLOB_BYTES) {
+    kit.notCovered.push({ target: target.name, check, reason: `it must be larger than the ${budget}-byte budget; the kit keeps blobs under ${MAX_BUDGET_BLOB_BYTES} bytes` });
+    return null;
+  }
+  if (kit.quick && approxBytes > QUICK_BLOB_LIMIT) {
+    kit.notCovered.push({ target: target.name, check, reason: `left out of a --quick kit (it would take ~${approxBytes} bytes)` });
+    return null;
+  }
+  const file = `blobs/budget-${target.name}-streamed.carvq`;
+  const bytes = randomBlob(options);
+  addBlob(kit, file, `${options.rows} x ${options.cols} RVQ: larger than ${target.name}'s ${budget}-byte budget (resident cannot hold it), rows of ${options.cols * 4} bytes (streaming fits)`, bytes);
+  const tokens = tokensFor(options.rows);
+  const rows = rowsBytes(decodeTokens(parseBlob(bytes, file), tokens));
+  const lookup = (mode: "resident" | "streaming" | null) => ["lookup", ...modeArgs(mode), file, ...tokens.map(String)];
+  addCase(kit, module, { name: "budget-streamed.resident", kind: "budget", args: lookup("resident"), expectedExit: RUNTIME_EXIT.budget, stdout: null, blob: file });
+  addCase(kit, module, { name: "budget-streamed.streaming", kind: "budget", args: lookup("streaming"), expectedExit: 0, stdout: rows, blob: file });
+  if (target.mode === "streaming") addCase(kit, module, { name: "budget-streamed", kind: "budget", args: lookup(null), expectedExit: 0, stdout: rows, blob: file });
+  return { file, bytes, tokens, expectedRows: rows };
+}
+
+/** The "cannot fit at all" blob of one target and its cases, or why no blob can be that. */
+function planTooWide(kit: KitBuilder, target: Target, module: KitModule): void {
+  const budget = target.memoryBudgetBytes;
+  const wide = tooWideBlob(target);
+  if (wide.cols * 4 + STATIC_BYTES_AT_MOST / 2 <= budget) {
+    kit.notCovered.push({ target: target.name, check: "a blob that cannot fit at all", reason: `no valid blob needs that much when streamed (at most ~${Math.ceil((F.MAX_COLS * 4 * 2 + 65536) / 1024)} KiB: a row holds at most ${F.MAX_COLS} values), far inside the ${budget}-byte budget, and a blob too large to hold resident would not fit in the kit` });
+    return;
+  }
+  const file = `blobs/budget-${target.name}-too-wide.carvq`;
+  addBlob(kit, file, `${wide.rows} x ${wide.cols} RVQ: one output row (${wide.cols * 4} bytes) plus the static data exceeds ${target.name}'s ${budget}-byte budget in any mode`, randomBlob(wide));
+  for (const mode of ["resident", "streaming"] as const) addCase(kit, module, { name: `budget-too-wide.${mode}`, kind: "budget", args: ["lookup", ...modeArgs(mode), file, "1"], expectedExit: RUNTIME_EXIT.budget, stdout: null, blob: file });
+}
+
+/** Budgets: per target, a blob that fits only when streamed and one that cannot fit at all. */
+function planBudgets(kit: KitBuilder, targets: readonly Target[]): void {
+  const moduleOf = (target: Target) => kit.modules.find((m) => m.target === target.name)!;
+  const streamed: { target: Target; blob: BudgetBlob }[] = [];
+  for (const target of targets) {
+    const blob = planStreamed(kit, target, moduleOf(target));
+    if (blob !== null) streamed.push({ target, blob });
+    planTooWide(kit, target, moduleOf(target));
   }
   // A resident target must hold the other targets' streamed blobs, which are far below its budget.
-  for (const target of options.targets.filter((t) => t.mode === "resident")) {
-    const module = modules.find((m) => m.target === target.name)!;
-    for (const { target: other, blob } of budgetBlobs) {
+  for (const target of targets.filter((t) => t.mode === "resident")) {
+    for (const { target: other, blob } of streamed) {
       if (other.name === target.name || blob.bytes.length + 1024 * 1024 > target.memoryBudgetBytes) continue;
-      addCase(module, `budget-${other.name}-streamed.resident`, "budget", ["lookup", "--mode", "resident", blob.file, ...blob.tokens.map(String)], 0, blob.expectedRows, blob.file);
+      addCase(kit, moduleOf(target), { name: `budget-${other.name}-streamed.resident`, kind: "budget", args: ["lookup", "--mode", "resident", blob.file, ...blob.tokens.map(String)], expectedExit: 0, stdout: blob.expectedRows, blob: blob.file });
     }
   }
+}
 
-  blobs.sort((a, b) => (a.file < b.file ? -1 : a.file > b.file ? 1 : 0));
+export function planKit(options: PlanOptions): KitPlan {
+  const kit: KitBuilder = { quick: options.quick, modules: kitModules(options.targets), blobs: [], cases: [], notCovered: [] };
+  const variants = planVariants(kit);
+  planRefusals(kit, variants);
+  planBudgets(kit, options.targets);
+  kit.blobs.sort((a, b) => (a.file < b.file ? -1 : a.file > b.file ? 1 : 0));
   const names = new Set<string>();
-  for (const c of cases) {
+  for (const c of kit.cases) {
     if (names.has(c.name)) throw new Error(`conformance: two cases named ${c.name}`);
     names.add(c.name);
   }
-  return { modules, blobs, cases, notCovered };
+  return { modules: kit.modules, blobs: kit.blobs, cases: kit.cases, notCovered: kit.notCovered };
 }
