@@ -78,6 +78,8 @@ describe.runIf(existsSync(cli))("carvq conformance", () => {
     // Every kind of case is there, and the refusals among them.
     for (const kind of ["variant", "hostile", "request", "budget"]) expect(cases.some((c) => c.kind === kind), kind).toBe(true);
     for (const exit of [2, 3, 4, 5, 6]) expect(cases.some((c) => c.expectedExit === exit), `exit ${exit}`).toBe(true);
+    // A --quick kit keeps every blob under 1 MiB.
+    for (const [name, bytes] of filesOf(join(kit, "blobs"))) expect(bytes.length, name).toBeLessThan(1 << 20);
   });
 
   it("runs under jco: through run.sh with the project's jco runner, and through --run (device modules skipped, with the reason)", async () => {
