@@ -5,12 +5,12 @@ import { F16_TO_F32 } from "../fp16.ts";
  * whatever it holds) and dequantization for the types a token embedding usually comes in.
  *
  * Each `dequantize*` function reproduces ggml's reference dequantize_row_* (ggml-quants.c) value for
- * value: the same float32 products and sums in the same order, FP16 scales widened exactly. Every
- * product below is of a float32 and a small integer or of two float32 values, so computing it in
- * double and rounding once with Math.fround gives the float32 result C computes (double has more
- * than twice float32's precision, so the single rounding is correct). ggml compiled with FMA
- * contraction (e.g. GCC on AArch64) can differ from its own x86-64 build in the last bit of
- * `a * q - m`; we match the uncontracted arithmetic the C source states.
+ * value: the same float32 products and sums in the same order, FP16 scales widened exactly. Each
+ * operation takes float32 (or small integer) operands, so computing it in double and rounding once
+ * with Math.fround gives the float32 result C computes (double has more than twice float32's
+ * precision). The scale products (an FP16 value, 11 significant bits, times an integer of at most 8
+ * bits) are exact in float32, so FMA contraction in a C build (`a * q - m` fused) cannot change a
+ * result either: the fused and unfused forms round the same exact product once.
  */
 
 /** One ggml type: elements per block and bytes per block. */
