@@ -30,7 +30,7 @@ function memberTensor(file: ModelFile, member: ZipMember): TensorInfo {
   }
   if (member.method !== ZIP_DEFLATED) refuseMethod(where, member.method);
   const layout = deflatedLayout(file, member, where);
-  return { ...common(name, file, layout), offset: member.dataOffset, deflated: { length: member.compressedSize, skip: layout.dataStart } };
+  return { ...common(name, file, layout), offset: member.dataOffset, deflated: { length: member.compressedSize, skip: layout.dataStart, inflatedLength: member.size } };
 }
 
 function common(name: string, file: ModelFile, layout: NpyLayout) {

@@ -34,9 +34,10 @@ export interface TensorInfo {
   readonly strides?: readonly number[];
   /**
    * Set when the data sits inside a raw deflate stream of `length` bytes at `offset` (a compressed
-   * .npz member): the data is the inflated stream after its first `skip` bytes (the member's npy header).
+   * zip member) that inflates to `inflatedLength` bytes: the data is the inflated stream after its
+   * first `skip` bytes (an npz member's npy header, a PyTorch view's storage offset).
    */
-  readonly deflated?: { readonly length: number; readonly skip: number };
+  readonly deflated?: { readonly length: number; readonly skip: number; readonly inflatedLength: number };
   /** The format names `byteLength` itself (safetensors' data_offsets), so a mismatch is the header's fault. */
   readonly declaredBy?: string;
 }
@@ -183,17 +184,17 @@ function storedSource(file: ModelFile, info: TensorInfo): StoredSource {
       },
     };
   }
-  const { length: compressedLength, skip } = info.deflated;
+  const { length: compressedLength, skip, inflatedLength } = info.deflated;
   checkRange(file, info.offset, compressedLength, `${what} (deflated)`);
   const compressed = new Uint8Array(compressedLength);
   readExactInto(file, compressed, info.offset, `${what} (deflated)`);
   let inflated: Uint8Array;
   try {
-    inflated = inflateRawSync(compressed, { maxOutputLength: skip + info.byteLength + 1 });
+    inflated = inflateRawSync(compressed, { maxOutputLength: Math.max(1, inflatedLength) });
   } catch (err) {
     throw new CarvqError(`${file.path}: ${what} does not inflate (${printable((err as Error).message, 80)}); the archive is damaged`);
   }
-  if (inflated.length !== skip + info.byteLength) throw new CarvqError(`${file.path}: ${what} inflates to ${inflated.length - skip} bytes after its header; expected ${info.byteLength}`);
+  if (inflated.length !== inflatedLength || skip + info.byteLength > inflatedLength) throw new CarvqError(`${file.path}: ${what} inflates to ${inflated.length} bytes; its zip entry says ${inflatedLength}`);
   return { read: (start, length) => inflated.subarray(skip + start, skip + start + length) };
 }
 
