@@ -45,6 +45,12 @@ export const DEFAULT_COMPRESS_OPTIONS: CompressOptions = { method: "carvq", h: 8
 export interface CompressSource {
   source?: string;
   tensor?: string;
+  /**
+   * The table's stored type in the source and its bits per weight ("Q4_K", 4.5), recorded when it is
+   * not float32 so inspect can say what the blob was made from; float32 sources record nothing.
+   */
+  sourceDtype?: string;
+  sourceBitsPerWeight?: number;
   /** An end-to-end objective of the table in its model (a llama2.c model's KL), for `tune`. */
   objective?: TableObjective;
 }
@@ -204,6 +210,7 @@ function finish(matrix: Matrix, { o, header: plainHeader, name }: Plan, plainSec
     version: TOOL_VERSION,
     ...(from.source !== undefined ? { source: from.source.split(/[\\/]/).pop() } : {}),
     ...(from.tensor !== undefined ? { tensor: from.tensor } : {}),
+    ...(from.sourceDtype !== undefined && from.sourceDtype !== "F32" ? { sourceDtype: from.sourceDtype, ...(from.sourceBitsPerWeight !== undefined ? { sourceBpw: from.sourceBitsPerWeight } : {}) } : {}),
     shape: [matrix.rows, matrix.cols],
     options: recordedOptions(o),
     metrics: { relMSE: roundMetric(metrics.relMSE), cosine: roundMetric(metrics.cosine) },

@@ -4,7 +4,7 @@ import { evaluateBlob } from "../eval/evaluate.ts";
 import { loadMatrix } from "../readers/index.ts";
 import { parseCommandArgs } from "./args.ts";
 import type { Command } from "./command.ts";
-import { fmt, printResult } from "./output.ts";
+import { fmt, fmtBpw, printResult } from "./output.ts";
 
 const help = `carvq eval <blob> --ref <input> [--tensor NAME] [--json]
 
@@ -34,8 +34,10 @@ export const evalCommand: Command = {
     const reference = loadMatrix(values.ref, { tensor: values.tensor });
     const e = evaluateBlob(blob, reference.matrix, values.ref);
     const parts = Object.entries(e.bppBreakdown).map(([part, bits]) => `${part} ${fmt(bits)}`).join(", ");
-    printResult(values.json === true, { blob: positionals[0], ref: values.ref, tensor: reference.tensor, ...e }, [
+    const source = `${reference.dtype}${reference.bitsPerWeight !== undefined ? ` ${fmtBpw(reference.bitsPerWeight)} bpw` : ""}`;
+    printResult(values.json === true, { blob: positionals[0], ref: values.ref, tensor: reference.tensor, sourceDtype: reference.dtype, ...(reference.bitsPerWeight !== undefined ? { sourceBpw: reference.bitsPerWeight } : {}), ...e }, [
       `${positionals[0]}: ${e.method}, ${e.shape[0]} x ${e.shape[1]}`,
+      `source  ${source} -> carvq ${fmt(e.bpp)} bpp`,
       `bpp     ${fmt(e.bpp)}  (${parts})`,
       `relMSE  ${fmt(e.relMSE)}`,
       `cosine  ${fmt(e.cosine)}`,
