@@ -15,8 +15,9 @@ import { AUTO_HELP, checkAutoConflicts, chooseOptions, modelScore, parseTargetBp
 
 const help = `carvq compress <input> -o <blob> [options]
 
-Compresses the token-embedding table of a model file (safetensors, GGUF, .npy or a llama2.c
-checkpoint) into one carvq blob. Progress goes to stderr; the summary to stdout.
+Compresses the token-embedding table of a model (safetensors, GGUF including its block types, .npy,
+.npz, PyTorch .bin, a llama2.c checkpoint, or a Hugging Face folder or shard index; see carvq
+tensors) into one carvq blob. Progress goes to stderr; the summary to stdout.
 
 Options:
   -o, --output FILE    the blob to write (required); refused if it exists, unless --force
