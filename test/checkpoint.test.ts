@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
@@ -6,7 +6,7 @@ import { CarvqError } from "../tools/errors.ts";
 import type { Matrix } from "../tools/matrix.ts";
 import { openCheckpoint } from "../tools/readers/checkpoint.ts";
 import { listTensors, loadMatrix } from "../tools/readers/index.ts";
-import { shardName, writeHfFolder } from "./fixtures/checkpoints.ts";
+import { shardName, stateDictPickle, torchZipBytes, writeHfFolder } from "./fixtures/checkpoints.ts";
 import { encodeMatrix, exactMatrix, safetensorsTensor } from "./fixtures/writers.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "carvq-checkpoint-"));
@@ -100,6 +100,21 @@ describe("Hugging Face folders and shard indexes", () => {
     expect(refusal(() => loadMatrix(folder), index)).toContain(`weight_map puts tensor 'model.embed_tokens.weight' in ${join(folder, shardName(0, 2))}, which has no such tensor`);
     writeFileSync(index, JSON.stringify({ weight_map: { "model.embed_tokens.weight": "../../etc/passwd" } }));
     expect(refusal(() => loadMatrix(folder), index)).toContain(`weight_map['model.embed_tokens.weight'] is "../../etc/passwd"; expected a shard file name in the index's folder`);
+  });
+});
+
+describe("PyTorch folders", () => {
+  it("reads a sharded pytorch_model.bin.index.json folder from the shard holding the embedding", () => {
+    const folder = fresh("torch");
+    const embedding = exactMatrix(6, 4, 9);
+    mkdirSync(folder);
+    const shard = (tensors: Parameters<typeof stateDictPickle>[0], data: Uint8Array) => torchZipBytes(stateDictPickle(tensors), new Map([["0", data]]));
+    writeFileSync(join(folder, "pytorch_model-00001-of-00002.bin"), new TextEncoder().encode("not read"));
+    writeFileSync(join(folder, "pytorch_model-00002-of-00002.bin"), shard([{ name: "model.embed_tokens.weight", storageType: "HalfStorage", key: "0", storageNumel: 24, shape: [6, 4] }], encodeMatrix(embedding, "F16")));
+    writeFileSync(join(folder, "pytorch_model.bin.index.json"), JSON.stringify({ weight_map: { "model.norm.weight": "pytorch_model-00001-of-00002.bin", "model.embed_tokens.weight": "pytorch_model-00002-of-00002.bin" } }));
+    const loaded = loadMatrix(folder);
+    expect(loaded).toMatchObject({ format: "pytorch", dtype: "F16", file: join(folder, "pytorch_model-00002-of-00002.bin") });
+    expectSameMatrix(loaded.matrix, embedding);
   });
 });
 
