@@ -103,6 +103,20 @@ describe("Hugging Face folders and shard indexes", () => {
   });
 });
 
+describe("format sniffing", () => {
+  it("says a text file renamed .safetensors is not a safetensors file, showing its first bytes", () => {
+    const path = fresh("model.safetensors");
+    writeFileSync(path, "Hello, this is not a model at all.\n");
+    expect(refusal(() => loadMatrix(path), path)).toBe(`${path}: not a safetensors file (first bytes 48 65 6c 6c 6f 2c 20 74, text "Hello, t"): its header length is ${Buffer.from("Hello, t").readBigUInt64LE()} bytes; expected at most 100000000`);
+  });
+
+  it("takes a shard index or config by content, and refuses other JSON naming what it lacks", () => {
+    const path = fresh("settings.json");
+    writeFileSync(path, JSON.stringify({ learning_rate: 0.1 }));
+    expect(refusal(() => loadMatrix(path), path)).toContain("a JSON file with neither weight_map (a shard index) nor model_type (a config.json)");
+  });
+});
+
 describe("PyTorch folders", () => {
   it("reads a sharded pytorch_model.bin.index.json folder from the shard holding the embedding", () => {
     const folder = fresh("torch");

@@ -74,6 +74,6 @@ export const tensorsCommand: Command = {
       embedding,
       ...(embeddingInfo && bits !== undefined ? { embeddingBitsPerWeight: bits } : {}),
       tensors: rows,
-    }, [...header, `  ${"name".padEnd(nameWidth)}  ${"dtype".padEnd(7)}  ${"shape".padEnd(14)}  ${"bytes".padStart(12)}`, ...table, footer]);
+    }, [...header, `  ${"name".padEnd(nameWidth)}  ${"dtype".padEnd(7)}  ${"shape".padEnd(14)}  ${"bytes".padStart(12)}${shards.size > 1 ? "  file" : ""}`, ...table, footer]);
   },
 };
