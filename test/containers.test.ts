@@ -86,6 +86,16 @@ describe(".npz", () => {
     expectSameMatrix(loadMatrix(path).matrix, matrix);
   });
 
+  it("refuses a deflated member that states far more bytes than its compressed size allows (a zip bomb), before inflating", () => {
+    const bytes = zipBytes([{ name: "emb.npy", data: npyBytes({ shape: [4, 4], data: new Uint8Array(64) }), deflate: true }]).slice();
+    const view = new DataView(bytes.buffer);
+    let central = bytes.length - 22;
+    while (view.getUint32(central, true) !== 0x02014b50) central--;
+    view.setUint32(central + 24, 2 ** 30, true); // the directory's uncompressed size: 1 GiB
+    const path = fixture("bomb.npz", bytes);
+    expect(refusal(() => loadMatrix(path), path)).toMatch(/member 'emb\.npy' states 1073741824 bytes from \d+ compressed \(\d+:1\); refusing more than 32:1/);
+  });
+
   it("refuses a member whose data disagrees with its header, and a truncated archive", () => {
     const good = zipBytes([{ name: "a.npy", data: npyBytes({ shape: [4, 4], data: new Uint8Array(60) }) }]);
     const short = fixture("short.npz", good);

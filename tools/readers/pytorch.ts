@@ -2,7 +2,7 @@ import { CarvqError } from "../errors.ts";
 import { printable, type ModelFile } from "./modelFile.ts";
 import { isStorage, isTensor, readPickle, storageDtype, type PickledStorage, type PickledTensor, type PickleValue } from "./pickle.ts";
 import { ELEMENT_BYTES, type TensorCatalog, type TensorInfo } from "./tensor.ts";
-import { readZipMember, ZIP_DEFLATED, ZIP_STORED, type ZipMember } from "./zip.ts";
+import { checkInflateRatio, readZipMember, ZIP_DEFLATED, ZIP_STORED, type ZipMember } from "./zip.ts";
 
 /**
  * PyTorch's zip checkpoints (torch.save since 1.6; pytorch_model.bin): a zip whose "<name>/data.pkl"
@@ -91,7 +91,10 @@ function locateTensor(file: ModelFile, place: TensorPlace): TensorInfo {
   }
   const base = { name, dtype, shape: tensor.shape, file: file.path, byteLength, ...(bigEndian && elementBytes > 1 ? { bigEndian } : {}), ...(contiguous ? {} : { strides: tensor.stride }) };
   if (member.method === ZIP_STORED) return { ...base, offset: member.dataOffset + start };
-  if (member.method === ZIP_DEFLATED) return { ...base, offset: member.dataOffset, deflated: { length: member.compressedSize, skip: start, inflatedLength: member.size } };
+  if (member.method === ZIP_DEFLATED) {
+    checkInflateRatio(`${where}: storage '${printable(memberName)}'`, member);
+    return { ...base, offset: member.dataOffset, deflated: { length: member.compressedSize, skip: start, inflatedLength: member.size } };
+  }
   throw new CarvqError(`${where}: its storage '${printable(memberName)}' uses compression method ${member.method}; expected stored or deflate`);
 }
 
