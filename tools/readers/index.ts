@@ -1,5 +1,5 @@
 import type { Matrix } from "../matrix.ts";
-import { openSource, type CheckpointSource } from "./checkpoint.ts";
+import { openSource } from "./checkpoint.ts";
 import { pickTensorName } from "./embedding.ts";
 import { dtypeBitsPerWeight, readTensorMatrix, type ModelFormat, type TensorCatalog } from "./tensor.ts";
 
@@ -36,11 +36,7 @@ export interface LoadOptions {
  * of the shard that holds it).
  */
 export function loadMatrix(path: string, options: LoadOptions = {}): LoadedMatrix {
-  return loadFrom(openSource(path), options);
-}
-
-/** loadMatrix on an already opened source. */
-export function loadFrom(source: CheckpointSource, options: LoadOptions = {}): LoadedMatrix {
+  const source = openSource(path);
   const { name, autoPicked } = pickTensorName(source, options.tensor);
   const info = source.describe(name);
   const matrix = readTensorMatrix(info);

@@ -1,6 +1,6 @@
 import { CarvqError } from "../errors.ts";
 import { printable, type ModelFile } from "./modelFile.ts";
-import { isStorage, isTensor, readPickle, storageDtype, type PickledStorage, type PickledTensor, type PickleValue } from "./pickle.ts";
+import { isTensor, readPickle, storageDtype, type PickledStorage, type PickledTensor, type PickleValue } from "./pickle.ts";
 import { ELEMENT_BYTES, type TensorCatalog, type TensorInfo } from "./tensor.ts";
 import { checkInflateRatio, readZipMember, ZIP_DEFLATED, ZIP_STORED, type ZipMember } from "./zip.ts";
 
