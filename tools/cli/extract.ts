@@ -2,6 +2,7 @@ import { checkOverwrite } from "../atomic.ts";
 import { CarvqError } from "../errors.ts";
 import { loadMatrix } from "../readers/index.ts";
 import { writeNpy } from "../readers/npy.ts";
+import { startProgress } from "../progress.ts";
 import { parseCommandArgs } from "./args.ts";
 import type { Command } from "./command.ts";
 import { fmt, fmtBpw, noteLoaded, printResult } from "./output.ts";
@@ -20,6 +21,9 @@ Options:
   --json               print what was written as one JSON object
   -h, --help           this text`;
 
+/** Stored sizes from which reading shows a progress bar. */
+const PROGRESS_FROM_BYTES = 256 << 20;
+
 export const extractCommand: Command = {
   name: "extract",
   summary: "write a model's embedding (or any 2-D tensor) as a float32 .npy, as compress reads it",
@@ -32,7 +36,17 @@ export const extractCommand: Command = {
     const input = positionals[0];
     const force = values.force === true;
     checkOverwrite(values.output, force); // before reading a multi-gigabyte tensor, not after
-    const loaded = loadMatrix(input, { tensor: values.tensor });
+    const bar = startProgress("reading the tensor (MiB)");
+    let loaded;
+    try {
+      // Only tables worth waiting for get a bar; small ones would just flash one.
+      const onProgress = (done: number, total: number) => {
+        if (total >= PROGRESS_FROM_BYTES) bar.update(Math.round(done / 2 ** 20), Math.round(total / 2 ** 20));
+      };
+      loaded = loadMatrix(input, { tensor: values.tensor, onProgress });
+    } finally {
+      bar.stop();
+    }
     noteLoaded(input, loaded);
     writeNpy(values.output, loaded.matrix, force);
     const { rows, cols } = loaded.matrix;

@@ -50,6 +50,9 @@ export interface TensorCatalog {
   readonly defaultTensor?: string;
 }
 
+/** Called after each chunk of a tensor's stored bytes is read and converted: bytes done of the total. */
+export type ReadProgress = (doneBytes: number, totalBytes: number) => void;
+
 /** Largest tensor the readers widen to float32 (2^31 values, 8 GiB), so a lying header cannot ask for more. */
 export const MAX_MATRIX_ELEMENTS = 2 ** 31;
 
@@ -111,22 +114,22 @@ export function readTensorBytes(info: TensorInfo): Uint8Array {
  * Reads `info` as float32 values in row-major order, whatever the stored type, byte order and
  * layout: checks the type, the size against dtype x shape and the file, and refuses NaN or Inf.
  */
-export function readTensorF32(info: TensorInfo): Float32Array {
+export function readTensorF32(info: TensorInfo, onProgress?: ReadProgress): Float32Array {
   const where = tensorWhere(info);
   checkReadable(where, info);
   const elements = elementCount(info.shape);
   if (elements > MAX_MATRIX_ELEMENTS) throw new CarvqError(`${where} has shape [${info.shape.join(", ")}], ${elements} values; the readers accept at most ${MAX_MATRIX_ELEMENTS}`);
   checkByteLength(where, info);
-  const stored = withModelFile(info.file, (file) => decode(file, info, elements));
+  const stored = withModelFile(info.file, (file) => decode(file, info, elements, onProgress));
   const values = info.strides === undefined ? stored : gather(stored, info.shape, info.strides, where);
   checkFinite(where, values, info.shape.length >= 2 ? info.shape[info.shape.length - 1] : values.length);
   return values;
 }
 
 /** Reads a 2-D tensor as a float32 matrix (see readTensorF32). */
-export function readTensorMatrix(info: TensorInfo): Matrix {
+export function readTensorMatrix(info: TensorInfo, onProgress?: ReadProgress): Matrix {
   const [rows, cols] = checkMatrixShape(tensorWhere(info), info.shape);
-  return { rows, cols, data: readTensorF32(info) };
+  return { rows, cols, data: readTensorF32(info, onProgress) };
 }
 
 function checkReadable(where: string, info: TensorInfo): void {
@@ -199,7 +202,7 @@ function storedSource(file: ModelFile, info: TensorInfo): StoredSource {
 }
 
 /** Widens the stored elements to float32 in stored order, a chunk at a time. */
-function decode(file: ModelFile, info: TensorInfo, elements: number): Float32Array {
+function decode(file: ModelFile, info: TensorInfo, elements: number, onProgress: ReadProgress | undefined): Float32Array {
   const where = tensorWhere(info);
   const source = storedSource(file, info);
   const count = info.strides === undefined ? elements : info.byteLength / ELEMENT_BYTES[info.dtype];
@@ -213,6 +216,7 @@ function decode(file: ModelFile, info: TensorInfo, elements: number): Float32Arr
       const n = Math.min(blocksPerChunk, blocks - first);
       const bytes = source.read(first * block.blockBytes, n * block.blockBytes);
       dequantize(bytes, target.subarray(first * block.blockElements, (first + n) * block.blockElements));
+      onProgress?.((first + n) * block.blockBytes, info.byteLength);
     }
     return target;
   }
@@ -223,6 +227,7 @@ function decode(file: ModelFile, info: TensorInfo, elements: number): Float32Arr
     const bytes = source.read(first * size, n * size);
     if (info.bigEndian) swapBytes(bytes, size);
     widen(info.dtype, bytes, target.subarray(first, first + n));
+    onProgress?.((first + n) * size, info.byteLength);
   }
   return target;
 }
