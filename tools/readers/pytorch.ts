@@ -52,7 +52,8 @@ function loadStorage(where: string, pid: PickleValue): PickledStorage {
 /** Walks the state dict: string keys to tensors, nested dicts joined with "." (a checkpoint's {"model": {...}}); other values are skipped. */
 function collectTensors(where: string, value: PickleValue, prefix: string, found: [string, PickledTensor][], depth: number): void {
   if (isTensor(value)) {
-    found.push([prefix, value]);
+    // torch.save(tensor) pickles a bare tensor; it is listed as "tensor".
+    found.push([prefix === "" ? "tensor" : prefix, value]);
     return;
   }
   if (!(value instanceof Map) || depth > 8) return;
