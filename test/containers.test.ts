@@ -162,6 +162,16 @@ describe("PyTorch zip checkpoints (pytorch_model.bin)", () => {
     expectSameMatrix(loadMatrix(bigPath).matrix, embedding);
   });
 
+  it("reads a bare pickled tensor (torch.save(tensor)) as 'tensor'", () => {
+    const pickle = new PickleWriter().proto(2).global("torch._utils", "_rebuild_tensor_v2").mark()
+      .mark().string("storage").global("torch", "FloatStorage").string("0").string("cpu").int(32).tuple().op(0x51)
+      .int(0).ints([8, 4]).ints([4, 1]).op(0x89).global("collections", "OrderedDict").emptyTuple().reduce().tuple().reduce().stop().bytes();
+    const path = fixture("table.pt", torchZipBytes(pickle, storagesOf([["0", encodeMatrix(embedding, "F32")]])));
+    const loaded = loadMatrix(path);
+    expect(loaded.tensor).toBe("tensor");
+    expectSameMatrix(loaded.matrix, embedding);
+  });
+
   it("refuses a view that runs past its storage, naming the tensor", () => {
     const path = checkpoint([{ name: "wte.weight", storageType: "FloatStorage", key: "0", storageNumel: 32, offset: 8, shape: [8, 4] }], storagesOf([["0", encodeMatrix(embedding, "F32")]]));
     expect(refusal(() => loadMatrix(path), path)).toContain("tensor 'wte.weight': spans bytes 32..160 of its storage 'archive/data/0', which has 128");
