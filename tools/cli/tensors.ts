@@ -46,7 +46,8 @@ export const tensorsCommand: Command = {
       name: t.name,
       dtype: t.dtype,
       shape: t.shape,
-      bytes: storedByteLength(t.dtype, t.shape) ?? t.byteLength,
+      // A type we cannot size (an unknown ggml id) has no byte count unless the header declares one.
+      bytes: storedByteLength(t.dtype, t.shape) ?? (t.declaredBy !== undefined ? t.byteLength : null),
       ...(shards.size > 1 ? { file: t.file } : {}),
     }));
     const format = source.formatOf(source.names[0] ?? "");
@@ -60,7 +61,7 @@ export const tensorsCommand: Command = {
     const table = rows.map((r) => {
       const mark = r.name === embedding ? "  <- embedding" : "";
       const where = r.file !== undefined ? `  ${basename(r.file)}` : "";
-      return `  ${printable(r.name).padEnd(nameWidth)}  ${r.dtype.padEnd(7)}  ${(r.shape.join(" x ") || "scalar").padEnd(14)}  ${String(r.bytes).padStart(12)}${where}${mark}`;
+      return `  ${printable(r.name).padEnd(nameWidth)}  ${r.dtype.padEnd(7)}  ${(r.shape.join(" x ") || "scalar").padEnd(14)}  ${String(r.bytes ?? "?").padStart(12)}${where}${mark}`;
     });
     const footer = embedding !== null && embeddingInfo !== undefined
       ? `embedding: '${printable(embedding)}' (${embeddingInfo.dtype}${bits !== undefined ? ` ${fmtBpw(bits)} bpw` : ""}, ${embeddingInfo.shape.join(" x ")})`
