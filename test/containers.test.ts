@@ -115,7 +115,7 @@ describe("PyTorch zip checkpoints (pytorch_model.bin)", () => {
   const embedding = exactMatrix(8, 4);
   const head = exactMatrix(8, 4, 3);
 
-  function checkpoint(tensors: TorchTensor[], storages: Map<string, Uint8Array>, options: { byteorder?: string; archive?: string } = {}): string {
+  function checkpoint(tensors: TorchTensor[], storages: Map<string, Uint8Array>, options: { byteorder?: string; archive?: string; zip64?: boolean } = {}): string {
     return fixture("pytorch_model.bin", torchZipBytes(stateDictPickle(tensors), storages, options));
   }
 
@@ -170,6 +170,11 @@ describe("PyTorch zip checkpoints (pytorch_model.bin)", () => {
     const loaded = loadMatrix(path);
     expect(loaded.tensor).toBe("tensor");
     expectSameMatrix(loaded.matrix, embedding);
+  });
+
+  it("reads the ZIP64 form torch.save writes for checkpoints over 4 GiB", () => {
+    const path = checkpoint([{ name: "model.embed_tokens.weight", storageType: "FloatStorage", key: "0", storageNumel: 32, shape: [8, 4] }], storagesOf([["0", encodeMatrix(embedding, "F32")]]), { zip64: true });
+    expectSameMatrix(loadMatrix(path).matrix, embedding);
   });
 
   it("refuses a view that runs past its storage, naming the tensor", () => {
