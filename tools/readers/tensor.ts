@@ -107,6 +107,9 @@ export function tensorWhere(info: TensorInfo): string {
  * from the one file that holds them.
  */
 export function readTensorBytes(info: TensorInfo): Uint8Array {
+  if (info.declaredBy === undefined && storedByteLength(info.dtype, info.shape) === undefined) {
+    throw new CarvqError(`${tensorWhere(info)} has dtype ${printable(info.dtype)}, whose stored size carvq does not know`);
+  }
   return withModelFile(info.file, (file) => storedSource(file, info).read(0, info.byteLength));
 }
 
