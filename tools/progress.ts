@@ -1,5 +1,8 @@
 import cliProgress from "cli-progress";
 
+/** How often a bar prints a line when stderr is not a terminal (a CI log, a file). */
+const NOT_TTY_INTERVAL_MS = 5000;
+
 export interface Progress {
   update(done: number, total: number): void;
   stop(): void;
@@ -15,19 +18,27 @@ export function startProgress(label: string): Progress {
       format: `${label} [{bar}] {percentage}% | {value}/{total} | {duration_formatted} elapsed, eta {eta_formatted}`,
       stream: process.stderr,
       noTTYOutput: true,
-      notTTYSchedule: 5000,
+      notTTYSchedule: NOT_TTY_INTERVAL_MS,
       hideCursor: true,
       etaBuffer: 50,
     },
     cliProgress.Presets.shades_classic,
   );
   let started = false;
+  let printed = 0;
   return {
     update: (done, total) => {
       if (!started) bar.start(total, 0);
+      if (!started) printed = performance.now();
       started = true;
       if (bar.getTotal() !== total) bar.setTotal(total);
       bar.update(done);
+      // Off a terminal the bar prints from a timer, which synchronous work (a loop that reports
+      // as it goes) never lets run; print from here instead when the interval has passed.
+      if (!process.stderr.isTTY && performance.now() - printed >= NOT_TTY_INTERVAL_MS) {
+        printed = performance.now();
+        bar.render();
+      }
     },
     stop: () => {
       // Idempotent: a later stage may stop this bar before the caller's finally does.

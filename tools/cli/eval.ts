@@ -1,8 +1,7 @@
 import { readBlobFile } from "../blob/reader.ts";
-import { CarvqError } from "../errors.ts";
 import { evaluateBlob } from "../eval/evaluate.ts";
 import { loadMatrix } from "../readers/index.ts";
-import { parseCommandArgs } from "./args.ts";
+import { parseCommandArgs, usageError } from "./args.ts";
 import type { Command } from "./command.ts";
 import { fmt, printResult } from "./output.ts";
 
@@ -28,8 +27,8 @@ export const evalCommand: Command = {
   async run(argv) {
     const { values, positionals } = parseCommandArgs("eval", argv, { ref: { type: "string" }, tensor: { type: "string" }, json: { type: "boolean" } });
     if (values.help) return void process.stdout.write(`${help}\n`);
-    if (positionals.length !== 1) throw new CarvqError(`carvq eval: expected one blob, got ${positionals.length} (see carvq eval --help)`);
-    if (values.ref === undefined) throw new CarvqError("carvq eval: --ref is required (see carvq eval --help)");
+    if (positionals.length !== 1) throw usageError("eval", `expected one blob, got ${positionals.length} (see carvq eval --help)`);
+    if (values.ref === undefined) throw usageError("eval", "--ref is required (see carvq eval --help)");
     const blob = readBlobFile(positionals[0]);
     const reference = loadMatrix(values.ref, { tensor: values.tensor });
     const e = evaluateBlob(blob, reference.matrix, values.ref);

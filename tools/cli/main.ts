@@ -2,6 +2,8 @@
 // exit non-zero; anything else is a bug and says so (set CARVQ_DEBUG=1 for the stack).
 import { TOOL_VERSION } from "../compress.ts";
 import { CarvqError } from "../errors.ts";
+import { EXIT, EXIT_SUMMARY } from "../exit-codes.ts";
+import { quoted } from "./args.ts";
 import type { Command } from "./command.ts";
 import { compressCommand } from "./compress.ts";
 import { dataCommand } from "./data.ts";
@@ -23,23 +25,29 @@ function usage(): string {
     "usage: carvq <command> [options]   (carvq <command> --help for its options)",
     "",
     ...commands.map((c) => `  ${c.name.padEnd(width)}  ${c.summary}`),
+    "",
+    EXIT_SUMMARY,
   ].join("\n");
 }
 
 async function main(argv: string[]): Promise<number> {
   const [name, ...rest] = argv;
-  if (name === undefined || name === "--help" || name === "-h" || name === "help") {
+  if (name === undefined) {
+    process.stderr.write(`${usage()}\n`);
+    return EXIT.usage;
+  }
+  if (name === "--help" || name === "-h" || name === "help") {
     process.stdout.write(`${usage()}\n`);
-    return name === undefined ? 2 : 0;
+    return EXIT.ok;
   }
   if (name === "--version" || name === "-v") {
     process.stdout.write(`${TOOL_VERSION}\n`);
-    return 0;
+    return EXIT.ok;
   }
   const command = commands.find((c) => c.name === name);
-  if (command === undefined) throw new CarvqError(`carvq: unknown command '${name}'; commands: ${commands.map((c) => c.name).join(", ")}`, 2);
+  if (command === undefined) throw new CarvqError(`carvq: unknown command ${quoted(name)}; commands: ${commands.map((c) => c.name).join(", ")} (see carvq --help)`, EXIT.usage);
   await command.run(rest);
-  return 0;
+  return EXIT.ok;
 }
 
 try {
@@ -54,6 +62,6 @@ try {
   } else {
     const message = err instanceof Error ? err.message : String(err);
     process.stderr.write(`carvq: internal error: ${message}\n(this is a bug; run with CARVQ_DEBUG=1 for details)\n`);
-    process.exitCode = 70;
+    process.exitCode = EXIT.internal;
   }
 }

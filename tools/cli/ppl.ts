@@ -1,3 +1,4 @@
+import { statSync } from "node:fs";
 import { readBlobFile } from "../blob/reader.ts";
 import { decodeAll } from "../decoder.ts";
 import { CarvqError } from "../errors.ts";
@@ -5,7 +6,9 @@ import { bitsPerParameter } from "../eval/bpp.ts";
 import { evaluatePerplexity } from "../eval/perplexity.ts";
 import { loadLlama2cModel } from "../llama2c/model.ts";
 import { DEFAULT_SAMPLE_OPTIONS } from "../llama2c/sample.ts";
-import { intOption, parseCommandArgs } from "./args.ts";
+import { detectFormat, type ModelFormat } from "../readers/index.ts";
+import { withModelFile } from "../readers/modelFile.ts";
+import { intOption, parseCommandArgs, usageError } from "./args.ts";
 import type { Command } from "./command.ts";
 import { fmt, printResult } from "./output.ts";
 
@@ -36,6 +39,24 @@ Options:
   --json            print one JSON object
   -h, --help        this text`;
 
+/** The kinds of model ppl can run (by the readers' format names), and how the help names them. */
+const RUNNABLE_MODELS: ReadonlyMap<ModelFormat, string> = new Map([["llama2c", "a llama2.c checkpoint (e.g. stories260K.bin)"]]);
+
+/** Refuses a --model of a kind ppl cannot run, by its content, before anything is loaded. */
+function checkModelKind(path: string): void {
+  const folder = (() => {
+    try {
+      return statSync(path).isDirectory();
+    } catch {
+      return false; // a missing file: the reader names it below
+    }
+  })();
+  const format = folder ? "folder" : withModelFile(path, detectFormat);
+  if (RUNNABLE_MODELS.has(format as ModelFormat)) return;
+  const kind = folder ? "a folder" : `a ${format} file`;
+  throw usageError("ppl", `--model ${path} is ${kind}; ppl runs ${[...RUNNABLE_MODELS.values()].join(" or ")}`);
+}
+
 export const pplCommand: Command = {
   name: "ppl",
   summary: "perplexity and KL of a llama2.c model using a blob as its input embedding",
@@ -49,12 +70,13 @@ export const pplCommand: Command = {
       json: { type: "boolean" },
     });
     if (values.help) return void process.stdout.write(`${help}\n`);
-    if (positionals.length !== 1) throw new CarvqError(`carvq ppl: expected one blob, got ${positionals.length} (see carvq ppl --help)`);
-    if (values.model === undefined) throw new CarvqError("carvq ppl: --model is required (see carvq ppl --help)");
+    if (positionals.length !== 1) throw usageError("ppl", `expected one blob, got ${positionals.length} (see carvq ppl --help)`);
+    if (values.model === undefined) throw usageError("ppl", "--model is required (see carvq ppl --help)");
     const sequences = intOption("ppl", "sequences", values.sequences, D.sequences, 1, 100_000);
     const seed = intOption("ppl", "seed", values.seed, D.seed, 0, 0xffffffff);
     const blobPath = positionals[0];
     const blob = readBlobFile(blobPath);
+    checkModelKind(values.model);
     const model = loadLlama2cModel(values.model);
     const length = intOption("ppl", "length", values.length, Math.min(D.length, model.config.seqLen - 1), 1, model.config.seqLen - 1);
     const { vocabSize, dim } = model.config;

@@ -4,7 +4,7 @@ import type { CompressOptions, CompressSource } from "../compress.ts";
 import { evaluatePerplexity } from "../eval/perplexity.ts";
 import { loadLlama2cModel, type Llama2cModel } from "../llama2c/model.ts";
 import { CALIBRATION_SAMPLE_OPTIONS } from "../llama2c/sample.ts";
-import { CarvqError } from "../errors.ts";
+import { quoted, usageError } from "../cli/args.ts";
 import type { Matrix } from "../matrix.ts";
 import { startProgress } from "../progress.ts";
 import { autoConfigure, describeOptions, optionFlags, type AutoConfigRequest, type AutoConfigResult, type Candidate } from "./autoconfig.ts";
@@ -26,7 +26,7 @@ export function parseTargetBpp(command: string, raw: string | undefined): number
   if (raw === undefined) return undefined;
   const value = Number(raw);
   if (!/^\s*\d*\.?\d+(e[+-]?\d+)?\s*$/i.test(raw) || !Number.isFinite(value) || value <= 0) {
-    throw new CarvqError(`carvq ${command}: --target-bpp must be a positive number of bits per parameter, got '${raw}'`);
+    throw usageError(command, `--target-bpp must be a positive number of bits per parameter, got ${quoted(raw)}`);
   }
   return value;
 }
@@ -34,7 +34,7 @@ export function parseTargetBpp(command: string, raw: string | undefined): number
 /** Refuses flags that auto-configuration would override. */
 export function checkAutoConflicts(command: string, values: Record<string, unknown>, autoFlag: string): void {
   for (const flag of AUTO_CONFLICTS) {
-    if (values[flag] !== undefined) throw new CarvqError(`carvq ${command}: --${flag} cannot be combined with ${autoFlag} (auto-configuration chooses it)`);
+    if (values[flag] !== undefined) throw usageError(command, `--${flag} cannot be combined with ${autoFlag} (auto-configuration chooses it)`);
   }
 }
 
