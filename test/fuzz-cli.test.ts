@@ -1,10 +1,9 @@
 // The fuzzing CLI itself: worker threads, the report, and the watchdog that stops an iteration that
 // hangs, reports it with its input, and carries on with the rest.
-import { spawnSync } from "node:child_process";
+import { execFileSync, spawnSync } from "node:child_process";
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
-import { build } from "esbuild";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
 let bundle: string;
@@ -12,7 +11,7 @@ let out: string;
 beforeAll(async () => {
   // Next to the runtime modules (build/), where the bundle finds them.
   bundle = resolve("build", `fuzz-test-${process.pid}.mjs`);
-  await build({ entryPoints: ["tools/fuzz/cli.ts"], bundle: true, platform: "node", format: "esm", packages: "external", outfile: bundle, logLevel: "warning" });
+  execFileSync(process.execPath, ["tools/bundle.mjs", "tools/fuzz/cli.ts", bundle, "--packages=external"]);
   out = mkdtempSync(join(tmpdir(), "carvq-fuzz-cli-"));
 });
 afterAll(() => {

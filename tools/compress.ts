@@ -1,8 +1,8 @@
 // One entry point from a float matrix to a finished blob: validate, quantize (RVQ or a scalar
 // baseline), pack the sections, measure the reconstruction the decoder will produce, and attach it
 // as metadata.
+import { TOOL_VERSION } from "./version.ts";
 import * as F from "../assembly/format.ts";
-import pkg from "../package.json" with { type: "json" };
 import { encodeCodebooks } from "./blob/codebooks.ts";
 import { packNibbleRecords, packScalarRecords } from "./blob/codes.ts";
 import { deriveHeader, METHOD_CODES, SCALAR_BITS, type BlobHeader, type MethodName } from "./blob/header.ts";
@@ -22,7 +22,7 @@ import { checkMetricSize, metricRound } from "./quant/metric.ts";
 import { decodeEncoding, tuneCodebooks, type TableObjective, type TuneShape } from "./quant/tune.ts";
 import { adaptorStep, adaptorStepSync, checkAdaptorOptions, DEFAULT_ADAPTOR_OPTIONS, recordedAdaptorOptions, type AdaptorEvents, type AdaptorOptions, type AdaptorOutcome } from "./adaptor/step.ts";
 
-export const TOOL_VERSION: string = pkg.version;
+export { TOOL_VERSION };
 
 /** Everything that shapes a blob: the RVQ parameters (tools/quant/rvq.ts), the adaptor's (tools/adaptor/step.ts) plus the method's own. */
 export interface CompressOptions extends RvqParams, AdaptorOptions {

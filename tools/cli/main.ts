@@ -1,6 +1,6 @@
 // `carvq`: one entry point, one module per subcommand. User errors (CarvqError) print one line and
 // exit non-zero; anything else is a bug and says so (set CARVQ_DEBUG=1 for the stack).
-import { TOOL_VERSION } from "../compress.ts";
+import { TOOL_VERSION } from "../version.ts";
 import { CarvqError } from "../errors.ts";
 import { EXIT, EXIT_SUMMARY } from "../exit-codes.ts";
 import { quoted } from "./args.ts";

@@ -9,7 +9,8 @@
 // Every blob is measured on its own decode of the whole table: bpp (every byte), relMSE, mean
 // cosine, NN@10 and, for a llama2.c model, perplexity and KL of the model using it as its input
 // embedding (tools/eval/perplexity.ts).
-import { compressMatrixParallel, DEFAULT_COMPRESS_OPTIONS, TOOL_VERSION, type CompressOptions, type CompressSource } from "../compress.ts";
+import { compressMatrixParallel, DEFAULT_COMPRESS_OPTIONS, type CompressOptions, type CompressSource } from "../compress.ts";
+import { TOOL_VERSION } from "../version.ts";
 import { decodeAll } from "../decoder.ts";
 import { bitsPerParameter } from "../eval/bpp.ts";
 import { neighbourOverlap, neighbourSets, reconstructionMetrics, type NeighbourSets } from "../eval/metrics.ts";
