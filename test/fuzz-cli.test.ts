@@ -61,5 +61,8 @@ describe("npm run fuzz", () => {
       expect(r.status, args.join(" ")).toBe(2);
       expect(r.stderr).toMatch(/^fuzz: /);
     }
+    // A negative value is read as the option's value and refused by number, in one line.
+    expect(fuzz(["--iterations", "-5"]).stderr).toBe("fuzz: --iterations must be a whole number from 1 to 10000000000, got '-5'\n");
+    expect(fuzz(["--bogus"]).stderr).toBe("fuzz: unknown option '--bogus' (see npm run fuzz -- --help)\n");
   });
 });

@@ -1,5 +1,5 @@
 import { accessSync, closeSync, constants, fsyncSync, linkSync, openSync, readdirSync, renameSync, rmSync, statSync, unlinkSync, writeSync, type Stats } from "node:fs";
-import { basename, dirname, join, resolve } from "node:path";
+import { basename, dirname, join } from "node:path";
 import { CarvqError } from "./errors.ts";
 import { EXIT } from "./exit-codes.ts";
 
@@ -46,7 +46,7 @@ export function checkOutputFolder(dir: string): void {
     checkWritableFolder(dir, dir);
     return;
   }
-  let above = dirname(resolve(dir));
+  let above = dirname(dir);
   while (statOrNull(above) === null && dirname(above) !== above) above = dirname(above);
   checkWritableFolder(above, dir);
 }

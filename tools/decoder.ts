@@ -1,5 +1,6 @@
 // The TypeScript reference decoder: FORMAT.md's "Decoding" section, line for line. The WASM
 // runtime must produce the same bits for every token (the parity tests hold them together).
+import { count } from "./text.ts";
 import { addAdaptorRow } from "./adaptor/forward.ts";
 import { addAdaptorRows } from "./adaptor/forward-batch.ts";
 import type { Blob } from "./blob/reader.ts";
@@ -59,7 +60,7 @@ function decodeScalarToken(blob: Blob, t: number, out: Float32Array, at: number)
 
 /** Decodes token `t` into out[at, at + n): the RVQ sum (times its row scale), plus the adaptor's correction. */
 export function decodeToken(blob: Blob, t: number, out: Float32Array, at = 0): void {
-  if (!Number.isInteger(t) || t < 0 || t >= blob.header.rows) throw new CarvqError(`${blob.name}: token ${t} is out of range (the table has ${blob.header.rows} tokens, 0 to ${blob.header.rows - 1})`);
+  if (!Number.isInteger(t) || t < 0 || t >= blob.header.rows) throw new CarvqError(`${blob.name}: token ${t} is out of range (the table has ${count(blob.header.rows, "token")}, 0 to ${blob.header.rows - 1})`);
   if (blob.header.method !== "carvq") return decodeScalarToken(blob, t, out, at);
   decodeRvqToken(blob, t, out, at);
   if (blob.adaptor !== null) addAdaptorRow(blob.adaptor, t, out, at);

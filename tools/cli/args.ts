@@ -52,7 +52,7 @@ function distance(a: string, b: string): number {
 }
 
 function suggestion(name: string, known: string[]): string {
-  const close = known.filter((k) => k.startsWith(name) || distance(name, k) <= Math.max(1, Math.floor(k.length / 4)));
+  const close = known.filter((k) => k.startsWith(name) || distance(name, k) <= (k.length >= 5 ? 2 : 1));
   return close.length === 0 ? "" : `; did you mean ${close.map((k) => `--${k}`).join(" or ")}?`;
 }
 

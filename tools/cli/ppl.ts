@@ -11,6 +11,7 @@ import { withModelFile } from "../readers/modelFile.ts";
 import { intOption, parseCommandArgs, usageError } from "./args.ts";
 import type { Command } from "./command.ts";
 import { fmt, printResult } from "./output.ts";
+import { count } from "../text.ts";
 
 const D = DEFAULT_SAMPLE_OPTIONS;
 
@@ -39,8 +40,11 @@ Options:
   --json            print one JSON object
   -h, --help        this text`;
 
-/** The kinds of model ppl can run (by the readers' format names), and how the help names them. */
+/** The kinds of model ppl can run (by the readers' format names), as an error message names them. */
 const RUNNABLE_MODELS: ReadonlyMap<ModelFormat, string> = new Map([["llama2c", "a llama2.c checkpoint (e.g. stories260K.bin)"]]);
+
+/** How a message names a file of each format ppl cannot run. */
+const FORMAT_NAMES: Partial<Record<ModelFormat, string>> = { safetensors: "a safetensors file", gguf: "a GGUF file", npy: "an .npy array" };
 
 /** Refuses a --model of a kind ppl cannot run, by its content, before anything is loaded. */
 function checkModelKind(path: string): void {
@@ -53,7 +57,7 @@ function checkModelKind(path: string): void {
   })();
   const format = folder ? "folder" : withModelFile(path, detectFormat);
   if (RUNNABLE_MODELS.has(format as ModelFormat)) return;
-  const kind = folder ? "a folder" : `a ${format} file`;
+  const kind = folder ? "a folder" : (FORMAT_NAMES[format as ModelFormat] ?? `a ${format} file`);
   throw usageError("ppl", `--model ${path} is ${kind}; ppl runs ${[...RUNNABLE_MODELS.values()].join(" or ")}`);
 }
 
@@ -75,8 +79,8 @@ export const pplCommand: Command = {
     const sequences = intOption("ppl", "sequences", values.sequences, D.sequences, 1, 100_000);
     const seed = intOption("ppl", "seed", values.seed, D.seed, 0, 0xffffffff);
     const blobPath = positionals[0];
-    const blob = readBlobFile(blobPath);
     checkModelKind(values.model);
+    const blob = readBlobFile(blobPath);
     const model = loadLlama2cModel(values.model);
     const length = intOption("ppl", "length", values.length, Math.min(D.length, model.config.seqLen - 1), 1, model.config.seqLen - 1);
     const { vocabSize, dim } = model.config;
@@ -94,7 +98,7 @@ export const pplCommand: Command = {
       `ppl_orig  ${fmt(result.ppl_orig)}`,
       `ppl       ${fmt(result.ppl)}  (${change >= 0 ? "+" : ""}${change.toFixed(1)} %)`,
       `kl        ${fmt(result.kl)}`,
-      `tokens    ${result.tokens}  (${result.sequences} sequences x ${length}, seed ${seed}; ${seconds.toFixed(1)} s)`,
+      `tokens    ${result.tokens}  (${count(result.sequences, "sequence")} x ${length}, seed ${seed}; ${seconds.toFixed(1)} s)`,
     ]);
   },
 };

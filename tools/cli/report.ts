@@ -9,6 +9,7 @@ import { loadMatrix } from "../readers/index.ts";
 import { intOption, parseCommandArgs, quoted, usageError } from "./args.ts";
 import type { Command } from "./command.ts";
 import { note, noteLoaded, printResult } from "./output.ts";
+import { count } from "../text.ts";
 
 const DEFAULT_BUDGETS = [1.5, 2, 3];
 
@@ -129,7 +130,7 @@ export const reportCommand: Command = {
     writeFileAtomic(svgPath, new TextEncoder().encode(renderReportSvg(result)), force);
     writeFileAtomic(jsonPath, new TextEncoder().encode(`${JSON.stringify({ command, ...result }, null, 2)}\n`), force);
     printResult(values.json === true, { ...result, command, markdown: mdPath, svg: svgPath, json: jsonPath }, [
-      `wrote ${mdPath}, ${svgPath} and ${jsonPath}: ${result.runs.length} runs`,
+      `wrote ${mdPath}, ${svgPath} and ${jsonPath}: ${count(result.runs.length, "run")}`,
       ...[...result.runs].sort((a, b) => a.bpp - b.bpp).map((r) => `${r.method.padEnd(26)} ${r.bpp.toFixed(3)} bpp  relMSE ${r.relMSE.toFixed(4)}  nn10 ${r.nn10.toFixed(3)}${r.ppl !== undefined ? `  ppl ${r.ppl.toFixed(3)}  kl ${r.kl!.toFixed(4)}` : ""}`),
     ]);
   },
