@@ -68,7 +68,8 @@ describe("parseCommandArgs", () => {
   });
 
   it("names the program given to parseFlags (the developer tools' command lines)", () => {
-    expect(refusal(() => parseFlags("npm run fuzz --", ["--nope"], {})).message).toBe("npm run fuzz --: unknown option '--nope' (see npm run fuzz -- --help)");
+    expect(refusal(() => parseFlags("fuzz", ["--nope"], {}, "see npm run fuzz -- --help")).message).toBe("fuzz: unknown option '--nope' (see npm run fuzz -- --help)");
+    expect(refusal(() => parseFlags("tool", ["--nope"], {})).message).toBe("tool: unknown option '--nope' (see tool --help)");
   });
 });
 

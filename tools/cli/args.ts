@@ -57,11 +57,11 @@ function suggestion(name: string, known: string[]): string {
 }
 
 /**
- * Parses `argv` against `options`. `program` starts every error line ("carvq compress", "npm run
- * fuzz --"); `help` is where the user can read the options. Words after "--" are positionals.
+ * Parses `argv` against `options`. `program` starts every error line ("carvq compress", "fuzz");
+ * `hint` ends it, saying where the options are listed. Words after "--" are positionals.
  */
-export function parseFlags<O extends FlagSpecs>(program: string, argv: readonly string[], options: O, help = `${program} --help`): { values: FlagValues<O>; positionals: string[] } {
-  const fail = (message: string) => new CarvqError(`${program}: ${message} (see ${help})`, EXIT.usage);
+export function parseFlags<O extends FlagSpecs>(program: string, argv: readonly string[], options: O, hint = `see ${program} --help`): { values: FlagValues<O>; positionals: string[] } {
+  const fail = (message: string) => new CarvqError(`${program}: ${message} (${hint})`, EXIT.usage);
   const values: Record<string, string | boolean> = {};
   const positionals: string[] = [];
   const byShort = new Map(Object.entries(options).flatMap(([name, spec]) => (spec.short === undefined ? [] : [[spec.short, name] as const])));

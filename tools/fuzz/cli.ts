@@ -284,7 +284,7 @@ async function main(argv: string[]): Promise<number> {
     const { values, positionals } = parseFlags("fuzz", argv, {
       iterations: { type: "string" }, seed: { type: "string" }, start: { type: "string" }, workers: { type: "string" }, "hang-seconds": { type: "string" },
       out: { type: "string" }, replay: { type: "string" }, soak: { type: "string" }, json: { type: "boolean" }, help: { type: "boolean", short: "h" },
-    }, "npm run fuzz -- --help");
+    }, "see npm run fuzz -- --help");
     if (values.help) {
       process.stdout.write(`${HELP}\n`);
       return EXIT.ok;
