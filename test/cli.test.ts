@@ -157,6 +157,10 @@ describe.runIf(existsSync(cli))("carvq CLI: usage errors, output paths, model ki
       ["data", "nope"],
       ["demo", "--rows", "-5"],
       ["demo", "extra"],
+      ["tensors"],
+      ["extract", "m.npy"],
+      ["conformance"],
+      ["conformance", "--run", "kit", "--quick"],
       ["frobnicate"],
     ];
     for (const args of cases) {
@@ -182,6 +186,9 @@ describe.runIf(existsSync(cli))("carvq CLI: usage errors, output paths, model ki
     expectOneLine(run("report", "m.npy", "-o", "a-file"), 3, "carvq: a-file: exists and is not a folder");
     writeFileSync(join(work, "a-folder", "report.svg"), "<svg/>");
     expectOneLine(run("report", "m.npy", "-o", "a-folder"), 2, "carvq: " + join("a-folder", "report.svg") + ": already exists (pass --force to overwrite)");
+    expectOneLine(run("extract", "m.npy", "-o", "missing/t.npy"), 3, "carvq: missing/t.npy: cannot write: folder 'missing' does not exist");
+    expectOneLine(run("conformance", "-o", "missing/kit"), 3, "carvq: missing/kit: its parent folder does not exist");
+    expectOneLine(run("conformance", "-o", "a-folder"), 2, "carvq: a-folder: already exists (pass --force to replace it)");
     expectOneLine(run("data", "glove", "--out-dir", "a-file/data"), 3, "carvq: a-file/data: cannot write: 'a-file' is not a folder");
     expect(existsSync(join(work, "missing"))).toBe(false);
     expect(readFileSync(join(work, "a-file"), "utf8")).toBe("not a folder");

@@ -1,7 +1,7 @@
 // Progress bars off a terminal (CI logs, files): a bar updated from synchronous work, which never
 // lets the bar's own timer run, still prints a line at every interval.
 import { afterEach, describe, expect, it, vi } from "vitest";
-import { neighbourSets } from "../tools/eval/metrics.ts";
+import { neighbourSets } from "../tools/quant/metrics.ts";
 import { startProgress } from "../tools/progress.ts";
 import { randomMatrix } from "./helpers.ts";
 

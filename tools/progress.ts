@@ -2,6 +2,10 @@ import cliProgress from "cli-progress";
 
 /** How often a bar prints a line when stderr is not a terminal (a CI log, a file). */
 const NOT_TTY_INTERVAL_MS = 5000;
+/** A bar of this format on stderr: redrawn in place on a terminal, a line every NOT_TTY_INTERVAL_MS in a log. */
+export function stderrBar(format: string): cliProgress.SingleBar {
+  return new cliProgress.SingleBar({ format, stream: process.stderr, noTTYOutput: true, notTTYSchedule: NOT_TTY_INTERVAL_MS, hideCursor: true, etaBuffer: 50 }, cliProgress.Presets.shades_classic);
+}
 
 export interface Progress {
   update(done: number, total: number): void;
@@ -13,17 +17,7 @@ export interface Progress {
  * redirected to a file or CI log it prints a line every few seconds instead.
  */
 export function startProgress(label: string): Progress {
-  const bar = new cliProgress.SingleBar(
-    {
-      format: `${label} [{bar}] {percentage}% | {value}/{total} | {duration_formatted} elapsed, eta {eta_formatted}`,
-      stream: process.stderr,
-      noTTYOutput: true,
-      notTTYSchedule: NOT_TTY_INTERVAL_MS,
-      hideCursor: true,
-      etaBuffer: 50,
-    },
-    cliProgress.Presets.shades_classic,
-  );
+  const bar = stderrBar(`${label} [{bar}] {percentage}% | {value}/{total} | {duration_formatted} elapsed, eta {eta_formatted}`);
   let started = false;
   let printed = 0;
   return {

@@ -9,12 +9,14 @@ import { EXIT } from "../exit-codes.ts";
 export interface FlagSpec {
   readonly type: "string" | "boolean";
   readonly short?: string;
+  /** A string option that may be given several times; its value is the list, in order. */
+  readonly multiple?: boolean;
 }
 
 export type FlagSpecs = Readonly<Record<string, FlagSpec>>;
 
 /** The parsed options: a string or `true` for each option given, absent otherwise. */
-export type FlagValues<O extends FlagSpecs> = { -readonly [K in keyof O]?: O[K]["type"] extends "boolean" ? boolean : string };
+export type FlagValues<O extends FlagSpecs> = { -readonly [K in keyof O]?: O[K]["type"] extends "boolean" ? boolean : O[K]["multiple"] extends true ? string[] : string };
 
 export interface ParsedArgs<O extends FlagSpecs> {
   values: FlagValues<O> & { help?: boolean };
@@ -62,7 +64,7 @@ function suggestion(name: string, known: string[]): string {
  */
 export function parseFlags<O extends FlagSpecs>(program: string, argv: readonly string[], options: O, hint = `see ${program} --help`): { values: FlagValues<O>; positionals: string[] } {
   const fail = (message: string) => new CarvqError(`${program}: ${message} (${hint})`, EXIT.usage);
-  const values: Record<string, string | boolean> = {};
+  const values: Record<string, string | boolean | string[]> = {};
   const positionals: string[] = [];
   const byShort = new Map(Object.entries(options).flatMap(([name, spec]) => (spec.short === undefined ? [] : [[spec.short, name] as const])));
   for (let i = 0; i < argv.length; i++) {
@@ -96,6 +98,10 @@ export function parseFlags<O extends FlagSpecs>(program: string, argv: readonly 
       if (next.startsWith("-") && !negativeNumberLike(next)) throw fail(`${shown} needs a value, got the option ${quoted(next)} (for a value starting with '-', write ${written}=VALUE)`);
       value = next;
       i++;
+    }
+    if (spec.multiple === true) {
+      values[name] = [...((values[name] as string[] | undefined) ?? []), value as string];
+      continue;
     }
     if (name in values) {
       const before = values[name];

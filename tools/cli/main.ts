@@ -6,16 +6,19 @@ import { EXIT, EXIT_SUMMARY } from "../exit-codes.ts";
 import { quoted } from "./args.ts";
 import type { Command } from "./command.ts";
 import { compressCommand } from "./compress.ts";
+import { conformanceCommand } from "./conformance.ts";
 import { dataCommand } from "./data.ts";
 import { demoCommand } from "./demo.ts";
 import { evalCommand } from "./eval.ts";
+import { extractCommand } from "./extract.ts";
 import { inspectCommand } from "./inspect.ts";
 import { lookupCommand } from "./lookup.ts";
 import { pplCommand } from "./ppl.ts";
 import { reportCommand } from "./report.ts";
 import { synthCommand } from "./synth.ts";
+import { tensorsCommand } from "./tensors.ts";
 
-const commands: readonly Command[] = [demoCommand, compressCommand, evalCommand, inspectCommand, pplCommand, reportCommand, lookupCommand, synthCommand, dataCommand];
+const commands: readonly Command[] = [demoCommand, compressCommand, evalCommand, inspectCommand, pplCommand, reportCommand, lookupCommand, tensorsCommand, extractCommand, conformanceCommand, synthCommand, dataCommand];
 
 function usage(): string {
   const width = Math.max(...commands.map((c) => c.name.length));
@@ -47,7 +50,8 @@ async function main(argv: string[]): Promise<number> {
   const command = commands.find((c) => c.name === name);
   if (command === undefined) throw new CarvqError(`carvq: unknown command ${quoted(name)}; commands: ${commands.map((c) => c.name).join(", ")} (see carvq --help)`, EXIT.usage);
   await command.run(rest);
-  return EXIT.ok;
+  // A command that finished its work but reports a failure (e.g. a conformance case) sets exitCode itself.
+  return typeof process.exitCode === "number" ? process.exitCode : EXIT.ok;
 }
 
 try {

@@ -6,7 +6,7 @@ import { bitsPerParameter } from "../eval/bpp.ts";
 import { evaluatePerplexity } from "../eval/perplexity.ts";
 import { loadLlama2cModel } from "../llama2c/model.ts";
 import { DEFAULT_SAMPLE_OPTIONS } from "../llama2c/sample.ts";
-import { detectFormat, type ModelFormat } from "../readers/index.ts";
+import { detectFileKind, type FileKind } from "../readers/detect.ts";
 import { withModelFile } from "../readers/modelFile.ts";
 import { intOption, parseCommandArgs, usageError } from "./args.ts";
 import type { Command } from "./command.ts";
@@ -41,10 +41,10 @@ Options:
   -h, --help        this text`;
 
 /** The kinds of model ppl can run (by the readers' format names), as an error message names them. */
-const RUNNABLE_MODELS: ReadonlyMap<ModelFormat, string> = new Map([["llama2c", "a llama2.c checkpoint (e.g. stories260K.bin)"]]);
+const RUNNABLE_MODELS: ReadonlyMap<FileKind, string> = new Map([["llama2c", "a llama2.c checkpoint (e.g. stories260K.bin)"]]);
 
 /** How a message names a file of each format ppl cannot run. */
-const FORMAT_NAMES: Partial<Record<ModelFormat, string>> = { safetensors: "a safetensors file", gguf: "a GGUF file", npy: "an .npy array" };
+const FORMAT_NAMES: Partial<Record<FileKind, string>> = { safetensors: "a safetensors file", gguf: "a GGUF file", npy: "an .npy array", npz: "an .npz archive", pytorch: "a PyTorch checkpoint", json: "a JSON file" };
 
 /** Refuses a --model of a kind ppl cannot run, by its content, before anything is loaded. */
 function checkModelKind(path: string): void {
@@ -55,9 +55,9 @@ function checkModelKind(path: string): void {
       return false; // a missing file: the reader names it below
     }
   })();
-  const format = folder ? "folder" : withModelFile(path, detectFormat);
-  if (RUNNABLE_MODELS.has(format as ModelFormat)) return;
-  const kind = folder ? "a folder" : (FORMAT_NAMES[format as ModelFormat] ?? `a ${format} file`);
+  const format = folder ? "folder" : withModelFile(path, detectFileKind);
+  if (RUNNABLE_MODELS.has(format as FileKind)) return;
+  const kind = folder ? "a folder" : (FORMAT_NAMES[format as FileKind] ?? `a ${format} file`);
   throw usageError("ppl", `--model ${path} is ${kind}; ppl runs ${[...RUNNABLE_MODELS.values()].join(" or ")}`);
 }
 
