@@ -37,7 +37,7 @@ describe.runIf(existsSync(cli) && process.platform !== "win32")("installed with 
 
   it("carries the bundle, its workers and the WASM builds, and no sources", () => {
     const installed = join(prefix, "lib", "node_modules", "carvq");
-    for (const file of ["dist/carvq.mjs", "dist/rvq-worker.mjs", "dist/fisher-worker.mjs", "dist/train-worker.mjs", "build/quant-kernels.wasm", "build/train-kernels.wasm", "build/carvq-rt.wasm", "build/carvq-rt-scalar.wasm", "build/targets/mcu-128k.wasm", "targets/mcu-128k.json"]) {
+    for (const file of ["dist/carvq.mjs", "dist/index.mjs", "dist/types/tools/index.d.ts", "dist/rvq-worker.mjs", "dist/fisher-worker.mjs", "dist/train-worker.mjs", "build/quant-kernels.wasm", "build/train-kernels.wasm", "build/carvq-rt.wasm", "build/carvq-rt-scalar.wasm", "build/targets/mcu-128k.wasm", "targets/mcu-128k.json"]) {
       expect(existsSync(join(installed, file)), file).toBe(true);
     }
     for (const folder of ["tools", "test", "assembly", "node_modules"]) expect(existsSync(join(installed, folder)), folder).toBe(false);
