@@ -3,7 +3,7 @@ import { writeKit, caseTable } from "../conformance/kit.ts";
 import { runKit, runUnderJco } from "../conformance/run.ts";
 import { CarvqError } from "../errors.ts";
 import { EXIT } from "../exit-codes.ts";
-import { choiceOption, parseCommandArgs } from "./args.ts";
+import { choiceOption, parseCommandArgs, quoted, usageError } from "./args.ts";
 import type { Command } from "./command.ts";
 import { note } from "./output.ts";
 
@@ -61,21 +61,23 @@ export const conformanceCommand: Command = {
       only: { type: "string" },
     });
     if (values.help) return void process.stdout.write(`${help}\n`);
-    if (positionals.length > 0) throw new CarvqError(`carvq conformance: unexpected argument '${positionals[0]}' (see carvq conformance --help)`, EXIT.usage);
+    if (positionals.length > 0) throw usageError("conformance", `unexpected argument ${quoted(positionals[0])} (see carvq conformance --help)`);
     if (values.run !== undefined) {
-      if (values.output !== undefined || values.target !== undefined || values.quick || values.force) throw new CarvqError("carvq conformance: --run runs an existing kit; -o, --target, --quick and --force make one (see carvq conformance --help)", EXIT.usage);
+      if (values.output !== undefined || values.target !== undefined || values.quick || values.force) throw usageError("conformance", "--run runs an existing kit; -o, --target, --quick and --force make one (see carvq conformance --help)");
       const host = choiceOption("conformance", "host", values.host, "node", ["node", "jco"] as const);
       const started = Date.now();
       const result = await runKit({ dir: values.run, host, only: values.only, onLine: (line) => process.stdout.write(`${line}\n`) });
       process.stdout.write(`${result.passed} passed, ${result.failed} failed${result.skipped ? `, ${result.skipped.names.length} skipped` : ""}\n`);
       if (result.skipped) note(`carvq conformance: ${result.skipped.names.length} cases skipped: ${result.skipped.reason}`);
       note(`carvq conformance: ${result.results.length} cases under ${host} in ${((Date.now() - started) / 1000).toFixed(1)} s`);
-      if (result.failed > 0) process.exitCode = 1;
+      if (result.failed > 0) process.exitCode = 1; // as the kit's run.sh: a case failed
       return;
     }
-    if (values.host !== undefined || values.only !== undefined) throw new CarvqError("carvq conformance: --host and --only go with --run DIR (see carvq conformance --help)", EXIT.usage);
-    if (values.output === undefined) throw new CarvqError("carvq conformance: give -o DIR to write a kit, or --run DIR to run one (see carvq conformance --help)", EXIT.usage);
+    if (values.host !== undefined || values.only !== undefined) throw usageError("conformance", "--host and --only go with --run DIR (see carvq conformance --help)");
+    if (values.output === undefined) throw usageError("conformance", "give -o DIR to write a kit, or --run DIR to run one (see carvq conformance --help)");
     const names = (values.target ?? []).flatMap((v) => v.split(",")).map((v) => v.trim()).filter((v) => v !== "");
+    const unknown = names.find((n) => !targetNames().includes(n));
+    if (unknown !== undefined) throw usageError("conformance", `--target ${quoted(unknown)} is not a target (known: ${targetNames().join(", ")})`);
     const targets = names.length === 0 ? loadTargets() : [...new Set(names)].sort().map((n) => loadTarget(n));
     const started = Date.now();
     const kit = await writeKit({ dir: values.output, targets, quick: values.quick === true, force: values.force === true });
@@ -87,7 +89,7 @@ export const conformanceCommand: Command = {
 /** `jco-run MODULE ARGS...`: everything after the module goes to it untouched. */
 async function jcoRun(argv: string[]): Promise<void> {
   const [module, ...args] = argv;
-  if (module === undefined) throw new CarvqError("carvq conformance jco-run: give the module to run, then its arguments (see carvq conformance --help)", EXIT.usage);
+  if (module === undefined) throw usageError("conformance jco-run", "give the module to run, then its arguments (see carvq conformance --help)");
   const run = await runUnderJco(module, args);
   process.stderr.write(run.stderr);
   await new Promise<void>((resolve, reject) => process.stdout.write(run.stdout, (err) => (err ? reject(new CarvqError(`carvq conformance jco-run: cannot write to stdout (${err.message})`, EXIT.io)) : resolve())));
