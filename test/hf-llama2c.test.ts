@@ -1,0 +1,145 @@
+// stories260K exported to a Hugging Face Llama folder (tools/hf/write.ts: q/k rows permuted to the
+// rotate-half layout, tok512.bin as tokenizer.json) must give the llama2.c path's numbers.
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
+import { pplCommand } from "../tools/cli/ppl.ts";
+import { compressMatrix } from "../tools/compress.ts";
+import { decodeAll } from "../tools/decoder.ts";
+import { evaluatePerplexity, originalEvaluation } from "../tools/eval/perplexity.ts";
+import { windowLogits } from "../tools/hf/forward.ts";
+import { referenceBackend, widenRow, type MatmulBackend } from "../tools/hf/matmul.ts";
+import { loadHfModel } from "../tools/hf/model.ts";
+import { loadHfTokenizer } from "../tools/hf/tokenizer.ts";
+import { llama2cToHf, writeHfFolder } from "../tools/hf/write.ts";
+import { matmul as llama2cMatmul, sequenceLogits } from "../tools/llama2c/forward.ts";
+import { inputEmbedding, loadLlama2cModel, type Llama2cModel } from "../tools/llama2c/model.ts";
+import { encode, loadTokenizer } from "../tools/llama2c/tokenizer.ts";
+
+const MODELS = join(import.meta.dirname, "..", "..", "shared", "models");
+const MODEL = join(MODELS, "stories260K.bin");
+const TOKENIZER = join(MODELS, "tok512.bin");
+const haveModel = existsSync(MODEL) && existsSync(TOKENIZER);
+if (!haveModel) console.warn(`skipping Hugging Face exactness tests: ${MODEL} or ${TOKENIZER} is absent (see ../shared/models/README.md)`);
+
+/**
+ * A backend summing each product as the llama2.c forward does (four double partial sums), so the
+ * two forwards can be compared bit for bit: any difference is then in the transformer, not in the
+ * order of a sum.
+ */
+const llama2cOrderBackend: MatmulBackend = {
+  ...referenceBackend,
+  matmul(job) {
+    const w = new Float32Array(job.inDim * job.outDim);
+    const row = new Float32Array(job.inDim);
+    for (let o = 0; o < job.outDim; o++) {
+      widenRow(job, o, row);
+      w.set(row, o * job.inDim);
+    }
+    for (let t = 0; t < job.rows; t++) llama2cMatmul(job.out, t * job.outDim, job.x.subarray(t * job.inDim, (t + 1) * job.inDim), w, job.inDim, job.outDim);
+  },
+};
+
+const relative = (a: number, b: number) => Math.abs(a - b) / Math.abs(b);
+
+describe.skipIf(!haveModel)("stories260K as a Hugging Face Llama folder", () => {
+  const tmp = mkdtempSync(join(tmpdir(), "carvq-hf-l2c-"));
+  const folder = join(tmp, "stories260K-hf");
+  let model: Llama2cModel;
+  beforeAll(() => {
+    model = loadLlama2cModel(MODEL);
+    writeHfFolder(folder, llama2cToHf(model, loadTokenizer(TOKENIZER, 512)));
+  });
+  afterAll(() => rmSync(tmp, { recursive: true, force: true }));
+  afterEach(() => vi.restoreAllMocks());
+
+  it("gives llama2.c's logits bit for bit when products sum in llama2.c's order (rotate-half RoPE on permuted q/k rows)", () => {
+    const hf = loadHfModel(folder, llama2cOrderBackend);
+    expect(hf.config.tiedEmbeddings).toBe(true);
+    const tokens = Array.from(originalEvaluation(model, { sequences: 1, length: 40 }).sequences[0]);
+    const expected = sequenceLogits(model, tokens);
+    const got = windowLogits(hf, tokens);
+    let differing = 0;
+    for (let i = 0; i < expected.length; i++) if (got[i] !== expected[i]) differing++;
+    expect(differing).toBe(0);
+    // Unpermuted q/k rows (rotate-half applied to llama2.c's layout) are not the same model.
+    const wrong = llama2cToHf(model);
+    const unpermuted = { ...wrong, tensors: wrong.tensors.map((t) => (/[qk]_proj/.test(t.name) ? { ...t, data: qkOf(model, t.name) } : t)) };
+    writeHfFolder(join(tmp, "unpermuted"), unpermuted);
+    const bad = windowLogits(loadHfModel(join(tmp, "unpermuted"), llama2cOrderBackend), tokens);
+    expect(Math.max(...bad.map((v, i) => Math.abs(v - expected[i])))).toBeGreaterThan(1e-3);
+  });
+
+  it("tokenizer.json through @huggingface/tokenizers gives run.c's encode ids (BOS first)", () => {
+    const tokenizer = loadTokenizer(TOKENIZER, 512);
+    const hf = loadHfTokenizer(folder);
+    for (const text of ["Once upon a time, there was a little girl named Lily.", "She said: \"Wow!\"  Two  spaces, ünïcödé and ☃ 1234.\nNew line."]) {
+      expect(hf.encode(text)).toEqual(encode(tokenizer, text));
+    }
+  });
+
+  it("carvq ppl --tokens on the folder gives the llama2.c path's ppl_orig, ppl and kl within 1e-5 relative (int2 blob)", async () => {
+    const options = { sequences: 2, length: 48 };
+    const blob = compressMatrix(inputEmbedding(model), { method: "int2", block: 32 });
+    const blobPath = join(tmp, "int2.carvq");
+    writeFileSync(blobPath, blob.bytes);
+    const reference = evaluatePerplexity(model, decodeAll(blob.blob), options);
+    const tokensPath = join(tmp, "tokens.json");
+    writeFileSync(tokensPath, JSON.stringify(originalEvaluation(model, options).sequences.map((s) => Array.from(s))));
+
+    const output: string[] = [];
+    vi.spyOn(process.stdout, "write").mockImplementation((chunk) => (output.push(String(chunk)), true));
+    vi.spyOn(process.stderr, "write").mockImplementation(() => true);
+    await pplCommand.run([blobPath, "--model", folder, "--tokens", tokensPath, "--json"]);
+    const hf = JSON.parse(output.join(""));
+    expect(hf.tokens).toBe(reference.tokens);
+    expect(hf.tokens).toBe(96);
+    expect(reference.kl).toBeGreaterThan(0.01);
+    expect(relative(hf.ppl_orig, reference.ppl_orig)).toBeLessThan(1e-5);
+    expect(relative(hf.ppl, reference.ppl)).toBeLessThan(1e-5);
+    expect(relative(hf.kl, reference.kl)).toBeLessThan(1e-5);
+    expect(hf.head).toBe("original, tied");
+
+    // The llama2.c checkpoint through the same --tokens path: the same figures again.
+    output.length = 0;
+    await pplCommand.run([blobPath, "--model", MODEL, "--tokens", tokensPath, "--json"]);
+    const l2c = JSON.parse(output.join(""));
+    expect(l2c.ppl_orig).toBe(reference.ppl_orig);
+    expect(l2c.ppl).toBe(reference.ppl);
+    expect(l2c.kl).toBe(reference.kl);
+  });
+
+  it("carvq ppl --text tokenizes with tokenizer.json and scores what --tokens scores on the same ids", async () => {
+    const blobPath = join(tmp, "int4.carvq");
+    writeFileSync(blobPath, compressMatrix(inputEmbedding(model), { method: "int4", block: 32 }).bytes);
+    const text = "Once upon a time, there was a little girl named Lily. She loved to play outside. One day she saw a big dog in the park.";
+    const textPath = join(tmp, "text.txt");
+    writeFileSync(textPath, text);
+    const ids = encode(loadTokenizer(TOKENIZER, 512), text);
+    const ctx = 12;
+    const tokensPath = join(tmp, "windows.json");
+    const windows: number[][] = [];
+    for (let b = 0; b < ids.length; b += ctx) if (ids.length - b >= 2) windows.push(ids.slice(b, b + ctx));
+    writeFileSync(tokensPath, JSON.stringify(windows));
+
+    const output: string[] = [];
+    vi.spyOn(process.stdout, "write").mockImplementation((chunk) => (output.push(String(chunk)), true));
+    vi.spyOn(process.stderr, "write").mockImplementation(() => true);
+    await pplCommand.run([blobPath, "--model", folder, "--text", textPath, "--ctx", String(ctx), "--json"]);
+    const fromText = JSON.parse(output.join(""));
+    output.length = 0;
+    await pplCommand.run([blobPath, "--model", folder, "--tokens", tokensPath, "--json"]);
+    const fromTokens = JSON.parse(output.join(""));
+    expect(fromText.tokens).toBe(ids.length - windows.length);
+    expect(fromText.ppl).toBe(fromTokens.ppl);
+    expect(fromText.kl).toBe(fromTokens.kl);
+    expect(fromText.kl).toBeGreaterThan(0);
+  });
+});
+
+/** The llama2.c (unpermuted) q or k weight for an HF tensor name, to build a wrongly exported folder. */
+function qkOf(model: Llama2cModel, name: string): Float32Array {
+  const layer = Number(/layers\.(\d+)\./.exec(name)?.[1]);
+  return name.includes("q_proj") ? model.layers[layer].wq : model.layers[layer].wk;
+}
