@@ -7,6 +7,8 @@
 import { mkdirSync, openSync, closeSync, writeSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { f32ToF16 } from "../fp16.ts";
+import { createRandom, deriveSeed } from "../random.ts";
+import type { Architecture } from "./config.ts";
 import type { Llama2cModel } from "../llama2c/model.ts";
 import type { Tokenizer } from "../llama2c/tokenizer.ts";
 
@@ -15,8 +17,8 @@ export type StoredDtype = "F32" | "F16" | "BF16";
 export interface TensorToWrite {
   readonly name: string;
   readonly shape: readonly number[];
-  /** Values, rounded to `dtype` on writing (bf16: to nearest even). */
-  readonly data: Float32Array;
+  /** Values, rounded to `dtype` on writing (bf16: to nearest even); a function is called only when the tensor is written. */
+  readonly data: Float32Array | (() => Float32Array);
   readonly dtype: StoredDtype;
 }
 
@@ -27,11 +29,17 @@ export function f32ToBf16(value: number): number {
   return ((bits + 0x7fff + ((bits >>> 16) & 1)) >>> 16) & 0xffff;
 }
 
+function elementCount(t: TensorToWrite): number {
+  return t.shape.reduce((a, b) => a * b, 1);
+}
+
 function encodeTensor(t: TensorToWrite): Uint8Array {
-  if (t.dtype === "F32") return new Uint8Array(t.data.buffer.slice(t.data.byteOffset, t.data.byteOffset + t.data.byteLength));
-  const halves = new Uint16Array(t.data.length);
+  const data = typeof t.data === "function" ? t.data() : t.data;
+  if (data.length !== elementCount(t)) throw new Error(`${t.name}: ${data.length} values for shape [${t.shape.join(", ")}]`);
+  if (t.dtype === "F32") return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+  const halves = new Uint16Array(data.length);
   const round = t.dtype === "BF16" ? f32ToBf16 : f32ToF16;
-  for (let i = 0; i < halves.length; i++) halves[i] = round(t.data[i]);
+  for (let i = 0; i < halves.length; i++) halves[i] = round(data[i]);
   return new Uint8Array(halves.buffer);
 }
 
@@ -40,7 +48,7 @@ export function writeSafetensors(path: string, tensors: readonly TensorToWrite[]
   const header: Record<string, unknown> = {};
   let offset = 0;
   for (const t of tensors) {
-    const bytes = t.data.length * (t.dtype === "F32" ? 4 : 2);
+    const bytes = elementCount(t) * (t.dtype === "F32" ? 4 : 2);
     header[t.name] = { dtype: t.dtype, shape: t.shape, data_offsets: [offset, offset + bytes] };
     offset += bytes;
   }
@@ -193,4 +201,94 @@ export function llama2cTokenizerJson(tokenizer: Tokenizer): Record<string, unkno
       merges: merges.map((m) => [m.left, m.right]),
     },
   };
+}
+
+export interface RandomCheckpointOptions {
+  readonly architecture: Architecture;
+  readonly hiddenSize: number;
+  readonly intermediateSize: number;
+  readonly layers: number;
+  readonly heads: number;
+  readonly kvHeads: number;
+  readonly vocabSize: number;
+  readonly dtype: StoredDtype;
+  readonly tied: boolean;
+  readonly seed: number;
+  /** config.json head_dim, when it differs from hidden_size / heads. */
+  readonly headDim?: number;
+  readonly ropeTheta?: number;
+  /** config.json rope_scaling as written (e.g. Llama 3.2's llama3 block). */
+  readonly ropeScaling?: Record<string, unknown>;
+  readonly partialRotaryFactor?: number;
+  readonly maxPositions?: number;
+  /** Extra config.json fields (e.g. attention_bias). */
+  readonly extraConfig?: Record<string, unknown>;
+}
+
+/**
+ * A checkpoint of the given shape with seeded random weights: matrices uniform in +-sqrt(3 / in)
+ * (unit-variance outputs for unit-variance inputs, so activations stay in range through the layers),
+ * embeddings uniform in +-1, norm weights near 1, biases small. The tensor names and shapes are those
+ * transformers' modeling code for the architecture loads; values are drawn only while writing.
+ */
+export function randomHfFolder(o: RandomCheckpointOptions): HfFolder {
+  const d = o.hiddenSize;
+  const headDim = o.headDim ?? d / o.heads;
+  const qDim = o.heads * headDim;
+  const kvDim = o.kvHeads * headDim;
+  const ffn = o.intermediateSize;
+  const fused = o.architecture === "Phi3ForCausalLM";
+  const qkvBias = o.architecture === "Qwen2ForCausalLM" || o.extraConfig?.attention_bias === true;
+  const oBias = o.architecture !== "Qwen2ForCausalLM" && o.extraConfig?.attention_bias === true;
+  let index = 0;
+  const uniform = (shape: number[], center: number, halfWidth: number): TensorToWrite["data"] => {
+    const seed = deriveSeed(o.seed, index++);
+    return () => {
+      const next = createRandom(seed);
+      const data = new Float32Array(shape.reduce((a, b) => a * b, 1));
+      for (let i = 0; i < data.length; i++) data[i] = center + (2 * next() - 1) * halfWidth;
+      return data;
+    };
+  };
+  const tensor = (name: string, shape: number[], center: number, halfWidth: number, dtype = o.dtype): TensorToWrite => ({ name, shape, dtype, data: uniform(shape, center, halfWidth) });
+  const linear = (name: string, out: number, inDim: number) => tensor(name, [out, inDim], 0, Math.sqrt(3 / inDim));
+  const norm = (name: string) => tensor(name, [d], 1, 0.1);
+  const bias = (name: string, n: number) => tensor(name, [n], 0, 0.1);
+
+  const tensors: TensorToWrite[] = [tensor("model.embed_tokens.weight", [o.vocabSize, d], 0, 1)];
+  for (let l = 0; l < o.layers; l++) {
+    const p = `model.layers.${l}.`;
+    tensors.push(norm(`${p}input_layernorm.weight`));
+    if (fused) tensors.push(linear(`${p}self_attn.qkv_proj.weight`, qDim + 2 * kvDim, d));
+    else tensors.push(linear(`${p}self_attn.q_proj.weight`, qDim, d), linear(`${p}self_attn.k_proj.weight`, kvDim, d), linear(`${p}self_attn.v_proj.weight`, kvDim, d));
+    if (qkvBias) tensors.push(bias(`${p}self_attn.q_proj.bias`, qDim), bias(`${p}self_attn.k_proj.bias`, kvDim), bias(`${p}self_attn.v_proj.bias`, kvDim));
+    tensors.push(linear(`${p}self_attn.o_proj.weight`, d, qDim));
+    if (oBias) tensors.push(bias(`${p}self_attn.o_proj.bias`, d));
+    tensors.push(norm(`${p}post_attention_layernorm.weight`));
+    if (fused) tensors.push(linear(`${p}mlp.gate_up_proj.weight`, 2 * ffn, d));
+    else tensors.push(linear(`${p}mlp.gate_proj.weight`, ffn, d), linear(`${p}mlp.up_proj.weight`, ffn, d));
+    tensors.push(linear(`${p}mlp.down_proj.weight`, d, ffn));
+  }
+  tensors.push(norm("model.norm.weight"));
+  if (!o.tied) tensors.push(linear("lm_head.weight", o.vocabSize, d));
+  const config: Record<string, unknown> = {
+    architectures: [o.architecture],
+    hidden_size: d,
+    intermediate_size: ffn,
+    num_hidden_layers: o.layers,
+    num_attention_heads: o.heads,
+    num_key_value_heads: o.kvHeads,
+    vocab_size: o.vocabSize,
+    max_position_embeddings: o.maxPositions ?? 2048,
+    rms_norm_eps: 1e-5,
+    rope_theta: o.ropeTheta ?? 10000,
+    tie_word_embeddings: o.tied,
+    hidden_act: "silu",
+    torch_dtype: { F32: "float32", F16: "float16", BF16: "bfloat16" }[o.dtype],
+    ...(o.headDim === undefined ? {} : { head_dim: o.headDim }),
+    ...(o.ropeScaling === undefined ? {} : { rope_scaling: o.ropeScaling }),
+    ...(o.partialRotaryFactor === undefined ? {} : { partial_rotary_factor: o.partialRotaryFactor }),
+    ...o.extraConfig,
+  };
+  return { config, tensors };
 }
