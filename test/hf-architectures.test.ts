@@ -45,8 +45,8 @@ function write(folder: HfFolder): string {
   return dir;
 }
 
-function logitsOf(dir: string, tokens = TOKENS): Float32Array {
-  return windowLogits(loadHfModel(dir, referenceBackend), tokens);
+async function logitsOf(dir: string, tokens = TOKENS): Promise<Float32Array> {
+  return windowLogits(await loadHfModel(dir, referenceBackend), tokens);
 }
 
 /**
@@ -154,15 +154,15 @@ describe("Hugging Face architectures against an independent float64 forward", ()
     ["Phi-3: fused qkv and gate_up, partial rotary 0.5", { architecture: "Phi3ForCausalLM", kvHeads: 4, partialRotaryFactor: 0.5 }],
   ];
   for (const [name, options] of cases) {
-    it(name, () => {
+    it(name, async () => {
       const folder = materialize(randomHfFolder({ ...BASE, ...options }));
-      expectClose(logitsOf(write(folder)), referenceLogits(folder, TOKENS));
+      expectClose(await logitsOf(write(folder)), referenceLogits(folder, TOKENS));
     });
   }
 });
 
 describe("Hugging Face checkpoints that must be the same model", () => {
-  it("GQA (4 query heads on 2 kv heads) equals multi-head attention with each kv head repeated for its group", () => {
+  it("GQA (4 query heads on 2 kv heads) equals multi-head attention with each kv head repeated for its group", async () => {
     const gqa = materialize(randomHfFolder(BASE));
     const hd = BASE.hiddenSize / BASE.heads;
     const repeat = (data: Float32Array) => {
@@ -177,10 +177,10 @@ describe("Hugging Face checkpoints that must be the same model", () => {
       config: { ...gqa.config, num_key_value_heads: BASE.heads },
       tensors: gqa.tensors.map((t) => (/[kv]_proj/.test(t.name) ? { ...t, shape: [BASE.hiddenSize, BASE.hiddenSize], data: repeat(values(t)) } : t)),
     };
-    expect(logitsOf(write(gqa))).toEqual(logitsOf(write(mha)));
+    expect(await logitsOf(write(gqa))).toEqual(await logitsOf(write(mha)));
   });
 
-  it("Phi-3's fused qkv_proj and gate_up_proj equal a Llama with the same rows as separate projections", () => {
+  it("Phi-3's fused qkv_proj and gate_up_proj equal a Llama with the same rows as separate projections", async () => {
     const phi = materialize(randomHfFolder({ ...BASE, architecture: "Phi3ForCausalLM" }));
     const d = BASE.hiddenSize;
     const hd = d / BASE.heads;
@@ -199,17 +199,17 @@ describe("Hugging Face checkpoints that must be the same model", () => {
       } else tensors.push(t);
     }
     const llama = { config: { ...phi.config, architectures: ["LlamaForCausalLM"] }, tensors };
-    expect(logitsOf(write(phi))).toEqual(logitsOf(write(llama)));
+    expect(await logitsOf(write(phi))).toEqual(await logitsOf(write(llama)));
   });
 
-  it("a tied head is the embedding: equal to an untied checkpoint whose lm_head copies it, and kept when the input embedding is replaced", () => {
+  it("a tied head is the embedding: equal to an untied checkpoint whose lm_head copies it, and kept when the input embedding is replaced", async () => {
     const tied = materialize(randomHfFolder({ ...BASE, tied: true }));
     const embedding = tied.tensors.find((t) => t.name === "model.embed_tokens.weight") as TensorToWrite;
     const untied: HfFolder = { config: { ...tied.config, tie_word_embeddings: false }, tensors: [...tied.tensors, { ...embedding, name: "lm_head.weight" }] };
     const tiedDir = write(tied);
-    expect(logitsOf(tiedDir)).toEqual(logitsOf(write(untied)));
+    expect(await logitsOf(tiedDir)).toEqual(await logitsOf(write(untied)));
 
-    const model = loadHfModel(tiedDir, referenceBackend);
+    const model = await loadHfModel(tiedDir, referenceBackend);
     const ones = { rows: BASE.vocabSize, cols: BASE.hiddenSize, data: new Float32Array(BASE.vocabSize * BASE.hiddenSize).fill(1) };
     const replaced = withHfInputEmbedding(model, matrixEmbedding(ones));
     expect(replaced.lmHead).toBe(model.lmHead);
@@ -221,26 +221,26 @@ describe("Hugging Face checkpoints that must be the same model", () => {
     expect(() => withHfInputEmbedding(model, matrixEmbedding({ rows: 40, cols: 16, data: new Float32Array(640) }))).toThrow(/is 40 x 16 but .* is 40 x 32/);
   });
 
-  it("bf16 weights stay 2 bytes in memory and give the logits of their exact f32 widening", () => {
+  it("bf16 weights stay 2 bytes in memory and give the logits of their exact f32 widening", async () => {
     const bf16 = materialize(randomHfFolder({ ...BASE, dtype: "BF16" }));
     const widened: HfFolder = {
       config: { ...bf16.config, torch_dtype: "float32" },
       tensors: bf16.tensors.map((t) => ({ ...t, dtype: "F32", data: values(t).map((v) => new Float32Array(new Uint32Array([f32ToBf16(v) << 16]).buffer)[0]) })),
     };
     const dir = write(bf16);
-    const model = loadHfModel(dir, referenceBackend);
+    const model = await loadHfModel(dir, referenceBackend);
     expect(model.layers[0].q?.data).toBeInstanceOf(Uint16Array);
     expect(model.layers[0].q?.dtype).toBe("bf16");
     expect(model.embedTokens.data.byteLength).toBe(BASE.vocabSize * BASE.hiddenSize * 2);
-    const got = logitsOf(dir);
-    expect(got).toEqual(logitsOf(write(widened)));
+    const got = await logitsOf(dir);
+    expect(got).toEqual(await logitsOf(write(widened)));
     // And bf16 rounding did change the model (the comparison is not between two f32 copies).
-    expect(got).not.toEqual(logitsOf(write(materialize(randomHfFolder(BASE)))));
+    expect(got).not.toEqual(await logitsOf(write(materialize(randomHfFolder(BASE)))));
   });
 });
 
 describe("Hugging Face config.json", () => {
-  it("llama3 rope scaling: inverse frequencies follow the formula (Llama 3.2: theta 5e5, factor 32, low 1, high 4, 8192)", () => {
+  it("llama3 rope scaling: inverse frequencies follow the formula (Llama 3.2: theta 5e5, factor 32, low 1, high 4, 8192)", async () => {
     const config = parseHfConfig(
       {
         architectures: ["LlamaForCausalLM"], hidden_size: 2048, intermediate_size: 8192, num_hidden_layers: 16, num_attention_heads: 32, num_key_value_heads: 8, vocab_size: 128256, rope_theta: 500000,
@@ -266,7 +266,7 @@ describe("Hugging Face config.json", () => {
     for (let i = 15; i <= 17; i++) expect(inv[i]).toBeGreaterThan(base(i) / 32);
   });
 
-  it("refuses other architectures and unsupported options by name, in one line", () => {
+  it("refuses other architectures and unsupported options by name, in one line", async () => {
     const ok = { architectures: ["LlamaForCausalLM"], hidden_size: 32, intermediate_size: 48, num_hidden_layers: 1, num_attention_heads: 4, vocab_size: 40 };
     const refuse = (json: Record<string, unknown>, pattern: RegExp) => {
       expect(() => parseHfConfig(json, "m/config.json")).toThrow(CarvqError);
@@ -279,12 +279,12 @@ describe("Hugging Face config.json", () => {
     refuse({ ...ok, hidden_size: undefined }, /hidden_size is undefined/);
   });
 
-  it("refuses a tensor whose shape disagrees with config.json, and a window past Mistral's sliding_window", () => {
+  it("refuses a tensor whose shape disagrees with config.json, and a window past Mistral's sliding_window", async () => {
     const folder = materialize(randomHfFolder(BASE));
     const bad = { ...folder, config: { ...folder.config, intermediate_size: 50 } };
-    expect(() => loadHfModel(write(bad), referenceBackend)).toThrow(/tensor model\.layers\.0\.mlp\.gate_proj\.weight has shape \[48, 32\]; config\.json implies \[50, 32\]/);
+    await expect(loadHfModel(write(bad), referenceBackend)).rejects.toThrow(/tensor model\.layers\.0\.mlp\.gate_proj\.weight has shape \[48, 32\]; config\.json implies \[50, 32\]/);
     const mistral = materialize(randomHfFolder({ ...BASE, architecture: "MistralForCausalLM", extraConfig: { sliding_window: 4 } }));
-    const model = loadHfModel(write(mistral), referenceBackend);
+    const model = await loadHfModel(write(mistral), referenceBackend);
     expect(windowLogits(model, TOKENS.slice(0, 4)).length).toBe(4 * BASE.vocabSize);
     expect(() => windowLogits(model, TOKENS)).toThrow(/window of 7 tokens exceeds the model's sliding_window 4/);
   });

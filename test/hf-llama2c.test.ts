@@ -54,8 +54,8 @@ describe.skipIf(!haveModel)("stories260K as a Hugging Face Llama folder", () => 
   afterAll(() => rmSync(tmp, { recursive: true, force: true }));
   afterEach(() => vi.restoreAllMocks());
 
-  it("gives llama2.c's logits bit for bit when products sum in llama2.c's order (rotate-half RoPE on permuted q/k rows)", () => {
-    const hf = loadHfModel(folder, llama2cOrderBackend);
+  it("gives llama2.c's logits bit for bit when products sum in llama2.c's order (rotate-half RoPE on permuted q/k rows)", async () => {
+    const hf = await loadHfModel(folder, llama2cOrderBackend);
     expect(hf.config.tiedEmbeddings).toBe(true);
     const tokens = Array.from(originalEvaluation(model, { sequences: 1, length: 40 }).sequences[0]);
     const expected = sequenceLogits(model, tokens);
@@ -67,7 +67,7 @@ describe.skipIf(!haveModel)("stories260K as a Hugging Face Llama folder", () => 
     const wrong = llama2cToHf(model);
     const unpermuted = { ...wrong, tensors: wrong.tensors.map((t) => (/[qk]_proj/.test(t.name) ? { ...t, data: qkOf(model, t.name) } : t)) };
     writeHfFolder(join(tmp, "unpermuted"), unpermuted);
-    const bad = windowLogits(loadHfModel(join(tmp, "unpermuted"), llama2cOrderBackend), tokens);
+    const bad = windowLogits(await loadHfModel(join(tmp, "unpermuted"), llama2cOrderBackend), tokens);
     expect(Math.max(...bad.map((v, i) => Math.abs(v - expected[i])))).toBeGreaterThan(1e-3);
   });
 

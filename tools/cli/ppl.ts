@@ -116,7 +116,7 @@ function compareWithProgress(original: LogitsModel, modified: LogitsModel, windo
 async function runHf(values: Values, blobPath: string, blob: Blob, modelPath: string) {
   const backend = await openMatmulBackend();
   try {
-    const model: HfModel = loadHfModel(modelPath, backend);
+    const model: HfModel = await loadHfModel(modelPath, backend);
     const { vocabSize, hiddenSize, tiedEmbeddings } = model.config;
     checkShape(blob, blobPath, modelPath, vocabSize, hiddenSize);
     const plan = windowsFor(values, { vocab: vocabSize, maxPositions: model.config.maxPositions, tokenizerDir: modelPath });

@@ -8,8 +8,6 @@
 // Anything else is refused by name, as are options whose arithmetic the forward does not implement
 // (other rope_scaling types, mlp biases, activations other than SiLU), so a checkpoint is either
 // run as its own code would run it or not at all.
-import { readFileSync } from "node:fs";
-import { join } from "node:path";
 import { CarvqError } from "../errors.ts";
 
 export const SUPPORTED_ARCHITECTURES = ["LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM", "Phi3ForCausalLM"] as const;
@@ -50,25 +48,6 @@ export interface HfConfig {
 }
 
 type Json = Record<string, unknown>;
-
-/** Reads `dir`/config.json; every problem is one line naming the file and the field. */
-export function readHfConfig(dir: string): HfConfig {
-  const path = join(dir, "config.json");
-  let text: string;
-  try {
-    text = readFileSync(path, "utf8");
-  } catch (err) {
-    throw new CarvqError(`${path}: cannot read (${(err as NodeJS.ErrnoException).code ?? String(err)}); a Hugging Face model folder holds config.json`);
-  }
-  let json: unknown;
-  try {
-    json = JSON.parse(text);
-  } catch (err) {
-    throw new CarvqError(`${path}: not valid JSON (${err instanceof Error ? err.message : String(err)})`);
-  }
-  if (typeof json !== "object" || json === null || Array.isArray(json)) throw new CarvqError(`${path}: expected a JSON object`);
-  return parseHfConfig(json as Json, path);
-}
 
 /** Interprets a parsed config.json (`where` names it in messages). */
 export function parseHfConfig(json: Json, where: string): HfConfig {

@@ -4,11 +4,12 @@
 // biases) are widened to f32 once. Tensor names follow transformers' modeling code for each
 // architecture; a missing tensor or a shape that disagrees with config.json is a one-line error
 // naming both.
+import { join } from "node:path";
 import { CarvqError } from "../errors.ts";
 import type { Matrix } from "../matrix.ts";
 import { convertBf16ToF32, convertF16ToF32 } from "../readers/halfFloat.ts";
-import { openCheckpoint, type Checkpoint } from "./checkpoint.ts";
-import { readHfConfig, type HfConfig } from "./config.ts";
+import { openCheckpoint, type Checkpoint } from "../readers/checkpoint.ts";
+import { parseHfConfig, type HfConfig } from "./config.ts";
 import type { MatmulBackend, WeightArray, WeightDtype } from "./matmul.ts";
 
 /** A matrix [outDim, inDim] (an nn.Linear weight, or the embedding [vocab, hidden]) at stored precision. */
@@ -100,17 +101,14 @@ export function withHfInputEmbedding(model: HfModel, embedding: InputEmbedding, 
 const DTYPES: Readonly<Record<string, WeightDtype>> = { F32: "f32", F16: "f16", BF16: "bf16" };
 
 /** Loads a Hugging Face folder (config.json + safetensors, single or sharded) onto `backend`. */
-export function loadHfModel(dir: string, backend: MatmulBackend): HfModel {
-  const config = readHfConfig(dir);
-  const checkpoint = openCheckpoint(dir);
-  try {
-    return buildModel(dir, config, checkpoint, backend);
-  } finally {
-    checkpoint.close();
-  }
+export async function loadHfModel(dir: string, backend: MatmulBackend): Promise<HfModel> {
+  const checkpoint = await openCheckpoint(dir);
+  if (checkpoint.config === undefined) throw new CarvqError(`${dir}: not a Hugging Face model folder (no config.json beside the weights)`);
+  const config = parseHfConfig(checkpoint.config, join(dir, "config.json"));
+  return buildModel(dir, config, checkpoint, backend);
 }
 
-function buildModel(dir: string, config: HfConfig, checkpoint: Checkpoint, backend: MatmulBackend): HfModel {
+async function buildModel(dir: string, config: HfConfig, checkpoint: Checkpoint, backend: MatmulBackend): Promise<HfModel> {
   const { hiddenSize: d, intermediateSize: ffn, heads, kvHeads, headDim, vocabSize } = config;
   const info = (name: string) => {
     const tensor = checkpoint.tensors.get(name);
@@ -124,21 +122,27 @@ function buildModel(dir: string, config: HfConfig, checkpoint: Checkpoint, backe
     }
   };
   const dtypeOf = (name: string): WeightDtype => {
-    const dtype = DTYPES[info(name).dtype];
-    if (dtype === undefined) throw new CarvqError(`${dir}: tensor ${name} has dtype ${info(name).dtype}; expected F32, F16 or BF16`);
+    const t = info(name);
+    const dtype = DTYPES[t.dtype];
+    if (dtype === undefined || t.quantized || t.bigEndian || t.strides !== undefined) {
+      throw new CarvqError(`${dir}: tensor ${name} is stored as ${t.dtype}${t.bigEndian ? " big-endian" : ""}${t.strides ? " in a non-row-major order" : ""}; the forward reads F32, F16 or BF16 little-endian row-major tensors`);
+    }
     return dtype;
   };
-  const matrix = (name: string, outDim: number, inDim: number): Weight => {
+  const matrix = async (name: string, outDim: number, inDim: number): Promise<Weight> => {
     checkShape(name, [outDim, inDim]);
     const dtype = dtypeOf(name);
     const data = backend.allocWeight(dtype, outDim * inDim);
-    new Uint8Array(data.buffer, data.byteOffset, data.byteLength).set(checkpoint.readRaw(name));
+    const raw = await checkpoint.readRaw(name);
+    if (raw.byteLength !== data.byteLength) throw new CarvqError(`${dir}: tensor ${name} holds ${raw.byteLength} bytes; [${outDim}, ${inDim}] of ${dtype} needs ${data.byteLength}`);
+    new Uint8Array(data.buffer, data.byteOffset, data.byteLength).set(raw);
     return { name, dtype, data, outDim, inDim };
   };
-  const vector = (name: string, length: number): Float32Array => {
+  const vector = async (name: string, length: number): Promise<Float32Array> => {
     checkShape(name, [length]);
     const dtype = dtypeOf(name);
-    const raw = checkpoint.readRaw(name);
+    const raw = await checkpoint.readRaw(name);
+    if (raw.byteLength !== length * (dtype === "f32" ? 4 : 2)) throw new CarvqError(`${dir}: tensor ${name} holds ${raw.byteLength} bytes; [${length}] of ${dtype} needs ${length * (dtype === "f32" ? 4 : 2)}`);
     if (dtype === "f32") return new Float32Array(raw.slice().buffer);
     const out = new Float32Array(length);
     const halves = new Uint16Array(raw.slice().buffer);
@@ -153,33 +157,33 @@ function buildModel(dir: string, config: HfConfig, checkpoint: Checkpoint, backe
     const p = `model.layers.${l}.`;
     const fused = config.fusedProjections;
     layers.push({
-      inputNorm: vector(`${p}input_layernorm.weight`, d),
-      q: fused ? null : matrix(`${p}self_attn.q_proj.weight`, qDim, d),
-      k: fused ? null : matrix(`${p}self_attn.k_proj.weight`, kvDim, d),
-      v: fused ? null : matrix(`${p}self_attn.v_proj.weight`, kvDim, d),
-      qkv: fused ? matrix(`${p}self_attn.qkv_proj.weight`, qDim + 2 * kvDim, d) : null,
-      qBias: config.qkvBias ? vector(`${p}self_attn.q_proj.bias`, qDim) : null,
-      kBias: config.qkvBias ? vector(`${p}self_attn.k_proj.bias`, kvDim) : null,
-      vBias: config.qkvBias ? vector(`${p}self_attn.v_proj.bias`, kvDim) : null,
-      o: matrix(`${p}self_attn.o_proj.weight`, d, qDim),
-      oBias: config.oBias ? vector(`${p}self_attn.o_proj.bias`, d) : null,
-      postNorm: vector(`${p}post_attention_layernorm.weight`, d),
-      gate: fused ? null : matrix(`${p}mlp.gate_proj.weight`, ffn, d),
-      up: fused ? null : matrix(`${p}mlp.up_proj.weight`, ffn, d),
-      gateUp: fused ? matrix(`${p}mlp.gate_up_proj.weight`, 2 * ffn, d) : null,
-      down: matrix(`${p}mlp.down_proj.weight`, d, ffn),
+      inputNorm: await vector(`${p}input_layernorm.weight`, d),
+      q: fused ? null : await matrix(`${p}self_attn.q_proj.weight`, qDim, d),
+      k: fused ? null : await matrix(`${p}self_attn.k_proj.weight`, kvDim, d),
+      v: fused ? null : await matrix(`${p}self_attn.v_proj.weight`, kvDim, d),
+      qkv: fused ? await matrix(`${p}self_attn.qkv_proj.weight`, qDim + 2 * kvDim, d) : null,
+      qBias: config.qkvBias ? await vector(`${p}self_attn.q_proj.bias`, qDim) : null,
+      kBias: config.qkvBias ? await vector(`${p}self_attn.k_proj.bias`, kvDim) : null,
+      vBias: config.qkvBias ? await vector(`${p}self_attn.v_proj.bias`, kvDim) : null,
+      o: await matrix(`${p}self_attn.o_proj.weight`, d, qDim),
+      oBias: config.oBias ? await vector(`${p}self_attn.o_proj.bias`, d) : null,
+      postNorm: await vector(`${p}post_attention_layernorm.weight`, d),
+      gate: fused ? null : await matrix(`${p}mlp.gate_proj.weight`, ffn, d),
+      up: fused ? null : await matrix(`${p}mlp.up_proj.weight`, ffn, d),
+      gateUp: fused ? await matrix(`${p}mlp.gate_up_proj.weight`, 2 * ffn, d) : null,
+      down: await matrix(`${p}mlp.down_proj.weight`, d, ffn),
     });
   }
-  const embedTokens = matrix("model.embed_tokens.weight", vocabSize, d);
+  const embedTokens = await matrix("model.embed_tokens.weight", vocabSize, d);
   // A tied checkpoint may still store lm_head.weight (a copy); transformers ties it to the embedding.
-  const lmHead = config.tiedEmbeddings ? embedTokens : matrix("lm_head.weight", vocabSize, d);
+  const lmHead = config.tiedEmbeddings ? embedTokens : await matrix("lm_head.weight", vocabSize, d);
   return {
     path: dir,
     config,
     embedding: weightEmbedding(embedTokens),
     embedTokens,
     layers,
-    finalNorm: vector("model.norm.weight", d),
+    finalNorm: await vector("model.norm.weight", d),
     lmHead,
     backend,
   };
