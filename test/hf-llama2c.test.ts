@@ -9,11 +9,11 @@ import { compressMatrix } from "../tools/compress.ts";
 import { decodeAll } from "../tools/decoder.ts";
 import { evaluatePerplexity, originalEvaluation } from "../tools/eval/perplexity.ts";
 import { windowLogits } from "../tools/hf/forward.ts";
-import { referenceBackend, widenRow, type MatmulBackend } from "../tools/hf/matmul.ts";
+import { referenceBackend } from "../tools/hf/matmul.ts";
 import { loadHfModel } from "../tools/hf/model.ts";
 import { loadHfTokenizer } from "../tools/hf/tokenizer.ts";
 import { llama2cToHf, writeHfFolder } from "../tools/hf/write.ts";
-import { matmul as llama2cMatmul, sequenceLogits } from "../tools/llama2c/forward.ts";
+import { sequenceLogits } from "../tools/llama2c/forward.ts";
 import { inputEmbedding, loadLlama2cModel, type Llama2cModel } from "../tools/llama2c/model.ts";
 import { encode, loadTokenizer } from "../tools/llama2c/tokenizer.ts";
 
@@ -22,24 +22,6 @@ const MODEL = join(MODELS, "stories260K.bin");
 const TOKENIZER = join(MODELS, "tok512.bin");
 const haveModel = existsSync(MODEL) && existsSync(TOKENIZER);
 if (!haveModel) console.warn(`skipping Hugging Face exactness tests: ${MODEL} or ${TOKENIZER} is absent (see ../shared/models/README.md)`);
-
-/**
- * A backend summing each product as the llama2.c forward does (four double partial sums), so the
- * two forwards can be compared bit for bit: any difference is then in the transformer, not in the
- * order of a sum.
- */
-const llama2cOrderBackend: MatmulBackend = {
-  ...referenceBackend,
-  matmul(job) {
-    const w = new Float32Array(job.inDim * job.outDim);
-    const row = new Float32Array(job.inDim);
-    for (let o = 0; o < job.outDim; o++) {
-      widenRow(job, o, row);
-      w.set(row, o * job.inDim);
-    }
-    for (let t = 0; t < job.rows; t++) llama2cMatmul(job.out, t * job.outDim, job.x.subarray(t * job.inDim, (t + 1) * job.inDim), w, job.inDim, job.outDim);
-  },
-};
 
 const relative = (a: number, b: number) => Math.abs(a - b) / Math.abs(b);
 
@@ -54,21 +36,20 @@ describe.skipIf(!haveModel)("stories260K as a Hugging Face Llama folder", () => 
   afterAll(() => rmSync(tmp, { recursive: true, force: true }));
   afterEach(() => vi.restoreAllMocks());
 
-  it("gives llama2.c's logits bit for bit when products sum in llama2.c's order (rotate-half RoPE on permuted q/k rows)", async () => {
-    const hf = await loadHfModel(folder, llama2cOrderBackend);
+  it("gives llama2.c's logits to f32 rounding (rotate-half RoPE on permuted q/k rows); unpermuted rows do not", async () => {
+    const hf = await loadHfModel(folder, referenceBackend);
     expect(hf.config.tiedEmbeddings).toBe(true);
     const tokens = Array.from(originalEvaluation(model, { sequences: 1, length: 40 }).sequences[0]);
     const expected = sequenceLogits(model, tokens);
-    const got = windowLogits(hf, tokens);
-    let differing = 0;
-    for (let i = 0; i < expected.length; i++) if (got[i] !== expected[i]) differing++;
-    expect(differing).toBe(0);
-    // Unpermuted q/k rows (rotate-half applied to llama2.c's layout) are not the same model.
-    const wrong = llama2cToHf(model);
-    const unpermuted = { ...wrong, tensors: wrong.tensors.map((t) => (/[qk]_proj/.test(t.name) ? { ...t, data: qkOf(model, t.name) } : t)) };
+    const worst = (got: Float32Array) => Math.max(...got.map((v, i) => Math.abs(v - expected[i])));
+    const scale = Math.max(...expected.map(Math.abs));
+    expect(scale).toBeGreaterThan(5);
+    expect(worst(windowLogits(hf, tokens))).toBeLessThan(1e-5 * scale);
+    // rotate-half applied to llama2.c's interleaved layout is another model.
+    const exported = llama2cToHf(model);
+    const unpermuted = { ...exported, tensors: exported.tensors.map((t) => (/[qk]_proj/.test(t.name) ? { ...t, data: qkOf(model, t.name) } : t)) };
     writeHfFolder(join(tmp, "unpermuted"), unpermuted);
-    const bad = windowLogits(await loadHfModel(join(tmp, "unpermuted"), llama2cOrderBackend), tokens);
-    expect(Math.max(...bad.map((v, i) => Math.abs(v - expected[i])))).toBeGreaterThan(1e-3);
+    expect(worst(windowLogits(await loadHfModel(join(tmp, "unpermuted"), referenceBackend), tokens))).toBeGreaterThan(0.01 * scale);
   });
 
   it("tokenizer.json through @huggingface/tokenizers gives run.c's encode ids (BOS first)", () => {

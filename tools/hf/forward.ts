@@ -7,10 +7,10 @@
 //              x += causal softmax(q kᵀ / sqrt(headDim)) v  Woᵀ (+ bias)   (GQA: heads / kvHeads q heads per kv head)
 //              h = rmsnorm(x); x += (silu(h Wgateᵀ) * h Wupᵀ) Wdownᵀ    (Phi-3: one fused [gate; up])
 //   hidden = rmsnorm(x); logits = hidden · lm_headᵀ (headLogits, in row chunks: the vocabulary is large)
-// The elementwise arithmetic is the llama2.c forward's (tools/llama2c/forward.ts): RMSNorm and RoPE
-// in doubles rounded to f32, attention scores, softmax and the weighted sum of values in doubles. So
-// a llama2.c model exported to this layout (tools/hf/write.ts) gives the same numbers wherever the
-// products sum in the same order.
+// The elementwise arithmetic is the llama2.c forward's (tools/llama2c/forward.ts): RMSNorm, RoPE and
+// the softmax in doubles rounded to f32. Attention's two products (q · kᵀ and p · v) run on the
+// backend like the projections, in f32 where llama2.c sums in doubles: a llama2.c model exported to
+// this layout (tools/hf/write.ts) gives its perplexity to about 1e-7 relative, not to the bit.
 import { CarvqError } from "../errors.ts";
 import { ropeInverseFrequencies } from "./config.ts";
 import type { Weight } from "./model.ts";
@@ -75,43 +75,81 @@ function applyRope(model: HfModel, q: Float32Array, k: Float32Array, rows: numbe
   }
 }
 
-/** Causal grouped-query attention: out[t, head h] = Σ_{s <= t} softmax_s(q_t,h · k_s,g / sqrt(headDim)) v_s,g. */
+/** Scratch weights for attention's products, allocated through the backend once per size (it may keep them). */
+interface AttentionScratch {
+  /** Values each array holds (positions x headDim, for any model on this backend). */
+  readonly capacity: number;
+  /** One kv head's keys, [T x headDim]: the "weight" of q · kᵀ. */
+  readonly keys: Float32Array;
+  /** One kv head's values transposed, [headDim x T]: the "weight" of p · v. */
+  readonly valuesT: Float32Array;
+}
+
+const attentionScratch = new WeakMap<object, AttentionScratch>();
+
+function scratchFor(model: HfModel, rows: number): AttentionScratch {
+  const { backend } = model;
+  let scratch = attentionScratch.get(backend);
+  const needed = rows * model.config.headDim;
+  if (scratch === undefined || scratch.capacity < needed) {
+    const capacity = Math.max(needed, scratch?.capacity ?? 0);
+    scratch = {
+      capacity,
+      keys: backend.allocWeight("f32", capacity) as Float32Array,
+      valuesT: backend.allocWeight("f32", capacity) as Float32Array,
+    };
+    attentionScratch.set(backend, scratch);
+  }
+  return scratch;
+}
+
+/**
+ * Causal grouped-query attention: out[t, head h] = Σ_{s <= t} softmax_s(q_t,h · k_s,g / sqrt(headDim)) v_s,g
+ * with g = the kv head of h. Per kv head, two products on the backend: scores = Q kᵀ for the group's
+ * query heads stacked [group·T x headDim], then (masked softmax) · v. The masked half of the score
+ * matrix is computed and discarded: at T = 512 that is a few percent of the window's products, and
+ * it keeps attention on the same kernel as every other product.
+ */
 function attention(model: HfModel, q: Float32Array, k: Float32Array, v: Float32Array, rows: number, out: Float32Array): void {
   const { heads, kvHeads, headDim } = model.config;
   const qStride = heads * headDim;
   const kvStride = kvHeads * headDim;
   const group = heads / kvHeads;
   const scale = 1 / Math.sqrt(headDim);
-  const scores = new Float64Array(rows);
-  const acc = new Float64Array(headDim);
-  for (let t = 0; t < rows; t++) {
-    for (let h = 0; h < heads; h++) {
-      const qa = t * qStride + h * headDim;
-      const kvOff = Math.floor(h / group) * headDim;
-      let max = -Infinity;
-      for (let s = 0; s <= t; s++) {
-        const ka = s * kvStride + kvOff;
-        let score = 0;
-        for (let i = 0; i < headDim; i++) score += q[qa + i] * k[ka + i];
-        score *= scale;
-        scores[s] = score;
-        if (score > max) max = score;
+  const { keys, valuesT } = scratchFor(model, rows);
+  const queries = new Float32Array(group * rows * headDim);
+  const scores = new Float32Array(group * rows * rows);
+  const mixed = new Float32Array(group * rows * headDim);
+  const e = new Float64Array(rows);
+  for (let g = 0; g < kvHeads; g++) {
+    for (let s = 0; s < rows; s++) {
+      for (let i = 0; i < headDim; i++) {
+        keys[s * headDim + i] = k[s * kvStride + g * headDim + i];
+        valuesT[i * rows + s] = v[s * kvStride + g * headDim + i];
       }
-      let total = 0;
-      for (let s = 0; s <= t; s++) {
-        const e = Math.exp(scores[s] - max);
-        scores[s] = e;
-        total += e;
-      }
-      acc.fill(0);
-      for (let s = 0; s <= t; s++) {
-        const a = scores[s] / total;
-        const va = s * kvStride + kvOff;
-        for (let i = 0; i < headDim; i++) acc[i] += a * v[va + i];
-      }
-      for (let i = 0; i < headDim; i++) out[qa + i] = acc[i];
+    }
+    for (let j = 0; j < group; j++) {
+      const h = g * group + j;
+      for (let t = 0; t < rows; t++) queries.set(q.subarray(t * qStride + h * headDim, t * qStride + (h + 1) * headDim), (j * rows + t) * headDim);
+    }
+    model.backend.matmul({ x: queries, rows: group * rows, weight: keys, dtype: "f32", inDim: headDim, outDim: rows, out: scores });
+    for (let r = 0; r < group * rows; r++) softmaxCausal(scores, r * rows, r % rows, rows, scale, e);
+    model.backend.matmul({ x: scores, rows: group * rows, weight: valuesT, dtype: "f32", inDim: rows, outDim: headDim, out: mixed });
+    for (let j = 0; j < group; j++) {
+      const h = g * group + j;
+      for (let t = 0; t < rows; t++) out.set(mixed.subarray((j * rows + t) * headDim, (j * rows + t + 1) * headDim), t * qStride + h * headDim);
     }
   }
+}
+
+/** In place on row[at, at + rows): softmax of scale * row over s <= t (in doubles, `e` scratch), zero for s > t. */
+function softmaxCausal(row: Float32Array, at: number, t: number, rows: number, scale: number, e: Float64Array): void {
+  let max = -Infinity;
+  for (let s = 0; s <= t; s++) max = Math.max(max, row[at + s] * scale);
+  let total = 0;
+  for (let s = 0; s <= t; s++) total += e[s] = Math.exp(row[at + s] * scale - max);
+  for (let s = 0; s <= t; s++) row[at + s] = e[s] / total;
+  row.fill(0, at + t + 1, at + rows);
 }
 
 const invFreqMemo = new WeakMap<object, Float64Array>();

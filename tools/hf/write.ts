@@ -22,11 +22,19 @@ export interface TensorToWrite {
   readonly dtype: StoredDtype;
 }
 
-/** bf16 bits of an f32 value, rounded to nearest even (NaN kept a NaN). */
-export function f32ToBf16(value: number): number {
-  const bits = new Uint32Array(new Float32Array([value]).buffer)[0];
+/** bf16 bits of f32 bits, rounded to nearest even (NaN kept a NaN). */
+function bitsToBf16(bits: number): number {
   if ((bits & 0x7f800000) === 0x7f800000 && (bits & 0x7fffff) !== 0) return (bits >>> 16) | 0x40;
   return ((bits + 0x7fff + ((bits >>> 16) & 1)) >>> 16) & 0xffff;
+}
+
+const scratchF32 = new Float32Array(1);
+const scratchBits = new Uint32Array(scratchF32.buffer);
+
+/** bf16 bits of an f32 value, rounded to nearest even (NaN kept a NaN). */
+export function f32ToBf16(value: number): number {
+  scratchF32[0] = value;
+  return bitsToBf16(scratchBits[0]);
 }
 
 function elementCount(t: TensorToWrite): number {
@@ -38,8 +46,12 @@ function encodeTensor(t: TensorToWrite): Uint8Array {
   if (data.length !== elementCount(t)) throw new Error(`${t.name}: ${data.length} values for shape [${t.shape.join(", ")}]`);
   if (t.dtype === "F32") return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
   const halves = new Uint16Array(data.length);
-  const round = t.dtype === "BF16" ? f32ToBf16 : f32ToF16;
-  for (let i = 0; i < halves.length; i++) halves[i] = round(data[i]);
+  if (t.dtype === "BF16") {
+    const bits = new Uint32Array(data.buffer, data.byteOffset, data.length);
+    for (let i = 0; i < halves.length; i++) halves[i] = bitsToBf16(bits[i]);
+  } else {
+    for (let i = 0; i < halves.length; i++) halves[i] = f32ToF16(data[i]);
+  }
   return new Uint8Array(halves.buffer);
 }
 

@@ -77,7 +77,7 @@ function rmsnorm(out: Float32Array, x: Float32Array, weight: Float32Array, n: nu
 }
 
 /** out[outAt + i] = sum_j w[i * n + j] * x[j] for i < d (w row-major [d, n]). */
-export function matmul(out: Float32Array, outAt: number, x: Float32Array, w: Float32Array, n: number, d: number): void {
+function matmul(out: Float32Array, outAt: number, x: Float32Array, w: Float32Array, n: number, d: number): void {
   // Four independent partial sums per row let the CPU overlap the multiply-adds.
   const n4 = n & ~3;
   for (let i = 0; i < d; i++) {
