@@ -1,4 +1,4 @@
-import { readFileSync, statSync } from "node:fs";
+import { statSync } from "node:fs";
 import { readBlobFile, type Blob } from "../blob/reader.ts";
 import { decodeAll, decodeToken } from "../decoder.ts";
 import { CarvqError } from "../errors.ts";
@@ -6,8 +6,7 @@ import { bitsPerParameter } from "../eval/bpp.ts";
 import { evaluatePerplexity } from "../eval/perplexity.ts";
 import { openMatmulBackend } from "../hf/backend.ts";
 import { loadHfModel, withHfInputEmbedding, type HfModel, type InputEmbedding } from "../hf/model.ts";
-import { comparePerplexity, hfLogitsModel, llama2cLogitsModel, readTokenWindows, textWindows, type ComparisonResult, type LogitsModel, type Window } from "../hf/perplexity.ts";
-import { loadHfTokenizer } from "../hf/tokenizer.ts";
+import { comparePerplexity, hfLogitsModel, llama2cLogitsModel, readTextWindows, readTokenWindows, type ComparisonResult, type LogitsModel, type Window } from "../hf/perplexity.ts";
 import { loadLlama2cModel, withInputEmbedding, type Llama2cModel } from "../llama2c/model.ts";
 import { DEFAULT_SAMPLE_OPTIONS } from "../llama2c/sample.ts";
 import { startProgress } from "../progress.ts";
@@ -91,17 +90,8 @@ function windowsFor(values: Values, model: { vocab: number; maxPositions: number
   if (model.tokenizerDir === null) throw usage("--text needs a Hugging Face folder (its tokenizer.json); for a llama2.c model give --tokens, or neither for sampled text");
   const ctx = intOption("ppl", "ctx", values.ctx as string | undefined, Math.min(DEFAULT_CTX, model.maxPositions), 2, model.maxPositions);
   const stride = intOption("ppl", "stride", values.stride as string | undefined, ctx, 1, ctx);
-  let text: string;
-  try {
-    text = new TextDecoder("utf-8", { fatal: true }).decode(readFileSync(textPath));
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    throw new CarvqError(`${textPath}: ${code === undefined ? "not valid UTF-8 text" : `cannot read (${code})`}`);
-  }
-  const ids = loadHfTokenizer(model.tokenizerDir).encode(text);
-  const windows = textWindows(ids, ctx, stride);
-  if (windows.length === 0) throw new CarvqError(`${textPath}: ${ids.length} token(s); at least 2 are needed to score a prediction`);
-  return { windows, described: `${ids.length} tokens of ${textPath} in ${windows.length} windows (ctx ${ctx}, stride ${stride})`, ctx, stride };
+  const { windows, tokens } = readTextWindows(textPath, model.tokenizerDir, ctx, stride);
+  return { windows, described: `${tokens} tokens of ${textPath} in ${windows.length} windows (ctx ${ctx}, stride ${stride})`, ctx, stride };
 }
 
 function compareWithProgress(original: LogitsModel, modified: LogitsModel, windows: readonly Window[]): ComparisonResult {

@@ -13,6 +13,7 @@ import { sequenceLogits } from "../llama2c/forward.ts";
 import type { Llama2cModel } from "../llama2c/model.ts";
 import { headLogits, prefill } from "./forward.ts";
 import type { HfModel } from "./model.ts";
+import { loadHfTokenizer } from "./tokenizer.ts";
 
 export interface Window {
   readonly tokens: Int32Array;
@@ -42,13 +43,24 @@ export interface ComparisonResult {
   readonly windows: number;
 }
 
-export function hfLogitsModel(model: HfModel): LogitsModel {
+/**
+ * A Hugging Face model as a LogitsModel. With `remember`, each window's final hidden states are kept
+ * (T x hidden floats, keyed by the window's token array), so comparing several blobs against the same
+ * original model runs its layers once per window; only the head is run again.
+ */
+export function hfLogitsModel(model: HfModel, options: { remember?: boolean } = {}): LogitsModel {
+  const remembered = new WeakMap<Int32Array, Float32Array>();
   return {
     vocab: model.config.vocabSize,
     maxPositions: model.config.maxPositions,
     run(tokens) {
-      const hidden = prefill(model, tokens);
-      return { rows: (from, count, out) => headLogits(model, hidden, from, count, out) };
+      let hidden = options.remember ? remembered.get(tokens) : undefined;
+      if (hidden === undefined) {
+        hidden = prefill(model, tokens);
+        if (options.remember) remembered.set(tokens, hidden);
+      }
+      const states = hidden;
+      return { rows: (from, count, out) => headLogits(model, states, from, count, out) };
     },
   };
 }
@@ -136,6 +148,21 @@ export function textWindows(ids: readonly number[], ctx: number, stride: number)
     if (end === ids.length) break;
   }
   return windows;
+}
+
+/** A UTF-8 text file tokenized with `tokenizerDir`'s tokenizer.json and cut by textWindows. */
+export function readTextWindows(path: string, tokenizerDir: string, ctx: number, stride: number): { windows: Window[]; tokens: number } {
+  let text: string;
+  try {
+    text = new TextDecoder("utf-8", { fatal: true }).decode(readFileSync(path));
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    throw new CarvqError(`${path}: ${code === undefined ? "not valid UTF-8 text" : `cannot read (${code})`}`);
+  }
+  const ids = loadHfTokenizer(tokenizerDir).encode(text);
+  const windows = textWindows(ids, ctx, stride);
+  if (windows.length === 0) throw new CarvqError(`${path}: ${ids.length} token(s); at least 2 are needed to score a prediction`);
+  return { windows, tokens: ids.length };
 }
 
 /** Reads a --tokens file: a JSON array of token-id arrays, each one window from position 0, all of it scored. */
