@@ -22,8 +22,8 @@ const help = `carvq report <input> -o <dir> [--budgets 1.5,2,3] [--text FILE | -
 Compresses one model's embedding table at several sizes with every method and writes a
 rate–distortion report: <dir>/report.md (a Markdown table and the command that made it),
 <dir>/report.svg (bits per parameter against relMSE and NN@10, and perplexity for a llama2.c
-model, or for a Hugging Face folder with --text or --tokens) and <dir>/report.json (every run's figures). Every blob is decoded and measured on the
-whole table.
+model, or for a Hugging Face folder with --text or --tokens) and <dir>/report.json (every run's
+figures). Every blob is decoded and measured on the whole table.
 
 Runs: the scalar baselines int4, int3, int2 (block 32); the paper's recipe (row layout, h 8,
 g 1024, greedy) with 1 to 4 levels; and, for each budget, the auto-configured choice of
