@@ -8,9 +8,12 @@ import { pplCommand } from "../tools/cli/ppl.ts";
 import { compressMatrix } from "../tools/compress.ts";
 import { decodeAll } from "../tools/decoder.ts";
 import { evaluatePerplexity, originalEvaluation } from "../tools/eval/perplexity.ts";
+import { CarvqError } from "../tools/errors.ts";
 import { windowLogits } from "../tools/hf/forward.ts";
+import { comparePerplexity, hfLogitsModel } from "../tools/hf/perplexity.ts";
+import { renderMarkdown, runReport } from "../tools/plan/report.ts";
 import { referenceBackend } from "../tools/hf/matmul.ts";
-import { loadHfModel } from "../tools/hf/model.ts";
+import { loadHfModel, matrixEmbedding, withHfInputEmbedding } from "../tools/hf/model.ts";
 import { loadHfTokenizer } from "../tools/hf/tokenizer.ts";
 import { llama2cToHf, writeHfFolder } from "../tools/hf/write.ts";
 import { sequenceLogits } from "../tools/llama2c/forward.ts";
@@ -116,6 +119,70 @@ describe.skipIf(!haveModel)("stories260K as a Hugging Face Llama folder", () => 
     expect(fromText.ppl).toBe(fromTokens.ppl);
     expect(fromText.kl).toBe(fromTokens.kl);
     expect(fromText.kl).toBeGreaterThan(0);
+  });
+});
+
+describe.skipIf(!haveModel)("carvq report and ppl on a Hugging Face folder", () => {
+  const tmp = mkdtempSync(join(tmpdir(), "carvq-hf-report-"));
+  const folder = join(tmp, "stories260K-hf");
+  let model: Llama2cModel;
+  beforeAll(() => {
+    model = loadLlama2cModel(MODEL);
+    writeHfFolder(folder, llama2cToHf(model, loadTokenizer(TOKENIZER, 512)));
+  });
+  afterAll(() => rmSync(tmp, { recursive: true, force: true }));
+  afterEach(() => vi.restoreAllMocks());
+
+  it("report's ppl and kl columns through the folder equal the llama2.c model's on the same sequences", async () => {
+    const options = { sequences: 2, length: 32 };
+    const hf = await loadHfModel(folder, referenceBackend);
+    const windows = originalEvaluation(model, options).sequences.map((tokens) => ({ tokens: Int32Array.from(tokens), firstTarget: 1 }));
+    const original = hfLogitsModel(hf, { remember: true });
+    const result = await runReport(inputEmbedding(model), {
+      budgets: [],
+      paperLevels: [],
+      scalars: ["int4", "int2"],
+      seed: 0,
+      threads: 1,
+      from: { source: folder },
+      perplexity: {
+        describe: "two sampled sequences",
+        measure: (decoded) => comparePerplexity({ original, modified: hfLogitsModel(withHfInputEmbedding(hf, matrixEmbedding(decoded))), windows }),
+      },
+    });
+    expect(result.runs.map((r) => r.method)).toEqual(["int4", "int2"]);
+    for (const run of result.runs) {
+      const blob = compressMatrix(inputEmbedding(model), { method: run.method as "int4" | "int2", block: 32 });
+      const reference = evaluatePerplexity(model, decodeAll(blob.blob), options);
+      expect(relative(run.ppl as number, reference.ppl)).toBeLessThan(1e-5);
+      expect(relative(run.kl as number, reference.kl)).toBeLessThan(1e-5);
+    }
+    expect(result.runs[1].kl).toBeGreaterThan(result.runs[0].kl as number);
+    expect(renderMarkdown(result, "carvq report")).toContain("on two sampled sequences; original perplexity");
+  });
+
+  it("carvq ppl refuses conflicting or missing evaluation options with exit code 2, and --help names them", async () => {
+    const blobPath = join(tmp, "int4.carvq");
+    writeFileSync(blobPath, compressMatrix(inputEmbedding(model), { method: "int4" }).bytes);
+    const usage = async (args: string[], pattern: RegExp) => {
+      const error = await pplCommand.run([blobPath, ...args]).then(() => null, (e: unknown) => e);
+      expect(error).toBeInstanceOf(CarvqError);
+      expect((error as CarvqError).exitCode).toBe(2);
+      expect((error as Error).message).toMatch(pattern);
+    };
+    await usage(["--model", folder], /is a Hugging Face folder: give --text FILE or --tokens FILE\.json/);
+    await usage(["--model", folder, "--text", "a.txt", "--tokens", "b.json"], /give --text or --tokens, not both/);
+    await usage(["--model", MODEL, "--ctx", "8"], /--ctx cuts a --text into windows; it needs --text/);
+    await usage(["--model", MODEL, "--text", blobPath], /--text needs a Hugging Face folder/);
+    await usage(["--model", folder, "--tokens", "b.json", "--seed", "3"], /--seed sets the sampled text/);
+    const badTokens = join(tmp, "bad.json");
+    writeFileSync(badTokens, JSON.stringify([[1, 2, 512]]));
+    await expect(pplCommand.run([blobPath, "--model", folder, "--tokens", badTokens])).rejects.toThrow(/sequence 0, position 2: token 512 is not an id from 0 to 511/);
+
+    const output: string[] = [];
+    vi.spyOn(process.stdout, "write").mockImplementation((chunk) => (output.push(String(chunk)), true));
+    await pplCommand.run(["--help"]);
+    for (const flag of ["--text", "--tokens", "--ctx", "--stride", "LlamaForCausalLM", "Qwen2ForCausalLM", "Phi3ForCausalLM", "MistralForCausalLM", "tied"]) expect(output.join("")).toContain(flag);
   });
 });
 
