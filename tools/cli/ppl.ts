@@ -25,7 +25,8 @@ the input embedding (the output says which).
 
 Models: a Hugging Face folder (config.json, model.safetensors or a sharded index, tokenizer.json
 for --text) of LlamaForCausalLM (Llama 2, 3, 3.1, 3.2), MistralForCausalLM, Qwen2ForCausalLM or
-Phi3ForCausalLM (Phi-3, Phi-4), weights bf16, f16 or f32; or a llama2.c checkpoint.
+Phi3ForCausalLM (Phi-3, Phi-3.5, Phi-4, Phi-4-mini), weights bf16, f16 or f32; or a llama2.c
+checkpoint.
 
 Evaluation text, one of:
   --text FILE         a UTF-8 text, tokenized with the folder's tokenizer.json (special tokens as the
