@@ -13,8 +13,7 @@
 // this layout (tools/hf/write.ts) gives its perplexity to about 1e-7 relative, not to the bit.
 import { CarvqError } from "../errors.ts";
 import { ropeAttentionFactor, ropeInverseFrequencies } from "./config.ts";
-import type { Weight } from "./model.ts";
-import type { HfModel } from "./model.ts";
+import type { HfModel, Weight } from "./model.ts";
 
 /** out[r] = weight * x[r] / rms(x[r]) for each of `rows` rows of width n. */
 function rmsnormRows(out: Float32Array, x: Float32Array, weight: Float32Array, rows: number, n: number, eps: number): void {
