@@ -10,6 +10,7 @@ import { CarvqError } from "../tools/errors.ts";
 import { parseHfConfig, ropeInverseFrequencies } from "../tools/hf/config.ts";
 import { windowLogits } from "../tools/hf/forward.ts";
 import { referenceBackend } from "../tools/hf/matmul.ts";
+import { openMatmul } from "../tools/hf/matmul-pool.ts";
 import { loadHfModel, matrixEmbedding, withHfInputEmbedding } from "../tools/hf/model.ts";
 import { f32ToBf16, randomHfFolder, writeHfFolder, type HfFolder, type RandomCheckpointOptions, type TensorToWrite } from "../tools/hf/write.ts";
 
@@ -249,6 +250,22 @@ describe("Hugging Face checkpoints that must be the same model", () => {
     expect(got).toEqual(await logitsOf(write(widened)));
     // And bf16 rounding did change the model (the comparison is not between two f32 copies).
     expect(got).not.toEqual(await logitsOf(write(materialize(randomHfFolder(BASE)))));
+  });
+});
+
+describe("Hugging Face forward on the WASM matmul pool", () => {
+  it("gives the reference backend's logits bit for bit on 1 and 2 threads (bf16 Llama 3.2-like, GQA, tied)", async () => {
+    const dir = write(randomHfFolder({ ...BASE, dtype: "BF16", tied: true, hiddenSize: 64, intermediateSize: 96, vocabSize: 300 }));
+    const tokens = Array.from({ length: 24 }, (_, i) => (i * 37) % 300);
+    const expected = windowLogits(await loadHfModel(dir, referenceBackend), tokens);
+    for (const threads of [1, 2]) {
+      const pool = await openMatmul({ threads, minFlops: 0 });
+      try {
+        expect(windowLogits(await loadHfModel(dir, pool), tokens)).toEqual(expected);
+      } finally {
+        await pool.close();
+      }
+    }
   });
 });
 
