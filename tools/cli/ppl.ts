@@ -110,10 +110,13 @@ function compareWithProgress(original: LogitsModel, modified: LogitsModel, windo
 async function runHf(values: Values, blobPath: string, blob: Blob, modelPath: string) {
   const backend = await openMatmulBackend(intOption("ppl", "threads", values.threads as string | undefined, defaultThreads(), 1, 256));
   try {
-    const model: HfModel = await loadHfModel(modelPath, backend);
-    const { vocabSize, hiddenSize, tiedEmbeddings } = model.config;
-    checkShape(blob, blobPath, modelPath, vocabSize, hiddenSize);
-    const plan = windowsFor(values, { vocab: vocabSize, maxPositions: model.config.maxPositions, tokenizerDir: modelPath });
+    let plan: ReturnType<typeof windowsFor> | undefined;
+    const model: HfModel = await loadHfModel(modelPath, backend, (config) => {
+      checkShape(blob, blobPath, modelPath, config.vocabSize, config.hiddenSize);
+      plan = windowsFor(values, { vocab: config.vocabSize, maxPositions: config.maxPositions, tokenizerDir: modelPath });
+    });
+    if (plan === undefined) throw new Error("loadHfModel did not show the config");
+    const { tiedEmbeddings } = model.config;
     const modified = withHfInputEmbedding(model, blobEmbedding(blob), blobPath);
     const result = compareWithProgress(hfLogitsModel(model), hfLogitsModel(modified), plan.windows);
     return { result, described: plan.described, tied: tiedEmbeddings, architecture: model.config.architecture, ctx: plan.ctx, stride: plan.stride };

@@ -67,20 +67,21 @@ function commandLine(argv: string[]): string {
 
 /** Perplexity and KL of a Hugging Face folder's model with a decoded table as its input embedding, on --text or --tokens. */
 async function hfPerplexity(folder: string, backend: MatmulBackend, values: { text?: string; tokens?: string; ctx?: string; stride?: string }): Promise<NonNullable<ReportRequest["perplexity"]>> {
-  const model = await loadHfModel(folder, backend);
-  const { vocabSize, maxPositions } = model.config;
-  let windows: Window[];
-  let describe: string;
-  if (values.text !== undefined) {
-    const ctx = intOption("report", "ctx", values.ctx, Math.min(512, maxPositions), 2, maxPositions);
-    const stride = intOption("report", "stride", values.stride, ctx, 1, ctx);
-    const read = readTextWindows(values.text, folder, ctx, stride);
-    windows = read.windows;
-    describe = `${read.tokens} tokens of ${values.text} (windows of ${ctx} tokens every ${stride})`;
-  } else {
-    windows = readTokenWindows(values.tokens as string, vocabSize, maxPositions);
-    describe = `the ${windows.length} token-id windows of ${values.tokens}`;
-  }
+  let windows: Window[] = [];
+  let describe = "";
+  // The evaluation text is read (and refused if wrong) before the weights are.
+  const model = await loadHfModel(folder, backend, ({ vocabSize, maxPositions }) => {
+    if (values.text !== undefined) {
+      const ctx = intOption("report", "ctx", values.ctx, Math.min(512, maxPositions), 2, maxPositions);
+      const stride = intOption("report", "stride", values.stride, ctx, 1, ctx);
+      const read = readTextWindows(values.text, folder, ctx, stride);
+      windows = read.windows;
+      describe = `${read.tokens} tokens of ${values.text} (windows of ${ctx} tokens every ${stride})`;
+    } else {
+      windows = readTokenWindows(values.tokens as string, vocabSize, maxPositions);
+      describe = `the ${windows.length} token-id windows of ${values.tokens}`;
+    }
+  });
   const original = hfLogitsModel(model, { remember: true });
   return {
     describe,
@@ -136,7 +137,13 @@ export const reportCommand: Command = {
     if (values.text !== undefined && values.tokens !== undefined) throw new CarvqError("carvq report: give --text or --tokens, not both", 2);
     if ((values.ctx !== undefined || values.stride !== undefined) && values.text === undefined) throw new CarvqError("carvq report: --ctx and --stride cut a --text into windows; they need --text", 2);
     const backend = evaluation === undefined ? null : await openMatmulBackend(threads);
-    const perplexity = backend === null ? null : await hfPerplexity(input, backend, values);
+    let perplexity: ReportRequest["perplexity"] = null;
+    try {
+      if (backend !== null) perplexity = await hfPerplexity(input, backend, values);
+    } catch (err) {
+      await backend?.close(); // its worker threads would keep the process alive
+      throw err;
+    }
     let progress: Progress | null = null;
     let stage = "";
     const request: ReportRequest = {

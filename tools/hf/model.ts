@@ -100,11 +100,16 @@ export function withHfInputEmbedding(model: HfModel, embedding: InputEmbedding, 
 
 const DTYPES: Readonly<Record<string, WeightDtype>> = { F32: "f32", F16: "f16", BF16: "bf16" };
 
-/** Loads a Hugging Face folder (config.json + safetensors, single or sharded) onto `backend`. */
-export async function loadHfModel(dir: string, backend: MatmulBackend): Promise<HfModel> {
+/**
+ * Loads a Hugging Face folder (config.json + safetensors, single or sharded) onto `backend`.
+ * `beforeWeights` sees the config before any weight is read (to refuse a mismatched request
+ * before a multi-gigabyte load).
+ */
+export async function loadHfModel(dir: string, backend: MatmulBackend, beforeWeights?: (config: HfConfig) => void): Promise<HfModel> {
   const checkpoint = await openCheckpoint(dir);
   if (checkpoint.config === undefined) throw new CarvqError(`${dir}: not a Hugging Face model folder (no config.json beside the weights)`);
   const config = parseHfConfig(checkpoint.config, join(dir, "config.json"));
+  beforeWeights?.(config);
   return buildModel(dir, config, checkpoint, backend);
 }
 
