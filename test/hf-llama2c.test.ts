@@ -65,7 +65,7 @@ describe.skipIf(!haveModel)("stories260K as a Hugging Face Llama folder", () => 
 
   it("carvq ppl --tokens on the folder gives the llama2.c path's ppl_orig, ppl and kl within 1e-5 relative (int2 blob)", async () => {
     const options = { sequences: 2, length: 48 };
-    const blob = compressMatrix(inputEmbedding(model), { method: "int2", block: 32 });
+    const blob = await compressMatrix(inputEmbedding(model), { method: "int2", block: 32 });
     const blobPath = join(tmp, "int2.carvq");
     writeFileSync(blobPath, blob.bytes);
     const reference = evaluatePerplexity(model, decodeAll(blob.blob), options);
@@ -96,7 +96,7 @@ describe.skipIf(!haveModel)("stories260K as a Hugging Face Llama folder", () => 
 
   it("carvq ppl --text tokenizes with tokenizer.json and scores what --tokens scores on the same ids", async () => {
     const blobPath = join(tmp, "int4.carvq");
-    writeFileSync(blobPath, compressMatrix(inputEmbedding(model), { method: "int4", block: 32 }).bytes);
+    writeFileSync(blobPath, (await compressMatrix(inputEmbedding(model), { method: "int4", block: 32 })).bytes);
     const text = "Once upon a time, there was a little girl named Lily. She loved to play outside. One day she saw a big dog in the park.";
     const textPath = join(tmp, "text.txt");
     writeFileSync(textPath, text);
@@ -152,7 +152,7 @@ describe.skipIf(!haveModel)("carvq report and ppl on a Hugging Face folder", () 
     });
     expect(result.runs.map((r) => r.method)).toEqual(["int4", "int2"]);
     for (const run of result.runs) {
-      const blob = compressMatrix(inputEmbedding(model), { method: run.method as "int4" | "int2", block: 32 });
+      const blob = await compressMatrix(inputEmbedding(model), { method: run.method as "int4" | "int2", block: 32 });
       const reference = evaluatePerplexity(model, decodeAll(blob.blob), options);
       expect(relative(run.ppl as number, reference.ppl)).toBeLessThan(1e-5);
       expect(relative(run.kl as number, reference.kl)).toBeLessThan(1e-5);
@@ -163,7 +163,7 @@ describe.skipIf(!haveModel)("carvq report and ppl on a Hugging Face folder", () 
 
   it("carvq ppl refuses conflicting or missing evaluation options with exit code 2, and --help names them", async () => {
     const blobPath = join(tmp, "int4.carvq");
-    writeFileSync(blobPath, compressMatrix(inputEmbedding(model), { method: "int4" }).bytes);
+    writeFileSync(blobPath, (await compressMatrix(inputEmbedding(model), { method: "int4" })).bytes);
     const usage = async (args: string[], pattern: RegExp) => {
       const error = await pplCommand.run([blobPath, ...args]).then(() => null, (e: unknown) => e);
       expect(error).toBeInstanceOf(CarvqError);

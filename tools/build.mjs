@@ -39,6 +39,11 @@ await build({
 });
 chmodSync("dist/carvq.mjs", 0o755);
 
+// The Node API (package.json "exports"): the bundle, and its declarations emitted by tsc from the
+// sources (dist/types/, tools/index.d.ts its entry), so the types cannot drift from the code.
+await build({ ...common, entryPoints: ["tools/index.ts"], outfile: "dist/index.mjs", packages: "external" });
+execFileSync(process.execPath, ["node_modules/typescript/bin/tsc", "-p", "tsconfig.api.json"], { stdio: "inherit" });
+
 if (existsSync("tools/build-wasm.mjs")) {
   const { buildWasm } = await import("./build-wasm.mjs");
   await buildWasm();

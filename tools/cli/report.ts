@@ -153,7 +153,7 @@ export const reportCommand: Command = {
       from: { source: input, tensor: loaded.tensor },
       model,
       perplexity,
-      tune,
+      tuneKl: tune,
       klEncode,
       onRun: (i, total, what) => {
         progress?.stop();

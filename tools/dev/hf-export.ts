@@ -9,7 +9,7 @@ import { originalEvaluation } from "../eval/perplexity.ts";
 import { loadLlama2cModel } from "../llama2c/model.ts";
 import { loadTokenizer } from "../llama2c/tokenizer.ts";
 import { parseCommandArgs } from "../cli/args.ts";
-import { llama2cToHf, writeHfFolder } from "./write.ts";
+import { llama2cToHf, writeHfFolder } from "../hf/write.ts";
 
 const HELP = `npm run hf:export -- <llama2c.bin> <out folder> [--tokenizer tok.bin] [--tokens FILE.json] [--force]
 
