@@ -13,7 +13,7 @@ import { startProgress } from "../progress.ts";
 import { defaultThreads } from "../quant/parallel.ts";
 import { intOption, parseCommandArgs } from "./args.ts";
 import type { Command } from "./command.ts";
-import { fmt, printResult } from "./output.ts";
+import { fmt, note, printResult } from "./output.ts";
 
 const D = DEFAULT_SAMPLE_OPTIONS;
 const DEFAULT_CTX = 512;
@@ -94,6 +94,7 @@ function windowsFor(values: Values, model: { vocab: number; maxPositions: number
   if (model.tokenizerDir === null) throw usage("--text needs a Hugging Face folder (its tokenizer.json); for a llama2.c model give --tokens, or neither for sampled text");
   const ctx = intOption("ppl", "ctx", values.ctx as string | undefined, Math.min(DEFAULT_CTX, model.maxPositions), 2, model.maxPositions);
   const stride = intOption("ppl", "stride", values.stride as string | undefined, ctx, 1, ctx);
+  note(`${textPath}: tokenizing with ${model.tokenizerDir}/tokenizer.json`);
   const { windows, tokens } = readTextWindows(textPath, model.tokenizerDir, ctx, stride);
   return { windows, described: `${tokens} tokens of ${textPath} in ${windows.length} windows (ctx ${ctx}, stride ${stride})`, ctx, stride };
 }

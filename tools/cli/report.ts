@@ -74,6 +74,7 @@ async function hfPerplexity(folder: string, backend: MatmulBackend, values: { te
     if (values.text !== undefined) {
       const ctx = intOption("report", "ctx", values.ctx, Math.min(512, maxPositions), 2, maxPositions);
       const stride = intOption("report", "stride", values.stride, ctx, 1, ctx);
+      note(`${values.text}: tokenizing with ${folder}/tokenizer.json`);
       const read = readTextWindows(values.text, folder, ctx, stride);
       windows = read.windows;
       describe = `${read.tokens} tokens of ${values.text} (windows of ${ctx} tokens every ${stride})`;
