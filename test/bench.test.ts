@@ -59,7 +59,7 @@ describe("npm run bench -- --quick --json", () => {
     const prefill = forward.goals.find((g) => g.id === "forward.prefill-vs-bound.llama1b")!;
     expect(Number.isFinite(prefill.measured) && prefill.measured > 0).toBe(true);
     expect(prefill.timings.map((t) => t.unit)).toEqual(["tokens/s", "tokens/s", "GFLOP/s"]);
-    expect(forward.extra.map((t) => t.unit)).toEqual(["GFLOP/s", "GFLOP/s", "MiB"]);
+    expect(forward.extra.map((t) => t.unit)).toEqual(["GFLOP/s", "GFLOP/s", "GFLOP/s", "GFLOP/s", "MiB"]);
     for (const t of [...prefill.timings, ...forward.extra]) expect(Number.isFinite(t.median) && t.median > 0, t.label).toBe(true);
   });
 });

@@ -78,7 +78,7 @@ function checkpointFolder(o: RandomCheckpointOptions, quick: boolean, log: (line
 }
 
 /** GFLOP/s of one layer's seven products at `rows` rows on `backend`, each repetition after one warm-up. */
-function kernelRate(backend: MatmulBackend, o: RandomCheckpointOptions, rows: number, repetitions: number, label: string): Timing {
+function kernelRate(backend: MatmulBackend, o: RandomCheckpointOptions, rows: number, repetitions: number, label: string): { wall: Timing; perCpu: Timing } {
   const random = createRandom(7);
   const shapes = layerShapes(o);
   const jobs: MatmulJob[] = shapes.map(([, outDim, inDim]) => {
@@ -88,13 +88,19 @@ function kernelRate(backend: MatmulBackend, o: RandomCheckpointOptions, rows: nu
   });
   const flops = jobs.reduce((sum, j) => sum + 2 * j.rows * j.inDim * j.outDim, 0);
   const rates: number[] = [];
+  const perCpu: number[] = [];
   for (let r = 0; r <= repetitions; r++) {
     const started = performance.now();
+    const cpu = process.cpuUsage();
     for (const job of jobs) backend.matmul(job);
     const seconds = (performance.now() - started) / 1000;
-    if (r > 0) rates.push(flops / seconds / 1e9);
+    const used = process.cpuUsage(cpu);
+    if (r > 0) {
+      rates.push(flops / seconds / 1e9);
+      perCpu.push(flops / ((used.user + used.system) / 1e6) / 1e9);
+    }
   }
-  return summarize(label, rates, "GFLOP/s");
+  return { wall: summarize(label, rates, "GFLOP/s"), perCpu: summarize(`${label}, per CPU-second (a core's rate while it ran)`, perCpu, "GFLOP/s") };
 }
 
 /** Resident set size sampled after every product: the peak of the forward (the products block the event loop). */
@@ -140,7 +146,7 @@ export async function benchForward(o: BenchOptions): Promise<BenchGroup> {
 
   // The kernel alone: one layer's products at the window's row count, on 1 thread, then on all
   // (each on a pool of its own, closed after, so its test weights leave no trace in the forward's memory).
-  const rate = async (threads: number, label: string): Promise<Timing> => {
+  const rate = async (threads: number, label: string): Promise<{ wall: Timing; perCpu: Timing }> => {
     const backend = await openMatmul({ threads });
     try {
       return kernelRate(backend, shape, ctx, repetitions, label);
@@ -148,9 +154,10 @@ export async function benchForward(o: BenchOptions): Promise<BenchGroup> {
       await backend.close();
     }
   };
-  const rateOne = await rate(1, `matmul kernel, one ${o.quick ? "tiny" : "1B"} layer's 7 products (bf16, ${ctx} rows), 1 thread`);
-  const rateAll = await rate(o.threads, `matmul kernel, the same products, ${o.threads} threads`);
-  o.log(`forward: kernel ${rateOne.median.toFixed(1)} GFLOP/s on 1 thread, ${rateAll.median.toFixed(1)} on ${o.threads}`);
+  const one = await rate(1, `matmul kernel, one ${o.quick ? "tiny" : "1B"} layer's 7 products (bf16, ${ctx} rows), 1 thread`);
+  const all = await rate(o.threads, `matmul kernel, the same products, ${o.threads} threads`);
+  const rateOne = one.wall, rateAll = all.wall;
+  o.log(`forward: kernel ${rateOne.median.toFixed(1)} GFLOP/s on 1 thread, ${rateAll.median.toFixed(1)} on ${o.threads} (per CPU-second: ${one.perCpu.median.toFixed(1)}, ${all.perCpu.median.toFixed(1)})`);
   const folder = checkpointFolder(shape, o.quick, o.log);
   const pool = await openMatmul({ threads: o.threads });
   try {
@@ -160,7 +167,10 @@ export async function benchForward(o: BenchOptions): Promise<BenchGroup> {
     const loadSeconds = (performance.now() - loadStarted) / 1000;
     const random = createRandom(11);
     const tokens = Int32Array.from({ length: ctx }, () => Math.floor(random() * shape.vocabSize));
+    const cpu = process.cpuUsage();
     const seconds = prefillWithLogits(model, tokens);
+    const used = process.cpuUsage(cpu);
+    const cores = (used.user + used.system) / 1e6 / seconds;
     const tokensPerSecond = ctx / seconds;
     const bound = (rateAll.median * 1e9) / (2 * params);
     const peakMiB = sampled.peak() / 2 ** 20;
@@ -169,9 +179,9 @@ export async function benchForward(o: BenchOptions): Promise<BenchGroup> {
     const speed = summarize(`prefill, ${ctx} tokens with every position's logits, ${pool.threads} threads`, [tokensPerSecond], "tokens/s");
     const boundTiming = summarize(`bound: kernel GFLOP/s on ${pool.threads} threads / (2 x ${(params / 1e9).toFixed(3)} G params)`, [bound], "tokens/s");
     const rss = summarize("peak resident memory during the forward (sampled after every product)", [peakMiB], "MiB");
-    const note = `random ${o.quick ? "tiny" : "Llama-3.2-1B-shaped"} bf16 checkpoint (${(params / 1e9).toFixed(3)} G weights multiplied per token, the tied embedding counted once as the head); one window, measured once after loading (${loadSeconds.toFixed(0)} s); the kernel: ${rateOne.median.toFixed(1)} GFLOP/s on 1 thread, ${rateAll.median.toFixed(1)} on ${pool.threads}; the rest of the time is attention, norms, RoPE and the copies in and out of the kernel's memory; peak RSS ${peakMiB.toFixed(0)} MiB; load average ${loadavg()[0].toFixed(1)}${o.quick ? "; quick: tiny shapes" : ""}`;
+    const note = `random ${o.quick ? "tiny" : "Llama-3.2-1B-shaped"} bf16 checkpoint (${(params / 1e9).toFixed(3)} G weights multiplied per token, the tied embedding counted once as the head); one window, measured once after loading (${loadSeconds.toFixed(0)} s); the kernel: ${rateOne.median.toFixed(1)} GFLOP/s on 1 thread, ${rateAll.median.toFixed(1)} on ${pool.threads} (per CPU-second ${one.perCpu.median.toFixed(1)} and ${all.perCpu.median.toFixed(1)}); the forward had ${cores.toFixed(2)} cores of CPU time over its wall time (the machine's cores are shared); the rest of the time is attention, norms, RoPE and the copies in and out of the kernel's memory; peak RSS ${peakMiB.toFixed(0)} MiB; load average ${loadavg()[0].toFixed(1)}${o.quick ? "; quick: tiny shapes" : ""}`;
     const goals: BenchGoal[] = [goal("forward.prefill-vs-bound.llama1b", "HF forward prefill --ctx 512 tokens/s vs the matmul kernel's bound (2 x params flops per token), goal >= 0.5", tokensPerSecond / bound, 0.5, "min", [speed, boundTiming, rateAll], note)];
-    return { name: "forward", goals, extra: [rateOne, rateAll, rss], seconds: (performance.now() - started) / 1000, notes: NOTES };
+    return { name: "forward", goals, extra: [rateOne, rateAll, one.perCpu, all.perCpu, rss], seconds: (performance.now() - started) / 1000, notes: NOTES };
   } finally {
     await pool.close();
     if (o.quick) rmSync(folder, { recursive: true, force: true });

@@ -1,7 +1,10 @@
-// The matmul backend the commands run Hugging Face models on.
-import { referenceBackend, type MatmulBackend } from "./matmul.ts";
+// The matmul backend the commands run Hugging Face models on: the WASM SIMD kernel on worker
+// threads (tools/hf/matmul-pool.ts), the same bits as the JavaScript reference for any thread count.
+import { defaultThreads } from "../quant/parallel.ts";
+import type { MatmulBackend } from "./matmul.ts";
+import { openMatmul } from "./matmul-pool.ts";
 
-/** Opens the fastest available backend; close it when done. */
-export async function openMatmulBackend(): Promise<MatmulBackend> {
-  return referenceBackend;
+/** Opens the kernel pool on the machine's cores (at most 16); close it when done. */
+export async function openMatmulBackend(threads = defaultThreads()): Promise<MatmulBackend> {
+  return openMatmul({ threads });
 }
