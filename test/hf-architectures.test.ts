@@ -10,6 +10,7 @@ import { CarvqError } from "../tools/errors.ts";
 import { parseHfConfig, ropeInverseFrequencies } from "../tools/hf/config.ts";
 import { windowLogits } from "../tools/hf/forward.ts";
 import { referenceBackend } from "../tools/hf/matmul.ts";
+import { openMatmul } from "../tools/hf/matmul-pool.ts";
 import { loadHfModel, matrixEmbedding, withHfInputEmbedding } from "../tools/hf/model.ts";
 import { f32ToBf16, randomHfFolder, writeHfFolder, type HfFolder, type RandomCheckpointOptions, type TensorToWrite } from "../tools/hf/write.ts";
 
@@ -30,6 +31,8 @@ const BASE: RandomCheckpointOptions = {
   seed: 7,
 };
 const TOKENS = [3, 17, 0, 39, 8, 8, 25];
+// Three rotated pairs per head (head 8, partial rotary 0.75); factors far from 1 so a mix-up shows.
+const LONGROPE = { type: "longrope", short_factor: [1, 1.5, 3], long_factor: [2, 6, 20] };
 
 function values(t: TensorToWrite): Float32Array {
   return typeof t.data === "function" ? t.data() : t.data;
@@ -84,13 +87,22 @@ function referenceLogits(folder: HfFolder, tokens: number[]): Float64Array {
     const r = 1 / Math.sqrt(x.reduce((s, v) => s + v * v, 0) / x.length + c.rms_norm_eps);
     return x.map((v, j) => v * r * g[j]);
   };
+  // _compute_longrope_parameters: ext factors by the window's length, cos and sin scaled.
+  let mscale = 1;
+  if (c.rope_scaling?.type === "longrope") {
+    const original = c.original_max_position_embeddings;
+    const ext: number[] = tokens.length > original ? c.rope_scaling.long_factor : c.rope_scaling.short_factor;
+    for (let i = 0; i < inv.length; i++) inv[i] = 1 / (ext[i] * c.rope_theta ** ((2 * i) / rot));
+    const factor = c.max_position_embeddings / original;
+    mscale = factor <= 1 ? 1 : Math.sqrt(1 + Math.log(factor) / Math.log(original));
+  }
   const rope = (x: number[], heads: number, pos: number) => {
     const out = x.slice();
     for (let h = 0; h < heads; h++) {
       for (let j = 0; j < rot; j++) {
         const f = pos * inv[j % (rot / 2)];
         const rotated = j < rot / 2 ? -x[h * hd + j + rot / 2] : x[h * hd + j - rot / 2];
-        out[h * hd + j] = x[h * hd + j] * Math.cos(f) + rotated * Math.sin(f);
+        out[h * hd + j] = x[h * hd + j] * Math.cos(f) * mscale + rotated * Math.sin(f) * mscale;
       }
     }
     return out;
@@ -152,6 +164,8 @@ describe("Hugging Face architectures against an independent float64 forward", ()
     ["Qwen2: q/k/v biases, tied", { architecture: "Qwen2ForCausalLM", tied: true }],
     ["Mistral: head_dim apart from hidden/heads", { architecture: "MistralForCausalLM", headDim: 12, extraConfig: { sliding_window: 4096 } }],
     ["Phi-3: fused qkv and gate_up, partial rotary 0.5", { architecture: "Phi3ForCausalLM", kvHeads: 4, partialRotaryFactor: 0.5 }],
+    ["Phi-4-mini-like: longrope (short factors: window within original_max), partial rotary 0.75", { architecture: "Phi3ForCausalLM", partialRotaryFactor: 0.75, maxPositions: 1024, ropeScaling: LONGROPE, extraConfig: { original_max_position_embeddings: 16 } }],
+    ["longrope past original_max: long factors", { architecture: "Phi3ForCausalLM", partialRotaryFactor: 0.75, maxPositions: 1024, ropeScaling: LONGROPE, extraConfig: { original_max_position_embeddings: 4 } }],
   ];
   for (const [name, options] of cases) {
     it(name, async () => {
@@ -239,6 +253,22 @@ describe("Hugging Face checkpoints that must be the same model", () => {
   });
 });
 
+describe("Hugging Face forward on the WASM matmul pool", () => {
+  it("gives the reference backend's logits bit for bit on 1 and 2 threads (bf16 Llama 3.2-like, GQA, tied)", async () => {
+    const dir = write(randomHfFolder({ ...BASE, dtype: "BF16", tied: true, hiddenSize: 64, intermediateSize: 96, vocabSize: 300 }));
+    const tokens = Array.from({ length: 24 }, (_, i) => (i * 37) % 300);
+    const expected = windowLogits(await loadHfModel(dir, referenceBackend), tokens);
+    for (const threads of [1, 2]) {
+      const pool = await openMatmul({ threads, minFlops: 0 });
+      try {
+        expect(windowLogits(await loadHfModel(dir, pool), tokens)).toEqual(expected);
+      } finally {
+        await pool.close();
+      }
+    }
+  });
+});
+
 describe("Hugging Face config.json", () => {
   it("llama3 rope scaling: inverse frequencies follow the formula (Llama 3.2: theta 5e5, factor 32, low 1, high 4, 8192)", async () => {
     const config = parseHfConfig(
@@ -248,7 +278,7 @@ describe("Hugging Face config.json", () => {
       },
       "config.json",
     );
-    const inv = ropeInverseFrequencies(config);
+    const inv = ropeInverseFrequencies(config, 512);
     const base = (i: number) => 500000 ** (-(2 * i) / 64);
     expect(inv.length).toBe(32);
     // High frequencies (wavelength below 8192 / 4 = 2048) are kept: i = 0 is 1, i = 14 has wavelength 1963.
@@ -273,7 +303,8 @@ describe("Hugging Face config.json", () => {
       expect(() => parseHfConfig(json, "m/config.json")).toThrow(pattern);
     };
     refuse({ ...ok, architectures: ["GPT2LMHeadModel"] }, /architecture GPT2LMHeadModel is not supported; carvq runs LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, Phi3ForCausalLM/);
-    refuse({ ...ok, rope_scaling: { type: "longrope", short_factor: [1], long_factor: [1] } }, /rope_scaling type "longrope" is not supported/);
+    refuse({ ...ok, rope_scaling: { type: "yarn", factor: 4 } }, /rope_scaling type "yarn" is not supported/);
+    refuse({ ...ok, rope_scaling: { type: "longrope", short_factor: [1], long_factor: [1] }, original_max_position_embeddings: 8 }, /rope_scaling.short_factor must list 4 positive numbers/);
     refuse({ ...ok, hidden_act: "gelu" }, /hidden_act is "gelu"/);
     refuse({ ...ok, num_key_value_heads: 3 }, /not a multiple of num_key_value_heads 3/);
     refuse({ ...ok, hidden_size: undefined }, /hidden_size is undefined/);

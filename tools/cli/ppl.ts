@@ -10,6 +10,7 @@ import { comparePerplexity, hfLogitsModel, llama2cLogitsModel, readTextWindows, 
 import { loadLlama2cModel, withInputEmbedding, type Llama2cModel } from "../llama2c/model.ts";
 import { DEFAULT_SAMPLE_OPTIONS } from "../llama2c/sample.ts";
 import { startProgress } from "../progress.ts";
+import { defaultThreads } from "../quant/parallel.ts";
 import { intOption, parseCommandArgs } from "./args.ts";
 import type { Command } from "./command.ts";
 import { fmt, printResult } from "./output.ts";
@@ -25,7 +26,8 @@ the input embedding (the output says which).
 
 Models: a Hugging Face folder (config.json, model.safetensors or a sharded index, tokenizer.json
 for --text) of LlamaForCausalLM (Llama 2, 3, 3.1, 3.2), MistralForCausalLM, Qwen2ForCausalLM or
-Phi3ForCausalLM (Phi-3, Phi-4), weights bf16, f16 or f32; or a llama2.c checkpoint.
+Phi3ForCausalLM (Phi-3, Phi-3.5, Phi-4, Phi-4-mini), weights bf16, f16 or f32; or a llama2.c
+checkpoint.
 
 Evaluation text, one of:
   --text FILE         a UTF-8 text, tokenized with the folder's tokenizer.json (special tokens as the
@@ -54,6 +56,8 @@ Options:
   --sequences N     llama2.c sampled text: sequences (default ${D.sequences})
   --length N        llama2.c sampled text: tokens per sequence (default ${D.length}; at most seq_len - 1)
   --seed N          llama2.c sampled text: base seed (default ${D.seed})
+  --threads N       threads for a Hugging Face model's matrix products (default: the machine's cores,
+                    here ${defaultThreads()}); the figures are the same for any count
   --json            print one JSON object (keys ppl_orig, ppl, kl, tokens, ...)
   -h, --help        this text`;
 
@@ -104,7 +108,7 @@ function compareWithProgress(original: LogitsModel, modified: LogitsModel, windo
 }
 
 async function runHf(values: Values, blobPath: string, blob: Blob, modelPath: string) {
-  const backend = await openMatmulBackend();
+  const backend = await openMatmulBackend(intOption("ppl", "threads", values.threads as string | undefined, defaultThreads(), 1, 256));
   try {
     const model: HfModel = await loadHfModel(modelPath, backend);
     const { vocabSize, hiddenSize, tiedEmbeddings } = model.config;
@@ -151,6 +155,7 @@ export const pplCommand: Command = {
       sequences: { type: "string" },
       length: { type: "string" },
       seed: { type: "string" },
+      threads: { type: "string" },
       json: { type: "boolean" },
     });
     if (values.help) return void process.stdout.write(`${help}\n`);
@@ -164,6 +169,7 @@ export const pplCommand: Command = {
     for (const flag of ["ctx", "stride"] as const) if (values[flag] !== undefined && values.text === undefined) throw usage(`--${flag} cuts a --text into windows; it needs --text`);
     const folder = isFolder(values.model);
     if (folder && !given) throw usage(`--model ${values.model} is a Hugging Face folder: give --text FILE or --tokens FILE.json`);
+    if (!folder && values.threads !== undefined) throw usage("--threads sets a Hugging Face model's matrix-product threads; a llama2.c model runs on one");
     if (folder) for (const flag of ["sequences", "length", "seed"] as const) if (values[flag] !== undefined) throw usage(`--${flag} is for llama2.c models' sampled text`);
 
     const blobPath = positionals[0];

@@ -135,7 +135,7 @@ export const reportCommand: Command = {
     if (evaluation !== undefined && !folder) throw new CarvqError(`carvq report: --text and --tokens are for a Hugging Face folder input; ${input} is ${loaded.format}${model ? " (a llama2.c model is measured on text sampled from it)" : ""}`, 2);
     if (values.text !== undefined && values.tokens !== undefined) throw new CarvqError("carvq report: give --text or --tokens, not both", 2);
     if ((values.ctx !== undefined || values.stride !== undefined) && values.text === undefined) throw new CarvqError("carvq report: --ctx and --stride cut a --text into windows; they need --text", 2);
-    const backend = evaluation === undefined ? null : await openMatmulBackend();
+    const backend = evaluation === undefined ? null : await openMatmulBackend(threads);
     const perplexity = backend === null ? null : await hfPerplexity(input, backend, values);
     let progress: Progress | null = null;
     let stage = "";

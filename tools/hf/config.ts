@@ -4,7 +4,8 @@
 //   LlamaForCausalLM    rope_scaling "llama3" (Llama 3.1/3.2), attention_bias (q/k/v/o biases) if set
 //   MistralForCausalLM  Llama's layout; sliding_window (only matters past that many positions)
 //   Qwen2ForCausalLM    q/k/v biases, no o bias
-//   Phi3ForCausalLM     fused qkv_proj and gate_up_proj; partial_rotary_factor (Phi-4-mini)
+//   Phi3ForCausalLM     fused qkv_proj and gate_up_proj; partial_rotary_factor and rope_scaling
+//                       "longrope" (Phi-3.5, Phi-4-mini)
 // Anything else is refused by name, as are options whose arithmetic the forward does not implement
 // (other rope_scaling types, mlp biases, activations other than SiLU), so a checkpoint is either
 // run as its own code would run it or not at all.
@@ -15,10 +16,24 @@ export type Architecture = (typeof SUPPORTED_ARCHITECTURES)[number];
 
 /** Llama 3.1's frequency-dependent RoPE rescaling (rope_scaling.rope_type "llama3"). */
 export interface Llama3RopeScaling {
+  readonly kind: "llama3";
   readonly factor: number;
   readonly lowFreqFactor: number;
   readonly highFreqFactor: number;
   readonly originalMaxPositions: number;
+}
+
+/**
+ * Phi-3's LongRoPE (rope_scaling type "longrope", formerly "su"): every frequency divided by its own
+ * factor, short_factor for windows up to original_max_position_embeddings and long_factor past
+ * them, and cos and sin multiplied by attentionFactor.
+ */
+export interface LongRopeScaling {
+  readonly kind: "longrope";
+  readonly shortFactor: readonly number[];
+  readonly longFactor: readonly number[];
+  readonly originalMaxPositions: number;
+  readonly attentionFactor: number;
 }
 
 export interface HfConfig {
@@ -34,7 +49,7 @@ export interface HfConfig {
   readonly ropeTheta: number;
   /** Leading dimensions of each head that RoPE rotates (headDim unless partial_rotary_factor < 1); even. */
   readonly rotaryDim: number;
-  readonly ropeScaling: Llama3RopeScaling | null;
+  readonly ropeScaling: Llama3RopeScaling | LongRopeScaling | null;
   /** lm_head is the input embedding (no lm_head.weight in the checkpoint). */
   readonly tiedEmbeddings: boolean;
   /** q, k and v projections carry biases (Qwen2, Llama with attention_bias). */
@@ -100,7 +115,7 @@ export function parseHfConfig(json: Json, where: string): HfConfig {
     rmsEps: num("rms_norm_eps", 1e-6),
     ropeTheta: num("rope_theta", 10000),
     rotaryDim,
-    ropeScaling: readRopeScaling(json.rope_scaling, where),
+    ropeScaling: readRopeScaling(json, rotaryDim, maxPositions, where),
     tiedEmbeddings: flag("tie_word_embeddings", false),
     qkvBias,
     oBias,
@@ -122,19 +137,34 @@ function readArchitecture(json: Json, where: string): Architecture {
   return name as Architecture;
 }
 
-function readRopeScaling(value: unknown, where: string): Llama3RopeScaling | null {
+function readRopeScaling(json: Json, rotaryDim: number, maxPositions: number, where: string): Llama3RopeScaling | LongRopeScaling | null {
+  const value = json.rope_scaling;
   if (value === undefined || value === null) return null;
   if (typeof value !== "object" || Array.isArray(value)) throw new CarvqError(`${where}: rope_scaling is ${JSON.stringify(value)}; expected an object or null`);
   const scaling = value as Json;
   const type = scaling.rope_type ?? scaling.type;
   if (type === "default") return null;
-  if (type !== "llama3") throw new CarvqError(`${where}: rope_scaling type ${JSON.stringify(type)} is not supported; carvq implements "llama3" (and none)`);
-  const field = (name: string): number => {
-    const v = scaling[name];
-    if (typeof v !== "number" || !Number.isFinite(v) || v <= 0) throw new CarvqError(`${where}: rope_scaling.${name} is ${JSON.stringify(v)}; expected a positive number`);
+  const field = (name: string, from: Json = scaling, prefix = "rope_scaling."): number => {
+    const v = from[name];
+    if (typeof v !== "number" || !Number.isFinite(v) || v <= 0) throw new CarvqError(`${where}: ${prefix}${name} is ${JSON.stringify(v)}; expected a positive number`);
     return v;
   };
-  const scalingValues = {
+  if (type === "longrope" || type === "su") {
+    const factors = (name: string): number[] => {
+      const list = scaling[name];
+      if (!Array.isArray(list) || list.length !== rotaryDim / 2 || !list.every((v) => typeof v === "number" && Number.isFinite(v) && v > 0)) {
+        throw new CarvqError(`${where}: rope_scaling.${name} must list ${rotaryDim / 2} positive numbers (one per rotated pair)`);
+      }
+      return list as number[];
+    };
+    const originalMaxPositions = json.original_max_position_embeddings !== undefined ? field("original_max_position_embeddings", json, "") : field("original_max_position_embeddings");
+    const factor = maxPositions / originalMaxPositions;
+    const attentionFactor = scaling.attention_factor !== undefined && scaling.attention_factor !== null ? field("attention_factor") : factor <= 1 ? 1 : Math.sqrt(1 + Math.log(factor) / Math.log(originalMaxPositions));
+    return { kind: "longrope", shortFactor: factors("short_factor"), longFactor: factors("long_factor"), originalMaxPositions, attentionFactor };
+  }
+  if (type !== "llama3") throw new CarvqError(`${where}: rope_scaling type ${JSON.stringify(type)} is not supported; carvq implements "llama3", "longrope" (and none)`);
+  const scalingValues: Llama3RopeScaling = {
+    kind: "llama3",
     factor: field("factor"),
     lowFreqFactor: field("low_freq_factor"),
     highFreqFactor: field("high_freq_factor"),
@@ -157,17 +187,25 @@ function readSlidingWindow(json: Json, architecture: Architecture, where: string
 }
 
 /**
- * RoPE's inverse frequencies, one per rotated pair: theta^(-2i / rotaryDim), then Llama 3.1's
- * rescaling when configured: wavelengths 2*pi / f longer than original_max / low_freq_factor are
- * divided by `factor`, shorter than original_max / high_freq_factor kept, and those in between
- * blended with s = (original_max / wavelength - low) / (high - low): (1 - s) f / factor + s f.
+ * RoPE's inverse frequencies for a window of `windowLength` tokens, one per rotated pair:
+ * theta^(-2i / rotaryDim), then
+ * - llama3 (Llama 3.1): wavelengths 2*pi / f longer than original_max / low_freq_factor are divided
+ *   by `factor`, shorter than original_max / high_freq_factor kept, and those in between blended with
+ *   s = (original_max / wavelength - low) / (high - low): (1 - s) f / factor + s f;
+ * - longrope (Phi-3): divided by short_factor[i], or long_factor[i] when the window is longer than
+ *   original_max_position_embeddings.
  */
-export function ropeInverseFrequencies(config: Pick<HfConfig, "rotaryDim" | "ropeTheta" | "ropeScaling">): Float64Array {
+export function ropeInverseFrequencies(config: Pick<HfConfig, "rotaryDim" | "ropeTheta" | "ropeScaling">, windowLength: number): Float64Array {
   const half = config.rotaryDim / 2;
   const inv = new Float64Array(half);
   for (let i = 0; i < half; i++) inv[i] = 1 / Math.pow(config.ropeTheta, (2 * i) / config.rotaryDim);
   const scaling = config.ropeScaling;
   if (scaling === null) return inv;
+  if (scaling.kind === "longrope") {
+    const factors = windowLength > scaling.originalMaxPositions ? scaling.longFactor : scaling.shortFactor;
+    for (let i = 0; i < half; i++) inv[i] = 1 / (factors[i] * Math.pow(config.ropeTheta, (2 * i) / config.rotaryDim));
+    return inv;
+  }
   const { factor, lowFreqFactor: low, highFreqFactor: high, originalMaxPositions: original } = scaling;
   const lowFreqWavelength = original / low;
   const highFreqWavelength = original / high;
@@ -180,4 +218,9 @@ export function ropeInverseFrequencies(config: Pick<HfConfig, "rotaryDim" | "rop
     }
   }
   return inv;
+}
+
+/** What RoPE's cos and sin are multiplied by: longrope's attention factor, else 1. */
+export function ropeAttentionFactor(config: Pick<HfConfig, "ropeScaling">): number {
+  return config.ropeScaling?.kind === "longrope" ? config.ropeScaling.attentionFactor : 1;
 }

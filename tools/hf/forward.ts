@@ -12,9 +12,8 @@
 // backend like the projections, in f32 where llama2.c sums in doubles: a llama2.c model exported to
 // this layout (tools/hf/write.ts) gives its perplexity to about 1e-7 relative, not to the bit.
 import { CarvqError } from "../errors.ts";
-import { ropeInverseFrequencies } from "./config.ts";
-import type { Weight } from "./model.ts";
-import type { HfModel } from "./model.ts";
+import { ropeAttentionFactor, ropeInverseFrequencies } from "./config.ts";
+import type { HfModel, Weight } from "./model.ts";
 
 /** out[r] = weight * x[r] / rms(x[r]) for each of `rows` rows of width n. */
 function rmsnormRows(out: Float32Array, x: Float32Array, weight: Float32Array, rows: number, n: number, eps: number): void {
@@ -60,15 +59,17 @@ function ropeRow(vec: Float32Array, at: number, heads: number, headDim: number, 
   }
 }
 
-function applyRope(model: HfModel, q: Float32Array, k: Float32Array, rows: number, invFreq: Float64Array): void {
+function applyRope(model: HfModel, q: Float32Array, k: Float32Array, rows: number): void {
   const { heads, kvHeads, headDim, rotaryDim } = model.config;
+  const invFreq = ropeInverseFrequencies(model.config, rows);
+  const scale = ropeAttentionFactor(model.config);
   const cos = new Float64Array(invFreq.length);
   const sin = new Float64Array(invFreq.length);
   for (let t = 0; t < rows; t++) {
     for (let i = 0; i < invFreq.length; i++) {
       const angle = t * invFreq[i];
-      cos[i] = Math.cos(angle);
-      sin[i] = Math.sin(angle);
+      cos[i] = Math.cos(angle) * scale;
+      sin[i] = Math.sin(angle) * scale;
     }
     ropeRow(q, t * heads * headDim, heads, headDim, rotaryDim, cos, sin);
     ropeRow(k, t * kvHeads * headDim, kvHeads, headDim, rotaryDim, cos, sin);
@@ -152,14 +153,6 @@ function softmaxCausal(row: Float32Array, at: number, t: number, rows: number, s
   row.fill(0, at + t + 1, at + rows);
 }
 
-const invFreqMemo = new WeakMap<object, Float64Array>();
-
-function inverseFrequencies(model: HfModel): Float64Array {
-  let inv = invFreqMemo.get(model.config);
-  if (inv === undefined) invFreqMemo.set(model.config, (inv = ropeInverseFrequencies(model.config)));
-  return inv;
-}
-
 /** Refuses a window the model cannot run as its own code would (a token id or length out of range). */
 function checkWindow(model: HfModel, tokens: ArrayLike<number>): void {
   const { vocabSize, slidingWindow } = model.config;
@@ -193,7 +186,6 @@ export function prefill(model: HfModel, tokens: ArrayLike<number>): Float32Array
   const gate = new Float32Array(T * ffn);
   const up = new Float32Array(T * ffn);
   const fused = model.config.fusedProjections ? new Float32Array(T * Math.max(qDim + 2 * kvDim, 2 * ffn)) : null;
-  const invFreq = inverseFrequencies(model);
 
   for (let t = 0; t < T; t++) model.embedding.rowInto(tokens[t], x, t * d);
 
@@ -213,7 +205,7 @@ export function prefill(model: HfModel, tokens: ArrayLike<number>): Float32Array
     addBias(q, layer.qBias, T);
     addBias(k, layer.kBias, T);
     addBias(v, layer.vBias, T);
-    applyRope(model, q, k, T, invFreq);
+    applyRope(model, q, k, T);
     attention(model, q, k, v, T, att);
     project(model, att, T, layer.o, proj);
     addBias(proj, layer.oBias, T);
