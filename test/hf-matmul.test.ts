@@ -152,6 +152,8 @@ describe("matmul WASM kernel and pool (tools/hf/matmul-pool.ts)", () => {
         expect(firstDifference(got, want), what).toBe("none");
       }
       expect(() => pool.matmul(randomJob("bf16", 1, 20000, 1, 3))).toThrow(/one row of x \(20000\) and of out \(1\) needs 80004 bytes/);
+      const wide = randomJob("f16", 1, 70000, 1, 3);
+      expect(() => pool.matmul(wide)).toThrow(/f16 rows of 70000 weights need 1120000 bytes of the kernel's scratch, more than its 1048576/);
     } finally {
       await pool.close();
     }

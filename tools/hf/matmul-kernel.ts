@@ -88,11 +88,6 @@ export class Arena {
     return MAX_PAGES * PAGE - this.next;
   }
 
-  /** Bytes in use (reserved, scratch, I/O and weights). */
-  get used(): number {
-    return this.next;
-  }
-
   /** Room for `bytes` of weights (grows the memory; zeroed); returns the byte offset. */
   place(bytes: number): number {
     const at = Math.ceil(this.next / ALIGN) * ALIGN;

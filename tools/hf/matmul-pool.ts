@@ -195,6 +195,9 @@ export class MatmulPool implements MatmulBackend {
       io = placement.arena.io;
     }
     const { arena, offset } = placement;
+    if (dtype === "f16" && arena.kernel.f16ScratchBytes(inDim) > SCRATCH_BYTES) {
+      throw new RangeError(`matmul pool: f16 rows of ${inDim} weights need ${arena.kernel.f16ScratchBytes(inDim)} bytes of the kernel's scratch, more than its ${SCRATCH_BYTES}`);
+    }
     const room = arena.io + arena.ioBytes - io;
     const chunk = Math.min(rows, Math.floor(room / ((inDim + outDim) * 4)));
     if (chunk < 1) throw new RangeError(`matmul pool: one row of x (${inDim}) and of out (${outDim}) needs ${(inDim + outDim) * 4} bytes, more than the ${room} bytes of the pool's I/O region`);
