@@ -1,4 +1,10 @@
+import { execFileSync } from "node:child_process";
+import { copyFileSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { build } from "esbuild";
 import { describe, expect, it } from "vitest";
+import { projectRoot } from "../host/common.ts";
 import { f32ToF16 } from "../tools/fp16.ts";
 import { matmulReference, type MatmulJob, type WeightArray, type WeightDtype } from "../tools/hf/matmul.ts";
 import { openMatmul } from "../tools/hf/matmul-pool.ts";
@@ -152,8 +158,29 @@ describe("matmul WASM kernel and pool (tools/hf/matmul-pool.ts)", () => {
         expect(firstDifference(got, want), what).toBe("none");
       }
       expect(() => pool.matmul(randomJob("bf16", 1, 20000, 1, 3))).toThrow(/one row of x \(20000\) and of out \(1\) needs 80004 bytes/);
+      const wide = randomJob("f16", 1, 70000, 1, 3);
+      expect(() => pool.matmul(wide)).toThrow(/f16 rows of 70000 weights need 1120000 bytes of the kernel's scratch, more than its 1048576/);
     } finally {
       await pool.close();
+    }
+  });
+  it("fails loudly, naming the missing build, where the kernel or the worker bundle is absent", async () => {
+    // The pool bundled alone into a folder with no dist/ beside it: first without build/hf-kernels.wasm
+    // (no pool at all), then with it (one thread works, two need the worker bundle).
+    const dir = mkdtempSync(join(tmpdir(), "carvq-hf-matmul-"));
+    try {
+      // Nested, so that every place the loaders look (up to two folders above the bundle) is inside dir.
+      const pkg = join(dir, "root", "pkg");
+      const script = join(pkg, "app", "open.mjs");
+      await build({ stdin: { contents: 'import { openMatmul } from "./tools/hf/matmul-pool.ts"; const threads = Number(process.argv[2]); openMatmul({ threads }).then(async (p) => { console.log("opened " + p.threads); await p.close(); }, (e) => { console.log(e.message); });', resolveDir: projectRoot(), loader: "ts" }, bundle: true, platform: "node", format: "esm", outfile: script, logLevel: "warning" });
+      const run = (threads: number) => execFileSync(process.execPath, [script, String(threads)], { encoding: "utf8" }).trim();
+      expect(run(1)).toBe("build/hf-kernels.wasm is not built (the transformer forward's matrix kernel): run npm run build");
+      mkdirSync(join(pkg, "build"));
+      copyFileSync(join(projectRoot(), "build", "hf-kernels.wasm"), join(pkg, "build", "hf-kernels.wasm"));
+      expect(run(1)).toBe("opened 1");
+      expect(run(2)).toBe("dist/hf-matmul-worker.mjs is not built (the transformer forward's worker thread): run npm run build, or use one thread");
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 });

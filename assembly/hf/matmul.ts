@@ -155,6 +155,14 @@ function blockOutputs(rowBytes: usize): i32 {
   }
 }
 
+/**
+ * Outputs per cache block for weights of this width and dtype (the f16 path blocks its widened f32
+ * rows): the pool cuts products into tiles of this many columns, each one block.
+ */
+export function blockColumns(inDim: i32, dtype: i32): i32 {
+  return blockOutputs(<usize>inDim * (dtype == DT_BF16 ? 2 : 4));
+}
+
 /** Bytes of scratch `matmul` needs for f16 weights of this width (its widened block). */
 export function f16ScratchBytes(inDim: i32): i32 {
   return max<i32>(WEIGHT_BLOCK_BYTES, 4 * (inDim << 2));

@@ -15,6 +15,8 @@ export interface HfKernelExports {
   /** The scalar twin: same arguments but scratch, same bits. */
   matmulScalar(x: number, rows: number, w: number, dtype: number, inDim: number, o0: number, o1: number, out: number, ldo: number): void;
   f16ScratchBytes(inDim: number): number;
+  /** Output columns per cache block of the kernel, for weights of this width and dtype code. */
+  blockColumns(inDim: number, dtype: number): number;
 }
 
 export const DTYPE_CODE: Record<WeightDtype, number> = { f32: 0, f16: 1, bf16: 2 };
@@ -86,11 +88,6 @@ export class Arena {
   /** Bytes still free for weights. */
   get free(): number {
     return MAX_PAGES * PAGE - this.next;
-  }
-
-  /** Bytes in use (reserved, scratch, I/O and weights). */
-  get used(): number {
-    return this.next;
   }
 
   /** Room for `bytes` of weights (grows the memory; zeroed); returns the byte offset. */

@@ -24,8 +24,6 @@ export const MATMUL_WORKER = "hf-matmul-worker.mjs";
 const PARALLEL_MIN_FLOPS = 2e6;
 /** How long the calling thread waits for the workers to finish one product before giving up. */
 const STALL_MS = 300_000;
-/** Weight bytes per tile of columns: the kernel's own L2 block (assembly/hf/matmul.ts). */
-const TILE_WEIGHT_BYTES = 512 * 1024;
 
 export interface MatmulWorkerData {
   module: WebAssembly.Module;
@@ -67,9 +65,9 @@ export function runTiles(kernel: HfKernelExports, ctrl: Int32Array, thread: numb
   }
 }
 
-/** Output columns per tile: the kernel's L2 block, a multiple of 4, small enough for four tiles a thread. */
-function tileColumns(inDim: number, outDim: number, dtype: WeightDtype, threads: number): number {
-  const block = Math.max(4, Math.floor(TILE_WEIGHT_BYTES / Math.max(1, inDim * elementBytes(dtype))) & ~3);
+/** Output columns per tile: the kernel's cache block, made smaller where that leaves fewer than four tiles a thread. */
+function tileColumns(kernel: HfKernelExports, inDim: number, outDim: number, dtype: WeightDtype, threads: number): number {
+  const block = kernel.blockColumns(inDim, DTYPE_CODE[dtype]);
   const share = Math.ceil(outDim / (4 * threads) / 4) * 4;
   return Math.max(4, Math.min(block, share));
 }
@@ -195,6 +193,9 @@ export class MatmulPool implements MatmulBackend {
       io = placement.arena.io;
     }
     const { arena, offset } = placement;
+    if (dtype === "f16" && arena.kernel.f16ScratchBytes(inDim) > SCRATCH_BYTES) {
+      throw new RangeError(`matmul pool: f16 rows of ${inDim} weights need ${arena.kernel.f16ScratchBytes(inDim)} bytes of the kernel's scratch, more than its ${SCRATCH_BYTES}`);
+    }
     const room = arena.io + arena.ioBytes - io;
     const chunk = Math.min(rows, Math.floor(room / ((inDim + outDim) * 4)));
     if (chunk < 1) throw new RangeError(`matmul pool: one row of x (${inDim}) and of out (${outDim}) needs ${(inDim + outDim) * 4} bytes, more than the ${room} bytes of the pool's I/O region`);
@@ -217,7 +218,7 @@ export class MatmulPool implements MatmulBackend {
       return;
     }
     const ctrl = this.ctrl;
-    const tileCols = tileColumns(j.inDim, j.outDim, j.dtype, this.threads);
+    const tileCols = tileColumns(arena.kernel, j.inDim, j.outDim, j.dtype, this.threads);
     const params = [arena.id, j.x, j.rows, j.w, code, j.inDim, j.outDim, j.out, tileCols, Math.ceil(j.outDim / tileCols), arena.scratch, this.scalar ? 1 : 0];
     params.forEach((v, i) => Atomics.store(ctrl, CTRL.PARAMS + i, v | 0));
     Atomics.store(ctrl, CTRL.NEXT, 0);

@@ -38,7 +38,8 @@ export type Matmul = (job: MatmulJob) => void;
  * Where a forward keeps its weights and runs its products. A pooled backend (openMatmul in
  * tools/hf/matmul-pool.ts) places the weights allocated through it where its worker threads read
  * them without a copy per call; fill the array `allocWeight` returns, then pass it as a job's weight.
- * A weight array it did not allocate is copied into its memory once, on first use, and kept.
+ * A weight array it did not allocate is copied in: per call when small (attention's keys and
+ * values), once and kept for the pool's life when large (so allocate model weights through it).
  */
 export interface MatmulBackend {
   /** Zeroed storage for `count` weight elements at `dtype` (Float32Array for f32, else Uint16Array). */
