@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
@@ -6,7 +6,7 @@ import { CarvqError } from "../tools/errors.ts";
 import type { Matrix } from "../tools/matrix.ts";
 import { openCheckpoint } from "../tools/readers/checkpoint.ts";
 import { listTensors, loadMatrix } from "../tools/readers/index.ts";
-import { shardName, writeHfFolder } from "./fixtures/checkpoints.ts";
+import { shardName, stateDictPickle, torchZipBytes, writeHfFolder } from "./fixtures/checkpoints.ts";
 import { encodeMatrix, exactMatrix, safetensorsTensor } from "./fixtures/writers.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "carvq-checkpoint-"));
@@ -100,6 +100,35 @@ describe("Hugging Face folders and shard indexes", () => {
     expect(refusal(() => loadMatrix(folder), index)).toContain(`weight_map puts tensor 'model.embed_tokens.weight' in ${join(folder, shardName(0, 2))}, which has no such tensor`);
     writeFileSync(index, JSON.stringify({ weight_map: { "model.embed_tokens.weight": "../../etc/passwd" } }));
     expect(refusal(() => loadMatrix(folder), index)).toContain(`weight_map['model.embed_tokens.weight'] is "../../etc/passwd"; expected a shard file name in the index's folder`);
+  });
+});
+
+describe("format sniffing", () => {
+  it("says a text file renamed .safetensors is not a safetensors file, showing its first bytes", () => {
+    const path = fresh("model.safetensors");
+    writeFileSync(path, "Hello, this is not a model at all.\n");
+    expect(refusal(() => loadMatrix(path), path)).toBe(`${path}: not a safetensors file (first bytes 48 65 6c 6c 6f 2c 20 74, text "Hello, t"): its header length is ${Buffer.from("Hello, t").readBigUInt64LE()} bytes; expected at most 100000000`);
+  });
+
+  it("takes a shard index or config by content, and refuses other JSON naming what it lacks", () => {
+    const path = fresh("settings.json");
+    writeFileSync(path, JSON.stringify({ learning_rate: 0.1 }));
+    expect(refusal(() => loadMatrix(path), path)).toContain("a JSON file with neither weight_map (a shard index) nor model_type (a config.json)");
+  });
+});
+
+describe("PyTorch folders", () => {
+  it("reads a sharded pytorch_model.bin.index.json folder from the shard holding the embedding", () => {
+    const folder = fresh("torch");
+    const embedding = exactMatrix(6, 4, 9);
+    mkdirSync(folder);
+    const shard = (tensors: Parameters<typeof stateDictPickle>[0], data: Uint8Array) => torchZipBytes(stateDictPickle(tensors), new Map([["0", data]]));
+    writeFileSync(join(folder, "pytorch_model-00001-of-00002.bin"), new TextEncoder().encode("not read"));
+    writeFileSync(join(folder, "pytorch_model-00002-of-00002.bin"), shard([{ name: "model.embed_tokens.weight", storageType: "HalfStorage", key: "0", storageNumel: 24, shape: [6, 4] }], encodeMatrix(embedding, "F16")));
+    writeFileSync(join(folder, "pytorch_model.bin.index.json"), JSON.stringify({ weight_map: { "model.norm.weight": "pytorch_model-00001-of-00002.bin", "model.embed_tokens.weight": "pytorch_model-00002-of-00002.bin" } }));
+    const loaded = loadMatrix(folder);
+    expect(loaded).toMatchObject({ format: "pytorch", dtype: "F16", file: join(folder, "pytorch_model-00002-of-00002.bin") });
+    expectSameMatrix(loaded.matrix, embedding);
   });
 });
 

@@ -4,7 +4,8 @@ import type { TensorInfo } from "./tensor.ts";
 
 /**
  * Names token embeddings go by, most common first: Llama/Mistral/Qwen (HF), GGUF, Meta's original
- * checkpoints, GPT-2, BERT-likes, bare GPT-2 exports, submodule exports, GPT-NeoX/Pythia, T5/BART, Bloom, Falcon.
+ * checkpoints, GPT-2, BERT-likes, bare GPT-2 exports, submodule exports, GPT-NeoX/Pythia, T5/BART, Bloom, Falcon,
+ * then the names small hand-written PyTorch models use (minGPT's tok_emb, token_embedding).
  */
 export const EMBEDDING_TENSOR_NAMES: readonly string[] = [
   "model.embed_tokens.weight",
@@ -21,6 +22,8 @@ export const EMBEDDING_TENSOR_NAMES: readonly string[] = [
   "model.shared.weight",
   "transformer.word_embeddings.weight",
   "word_embeddings.weight",
+  "token_embedding.weight",
+  "tok_emb.weight",
 ];
 
 /** Name endings that identify a token embedding nested under a wrapper module (e.g. multimodal "language_model."). */

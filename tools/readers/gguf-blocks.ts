@@ -8,7 +8,7 @@ import { F16_TO_F32 } from "../fp16.ts";
  * value: the same float32 products and sums in the same order, FP16 scales widened exactly. Each
  * operation takes float32 (or small integer) operands, so computing it in double and rounding once
  * with Math.fround gives the float32 result C computes (double has more than twice float32's
- * precision). The scale products (an FP16 value, 11 significant bits, times an integer of at most 8
+ * precision); the last operation's rounding is the store into the Float32Array itself. The scale products (an FP16 value, 11 significant bits, times an integer of at most 8
  * bits) are exact in float32, so FMA contraction in a C build (`a * q - m` fused) cannot change a
  * result either: the fused and unfused forms round the same exact product once.
  */
@@ -86,8 +86,8 @@ export function dequantizeQ4_0(source: Uint8Array, target: Float32Array): void {
     const d = f16(source, at);
     for (let j = 0; j < 16; j++) {
       const q = source[at + 2 + j];
-      target[out + j] = fr(((q & 0x0f) - 8) * d);
-      target[out + j + 16] = fr(((q >> 4) - 8) * d);
+      target[out + j] = ((q & 0x0f) - 8) * d;
+      target[out + j + 16] = ((q >> 4) - 8) * d;
     }
   }
 }
@@ -99,8 +99,8 @@ export function dequantizeQ4_1(source: Uint8Array, target: Float32Array): void {
     const m = f16(source, at + 2);
     for (let j = 0; j < 16; j++) {
       const q = source[at + 4 + j];
-      target[out + j] = fr(fr((q & 0x0f) * d) + m);
-      target[out + j + 16] = fr(fr((q >> 4) * d) + m);
+      target[out + j] = fr((q & 0x0f) * d) + m;
+      target[out + j + 16] = fr((q >> 4) * d) + m;
     }
   }
 }
@@ -119,8 +119,8 @@ export function dequantizeQ5_0(source: Uint8Array, target: Float32Array): void {
       const q = source[at + 6 + j];
       const high0 = ((qh >>> j) << 4) & 0x10;
       const high1 = (qh >>> (j + 12)) & 0x10;
-      target[out + j] = fr((((q & 0x0f) | high0) - 16) * d);
-      target[out + j + 16] = fr((((q >> 4) | high1) - 16) * d);
+      target[out + j] = (((q & 0x0f) | high0) - 16) * d;
+      target[out + j + 16] = (((q >> 4) | high1) - 16) * d;
     }
   }
 }
@@ -135,8 +135,8 @@ export function dequantizeQ5_1(source: Uint8Array, target: Float32Array): void {
       const q = source[at + 8 + j];
       const high0 = ((qh >>> j) << 4) & 0x10;
       const high1 = (qh >>> (j + 12)) & 0x10;
-      target[out + j] = fr(fr(((q & 0x0f) | high0) * d) + m);
-      target[out + j + 16] = fr(fr(((q >> 4) | high1) * d) + m);
+      target[out + j] = fr(((q & 0x0f) | high0) * d) + m;
+      target[out + j + 16] = fr(((q >> 4) | high1) * d) + m;
     }
   }
 }
@@ -145,7 +145,7 @@ export function dequantizeQ5_1(source: Uint8Array, target: Float32Array): void {
 export function dequantizeQ8_0(source: Uint8Array, target: Float32Array): void {
   for (let at = 0, out = 0; at < source.length; at += 34, out += 32) {
     const d = f16(source, at);
-    for (let j = 0; j < 32; j++) target[out + j] = fr(((source[at + 2 + j] << 24) >> 24) * d);
+    for (let j = 0; j < 32; j++) target[out + j] = ((source[at + 2 + j] << 24) >> 24) * d;
   }
 }
 
@@ -165,7 +165,7 @@ export function dequantizeQ2_K(source: Uint8Array, target: Float32Array): void {
           const sc = source[at + scaleIndex++];
           const dl = fr(d * (sc & 0x0f));
           const ml = fr(min * (sc >> 4));
-          for (let l = 0; l < 16; l++) target[out++] = fr(fr(dl * ((source[q + part * 16 + l] >> shift) & 3)) - ml);
+          for (let l = 0; l < 16; l++) target[out++] = fr(dl * ((source[q + part * 16 + l] >> shift) & 3)) - ml;
         }
       }
     }
@@ -200,7 +200,7 @@ export function dequantizeQ3_K(source: Uint8Array, target: Float32Array): void {
           for (let l = 0; l < 16; l++) {
             const i = part * 16 + l;
             const value = ((source[q + i] >> shift) & 3) - ((source[at + i] & mask) !== 0 ? 0 : 4);
-            target[out++] = fr(dl * value);
+            target[out++] = dl * value;
           }
         }
         mask <<= 1;
@@ -229,8 +229,8 @@ export function dequantizeQ4_K(source: Uint8Array, target: Float32Array): void {
       const [sc2, m2] = scaleMinK4(source, at + 4, 2 * pair + 1);
       const d1 = fr(d * sc1), min1 = fr(min * m1);
       const d2 = fr(d * sc2), min2 = fr(min * m2);
-      for (let l = 0; l < 32; l++) target[out++] = fr(fr(d1 * (source[q + l] & 0x0f)) - min1);
-      for (let l = 0; l < 32; l++) target[out++] = fr(fr(d2 * (source[q + l] >> 4)) - min2);
+      for (let l = 0; l < 32; l++) target[out++] = fr(d1 * (source[q + l] & 0x0f)) - min1;
+      for (let l = 0; l < 32; l++) target[out++] = fr(d2 * (source[q + l] >> 4)) - min2;
     }
   }
 }
@@ -248,8 +248,8 @@ export function dequantizeQ5_K(source: Uint8Array, target: Float32Array): void {
       const d1 = fr(d * sc1), min1 = fr(min * m1);
       const d2 = fr(d * sc2), min2 = fr(min * m2);
       const bit1 = 1 << (2 * pair), bit2 = 2 << (2 * pair);
-      for (let l = 0; l < 32; l++) target[out++] = fr(fr(d1 * ((source[q + l] & 0x0f) + ((source[qh + l] & bit1) !== 0 ? 16 : 0))) - min1);
-      for (let l = 0; l < 32; l++) target[out++] = fr(fr(d2 * ((source[q + l] >> 4) + ((source[qh + l] & bit2) !== 0 ? 16 : 0))) - min2);
+      for (let l = 0; l < 32; l++) target[out++] = fr(d1 * ((source[q + l] & 0x0f) + ((source[qh + l] & bit1) !== 0 ? 16 : 0))) - min1;
+      for (let l = 0; l < 32; l++) target[out++] = fr(d2 * ((source[q + l] >> 4) + ((source[qh + l] & bit2) !== 0 ? 16 : 0))) - min2;
     }
   }
 }
@@ -273,10 +273,10 @@ export function dequantizeQ6_K(source: Uint8Array, target: Float32Array): void {
         const q2 = ((source[ql + l + 32] & 0x0f) | (((h >> 2) & 3) << 4)) - 32;
         const q3 = ((source[ql + l] >> 4) | (((h >> 4) & 3) << 4)) - 32;
         const q4 = ((source[ql + l + 32] >> 4) | (((h >> 6) & 3) << 4)) - 32;
-        target[y + l] = fr(fr(d * signedByte(source[sc + is])) * q1);
-        target[y + l + 32] = fr(fr(d * signedByte(source[sc + is + 2])) * q2);
-        target[y + l + 64] = fr(fr(d * signedByte(source[sc + is + 4])) * q3);
-        target[y + l + 96] = fr(fr(d * signedByte(source[sc + is + 6])) * q4);
+        target[y + l] = fr(d * signedByte(source[sc + is])) * q1;
+        target[y + l + 32] = fr(d * signedByte(source[sc + is + 2])) * q2;
+        target[y + l + 64] = fr(d * signedByte(source[sc + is + 4])) * q3;
+        target[y + l + 96] = fr(d * signedByte(source[sc + is + 6])) * q4;
       }
     }
   }

@@ -1,7 +1,7 @@
 import type { Matrix } from "../matrix.ts";
-import { openSource, type CheckpointSource } from "./checkpoint.ts";
+import { openSource } from "./checkpoint.ts";
 import { pickTensorName } from "./embedding.ts";
-import { dtypeBitsPerWeight, readTensorMatrix, type ModelFormat, type TensorCatalog } from "./tensor.ts";
+import { dtypeBitsPerWeight, readTensorMatrix, type ModelFormat, type ReadProgress, type TensorCatalog } from "./tensor.ts";
 
 export type { ModelFormat, TensorCatalog, TensorInfo } from "./tensor.ts";
 export { EMBEDDING_TENSOR_NAMES } from "./embedding.ts";
@@ -28,6 +28,8 @@ export interface LoadedMatrix {
 export interface LoadOptions {
   /** Tensor name to read (--tensor); without it the token embedding is found by its usual names. */
   readonly tensor?: string;
+  /** Told the stored bytes read so far, chunk by chunk (a multi-gigabyte table takes seconds). */
+  readonly onProgress?: ReadProgress;
 }
 
 /**
@@ -36,14 +38,10 @@ export interface LoadOptions {
  * of the shard that holds it).
  */
 export function loadMatrix(path: string, options: LoadOptions = {}): LoadedMatrix {
-  return loadFrom(openSource(path), options);
-}
-
-/** loadMatrix on an already opened source. */
-export function loadFrom(source: CheckpointSource, options: LoadOptions = {}): LoadedMatrix {
+  const source = openSource(path);
   const { name, autoPicked } = pickTensorName(source, options.tensor);
   const info = source.describe(name);
-  const matrix = readTensorMatrix(info);
+  const matrix = readTensorMatrix(info, options.onProgress);
   const bits = dtypeBitsPerWeight(info.dtype);
   return {
     matrix,

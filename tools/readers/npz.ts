@@ -3,7 +3,7 @@ import { CarvqError } from "../errors.ts";
 import { checkDataLength, MAX_NPY_PREAMBLE_READ, parseNpyLayout, type NpyLayout } from "./npy.ts";
 import { printable, readBytes, type ModelFile } from "./modelFile.ts";
 import type { TensorCatalog, TensorInfo } from "./tensor.ts";
-import { refuseMethod, ZIP_DEFLATED, ZIP_STORED, type ZipMember } from "./zip.ts";
+import { checkInflateRatio, refuseMethod, ZIP_DEFLATED, ZIP_STORED, type ZipMember } from "./zip.ts";
 
 /**
  * NumPy .npz: a zip archive of .npy members, stored (np.savez) or deflated (np.savez_compressed).
@@ -29,8 +29,9 @@ function memberTensor(file: ModelFile, member: ZipMember): TensorInfo {
     return { ...common(name, file, layout), offset: member.dataOffset + layout.dataStart };
   }
   if (member.method !== ZIP_DEFLATED) refuseMethod(where, member.method);
+  checkInflateRatio(where, member);
   const layout = deflatedLayout(file, member, where);
-  return { ...common(name, file, layout), offset: member.dataOffset, deflated: { length: member.compressedSize, skip: layout.dataStart } };
+  return { ...common(name, file, layout), offset: member.dataOffset, deflated: { length: member.compressedSize, skip: layout.dataStart, inflatedLength: member.size } };
 }
 
 function common(name: string, file: ModelFile, layout: NpyLayout) {

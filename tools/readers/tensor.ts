@@ -34,9 +34,10 @@ export interface TensorInfo {
   readonly strides?: readonly number[];
   /**
    * Set when the data sits inside a raw deflate stream of `length` bytes at `offset` (a compressed
-   * .npz member): the data is the inflated stream after its first `skip` bytes (the member's npy header).
+   * zip member) that inflates to `inflatedLength` bytes: the data is the inflated stream after its
+   * first `skip` bytes (an npz member's npy header, a PyTorch view's storage offset).
    */
-  readonly deflated?: { readonly length: number; readonly skip: number };
+  readonly deflated?: { readonly length: number; readonly skip: number; readonly inflatedLength: number };
   /** The format names `byteLength` itself (safetensors' data_offsets), so a mismatch is the header's fault. */
   readonly declaredBy?: string;
 }
@@ -48,6 +49,9 @@ export interface TensorCatalog {
   /** npy and llama2.c files hold one token embedding at a known place; other formats leave this unset. */
   readonly defaultTensor?: string;
 }
+
+/** Called after each chunk of a tensor's stored bytes is read and converted: bytes done of the total. */
+export type ReadProgress = (doneBytes: number, totalBytes: number) => void;
 
 /** Largest tensor the readers widen to float32 (2^31 values, 8 GiB), so a lying header cannot ask for more. */
 export const MAX_MATRIX_ELEMENTS = 2 ** 31;
@@ -103,6 +107,9 @@ export function tensorWhere(info: TensorInfo): string {
  * from the one file that holds them.
  */
 export function readTensorBytes(info: TensorInfo): Uint8Array {
+  if (info.declaredBy === undefined && storedByteLength(info.dtype, info.shape) === undefined) {
+    throw new CarvqError(`${tensorWhere(info)} has dtype ${printable(info.dtype)}, whose stored size carvq does not know`);
+  }
   return withModelFile(info.file, (file) => storedSource(file, info).read(0, info.byteLength));
 }
 
@@ -110,22 +117,22 @@ export function readTensorBytes(info: TensorInfo): Uint8Array {
  * Reads `info` as float32 values in row-major order, whatever the stored type, byte order and
  * layout: checks the type, the size against dtype x shape and the file, and refuses NaN or Inf.
  */
-export function readTensorF32(info: TensorInfo): Float32Array {
+export function readTensorF32(info: TensorInfo, onProgress?: ReadProgress): Float32Array {
   const where = tensorWhere(info);
   checkReadable(where, info);
   const elements = elementCount(info.shape);
   if (elements > MAX_MATRIX_ELEMENTS) throw new CarvqError(`${where} has shape [${info.shape.join(", ")}], ${elements} values; the readers accept at most ${MAX_MATRIX_ELEMENTS}`);
   checkByteLength(where, info);
-  const stored = withModelFile(info.file, (file) => decode(file, info, elements));
+  const stored = withModelFile(info.file, (file) => decode(file, info, elements, onProgress));
   const values = info.strides === undefined ? stored : gather(stored, info.shape, info.strides, where);
   checkFinite(where, values, info.shape.length >= 2 ? info.shape[info.shape.length - 1] : values.length);
   return values;
 }
 
 /** Reads a 2-D tensor as a float32 matrix (see readTensorF32). */
-export function readTensorMatrix(info: TensorInfo): Matrix {
+export function readTensorMatrix(info: TensorInfo, onProgress?: ReadProgress): Matrix {
   const [rows, cols] = checkMatrixShape(tensorWhere(info), info.shape);
-  return { rows, cols, data: readTensorF32(info) };
+  return { rows, cols, data: readTensorF32(info, onProgress) };
 }
 
 function checkReadable(where: string, info: TensorInfo): void {
@@ -183,22 +190,22 @@ function storedSource(file: ModelFile, info: TensorInfo): StoredSource {
       },
     };
   }
-  const { length: compressedLength, skip } = info.deflated;
+  const { length: compressedLength, skip, inflatedLength } = info.deflated;
   checkRange(file, info.offset, compressedLength, `${what} (deflated)`);
   const compressed = new Uint8Array(compressedLength);
   readExactInto(file, compressed, info.offset, `${what} (deflated)`);
   let inflated: Uint8Array;
   try {
-    inflated = inflateRawSync(compressed, { maxOutputLength: skip + info.byteLength + 1 });
+    inflated = inflateRawSync(compressed, { maxOutputLength: Math.max(1, inflatedLength) });
   } catch (err) {
     throw new CarvqError(`${file.path}: ${what} does not inflate (${printable((err as Error).message, 80)}); the archive is damaged`);
   }
-  if (inflated.length !== skip + info.byteLength) throw new CarvqError(`${file.path}: ${what} inflates to ${inflated.length - skip} bytes after its header; expected ${info.byteLength}`);
+  if (inflated.length !== inflatedLength || skip + info.byteLength > inflatedLength) throw new CarvqError(`${file.path}: ${what} inflates to ${inflated.length} bytes; its zip entry says ${inflatedLength}`);
   return { read: (start, length) => inflated.subarray(skip + start, skip + start + length) };
 }
 
 /** Widens the stored elements to float32 in stored order, a chunk at a time. */
-function decode(file: ModelFile, info: TensorInfo, elements: number): Float32Array {
+function decode(file: ModelFile, info: TensorInfo, elements: number, onProgress: ReadProgress | undefined): Float32Array {
   const where = tensorWhere(info);
   const source = storedSource(file, info);
   const count = info.strides === undefined ? elements : info.byteLength / ELEMENT_BYTES[info.dtype];
@@ -212,6 +219,7 @@ function decode(file: ModelFile, info: TensorInfo, elements: number): Float32Arr
       const n = Math.min(blocksPerChunk, blocks - first);
       const bytes = source.read(first * block.blockBytes, n * block.blockBytes);
       dequantize(bytes, target.subarray(first * block.blockElements, (first + n) * block.blockElements));
+      onProgress?.((first + n) * block.blockBytes, info.byteLength);
     }
     return target;
   }
@@ -222,6 +230,7 @@ function decode(file: ModelFile, info: TensorInfo, elements: number): Float32Arr
     const bytes = source.read(first * size, n * size);
     if (info.bigEndian) swapBytes(bytes, size);
     widen(info.dtype, bytes, target.subarray(first, first + n));
+    onProgress?.((first + n) * size, info.byteLength);
   }
   return target;
 }

@@ -24,6 +24,14 @@ const MAX_MEMBERS = 1_000_000;
 /** Largest member read whole into memory (a pickle, an npy header): 256 MiB. */
 const MAX_MEMBER_READ = 1 << 28;
 
+/**
+ * A deflated member may state at most this many times its compressed size once it is past
+ * MAX_INFLATE_UNCHECKED: tables of floats barely compress (about 1.1:1), while a zip bomb states
+ * gigabytes for kilobytes (deflate reaches 1032:1). Checked before anything is inflated.
+ */
+const MAX_INFLATE_RATIO = 32;
+const MAX_INFLATE_UNCHECKED = 64 << 20;
+
 export const ZIP_STORED = 0;
 export const ZIP_DEFLATED = 8;
 
@@ -184,4 +192,10 @@ function inflateMember(where: string, raw: Uint8Array, size: number): Uint8Array
 
 export function refuseMethod(where: string, method: number): never {
   throw new CarvqError(`${where} uses compression method ${method}; expected 0 (stored) or 8 (deflate)`);
+}
+
+/** Refuses a deflated member whose stated size is out of proportion to its compressed bytes (see MAX_INFLATE_RATIO). */
+export function checkInflateRatio(where: string, member: ZipMember): void {
+  if (member.size <= MAX_INFLATE_UNCHECKED || member.size <= member.compressedSize * MAX_INFLATE_RATIO) return;
+  throw new CarvqError(`${where} states ${member.size} bytes from ${member.compressedSize} compressed (${Math.round(member.size / Math.max(1, member.compressedSize))}:1); refusing more than ${MAX_INFLATE_RATIO}:1 above ${MAX_INFLATE_UNCHECKED} bytes (a zip bomb, or store the arrays uncompressed with np.savez)`);
 }
