@@ -2,14 +2,18 @@
 import { METHOD_RVQ, LAYOUT_ROW, RVQ_CODEBOOK_SIZE } from "./format";
 import {
   resident, method, cols, subvec, levels, group, layout, codeBits, rowBytes, groupCount,
-  subvecsPerRow, groupBytes, codesOffset, codebooksOffset, fileSize, readAt, loadResident,
+  subvecsPerRow, groupBytes, codesOffset, codebooksOffset, fileSize, readAt,
   rowScaleCount, rowScalesOffset, blobErr, adapted,
 } from "./blob";
+import { loadResident } from "./verify";
 import { adaptorResidentNeed, adaptorStreamingNeed, planAdaptor, loadTableRow, applyAdaptor } from "./adaptor";
 import { arenaAlloc, arenaCost, arenaFree } from "./arena";
-import { addEntries, addEntriesScaled, addEntryPair, decodeScalarRow, f16ToF32 } from "./kernels";
+import {
+  addEntries, addEntriesScaled, addEntryPair, addEntriesF32, addEntriesScaledF32, addEntryPairF32, decodeScalarRow,
+  f16ToF32, widenRow,
+} from "./kernels";
 import { putStr, putU64 } from "./text";
-import { die, EXIT_BAD_BLOB } from "./exit";
+import { fail, EXIT_BAD_BLOB } from "./exit";
 
 export const MODE_AUTO: u32 = 0;
 export const MODE_RESIDENT: u32 = 1;
@@ -91,13 +95,60 @@ let scalesPtr: usize = 0;
 export let windowGroups: u32 = 0;
 let winG0: u64 = 0;
 let winG1: u64 = 0;
+/** Resident RVQ: the codebooks widened to f32 once (0 = not widened: decode from FP16). */
+export let wide: usize = 0;
+
+/** Forgets the plan of the last blob. */
+export function resetPlan(): void {
+  mode = MODE_AUTO;
+  outPtr = 0;
+  outRows = 1;
+  recPtr = 0;
+  winPtr = 0;
+  scalesPtr = 0;
+  windowGroups = 0;
+  winG0 = 0;
+  winG1 = 0;
+  wide = 0;
+}
+
+/** Bytes the codebooks take widened to f32 (what widenCodebooks reserves). */
+export function wideBytes(): u64 {
+  return <u64>groupCount * <u64>groupBytes * 2;
+}
+
+/**
+ * Resident RVQ, after the plan: widens every codebook entry to f32 once, if the budget still holds
+ * them, so that a lookup reads f32 entries instead of widening FP16 ones (exact, the same bits).
+ * Returns whether it did; without room, lookups decode from FP16 as before.
+ */
+export function widenCodebooks(): bool {
+  if (mode != MODE_RESIDENT || method != METHOD_RVQ || resident == 0) return false;
+  const bytes = wideBytes();
+  if (arenaCost(bytes) > arenaFree()) return false;
+  const p = arenaAlloc(bytes);
+  if (p == 0) return false;
+  // In pieces of at most 2^28 values, so every count is a u32.
+  const values = bytes >> 2;
+  const src = resident + <usize>codebooksOffset;
+  for (let done: u64 = 0; done < values;) {
+    const n = values - done < (1 << 28) ? values - done : <u64>(1 << 28);
+    widenRow(src + <usize>(done << 1), p + <usize>(done << 2), <u32>n);
+    done += n;
+  }
+  wide = p;
+  return true;
+}
 
 /**
  * Reserves the buffers of the chosen mode (the caller checked the minimum fits). Extra room goes
  * first to a codebook window (streaming), then to batching output rows, up to `tokens` rows.
- * Returns false if the host refused memory.
+ * The rows go to a buffer reserved here, or with `out`, to the `outBytes` there (the library's
+ * I/O area; the caller checked one row fits). Returns false if the host refused memory or a read
+ * failed (the failure is recorded).
  */
-export function planBuffers(m: u32, tokens: u32): bool {
+export function planBuffers(m: u32, tokens: u32, out: usize = 0, outBytes: u64 = 0): bool {
+  resetPlan();
   mode = m;
   const rowOut = rowOutBytes();
   // The adaptor's minimum (beyond the output row) is kept free until planAdaptor takes it.
@@ -108,7 +159,7 @@ export function planBuffers(m: u32, tokens: u32): bool {
     if (rowScaleCount > 0) {
       scalesPtr = arenaAlloc(rowScalesBytes());
       if (scalesPtr == 0) return false;
-      readAt(scalesPtr, rowScalesOffset, <usize>rowScalesBytes());
+      if (!readAt(scalesPtr, rowScalesOffset, <usize>rowScalesBytes())) return false;
     }
     if (method == METHOD_RVQ) {
       const keep = arenaCost(rowOut) + adMin;
@@ -124,10 +175,10 @@ export function planBuffers(m: u32, tokens: u32): bool {
       winG1 = 0;
     }
   } else if (m == MODE_RESIDENT) {
-    if (!loadResident()) return false;
+    if (resident == 0 && !loadResident()) return false; // a blob handed over in memory is there already
     scalesPtr = resident + <usize>rowScalesOffset;
   }
-  let batch = OUT_BATCH_BYTES / rowOut;
+  let batch = (out != 0 ? outBytes : OUT_BATCH_BYTES) / rowOut;
   if (batch < 1) batch = 1;
   if (batch > <u64>tokens) batch = <u64>tokens;
   if (adapted) {
@@ -135,8 +186,13 @@ export function planBuffers(m: u32, tokens: u32): bool {
     batch = <u64>planAdaptor(m == MODE_STREAMING, batch, rowOut);
     if (batch == 0) return false;
     outRows = <u32>batch;
-    outPtr = arenaAlloc(batch * rowOut);
+    outPtr = out != 0 ? out : arenaAlloc(batch * rowOut);
     return outPtr != 0;
+  }
+  if (out != 0) {
+    outRows = <u32>batch;
+    outPtr = out;
+    return true;
   }
   const fit = arenaFree() / rowOut;
   if (batch > fit) batch = fit;
@@ -155,7 +211,7 @@ function changedIndex(t: u32, index: u32): void {
   putStr(" but the ROW_SCALES section holds ");
   putU64(rowScaleCount);
   putStr(" (the file changed while open?)");
-  die(EXIT_BAD_BLOB);
+  fail(EXIT_BAD_BLOB);
 }
 
 /**
@@ -167,9 +223,12 @@ export function decodeToken(t: u32, out: usize, slot: u32): void {
   if (adapted) loadTableRow(t, slot);
 }
 
-/** Completes the first `count` rows of the output batch (v1.2: adds the adaptor's correction). */
-export function finishRows(count: u32): void {
-  if (adapted) applyAdaptor(outPtr, <usize>rowOutBytes(), count);
+/**
+ * Completes `count` rows of an output batch, at `rows` (default: the batch buffer): v1.2 adds the
+ * adaptor's correction to the rows whose tokens decodeToken put in slots 0 .. count-1.
+ */
+export function finishRows(count: u32, rows: usize = 0): void {
+  if (adapted) applyAdaptor(rows != 0 ? rows : outPtr, <usize>rowOutBytes(), count);
 }
 
 /** The RVQ sum (times the row scale) or the scalar dequantization of token t (no adaptor). */
@@ -178,7 +237,7 @@ export function decodeCodes(t: u32, out: usize): void {
   const recOff = codesOffset + <u64>t * <u64>rowBytes;
   if (resident != 0) rec = resident + <usize>recOff;
   else {
-    readAt(recPtr, recOff, rowBytes);
+    readAt(recPtr, recOff, rowBytes); // a failure is recorded; the caller drops the row
     rec = recPtr;
   }
   if (method != METHOD_RVQ) {
@@ -194,11 +253,18 @@ export function decodeCodes(t: u32, out: usize): void {
   let scale: f32 = 1;
   const scaled = rowScaleCount > 0;
   if (scaled) {
-    const index = <u32>load<u8>(rec);
     // Every index was checked at open; a file changed since then is refused, never misread.
-    if (index >= rowScaleCount) changedIndex(t, index);
+    let index = <u32>load<u8>(rec);
+    if (index >= rowScaleCount) {
+      changedIndex(t, index);
+      index = 0;
+    }
     scale = f16ToF32(<u32>load<u16>(scalesPtr + (<usize>index << 1)));
     rec++;
+  }
+  if (wide != 0) {
+    decodeWide(t, rec, out, scaled, scale);
+    return;
   }
   // The group of sub-vector s, advanced one sub-vector at a time as groupOf defines it, without
   // its 64-bit division per sub-vector (which cost about as much as the sub-vector's arithmetic):
@@ -252,5 +318,48 @@ export function decodeCodes(t: u32, out: usize): void {
     const count = cols - first < h ? cols - first : h;
     if (scaled) addEntriesScaled(out + (<usize>first << 2), PTRS, L, count, scale);
     else addEntries(out + (<usize>first << 2), PTRS, L, count);
+  }
+}
+
+/**
+ * decodeCodes over the codebooks widened to f32 (resident): the same sums, from f32 entries. The
+ * sub-vectors are taken in runs that share a group (row layout: up to g of them; column-block: one),
+ * so the loop over one run has no group bookkeeping.
+ */
+function decodeWide(t: u32, rec: usize, out: usize, scaled: bool, scale: f32): void {
+  const S = subvecsPerRow;
+  const h = subvec;
+  const L = levels;
+  const eb = <usize>h << 2;
+  const K = RVQ_CODEBOOK_SIZE;
+  const wideGroup = <usize>groupBytes << 1;
+  const rowLayout = layout == LAYOUT_ROW;
+  // Row layout: the first run ends where token t's first group does.
+  let run: u32 = rowLayout ? group - <u32>((<u64>t * <u64>S) % <u64>group) : 1;
+  let base: usize = wide + <usize>groupOf(t, 0) * wideGroup;
+  const pair = L == 2 && !scaled;
+  let s: u32 = 0;
+  while (s < S) {
+    const end = S - s < run ? S : s + run;
+    for (; s < end; s++) {
+      const first = s * h;
+      const count = cols - first < h ? cols - first : h;
+      const dst = out + (<usize>first << 2);
+      if (pair) {
+        // Two levels: one code byte holds both nibbles (level 0 low, level 1 high).
+        const codes = <u32>load<u8>(rec + <usize>s);
+        addEntryPairF32(dst, base + <usize>(codes & 15) * eb, base + <usize>(K + (codes >> 4)) * eb, count);
+        continue;
+      }
+      for (let l: u32 = 0; l < L; l++) {
+        const i = s * L + l;
+        const code = (<u32>load<u8>(rec + (<usize>i >> 1)) >> ((i & 1) << 2)) & 15;
+        store<u32>(PTRS + (<usize>l << 2), <u32>(base + <usize>(l * K + code) * eb));
+      }
+      if (scaled) addEntriesScaledF32(dst, PTRS, L, count, scale);
+      else addEntriesF32(dst, PTRS, L, count);
+    }
+    base += wideGroup;
+    run = rowLayout ? group : 1;
   }
 }

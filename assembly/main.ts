@@ -2,6 +2,9 @@
 //
 //   carvq-rt lookup [--mode resident|streaming|auto] [--adaptor-batch N] [--adaptor-tile BYTES] <blob> <token> [<token> ...]
 //       writes each requested row, in the order asked, as raw little-endian float32 to stdout
+//   carvq-rt lookup [lookup's options] --stdin <blob>
+//       validates the blob once, then reads whitespace-separated token ids from stdin until its end
+//       and writes each row as soon as its token is read (for pipes and engines that talk over them)
 //   carvq-rt info <blob>
 //       validates the blob and prints a one-line JSON summary with the memory plan
 //   carvq-rt bench [lookup's options] <blob> <case> <count> <repetitions>
@@ -10,24 +13,23 @@
 // Exit codes: see exit.ts and docs/RUNTIME.md. The memory budget is the module's declared maximum
 // memory (asc --maximumMemory), also compiled in as CARVQ_BUDGET_PAGES; CARVQ_DEFAULT_MODE picks
 // the mode when --mode is not given (0 auto, 1 resident, 2 streaming).
-import { args_sizes_get, args_get, writeAll } from "./wasi";
+import { args_sizes_get, args_get, writeAll, readSome } from "./wasi";
 import { arenaInit, arenaAlloc, arenaFree, arenaUsed, committedBytes, BUDGET_BYTES } from "./arena";
 import { crcInit } from "./crc32";
 import { textBegin, textFlush, putStr, putU64, putByte, putBytes, putJsonString, putHex32, putMilli } from "./text";
+import { errBegin, die, dieFailed, failure, EXIT_OK, EXIT_USAGE, EXIT_IO, EXIT_BUDGET } from "./exit";
 import {
-  errBegin, die, EXIT_USAGE, EXIT_IO, EXIT_TOKEN_RANGE, EXIT_BUDGET,
-} from "./exit";
-import {
-  openBlob, closeBlob, readHeader, verifySections, blobErr, pathPtr, pathLen, fileSize, method, rows, cols,
-  subvec, levels, codebookSize, group, layout, codeBits, rowBytes, groupCount, sectionCount, headerPtr,
-  versionMinor, rowScaleCount, adapted, adTablePrecision, adMlpPrecision, adLayers, adWidth, adTableLength,
-  adTableRowBytes,
+  closeBlob, pathPtr, pathLen, fileSize, method, rows, cols, subvec, levels, codebookSize, group, layout,
+  codeBits, rowBytes, groupCount, sectionCount, headerPtr, versionMinor, rowScaleCount, adapted,
+  adTablePrecision, adMlpPrecision, adLayers, adWidth, adTableLength, adTableRowBytes,
 } from "./blob";
+import { verifySections } from "./verify";
+import { tableBegin, tableOpenFile, tablePlan, tableClose, checkToken } from "./table";
 import { caseId, plannedTokens, runBench } from "./bench";
 import { adaptorResidentNeed, adaptorStreamingNeed, minTileBytes, mlpBytes, setCaps } from "./adaptor";
 import {
-  MODE_AUTO, MODE_RESIDENT, MODE_STREAMING, residentNeed, streamingNeed, planBuffers, decodeToken,
-  finishRows, outPtr, outRows, rowOutBytes, windowGroups,
+  MODE_AUTO, MODE_RESIDENT, MODE_STREAMING, residentNeed, streamingNeed, decodeToken, finishRows, outPtr,
+  outRows, rowOutBytes,
 } from "./lookup";
 import {
   METHOD_RVQ, METHOD_INT4, METHOD_INT3, SECTION_TABLE_OFFSET, SECTION_ENTRY_BYTES, S_ID, S_CRC,
@@ -38,6 +40,8 @@ import {
 const VERSION = "0.1.0";
 const SCRATCH: usize = memory.data(16, 16);
 
+/** bench: widen a resident blob's codebooks to f32 at open as the library does (--no-widen: decode from FP16). */
+let widenForBench = true;
 let argc: u32 = 0;
 let argv: usize = 0;
 
@@ -62,10 +66,13 @@ function argIs(i: u32, s: string): bool {
 
 function putUsage(): void {
   putStr("usage: carvq-rt lookup [--mode resident|streaming|auto] [--adaptor-batch N] [--adaptor-tile BYTES] <blob> <token> [<token> ...]\n");
+  putStr("       carvq-rt lookup [--mode resident|streaming|auto] [--adaptor-batch N] [--adaptor-tile BYTES] --stdin <blob>\n");
   putStr("       carvq-rt info <blob>\n");
   putStr("       carvq-rt --version\n");
-  if (CARVQ_BENCH) putStr("       carvq-rt bench [lookup's options] <blob> decode|lookup|adaptor|fp16|copy <count> <repetitions>\n");
+  if (CARVQ_BENCH) putStr("       carvq-rt bench [lookup's options] [--no-widen] <blob> decode|lookup|adaptor|fp16|copy <count> <repetitions>\n");
   putStr("lookup writes each row as raw little-endian float32 to stdout, in the order asked.\n");
+  putStr("--stdin reads whitespace-separated token ids from stdin until its end and writes each row as soon as its\n");
+  putStr("token is read; the blob is validated once. A bad id stops it (exit 2 or 5) after the rows before it.\n");
   putStr("--adaptor-batch and --adaptor-tile cap the tokens the adaptor evaluates together and the bytes of its\n");
   putStr("MLP held in memory at once (streaming: below the MLP's size, it streams in tiles); blobs without one ignore them.\n");
   putStr("exit codes: 0 ok, 2 usage, 3 cannot open/read/write, 4 bad blob, 5 token out of range, 6 memory budget exceeded\n");
@@ -132,82 +139,15 @@ function modeName(m: u32): string {
   return m == MODE_RESIDENT ? "resident" : m == MODE_STREAMING ? "streaming" : "auto";
 }
 
-function budgetError(what: string, need: u64): void {
-  blobErr();
-  putStr("budget exceeded: ");
-  putStr(what);
-  putStr(" needs ");
-  putU64(need);
-  putStr(" more bytes of memory but only ");
-  putU64(arenaFree());
-  putStr(" are left under the budget of ");
-  putU64(BUDGET_BYTES);
-  putStr(" bytes (");
-  putU64(arenaUsed());
-  putStr(" in use)");
-  die(EXIT_BUDGET);
-}
-
-/** Chooses the mode: the one asked for, else the build's default; auto = resident if it fits. */
-function chooseMode(asked: u32): u32 {
-  let m = asked != MODE_AUTO ? asked : <u32>CARVQ_DEFAULT_MODE;
-  const free = arenaFree();
-  if (m == MODE_AUTO) m = residentNeed() <= free ? MODE_RESIDENT : MODE_STREAMING;
-  if (m == MODE_RESIDENT && residentNeed() > free) {
-    budgetError("resident mode (the whole blob in memory, plus one output row)", residentNeed());
-  }
-  if (m == MODE_STREAMING && streamingNeed() > free) {
-    if (adapted) {
-      budgetError("streaming mode with the adaptor (one record, one output row, the codebook entries of one sub-vector, any row scales, the adaptor's table record, one token's activations and one output channel of its widest layer)", streamingNeed());
-    }
-    budgetError("streaming mode (one record, one output row, the codebook entries of one sub-vector and any row scales)", streamingNeed());
-  }
-  return m;
-}
-
-/**
- * After readHeader: chooses the mode, checks every section's CRC and plans the buffers for
- * `tokens` tokens (lookup and bench). Exits with the right code on a bad blob or a budget refusal.
- */
-function planChecked(asked: u32, tokens: u32): u32 {
-  const m = chooseMode(asked);
-  // Streaming checks the CRCs first, through a transient chunk released before the buffers are
-  // planned, so the codebook window may take the rest of the arena. Resident checks them in memory.
-  if (m == MODE_STREAMING) verifySections();
-  if (!planBuffers(m, tokens)) {
-    blobErr();
-    putStr("budget exceeded: the host refused to grow memory within the budget of ");
-    putU64(BUDGET_BYTES);
-    putStr(" bytes");
-    die(EXIT_BUDGET);
-  }
-  if (m != MODE_STREAMING) verifySections();
-  return m;
-}
-
 function cmdLookup(first: u32, asked: u32): void {
   if (first >= argc) usageError("lookup: missing <blob>", -1);
   const blobArg = first;
   if (blobArg + 1 >= argc) usageError("lookup: give at least one token", -1);
   for (let i = blobArg + 1; i < argc; i++) if (parseToken(i) < 0) usageError("lookup: token is not a whole number:", <i32>i);
-  openBlob(argPtr(blobArg), argLen(blobArg));
-  readHeader();
-  for (let i = blobArg + 1; i < argc; i++) {
-    const t = parseToken(i);
-    if (t >= <i64>rows) {
-      blobErr();
-      putStr("token ");
-      putU64(<u64>t);
-      putStr(" is out of range: the blob has ");
-      putU64(rows);
-      putStr(" tokens (0 to ");
-      putU64(rows - 1);
-      putStr(")");
-      die(EXIT_TOKEN_RANGE);
-    }
-  }
+  if (!tableOpenFile(argPtr(blobArg), argLen(blobArg))) dieFailed();
+  for (let i = blobArg + 1; i < argc; i++) if (!checkToken(<u64>parseToken(i))) dieFailed();
   const count = argc - blobArg - 1;
-  planChecked(asked, count);
+  if (!tablePlan(asked, count)) dieFailed();
   const rowOut = <usize>rowOutBytes();
   let filled: u32 = 0;
   for (let i = blobArg + 1; i < argc; i++) {
@@ -215,6 +155,7 @@ function cmdLookup(first: u32, asked: u32): void {
     filled++;
     if (filled == outRows || i + 1 == argc) {
       finishRows(filled);
+      if (failure != EXIT_OK) dieFailed(); // a read failed or the file changed: no row of the batch is written
       const err = writeAll(1, outPtr, <usize>filled * rowOut);
       if (err != 0) {
         errBegin();
@@ -226,7 +167,81 @@ function cmdLookup(first: u32, asked: u32): void {
       filled = 0;
     }
   }
-  closeBlob();
+  tableClose();
+}
+
+const STDIN_BUF_BYTES: usize = 1024;
+const STDIN_BUF: usize = memory.data(<i32>STDIN_BUF_BYTES, 16);
+
+/** Decodes token `t` (stdin mode), checks it, and writes its row to stdout at once. */
+function writeStdinRow(t: i64, count: u64): void {
+  if (t > 0xffffffff) {
+    errBegin();
+    putStr("lookup --stdin: token ");
+    putU64(count + 1);
+    putStr(" is not a whole number below 2^32");
+    die(EXIT_USAGE);
+  }
+  if (!checkToken(<u64>t)) dieFailed();
+  decodeToken(<u32>t, outPtr, 0);
+  finishRows(1);
+  if (failure != EXIT_OK) dieFailed();
+  const err = writeAll(1, outPtr, <usize>rowOutBytes());
+  if (err != 0) {
+    errBegin();
+    putStr("cannot write to stdout (WASI errno ");
+    putU64(err);
+    putStr(")");
+    die(EXIT_IO);
+  }
+}
+
+/** lookup --stdin <blob>: one validation, then a row per token read from stdin, as it comes. */
+function cmdLookupStdin(first: u32, asked: u32): void {
+  if (first >= argc) usageError("lookup --stdin: missing <blob>", -1);
+  if (first + 1 < argc) usageError("lookup --stdin: the tokens come from stdin, not the command line:", <i32>(first + 1));
+  if (!tableOpenFile(argPtr(first), argLen(first))) dieFailed();
+  if (!tablePlan(asked, 1, 0, 0, true)) dieFailed();
+  let value: i64 = 0;
+  let digits: u32 = 0;
+  let count: u64 = 0;
+  while (true) {
+    const n = readSome(0, STDIN_BUF, STDIN_BUF_BYTES);
+    if (n < 0) {
+      errBegin();
+      putStr("cannot read stdin (WASI errno ");
+      putU64(<u64>(-1 - n));
+      putStr(")");
+      die(EXIT_IO);
+    }
+    if (n == 0) break;
+    for (let k: usize = 0; k < <usize>n; k++) {
+      const c = <u32>load<u8>(STDIN_BUF + k);
+      if (c >= 0x30 && c <= 0x39) {
+        // Digits past the eleventh cannot make a number below 2^32: stop counting, keep it too big.
+        if (digits < 11) value = value * 10 + <i64>(c - 0x30);
+        digits++;
+        if (digits > 10) value = 0x100000000;
+      } else if (c == 0x20 || (c >= 0x09 && c <= 0x0d)) {
+        if (digits > 0) {
+          writeStdinRow(value, count);
+          count++;
+        }
+        value = 0;
+        digits = 0;
+      } else {
+        errBegin();
+        putStr("lookup --stdin: token ");
+        putU64(count + 1);
+        putStr(" is not a whole number (byte ");
+        putU64(c);
+        putStr(" in it)");
+        die(EXIT_USAGE);
+      }
+    }
+  }
+  if (digits > 0) writeStdinRow(value, count);
+  tableClose();
 }
 
 /** bench <blob> <case> <count> <repetitions>: validates like lookup, then times the case (bench.ts). */
@@ -238,11 +253,10 @@ function cmdBench(first: u32, asked: u32): void {
   if (count < 1) usageError("bench: <count> must be a whole number from 1, got", <i32>(first + 2));
   const repetitions = parseCount(first + 3);
   if (repetitions < 1 || repetitions > 100) usageError("bench: <repetitions> must be a whole number from 1 to 100, got", <i32>(first + 3));
-  openBlob(argPtr(first), argLen(first));
-  readHeader();
-  planChecked(asked, plannedTokens(<u32>kase, <u32>count));
+  if (!tableOpenFile(argPtr(first), argLen(first))) dieFailed();
+  if (!tablePlan(asked, plannedTokens(<u32>kase, <u32>count), 0, 0, widenForBench)) dieFailed();
   runBench(<u32>kase, <u32>count, <u32>repetitions);
-  closeBlob();
+  tableClose();
 }
 
 function putKey(k: string): void {
@@ -254,13 +268,12 @@ function putKey(k: string): void {
 function cmdInfo(first: u32): void {
   if (first >= argc) usageError("info: missing <blob>", -1);
   if (first + 1 < argc) usageError("info: unexpected argument", <i32>(first + 1));
-  openBlob(argPtr(first), argLen(first));
-  readHeader();
+  if (!tableOpenFile(argPtr(first), argLen(first))) dieFailed();
   const used = arenaUsed();
   const resNeed = residentNeed();
   const strNeed = streamingNeed();
   const free = arenaFree();
-  verifySections(); // always by streaming: info works for blobs of any size
+  if (!verifySections()) dieFailed(); // always by streaming: info works for blobs of any size
   closeBlob();
   const isRvq = method == METHOD_RVQ;
   textBegin(1);
@@ -385,6 +398,7 @@ export function _start(): void {
   arenaInit();
   crcInit();
   readArgs();
+  tableBegin();
   if (argc < 2) usageError("missing command: lookup [--mode resident|streaming|auto] <blob> <token>... or info <blob>", -1);
   if (argIs(1, "--help") || argIs(1, "-h") || argIs(1, "help")) {
     textBegin(1);
@@ -418,6 +432,7 @@ export function _start(): void {
   let asked = MODE_AUTO;
   let batchCap: i64 = 0;
   let tileCap: i64 = 0;
+  let fromStdin = false;
   while (i < argc) {
     if (argIs(i, "--")) {
       i++;
@@ -431,6 +446,18 @@ export function _start(): void {
       else if (argIs(i, "streaming")) asked = MODE_STREAMING;
       else if (argIs(i, "auto")) asked = MODE_AUTO;
       else usageError("--mode must be resident, streaming or auto, got", <i32>i);
+      i++;
+      continue;
+    }
+    if (argIs(i, "--no-widen")) {
+      if (!isBench) usageError("--no-widen is an option of bench only", <i32>i);
+      widenForBench = false;
+      i++;
+      continue;
+    }
+    if (argIs(i, "--stdin")) {
+      if (!isLookup || isBench) usageError("--stdin is an option of lookup only", <i32>i);
+      fromStdin = true;
       i++;
       continue;
     }
@@ -456,6 +483,7 @@ export function _start(): void {
       return;
     }
   }
-  if (isLookup) cmdLookup(i, asked);
+  if (fromStdin) cmdLookupStdin(i, asked);
+  else if (isLookup) cmdLookup(i, asked);
   else cmdInfo(i);
 }

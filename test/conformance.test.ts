@@ -149,12 +149,12 @@ describe.runIf(existsSync(cli))("carvq conformance", () => {
     expect(run.code).toBe(1);
   });
 
-  it("writes the same bytes twice (CLI and library, full kit of every target), under 20 MiB, blobs under 1 MiB but the budget ones", () => {
+  it("writes the same bytes twice (CLI and library, full kit of every target), under 20 MiB, blobs under 1 MiB but the budget ones", async () => {
     const first = join(work, "full-a");
     const second = join(work, "full-b");
     const run = spawnSync(process.execPath, ["--no-warnings", cli, "conformance", "-o", first], { encoding: "utf8" });
     expect(run.status, run.stderr).toBe(0);
-    writeKit({ dir: second, targets: loadTargets(), quick: false, force: false });
+    await writeKit({ dir: second, targets: loadTargets(), quick: false, force: false });
     const a = filesOf(first);
     const b = filesOf(second);
     expect([...a.keys()]).toEqual([...b.keys()]);

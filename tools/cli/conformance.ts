@@ -77,7 +77,7 @@ export const conformanceCommand: Command = {
     const names = (values.target ?? []).flatMap((v) => v.split(",")).map((v) => v.trim()).filter((v) => v !== "");
     const targets = names.length === 0 ? loadTargets() : [...new Set(names)].sort().map((n) => loadTarget(n));
     const started = Date.now();
-    const kit = writeKit({ dir: values.output, targets, quick: values.quick === true, force: values.force === true });
+    const kit = await writeKit({ dir: values.output, targets, quick: values.quick === true, force: values.force === true });
     process.stdout.write(`${[`${values.output}: ${kit.cases} cases, ${kit.plan.modules.length} modules, ${kit.plan.blobs.length} blobs, ${kit.bytes} bytes`, "", ...caseTable(kit.plan), ...kit.plan.notCovered.map((n) => `not covered: ${n.target}: ${n.check} (${n.reason})`)].join("\n")}\n`);
     note(`carvq conformance: wrote ${values.output} in ${((Date.now() - started) / 1000).toFixed(1)} s; run it with: sh ${values.output}/run.sh ENGINE WORDS... (e.g. node ${values.output}/host/run-wasi.mjs)`);
   },

@@ -126,7 +126,7 @@ export function kitModules(targets: readonly Target[]): KitModule[] {
 interface VariantSpec {
   name: string;
   description: string;
-  make(): Uint8Array;
+  make(): Uint8Array | Promise<Uint8Array>;
   /** Tokens looked up: first, last, a middle one and a repeat, in an order that is not sorted. */
   tokens: number[];
   adaptor?: boolean;
@@ -142,7 +142,7 @@ function random(name: string, description: string, options: RandomBlobOptions): 
 }
 
 function fitted(name: string, description: string, rows: number, cols: number, options: Parameters<typeof compressMatrix>[1]): VariantSpec {
-  return { name, description, make: () => compressMatrix(synthMatrix({ rows, cols, seed: 16 }), options).bytes, tokens: tokensFor(rows) };
+  return { name, description, make: async () => (await compressMatrix(synthMatrix({ rows, cols, seed: 16 }), options)).bytes, tokens: tokensFor(rows) };
 }
 
 /** Every format variant the runtime reads, each in a small blob (a few KB to ~60 KB). */
@@ -328,13 +328,14 @@ interface PlannedVariant {
 }
 
 /** Format variants: every module reads every variant (generic builds in both modes, targets in theirs). */
-function planVariants(kit: KitBuilder): PlannedVariant[] {
-  const variants = variantSpecs().map((spec) => {
-    const bytes = spec.make();
+async function planVariants(kit: KitBuilder): Promise<PlannedVariant[]> {
+  const variants: PlannedVariant[] = [];
+  for (const spec of variantSpecs()) {
+    const bytes = await spec.make();
     const file = `blobs/${spec.name}.carvq`;
     addBlob(kit, file, spec.description, bytes);
-    return { spec, file, bytes, rows: rowsBytes(decodeTokens(parseBlob(bytes, file), spec.tokens)) };
-  });
+    variants.push({ spec, file, bytes, rows: rowsBytes(decodeTokens(parseBlob(bytes, file), spec.tokens)) });
+  }
   for (const module of kit.modules) {
     for (const v of variants) {
       const lookup = (mode: "resident" | "streaming" | null, extra: string[] = []) => ["lookup", ...modeArgs(mode), ...extra, v.file, ...v.spec.tokens.map(String)];
@@ -441,9 +442,9 @@ function planBudgets(kit: KitBuilder, targets: readonly Target[]): void {
   }
 }
 
-export function planKit(options: PlanOptions): KitPlan {
+export async function planKit(options: PlanOptions): Promise<KitPlan> {
   const kit: KitBuilder = { quick: options.quick, modules: kitModules(options.targets), blobs: [], cases: [], notCovered: [] };
-  const variants = planVariants(kit);
+  const variants = await planVariants(kit);
   planRefusals(kit, variants);
   planBudgets(kit, options.targets);
   kit.blobs.sort((a, b) => (a.file < b.file ? -1 : a.file > b.file ? 1 : 0));

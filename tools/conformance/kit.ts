@@ -103,11 +103,11 @@ function readme(plan: KitPlan): string {
 }
 
 /** Writes the kit to `options.dir` (refused if it exists, unless force). */
-export function writeKit(options: WriteKitOptions): KitSummary {
+export async function writeKit(options: WriteKitOptions): Promise<KitSummary> {
   const dir = resolve(options.dir);
   if (existsSync(dir) && !options.force) throw new CarvqError(`${options.dir}: already exists (pass --force to replace it)`);
   if (!existsSync(dirname(dir))) throw new CarvqError(`${options.dir}: its parent folder does not exist`);
-  const plan = planKit({ targets: options.targets, quick: options.quick });
+  const plan = await planKit({ targets: options.targets, quick: options.quick });
   const moduleBytes = new Map(plan.modules.map((m) => [m.file, new Uint8Array(readFileSync(m.source))]));
   const files = new Map<string, Uint8Array | string>();
   for (const m of plan.modules) files.set(m.file, moduleBytes.get(m.file)!);
