@@ -1,4 +1,5 @@
-import { statSync } from "node:fs";
+import { existsSync, statSync } from "node:fs";
+import { join } from "node:path";
 import { readBlobFile, type Blob } from "../blob/reader.ts";
 import { decodeAll, decodeToken } from "../decoder.ts";
 import { CarvqError } from "../errors.ts";
@@ -11,7 +12,10 @@ import { loadLlama2cModel, withInputEmbedding, type Llama2cModel } from "../llam
 import { DEFAULT_SAMPLE_OPTIONS } from "../llama2c/sample.ts";
 import { startProgress } from "../progress.ts";
 import { defaultThreads } from "../quant/parallel.ts";
-import { intOption, parseCommandArgs } from "./args.ts";
+import { detectFileKind, type FileKind } from "../readers/detect.ts";
+import { withModelFile } from "../readers/modelFile.ts";
+import { count } from "../text.ts";
+import { intOption, parseCommandArgs, usageError } from "./args.ts";
 import type { Command } from "./command.ts";
 import { fmt, note, printResult } from "./output.ts";
 
@@ -63,14 +67,32 @@ Options:
 
 type Values = Record<string, string | boolean | undefined>;
 
-const usage = (message: string) => new CarvqError(`carvq ppl: ${message} (see carvq ppl --help)`, 2);
+const usage = (message: string) => usageError("ppl", `${message} (see carvq ppl --help)`);
 
-function isFolder(path: string): boolean {
-  try {
-    return statSync(path).isDirectory();
-  } catch {
-    return false; // a missing file: the loader names it
+const RUNNABLE_MODELS = "a Hugging Face model folder (config.json + safetensors) or a llama2.c checkpoint (e.g. stories260K.bin)";
+
+/** How a message names a file of each format ppl cannot run. */
+const FORMAT_NAMES: Partial<Record<FileKind, string>> = { safetensors: "a safetensors file", gguf: "a GGUF file", npy: "an .npy array", npz: "an .npz archive", pytorch: "a PyTorch checkpoint", json: "a JSON file" };
+
+/**
+ * Which kind of model --model is, by its content, before anything is loaded: a folder with
+ * config.json (Hugging Face) or a llama2.c checkpoint; anything else is refused naming what it is.
+ */
+function modelKind(path: string): "folder" | "llama2c" {
+  const folder = (() => {
+    try {
+      return statSync(path).isDirectory();
+    } catch {
+      return false; // a missing file: the reader names it below
+    }
+  })();
+  if (folder) {
+    if (existsSync(join(path, "config.json"))) return "folder";
+    throw usageError("ppl", `--model ${path} is a folder without config.json; ppl runs ${RUNNABLE_MODELS}`);
   }
+  const format = withModelFile(path, detectFileKind);
+  if (format === "llama2c") return "llama2c";
+  throw usageError("ppl", `--model ${path} is ${FORMAT_NAMES[format] ?? `a ${format} file`}; ppl runs ${RUNNABLE_MODELS}`);
 }
 
 function checkShape(blob: Blob, blobPath: string, modelPath: string, vocab: number, hidden: number): void {
@@ -88,7 +110,7 @@ function blobEmbedding(blob: Blob): InputEmbedding {
 function windowsFor(values: Values, model: { vocab: number; maxPositions: number; tokenizerDir: string | null }): { windows: Window[]; described: string; ctx?: number; stride?: number } {
   if (typeof values.tokens === "string") {
     const windows = readTokenWindows(values.tokens, model.vocab, model.maxPositions);
-    return { windows, described: `${windows.length} sequences from ${values.tokens}` };
+    return { windows, described: `${count(windows.length, "sequence")} from ${values.tokens}` };
   }
   const textPath = values.text as string;
   if (model.tokenizerDir === null) throw usage("--text needs a Hugging Face folder (its tokenizer.json); for a llama2.c model give --tokens, or neither for sampled text");
@@ -96,7 +118,7 @@ function windowsFor(values: Values, model: { vocab: number; maxPositions: number
   const stride = intOption("ppl", "stride", values.stride as string | undefined, ctx, 1, ctx);
   note(`${textPath}: tokenizing with ${model.tokenizerDir}/tokenizer.json`);
   const { windows, tokens } = readTextWindows(textPath, model.tokenizerDir, ctx, stride);
-  return { windows, described: `${tokens} tokens of ${textPath} in ${windows.length} windows (ctx ${ctx}, stride ${stride})`, ctx, stride };
+  return { windows, described: `${count(tokens, "token")} of ${textPath} in ${count(windows.length, "window")} (ctx ${ctx}, stride ${stride})`, ctx, stride };
 }
 
 function compareWithProgress(original: LogitsModel, modified: LogitsModel, windows: readonly Window[]): ComparisonResult {
@@ -137,7 +159,7 @@ function runLlama2c(values: Values, blobPath: string, blob: Blob, modelPath: str
     const length = intOption("ppl", "length", values.length as string | undefined, Math.min(D.length, seqLen - 1), 1, seqLen - 1);
     const sampled = evaluatePerplexity(model, decodeAll(blob), { sequences, length, seed }, blobPath);
     const result: ComparisonResult = { ppl_orig: sampled.ppl_orig, ppl: sampled.ppl, kl: sampled.kl, tokens: sampled.tokens, windows: sampled.sequences };
-    return { result, described: `${sequences} sequences x ${length} sampled from the model, seed ${seed}`, tied, architecture: "llama2.c", seed, length };
+    return { result, described: `${count(sequences, "sequence")} x ${length} sampled from the model, seed ${seed}`, tied, architecture: "llama2.c", seed, length };
   }
   const plan = windowsFor(values, { vocab: vocabSize, maxPositions: seqLen, tokenizerDir: null });
   const modified = withInputEmbedding(model, decodeAll(blob), blobPath);
@@ -171,7 +193,12 @@ export const pplCommand: Command = {
       if (values[flag] !== undefined && given) throw usage(`--${flag} sets the sampled text; it does not go with --text or --tokens`);
     }
     for (const flag of ["ctx", "stride"] as const) if (values[flag] !== undefined && values.text === undefined) throw usage(`--${flag} cuts a --text into windows; it needs --text`);
-    const folder = isFolder(values.model);
+    // Syntax and ranges that do not depend on the model, before any file is read.
+    intOption("ppl", "sequences", values.sequences, D.sequences, 1, 100_000);
+    intOption("ppl", "seed", values.seed, D.seed, 0, 0xffffffff);
+    intOption("ppl", "threads", values.threads, defaultThreads(), 1, 256);
+    for (const flag of ["ctx", "stride", "length"] as const) intOption("ppl", flag, values[flag], 1, 1, Number.MAX_SAFE_INTEGER);
+    const folder = modelKind(values.model) === "folder";
     if (folder && !given) throw usage(`--model ${values.model} is a Hugging Face folder: give --text FILE or --tokens FILE.json`);
     if (!folder && values.threads !== undefined) throw usage("--threads sets a Hugging Face model's matrix-product threads; a llama2.c model runs on one");
     if (folder) for (const flag of ["sequences", "length", "seed"] as const) if (values[flag] !== undefined) throw usage(`--${flag} is for llama2.c models' sampled text`);
