@@ -7,7 +7,7 @@ import { describe, expect, it } from "vitest";
 import { projectRoot } from "../host/common.ts";
 import { f32ToF16 } from "../tools/fp16.ts";
 import { matmulReference, type MatmulJob, type WeightArray, type WeightDtype } from "../tools/hf/matmul.ts";
-import { openMatmul } from "../tools/hf/matmul-pool.ts";
+import { MATMUL_WORKER, openMatmul } from "../tools/hf/matmul-pool.ts";
 import { createRandom } from "../tools/random.ts";
 
 /** bf16 bits of an f32 value that bf16 holds exactly (the top half of its f32 bits). */
@@ -169,16 +169,16 @@ describe("matmul WASM kernel and pool (tools/hf/matmul-pool.ts)", () => {
     // (no pool at all), then with it (one thread works, two need the worker bundle).
     const dir = mkdtempSync(join(tmpdir(), "carvq-hf-matmul-"));
     try {
-      // Nested, so that every place the loaders look (up to two folders above the bundle) is inside dir.
+      // The loaders take the bundle's parent folder as the package root: pkg, inside dir.
       const pkg = join(dir, "root", "pkg");
       const script = join(pkg, "app", "open.mjs");
       await build({ stdin: { contents: 'import { openMatmul } from "./tools/hf/matmul-pool.ts"; const threads = Number(process.argv[2]); openMatmul({ threads }).then(async (p) => { console.log("opened " + p.threads); await p.close(); }, (e) => { console.log(e.message); });', resolveDir: projectRoot(), loader: "ts" }, bundle: true, platform: "node", format: "esm", outfile: script, logLevel: "warning" });
       const run = (threads: number) => execFileSync(process.execPath, [script, String(threads)], { encoding: "utf8" }).trim();
-      expect(run(1)).toBe("build/hf-kernels.wasm is not built (the transformer forward's matrix kernel): run npm run build");
+      expect(run(1)).toBe(`${join(pkg, "build", "hf-kernels.wasm")}: not built; run npm run build`);
       mkdirSync(join(pkg, "build"));
       copyFileSync(join(projectRoot(), "build", "hf-kernels.wasm"), join(pkg, "build", "hf-kernels.wasm"));
       expect(run(1)).toBe("opened 1");
-      expect(run(2)).toBe("dist/hf-matmul-worker.mjs is not built (the transformer forward's worker thread): run npm run build, or use one thread");
+      expect(run(2)).toBe(`${join(pkg, "dist", MATMUL_WORKER)}: not built; run npm run build`);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

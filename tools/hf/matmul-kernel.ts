@@ -5,8 +5,8 @@
 // A model larger than one arena spreads over several. No fallback: a missing build is an error
 // that says how to make it (the JavaScript reference in matmul.ts is there to be chosen, not
 // slipped in).
-import { existsSync, readFileSync } from "node:fs";
-import { fileURLToPath } from "node:url";
+import { readFileSync } from "node:fs";
+import { builtFile } from "../built.ts";
 import type { WeightArray, WeightDtype } from "./matmul.ts";
 
 export interface HfKernelExports {
@@ -25,19 +25,12 @@ export function elementBytes(dtype: WeightDtype): number {
   return dtype === "f32" ? 4 : 2;
 }
 
-export const HF_KERNELS_FILE = "build/hf-kernels.wasm";
 let kernelModule: WebAssembly.Module | undefined;
 
-/** build/hf-kernels.wasm, next to the source tree or a bundle in dist/ or build/; throws when not built. */
+/** build/hf-kernels.wasm; a one-line error (what to run) when it is not built. */
 export function hfKernelModule(): WebAssembly.Module {
-  if (kernelModule !== undefined) return kernelModule;
-  for (const relative of ["../../build/hf-kernels.wasm", "../build/hf-kernels.wasm"]) {
-    const path = fileURLToPath(new URL(relative, import.meta.url));
-    if (!existsSync(path)) continue;
-    kernelModule = new WebAssembly.Module(readFileSync(path));
-    return kernelModule;
-  }
-  throw new Error(`${HF_KERNELS_FILE} is not built (the transformer forward's matrix kernel): run npm run build`);
+  kernelModule ??= new WebAssembly.Module(readFileSync(builtFile("build/hf-kernels.wasm")));
+  return kernelModule;
 }
 
 export function instantiateHfKernel(module: WebAssembly.Module, memory: WebAssembly.Memory): HfKernelExports {

@@ -106,7 +106,6 @@ export class MatmulPool implements MatmulBackend {
     const pool = new MatmulPool(options);
     if (threads === 1) return pool;
     const path = workerBundle(MATMUL_WORKER);
-    if (path === null) throw new Error(`dist/${MATMUL_WORKER} is not built (the transformer forward's worker thread): run npm run build, or use one thread`);
     const ready = Array.from({ length: threads - 1 }, (_, i) => {
       const channel = new MessageChannel();
       const data: MatmulWorkerData = { module: pool.module, control: pool.ctrl.buffer as SharedArrayBuffer, port: channel.port2, thread: i + 1 };

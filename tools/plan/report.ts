@@ -20,7 +20,7 @@ import type { Llama2cModel } from "../llama2c/model.ts";
 import type { Matrix } from "../matrix.ts";
 import { autoConfigure, describeOptions, optionFlags } from "./autoconfig.ts";
 import { calibrationKlObjective } from "../eval/kl-objective.ts";
-import { klScore } from "./cli.ts";
+import { klScore } from "./model-score.ts";
 import { renderPlot, type PlotPanel, type PlotPoint, type PlotSeries } from "./svg.ts";
 
 export type ReportSeries = "auto" | "tuned" | "paper" | "scalar";
