@@ -4,20 +4,12 @@ import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { basename, dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { CarvqError } from "../tools/errors.ts";
+import { RUNTIME_EXIT } from "./exit-codes.ts";
+
+export { RUNTIME_EXIT } from "./exit-codes.ts";
 
 export type BuildName = "simd" | "scalar";
 export type ModeName = "resident" | "streaming";
-
-/** Exit codes of the runtime (assembly/exit.ts, docs/RUNTIME.md). */
-export const RUNTIME_EXIT = {
-  ok: 0,
-  usage: 2,
-  io: 3,
-  badBlob: 4,
-  tokenRange: 5,
-  budget: 6,
-  internal: 70,
-} as const;
 
 /** A device profile from targets/<name>.json. */
 export interface Target {

@@ -7,13 +7,14 @@ import { compressCommand } from "./compress.ts";
 import { dataCommand } from "./data.ts";
 import { demoCommand } from "./demo.ts";
 import { evalCommand } from "./eval.ts";
+import { generateCommand } from "./generate.ts";
 import { inspectCommand } from "./inspect.ts";
 import { lookupCommand } from "./lookup.ts";
 import { pplCommand } from "./ppl.ts";
 import { reportCommand } from "./report.ts";
 import { synthCommand } from "./synth.ts";
 
-const commands: readonly Command[] = [demoCommand, compressCommand, evalCommand, inspectCommand, pplCommand, reportCommand, lookupCommand, synthCommand, dataCommand];
+const commands: readonly Command[] = [demoCommand, compressCommand, evalCommand, inspectCommand, pplCommand, generateCommand, reportCommand, lookupCommand, synthCommand, dataCommand];
 
 function usage(): string {
   const width = Math.max(...commands.map((c) => c.name.length));
