@@ -2,6 +2,7 @@ import { checkOverwrite, writeFileAtomic } from "../atomic.ts";
 import { CarvqError } from "../errors.ts";
 import { openJcoRuntime } from "../../host/jco.ts";
 import { openRuntime } from "../../host/node.ts";
+import { openTable } from "../../host/table.ts";
 import { targetNames, type BuildName, type ModeName } from "../../host/common.ts";
 import { choiceOption, parseCommandArgs } from "./args.ts";
 import type { Command } from "./command.ts";
@@ -106,11 +107,20 @@ export const lookupCommand: Command = {
       const runtime = await openJcoRuntime({ blob, mode, ...tuning });
       rows = await runtime.lookup(ids);
       runtime.close();
-    } else {
+    } else if (tuning.adaptorBatch !== undefined || tuning.adaptorTile !== undefined) {
+      // The adaptor's batch and tile are the command's own knobs: the library plans them itself.
       const runtime = await openRuntime({ blob, target: values.target, build, mode, ...tuning });
       rows = runtime.lookup(ids);
       note(`carvq lookup: ${ids.length} rows of ${rows.length / ids.length} values from ${blob} (${values.target ?? build ?? "simd"}, peak linear memory ${runtime.peakMemoryBytes} bytes)`);
       runtime.close();
+    } else {
+      const table = await openTable(blob, { target: values.target, build, mode });
+      try {
+        rows = table.lookup(ids);
+        note(`carvq lookup: ${ids.length} rows of ${table.cols} values from ${blob} (${values.target ?? build ?? "simd"}, peak linear memory ${table.memoryBytes} bytes)`);
+      } finally {
+        table.close();
+      }
     }
     const bytes = new Uint8Array(rows.buffer, rows.byteOffset, rows.byteLength);
     if (values.output !== undefined) {
