@@ -114,6 +114,20 @@ let tilePtr: usize = 0;
 /** Address of ADAPTOR_MLP's first byte when the whole section is in memory (resident or cached), else 0. */
 let mlpBase: usize = 0;
 
+/** Forgets the plan of the last blob (the caps stay). */
+export function resetAdaptorPlan(): void {
+  batch = 1;
+  cached = false;
+  tileBytes = 0;
+  stride = 0;
+  actA = 0;
+  actB = 0;
+  stats = 0;
+  recBuf = 0;
+  tilePtr = 0;
+  mlpBase = 0;
+}
+
 export function setCaps(tokens: u32, bytes: u64): void {
   batchCap = tokens;
   tileCap = bytes;
@@ -138,6 +152,7 @@ function fitBatch(maxBatch: u64, rowOut: u64, avail: u64): u64 {
  * refused memory.
  */
 export function planAdaptor(streaming: bool, maxBatch: u64, rowOut: u64): u32 {
+  resetAdaptorPlan();
   stride = <usize>strideBytes();
   if (batchCap > 0 && maxBatch > <u64>batchCap) maxBatch = <u64>batchCap;
   if (maxBatch < 1) maxBatch = 1;
@@ -159,7 +174,7 @@ export function planAdaptor(streaming: bool, maxBatch: u64, rowOut: u64): u32 {
     if (cached) {
       mlpBase = arenaAlloc(adMlpLength);
       if (mlpBase == 0) return 0;
-      readAt(mlpBase, adMlpOffset, <usize>adMlpLength);
+      if (!readAt(mlpBase, adMlpOffset, <usize>adMlpLength)) return 0;
       tileBytes = 0;
     } else {
       const minTile = minTileBytes();

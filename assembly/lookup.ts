@@ -2,14 +2,15 @@
 import { METHOD_RVQ, LAYOUT_ROW, RVQ_CODEBOOK_SIZE } from "./format";
 import {
   resident, method, cols, subvec, levels, group, layout, codeBits, rowBytes, groupCount,
-  subvecsPerRow, groupBytes, codesOffset, codebooksOffset, fileSize, readAt, loadResident,
+  subvecsPerRow, groupBytes, codesOffset, codebooksOffset, fileSize, readAt,
   rowScaleCount, rowScalesOffset, blobErr, adapted,
 } from "./blob";
+import { loadResident } from "./verify";
 import { adaptorResidentNeed, adaptorStreamingNeed, planAdaptor, loadTableRow, applyAdaptor } from "./adaptor";
 import { arenaAlloc, arenaCost, arenaFree } from "./arena";
 import { addEntries, addEntriesScaled, addEntryPair, decodeScalarRow, f16ToF32 } from "./kernels";
 import { putStr, putU64 } from "./text";
-import { die, EXIT_BAD_BLOB } from "./exit";
+import { fail, EXIT_BAD_BLOB } from "./exit";
 
 export const MODE_AUTO: u32 = 0;
 export const MODE_RESIDENT: u32 = 1;
@@ -92,12 +93,28 @@ export let windowGroups: u32 = 0;
 let winG0: u64 = 0;
 let winG1: u64 = 0;
 
+/** Forgets the plan of the last blob. */
+export function resetPlan(): void {
+  mode = MODE_AUTO;
+  outPtr = 0;
+  outRows = 1;
+  recPtr = 0;
+  winPtr = 0;
+  scalesPtr = 0;
+  windowGroups = 0;
+  winG0 = 0;
+  winG1 = 0;
+}
+
 /**
  * Reserves the buffers of the chosen mode (the caller checked the minimum fits). Extra room goes
  * first to a codebook window (streaming), then to batching output rows, up to `tokens` rows.
- * Returns false if the host refused memory.
+ * The rows go to a buffer reserved here, or with `out`, to the `outBytes` there (the library's
+ * I/O area; the caller checked one row fits). Returns false if the host refused memory or a read
+ * failed (the failure is recorded).
  */
-export function planBuffers(m: u32, tokens: u32): bool {
+export function planBuffers(m: u32, tokens: u32, out: usize = 0, outBytes: u64 = 0): bool {
+  resetPlan();
   mode = m;
   const rowOut = rowOutBytes();
   // The adaptor's minimum (beyond the output row) is kept free until planAdaptor takes it.
@@ -108,7 +125,7 @@ export function planBuffers(m: u32, tokens: u32): bool {
     if (rowScaleCount > 0) {
       scalesPtr = arenaAlloc(rowScalesBytes());
       if (scalesPtr == 0) return false;
-      readAt(scalesPtr, rowScalesOffset, <usize>rowScalesBytes());
+      if (!readAt(scalesPtr, rowScalesOffset, <usize>rowScalesBytes())) return false;
     }
     if (method == METHOD_RVQ) {
       const keep = arenaCost(rowOut) + adMin;
@@ -124,10 +141,10 @@ export function planBuffers(m: u32, tokens: u32): bool {
       winG1 = 0;
     }
   } else if (m == MODE_RESIDENT) {
-    if (!loadResident()) return false;
+    if (resident == 0 && !loadResident()) return false; // a blob handed over in memory is there already
     scalesPtr = resident + <usize>rowScalesOffset;
   }
-  let batch = OUT_BATCH_BYTES / rowOut;
+  let batch = (out != 0 ? outBytes : OUT_BATCH_BYTES) / rowOut;
   if (batch < 1) batch = 1;
   if (batch > <u64>tokens) batch = <u64>tokens;
   if (adapted) {
@@ -135,8 +152,13 @@ export function planBuffers(m: u32, tokens: u32): bool {
     batch = <u64>planAdaptor(m == MODE_STREAMING, batch, rowOut);
     if (batch == 0) return false;
     outRows = <u32>batch;
-    outPtr = arenaAlloc(batch * rowOut);
+    outPtr = out != 0 ? out : arenaAlloc(batch * rowOut);
     return outPtr != 0;
+  }
+  if (out != 0) {
+    outRows = <u32>batch;
+    outPtr = out;
+    return true;
   }
   const fit = arenaFree() / rowOut;
   if (batch > fit) batch = fit;
@@ -155,7 +177,7 @@ function changedIndex(t: u32, index: u32): void {
   putStr(" but the ROW_SCALES section holds ");
   putU64(rowScaleCount);
   putStr(" (the file changed while open?)");
-  die(EXIT_BAD_BLOB);
+  fail(EXIT_BAD_BLOB);
 }
 
 /**
@@ -167,9 +189,12 @@ export function decodeToken(t: u32, out: usize, slot: u32): void {
   if (adapted) loadTableRow(t, slot);
 }
 
-/** Completes the first `count` rows of the output batch (v1.2: adds the adaptor's correction). */
-export function finishRows(count: u32): void {
-  if (adapted) applyAdaptor(outPtr, <usize>rowOutBytes(), count);
+/**
+ * Completes `count` rows of an output batch, at `rows` (default: the batch buffer): v1.2 adds the
+ * adaptor's correction to the rows whose tokens decodeToken put in slots 0 .. count-1.
+ */
+export function finishRows(count: u32, rows: usize = 0): void {
+  if (adapted) applyAdaptor(rows != 0 ? rows : outPtr, <usize>rowOutBytes(), count);
 }
 
 /** The RVQ sum (times the row scale) or the scalar dequantization of token t (no adaptor). */
@@ -178,7 +203,7 @@ export function decodeCodes(t: u32, out: usize): void {
   const recOff = codesOffset + <u64>t * <u64>rowBytes;
   if (resident != 0) rec = resident + <usize>recOff;
   else {
-    readAt(recPtr, recOff, rowBytes);
+    readAt(recPtr, recOff, rowBytes); // a failure is recorded; the caller drops the row
     rec = recPtr;
   }
   if (method != METHOD_RVQ) {
@@ -194,9 +219,12 @@ export function decodeCodes(t: u32, out: usize): void {
   let scale: f32 = 1;
   const scaled = rowScaleCount > 0;
   if (scaled) {
-    const index = <u32>load<u8>(rec);
     // Every index was checked at open; a file changed since then is refused, never misread.
-    if (index >= rowScaleCount) changedIndex(t, index);
+    let index = <u32>load<u8>(rec);
+    if (index >= rowScaleCount) {
+      changedIndex(t, index);
+      index = 0;
+    }
     scale = f16ToF32(<u32>load<u16>(scalesPtr + (<usize>index << 1)));
     rec++;
   }

@@ -14,20 +14,19 @@ import { args_sizes_get, args_get, writeAll } from "./wasi";
 import { arenaInit, arenaAlloc, arenaFree, arenaUsed, committedBytes, BUDGET_BYTES } from "./arena";
 import { crcInit } from "./crc32";
 import { textBegin, textFlush, putStr, putU64, putByte, putBytes, putJsonString, putHex32, putMilli } from "./text";
+import { errBegin, die, dieFailed, failure, EXIT_OK, EXIT_USAGE, EXIT_IO, EXIT_BUDGET } from "./exit";
 import {
-  errBegin, die, EXIT_USAGE, EXIT_IO, EXIT_TOKEN_RANGE, EXIT_BUDGET,
-} from "./exit";
-import {
-  openBlob, closeBlob, readHeader, verifySections, blobErr, pathPtr, pathLen, fileSize, method, rows, cols,
-  subvec, levels, codebookSize, group, layout, codeBits, rowBytes, groupCount, sectionCount, headerPtr,
-  versionMinor, rowScaleCount, adapted, adTablePrecision, adMlpPrecision, adLayers, adWidth, adTableLength,
-  adTableRowBytes,
+  closeBlob, pathPtr, pathLen, fileSize, method, rows, cols, subvec, levels, codebookSize, group, layout,
+  codeBits, rowBytes, groupCount, sectionCount, headerPtr, versionMinor, rowScaleCount, adapted,
+  adTablePrecision, adMlpPrecision, adLayers, adWidth, adTableLength, adTableRowBytes,
 } from "./blob";
+import { verifySections } from "./verify";
+import { tableBegin, tableOpenFile, tablePlan, tableClose, checkToken } from "./table";
 import { caseId, plannedTokens, runBench } from "./bench";
 import { adaptorResidentNeed, adaptorStreamingNeed, minTileBytes, mlpBytes, setCaps } from "./adaptor";
 import {
-  MODE_AUTO, MODE_RESIDENT, MODE_STREAMING, residentNeed, streamingNeed, planBuffers, decodeToken,
-  finishRows, outPtr, outRows, rowOutBytes, windowGroups,
+  MODE_AUTO, MODE_RESIDENT, MODE_STREAMING, residentNeed, streamingNeed, decodeToken, finishRows, outPtr,
+  outRows, rowOutBytes,
 } from "./lookup";
 import {
   METHOD_RVQ, METHOD_INT4, METHOD_INT3, SECTION_TABLE_OFFSET, SECTION_ENTRY_BYTES, S_ID, S_CRC,
@@ -132,82 +131,15 @@ function modeName(m: u32): string {
   return m == MODE_RESIDENT ? "resident" : m == MODE_STREAMING ? "streaming" : "auto";
 }
 
-function budgetError(what: string, need: u64): void {
-  blobErr();
-  putStr("budget exceeded: ");
-  putStr(what);
-  putStr(" needs ");
-  putU64(need);
-  putStr(" more bytes of memory but only ");
-  putU64(arenaFree());
-  putStr(" are left under the budget of ");
-  putU64(BUDGET_BYTES);
-  putStr(" bytes (");
-  putU64(arenaUsed());
-  putStr(" in use)");
-  die(EXIT_BUDGET);
-}
-
-/** Chooses the mode: the one asked for, else the build's default; auto = resident if it fits. */
-function chooseMode(asked: u32): u32 {
-  let m = asked != MODE_AUTO ? asked : <u32>CARVQ_DEFAULT_MODE;
-  const free = arenaFree();
-  if (m == MODE_AUTO) m = residentNeed() <= free ? MODE_RESIDENT : MODE_STREAMING;
-  if (m == MODE_RESIDENT && residentNeed() > free) {
-    budgetError("resident mode (the whole blob in memory, plus one output row)", residentNeed());
-  }
-  if (m == MODE_STREAMING && streamingNeed() > free) {
-    if (adapted) {
-      budgetError("streaming mode with the adaptor (one record, one output row, the codebook entries of one sub-vector, any row scales, the adaptor's table record, one token's activations and one output channel of its widest layer)", streamingNeed());
-    }
-    budgetError("streaming mode (one record, one output row, the codebook entries of one sub-vector and any row scales)", streamingNeed());
-  }
-  return m;
-}
-
-/**
- * After readHeader: chooses the mode, checks every section's CRC and plans the buffers for
- * `tokens` tokens (lookup and bench). Exits with the right code on a bad blob or a budget refusal.
- */
-function planChecked(asked: u32, tokens: u32): u32 {
-  const m = chooseMode(asked);
-  // Streaming checks the CRCs first, through a transient chunk released before the buffers are
-  // planned, so the codebook window may take the rest of the arena. Resident checks them in memory.
-  if (m == MODE_STREAMING) verifySections();
-  if (!planBuffers(m, tokens)) {
-    blobErr();
-    putStr("budget exceeded: the host refused to grow memory within the budget of ");
-    putU64(BUDGET_BYTES);
-    putStr(" bytes");
-    die(EXIT_BUDGET);
-  }
-  if (m != MODE_STREAMING) verifySections();
-  return m;
-}
-
 function cmdLookup(first: u32, asked: u32): void {
   if (first >= argc) usageError("lookup: missing <blob>", -1);
   const blobArg = first;
   if (blobArg + 1 >= argc) usageError("lookup: give at least one token", -1);
   for (let i = blobArg + 1; i < argc; i++) if (parseToken(i) < 0) usageError("lookup: token is not a whole number:", <i32>i);
-  openBlob(argPtr(blobArg), argLen(blobArg));
-  readHeader();
-  for (let i = blobArg + 1; i < argc; i++) {
-    const t = parseToken(i);
-    if (t >= <i64>rows) {
-      blobErr();
-      putStr("token ");
-      putU64(<u64>t);
-      putStr(" is out of range: the blob has ");
-      putU64(rows);
-      putStr(" tokens (0 to ");
-      putU64(rows - 1);
-      putStr(")");
-      die(EXIT_TOKEN_RANGE);
-    }
-  }
+  if (!tableOpenFile(argPtr(blobArg), argLen(blobArg))) dieFailed();
+  for (let i = blobArg + 1; i < argc; i++) if (!checkToken(<u64>parseToken(i))) dieFailed();
   const count = argc - blobArg - 1;
-  planChecked(asked, count);
+  if (!tablePlan(asked, count)) dieFailed();
   const rowOut = <usize>rowOutBytes();
   let filled: u32 = 0;
   for (let i = blobArg + 1; i < argc; i++) {
@@ -215,6 +147,7 @@ function cmdLookup(first: u32, asked: u32): void {
     filled++;
     if (filled == outRows || i + 1 == argc) {
       finishRows(filled);
+      if (failure != EXIT_OK) dieFailed(); // a read failed or the file changed: no row of the batch is written
       const err = writeAll(1, outPtr, <usize>filled * rowOut);
       if (err != 0) {
         errBegin();
@@ -226,7 +159,7 @@ function cmdLookup(first: u32, asked: u32): void {
       filled = 0;
     }
   }
-  closeBlob();
+  tableClose();
 }
 
 /** bench <blob> <case> <count> <repetitions>: validates like lookup, then times the case (bench.ts). */
@@ -238,11 +171,10 @@ function cmdBench(first: u32, asked: u32): void {
   if (count < 1) usageError("bench: <count> must be a whole number from 1, got", <i32>(first + 2));
   const repetitions = parseCount(first + 3);
   if (repetitions < 1 || repetitions > 100) usageError("bench: <repetitions> must be a whole number from 1 to 100, got", <i32>(first + 3));
-  openBlob(argPtr(first), argLen(first));
-  readHeader();
-  planChecked(asked, plannedTokens(<u32>kase, <u32>count));
+  if (!tableOpenFile(argPtr(first), argLen(first))) dieFailed();
+  if (!tablePlan(asked, plannedTokens(<u32>kase, <u32>count))) dieFailed();
   runBench(<u32>kase, <u32>count, <u32>repetitions);
-  closeBlob();
+  tableClose();
 }
 
 function putKey(k: string): void {
@@ -254,13 +186,12 @@ function putKey(k: string): void {
 function cmdInfo(first: u32): void {
   if (first >= argc) usageError("info: missing <blob>", -1);
   if (first + 1 < argc) usageError("info: unexpected argument", <i32>(first + 1));
-  openBlob(argPtr(first), argLen(first));
-  readHeader();
+  if (!tableOpenFile(argPtr(first), argLen(first))) dieFailed();
   const used = arenaUsed();
   const resNeed = residentNeed();
   const strNeed = streamingNeed();
   const free = arenaFree();
-  verifySections(); // always by streaming: info works for blobs of any size
+  if (!verifySections()) dieFailed(); // always by streaming: info works for blobs of any size
   closeBlob();
   const isRvq = method == METHOD_RVQ;
   textBegin(1);
@@ -385,6 +316,7 @@ export function _start(): void {
   arenaInit();
   crcInit();
   readArgs();
+  tableBegin();
   if (argc < 2) usageError("missing command: lookup [--mode resident|streaming|auto] <blob> <token>... or info <blob>", -1);
   if (argIs(1, "--help") || argIs(1, "-h") || argIs(1, "help")) {
     textBegin(1);

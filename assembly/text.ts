@@ -1,5 +1,7 @@
-// One-line messages and the JSON summary, built without the garbage-collected runtime: bytes go
-// into a static buffer that is flushed to a WASI file descriptor when full and at the end.
+// One-line messages and the JSON summary, built without the garbage-collected runtime. Bytes go
+// to one of two sinks: a static buffer flushed to a WASI file descriptor when full and at the end
+// (the command's stdout text), or the failure message (messageBegin): one line kept in memory,
+// cut at MESSAGE_CAP bytes, which the command prints to stderr and the library hands to its host.
 import { writeAll } from "./wasi";
 
 const CAP: usize = 1024;
@@ -8,11 +10,32 @@ let used: usize = 0;
 let target: u32 = 2;
 let failed: u32 = 0;
 
+/** The longest failure message kept, in bytes. */
+export const MESSAGE_CAP: usize = 512;
+/** The failure message of the last refusal (MESSAGE_CAP bytes). */
+export const MESSAGE: usize = memory.data(<i32>MESSAGE_CAP, 16);
+export let messageLen: usize = 0;
+let toMessage = false;
+/** Appends are dropped (a second refusal after the first: the first one's message is kept). */
+let dropping = false;
+
 /** Starts a new text destined for `fd` (1 = stdout, 2 = stderr). */
 export function textBegin(fd: u32): void {
   used = 0;
   target = fd;
   failed = 0;
+  toMessage = false;
+  dropping = false;
+}
+
+/**
+ * Starts a new failure message (replacing the last one), or with `keep`, leaves the last one as it
+ * is and drops what follows; put*() calls go there until textBegin.
+ */
+export function messageBegin(keep: bool = false): void {
+  if (!keep) messageLen = 0;
+  toMessage = true;
+  dropping = keep;
 }
 
 /** Writes what is buffered; returns the first WASI errno met since textBegin, or 0. */
@@ -23,6 +46,10 @@ export function textFlush(): u32 {
 }
 
 export function putByte(b: u32): void {
+  if (toMessage) {
+    if (!dropping && messageLen < MESSAGE_CAP) store<u8>(MESSAGE + messageLen++, <u8>b);
+    return;
+  }
   if (used == CAP) textFlush();
   store<u8>(BUF + used, <u8>b);
   used++;

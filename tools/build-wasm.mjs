@@ -4,6 +4,9 @@
 //   build/targets/<name>.wasm        one per targets/*.json: its SIMD choice, default mode, and its
 //                                    memory budget as the module's declared maximum memory
 //   build/carvq-rt.component.wasm    the SIMD build wrapped as a WASI command component (jco new)
+//   build/lib/carvq.wasm, carvq-scalar.wasm, <target>.wasm
+//                                    the library (assembly/lib.ts, C ABI, WASI reactors) with the
+//                                    same budgets and modes as the commands
 //   build/bench/                     the same source with the bench command (CARVQ_BENCH=1, one more
 //                                    import: clock_time_get) for npm run bench: simd.wasm,
 //                                    scalar.wasm, <target>.wasm for the targets the bench runs on,
@@ -43,16 +46,35 @@ export function loadTargets(dir = join(root, "targets")) {
 /** Targets the bench measures in their own budget (tools/bench/lookup-goals.ts). */
 const BENCH_TARGETS = ["rpi-zero2w"];
 
-async function compile(outFile, { simd, pages, mode, bench = false }) {
+/**
+ * The library's I/O area (assembly/lib.ts): a sixteenth of the budget, from 4 KiB (a path and a
+ * message) to 1 MiB (four rows of the widest table the format allows), a multiple of 16.
+ */
+export function ioBytes(pages) {
+  const budget = pages * PAGE;
+  return Math.min(Math.max(Math.floor(budget / 16 / 16) * 16, 4096), 1 << 20);
+}
+
+/** The faces built from assembly/: the command, the C ABI library, the component's core module. */
+const ENTRIES = {
+  command: { file: "assembly/main.ts", abort: "assembly/exit/onAbort" },
+  library: { file: "assembly/lib.ts", abort: "assembly/exit/trapOnAbort" },
+  component: { file: "assembly/component.ts", abort: "assembly/exit/trapOnAbort" },
+};
+
+async function compile(outFile, { simd, pages, mode, bench = false, entry = "command" }) {
+  const { file, abort } = ENTRIES[entry];
   const args = [
-    "assembly/main.ts",
+    file,
     "--config", "asconfig.json",
     "--target", "device",
     "--outFile", outFile,
     "--maximumMemory", String(pages),
+    "--use", `abort=${abort}`,
     "--use", `CARVQ_BUDGET_PAGES=${pages}`,
     "--use", `CARVQ_DEFAULT_MODE=${MODES[mode]}`,
     "--use", `CARVQ_BENCH=${bench ? 1 : 0}`,
+    "--use", `CARVQ_IO_BYTES=${ioBytes(pages)}`,
     ...(simd ? ["--enable", "simd"] : ["--disable", SCALAR_DISABLE.join(",")]),
   ];
   let errors = "";
@@ -76,6 +98,13 @@ export async function buildWasm() {
     for (const t of targets) {
       await compile(`build/targets/${t.name}.wasm`, { simd: t.simd, pages: t.memoryBudgetBytes / PAGE, mode: t.mode });
     }
+    mkdirSync("build/lib", { recursive: true });
+    for (const f of readdirSync("build/lib")) if (f.endsWith(".wasm")) rmSync(join("build/lib", f));
+    await compile("build/lib/carvq.wasm", { simd: true, pages: 65536, mode: "auto", entry: "library" });
+    await compile("build/lib/carvq-scalar.wasm", { simd: false, pages: 65536, mode: "auto", entry: "library" });
+    for (const t of targets) {
+      await compile(`build/lib/${t.name}.wasm`, { simd: t.simd, pages: t.memoryBudgetBytes / PAGE, mode: t.mode, entry: "library" });
+    }
     const require = createRequire(import.meta.url);
     const jco = join(dirname(require.resolve("@bytecodealliance/jco")), "jco.js");
     if (!existsSync(jco)) throw new Error(`jco CLI not found at ${jco}`);
@@ -87,7 +116,7 @@ export async function buildWasm() {
       await compile(`build/bench/${t.name}.wasm`, { simd: t.simd, pages: t.memoryBudgetBytes / PAGE, mode: t.mode, bench: true });
     }
     execFileSync(process.execPath, [jco, "new", "build/bench/simd.wasm", "--wasi-command", "-o", "build/bench/simd.component.wasm"], { stdio: ["ignore", "ignore", "inherit"] });
-    process.stderr.write(`built the WASM runtime: 2 builds, ${targets.length} targets, 1 component, ${2 + BENCH_TARGETS.length} bench modules (${((Date.now() - started) / 1000).toFixed(1)} s)\n`);
+    process.stderr.write(`built the WASM runtime: 2 builds, ${targets.length} targets, ${2 + targets.length} library modules, 1 component, ${2 + BENCH_TARGETS.length} bench modules (${((Date.now() - started) / 1000).toFixed(1)} s)\n`);
   } finally {
     process.chdir(cwd);
   }
