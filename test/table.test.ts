@@ -149,29 +149,43 @@ describe.skipIf(!built)("openTable: errors carry the runtime's exit code", () =>
   });
 });
 
-describe.skipIf(!built || !existsSync(join(projectRoot(), "dist", "table.mjs")))("the package's export", () => {
-  it("import { openTable } from 'carvq' (dist/table.mjs) serves rows from bytes and reports a bad blob with 4", () => {
-    // A script inside the package resolves the package's own name through its `exports`, as a user's would.
-    const bytes = randomBlob(BLOBS["v1.2 adaptor"]);
-    const blob = blobFile("export.carvq", bytes);
-    const script = join(buildDir(), `export-check-${process.pid}.mjs`);
-    writeFileSync(script, [
-      `import { openTable, CarvqError } from "carvq";`,
-      `import { writeFileSync } from "node:fs";`,
-      `const table = await openTable(${JSON.stringify(blob)});`,
-      `writeFileSync(process.argv[2], table.lookup(${JSON.stringify(IDS)}));`,
-      `table.close();`,
-      `try { await openTable(new Uint8Array(10)); } catch (e) { console.log(e instanceof CarvqError, e.exitCode); }`,
-    ].join("\n"));
-    const out = join(dir, "export.f32");
+/** The README's "Embed the runtime" code blocks in `language`, in order. */
+function readmeBlocks(language: string): string[] {
+  const readme = readFileSync(join(projectRoot(), "README.md"), "utf8");
+  const section = readme.slice(readme.indexOf("## Embed the runtime"), readme.indexOf("\n## ", readme.indexOf("## Embed the runtime") + 3));
+  return [...section.matchAll(new RegExp("```" + language + "\\n([\\s\\S]*?)```", "g"))].map((m) => m[1]);
+}
+
+describe.skipIf(!built || !existsSync(join(projectRoot(), "dist", "table.mjs")))("the README's JavaScript examples, run as written", () => {
+  // Scripts inside the package resolve `import "carvq"` through its `exports`, as a user's would;
+  // they run in a folder holding model.carvq, which they open by that name.
+  const bytes = randomBlob({ rows: 64, cols: 40, subvec: 8, levels: 2, group: 32, adaptor: { widths: [6, 24, 40] }, seed: 11 });
+  const work = mkdtempSync(join(dir, "readme-"));
+  writeFileSync(join(work, "model.carvq"), bytes);
+  const want = decodeTokens(parseBlob(bytes, "model.carvq"), [42, 7]);
+  const run = (code: string): string[] => {
+    const script = join(buildDir(), `readme-example-${process.pid}.mjs`);
+    writeFileSync(script, code);
     try {
-      const run = spawnSync(process.execPath, ["--no-warnings", script, out], { encoding: "utf8" });
-      expect(run.status, run.stderr).toBe(0);
-      expect(run.stdout.trim()).toBe(`true ${RUNTIME_EXIT.badBlob}`);
+      const r = spawnSync(process.execPath, ["--no-warnings", script], { cwd: work, encoding: "utf8" });
+      expect(r.status, r.stderr).toBe(0);
+      return r.stdout.trim().split("\n");
     } finally {
       rmSync(script, { force: true });
     }
-    const rows = new Float32Array(new Uint8Array(readFileSync(out)).buffer);
-    expect(bitDifferences(rows, decodeTokens(parseBlob(bytes, "a"), IDS))).toBe(0);
+  };
+  const blocks = readmeBlocks("js");
+
+  it("has the C ABI example and the JS API example", () => {
+    expect(blocks).toHaveLength(2);
+  });
+
+  it("the C ABI from Node prints the blob's rows, the row's width and token 42's first value", () => {
+    expect(run(blocks[0])).toEqual([`64 40 ${want[0]}`]);
+  });
+
+  it("the JS API example prints the shape, the bits per parameter and token 42's first value", () => {
+    const bpp = bitsPerParameter(parseBlob(bytes, "model.carvq")).bpp;
+    expect(run(blocks[1])).toEqual([`64 x 40, ${bpp.toFixed(3)} bpp`, `80 ${want[0]}`]);
   });
 });
