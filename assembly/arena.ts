@@ -75,6 +75,17 @@ export function arenaAlloc(bytes: u64): usize {
   return <usize>start;
 }
 
+/**
+ * Reserves `bytes` for good: nothing is ever released below their end (arenaRelease stops there),
+ * whatever marks were taken before. For memory that outlives every blob, handed to someone else
+ * (the component's preview1 adapter keeps its state and stack there). 0 if the budget refuses.
+ */
+export function arenaAllocPermanent(bytes: u64): usize {
+  const p = arenaAlloc(bytes);
+  if (p != 0 && top > floor) floor = top;
+  return p;
+}
+
 /** A point to release back to (for transient buffers such as the CRC chunk at open). */
 export function arenaMark(): u64 {
   return top;

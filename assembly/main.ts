@@ -2,6 +2,9 @@
 //
 //   carvq-rt lookup [--mode resident|streaming|auto] [--adaptor-batch N] [--adaptor-tile BYTES] <blob> <token> [<token> ...]
 //       writes each requested row, in the order asked, as raw little-endian float32 to stdout
+//   carvq-rt lookup [lookup's options] --stdin <blob>
+//       validates the blob once, then reads whitespace-separated token ids from stdin until its end
+//       and writes each row as soon as its token is read (for pipes and engines that talk over them)
 //   carvq-rt info <blob>
 //       validates the blob and prints a one-line JSON summary with the memory plan
 //   carvq-rt bench [lookup's options] <blob> <case> <count> <repetitions>
@@ -10,7 +13,7 @@
 // Exit codes: see exit.ts and docs/RUNTIME.md. The memory budget is the module's declared maximum
 // memory (asc --maximumMemory), also compiled in as CARVQ_BUDGET_PAGES; CARVQ_DEFAULT_MODE picks
 // the mode when --mode is not given (0 auto, 1 resident, 2 streaming).
-import { args_sizes_get, args_get, writeAll } from "./wasi";
+import { args_sizes_get, args_get, writeAll, readSome } from "./wasi";
 import { arenaInit, arenaAlloc, arenaFree, arenaUsed, committedBytes, BUDGET_BYTES } from "./arena";
 import { crcInit } from "./crc32";
 import { textBegin, textFlush, putStr, putU64, putByte, putBytes, putJsonString, putHex32, putMilli } from "./text";
@@ -61,10 +64,13 @@ function argIs(i: u32, s: string): bool {
 
 function putUsage(): void {
   putStr("usage: carvq-rt lookup [--mode resident|streaming|auto] [--adaptor-batch N] [--adaptor-tile BYTES] <blob> <token> [<token> ...]\n");
+  putStr("       carvq-rt lookup [--mode resident|streaming|auto] [--adaptor-batch N] [--adaptor-tile BYTES] --stdin <blob>\n");
   putStr("       carvq-rt info <blob>\n");
   putStr("       carvq-rt --version\n");
   if (CARVQ_BENCH) putStr("       carvq-rt bench [lookup's options] <blob> decode|lookup|adaptor|fp16|copy <count> <repetitions>\n");
   putStr("lookup writes each row as raw little-endian float32 to stdout, in the order asked.\n");
+  putStr("--stdin reads whitespace-separated token ids from stdin until its end and writes each row as soon as its\n");
+  putStr("token is read; the blob is validated once. A bad id stops it (exit 2 or 5) after the rows before it.\n");
   putStr("--adaptor-batch and --adaptor-tile cap the tokens the adaptor evaluates together and the bytes of its\n");
   putStr("MLP held in memory at once (streaming: below the MLP's size, it streams in tiles); blobs without one ignore them.\n");
   putStr("exit codes: 0 ok, 2 usage, 3 cannot open/read/write, 4 bad blob, 5 token out of range, 6 memory budget exceeded\n");
@@ -159,6 +165,80 @@ function cmdLookup(first: u32, asked: u32): void {
       filled = 0;
     }
   }
+  tableClose();
+}
+
+const STDIN_BUF_BYTES: usize = 1024;
+const STDIN_BUF: usize = memory.data(<i32>STDIN_BUF_BYTES, 16);
+
+/** Decodes token `t` (stdin mode), checks it, and writes its row to stdout at once. */
+function writeStdinRow(t: i64, count: u64): void {
+  if (t > 0xffffffff) {
+    errBegin();
+    putStr("lookup --stdin: token ");
+    putU64(count + 1);
+    putStr(" is not a whole number below 2^32");
+    die(EXIT_USAGE);
+  }
+  if (!checkToken(<u64>t)) dieFailed();
+  decodeToken(<u32>t, outPtr, 0);
+  finishRows(1);
+  if (failure != EXIT_OK) dieFailed();
+  const err = writeAll(1, outPtr, <usize>rowOutBytes());
+  if (err != 0) {
+    errBegin();
+    putStr("cannot write to stdout (WASI errno ");
+    putU64(err);
+    putStr(")");
+    die(EXIT_IO);
+  }
+}
+
+/** lookup --stdin <blob>: one validation, then a row per token read from stdin, as it comes. */
+function cmdLookupStdin(first: u32, asked: u32): void {
+  if (first >= argc) usageError("lookup --stdin: missing <blob>", -1);
+  if (first + 1 < argc) usageError("lookup --stdin: the tokens come from stdin, not the command line:", <i32>(first + 1));
+  if (!tableOpenFile(argPtr(first), argLen(first))) dieFailed();
+  if (!tablePlan(asked, 1)) dieFailed();
+  let value: i64 = 0;
+  let digits: u32 = 0;
+  let count: u64 = 0;
+  while (true) {
+    const n = readSome(0, STDIN_BUF, STDIN_BUF_BYTES);
+    if (n < 0) {
+      errBegin();
+      putStr("cannot read stdin (WASI errno ");
+      putU64(<u64>(-1 - n));
+      putStr(")");
+      die(EXIT_IO);
+    }
+    if (n == 0) break;
+    for (let k: usize = 0; k < <usize>n; k++) {
+      const c = <u32>load<u8>(STDIN_BUF + k);
+      if (c >= 0x30 && c <= 0x39) {
+        // Digits past the eleventh cannot make a number below 2^32: stop counting, keep it too big.
+        if (digits < 11) value = value * 10 + <i64>(c - 0x30);
+        digits++;
+        if (digits > 10) value = 0x100000000;
+      } else if (c == 0x20 || (c >= 0x09 && c <= 0x0d)) {
+        if (digits > 0) {
+          writeStdinRow(value, count);
+          count++;
+        }
+        value = 0;
+        digits = 0;
+      } else {
+        errBegin();
+        putStr("lookup --stdin: token ");
+        putU64(count + 1);
+        putStr(" is not a whole number (byte ");
+        putU64(c);
+        putStr(" in it)");
+        die(EXIT_USAGE);
+      }
+    }
+  }
+  if (digits > 0) writeStdinRow(value, count);
   tableClose();
 }
 
@@ -350,6 +430,7 @@ export function _start(): void {
   let asked = MODE_AUTO;
   let batchCap: i64 = 0;
   let tileCap: i64 = 0;
+  let fromStdin = false;
   while (i < argc) {
     if (argIs(i, "--")) {
       i++;
@@ -363,6 +444,12 @@ export function _start(): void {
       else if (argIs(i, "streaming")) asked = MODE_STREAMING;
       else if (argIs(i, "auto")) asked = MODE_AUTO;
       else usageError("--mode must be resident, streaming or auto, got", <i32>i);
+      i++;
+      continue;
+    }
+    if (argIs(i, "--stdin")) {
+      if (!isLookup || isBench) usageError("--stdin is an option of lookup only", <i32>i);
+      fromStdin = true;
       i++;
       continue;
     }
@@ -388,6 +475,7 @@ export function _start(): void {
       return;
     }
   }
-  if (isLookup) cmdLookup(i, asked);
+  if (fromStdin) cmdLookupStdin(i, asked);
+  else if (isLookup) cmdLookup(i, asked);
   else cmdInfo(i);
 }

@@ -12,6 +12,9 @@ export declare function args_get(argv: usize, argvBuf: usize): u32;
 @external("wasi_snapshot_preview1", "fd_write")
 export declare function fd_write(fd: u32, iovs: usize, iovsLen: u32, nwritten: usize): u32;
 // @ts-ignore: decorator
+@external("wasi_snapshot_preview1", "fd_read")
+export declare function fd_read(fd: u32, iovs: usize, iovsLen: u32, nread: usize): u32;
+// @ts-ignore: decorator
 @external("wasi_snapshot_preview1", "fd_pread")
 export declare function fd_pread(fd: u32, iovs: usize, iovsLen: u32, offset: u64, nread: usize): u32;
 // @ts-ignore: decorator
@@ -36,7 +39,7 @@ export declare function path_open(
 @external("wasi_snapshot_preview1", "proc_exit")
 export declare function proc_exit(code: u32): void;
 // Only the bench command calls this (modules built with CARVQ_BENCH=1): asc emits an import only
-// for a function it compiles, so the device modules keep exactly the ten imports above.
+// for a function it compiles, so the device modules keep exactly the eleven imports above.
 // @ts-ignore: decorator
 @external("wasi_snapshot_preview1", "clock_time_get")
 export declare function clock_time_get(clockId: u32, precision: u64, time: usize): u32;
@@ -77,6 +80,23 @@ export function writeAll(fd: u32, ptr: usize, len: usize): u32 {
     len -= n;
   }
   return ERRNO_SUCCESS;
+}
+
+/**
+ * Reads at most `len` bytes from `fd` (a stream: stdin) into `dst`. Returns the count (0 at the end
+ * of the stream), or -1 - errno on failure.
+ */
+export function readSome(fd: u32, dst: usize, len: usize): i64 {
+  while (true) {
+    store<u32>(IOV, <u32>dst);
+    store<u32>(IOV, <u32>len, 4);
+    store<u32>(RESULT, 0);
+    const err = fd_read(fd, IOV, 1, RESULT);
+    if (err == ERRNO_INTR) continue;
+    if (err != ERRNO_SUCCESS) return -1 - <i64>err;
+    return <i64>load<u32>(RESULT);
+  }
+  return 0;
 }
 
 /**

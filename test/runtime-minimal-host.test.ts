@@ -1,4 +1,4 @@
-// The runtime on the smallest possible WASI host (host/minimal-wasi.ts): only the ten preview1
+// The runtime on the smallest possible WASI host (host/minimal-wasi.ts): only the eleven preview1
 // functions it imports, files served from memory as from flash, with the quirks of small engines
 // (wasm3 counts a NUL in preopen names and preopens both "/" and "./"; flash drivers return short
 // reads). What a firmware embedder must provide, checked on the device builds.
@@ -20,7 +20,7 @@ function sameBits(a: Uint8Array, want: Float32Array): boolean {
 }
 
 describe("the runtime on a minimal WASI host", () => {
-  it("imports exactly the ten documented wasi_snapshot_preview1 functions and exports _start and memory", () => {
+  it("imports exactly the eleven documented wasi_snapshot_preview1 functions and exports _start and memory", () => {
     for (const { module } of modules) {
       const imports = WebAssembly.Module.imports(module);
       expect(imports.every((i) => i.module === "wasi_snapshot_preview1" && i.kind === "function")).toBe(true);

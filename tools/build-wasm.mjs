@@ -7,14 +7,18 @@
 //   build/lib/carvq.wasm, carvq-scalar.wasm, <target>.wasm
 //                                    the library (assembly/lib.ts, C ABI, WASI reactors) with the
 //                                    same budgets and modes as the commands
+//   build/lib/carvq-component-core.wasm
+//                                    the core module of the WIT component (assembly/component.ts,
+//                                    canonical ABI of wit/carvq.wit), SIMD, 4 GiB
 //   build/bench/                     the same source with the bench command (CARVQ_BENCH=1, one more
 //                                    import: clock_time_get) for npm run bench: simd.wasm,
 //                                    scalar.wasm, <target>.wasm for the targets the bench runs on,
 //                                    simd.component.wasm. Never shipped to a device.
 // Called by tools/build.mjs (npm run build, npm ci's prepare). Standalone: node tools/build-wasm.mjs
 import asc from "assemblyscript/asc";
+import binaryen from "binaryen";
 import { execFileSync } from "node:child_process";
-import { mkdirSync, readdirSync, readFileSync, rmSync, existsSync } from "node:fs";
+import { mkdirSync, readdirSync, readFileSync, rmSync, existsSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
@@ -85,6 +89,36 @@ async function compile(outFile, { simd, pages, mode, bench = false, entry = "com
   if (error) throw new Error(`asc ${outFile} failed: ${error.message}\n${errors}`);
 }
 
+/** The component core's exports (assembly/component.ts) under their canonical ABI names. */
+const COMPONENT_EXPORTS = {
+  open: "carvq:embedding/table@0.1.0#open",
+  openPost: "cabi_post_carvq:embedding/table@0.1.0#open",
+  lookup: "carvq:embedding/table@0.1.0#lookup",
+  lookupPost: "cabi_post_carvq:embedding/table@0.1.0#lookup",
+  close: "carvq:embedding/table@0.1.0#close",
+};
+
+/**
+ * Renames exports of a built module (AssemblyScript exports take identifier names only; the
+ * component model's names hold ':', '/', '@' and '#').
+ */
+function renameExports(file, names) {
+  const module = binaryen.readBinary(readFileSync(file));
+  try {
+    module.setFeatures(binaryen.Features.All);
+    for (const [from, to] of Object.entries(names)) {
+      const info = binaryen.getExportInfo(module.getExport(from));
+      if (info.kind !== binaryen.ExternalFunction) throw new Error(`${file}: export ${from} is not a function`);
+      module.removeExport(from);
+      module.addFunctionExport(info.value, to);
+    }
+    if (!module.validate()) throw new Error(`${file}: invalid after renaming its exports`);
+    writeFileSync(file, module.emitBinary());
+  } finally {
+    module.dispose();
+  }
+}
+
 export async function buildWasm() {
   const started = Date.now();
   const cwd = process.cwd();
@@ -105,6 +139,8 @@ export async function buildWasm() {
     for (const t of targets) {
       await compile(`build/lib/${t.name}.wasm`, { simd: t.simd, pages: t.memoryBudgetBytes / PAGE, mode: t.mode, entry: "library" });
     }
+    await compile("build/lib/carvq-component-core.wasm", { simd: true, pages: 65536, mode: "auto", entry: "component" });
+    renameExports("build/lib/carvq-component-core.wasm", COMPONENT_EXPORTS);
     const require = createRequire(import.meta.url);
     const jco = join(dirname(require.resolve("@bytecodealliance/jco")), "jco.js");
     if (!existsSync(jco)) throw new Error(`jco CLI not found at ${jco}`);
@@ -116,7 +152,7 @@ export async function buildWasm() {
       await compile(`build/bench/${t.name}.wasm`, { simd: t.simd, pages: t.memoryBudgetBytes / PAGE, mode: t.mode, bench: true });
     }
     execFileSync(process.execPath, [jco, "new", "build/bench/simd.wasm", "--wasi-command", "-o", "build/bench/simd.component.wasm"], { stdio: ["ignore", "ignore", "inherit"] });
-    process.stderr.write(`built the WASM runtime: 2 builds, ${targets.length} targets, ${2 + targets.length} library modules, 1 component, ${2 + BENCH_TARGETS.length} bench modules (${((Date.now() - started) / 1000).toFixed(1)} s)\n`);
+    process.stderr.write(`built the WASM runtime: 2 builds, ${targets.length} targets, ${2 + targets.length} library modules, 1 component core, 1 component, ${2 + BENCH_TARGETS.length} bench modules (${((Date.now() - started) / 1000).toFixed(1)} s)\n`);
   } finally {
     process.chdir(cwd);
   }
