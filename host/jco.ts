@@ -8,7 +8,7 @@
 // success or failure (jco exits 1 for any error), so the exit code is read back from the
 // runtime's error line, which ends with " [exit N]".
 import { execFile } from "node:child_process";
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
@@ -127,6 +127,8 @@ interface ComponentTableExports {
 export interface ComponentTable extends ComponentTableInfo {
   lookup(ids: readonly number[] | Uint32Array): Float32Array;
   close(): void;
+  /** Calls `open` again on the same instance (after close: one blob per instance at a time). */
+  reopen(): ComponentTableInfo;
 }
 
 /** The component's `failure` record, thrown by jco's bindings for a result's error case. */
@@ -148,14 +150,17 @@ export async function openComponentTable(blob: string): Promise<ComponentTable> 
   const shim = new WASIShim({ sandbox: { preopens: { [GUEST_DIR]: dirname(path) } } });
   const instance = await instantiate(shim.getImportObject());
   const table = instance.table;
-  let info: ComponentTableInfo;
-  try {
-    info = table.open(guestPath(path));
-  } catch (e) {
-    failureToError(e, path);
-  }
+  const open = (): ComponentTableInfo => {
+    try {
+      return table.open(guestPath(path));
+    } catch (e) {
+      failureToError(e, path);
+    }
+  };
+  const info = open();
   return {
     ...info,
+    reopen: open,
     lookup(ids) {
       try {
         return table.lookup(ids instanceof Uint32Array ? ids : Uint32Array.from(ids));
@@ -177,7 +182,10 @@ async function transpiledTableComponent() {
     const { files } = await transpileBytes(new Uint8Array(await readFile(component)), { name: "carvq", instantiation: "async" });
     const dir = mkdtempSync(join(tmpdir(), "carvq-component-"));
     try {
-      for (const [name, bytes] of Object.entries(files)) writeFileSync(join(dir, name), bytes);
+      for (const [name, bytes] of Object.entries(files)) {
+        mkdirSync(dirname(join(dir, name)), { recursive: true });
+        writeFileSync(join(dir, name), bytes);
+      }
       const bindings = (await import(pathToFileURL(join(dir, "carvq.js")).href)) as {
         instantiate(getCoreModule: (name: string) => Promise<WebAssembly.Module>, imports: Record<string, unknown>): Promise<{ table: ComponentTableExports }>;
       };
