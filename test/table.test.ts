@@ -81,6 +81,27 @@ describe.skipIf(!built)("openTable: rows bit-identical to the reference decoder"
     });
   }
 
+  it("the in-memory path needs nothing from Node: the module and the blob handed over as bytes (as in a browser)", async () => {
+    const bytes = randomBlob(BLOBS["v1.2 adaptor"]);
+    const module = new Uint8Array(readFileSync(join(buildDir(), "lib", "mcu-128k.wasm")));
+    for (const mode of ["resident", "streaming"] as const) {
+      const table = await openTable(bytes, { module, mode });
+      expect(bitDifferences(table.lookup(IDS), decodeTokens(parseBlob(bytes, "a"), IDS)), mode).toBe(0);
+      table.close();
+    }
+  });
+
+  it("two tables open at once, each its own instance, serve their own rows", async () => {
+    const a = randomBlob(BLOBS["v1.0 row"]);
+    const b = randomBlob(BLOBS["v1.1 row scales"]);
+    const [ta, tb] = await Promise.all([openTable(a), openTable(blobFile("two-b.carvq", b), { mode: "streaming" })]);
+    expect(bitDifferences(ta.lookup(IDS), decodeTokens(parseBlob(a, "a"), IDS))).toBe(0);
+    expect(bitDifferences(tb.lookup(IDS), decodeTokens(parseBlob(b, "b"), IDS))).toBe(0);
+    ta.close();
+    expect(bitDifferences(tb.lookup([3]), decodeTokens(parseBlob(b, "b"), [3]))).toBe(0);
+    tb.close();
+  });
+
   it("a request larger than the I/O area is served in pieces, in order", async () => {
     const bytes = randomBlob({ rows: 3000, cols: 64, subvec: 8, levels: 2, group: 64, seed: 9 });
     const ids = Array.from({ length: 5000 }, (_, i) => (i * 7919) % 3000);
