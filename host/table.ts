@@ -218,8 +218,11 @@ export async function openTable(source: string | Uint8Array | ArrayBuffer | Arra
   const host = typeof source === "string" ? await nodeHost(source) : bytesHost(asBytes(source));
   let core: CoreExports;
   try {
-    const { instance, exports } = await instantiate<Record<string, unknown>>(module, host.imports);
-    core = exports as unknown as CoreExports;
+    // The loader instantiates (from a module, bytes or a fetch Response alike); the calls then go
+    // to the instance's own exports, not to the loader's demangled wrappers, which spread their
+    // arguments through a rest array on every call: a lookup is on an inference engine's hot path.
+    const { instance } = await instantiate<Record<string, unknown>>(module, host.imports);
+    core = instance.exports as unknown as CoreExports;
     host.start(instance);
   } catch (e) {
     host.release();
@@ -265,15 +268,19 @@ function openOn(core: CoreExports, host: Host, mode: number): Table {
     throw new CarvqError(`${host.shownName}: a row of ${cols} values does not fit the runtime's I/O area (${ioBytes} bytes)`, RUNTIME_EXIT.budget);
   }
   let closed = false;
-  // Views on the I/O area, made again when the memory grows (its old buffer is then detached).
+  // Views on the I/O area, made again when the memory grows (its old buffer is then detached):
+  // the ids, all the rows a call can hold, and one row (a single lookup copies it without making
+  // a view).
   let buffer: ArrayBuffer | null = null;
   let idView = new Uint32Array(0);
   let rowView = new Float32Array(0);
+  let oneRow = new Float32Array(0);
   const views = () => {
     if (core.memory.buffer !== buffer) {
       buffer = core.memory.buffer;
       idView = new Uint32Array(buffer, io, perCall);
       rowView = new Float32Array(buffer, io, perCall * cols);
+      oneRow = new Float32Array(buffer, io, cols);
     }
   };
 
@@ -288,7 +295,7 @@ function openOn(core: CoreExports, host: Host, mode: number): Table {
       const status = core.carvq_lookup(count);
       if (status !== 0) fail(status);
       views();
-      out.set(count === perCall ? rowView : rowView.subarray(0, count * cols), start * cols);
+      out.set(count === 1 ? oneRow : count === perCall ? rowView : rowView.subarray(0, count * cols), start * cols);
     }
     return out;
   };
