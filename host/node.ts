@@ -40,6 +40,8 @@ export interface RunOptions {
   scratchDir?: string;
   /** Send stdout to /dev/null instead of capturing it (benchmarks: the host never reads the rows). */
   discardStdout?: boolean;
+  /** A host file read as the command's stdin (lookup --stdin); default: none. */
+  stdinFile?: string;
 }
 
 /**
@@ -51,22 +53,23 @@ export function runWasiCommand(wasm: string, args: readonly string[], preopens: 
   const own = options.scratchDir === undefined;
   const dir = options.scratchDir ?? mkdtempSync(join(tmpdir(), "carvq-rt-"));
   try {
-    return runIn(module, dir, args, preopens, options.discardStdout === true);
+    return runIn(module, dir, args, preopens, options.discardStdout === true, options.stdinFile);
   } finally {
     if (own) rmSync(dir, { recursive: true, force: true });
   }
 }
 
-function runIn(module: WebAssembly.Module, dir: string, args: readonly string[], preopens: Record<string, string>, discardStdout: boolean): RunResult {
+function runIn(module: WebAssembly.Module, dir: string, args: readonly string[], preopens: Record<string, string>, discardStdout: boolean, stdinFile?: string): RunResult {
   const outPath = discardStdout ? devNull : join(dir, "stdout");
   const errPath = join(dir, "stderr");
   const out = openSync(outPath, "w+");
   const err = openSync(errPath, "w+");
+  const input = openSync(stdinFile ?? devNull, "r");
   let exitCode: number;
   let memory: WebAssembly.Memory | undefined;
   let trap = "";
   try {
-    const wasi = new WASI({ version: "preview1", args: ["carvq-rt", ...args], env: {}, preopens, stdout: out, stderr: err, returnOnExit: true });
+    const wasi = new WASI({ version: "preview1", args: ["carvq-rt", ...args], env: {}, preopens, stdin: input, stdout: out, stderr: err, returnOnExit: true });
     const instance = new WebAssembly.Instance(module, wrappedImports(wasi));
     memory = instance.exports.memory as WebAssembly.Memory;
     try {
@@ -78,6 +81,7 @@ function runIn(module: WebAssembly.Module, dir: string, args: readonly string[],
       closePreopens(wasi, Object.keys(preopens).length);
     }
   } finally {
+    closeSync(input);
     closeSync(out);
     closeSync(err);
   }

@@ -55,10 +55,10 @@ export interface Reactor {
 }
 
 /**
- * Instantiates `wasm` with `preopens` (guest path -> host folder) and calls its `_initialize`
- * (node:wasi's WASI.initialize).
+ * Instantiates the WASI reactor `wasm` with `preopens` (guest path -> host folder) and calls its
+ * `_initialize` if it has one (node:wasi's WASI.initialize). `dispose` closes the preopens.
  */
-export function instantiateReactor(wasm: string, preopens: Record<string, string> = {}): Reactor {
+export function instantiateWasiReactor(wasm: string, preopens: Record<string, string> = {}): { instance: WebAssembly.Instance; dispose(): void } {
   const wasi = new WASI({ version: "preview1", args: [], env: {}, preopens, returnOnExit: false });
   const direct = (wasi.getImportObject() as Record<string, Record<string, (...args: unknown[]) => unknown>>).wasi_snapshot_preview1;
   // Wrapped as host/node.ts does: Node 20's fast-call path aborts after a large memory.grow.
@@ -66,6 +66,18 @@ export function instantiateReactor(wasm: string, preopens: Record<string, string
   for (const [name, fn] of Object.entries(direct)) wrapped[name] = (...args: unknown[]) => fn(...args);
   const instance = new WebAssembly.Instance(compiled(wasm), { wasi_snapshot_preview1: wrapped } as WebAssembly.Imports);
   wasi.initialize(instance);
+  return {
+    instance,
+    dispose() {
+      const fdClose = (wasi.wasiImport as Record<string, unknown>).fd_close as (fd: number) => number;
+      for (let fd = 3; fd < 3 + Object.keys(preopens).length; fd++) fdClose(fd);
+    },
+  };
+}
+
+/** A library module's instance (instantiateWasiReactor) with its C ABI and a few conveniences. */
+export function instantiateReactor(wasm: string, preopens: Record<string, string> = {}): Reactor {
+  const { instance, dispose } = instantiateWasiReactor(wasm, preopens);
   const ex = instance.exports as unknown as CarvqExports;
   const bytes = () => new Uint8Array(ex.memory.buffer);
   return {
@@ -92,9 +104,6 @@ export function instantiateReactor(wasm: string, preopens: Record<string, string
     message() {
       return new TextDecoder().decode(bytes().subarray(ex.carvq_io(), ex.carvq_io() + ex.carvq_message_len()));
     },
-    dispose() {
-      const fdClose = (wasi.wasiImport as Record<string, unknown>).fd_close as (fd: number) => number;
-      for (let fd = 3; fd < 3 + Object.keys(preopens).length; fd++) fdClose(fd);
-    },
+    dispose,
   };
 }
