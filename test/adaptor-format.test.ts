@@ -15,9 +15,10 @@ function randomAdaptor(rows: number, widths: number[], seed: number): FloatAdapt
   return randomFloatAdaptor(rows, widths, seed, { table: 2, weights: 1, bias: 0.2 });
 }
 
+const matrix = randomMatrix(50, 12, 3);
+const rvq = await compressMatrix(matrix, { h: 4, group: 32, iters: 3 });
+
 describe("adaptor sections (blob v1.2)", () => {
-  const matrix = randomMatrix(50, 12, 3);
-  const rvq = compressMatrix(matrix, { h: 4, group: 32, iters: 3 });
 
   for (const precision of ["int8", "fp16"] as const) {
     it(`round-trips a ${precision} adaptor through the blob and adds it to every decoded row`, () => {

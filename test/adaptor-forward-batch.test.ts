@@ -1,9 +1,9 @@
-// The batched adaptor evaluation (tools/adaptor/forward-batch.ts, used by decodeAll) against the
+// The batched adaptor evaluation (addAdaptorRows in tools/adaptor/forward.ts, used by decodeAll) against the
 // reference, row by row: the same bits for every row, on widths with and without the eight-lane
 // tails, int8 and FP16, one to four layers, and row counts that leave a partial batch.
 import { describe, expect, it } from "vitest";
 import { addAdaptorRow } from "../tools/adaptor/forward.ts";
-import { adaptorBatchAvailable, addAdaptorRows } from "../tools/adaptor/forward-batch.ts";
+import { adaptorBatchAvailable, addAdaptorRows } from "../tools/adaptor/forward.ts";
 import type { FloatAdaptor } from "../tools/adaptor/model.ts";
 import { quantizeAdaptor } from "../tools/adaptor/quantize.ts";
 import { randomFloatAdaptor } from "./helpers.ts";

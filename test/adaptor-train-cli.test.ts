@@ -5,9 +5,9 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
 import { parseBlob } from "../tools/blob/reader.ts";
-import { compressMatrix, compressMatrixParallel } from "../tools/compress.ts";
+import { compressMatrix } from "../tools/compress.ts";
 import { decodeAll } from "../tools/decoder.ts";
-import { reconstructionMetrics } from "../tools/eval/metrics.ts";
+import { reconstructionMetrics } from "../tools/quant/metrics.ts";
 import type { Matrix } from "../tools/matrix.ts";
 import { writeNpy } from "../tools/readers/npy.ts";
 import { createRandom } from "../tools/random.ts";
@@ -31,8 +31,8 @@ describe("compress with an adaptor", () => {
   it("keeps an adaptor that lowers the error, records the decision, and the blob's decode reproduces the metrics", async () => {
     const matrix = curvedTable(400, 32, 1);
     const notes: string[] = [];
-    const plain = compressMatrix(matrix, rvq);
-    const adapted = compressMatrix(matrix, { ...rvq, adaptor: [4, 32, 32], adaptorEpochs: 120 }, {}, undefined, { note: (m) => notes.push(m) });
+    const plain = await compressMatrix(matrix, rvq);
+    const adapted = await compressMatrix(matrix, { ...rvq, adaptor: [4, 32, 32], adaptorEpochs: 120 }, {}, { events: { note: (m) => notes.push(m) } });
     expect(adapted.metrics.relMSE).toBeLessThan(0.7 * plain.metrics.relMSE);
     expect(adapted.blob.header.versionMinor).toBe(2);
     expect(adapted.blob.adaptor?.layers.map((l) => l.outputs)).toEqual([32, 32, 32]);
@@ -41,14 +41,14 @@ describe("compress with an adaptor", () => {
     expect(adapted.blob.metadata?.adaptor).toMatchObject({ kept: true, widths: [4, 32, 32, 32], precision: "int8" });
     expect(notes.some((n) => /^adaptor: kept \(4-32-32-32, int8/.test(n))).toBe(true);
     // The same bytes with training on two threads, and fp16 storage costs more bytes.
-    const parallel = await compressMatrixParallel(matrix, { ...rvq, adaptor: [4, 32, 32], adaptorEpochs: 120 }, {}, 2);
+    const parallel = await compressMatrix(matrix, { ...rvq, adaptor: [4, 32, 32], adaptorEpochs: 120 }, {}, { threads: 2 });
     expect(Buffer.from(parallel.bytes).equals(Buffer.from(adapted.bytes))).toBe(true);
-    const fp16 = compressMatrix(matrix, { ...rvq, adaptor: [4, 32, 32], adaptorEpochs: 120, adaptorPrecision: "fp16" });
+    const fp16 = await compressMatrix(matrix, { ...rvq, adaptor: [4, 32, 32], adaptorEpochs: 120, adaptorPrecision: "fp16" });
     expect(fp16.blob.metadata?.adaptor).toMatchObject({ kept: true, precision: "fp16" });
     expect(fp16.bytes.length).toBeGreaterThan(adapted.bytes.length);
   });
 
-  it("drops an adaptor that cannot lower the error and writes the plain RVQ blob", () => {
+  it("drops an adaptor that cannot lower the error and writes the plain RVQ blob", async () => {
     // 16 distinct sub-vectors per group: RVQ is exact, so the residual is zero and so is the adaptor's gain.
     const random = createRandom(3);
     const atoms = Float32Array.from({ length: 16 * 4 }, () => Math.round(random() * 256 - 128) / 256); // exact in FP16
@@ -56,7 +56,7 @@ describe("compress with an adaptor", () => {
     for (let r = 0; r < 64; r++) data.set(atoms.subarray((r % 16) * 4, (r % 16) * 4 + 4), r * 4);
     const matrix = { rows: 64, cols: 4, data };
     const notes: string[] = [];
-    const result = compressMatrix(matrix, { h: 4, levels: 1, group: 64, adaptor: [2, 8], adaptorEpochs: 5 }, {}, undefined, { note: (m) => notes.push(m) });
+    const result = await compressMatrix(matrix, { h: 4, levels: 1, group: 64, adaptor: [2, 8], adaptorEpochs: 5 }, {}, { events: { note: (m) => notes.push(m) } });
     expect(result.metrics.relMSE).toBe(0);
     expect(result.blob.adaptor).toBeNull();
     expect(result.blob.header.versionMinor).toBe(0);
@@ -64,21 +64,21 @@ describe("compress with an adaptor", () => {
     expect(notes.at(-1)).toMatch(/^adaptor: dropped, it does not lower the error/);
   });
 
-  it("auto declines when the budget cannot hold an adaptor, and says so", () => {
+  it("auto declines when the budget cannot hold an adaptor, and says so", async () => {
     const matrix = randomMatrix(300, 8, 2);
     const notes: string[] = [];
-    const result = compressMatrix(matrix, { h: 4, group: 64, adaptor: "auto", adaptorBpp: 0.5 }, {}, undefined, { note: (m) => notes.push(m) });
+    const result = await compressMatrix(matrix, { h: 4, group: 64, adaptor: "auto", adaptorBpp: 0.5 }, {}, { events: { note: (m) => notes.push(m) } });
     expect(result.blob.adaptor).toBeNull();
     expect(result.blob.metadata?.adaptor).toMatchObject({ spec: "auto", kept: false, reason: "0.5 bpp holds no adaptor" });
     expect(notes).toEqual([expect.stringMatching(/^adaptor: auto: no adaptor; the 0.5 bpp budget/)]);
   });
 
-  it("refuses an adaptor on a scalar method and bad adaptor options", () => {
+  it("refuses an adaptor on a scalar method and bad adaptor options", async () => {
     const matrix = randomMatrix(20, 8, 1);
-    expect(() => compressMatrix(matrix, { method: "int4", adaptor: "paper" })).toThrow(/--adaptor needs --method carvq/);
-    expect(() => compressMatrix(matrix, { adaptor: "auto", adaptorBpp: 0 })).toThrow(/--adaptor-bpp 0 is out of range/);
-    expect(() => compressMatrix(matrix, { adaptor: [0, 4] })).toThrow(/--adaptor widths must be 1 to 4096/);
-    expect(() => compressMatrix(matrix, { adaptor: "paper", adaptorEpochs: -1 })).toThrow(/--adaptor-epochs -1 is out of range/);
+    await expect(compressMatrix(matrix, { method: "int4", adaptor: "paper" })).rejects.toThrow(/--adaptor needs --method carvq/);
+    await expect(compressMatrix(matrix, { adaptor: "auto", adaptorBpp: 0 })).rejects.toThrow(/--adaptor-bpp 0 is out of range/);
+    await expect(compressMatrix(matrix, { adaptor: [0, 4] })).rejects.toThrow(/--adaptor widths must be 1 to 4096/);
+    await expect(compressMatrix(matrix, { adaptor: "paper", adaptorEpochs: -1 })).rejects.toThrow(/--adaptor-epochs -1 is out of range/);
   });
 });
 

@@ -1,5 +1,5 @@
 // Smoke test of `npm run bench`: the quick run (tiny shapes, one repetition) finishes, and its JSON
-// holds every goal of issue 6 with finite figures. It asserts no time: the machines are shared, so
+// holds every goal with finite figures. It asserts no time: the machines are shared, so
 // a timing here would fail at random; the goals themselves are judged by `npm run bench`.
 import { execFileSync } from "node:child_process";
 import { join } from "node:path";

@@ -7,7 +7,7 @@ import { crc32 } from "../tools/crc32.ts";
 import { CarvqError } from "../tools/errors.ts";
 import { randomMatrix } from "./helpers.ts";
 
-const valid = compressMatrix(randomMatrix(40, 12, 5), { h: 4, group: 16, iters: 3 }, { source: "m.npy" }).bytes;
+const valid = (await compressMatrix(randomMatrix(40, 12, 5), { h: 4, group: 16, iters: 3 }, { source: "m.npy" })).bytes;
 
 /** A copy of the valid blob with `edit` applied; `fixCrc` re-seals the header checksum so deeper checks are reached. */
 function mutated(edit: (bytes: Uint8Array, view: DataView) => void, fixCrc = true): Uint8Array {

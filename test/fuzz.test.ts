@@ -1,4 +1,4 @@
-// Hostile inputs (issue 7): a short fixed-seed fuzzing campaign over blobs and model files, then
+// Hostile inputs: a short fixed-seed fuzzing campaign over blobs and model files, then
 // systematic sweeps (every header field and section-table entry set to breaking values, every pair
 // of sections swapped, every truncation at a structure boundary), a catalogue of named hostile
 // inputs with the refusal each must get, and replays of the inputs of past findings
@@ -19,7 +19,7 @@ import { Rng } from "../tools/fuzz/rng.ts";
 import { blobFields, sectionCountOf } from "../tools/fuzz/seeds.ts";
 
 const SEED = 20261123;
-const campaign = new Campaign({ seed: SEED });
+const campaign = await Campaign.create({ seed: SEED });
 afterAll(() => campaign.close());
 
 /** One line per finding, so a failure shows what, where and how to replay it. */

@@ -8,7 +8,7 @@ import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { afterAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parseBlob } from "../tools/blob/reader.ts";
 import { compressMatrix } from "../tools/compress.ts";
 import { decodeAll } from "../tools/decoder.ts";
@@ -49,19 +49,14 @@ function sampled(model: Llama2cModel, prompt: number[], steps: number, seed: num
 describe.skipIf(!haveModel || !existsSync(cli))("carvq generate on stories260K", () => {
   const model = haveModel ? loadLlama2cModel(MODEL) : (null as unknown as Llama2cModel);
   const tokenizer = haveModel ? loadTokenizer(TOKENIZER, 512) : null;
-  const blobs = haveModel
-    ? {
-        // 5.1 bpp: block-16 int4, close to the original table.
-        int4: compressMatrix(inputEmbedding(model), { method: "int4", block: 16 }).bytes,
-        // 2.5 bpp: RVQ with two levels, far from it.
-        rvq: compressMatrix(inputEmbedding(model), { h: 8, levels: 2, group: 64, iters: 4 }).bytes,
-      }
-    : { int4: new Uint8Array(0), rvq: new Uint8Array(0) };
-  const paths = Object.fromEntries(Object.entries(blobs).map(([name, bytes]) => {
-    const path = join(dir, `${name}.carvq`);
-    writeFileSync(path, bytes);
-    return [name, path];
-  })) as Record<keyof typeof blobs, string>;
+  // int4 in blocks of 16 (5.1 bpp) is close to the original table; RVQ with two levels (2.5 bpp) far from it.
+  const blobs: Record<"int4" | "rvq", Uint8Array> = { int4: new Uint8Array(0), rvq: new Uint8Array(0) };
+  const paths = { int4: join(dir, "int4.carvq"), rvq: join(dir, "rvq.carvq") };
+  beforeAll(async () => {
+    blobs.int4 = (await compressMatrix(inputEmbedding(model), { method: "int4", block: 16 })).bytes;
+    blobs.rvq = (await compressMatrix(inputEmbedding(model), { h: 8, levels: 2, group: 64, iters: 4 })).bytes;
+    for (const name of ["int4", "rvq"] as const) writeFileSync(paths[name], blobs[name]);
+  });
 
   for (const [name, temperature, steps, seed] of [["rvq", 1, 40, 5], ["int4", 0, 30, 1]] as const) {
     it(`${name} blob, temperature ${temperature}: the story is the reference decoder's, the original run the model's own`, () => {
@@ -94,9 +89,9 @@ describe.skipIf(!haveModel || !existsSync(cli))("carvq generate on stories260K",
     expect(json.tokens[0]).toBe(BOS);
   });
 
-  it("refuses a blob of another shape, a missing model and bad options, one line each", () => {
+  it("refuses a blob of another shape, a missing model and bad options, one line each", async () => {
     const other = join(dir, "other.carvq");
-    writeFileSync(other, compressMatrix({ rows: 512, cols: 32, data: new Float32Array(512 * 32).map((_, i) => Math.sin(i)) }, { h: 8, levels: 1, group: 16, iters: 2 }).bytes);
+    writeFileSync(other, (await compressMatrix({ rows: 512, cols: 32, data: new Float32Array(512 * 32).map((_, i) => Math.sin(i)) }, { h: 8, levels: 1, group: 16, iters: 2 })).bytes);
     for (const [args, pattern] of [
       [[other, "--model", MODEL], /is 512 x 32 but .* is 512 x 64/],
       [[paths.rvq], /--model is required/],

@@ -1,7 +1,6 @@
 import { drawFloatAdaptor, type DrawScales, type FloatAdaptor } from "../tools/adaptor/model.ts";
 import type { Matrix } from "../tools/matrix.ts";
-import type { RowMetric } from "../tools/quant/metric.ts";
-import type { TableObjective } from "../tools/quant/tune.ts";
+import type { RowMetric, TableObjective } from "../tools/quant/objective.ts";
 import { createRandom } from "../tools/random.ts";
 
 /** A seeded matrix of Gaussian-ish values (sum of uniforms), different per seed. */

@@ -15,9 +15,9 @@ import { workerBundle } from "../tools/quant/parallel.ts";
 import { inputEmbedding, loadLlama2cModel, type Llama2cModel } from "../tools/llama2c/model.ts";
 import { CALIBRATION_SAMPLE_OPTIONS } from "../tools/llama2c/sample.ts";
 import type { Matrix } from "../tools/matrix.ts";
-import { metricCodebooks, metricEncode, metricError, metricRound, type RowMetric } from "../tools/quant/metric.ts";
-import { encodeRvq } from "../tools/quant/rvq.ts";
-import { decodeEncoding, type TableObjective } from "../tools/quant/tune.ts";
+import { metricCodebooks, metricEncode, metricError, metricRound } from "../tools/quant/metric.ts";
+import type { RowMetric, TableObjective } from "../tools/quant/objective.ts";
+import { decodeRvq, encodeRvq } from "../tools/quant/rvq.ts";
 import { createRandom } from "../tools/random.ts";
 import { diagonalMetric, randomMatrix } from "./helpers.ts";
 
@@ -44,15 +44,15 @@ describe("metric encoding (tools/quant/metric.ts)", () => {
   for (const levels of [2, 4]) {
     const shape = { rows: 96, cols: 16, h: 4, levels, group: 128, layout: "row" as const };
     const fitted = encodeRvq(table, { ...shape, iters: 10, seed: 1, beam: 1, refine: 0 }, 3);
-    it(`L ${levels} (${levels <= 3 ? "every combination" : "level by level"}): codes never worse than the start, codebooks lower the error further, deterministic`, () => {
+    it(`L ${levels} (${levels <= 3 ? "every combination" : "level by level"}): codes never worse than the start, codebooks lower the error further, deterministic`, async () => {
       const metric = randomMetric(96, 16, 9);
-      const start = metricError(table, decodeEncoding(fitted, shape), metric);
+      const start = metricError(table, decodeRvq(fitted, shape), metric);
       const codes = metricEncode(table, fitted, shape, metric);
-      const encoded = metricError(table, decodeEncoding({ ...fitted, codes }, shape), metric);
+      const encoded = metricError(table, decodeRvq({ ...fitted, codes }, shape), metric);
       expect(encoded).toBeLessThan(start * 0.95);
       const codebooks = metricCodebooks(table, fitted, codes, shape, metric);
       expect(codebooks).not.toBeNull();
-      const solved = metricError(table, decodeEncoding({ ...fitted, codes, codebooks: codebooks! }, shape), metric);
+      const solved = metricError(table, decodeRvq({ ...fitted, codes, codebooks: codebooks! }, shape), metric);
       expect(solved).toBeLessThan(encoded);
       const round = metricRound(table, fitted, shape, metric);
       expect(round.codes).toEqual(codes);
@@ -61,38 +61,38 @@ describe("metric encoding (tools/quant/metric.ts)", () => {
     });
   }
 
-  it("under an anisotropic metric beats the squared-error fit by that metric, and under the identity it is squared error", () => {
+  it("under an anisotropic metric beats the squared-error fit by that metric, and under the identity it is squared error", async () => {
     const shape = { rows: 96, cols: 16, h: 4, levels: 2, group: 128, layout: "row" as const };
     const fitted = encodeRvq(table, { ...shape, iters: 10, seed: 1, beam: 8, refine: 4 }, 3);
     const metric = randomMetric(96, 16, 4);
     const round = metricRound(table, fitted, shape, metric);
-    const mse = (e: typeof fitted) => metricError(table, decodeEncoding(e, shape), diagonalMetric(96, 16));
-    expect(metricError(table, decodeEncoding(round, shape), metric)).toBeLessThan(0.9 * metricError(table, decodeEncoding(fitted, shape), metric));
+    const mse = (e: typeof fitted) => metricError(table, decodeRvq(e, shape), diagonalMetric(96, 16));
+    expect(metricError(table, decodeRvq(round, shape), metric)).toBeLessThan(0.9 * metricError(table, decodeRvq(fitted, shape), metric));
     expect(mse(round)).toBeGreaterThan(mse(fitted)); // it traded squared error for the metric
     // Identity metric: every combination tried, so at least as good as the beam search's codes.
     const codes = metricEncode(table, fitted, shape, diagonalMetric(96, 16));
     expect(mse({ ...fitted, codes })).toBeLessThanOrEqual(mse(fitted));
   });
 
-  it("refuses a metric of another shape", () => {
+  it("refuses a metric of another shape", async () => {
     const shape = { rows: 96, cols: 16, h: 4, levels: 2, group: 128, layout: "row" as const };
     const fitted = encodeRvq(table, { ...shape, iters: 2, seed: 1, beam: 1, refine: 0 }, 3);
     expect(() => metricRound(table, fitted, shape, diagonalMetric(95, 16))).toThrow(/metric is for a 95 x 16 table, the table is 96 x 16/);
   });
 
-  it("compress refuses --kl-encode without a curvature, with --row-scale, with a scalar method and out of range", () => {
+  it("compress refuses --kl-encode without a curvature, with --row-scale, with a scalar method and out of range", async () => {
     const objective: TableObjective = { name: "none", batches: 1, evaluate: () => ({ loss: 0, gradient: new Float32Array(0) }), loss: () => 0 };
-    expect(() => compressMatrix(table, { klEncode: 1 })).toThrow(/--kl-encode needs a model/);
-    expect(() => compressMatrix(table, { klEncode: 1 }, { objective })).toThrow(/--kl-encode needs a model/);
-    expect(() => compressMatrix(table, { klEncode: 1, rowScale: 16 })).toThrow(/--kl-encode does not combine with --row-scale/);
-    expect(() => compressMatrix(table, { klEncode: 1, method: "int4" })).toThrow(/--kl-encode chooses RVQ codes; it needs --method carvq/);
-    expect(() => compressMatrix(table, { klEncode: 101 })).toThrow(/--kl-encode 101 is out of range/);
+    await expect(compressMatrix(table, { klEncode: 1 })).rejects.toThrow(/--kl-encode needs a model/);
+    await expect(compressMatrix(table, { klEncode: 1 }, { objective })).rejects.toThrow(/--kl-encode needs a model/);
+    await expect(compressMatrix(table, { klEncode: 1, rowScaleCount: 16 })).rejects.toThrow(/--kl-encode does not combine with --row-scale/);
+    await expect(compressMatrix(table, { klEncode: 1, method: "int4" })).rejects.toThrow(/--kl-encode chooses RVQ codes; it needs --method carvq/);
+    await expect(compressMatrix(table, { klEncode: 101 })).rejects.toThrow(/--kl-encode 101 is out of range/);
   });
 
-  it("compress refuses a table whose metric would be too large before fitting anything", () => {
+  it("compress refuses a table whose metric would be too large before fitting anything", async () => {
     const big: Matrix = { rows: 5000, cols: 128, data: new Float32Array(5000 * 128) };
     const objective: TableObjective = { name: "q", batches: 1, evaluate: () => ({ loss: 0, gradient: new Float32Array(0) }), loss: () => 0, curvature: () => diagonalMetric(1, 1) };
-    expect(() => compressMatrix(big, { klEncode: 1 }, { source: "big.npy", objective })).toThrow(/big\.npy: a 5000 x 128 table needs .* metric values; --kl-encode handles up to/);
+    await expect(compressMatrix(big, { klEncode: 1 }, { source: "big.npy", objective })).rejects.toThrow(/big\.npy: a 5000 x 128 table needs .* metric values; --kl-encode handles up to/);
   });
 });
 
@@ -132,7 +132,7 @@ describe.skipIf(!haveModel)("--kl-encode on stories260K", () => {
     expect(() => logitGradients(m, table, tokens, [new Float64Array(3)])).toThrow(/cotangent set 0 holds 3 values/);
   });
 
-  it("the Fisher predicts the KL of a small perturbation (both estimators), is symmetric, 0 on unused rows, deterministic", () => {
+  it("the Fisher predicts the KL of a small perturbation (both estimators), is symmetric, 0 on unused rows, deterministic", async () => {
     const m = getModel();
     const table = inputEmbedding(m);
     const { sequences } = originalEvaluation(m, SHORT);
@@ -175,7 +175,7 @@ describe.skipIf(!haveModel)("--kl-encode on stories260K", () => {
     expect(inline.data.some((v) => v !== 0)).toBe(true);
   }, 120_000);
 
-  it("regularizedCurvature gives unused rows a floor and shrinks each row toward its trace", () => {
+  it("regularizedCurvature gives unused rows a floor and shrinks each row toward its trace", async () => {
     const raw = { rows: 2, cols: 2, data: Float64Array.from([4, 2, 2, 2, 0, 0, 0, 0]) };
     const m = regularizedCurvature(raw, 0.5, 1);
     // Row 0: trace 6; floor = 1 * mean trace (3) / cols (2) = 1.5; diagonal add 0.5 * 6 / 2 + 1.5 = 3.
@@ -183,19 +183,19 @@ describe.skipIf(!haveModel)("--kl-encode on stories260K", () => {
     expect([...m.data.subarray(4)]).toEqual([1.5, 0, 0, 1.5]);
   });
 
-  it("compress --kl-encode lowers the calibration KL, records klEncode, and gives the same bytes twice", () => {
+  it("compress --kl-encode lowers the calibration KL, records klEncode, and gives the same bytes twice", async () => {
     const m = getModel();
     const table = inputEmbedding(m);
     const o = { h: 8, levels: 2, group: 2048, layout: "row" as const, iters: 10, seed: 0 };
     const text = { sequences: 4, length: 100 };
-    const plain = compressMatrix(table, o);
+    const plain = await compressMatrix(table, o);
     const notes: string[] = [];
-    const encoded = compressMatrix(table, { ...o, klEncode: 1 }, { objective: calibrationKlObjective(m, text) }, undefined, { note: (n) => notes.push(n) });
+    const encoded = await compressMatrix(table, { ...o, klEncode: 1 }, { objective: calibrationKlObjective(m, text) }, { events: { note: (n) => notes.push(n) } });
     const kl = (blob: typeof plain.blob) => evaluatePerplexity(m, decodeAll(blob), { ...CALIBRATION_SAMPLE_OPTIONS, ...text }).kl;
     expect(kl(encoded.blob)).toBeLessThan(0.9 * kl(plain.blob));
     expect(encoded.blob.metadata?.options).toMatchObject({ klEncode: 1 });
     expect(notes.join("\n")).toMatch(/kl-encode: kl on the calibration text [0-9.]+ -> [0-9.]+; kept round 1/);
-    const again = compressMatrix(table, { ...o, klEncode: 1 }, { objective: calibrationKlObjective(m, text) });
+    const again = await compressMatrix(table, { ...o, klEncode: 1 }, { objective: calibrationKlObjective(m, text) });
     expect(again.bytes).toEqual(encoded.bytes);
   }, 180_000);
 });

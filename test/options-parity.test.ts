@@ -17,16 +17,16 @@ const matrix = randomMatrix(300, 21, 77);
 const weights = Float32Array.from({ length: 300 }, (_, t) => 1 / (t + 1));
 const cases: [string, Partial<CompressOptions>][] = [
   ["col + beam 4 + refine 2", { layout: "col", group: 64, beam: 4, refine: 2 }],
-  ["row + gain-shape 32", { group: 100, rowScale: 32 }],
-  ["col + gain-shape 256 + weights", { layout: "col", group: 128, rowScale: 256, weights }],
+  ["row + gain-shape 32", { group: 100, rowScaleCount: 32 }],
+  ["col + gain-shape 256 + weights", { layout: "col", group: 128, rowScaleCount: 256, weights }],
   ["h 7, L 4, beam 8", { h: 7, levels: 4, group: 200, beam: 8 }],
-  ["kl-encode 2 + tune-kl 3 (a weighted objective)", { h: 4, levels: 3, group: 150, klEncode: 2, tune: 3 }],
+  ["kl-encode 2 + tune-kl 3 (a weighted objective)", { h: 4, levels: 3, group: 150, klEncode: 2, tuneKl: 3 }],
 ];
 
 describe("encoder options round-trip through the runtime", () => {
   for (const [what, options] of cases) {
     it(what, async () => {
-      const result = compressMatrix(matrix, { iters: 5, ...options }, { objective: weightedSquaredError(matrix, (j) => (j === 0 ? 30 : 1)) });
+      const result = await compressMatrix(matrix, { iters: 5, ...options }, { objective: weightedSquaredError(matrix, (j) => (j === 0 ? 30 : 1)) });
       if (options.klEncode) expect(result.blob.metadata?.options).toMatchObject({ klEncode: 2, tune: 3 });
       const path = join(dir, `${what.replace(/\W+/g, "-")}.carvq`);
       writeFileSync(path, result.bytes);

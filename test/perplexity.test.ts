@@ -33,7 +33,7 @@ describe.skipIf(!haveModel)("perplexity on stories260K", () => {
     expect(r.ppl_orig).toBeLessThan(5);
   });
 
-  it("only the input embedding is replaced; the tied classifier keeps its original values", () => {
+  it("only the input embedding is replaced; the tied classifier keeps its original values", async () => {
     const m = getModel();
     const zeros = { rows: 512, cols: 64, data: new Float32Array(512 * 64) };
     const modified = withInputEmbedding(m, zeros);
@@ -43,11 +43,11 @@ describe.skipIf(!haveModel)("perplexity on stories260K", () => {
     expect(() => evaluatePerplexity(m, { rows: 512, cols: 32, data: new Float32Array(512 * 32) })).toThrow(CarvqError);
   });
 
-  it("int4 keeps the model close, int2 damages it more (kl and ppl ordered)", () => {
+  it("int4 keeps the model close, int2 damages it more (kl and ppl ordered)", async () => {
     const m = getModel();
     const table = inputEmbedding(m);
-    const int4 = evaluatePerplexity(m, decodeAll(compressMatrix(table, { method: "int4", block: 32 }).blob));
-    const int2 = evaluatePerplexity(m, decodeAll(compressMatrix(table, { method: "int2", block: 32 }).blob));
+    const int4 = evaluatePerplexity(m, decodeAll((await compressMatrix(table, { method: "int4", block: 32 })).blob));
+    const int2 = evaluatePerplexity(m, decodeAll((await compressMatrix(table, { method: "int2", block: 32 })).blob));
     expect(int4.kl).toBeGreaterThan(0);
     expect(int4.kl).toBeLessThan(0.05);
     expect(int4.ppl / int4.ppl_orig).toBeLessThan(1.05);
@@ -59,7 +59,7 @@ describe.skipIf(!haveModel)("perplexity on stories260K", () => {
   it("carvq ppl prints ppl_orig, ppl, kl and tokens, and refuses a blob of another shape in one line", async () => {
     const m = getModel();
     const good = join(tmp, "int4.carvq");
-    writeFileSync(good, compressMatrix(inputEmbedding(m), { method: "int4" }).bytes);
+    writeFileSync(good, (await compressMatrix(inputEmbedding(m), { method: "int4" })).bytes);
     const output: string[] = [];
     vi.spyOn(process.stdout, "write").mockImplementation((chunk) => (output.push(String(chunk)), true));
     await pplCommand.run([good, "--model", MODEL, "--json", "--sequences", "2", "--length", "100"]);
@@ -70,7 +70,7 @@ describe.skipIf(!haveModel)("perplexity on stories260K", () => {
 
     const narrow = join(tmp, "narrow.carvq");
     const wrongShape = { rows: 512, cols: 32, data: m.tokenEmbedding.slice(0, 512 * 32) };
-    writeFileSync(narrow, compressMatrix(wrongShape, { method: "int4" }).bytes);
+    writeFileSync(narrow, (await compressMatrix(wrongShape, { method: "int4" })).bytes);
     const error = await pplCommand.run([narrow, "--model", MODEL]).then(() => null, (e: unknown) => e);
     expect(error).toBeInstanceOf(CarvqError);
     expect((error as Error).message).toMatch(/is 512 x 32 but .*token embedding is 512 x 64/);

@@ -47,7 +47,7 @@ describe("autoConfigure", () => {
     expect(first.chosen.options.seed).toBe(3);
     for (const c of first.evaluated) expect(c.bpp, describeOptions(c.options)).toBeLessThanOrEqual(2.5);
     // The full fit lands on the predicted size (to the metrics' digits), under the budget and close to it.
-    const full = compressMatrix(matrix, first.chosen.options, from);
+    const full = await compressMatrix(matrix, first.chosen.options, from);
     const bpp = (8 * full.bytes.length) / (matrix.rows * matrix.cols);
     expect(bpp).toBeLessThanOrEqual(2.5);
     expect(bpp).toBeGreaterThan(2.3);
@@ -60,7 +60,7 @@ describe("autoConfigure", () => {
   });
 
   it("sizes every candidate with the options applied after the search (they are recorded in the metadata)", async () => {
-    const after = { restarts: 2, klEncode: 1, tune: 40 };
+    const after = { restarts: 2, klEncode: 1, tuneKl: 40 };
     const result = await autoConfigure(matrix, { targetBpp: 2.5, from, seed: 3, stageB: 1, after });
     const budgetBytes = Math.floor((2.5 * matrix.rows * matrix.cols) / 8);
     for (const c of result.evaluated) {
@@ -70,10 +70,11 @@ describe("autoConfigure", () => {
       expect(predictBlobSize(matrix, c.options, from).bytes).toBeLessThan(withAfter); // the metadata is longer with them
     }
     // The search fits without them: the choice carries none.
-    expect(result.chosen.options).toMatchObject({ restarts: 1, klEncode: 0, tune: 0 });
+    expect(result.chosen.options).toMatchObject({ restarts: 1, klEncode: 0, tuneKl: 0 });
     // With them applied (a squared-error objective standing in for a model), the blob is the predicted size.
-    const full = compressMatrix(matrix, { ...result.chosen.options, ...after }, { ...from, objective: weightedSquaredError(matrix) });
-    expect(full.blob.metadata?.options).toMatchObject(after);
+    const full = await compressMatrix(matrix, { ...result.chosen.options, ...after }, { ...from, objective: weightedSquaredError(matrix) });
+    // Metadata records --tune-kl under its on-disk key "tune".
+    expect(full.blob.metadata?.options).toMatchObject({ restarts: 2, klEncode: 1, tune: 40 });
     expect(full.bytes.length).toBe(predictBlobSize(matrix, { ...result.chosen.options, ...after }, from, full.metrics).bytes);
     expect((8 * full.bytes.length) / (matrix.rows * matrix.cols)).toBeLessThanOrEqual(2.5);
   });
@@ -106,13 +107,13 @@ describe("autoConfigure", () => {
     const wide = await evaluateProxy(big, plan, { ...D, h: 4, levels: 1, group: 5000, layout: "col" }, from, 1);
     expect(wide.rows).toBe(big.rows);
     expect(wide.measuredRows).toBe(768);
-    const wideFull = compressMatrix(big, { ...D, h: 4, levels: 1, group: 5000, layout: "col" }, from);
+    const wideFull = await compressMatrix(big, { ...D, h: 4, levels: 1, group: 5000, layout: "col" }, from);
     expect(wide.relMSE).toBeGreaterThan(0.5 * wideFull.metrics.relMSE);
     expect(wide.relMSE).toBeLessThan(2 * wideFull.metrics.relMSE);
     const result = await autoConfigure(big, { targetBpp: 2, from, spans: 3, sharedRows: 256, stageB: 1 });
     expect(result.sample.whole).toBe(false);
     expect(result.chosen.bpp).toBeLessThanOrEqual(2);
-    const full = compressMatrix(big, result.chosen.options, from);
+    const full = await compressMatrix(big, result.chosen.options, from);
     expect((8 * full.bytes.length) / (big.rows * big.cols)).toBeLessThanOrEqual(2);
     // The proxy estimates the full fit's error closely.
     expect(Math.abs(result.chosen.proxy.relMSE - full.metrics.relMSE) / full.metrics.relMSE).toBeLessThan(0.15);

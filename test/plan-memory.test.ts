@@ -14,19 +14,19 @@ function info(target: string, bytes: Uint8Array): RuntimeInfo {
 describe("memoryNeed", () => {
   const blobs: [number, number, Partial<CompressOptions>][] = [
     [700, 48, { h: 8, levels: 2, group: 64 }],
-    [900, 40, { h: 20, levels: 5, group: 300, layout: "col", rowScale: 16 }],
+    [900, 40, { h: 20, levels: 5, group: 300, layout: "col", rowScaleCount: 16 }],
     [500, 33, { method: "int3", block: 16 }],
   ];
   for (const target of loadTargets()) {
-    it(`${target.name} (${target.mode}): the runtime's own figure for a real blob, plus the command-line slack`, () => {
-      blobs.forEach(([rows, cols, options], i) => {
-        const { bytes } = compressMatrix(randomMatrix(rows, cols, 40 + i), options);
+    it(`${target.name} (${target.mode}): the runtime's own figure for a real blob, plus the command-line slack`, async () => {
+      for (const [i, [rows, cols, options]] of blobs.entries()) {
+        const { bytes } = await compressMatrix(randomMatrix(rows, cols, 40 + i), options);
         const runtime = info(target.name, bytes).runtime;
         const want = target.mode === "resident" ? runtime.residentBytes : runtime.streamingBytes;
         const need = memoryNeed(target, cols, options, bytes.length);
         expect(need.needBytes, `${rows}x${cols} ${JSON.stringify(options)}`).toBe(want + COMMAND_LINE_SLACK);
         expect(need.fits).toBe(need.needBytes <= target.memoryBudgetBytes);
-      });
+      }
     });
   }
 

@@ -11,8 +11,8 @@ const cases: [number, number, Partial<CompressOptions>][] = [
   [300, 24, { h: 8, levels: 2, group: 64, layout: "col", beam: 4, refine: 2 }],
   [257, 33, { h: 5, levels: 5, group: 100, layout: "col" }],
   [128, 64, { h: 16, levels: 8, group: 7 }],
-  [500, 100, { h: 20, levels: 5, group: 123, layout: "col", rowScale: 256 }],
-  [500, 100, { h: 25, levels: 4, group: 1000, rowScale: 17 }],
+  [500, 100, { h: 20, levels: 5, group: 123, layout: "col", rowScaleCount: 256 }],
+  [500, 100, { h: 25, levels: 4, group: 1000, rowScaleCount: 17 }],
   [64, 48, { h: 48, levels: 2, group: 3, seed: 1234567 }],
   [1000, 30, { method: "int4", block: 32 }],
   [999, 31, { method: "int3", block: 7 }],
@@ -21,12 +21,12 @@ const cases: [number, number, Partial<CompressOptions>][] = [
 ];
 
 describe("predictBlobSize", () => {
-  it("equals the written blob's size exactly given its metrics, and bounds it without them", () => {
+  it("equals the written blob's size exactly given its metrics, and bounds it without them", async () => {
     let seed = 1;
     for (const [rows, cols, options] of cases) {
       for (const from of [{}, { source: "/some/dir/model.safetensors", tensor: "model.embed_tokens.weight" }]) {
         const matrix = randomMatrix(rows, cols, seed++);
-        const result = compressMatrix(matrix, options, from);
+        const result = await compressMatrix(matrix, options, from);
         const label = `${rows}x${cols} ${JSON.stringify(options)} ${JSON.stringify(from)}`;
         const exact = predictBlobSize(matrix, options, from, result.metrics);
         expect(exact.exact, label).toBe(true);

@@ -86,11 +86,11 @@ describe("report", () => {
   it("plans a model-aware twin of each auto run for --kl-encode and / or --tune-kl, only with a model", () => {
     const model = {} as Llama2cModel; // plannedRuns only asks whether there is one
     const base = { budgets: [2], seed: 0, threads: 1, from: {}, paperLevels: [], scalars: [] };
-    const twins = (request: object) => plannedRuns({ rows: 10, cols: 8 }, { ...base, ...request }).map((p) => [p.series, p.method, p.tune ?? null, p.klEncode ?? null]);
+    const twins = (request: object) => plannedRuns({ rows: 10, cols: 8 }, { ...base, ...request }).map((p) => [p.series, p.method, p.tuneKl ?? null, p.klEncode ?? null]);
     expect(twins({ model, klEncode: 4 })).toEqual([["auto", "carvq auto ≤ 2 bpp", null, null], ["tuned", "carvq auto ≤ 2 bpp + kl-encode 4", 0, 4]]);
-    expect(twins({ model, klEncode: 4, tune: 40 })[1]).toEqual(["tuned", "carvq auto ≤ 2 bpp + kl-encode 4 + tune-kl 40", 40, 4]);
-    expect(twins({ model, tune: 40 })[1]).toEqual(["tuned", "carvq auto ≤ 2 bpp + tune-kl 40", 40, 0]);
-    expect(twins({ klEncode: 4, tune: 40 })).toHaveLength(1);
+    expect(twins({ model, klEncode: 4, tuneKl: 40 })[1]).toEqual(["tuned", "carvq auto ≤ 2 bpp + kl-encode 4 + tune-kl 40", 40, 4]);
+    expect(twins({ model, tuneKl: 40 })[1]).toEqual(["tuned", "carvq auto ≤ 2 bpp + tune-kl 40", 40, 0]);
+    expect(twins({ klEncode: 4, tuneKl: 40 })).toHaveLength(1);
   });
 
   it("adds a perplexity panel and columns for a llama2.c model", async () => {

@@ -54,8 +54,8 @@ const BUILDS: BuildName[] = ["simd", "scalar"];
 const MODES: ModeName[] = ["resident", "streaming"];
 
 /** A compressed blob (realistic magnitudes) with a random adaptor of these widths attached. */
-function adaptedBlob(rows: number, cols: number, compress: Partial<CompressOptions>, adaptor: RandomAdaptorOptions): Uint8Array {
-  const { bytes } = compressMatrix(randomMatrix(rows, cols, rows * 7 + cols), { seed: 1, iters: 2, ...compress });
+async function adaptedBlob(rows: number, cols: number, compress: Partial<CompressOptions>, adaptor: RandomAdaptorOptions): Promise<Uint8Array> {
+  const { bytes } = await compressMatrix(randomMatrix(rows, cols, rows * 7 + cols), { seed: 1, iters: 2, ...compress });
   return attachAdaptor(bytes, randomStoredAdaptor(rows, { seed: rows + cols, ...adaptor }));
 }
 
@@ -118,12 +118,12 @@ function tilings(bytes: Uint8Array): AdaptorTuning[] {
 }
 
 describe("parity with the TypeScript decoder: bit for bit", () => {
-  const cases: [string, () => Uint8Array, number][] = [
+  const cases: [string, () => Uint8Array | Promise<Uint8Array>, number][] = [
     ["int8, 16 -> 40 -> 24 -> 37 (n not a multiple of 4 or 8), row layout", () => adaptedBlob(45, 37, { h: 8, levels: 2, group: 16 }, { widths: [16, 40, 24, 37], precision: "int8" }), 45],
-    ["fp16, 16 -> 40 -> 24 -> 37, column-block layout, row scales", () => adaptedBlob(45, 37, { h: 8, levels: 2, group: 7, layout: "col", rowScale: 8 }, { widths: [16, 40, 24, 37], precision: "fp16" }), 45],
+    ["fp16, 16 -> 40 -> 24 -> 37, column-block layout, row scales", () => adaptedBlob(45, 37, { h: 8, levels: 2, group: 7, layout: "col", rowScaleCount: 8 }, { widths: [16, 40, 24, 37], precision: "fp16" }), 45],
     ["m0 = 1, one layer (1 -> 23), int8", () => adaptedBlob(30, 23, { h: 6, levels: 2, group: 8 }, { widths: [1, 23], precision: "int8" }), 30],
-    ["m0 = 1, one layer (1 -> 23), fp16 with an int8 table, row scales", () => adaptedBlob(30, 23, { h: 6, levels: 2, group: 8, rowScale: 4 }, { widths: [1, 23], precision: "fp16", tablePrecision: "int8" }), 30],
-    ["four layers 5 -> 13 -> 7 -> 33 -> 21, int8 MLP with an fp16 table, row scales", () => adaptedBlob(40, 21, { h: 4, levels: 3, group: 9, rowScale: 16 }, { widths: [5, 13, 7, 33, 21], precision: "int8", tablePrecision: "fp16" }), 40],
+    ["m0 = 1, one layer (1 -> 23), fp16 with an int8 table, row scales", () => adaptedBlob(30, 23, { h: 6, levels: 2, group: 8, rowScaleCount: 4 }, { widths: [1, 23], precision: "fp16", tablePrecision: "int8" }), 30],
+    ["four layers 5 -> 13 -> 7 -> 33 -> 21, int8 MLP with an fp16 table, row scales", () => adaptedBlob(40, 21, { h: 4, levels: 3, group: 9, rowScaleCount: 16 }, { widths: [5, 13, 7, 33, 21], precision: "int8", tablePrecision: "fp16" }), 40],
     ["four layers 3 -> 17 -> 50 -> 9 -> 48, fp16, column-block", () => adaptedBlob(33, 48, { h: 16, levels: 2, group: 4, layout: "col" }, { widths: [3, 17, 50, 9, 48], precision: "fp16" }), 33],
     ["V = 1, 16 -> 64 -> 20, int8", () => adaptedBlob(1, 20, { h: 4, levels: 2, group: 64 }, { widths: [16, 64, 20], precision: "int8" }), 1],
     ["adaptor only (zero codebooks), int8, 16 -> 96 -> 80 -> 64 (SIMD steps of 16 and 8)", () => adaptorOnlyBlob(50, { widths: [16, 96, 80, 64], precision: "int8" }), 50],
@@ -133,7 +133,7 @@ describe("parity with the TypeScript decoder: bit for bit", () => {
   ];
   for (const [what, make, rows] of cases) {
     it(`${what}: both builds, both modes, whole and tiled`, async () => {
-      const bytes = make();
+      const bytes = await make();
       await checkParity(bytes, allTokens(rows), what, tilings(bytes));
     });
   }
@@ -259,7 +259,7 @@ describe("refusals", () => {
 
 describe("info reports the adaptor", () => {
   it("precisions, widths, section sizes and the memory it adds; formatVersion 1.2", async () => {
-    const bytes = adaptedBlob(40, 24, { h: 8, levels: 2, group: 8 }, { widths: [8, 16, 24], precision: "fp16", tablePrecision: "int8" });
+    const bytes = await adaptedBlob(40, 24, { h: 8, levels: 2, group: 8 }, { widths: [8, 16, 24], precision: "fp16", tablePrecision: "int8" });
     const path = writeBlob(bytes);
     const blob = parseBlob(bytes, "x");
     const length = (id: number) => blob.sections.find((s) => s.id === id)!.length;
@@ -300,8 +300,10 @@ function tsRefuses(bytes: Uint8Array): boolean {
   }
 }
 
+const corruptionBase = await adaptedBlob(40, 24, { h: 8, levels: 2, group: 8 }, { widths: [8, 16, 24], precision: "int8" });
+
 describe("corrupted adaptor sections are refused with exit 4 in both builds and modes, and by info", () => {
-  const good = adaptedBlob(40, 24, { h: 8, levels: 2, group: 8 }, { widths: [8, 16, 24], precision: "int8" });
+  const good = corruptionBase;
   const blob = parseBlob(good, "good");
   const header = blob.header;
   const original = (id: number) => {
@@ -401,7 +403,7 @@ describe("corrupted adaptor sections are refused with exit 4 in both builds and 
 
 describe("under jco (the WASI component)", () => {
   it("serves an adapted blob in streaming mode bit for bit as the reference", async () => {
-    const bytes = adaptedBlob(21, 19, { h: 8, levels: 2, group: 6 }, { widths: [16, 40, 19], precision: "int8" });
+    const bytes = await adaptedBlob(21, 19, { h: 8, levels: 2, group: 6 }, { widths: [16, 40, 19], precision: "int8" });
     const path = writeBlob(bytes);
     const ids = allTokens(21);
     const rt = await openJcoRuntime({ blob: path, mode: "streaming" });

@@ -38,8 +38,10 @@ describe("parseTokenList", () => {
   });
 });
 
+const lookupBlob = await compressMatrix(randomMatrix(30, 21, 5), { h: 8, levels: 2, group: 9, iters: 2 });
+
 describe.runIf(existsSync(cli))("carvq lookup", () => {
-  const { bytes } = compressMatrix(randomMatrix(30, 21, 5), { h: 8, levels: 2, group: 9, iters: 2 });
+  const { bytes } = lookupBlob;
   writeFileSync(join(dir, "m.carvq"), bytes);
   const ids = [29, 0, 3, 4, 5, 3];
   const want = Buffer.from(decodeTokens(parseBlob(bytes, "m"), ids).buffer);
@@ -57,8 +59,8 @@ describe.runIf(existsSync(cli))("carvq lookup", () => {
     }
   });
 
-  it("serves a gain-shape (v1.1) blob bit-identically, generic builds and a device target", () => {
-    const scaled = compressMatrix(randomMatrix(30, 21, 6), { h: 8, levels: 2, group: 9, iters: 2, rowScale: 5 }).bytes;
+  it("serves a gain-shape (v1.1) blob bit-identically, generic builds and a device target", async () => {
+    const scaled = (await compressMatrix(randomMatrix(30, 21, 6), { h: 8, levels: 2, group: 9, iters: 2, rowScaleCount: 5 })).bytes;
     writeFileSync(join(dir, "s.carvq"), scaled);
     const wantScaled = Buffer.from(decodeTokens(parseBlob(scaled, "s"), [29, 0, 3, 4, 5, 3]).buffer);
     for (const flags of [[], ["--build", "scalar", "--mode", "streaming"], ["--target", "mcu-128k"]]) {

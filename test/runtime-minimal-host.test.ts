@@ -19,8 +19,11 @@ function sameBits(a: Uint8Array, want: Float32Array): boolean {
   return Buffer.from(a).equals(Buffer.from(want.buffer, want.byteOffset, want.byteLength));
 }
 
+const plainBlob = await compressMatrix(randomMatrix(33, 40, 8), { h: 8, levels: 2, group: 12, iters: 2 });
+const scaledBlob = await compressMatrix(randomMatrix(33, 40, 9), { h: 8, levels: 2, group: 12, iters: 2, rowScaleCount: 6 });
+
 describe("the runtime on a minimal WASI host", () => {
-  it("imports exactly the eleven documented wasi_snapshot_preview1 functions and exports _start and memory", () => {
+  it("imports exactly the eleven documented wasi_snapshot_preview1 functions and exports _start and memory", async () => {
     for (const { module } of modules) {
       const imports = WebAssembly.Module.imports(module);
       expect(imports.every((i) => i.module === "wasi_snapshot_preview1" && i.kind === "function")).toBe(true);
@@ -29,12 +32,12 @@ describe("the runtime on a minimal WASI host", () => {
     }
   });
 
-  const { bytes } = compressMatrix(randomMatrix(33, 40, 8), { h: 8, levels: 2, group: 12, iters: 2 });
+  const { bytes } = plainBlob;
   const ids = [32, 0, 7, 7, 19];
   const want = decodeTokens(parseBlob(bytes, "m"), ids);
 
   for (const { name, module } of modules) {
-    it(`${name}: wasm3-style preopens ("/" and "./" with a NUL), 100-byte short reads: same bits`, () => {
+    it(`${name}: wasm3-style preopens ("/" and "./" with a NUL), 100-byte short reads: same bits`, async () => {
       for (const path of ["model.carvq", "./model.carvq", "/model.carvq"]) {
         const run = runMinimalWasi(module, {
           args: ["lookup", path, ...ids.map(String)],
@@ -50,7 +53,7 @@ describe("the runtime on a minimal WASI host", () => {
     });
   }
 
-  const scaled = compressMatrix(randomMatrix(33, 40, 9), { h: 8, levels: 2, group: 12, iters: 2, rowScale: 6 }).bytes;
+  const scaled = scaledBlob.bytes;
   const wantScaled = decodeTokens(parseBlob(scaled, "s"), ids);
   for (const { name, module } of modules) {
     it(`${name}: a gain-shape (v1.1) blob through 100-byte short reads: same bits`, () => {

@@ -85,17 +85,17 @@ describe("parity with the TypeScript decoder (compressed blobs)", () => {
     ["int4, block 16 not dividing n = 45", 20, 45, { method: "int4", block: 16 }],
     ["int3, block 7 (codes straddle bytes)", 20, 45, { method: "int3", block: 7 }],
     ["int2, block 32, n = 1", 9, 1, { method: "int2", block: 32 }],
-    ["gain-shape (v1.1), R = 16, row layout, n = 37 not a multiple of h = 8", 45, 37, { h: 8, levels: 2, group: 16, iters: 4, rowScale: 16 }],
-    ["gain-shape, R = 256 (more scales than rows), column-block, h = 6 (SIMD tail)", 30, 23, { h: 6, levels: 2, group: 7, layout: "col", iters: 4, rowScale: 256 }],
-    ["gain-shape, R = 1", 24, 16, { h: 4, levels: 2, group: 8, iters: 3, rowScale: 1 }],
-    ["gain-shape, V = 1, R = 1", 1, 20, { h: 4, levels: 3, group: 1024, iters: 2, rowScale: 1 }],
-    ["gain-shape, L = 4, h = 16, R = 8 (general SIMD level loop)", 40, 48, { h: 16, levels: 4, group: 9, iters: 3, rowScale: 8 }],
-    ["gain-shape, h = 1, L = 1, R = 3 (odd code count: one unused nibble after the index byte)", 12, 5, { h: 1, levels: 1, group: 5, iters: 3, rowScale: 3 }],
+    ["gain-shape (v1.1), R = 16, row layout, n = 37 not a multiple of h = 8", 45, 37, { h: 8, levels: 2, group: 16, iters: 4, rowScaleCount: 16 }],
+    ["gain-shape, R = 256 (more scales than rows), column-block, h = 6 (SIMD tail)", 30, 23, { h: 6, levels: 2, group: 7, layout: "col", iters: 4, rowScaleCount: 256 }],
+    ["gain-shape, R = 1", 24, 16, { h: 4, levels: 2, group: 8, iters: 3, rowScaleCount: 1 }],
+    ["gain-shape, V = 1, R = 1", 1, 20, { h: 4, levels: 3, group: 1024, iters: 2, rowScaleCount: 1 }],
+    ["gain-shape, L = 4, h = 16, R = 8 (general SIMD level loop)", 40, 48, { h: 16, levels: 4, group: 9, iters: 3, rowScaleCount: 8 }],
+    ["gain-shape, h = 1, L = 1, R = 3 (odd code count: one unused nibble after the index byte)", 12, 5, { h: 1, levels: 1, group: 5, iters: 3, rowScaleCount: 3 }],
   ];
   for (const [what, rows, cols, options] of cases) {
     it(`${what}: both builds, both modes, every token`, async () => {
-      const { bytes } = compressMatrix(randomMatrix(rows, cols, rows * 31 + cols), { seed: 1, ...options });
-      expect(parseBlob(bytes, what).rowScales?.length ?? 0, "the blob has the row scales asked for").toBe(options.rowScale ?? 0);
+      const { bytes } = await compressMatrix(randomMatrix(rows, cols, rows * 31 + cols), { seed: 1, ...options });
+      expect(parseBlob(bytes, what).rowScales?.length ?? 0, "the blob has the row scales asked for").toBe(options.rowScaleCount ?? 0);
       await checkParity(bytes, allTokens(rows), what);
     });
   }
@@ -105,8 +105,8 @@ const MODEL = join(import.meta.dirname, "..", "..", "shared", "models", "stories
 describe.skipIf(!existsSync(MODEL))("parity on a real model's table (stories260K, ../shared/models)", () => {
   it("every token of its 512 x 64 embedding, rvq (row, column-block, gain-shape) and int3: both builds, both modes", async () => {
     const table = inputEmbedding(loadLlama2cModel(MODEL));
-    for (const options of [{ h: 8, levels: 3, group: 2048, iters: 8 }, { h: 8, levels: 2, group: 64, layout: "col" as const, iters: 8 }, { h: 8, levels: 2, group: 2048, iters: 8, rowScale: 64 }, { method: "int3" as const, block: 32 }]) {
-      const { bytes } = compressMatrix(table, { seed: 1, ...options });
+    for (const options of [{ h: 8, levels: 3, group: 2048, iters: 8 }, { h: 8, levels: 2, group: 64, layout: "col" as const, iters: 8 }, { h: 8, levels: 2, group: 2048, iters: 8, rowScaleCount: 64 }, { method: "int3" as const, block: 32 }]) {
+      const { bytes } = await compressMatrix(table, { seed: 1, ...options });
       await checkParity(bytes, allTokens(table.rows), `stories260K ${JSON.stringify(options)}`);
     }
   });
@@ -185,7 +185,7 @@ describe("streaming through small arenas (device targets)", () => {
 
 describe("info", () => {
   it("prints a JSON summary that agrees with the TypeScript reader", async () => {
-    const { bytes } = compressMatrix(randomMatrix(50, 20, 3), { h: 8, levels: 2, group: 10, iters: 2 });
+    const { bytes } = await compressMatrix(randomMatrix(50, 20, 3), { h: 8, levels: 2, group: 10, iters: 2 });
     const path = writeBlob(bytes);
     const blob = parseBlob(bytes, "x");
     for (const build of BUILDS) {
@@ -213,7 +213,7 @@ describe("info", () => {
   });
 
   it("reports a gain-shape blob's version, its row scales and the record's index byte", async () => {
-    const { bytes } = compressMatrix(randomMatrix(50, 20, 3), { h: 8, levels: 2, group: 10, iters: 2, rowScale: 12 });
+    const { bytes } = await compressMatrix(randomMatrix(50, 20, 3), { h: 8, levels: 2, group: 10, iters: 2, rowScaleCount: 12 });
     const path = writeBlob(bytes);
     const blob = parseBlob(bytes, "x");
     expect(blob.header.rowBytes).toBe(1 + Math.ceil((3 * 2) / 2));
@@ -260,8 +260,10 @@ function tsRefuses(bytes: Uint8Array): boolean {
   }
 }
 
+const corruptionBase = await compressMatrix(randomMatrix(40, 24, 11), { h: 8, levels: 2, group: 8, iters: 2 });
+
 describe("corrupted blobs are refused with exit 4 (bad blob) in both builds and modes", () => {
-  const good = compressMatrix(randomMatrix(40, 24, 11), { h: 8, levels: 2, group: 8, iters: 2 }).bytes;
+  const good = corruptionBase.bytes;
   const blob = parseBlob(good, "good");
   const section = (id: number) => blob.sections.find((s) => s.id === id)!;
   const table = (i: number) => F.SECTION_TABLE_OFFSET + i * F.SECTION_ENTRY_BYTES;
@@ -529,7 +531,7 @@ describe("bad requests", () => {
 
 describe("under jco (the WASI component, ~1 s per run)", () => {
   it("returns the same bits as the reference decoder and reports the exit code of a refusal", async () => {
-    const { bytes } = compressMatrix(randomMatrix(21, 19, 4), { h: 8, levels: 2, group: 6, iters: 2 });
+    const { bytes } = await compressMatrix(randomMatrix(21, 19, 4), { h: 8, levels: 2, group: 6, iters: 2 });
     const path = writeBlob(bytes);
     const ids = [...allTokens(21)];
     const rt = await openJcoRuntime({ blob: path, mode: "streaming" });
@@ -544,7 +546,7 @@ describe("under jco (the WASI component, ~1 s per run)", () => {
   });
 
   it("serves a gain-shape (v1.1) blob bit-identically", async () => {
-    const { bytes } = compressMatrix(randomMatrix(21, 19, 5), { h: 8, levels: 2, group: 6, iters: 2, rowScale: 4 });
+    const { bytes } = await compressMatrix(randomMatrix(21, 19, 5), { h: 8, levels: 2, group: 6, iters: 2, rowScaleCount: 4 });
     const path = writeBlob(bytes);
     const ids = [...allTokens(21)];
     const rt = await openJcoRuntime({ blob: path, mode: "streaming" });

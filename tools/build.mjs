@@ -1,11 +1,10 @@
-// Builds everything `npm ci` must leave working: the CLI bundle (dist/carvq.mjs), the JS API
-// (dist/table.mjs and its types in dist/types/, the package's `exports`) and, when
-// tools/build-wasm.mjs exists, the WASM runtime builds and the WIT component. Run by
-// `npm run build` and `prepare`.
+// Builds everything `npm ci` must leave working: the CLI bundle (dist/carvq.mjs), the package's
+// exports (dist/index.mjs: the Node API with the JS API; dist/table.mjs: the JS API alone, for
+// browsers; their types in dist/types/) and, when tools/build-wasm.mjs exists, the WASM runtime
+// builds and the WIT component. Run by `npm run build` and `prepare`.
 import { execFileSync } from "node:child_process";
 import { build } from "esbuild";
-import { chmodSync, existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
+import { chmodSync, existsSync } from "node:fs";
 
 const common = {
   bundle: true,
@@ -38,10 +37,15 @@ await build({
 });
 chmodSync("dist/carvq.mjs", 0o755);
 
-// The JS API: one ESM file for Node and browsers (host/table.ts imports Node modules only when it
-// opens a path), its dependencies left to the package manager, and declarations for its types.
+// The Node API (package.json "exports"): the bundle, and its declarations emitted by tsc from the
+// sources (dist/types/, tools/index.d.ts its entry), so the types cannot drift from the code.
+await build({ ...common, entryPoints: ["tools/index.ts"], outfile: "dist/index.mjs", packages: "external" });
+execFileSync(process.execPath, ["node_modules/typescript/bin/tsc", "-p", "tsconfig.api.json"], { stdio: "inherit" });
+
+// The JS API alone, for browsers (package.json "exports" "./table"): host/table.ts imports Node
+// modules only when it opens a path, so this bundle loads none; its declarations come with the
+// Node API's (tsconfig.api.json), which re-exports it.
 await build({ ...common, platform: "neutral", target: "es2022", packages: "external", entryPoints: ["host/table.ts"], outfile: "dist/table.mjs" });
-writeDeclarations("host/table.ts", "dist/types");
 
 if (existsSync("tools/build-wasm.mjs")) {
   const { buildWasm } = await import("./build-wasm.mjs");
@@ -50,24 +54,3 @@ if (existsSync("tools/build-wasm.mjs")) {
   if (await buildComponent()) process.stderr.write("built the WIT component build/lib/carvq.component.wasm\n");
 }
 
-/**
- * Declarations of `entry` and the files it imports, under `outDir` in the sources' layout. The
- * sources import each other as .ts files; declarations must name them .js (which TypeScript maps
- * to the .d.ts beside them), so the specifiers are rewritten.
- */
-function writeDeclarations(entry, outDir) {
-  rmSync(outDir, { recursive: true, force: true });
-  execFileSync(process.execPath, [
-    "node_modules/typescript/bin/tsc", entry, "--ignoreConfig", "--declaration", "--emitDeclarationOnly", "--outDir", outDir,
-    "--module", "nodenext", "--moduleResolution", "nodenext", "--target", "es2022", "--strict", "--allowImportingTsExtensions",
-    "--skipLibCheck", "--types", "node",
-  ], { stdio: "inherit" });
-  const walk = (dir) => {
-    for (const e of readdirSync(dir, { withFileTypes: true })) {
-      const path = join(dir, e.name);
-      if (e.isDirectory()) walk(path);
-      else if (path.endsWith(".d.ts")) writeFileSync(path, readFileSync(path, "utf8").replace(/(from\s+"\.{1,2}\/[^"]*)\.ts"/g, '$1.js"'));
-    }
-  };
-  walk(outDir);
-}

@@ -3,49 +3,51 @@
 // as metadata.
 import * as F from "../assembly/format.ts";
 import pkg from "../package.json" with { type: "json" };
-import { encodeCodebooks } from "./blob/codebooks.ts";
-import { packNibbleRecords, packScalarRecords } from "./blob/codes.ts";
-import { deriveHeader, METHOD_CODES, SCALAR_BITS, type BlobHeader, type MethodName } from "./blob/header.ts";
+import { encodeAdaptorMlp, encodeAdaptorTable } from "./blob/adaptor.ts";
+import { deriveHeader, type BlobHeader } from "./blob/header.ts";
 import { encodeMetadata, type BlobMetadata } from "./blob/metadata.ts";
 import { parseBlob, type Blob } from "./blob/reader.ts";
+import { rvqSections, scalarSections } from "./blob/table.ts";
 import { assembleBlob, type SectionBytes } from "./blob/writer.ts";
-import { decodeAll } from "./decoder.ts";
 import { CarvqError } from "./errors.ts";
 import { F16_MAX } from "./fp16.ts";
-import { reconstructionMetrics, type ReconstructionMetrics } from "./eval/metrics.ts";
+import { reconstructionMetrics, type ReconstructionMetrics } from "./quant/metrics.ts";
 import type { Matrix } from "./matrix.ts";
 import { fitRowScales, unitRows } from "./quant/gain.ts";
-import { encodeRvqParallel } from "./quant/parallel.ts";
-import { encodeRvq, type RvqEncoding, type RvqParams } from "./quant/rvq.ts";
-import { encodeScalar } from "./quant/scalar.ts";
+import type { RvqShape } from "./quant/layout.ts";
+import { RVQ_METHOD, isScalarMethod, METHOD_NAMES, type MethodName } from "./quant/methods.ts";
 import { checkMetricSize, metricRound } from "./quant/metric.ts";
-import { decodeEncoding, tuneCodebooks, type TableObjective, type TuneShape } from "./quant/tune.ts";
-import { adaptorStep, adaptorStepSync, checkAdaptorOptions, DEFAULT_ADAPTOR_OPTIONS, recordedAdaptorOptions, type AdaptorEvents, type AdaptorOptions, type AdaptorOutcome } from "./adaptor/step.ts";
+import type { TableObjective } from "./quant/objective.ts";
+import { rvqQuantizer, rvqShape, scalarQuantizer } from "./quant/quantizer.ts";
+import type { RvqEncoding, RvqParams } from "./quant/rvq.ts";
+import type { ScalarEncoding } from "./quant/scalar.ts";
+import { tuneCodebooks } from "./quant/tune.ts";
+import { adaptorStep, checkAdaptorOptions, DEFAULT_ADAPTOR_OPTIONS, recordedAdaptorOptions, type AdaptorEvents, type AdaptorOptions, type AdaptorOutcome } from "./adaptor/step.ts";
 
 export const TOOL_VERSION: string = pkg.version;
 
 /** Everything that shapes a blob: the RVQ parameters (tools/quant/rvq.ts), the adaptor's (tools/adaptor/step.ts) plus the method's own. */
 export interface CompressOptions extends RvqParams, AdaptorOptions {
   method: MethodName;
-  /** RVQ gain-shape: number of FP16 row scales (up to 256, a u8 index per row); 0 = off. */
-  rowScale: number;
+  /** RVQ gain-shape: how many FP16 row scales (`--row-scale`, up to 256, a u8 index per row); 0 = off. Metadata records it as "rowScale". */
+  rowScaleCount: number;
   /** Scalar methods: values per FP16 scale. */
   block: number;
-  /** RVQ: steps of end-to-end codebook tuning on the source's objective (`--tune-kl`); 0 = off. */
-  tune: number;
+  /** RVQ: steps of end-to-end codebook tuning on the source's objective (`--tune-kl`); 0 = off. Metadata records it as "tune". */
+  tuneKl: number;
   /** RVQ: fits with seeds seed, seed + 1, ...; the best on the source's objective (else relMSE) is kept. */
   restarts: number;
   /** RVQ: rounds of re-encoding and codebook fitting for the source objective's curvature (`--kl-encode`); 0 = off. */
   klEncode: number;
 }
 
-export const DEFAULT_COMPRESS_OPTIONS: CompressOptions = { method: "carvq", h: 8, levels: 2, group: 1024, layout: "row", iters: 25, seed: 0, beam: 1, refine: 0, rowScale: 0, block: 32, tune: 0, restarts: 1, klEncode: 0, ...DEFAULT_ADAPTOR_OPTIONS };
+export const DEFAULT_COMPRESS_OPTIONS: CompressOptions = { method: RVQ_METHOD, h: 8, levels: 2, group: 1024, layout: "row", iters: 25, seed: 0, beam: 1, refine: 0, rowScaleCount: 0, block: 32, tuneKl: 0, restarts: 1, klEncode: 0, ...DEFAULT_ADAPTOR_OPTIONS };
 
 /** Where the matrix came from, recorded in the metadata (file name only, so paths don't change bytes). */
 export interface CompressSource {
   source?: string;
   tensor?: string;
-  /** An end-to-end objective of the table in its model (a llama2.c model's KL), for `tune`. */
+  /** An end-to-end objective of the table in its model (a llama2.c model's KL), for `tuneKl`. */
   objective?: TableObjective;
 }
 
@@ -58,6 +60,14 @@ export interface CompressEvents extends AdaptorEvents {
 
 /** Progress of the long stage: `done` of `total` units (RVQ groups or rows). */
 export type ProgressCallback = (done: number, total: number) => void;
+
+/** How a compression runs: worker threads (the bytes do not depend on them), progress and stage events. */
+export interface CompressRun {
+  /** Threads for RVQ fitting, the curvature and adaptor training (default 1). */
+  threads?: number;
+  onProgress?: ProgressCallback;
+  events?: CompressEvents;
+}
 
 export interface CompressResult {
   bytes: Uint8Array;
@@ -86,9 +96,9 @@ function checkOptions(matrix: Matrix, o: CompressOptions, name: string): void {
   if (!Number.isInteger(matrix.rows) || !Number.isInteger(matrix.cols) || matrix.data.length !== matrix.rows * matrix.cols) {
     throw new CarvqError(`${name}: a ${matrix.rows} x ${matrix.cols} matrix must hold ${matrix.rows * matrix.cols} values, not ${matrix.data.length}`);
   }
-  if (!(o.method in METHOD_CODES)) throw new CarvqError(`${name}: --method ${String(o.method)} is not one of ${Object.keys(METHOD_CODES).join(", ")}`);
+  if (!METHOD_NAMES.includes(o.method)) throw new CarvqError(`${name}: --method ${String(o.method)} is not one of ${METHOD_NAMES.join(", ")}`);
   if (!Number.isInteger(o.seed) || o.seed < 0 || o.seed > 0xffffffff) throw bad("seed", o.seed, "is out of range; expected a whole number from 0 to 4294967295");
-  if (o.method === "carvq") {
+  if (o.method === RVQ_METHOD) {
     if (o.layout !== "row" && o.layout !== "col") throw new CarvqError(`${name}: --layout ${String(o.layout)} is not one of row, col`);
     if (!Number.isInteger(o.h) || o.h < 1 || o.h > F.MAX_SUBVEC) throw bad("h", o.h, `is out of range; expected 1 to ${F.MAX_SUBVEC}`);
     if (o.h > matrix.cols) throw bad("h", o.h, `is larger than the table's ${matrix.cols} columns`);
@@ -97,7 +107,7 @@ function checkOptions(matrix: Matrix, o: CompressOptions, name: string): void {
     if (!Number.isInteger(o.iters) || o.iters < 0) throw bad("iters", o.iters, "is out of range; expected 0 or more");
     if (!Number.isInteger(o.beam) || o.beam < 1 || o.beam > 256) throw bad("beam", o.beam, "is out of range; expected 1 to 256");
     if (!Number.isInteger(o.refine) || o.refine < 0) throw bad("refine", o.refine, "is out of range; expected 0 or more");
-    if (!Number.isInteger(o.rowScale) || o.rowScale < 0 || o.rowScale > F.MAX_ROW_SCALES) throw bad("row-scale", o.rowScale, `is out of range; expected 0 (off) to ${F.MAX_ROW_SCALES}`);
+    if (!Number.isInteger(o.rowScaleCount) || o.rowScaleCount < 0 || o.rowScaleCount > F.MAX_ROW_SCALES) throw bad("row-scale", o.rowScaleCount, `is out of range; expected 0 (off) to ${F.MAX_ROW_SCALES}`);
     if (o.weights && (o.weights.length !== matrix.rows || !o.weights.every((w) => Number.isFinite(w) && w >= 0))) {
       throw new CarvqError(`${name}: weights must be ${matrix.rows} finite values >= 0 (one per row), got ${o.weights.length}`);
     }
@@ -105,37 +115,22 @@ function checkOptions(matrix: Matrix, o: CompressOptions, name: string): void {
     throw bad("block", o.block, `is out of range; expected 1 to ${F.MAX_SCALE_BLOCK}`);
   }
   if (!Number.isInteger(o.restarts) || o.restarts < 1 || o.restarts > 1000) throw bad("restarts", o.restarts, "is out of range; expected 1 to 1000 fits");
-  if (o.restarts > 1 && o.method !== "carvq") throw new CarvqError(`${name}: --restarts repeats RVQ fits; it needs --method carvq, got --method ${o.method}`);
-  if (!Number.isInteger(o.tune) || o.tune < 0 || o.tune > 10000) throw bad("tune-kl", o.tune, "is out of range; expected 0 (off) to 10000 steps");
-  if (o.tune > 0 && o.method !== "carvq") throw new CarvqError(`${name}: --tune-kl tunes RVQ codebooks; it needs --method carvq, got --method ${o.method}`);
-  if (o.tune > 0 && o.rowScale > 0) throw new CarvqError(`${name}: --tune-kl does not combine with --row-scale (the scales are fitted after the codebooks)`);
+  if (o.restarts > 1 && o.method !== RVQ_METHOD) throw new CarvqError(`${name}: --restarts repeats RVQ fits; it needs --method carvq, got --method ${o.method}`);
+  if (!Number.isInteger(o.tuneKl) || o.tuneKl < 0 || o.tuneKl > 10000) throw bad("tune-kl", o.tuneKl, "is out of range; expected 0 (off) to 10000 steps");
+  if (o.tuneKl > 0 && o.method !== RVQ_METHOD) throw new CarvqError(`${name}: --tune-kl tunes RVQ codebooks; it needs --method carvq, got --method ${o.method}`);
+  if (o.tuneKl > 0 && o.rowScaleCount > 0) throw new CarvqError(`${name}: --tune-kl does not combine with --row-scale (the scales are fitted after the codebooks)`);
   if (!Number.isInteger(o.klEncode) || o.klEncode < 0 || o.klEncode > 100) throw bad("kl-encode", o.klEncode, "is out of range; expected 0 (off) to 100 rounds");
-  if (o.klEncode > 0 && o.method !== "carvq") throw new CarvqError(`${name}: --kl-encode chooses RVQ codes; it needs --method carvq, got --method ${o.method}`);
-  if (o.klEncode > 0 && o.rowScale > 0) throw new CarvqError(`${name}: --kl-encode does not combine with --row-scale (the model's curvature is of the rows, not of their directions)`);
+  if (o.klEncode > 0 && o.method !== RVQ_METHOD) throw new CarvqError(`${name}: --kl-encode chooses RVQ codes; it needs --method carvq, got --method ${o.method}`);
+  if (o.klEncode > 0 && o.rowScaleCount > 0) throw new CarvqError(`${name}: --kl-encode does not combine with --row-scale (the model's curvature is of the rows, not of their directions)`);
   checkAdaptorOptions(o, o.method, name);
 }
 
-function headerFor(matrix: Matrix, o: CompressOptions): BlobHeader {
+/** The header a blob of this shape and these options has (before any adaptor). */
+export function headerFor(matrix: { rows: number; cols: number }, o: CompressOptions): BlobHeader {
   const common = { method: o.method, rows: matrix.rows, cols: matrix.cols };
-  return o.method === "carvq"
-    ? deriveHeader({ ...common, subvec: o.h, levels: o.levels, group: o.group, layout: o.layout, rowScaled: o.rowScale > 0 })
+  return o.method === RVQ_METHOD
+    ? deriveHeader({ ...common, subvec: o.h, levels: o.levels, group: o.group, layout: o.layout, rowScaled: o.rowScaleCount > 0 })
     : deriveHeader({ ...common, subvec: 0, levels: 0, group: o.block, layout: "row" });
-}
-
-/** CODES and CODEBOOKS of an RVQ encoding; with gain-shape also ROW_SCALES, fitted to the decoded shapes. */
-function rvqSections(matrix: Matrix, { o, header, name }: Plan, encoding: RvqEncoding): SectionBytes[] {
-  const perRow = Math.ceil(matrix.cols / o.h) * o.levels;
-  const codebooks = { id: F.SECTION_CODEBOOKS, bytes: encodeCodebooks(encoding.codebooks) };
-  if (o.rowScale === 0) return [{ id: F.SECTION_CODES, bytes: packNibbleRecords(encoding.codes, matrix.rows, perRow, header.rowBytes) }, codebooks];
-  const shapeHeader = deriveHeader({ ...header, rowScaled: false });
-  const shapeCodes = { id: F.SECTION_CODES, bytes: packNibbleRecords(encoding.codes, matrix.rows, perRow, shapeHeader.rowBytes) };
-  const shapes = decodeAll(parseBlob(assembleBlob(shapeHeader, [shapeCodes, codebooks]), name));
-  const scales = fitRowScales(matrix, shapes, o.rowScale);
-  return [
-    { id: F.SECTION_CODES, bytes: packNibbleRecords(encoding.codes, matrix.rows, perRow, header.rowBytes, scales.index) },
-    codebooks,
-    { id: F.SECTION_ROW_SCALES, bytes: encodeCodebooks(scales.halves) },
-  ];
 }
 
 /**
@@ -144,7 +139,7 @@ function rvqSections(matrix: Matrix, { o, header, name }: Plan, encoding: RvqEnc
  * the full rows would be.
  */
 function rvqInput(matrix: Matrix, o: CompressOptions): { input: Matrix; params: CompressOptions } {
-  if (o.rowScale === 0) return { input: matrix, params: o };
+  if (o.rowScaleCount === 0) return { input: matrix, params: o };
   const input = unitRows(matrix);
   const weights = new Float32Array(matrix.rows);
   for (let r = 0; r < matrix.rows; r++) {
@@ -155,34 +150,30 @@ function rvqInput(matrix: Matrix, o: CompressOptions): { input: Matrix; params: 
   return { input, params: { ...o, weights } };
 }
 
-function scalarSections(matrix: Matrix, header: BlobHeader, o: CompressOptions, onProgress?: ProgressCallback): SectionBytes[] {
-  const encoding = encodeScalar(matrix, SCALAR_BITS[o.method as keyof typeof SCALAR_BITS], o.block);
-  onProgress?.(matrix.rows, matrix.rows);
-  return [{ id: F.SECTION_CODES, bytes: packScalarRecords(encoding.scales, encoding.codes, matrix.rows, matrix.cols, encoding.blocks, header.codeBits, header.rowBytes) }];
-}
-
 /** The options that shaped the blob, as recorded in its metadata (tools/plan/size.ts predicts its length from them). */
 export function recordedOptions(o: CompressOptions): Record<string, unknown> {
-  if (o.method !== "carvq") return { method: o.method, block: o.block };
-  return { method: o.method, h: o.h, levels: o.levels, group: o.group, layout: o.layout, iters: o.iters, seed: o.seed, beam: o.beam, refine: o.refine, rowScale: o.rowScale, weighted: Boolean(o.weights), ...(o.restarts > 1 ? { restarts: o.restarts } : {}), ...(o.klEncode > 0 ? { klEncode: o.klEncode } : {}), ...(o.tune > 0 ? { tune: o.tune } : {}), ...recordedAdaptorOptions(o) };
+  if (o.method !== RVQ_METHOD) return { method: o.method, block: o.block };
+  return { method: o.method, h: o.h, levels: o.levels, group: o.group, layout: o.layout, iters: o.iters, seed: o.seed, beam: o.beam, refine: o.refine, rowScale: o.rowScaleCount, weighted: Boolean(o.weights), ...(o.restarts > 1 ? { restarts: o.restarts } : {}), ...(o.klEncode > 0 ? { klEncode: o.klEncode } : {}), ...(o.tuneKl > 0 ? { tune: o.tuneKl } : {}), ...recordedAdaptorOptions(o) };
 }
 
 function roundMetric(value: number): number {
   return Number(value.toPrecision(6));
 }
 
-interface Plan {
+/** A checked compression: the options with their defaults, the header they give and the source's name for messages. */
+export interface Plan {
   o: CompressOptions;
   header: BlobHeader;
   name: string;
 }
 
-function plan(matrix: Matrix, options: Partial<CompressOptions>, from: CompressSource): Plan {
+/** Checks the options against the table (refusing what cannot work before any fitting) and derives the header. */
+export function planCompression(matrix: Matrix, options: Partial<CompressOptions>, from: CompressSource): Plan {
   const o: CompressOptions = { ...DEFAULT_COMPRESS_OPTIONS, ...options };
   const name = from.source ?? "input";
   checkOptions(matrix, o, name);
   // Before any fitting: a long fit should not end in this refusal.
-  if (o.tune > 0 && from.objective === undefined) throw new CarvqError(`${name}: --tune-kl needs a model to measure the table in (a llama2.c checkpoint as input); this input is a bare table`);
+  if (o.tuneKl > 0 && from.objective === undefined) throw new CarvqError(`${name}: --tune-kl needs a model to measure the table in (a llama2.c checkpoint as input); this input is a bare table`);
   if (o.klEncode > 0) {
     if (from.objective?.curvature === undefined) throw new CarvqError(`${name}: --kl-encode needs a model whose curvature it can estimate (a llama2.c checkpoint as input); this input is a bare table`);
     checkMetricSize(matrix.rows, matrix.cols, name);
@@ -191,25 +182,30 @@ function plan(matrix: Matrix, options: Partial<CompressOptions>, from: CompressS
   return { o, header: headerFor(matrix, o), name };
 }
 
-/**
- * Measures the decode of the quantized sections (the adaptor step already measured its own), then
- * seals the blob with its metadata.
- */
-function finish(matrix: Matrix, { o, header: plainHeader, name }: Plan, plainSections: SectionBytes[], from: CompressSource, adaptor?: AdaptorOutcome): CompressResult {
-  const header = adaptor?.header ?? plainHeader;
-  const sections = [...plainSections, ...(adaptor?.sections ?? [])];
-  const metrics = adaptor?.metrics ?? reconstructionMetrics(matrix, decodeAll(parseBlob(assembleBlob(header, sections), name)));
-  const metadata: BlobMetadata = {
+/** The metadata a blob of these options records, with its measured metrics and the adaptor step's record. */
+export function blobMetadata(shape: { rows: number; cols: number }, o: CompressOptions, from: CompressSource, metrics: ReconstructionMetrics, adaptorRecord?: Record<string, unknown>): BlobMetadata {
+  return {
     tool: "carvq",
     version: TOOL_VERSION,
     ...(from.source !== undefined ? { source: from.source.split(/[\\/]/).pop() } : {}),
     ...(from.tensor !== undefined ? { tensor: from.tensor } : {}),
-    shape: [matrix.rows, matrix.cols],
+    shape: [shape.rows, shape.cols],
     options: recordedOptions(o),
     metrics: { relMSE: roundMetric(metrics.relMSE), cosine: roundMetric(metrics.cosine) },
-    ...(adaptor ? { adaptor: adaptor.record } : {}),
+    ...(adaptorRecord ? { adaptor: adaptorRecord } : {}),
   };
-  const bytes = assembleBlob(header, [...sections, { id: F.SECTION_METADATA, bytes: encodeMetadata(metadata) }]);
+}
+
+/** Seals the quantized sections, the adaptor's when it was kept, and the metadata into one blob. */
+export function sealBlob(matrix: Matrix, { o, header: plainHeader, name }: Plan, sections: SectionBytes[], from: CompressSource, metrics: ReconstructionMetrics, adaptor?: AdaptorOutcome): CompressResult {
+  const stored = adaptor?.adaptor ?? null;
+  const header = stored === null ? plainHeader : deriveHeader({ ...plainHeader, adapted: true });
+  const adaptorSections = stored === null ? [] : [
+    { id: F.SECTION_ADAPTOR_TABLE, bytes: encodeAdaptorTable(stored) },
+    { id: F.SECTION_ADAPTOR_MLP, bytes: encodeAdaptorMlp(stored) },
+  ];
+  const metadata = blobMetadata(matrix, o, from, metrics, adaptor?.record);
+  const bytes = assembleBlob(header, [...sections, ...adaptorSections, { id: F.SECTION_METADATA, bytes: encodeMetadata(metadata) }]);
   return { bytes, blob: parseBlob(bytes, name), metrics };
 }
 
@@ -226,8 +222,8 @@ function restartSeed(seed: number, r: number): number {
 function bestOfRestarts(fits: RvqEncoding[], input: Matrix, { o }: Plan, from: CompressSource, events?: CompressEvents): Scored {
   if (fits.length === 1) return { encoding: fits[0] };
   const shape = shapeOf(input, o);
-  const objective = o.rowScale === 0 ? from.objective : undefined;
-  const score = (e: RvqEncoding) => (objective ? objective.loss(decodeEncoding(e, shape)) : reconstructionMetrics(input, decodeEncoding(e, shape)).relMSE);
+  const objective = o.rowScaleCount === 0 ? from.objective : undefined;
+  const score = (e: RvqEncoding) => (objective ? objective.loss(rvqQuantizer.decode(e, shape, o)) : reconstructionMetrics(input, rvqQuantizer.decode(e, shape, o)).relMSE);
   const scores = fits.map(score);
   const best = scores.reduce((b, v, i) => (v < scores[b] ? i : b), 0);
   events?.note?.(`restarts: ${objective ? objective.name : "relMSE"} of the ${fits.length} fits (seeds ${o.seed} to ${restartSeed(o.seed, fits.length - 1)}): ${scores.map((v) => v.toPrecision(4)).join(", ")}; kept seed ${restartSeed(o.seed, best)}`);
@@ -240,9 +236,9 @@ interface Scored {
   loss?: number;
 }
 
-/** The shape tools/quant/tune.ts and metric.ts work on. */
-function shapeOf(matrix: Matrix, o: CompressOptions): TuneShape {
-  return { rows: matrix.rows, cols: matrix.cols, h: o.h, levels: o.levels, group: o.group, layout: o.layout };
+/** The RVQ shape of the table under these options. */
+function shapeOf(matrix: Matrix, o: CompressOptions): RvqShape {
+  return rvqShape(matrix, o);
 }
 
 /**
@@ -255,12 +251,12 @@ function klEncoded(fitted: Scored, matrix: Matrix, { o }: Plan, from: CompressSo
   if (o.klEncode === 0 || objective?.curvature === undefined) return fitted;
   const shape = shapeOf(matrix, o);
   const metric = objective.curvature(events?.curvature);
-  const losses = [fitted.loss ?? objective.loss(decodeEncoding(fitted.encoding, shape))];
+  const losses = [fitted.loss ?? objective.loss(rvqQuantizer.decode(fitted.encoding, shape, o))];
   let best: Scored = { encoding: fitted.encoding, loss: losses[0] };
   let current = fitted.encoding;
   for (let round = 1; round <= o.klEncode; round++) {
     current = metricRound(matrix, current, shape, metric);
-    losses.push(objective.loss(decodeEncoding(current, shape)));
+    losses.push(objective.loss(rvqQuantizer.decode(current, shape, o)));
     events?.klEncoding?.(round, o.klEncode, losses[round]);
     if (losses[round] < best.loss!) best = { encoding: current, loss: losses[round] };
   }
@@ -269,45 +265,61 @@ function klEncoded(fitted: Scored, matrix: Matrix, { o }: Plan, from: CompressSo
   return best;
 }
 
-/** The encoding with its codebooks tuned on the source's objective, when `tune` asks for it. */
+/** The encoding with its codebooks tuned on the source's objective, when `tuneKl` asks for it. */
 function tuned({ encoding, loss }: Scored, matrix: Matrix, { o, name }: Plan, from: CompressSource, events?: CompressEvents): RvqEncoding {
-  if (o.tune === 0 || from.objective === undefined) return encoding;
+  if (o.tuneKl === 0 || from.objective === undefined) return encoding;
   const shape = shapeOf(matrix, o);
-  const result = tuneCodebooks(encoding, shape, from.objective, o.tune, { before: loss, onStep: (step, value) => events?.tuning?.(step, o.tune, value) });
+  const result = tuneCodebooks(encoding, shape, from.objective, o.tuneKl, { before: loss, onStep: (step, value) => events?.tuning?.(step, o.tuneKl, value) });
   events?.note?.(result.kept
-    ? `tuning: ${from.objective.name} ${result.before.toPrecision(4)} -> ${result.after.toPrecision(4)} on the calibration text (${o.tune} steps)`
-    : `tuning: kept the fitted codebooks (${from.objective.name} ${result.before.toPrecision(4)}; ${o.tune} steps did not improve on it after FP16 rounding)`);
+    ? `tuning: ${from.objective.name} ${result.before.toPrecision(4)} -> ${result.after.toPrecision(4)} on the calibration text (${o.tuneKl} steps)`
+    : `tuning: kept the fitted codebooks (${from.objective.name} ${result.before.toPrecision(4)}; ${o.tuneKl} steps did not improve on it after FP16 rounding)`);
   return result.encoding;
 }
 
 /**
- * Compresses `matrix` into a complete blob on this thread. Deterministic: the same matrix, options
- * and seed give the same bytes. The metrics are measured on the blob's own decode, so `carvq eval`
- * reproduces them.
+ * With gain-shape, the row scales fitted to the decoded directions: the encoding then codes the
+ * rows themselves (directions times their scales).
  */
-export function compressMatrix(matrix: Matrix, options: Partial<CompressOptions> = {}, from: CompressSource = {}, onProgress?: ProgressCallback, events?: CompressEvents): CompressResult {
-  const p = plan(matrix, options, from);
-  if (p.o.method !== "carvq") return finish(matrix, p, scalarSections(matrix, p.header, p.o, onProgress), from);
-  const { input, params } = rvqInput(matrix, p.o);
-  const G = p.header.groupCount;
-  const fit = (r: number) => encodeRvq(input, { ...params, seed: restartSeed(p.o.seed, r) }, G, (done) => onProgress?.(r * G + done, p.o.restarts * G));
-  const encoding = tuned(klEncoded(bestOfRestarts(Array.from({ length: p.o.restarts }, (_, r) => fit(r)), input, p, from, events), matrix, p, from, events), matrix, p, from, events);
-  const sections = rvqSections(matrix, p, encoding);
-  if (p.o.adaptor === "none") return finish(matrix, p, sections, from);
-  return finish(matrix, p, sections, from, adaptorStepSync(matrix, p.header, sections, p.name, p.o, p.o.seed, events));
+function withRowScales(matrix: Matrix, { o }: Plan, encoding: RvqEncoding): RvqEncoding {
+  if (o.rowScaleCount === 0) return encoding;
+  const shapes = rvqQuantizer.decode(encoding, matrix, o);
+  return { ...encoding, rowScales: fitRowScales(matrix, shapes, o.rowScaleCount) };
 }
 
-/** `compressMatrix` with RVQ group fitting spread over `threads` worker threads; the same bytes. */
-export async function compressMatrixParallel(matrix: Matrix, options: Partial<CompressOptions>, from: CompressSource, threads: number, onProgress?: ProgressCallback, events?: CompressEvents): Promise<CompressResult> {
-  const p = plan(matrix, options, from);
-  if (p.o.method !== "carvq") return finish(matrix, p, scalarSections(matrix, p.header, p.o, onProgress), from);
+/** RVQ: the fits (restarts), then the model-aware stages and the row scales. */
+async function rvqStages(matrix: Matrix, p: Plan, from: CompressSource, run: CompressRun): Promise<RvqEncoding> {
   const { input, params } = rvqInput(matrix, p.o);
+  const threads = run.threads ?? 1;
   const fits: RvqEncoding[] = [];
   const G = p.header.groupCount;
-  for (let r = 0; r < p.o.restarts; r++) fits.push(await encodeRvqParallel(input, { ...params, seed: restartSeed(p.o.seed, r) }, G, threads, (done) => onProgress?.(r * G + done, p.o.restarts * G)));
-  if (p.o.klEncode > 0) await from.objective?.prepareCurvature?.(threads, events?.curvature);
+  const restarts = p.o.restarts;
+  for (let r = 0; r < restarts; r++) {
+    const options = { ...params, seed: restartSeed(p.o.seed, r) };
+    fits.push(await rvqQuantizer.train(input, options, { threads, onProgress: (done) => run.onProgress?.(r * G + done, restarts * G) }));
+  }
+  if (p.o.klEncode > 0) await from.objective?.prepareCurvature?.(threads, run.events?.curvature);
+  const events = run.events;
   const encoding = tuned(klEncoded(bestOfRestarts(fits, input, p, from, events), matrix, p, from, events), matrix, p, from, events);
-  const sections = rvqSections(matrix, p, encoding);
-  if (p.o.adaptor === "none") return finish(matrix, p, sections, from);
-  return finish(matrix, p, sections, from, await adaptorStep(matrix, p.header, sections, p.name, p.o, p.o.seed, threads, events));
+  return withRowScales(matrix, p, encoding);
+}
+
+/**
+ * Compresses `matrix` into a complete blob. Deterministic: the same matrix, options and seed give
+ * the same bytes, on any number of threads. The metrics are measured on the table the decoder will
+ * produce (decoded in memory by the same quantizer and adaptor code), so `carvq eval` reproduces them.
+ */
+export async function compressMatrix(matrix: Matrix, options: Partial<CompressOptions> = {}, from: CompressSource = {}, run: CompressRun = {}): Promise<CompressResult> {
+  const p = planCompression(matrix, options, from);
+  const o = p.o;
+  if (isScalarMethod(o.method)) {
+    const scalar = { method: o.method, block: o.block };
+    const encoding: ScalarEncoding = await scalarQuantizer.train(matrix, scalar, { onProgress: run.onProgress });
+    return sealBlob(matrix, p, scalarSections(p.header, encoding), from, reconstructionMetrics(matrix, scalarQuantizer.decode(encoding, matrix, scalar)));
+  }
+  const encoding = await rvqStages(matrix, p, from, run);
+  const sections = rvqSections(p.header, encoding);
+  const decoded = rvqQuantizer.decode(encoding, matrix, o);
+  if (o.adaptor === "none") return sealBlob(matrix, p, sections, from, reconstructionMetrics(matrix, decoded));
+  const adaptor = await adaptorStep({ matrix, decoded, options: o, seed: o.seed, threads: run.threads ?? 1, events: run.events });
+  return sealBlob(matrix, p, sections, from, adaptor.metrics, adaptor);
 }

@@ -1,67 +1,43 @@
-// The TypeScript reference decoder: FORMAT.md's "Decoding" section, line for line. The WASM
+// The TypeScript reference decoder of a blob: FORMAT.md's "Decoding" section. The blob's codes are
+// unpacked once into the quantizers' form and decoded by the quantizers' own row decoders (the
+// same ones the compressor measures with), then the adaptor's correction is added. The WASM
 // runtime must produce the same bits for every token (the parity tests hold them together).
-import { addAdaptorRow } from "./adaptor/forward.ts";
-import { addAdaptorRows } from "./adaptor/forward-batch.ts";
+import { addAdaptorRow, addAdaptorRows } from "./adaptor/forward.ts";
 import type { Blob } from "./blob/reader.ts";
-import { bitStreamAt, nibbleAt } from "./blob/codes.ts";
-import { groupOf } from "./blob/codebooks.ts";
-import { subvectorsPerRow } from "./blob/header.ts";
+import { rvqCodesOf, rvqShapeOf, scalarEncodingOf } from "./blob/table.ts";
 import { CarvqError } from "./errors.ts";
-import { F16_TO_F32 } from "./fp16.ts";
 import type { Matrix } from "./matrix.ts";
+import type { RvqShape } from "./quant/layout.ts";
+import { decodeRvqRow, halvesToF32 } from "./quant/rvq.ts";
+import { decodeScalarRow, type ScalarEncoding } from "./quant/scalar.ts";
+import { RVQ_METHOD } from "./quant/methods.ts";
 
-/** f32 values of a blob's codebooks, converted once per blob. */
-const codebookValues = new WeakMap<Blob, Float32Array>();
+/** A blob's codes in the quantizers' form, unpacked on first use. */
+type Unpacked = { kind: "rvq"; shape: RvqShape; values: Float32Array; codes: Uint8Array; scaleIndex: Uint8Array | null } | { kind: "scalar"; encoding: ScalarEncoding };
 
-function centroidValues(blob: Blob): Float32Array {
-  let values = codebookValues.get(blob);
-  if (values === undefined) {
-    const halves = blob.codebooks ?? new Uint16Array(0);
-    values = new Float32Array(halves.length);
-    for (let i = 0; i < halves.length; i++) values[i] = F16_TO_F32[halves[i]];
-    codebookValues.set(blob, values);
+const unpackedCodes = new WeakMap<Blob, Unpacked>();
+
+function unpacked(blob: Blob): Unpacked {
+  let u = unpackedCodes.get(blob);
+  if (u === undefined) {
+    u = blob.header.method === RVQ_METHOD ? { kind: "rvq", shape: rvqShapeOf(blob.header), values: halvesToF32(blob.codebooks ?? new Uint16Array(0)), ...rvqCodesOf(blob) } : { kind: "scalar", encoding: scalarEncodingOf(blob) };
+    unpackedCodes.set(blob, u);
   }
-  return values;
+  return u;
 }
 
-function decodeRvqToken(blob: Blob, t: number, out: Float32Array, at: number): void {
-  const { cols, subvec: h, levels: L, codebookSize: K, group: g, layout, rowBytes } = blob.header;
-  const S = subvectorsPerRow(blob.header);
-  const values = centroidValues(blob);
-  // Gain-shape (v1.1): the record's first byte picks the row's scale; the nibbles follow it.
-  const scale = blob.rowScales === null ? 1 : blob.rowScales[blob.codes[t * rowBytes]];
-  const record = t * rowBytes + (blob.rowScales === null ? 0 : 1);
-  for (let s = 0; s < S; s++) {
-    const groupBase = groupOf(layout, t, s, S, g) * L * K * h;
-    const width = Math.min(h, cols - s * h);
-    for (let e = 0; e < width; e++) {
-      let acc = 0;
-      for (let l = 0; l < L; l++) {
-        const code = nibbleAt(blob.codes, record, s * L + l);
-        acc = Math.fround(acc + values[groupBase + (l * K + code) * h + e]);
-      }
-      out[at + s * h + e] = blob.rowScales === null ? acc : Math.fround(acc * scale);
-    }
-  }
-}
-
-function decodeScalarToken(blob: Blob, t: number, out: Float32Array, at: number): void {
-  const { cols, group: block, codeBits: bits, groupCount: blocks, rowBytes } = blob.header;
-  const record = t * rowBytes;
-  const codeArea = record + 2 * blocks;
-  const bias = 1 << (bits - 1);
-  for (let j = 0; j < cols; j++) {
-    const b = Math.floor(j / block);
-    const scale = F16_TO_F32[blob.codes[record + 2 * b] | (blob.codes[record + 2 * b + 1] << 8)];
-    out[at + j] = Math.fround((bitStreamAt(blob.codes, codeArea, j, bits) - bias) * scale);
-  }
+/** The quantized row t (no adaptor) into out[at, at + n). */
+function decodeCodes(blob: Blob, t: number, out: Float32Array, at: number): void {
+  const u = unpacked(blob);
+  if (u.kind === "scalar") return decodeScalarRow(u.encoding, blob.header.cols, blob.header.codeBits, blob.header.group, t, out, at);
+  const scale = blob.rowScales === null || u.scaleIndex === null ? null : blob.rowScales[u.scaleIndex[t]];
+  decodeRvqRow(u.values, u.codes, u.shape, t, scale, out, at);
 }
 
 /** Decodes token `t` into out[at, at + n): the RVQ sum (times its row scale), plus the adaptor's correction. */
 export function decodeToken(blob: Blob, t: number, out: Float32Array, at = 0): void {
   if (!Number.isInteger(t) || t < 0 || t >= blob.header.rows) throw new CarvqError(`${blob.name}: token ${t} is out of range (the table has ${blob.header.rows} tokens, 0 to ${blob.header.rows - 1})`);
-  if (blob.header.method !== "carvq") return decodeScalarToken(blob, t, out, at);
-  decodeRvqToken(blob, t, out, at);
+  decodeCodes(blob, t, out, at);
   if (blob.adaptor !== null) addAdaptorRow(blob.adaptor, t, out, at);
 }
 
@@ -74,19 +50,14 @@ export function decodeTokens(blob: Blob, tokens: ArrayLike<number>): Float32Arra
 }
 
 /**
- * Decodes the whole table. With an adaptor, every RVQ row first, then the adaptor's corrections
- * batched over tokens (tools/adaptor/forward-batch.ts): the same bits as decodeToken row by row,
- * many times faster on a large table.
+ * Decodes the whole table. With an adaptor, every quantized row first, then the adaptor's
+ * corrections batched over tokens: the same bits as decodeToken row by row, many times faster on
+ * a large table.
  */
 export function decodeAll(blob: Blob): Matrix {
   const { rows, cols } = blob.header;
   const data = new Float32Array(rows * cols);
-  if (blob.adaptor === null || blob.header.method !== "carvq") {
-    for (let t = 0; t < rows; t++) decodeToken(blob, t, data, t * cols);
-  } else {
-    for (let t = 0; t < rows; t++) decodeRvqToken(blob, t, data, t * cols);
-    addAdaptorRows(blob.adaptor, data, rows);
-  }
+  for (let t = 0; t < rows; t++) decodeCodes(blob, t, data, t * cols);
+  if (blob.adaptor !== null) addAdaptorRows(blob.adaptor, data, rows);
   return { rows, cols, data };
 }
-

@@ -1,5 +1,10 @@
 import cliProgress from "cli-progress";
 
+/** A bar of this format on stderr: redrawn in place on a terminal, a line every 5 s in a log. */
+export function stderrBar(format: string): cliProgress.SingleBar {
+  return new cliProgress.SingleBar({ format, stream: process.stderr, noTTYOutput: true, notTTYSchedule: 5000, hideCursor: true, etaBuffer: 50 }, cliProgress.Presets.shades_classic);
+}
+
 export interface Progress {
   update(done: number, total: number): void;
   stop(): void;
@@ -10,17 +15,7 @@ export interface Progress {
  * redirected to a file or CI log it prints a line every few seconds instead.
  */
 export function startProgress(label: string): Progress {
-  const bar = new cliProgress.SingleBar(
-    {
-      format: `${label} [{bar}] {percentage}% | {value}/{total} | {duration_formatted} elapsed, eta {eta_formatted}`,
-      stream: process.stderr,
-      noTTYOutput: true,
-      notTTYSchedule: 5000,
-      hideCursor: true,
-      etaBuffer: 50,
-    },
-    cliProgress.Presets.shades_classic,
-  );
+  const bar = stderrBar(`${label} [{bar}] {percentage}% | {value}/{total} | {duration_formatted} elapsed, eta {eta_formatted}`);
   let started = false;
   return {
     update: (done, total) => {

@@ -33,3 +33,22 @@ export function createRandomAt(seed: number, skip: number): () => number {
     return (z >>> 0) / 4294967296;
   };
 }
+
+/** Gaussian from two uniforms (Box–Muller), deterministic. */
+export function gaussian(random: () => number): number {
+  const u = Math.max(random(), 1e-12);
+  return Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * random());
+}
+
+/** A seeded permutation of 0 .. count − 1 (Fisher–Yates). */
+export function permutation(count: number, random: () => number): Int32Array {
+  const order = new Int32Array(count);
+  for (let i = 0; i < count; i++) order[i] = i;
+  for (let i = count - 1; i > 0; i--) {
+    const j = Math.floor(random() * (i + 1));
+    const t = order[i];
+    order[i] = order[j];
+    order[j] = t;
+  }
+  return order;
+}

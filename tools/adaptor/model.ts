@@ -1,6 +1,8 @@
 // The corrective adaptor (the paper's "CA"): gamma(t) = sigma1(sigma0[t]), sigma0 a per-token table
 // of m0 values, sigma1 an MLP with ReLU then LayerNorm after each hidden layer and a linear last
-// layer. Two forms: float (what training produces) and stored (what a blob holds, FORMAT.md v1.2).
+// layer. Two forms: float (what training produces) and stored (what a blob holds, FORMAT.md v1.2),
+// with the stored form's exact size in bytes.
+import * as F from "../../assembly/format.ts";
 
 export type AdaptorPrecision = "int8" | "fp16";
 
@@ -48,6 +50,32 @@ export interface StoredLayer {
   bias: Uint16Array;
   gamma: Uint16Array | null;
   beta: Uint16Array | null;
+}
+
+/** Bytes of one stored matrix of rows × width (values, then int8 scales). */
+function matrixBytes(int8: boolean, rows: number, width: number): number {
+  return int8 ? rows * width + 2 * rows : 2 * rows * width;
+}
+
+/** Bytes of the ADAPTOR_MLP section for these widths. */
+export function mlpSectionBytes(int8: boolean, widths: readonly number[]): number {
+  let bytes = 8 + 4 * widths.length;
+  for (let k = 0; k + 1 < widths.length; k++) {
+    const out = widths[k + 1];
+    bytes += matrixBytes(int8, out, widths[k]) + 2 * out + (k + 2 < widths.length ? 4 * out : 0);
+  }
+  return bytes;
+}
+
+/** Bytes of one ADAPTOR_TABLE record. */
+export function tableRowBytes(int8: boolean, m0: number): number {
+  return int8 ? 2 + m0 : 2 * m0;
+}
+
+/** Bytes of both adaptor sections (ADAPTOR_TABLE and ADAPTOR_MLP) of a stored adaptor. */
+export function storedAdaptorBytes(adaptor: StoredAdaptor): number {
+  const widths = adaptorWidths(adaptor);
+  return F.ADAPTOR_TABLE_HEADER_BYTES + adaptor.rows * tableRowBytes(adaptor.table.scales !== null, adaptor.m0) + mlpSectionBytes(adaptor.layers[0].weights.scales !== null, widths);
 }
 
 /** int8 when the matrix has scales, else FP16. */

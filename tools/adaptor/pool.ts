@@ -72,11 +72,6 @@ export class GemmPool {
     this.kernel = heap.kernel;
   }
 
-  /** The calling thread alone (synchronous callers). */
-  static local(heap: TrainHeap): GemmPool {
-    return new GemmPool(heap);
-  }
-
   /** A pool of `threads` threads in all (the caller's included) on `heap`; products under `minFlops` stay on the caller. */
   static async start(heap: TrainHeap, threads: number, minFlops = PARALLEL_MIN_FLOPS): Promise<GemmPool> {
     const pool = new GemmPool(heap, minFlops);

@@ -2,8 +2,7 @@
 // widths), its exact cost in blob bytes, and the `auto` choice of widths from a bit budget so that a
 // narrow table never pays the paper's fixed overhead.
 import * as F from "../../assembly/format.ts";
-import { mlpSectionBytes, tableRowBytes } from "../blob/adaptor.ts";
-import type { AdaptorPrecision } from "./model.ts";
+import { mlpSectionBytes, tableRowBytes, type AdaptorPrecision } from "./model.ts";
 
 /** `--adaptor`: none, the paper's 16 -> 384 -> 512 -> n, auto (from a bit budget), or m0,hidden... widths. */
 export type AdaptorSpec = "none" | "paper" | "auto" | readonly number[];

@@ -1,4 +1,4 @@
-// The compression half of `npm run bench` (issue 6): the group RVQ fit of GloVe and its speed-up
+// The compression half of `npm run bench`: the group RVQ fit of GloVe and its speed-up
 // from 1 to 2 threads, the adaptor trainer's GEMM in GFLOP/s per thread, and the full compression
 // of a Llama-3.2-1B-shaped synthetic table with the paper's configuration and adaptor.
 //
@@ -11,7 +11,7 @@ import { spawnSync } from "node:child_process";
 import { loadavg } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { compressMatrixParallel, type CompressOptions } from "../compress.ts";
+import { compressMatrix, type CompressOptions } from "../compress.ts";
 import { GemmPool } from "../adaptor/pool.ts";
 import { TrainHeap, type GemmJob } from "../adaptor/kernels.ts";
 import { DEFAULT_TRAIN_OPTIONS, trainPlan } from "../adaptor/train.ts";
@@ -28,7 +28,7 @@ function repoRoot(): string {
   return [join(here, "..", ".."), join(here, "..")].find((dir) => existsSync(join(dir, "tools", "data", "glove.mjs"))) ?? join(here, "..", "..");
 }
 
-/** The PyTorch CPU implementation's time for exactly the GloVe fit below, on this machine (issue 6). */
+/** The PyTorch CPU implementation's time for exactly the GloVe fit below, measured once on this machine. */
 export const PYTORCH_GLOVE_SECONDS = 83;
 /** The synthetic Llama-3.2-1B-shaped table of goal 4. */
 export const LLAMA_ROWS = 128256;
@@ -39,11 +39,6 @@ export const LLAMA_COLS = 2048;
  * several steps an epoch (4008 rows: four batches).
  */
 export const DEFAULT_COMPRESS_FRACTION = 1 / 32;
-/**
- * The last full `carvq compress` of the 128256 x 2048 table with --adaptor paper --threads 2, quoted
- * in the note because the bench does not run it by default.
- */
-export const LAST_FULL_RUN = "last full runs (carvq compress --adaptor paper --threads 2, other jobs on the 2 cores): before issue 6 1228 s = RVQ 138 s + training 1004 s (22 of 24 epochs, 21.2 GFLOP/s) + decode/measure/write 86 s (docs/ADAPTOR.md; the f32 reference decode that came later would have made that stage about 350 s); after, 1691 s = RVQ 96 s + training 1565 s (22 epochs, 13.6 GFLOP/s, load average 3 to 4) + read/decode/measure/write 30 s, the blob byte-identical to the one before the k-means kernels (relMSE 0.21633); with the auto epochs capped at 1.6e13 flops (16 epochs), 899 s = training 809 s at 19.2 GFLOP/s + the rest, relMSE 0.21676, load average about 1";
 
 /** Extra options of this group (the orchestrator may pass them; absent means the defaults). */
 export interface CompressBenchOptions extends BenchOptions {
@@ -107,8 +102,11 @@ async function fitOnce(matrix: Matrix, options: Partial<CompressOptions>, thread
   const started = performance.now();
   let fitted = 0;
   const { value: result, cores } = await withCores(() =>
-    compressMatrixParallel(matrix, options, { source: "bench" }, threads, (done, total) => {
-      if (done === total && fitted === 0) fitted = seconds(started);
+    compressMatrix(matrix, options, { source: "bench" }, {
+      threads,
+      onProgress: (done, total) => {
+        if (done === total && fitted === 0) fitted = seconds(started);
+      },
     }),
   );
   return { fit: fitted, total: seconds(started), bytes: result.bytes, cores };
@@ -240,10 +238,13 @@ async function timedCompress(matrix: Matrix, epochs: number, threads: number, o:
     lastLog = performance.now();
     o.log(line());
   };
-  const result = await compressMatrixParallel(matrix, { method: "carvq", h: 8, levels: 2, group: 1024, layout: "row", adaptor: "paper", adaptorEpochs: epochs, seed: 0 }, { source: "bench" }, threads, (done, total) => {
-    if (done === total && marks.rvq === 0) marks.rvq = seconds(started);
-    logEvery(() => `compress: RVQ groups ${done}/${total} (${seconds(started).toFixed(0)} s)`);
-  }, {
+  const result = await compressMatrix(matrix, { method: "carvq", h: 8, levels: 2, group: 1024, layout: "row", adaptor: "paper", adaptorEpochs: epochs, seed: 0 }, { source: "bench" }, {
+    threads,
+    onProgress: (done, total) => {
+      if (done === total && marks.rvq === 0) marks.rvq = seconds(started);
+      logEvery(() => `compress: RVQ groups ${done}/${total} (${seconds(started).toFixed(0)} s)`);
+    },
+    events: {
     note: (m) => {
       if (marks.prepared === 0) marks.prepared = seconds(started);
       else if (m.startsWith("adaptor: trained")) marks.trained = seconds(started);
@@ -254,6 +255,7 @@ async function timedCompress(matrix: Matrix, epochs: number, threads: number, o:
       marks.lastStep = seconds(started);
       if (p.step > marks.steps) marks.steps = p.step;
       logEvery(() => `compress: training epoch ${p.epoch + 1}/${p.epochs}, step ${p.step}/${p.steps}, L1 ${p.loss.toFixed(4)} (${seconds(started).toFixed(0)} s)`);
+    },
     },
   });
   const total = seconds(started);
@@ -285,7 +287,7 @@ async function fullCompressGoal(o: CompressBenchOptions): Promise<BenchGoal> {
   const extrapolated = s.total * scale - s.trainingStart * (scale - 1);
   o.log(`compress: ${rows} x ${cols} in ${s.total.toFixed(1)} s (RVQ ${s.rvq.toFixed(1)}, residual ${s.residual.toFixed(1)}, training ${s.training.toFixed(1)}, rest ${s.finish.toFixed(1)})${o.full ? "" : `; x ${scale.toFixed(2)} = ${extrapolated.toFixed(0)} s for the full table`}`);
   const scaledNote = o.full ? "" : `scaled: ${rows} rows with the full table's ${epochs} epochs (the same steps per row, groups per row and decode per row), each stage x ${scale.toFixed(2)} except the sigma0 PCA (${s.trainingStart.toFixed(1)} s, the same on any table above 8192 rows); the full table's plateau rule (4 epochs without a 0.1 % gain) may stop it sooner, the scaled run's (300 steps) cannot, so this is an upper bound; `;
-  const note = `${scaledNote}${s.epochs} epochs (${s.stopped}), relMSE ${s.relMSE.toFixed(4)}; the process had ${cores.toFixed(2)} cores on average (${load()}); ${LAST_FULL_RUN}${o.quick ? "; quick: 512 x 64, 1 epoch" : ""}`;
+  const note = `${scaledNote}${s.epochs} epochs (${s.stopped}), relMSE ${s.relMSE.toFixed(4)}; the process had ${cores.toFixed(2)} cores on average (${load()})${o.quick ? "; quick: 512 x 64, 1 epoch" : ""}`;
   return goal("compress.full.llama1b", "full compress of synthetic 128256 x 2048 (L 2, g 1024, h 8, --adaptor paper), goal <= 15 min", extrapolated, 900, "max", timings, note);
 }
 
@@ -295,7 +297,7 @@ const NOTES = [
   "Where a full compression's time goes (128256 x 2048, paper adaptor): the adaptor's training is over 90 % of it (the table above gives each stage): 16 epochs of 126 steps of 7.7 GFLOP of products (forward, and the weight and input gradients of three layers), about 15 TFLOP in all, which the SIMD kernel computes at close to its peak (the 128-bit lanes without fused multiply-add); the JavaScript between products (LayerNorm, the L1 loss, Adam, the weights' transposes) now runs beside a product where it can. The auto epoch count's cap (tools/adaptor/train.ts) is 1.6e13 flops, 16 epochs here: measured whole with `carvq compress --adaptor paper`, 899 s (training 809 s at 19.2 GFLOP/s), relMSE 0.21676; the earlier 2.5e13 (24 epochs) gave 0.21633 in 1,691 s under load. The RVQ fit (k-means in SIMD kernels, groups over worker threads) and the decodes that measure the blob (the adaptor batched over tokens in a SIMD kernel) are the rest.",
 ];
 
-/** Every compression goal of issue 6, in order; `o.quick` runs each on tiny data in a few seconds. */
+/** Every compression goal, in order; `o.quick` runs each on tiny data in a few seconds. */
 export async function benchCompression(o: CompressBenchOptions): Promise<BenchGroup> {
   const started = performance.now();
   const goals = [...(await rvqGoals(o)), await gemmGoal(o), await fullCompressGoal(o)];

@@ -1,4 +1,4 @@
-// The lookup goals of issue 6, each a ratio of two paths timed inside the same engine: the bench
+// The lookup goals of `npm run bench`, each a ratio of two paths timed inside the same engine: the bench
 // modules (build/bench/, the runtime's source with a `bench` command, assembly/bench.ts) loop over
 // a path with the WASI monotonic clock, so a ratio compares kernels, not instantiation or the
 // host's file reads. Two paths of a goal are run alternately, one run each per round, and the

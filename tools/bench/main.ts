@@ -1,6 +1,6 @@
 // npm run bench [-- --json] [-- --quick] [-- --full] [-- --repetitions N] [-- --only lookup|compression]
 //
-// Runs every benchmark group of issue 6 (lookup: tools/bench/lookup-goals.ts, compression:
+// Runs every benchmark group (lookup: tools/bench/lookup-goals.ts, compression:
 // tools/bench/compress.ts), prints a table of the goals (measured ratio, bound, met or not, the
 // absolute medians beside), writes the JSON to build/bench.json (and to stdout with --json, the
 // table then going to stderr) and regenerates docs/PERFORMANCE.md. --quick runs tiny shapes once

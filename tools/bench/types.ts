@@ -16,11 +16,11 @@ export interface Timing {
   unit: string;
 }
 
-/** One goal of issue 6: a ratio of two timings measured in one run, and whether it meets the goal. */
+/** One goal: a ratio of two timings measured in one run, and whether it meets the goal. */
 export interface BenchGoal {
   /** Stable key for the JSON and the smoke test ("lookup.rvq-vs-fp16.llama1b"). */
   id: string;
-  /** The goal as written in the issue ("RVQ decode vs FP16 row, goal <= 2x"). */
+  /** The goal as stated ("RVQ decode vs FP16 row, goal <= 2x"). */
   goal: string;
   /** The measured ratio (or the measured figure for a goal that is an absolute, e.g. GFLOP/s). */
   measured: number;

@@ -1,29 +1,9 @@
 // The ADAPTOR_TABLE and ADAPTOR_MLP sections (v1.2): the corrective adaptor (FORMAT.md, "The adaptor").
 import * as F from "../../assembly/format.ts";
-import type { StoredAdaptor, StoredLayer, StoredMatrix } from "../adaptor/model.ts";
+import { mlpSectionBytes, tableRowBytes, type StoredAdaptor, type StoredLayer, type StoredMatrix } from "../adaptor/model.ts";
 import { CarvqError } from "../errors.ts";
 
 const PRECISION_CODE = { int8: F.ADAPTOR_INT8, fp16: F.ADAPTOR_FP16 } as const;
-
-/** Bytes of one stored matrix of rows × width (values, then int8 scales). */
-function matrixBytes(int8: boolean, rows: number, width: number): number {
-  return int8 ? rows * width + 2 * rows : 2 * rows * width;
-}
-
-/** Bytes of the ADAPTOR_MLP section for these widths. */
-export function mlpSectionBytes(int8: boolean, widths: readonly number[]): number {
-  let bytes = 8 + 4 * widths.length;
-  for (let k = 0; k + 1 < widths.length; k++) {
-    const out = widths[k + 1];
-    bytes += matrixBytes(int8, out, widths[k]) + 2 * out + (k + 2 < widths.length ? 4 * out : 0);
-  }
-  return bytes;
-}
-
-/** Bytes of one ADAPTOR_TABLE record. */
-export function tableRowBytes(int8: boolean, m0: number): number {
-  return int8 ? 2 + m0 : 2 * m0;
-}
 
 class ByteWriter {
   readonly bytes: Uint8Array;

@@ -1,8 +1,9 @@
 import * as F from "../../assembly/format.ts";
 import { CarvqError } from "../errors.ts";
+import { rvqGroupCount, rvqRecordBytes, scalarRecordBytes, subvectorCount, type LayoutName } from "../quant/layout.ts";
+import { RVQ_METHOD, SCALAR_BITS, type MethodName } from "../quant/methods.ts";
 
-export type MethodName = "carvq" | "int4" | "int3" | "int2";
-export type LayoutName = "row" | "col";
+export { SCALAR_BITS, type LayoutName, type MethodName };
 
 export const METHOD_CODES: Record<MethodName, number> = {
   carvq: F.METHOD_RVQ,
@@ -12,9 +13,6 @@ export const METHOD_CODES: Record<MethodName, number> = {
 };
 export const LAYOUT_CODES: Record<LayoutName, number> = { row: F.LAYOUT_ROW, col: F.LAYOUT_COL };
 
-/** Bits per code of each scalar method. */
-export const SCALAR_BITS: Record<Exclude<MethodName, "carvq">, number> = { int4: 4, int3: 3, int2: 2 };
-
 /** Every header field of FORMAT.md, in camelCase. Scalar methods have subvec = levels = codebookSize = layout = 0. */
 export interface BlobHeader {
   versionMajor: number;
@@ -22,10 +20,11 @@ export interface BlobHeader {
   method: MethodName;
   rows: number;
   cols: number;
+  /** RVQ: the sub-vector length, FORMAT.md's name for what the quantizers and `--h` call h. */
   subvec: number;
   levels: number;
   codebookSize: number;
-  /** RVQ: sub-vectors per group (g). Scalar: values per scale block (B). */
+  /** RVQ: sub-vectors per group (g, options' `group`). Scalar: values per scale block (B, options' `block`). */
   group: number;
   layout: LayoutName;
   codeBits: number;
@@ -42,7 +41,7 @@ export type HeaderParams = Pick<BlobHeader, "method" | "rows" | "cols" | "subvec
 
 /** Sub-vectors per row, S = ceil(n / h). */
 export function subvectorsPerRow(header: Pick<BlobHeader, "cols" | "subvec">): number {
-  return Math.ceil(header.cols / header.subvec);
+  return subvectorCount(header.cols, header.subvec);
 }
 
 /**
@@ -50,17 +49,16 @@ export function subvectorsPerRow(header: Pick<BlobHeader, "cols" | "subvec">): n
  * A blob that uses no v1.1 feature is written as v1.0, so older readers still take it.
  */
 export function deriveHeader(params: HeaderParams): BlobHeader {
-  const rowScaled = params.method === "carvq" && params.rowScaled === true;
-  const adapted = params.method === "carvq" && params.adapted === true;
+  const rowScaled = params.method === RVQ_METHOD && params.rowScaled === true;
+  const adapted = params.method === RVQ_METHOD && params.adapted === true;
   const base = { ...params, versionMajor: F.VERSION_MAJOR, versionMinor: adapted ? 2 : rowScaled ? 1 : 0, rowScaled, adapted };
-  if (params.method === "carvq") {
-    const S = subvectorsPerRow(params);
-    const groupCount = params.layout === "row" ? Math.ceil((params.rows * S) / params.group) : Math.ceil(params.rows / params.group) * S;
-    return { ...base, codebookSize: F.RVQ_CODEBOOK_SIZE, codeBits: F.RVQ_CODE_BITS, rowBytes: (rowScaled ? 1 : 0) + Math.ceil((S * params.levels) / 2), groupCount };
+  if (params.method === RVQ_METHOD) {
+    const groupCount = rvqGroupCount({ ...params, h: params.subvec });
+    return { ...base, codebookSize: F.RVQ_CODEBOOK_SIZE, codeBits: F.RVQ_CODE_BITS, rowBytes: rvqRecordBytes(params.cols, params.subvec, params.levels, rowScaled), groupCount };
   }
   const bits = SCALAR_BITS[params.method];
   const blocks = Math.ceil(params.cols / params.group);
-  return { ...base, subvec: 0, levels: 0, layout: "row", codebookSize: 0, codeBits: bits, rowBytes: 2 * blocks + Math.ceil((params.cols * bits) / 8), groupCount: blocks };
+  return { ...base, subvec: 0, levels: 0, layout: "row", codebookSize: 0, codeBits: bits, rowBytes: scalarRecordBytes(params.cols, bits, params.group), groupCount: blocks };
 }
 
 /** Writes the header's 60 field bytes (the CRC at 60 is filled in by the writer). */
@@ -122,7 +120,7 @@ export function decodeHeader(view: DataView, name: string, rowScaled = false, ad
   const rows = inRange("rows", F.H_ROWS, 1, F.MAX_ROWS);
   const cols = inRange("cols", F.H_COLS, 1, F.MAX_COLS);
   let params: HeaderParams;
-  if (method === "carvq") {
+  if (method === RVQ_METHOD) {
     const layout = keyOf(LAYOUT_CODES, u32(F.H_LAYOUT));
     if (layout === undefined) throw field("layout", u32(F.H_LAYOUT), "0 (row) or 1 (col)");
     params = { method, rows, cols, layout, rowScaled, adapted, subvec: inRange("subvec", F.H_SUBVEC, 1, F.MAX_SUBVEC), levels: inRange("levels", F.H_LEVELS, 1, F.MAX_LEVELS), group: inRange("group", F.H_GROUP, 1, 0xffffffff) };

@@ -9,6 +9,7 @@ import { decodeCodebooks } from "./codebooks.ts";
 import { checkMagicAndVersion, decodeHeader, type BlobHeader } from "./header.ts";
 import { decodeMetadata, MAX_METADATA_BYTES, type BlobMetadata } from "./metadata.ts";
 import { headerCrc } from "./writer.ts";
+import { RVQ_METHOD } from "../quant/methods.ts";
 
 export interface SectionEntry {
   id: number;
@@ -36,6 +37,12 @@ export interface Blob {
 
 export const SECTION_NAMES: Record<number, string> = { [F.SECTION_CODES]: "CODES", [F.SECTION_CODEBOOKS]: "CODEBOOKS", [F.SECTION_METADATA]: "METADATA", [F.SECTION_ROW_SCALES]: "ROW_SCALES", [F.SECTION_ADAPTOR_TABLE]: "ADAPTOR_TABLE", [F.SECTION_ADAPTOR_MLP]: "ADAPTOR_MLP" };
 
+/** "1 (CODES), 2 (CODEBOOKS), ... or 6 (ADAPTOR_MLP)", for messages. */
+const KNOWN_SECTIONS = Object.entries(SECTION_NAMES)
+  .map(([id, label]) => `${id} (${label})`)
+  .join(", ")
+  .replace(/, ([^,]*)$/, " or $1");
+
 function readSectionTable(bytes: Uint8Array, view: DataView, name: string): SectionEntry[] {
   const count = view.getUint32(F.H_SECTION_COUNT, true);
   if (count < 1 || count > F.MAX_SECTIONS) throw new CarvqError(`${name}: header field section_count is ${count}; expected 1 to ${F.MAX_SECTIONS}`);
@@ -52,7 +59,7 @@ function readSectionTable(bytes: Uint8Array, view: DataView, name: string): Sect
     const offset = view.getBigUint64(at + F.S_OFFSET, true);
     const length = view.getBigUint64(at + F.S_LENGTH, true);
     const label = `section ${i} (${SECTION_NAMES[id] ?? `id ${id}`})`;
-    if (!(id in SECTION_NAMES)) throw new CarvqError(`${name}: ${label}: unknown section id ${id}; expected 1 (CODES), 2 (CODEBOOKS), 3 (METADATA), 4 (ROW_SCALES), 5 (ADAPTOR_TABLE) or 6 (ADAPTOR_MLP)`);
+    if (!(id in SECTION_NAMES)) throw new CarvqError(`${name}: ${label}: unknown section id ${id}; expected ${KNOWN_SECTIONS}`);
     if (entries.some((e) => e.id === id)) throw new CarvqError(`${name}: ${label}: section id ${id} appears twice`);
     // BigInt arithmetic: a lying u64 offset cannot wrap around.
     if (offset % BigInt(F.SECTION_ALIGN) !== 0n) throw new CarvqError(`${name}: ${label}: offset ${offset} is not a multiple of ${F.SECTION_ALIGN}`);
@@ -100,15 +107,15 @@ export function parseBlob(bytes: Uint8Array, name: string): Blob {
   const codes = byId.get(F.SECTION_CODES);
   if (codes === undefined) throw new CarvqError(`${name}: CODES section is missing`);
   const codebookBytes = byId.get(F.SECTION_CODEBOOKS);
-  if (header.method === "carvq" && codebookBytes === undefined) throw new CarvqError(`${name}: CODEBOOKS section is missing (required for an RVQ blob)`);
-  if (header.method !== "carvq" && codebookBytes !== undefined) throw new CarvqError(`${name}: CODEBOOKS section present in a ${header.method} blob`);
+  if (header.method === RVQ_METHOD && codebookBytes === undefined) throw new CarvqError(`${name}: CODEBOOKS section is missing (required for an RVQ blob)`);
+  if (header.method !== RVQ_METHOD && codebookBytes !== undefined) throw new CarvqError(`${name}: CODEBOOKS section present in a ${header.method} blob`);
   const rowScaleBytes = byId.get(F.SECTION_ROW_SCALES);
-  if (header.method !== "carvq" && rowScaleBytes !== undefined) throw new CarvqError(`${name}: ROW_SCALES section present in a ${header.method} blob`);
+  if (header.method !== RVQ_METHOD && rowScaleBytes !== undefined) throw new CarvqError(`${name}: ROW_SCALES section present in a ${header.method} blob`);
   const rowScales = rowScaleBytes ? Float32Array.from(decodeCodebooks(rowScaleBytes), (half) => F16_TO_F32[half]) : null;
   if (rowScales !== null) checkRowScaleIndices(codes, header, rowScales.length, name);
   const adaptorTable = byId.get(F.SECTION_ADAPTOR_TABLE);
   const adaptorMlp = byId.get(F.SECTION_ADAPTOR_MLP);
-  if (header.method !== "carvq" && adaptorMlp !== undefined) throw new CarvqError(`${name}: adaptor sections present in a ${header.method} blob`);
+  if (header.method !== RVQ_METHOD && adaptorMlp !== undefined) throw new CarvqError(`${name}: adaptor sections present in a ${header.method} blob`);
   const adaptor = adaptorTable && adaptorMlp ? decodeAdaptor(adaptorTable, adaptorMlp, header.rows, header.cols, name) : null;
   const metadataBytes = byId.get(F.SECTION_METADATA);
   return {

@@ -1,6 +1,8 @@
 import { checkOverwrite, writeFileAtomic } from "../atomic.ts";
 import { bitsPerParameter } from "../eval/bpp.ts";
-import { compressMatrixParallel, DEFAULT_COMPRESS_OPTIONS as D } from "../compress.ts";
+import { DEFAULT_COMPRESS_OPTIONS as D } from "../compress.ts";
+import { compress, readTable } from "../index.ts";
+import { RVQ_METHOD, METHOD_NAMES } from "../quant/methods.ts";
 import { defaultThreads } from "../quant/parallel.ts";
 import { CarvqError } from "../errors.ts";
 import { startProgress } from "../progress.ts";
@@ -10,7 +12,7 @@ import { loadLlama2cModel } from "../llama2c/model.ts";
 import { choiceOption, intOption, parseCommandArgs } from "./args.ts";
 import type { Command } from "./command.ts";
 import { fmt, note, noteLoaded, printResult } from "./output.ts";
-import { ADAPTOR_FLAGS, ADAPTOR_HELP, adaptorEvents, parseAdaptorFlags } from "../adaptor/cli.ts";
+import { ADAPTOR_FLAGS, ADAPTOR_HELP, adaptorEvents, parseAdaptorFlags } from "./adaptor-flags.ts";
 import { AUTO_HELP, checkAutoConflicts, chooseOptions, modelScore, parseTargetBpp, searchJson } from "../plan/cli.ts";
 
 const help = `carvq compress <input> -o <blob> [options]
@@ -56,6 +58,12 @@ ${AUTO_HELP}
   --force              overwrite an existing output file
   --json               print the summary as one JSON object
   -h, --help           this text`;
+
+/** The options as `--json` prints them: under the metadata's names "rowScale" and "tune" for rowScaleCount and tuneKl. */
+function optionsJson(o: object): Record<string, unknown> {
+  const recorded: Record<string, string> = { rowScaleCount: "rowScale", tuneKl: "tune" };
+  return Object.fromEntries(Object.entries(o).map(([key, value]) => [recorded[key] ?? key, value]));
+}
 
 /** Reads per-row importance weights: V finite values >= 0 in any 2-D float file of V elements. */
 function loadWeights(path: string, rows: number): Float32Array {
@@ -124,7 +132,7 @@ export const compressCommand: Command = {
     const auto = targetBpp !== undefined || values.target !== undefined;
     if (auto) checkAutoConflicts(c, values, targetBpp !== undefined ? "--target-bpp" : "--target");
     let options = {
-      method: choiceOption(c, "method", values.method, D.method, ["carvq", "int4", "int3", "int2"] as const),
+      method: choiceOption(c, "method", values.method, D.method, METHOD_NAMES),
       h: intOption(c, "h", values.h, D.h, 1, 256),
       levels: intOption(c, "levels", values.levels, D.levels, 1, 8),
       group: intOption(c, "group", values.group, D.group, 1, 0xffffffff),
@@ -132,10 +140,10 @@ export const compressCommand: Command = {
       iters: intOption(c, "iters", values.iters, D.iters, 0, 10000),
       beam: intOption(c, "beam", values.beam, D.beam, 1, 256),
       refine: intOption(c, "refine", values.refine, D.refine, 0, 1000),
-      rowScale: intOption(c, "row-scale", values["row-scale"], D.rowScale, 0, 256),
+      rowScaleCount: intOption(c, "row-scale", values["row-scale"], D.rowScaleCount, 0, 256),
       seed: intOption(c, "seed", values.seed, D.seed, 0, 0xffffffff),
       block: intOption(c, "block", values.block, D.block, 1, 65536),
-      tune: intOption(c, "tune-kl", values["tune-kl"], D.tune, 0, 10000),
+      tuneKl: intOption(c, "tune-kl", values["tune-kl"], D.tuneKl, 0, 10000),
       restarts: intOption(c, "restarts", values.restarts, D.restarts, 1, 1000),
       klEncode: intOption(c, "kl-encode", values["kl-encode"], D.klEncode, 0, 100),
     };
@@ -144,35 +152,35 @@ export const compressCommand: Command = {
     const input = positionals[0];
     const force = values.force === true;
     checkOverwrite(values.output, force);
-    const loaded = loadMatrix(input, { tensor: values.tensor });
+    const loaded = await readTable(input, { tensor: values.tensor });
     const { rows, cols } = loaded.matrix;
     noteLoaded(input, loaded);
-    if (options.tune > 0 && loaded.format !== "llama2c") throw new CarvqError(`carvq compress: --tune-kl needs a llama2.c checkpoint as input (it tunes on the model's KL); ${input} is ${loaded.format}`);
+    if (options.tuneKl > 0 && loaded.format !== "llama2c") throw new CarvqError(`carvq compress: --tune-kl needs a llama2.c checkpoint as input (it tunes on the model's KL); ${input} is ${loaded.format}`);
     if (options.klEncode > 0 && loaded.format !== "llama2c") throw new CarvqError(`carvq compress: --kl-encode needs a llama2.c checkpoint as input (it encodes for the model's KL); ${input} is ${loaded.format}`);
     const weights = values.weights === undefined ? undefined : loadWeights(values.weights, rows);
     const started = performance.now();
     let search;
     if (auto) {
-      const chosen = await chooseOptions(loaded.matrix, { targetBpp, target: values.target, seed: options.seed, weights, threads, from: { source: input, tensor: loaded.tensor }, score: modelScore(loaded.format, input), after: { tune: options.tune, restarts: options.restarts, klEncode: options.klEncode } }, note);
+      const chosen = await chooseOptions(loaded.matrix, { targetBpp, target: values.target, seed: options.seed, weights, threads, from: { source: input, tensor: loaded.tensor }, score: modelScore(loaded.format, input), after: { tuneKl: options.tuneKl, restarts: options.restarts, klEncode: options.klEncode } }, note);
       const { weights: _w, ...picked } = chosen.options;
-      options = { ...picked, tune: options.tune, restarts: options.restarts, klEncode: options.klEncode };
+      options = { ...picked, tuneKl: options.tuneKl, restarts: options.restarts, klEncode: options.klEncode };
       search = searchJson(chosen.result);
     }
-    const progress = startProgress(options.method === "carvq" ? "fitting groups" : "quantizing rows");
+    const progress = startProgress(options.method === RVQ_METHOD ? "fitting groups" : "quantizing rows");
     const curvatureBar = options.klEncode > 0 ? lazyProgress("estimating the model's curvature (calibration sequences)", progress) : null;
     const roundBar = curvatureBar ? lazyProgress("KL-aware encoding rounds", curvatureBar) : null;
-    const tuneBar = options.tune > 0 ? lazyProgress("tuning codebooks on the model's KL", roundBar ?? progress) : null;
+    const tuneBar = options.tuneKl > 0 ? lazyProgress("tuning codebooks on the model's KL", roundBar ?? progress) : null;
     const bars = [curvatureBar, roundBar, tuneBar];
     const events = {
       ...adaptorEvents(note, tuneBar ?? roundBar ?? progress),
       ...(curvatureBar && roundBar ? { curvature: curvatureBar.update, klEncoding: (round: number, rounds: number) => roundBar.update(round, rounds) } : {}),
       ...(tuneBar ? { tuning: (step: number, steps: number) => tuneBar.update(step, steps) } : {}),
     };
-    const needsModel = options.tune > 0 || options.restarts > 1 || options.klEncode > 0;
+    const needsModel = options.tuneKl > 0 || options.restarts > 1 || options.klEncode > 0;
     const objective = needsModel && loaded.format === "llama2c" ? calibrationKlObjective(loadLlama2cModel(input)) : undefined;
     let result;
     try {
-      result = await compressMatrixParallel(loaded.matrix, { ...options, ...adaptorOptions, weights }, { source: input, tensor: loaded.tensor, objective }, threads, progress.update, events);
+      result = await compress(loaded.matrix, { ...options, ...adaptorOptions, weights, source: input, tensor: loaded.tensor, objective, threads, onProgress: progress.update, events });
     } finally {
       progress.stop();
       for (const bar of bars) bar?.stop();
@@ -181,7 +189,7 @@ export const compressCommand: Command = {
     writeFileAtomic(values.output, result.bytes, force);
     const seconds = (performance.now() - started) / 1000;
     const size = bitsPerParameter(result.blob);
-    printResult(values.json === true, { output: values.output, input, tensor: loaded.tensor, shape: [rows, cols], options, bytes: result.bytes.length, bpp: size.bpp, relMSE: result.metrics.relMSE, cosine: result.metrics.cosine, seconds, ...(search ? { search } : {}), ...(result.blob.metadata?.adaptor ? { adaptor: result.blob.metadata.adaptor } : {}) }, [
+    printResult(values.json === true, { output: values.output, input, tensor: loaded.tensor, shape: [rows, cols], options: optionsJson(options), bytes: result.bytes.length, bpp: size.bpp, relMSE: result.metrics.relMSE, cosine: result.metrics.cosine, seconds, ...(search ? { search } : {}), ...(result.blob.metadata?.adaptor ? { adaptor: result.blob.metadata.adaptor } : {}) }, [
       `wrote ${values.output}: ${result.bytes.length} bytes, ${fmt(size.bpp)} bits per parameter`,
       `relMSE ${fmt(result.metrics.relMSE)}, mean cosine ${fmt(result.metrics.cosine)} (${fmt(seconds)} s)`,
     ]);

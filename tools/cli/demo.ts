@@ -1,8 +1,8 @@
 import { bitsPerParameter } from "../eval/bpp.ts";
-import { compressMatrixParallel, DEFAULT_COMPRESS_OPTIONS } from "../compress.ts";
+import { compressMatrix, DEFAULT_COMPRESS_OPTIONS } from "../compress.ts";
 import { defaultThreads } from "../quant/parallel.ts";
 import { decodeAll } from "../decoder.ts";
-import { neighbourOverlap, neighbourSets } from "../eval/metrics.ts";
+import { neighbourOverlap, neighbourSets } from "../quant/metrics.ts";
 import { startProgress } from "../progress.ts";
 import { synthMatrix } from "../synth.ts";
 import { parseCommandArgs } from "./args.ts";
@@ -37,7 +37,7 @@ export const demoCommand: Command = {
       const progress = startProgress(`${method.padEnd(5)}`);
       let result;
       try {
-        result = await compressMatrixParallel(matrix, { method }, { source: "synthetic" }, defaultThreads(), progress.update);
+        result = await compressMatrix(matrix, { method }, { source: "synthetic" }, { threads: defaultThreads(), onProgress: progress.update });
       } finally {
         progress.stop();
       }

@@ -1,7 +1,5 @@
-import { readBlobFile } from "../blob/reader.ts";
 import { CarvqError } from "../errors.ts";
-import { evaluateBlob } from "../eval/evaluate.ts";
-import { loadMatrix } from "../readers/index.ts";
+import { evaluate, parseBlob, readTable } from "../index.ts";
 import { parseCommandArgs } from "./args.ts";
 import type { Command } from "./command.ts";
 import { fmt, printResult } from "./output.ts";
@@ -30,9 +28,9 @@ export const evalCommand: Command = {
     if (values.help) return void process.stdout.write(`${help}\n`);
     if (positionals.length !== 1) throw new CarvqError(`carvq eval: expected one blob, got ${positionals.length} (see carvq eval --help)`);
     if (values.ref === undefined) throw new CarvqError("carvq eval: --ref is required (see carvq eval --help)");
-    const blob = readBlobFile(positionals[0]);
-    const reference = loadMatrix(values.ref, { tensor: values.tensor });
-    const e = evaluateBlob(blob, reference.matrix, values.ref);
+    const blob = await parseBlob(positionals[0]);
+    const reference = await readTable(values.ref, { tensor: values.tensor });
+    const e = await evaluate(blob, { reference: reference.matrix, referenceName: values.ref });
     const parts = Object.entries(e.bppBreakdown).map(([part, bits]) => `${part} ${fmt(bits)}`).join(", ");
     printResult(values.json === true, { blob: positionals[0], ref: values.ref, tensor: reference.tensor, ...e }, [
       `${positionals[0]}: ${e.method}, ${e.shape[0]} x ${e.shape[1]}`,

@@ -4,6 +4,7 @@ import { bitsPerParameter } from "../eval/bpp.ts";
 import { parseCommandArgs } from "./args.ts";
 import type { Command } from "./command.ts";
 import { fmt, printResult } from "./output.ts";
+import { RVQ_METHOD } from "../quant/methods.ts";
 
 const help = `carvq inspect <blob> [--json]
 
@@ -29,7 +30,7 @@ export const inspectCommand: Command = {
     printResult(values.json === true, { blob: positionals[0], header: h, sections, bpp: size.bpp, bppBreakdown: size.parts, bytes: size.bytes, metadata: blob.metadata }, [
       `${positionals[0]}: carvq blob v${h.versionMajor}.${h.versionMinor}, ${blob.byteLength} bytes, ${fmt(size.bpp)} bits per parameter`,
       `method ${h.method}, ${h.rows} x ${h.cols}` +
-        (h.method === "carvq" ? `, h ${h.subvec}, L ${h.levels}, K ${h.codebookSize}, g ${h.group}, layout ${h.layout}, ${h.groupCount} groups` : `, ${h.codeBits}-bit codes, scale block ${h.group}`) +
+        (h.method === RVQ_METHOD ? `, h ${h.subvec}, L ${h.levels}, K ${h.codebookSize}, g ${h.group}, layout ${h.layout}, ${h.groupCount} groups` : `, ${h.codeBits}-bit codes, scale block ${h.group}`) +
         `, ${h.rowBytes} bytes per token`,
       ...sections.map((s) => `  ${s.name.padEnd(10)} offset ${String(s.offset).padStart(10)}  length ${String(s.length).padStart(10)}  crc ${s.crc}`),
       `bpp: ${Object.entries(size.parts).map(([part, bits]) => `${part} ${fmt(bits)}`).join(", ")}`,

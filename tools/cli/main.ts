@@ -4,6 +4,7 @@ import { TOOL_VERSION } from "../compress.ts";
 import { CarvqError } from "../errors.ts";
 import type { Command } from "./command.ts";
 import { compressCommand } from "./compress.ts";
+import { conformanceCommand } from "./conformance.ts";
 import { dataCommand } from "./data.ts";
 import { demoCommand } from "./demo.ts";
 import { evalCommand } from "./eval.ts";
@@ -14,7 +15,7 @@ import { pplCommand } from "./ppl.ts";
 import { reportCommand } from "./report.ts";
 import { synthCommand } from "./synth.ts";
 
-const commands: readonly Command[] = [demoCommand, compressCommand, evalCommand, inspectCommand, pplCommand, generateCommand, reportCommand, lookupCommand, synthCommand, dataCommand];
+const commands: readonly Command[] = [demoCommand, compressCommand, evalCommand, inspectCommand, pplCommand, generateCommand, reportCommand, lookupCommand, conformanceCommand, synthCommand, dataCommand];
 
 function usage(): string {
   const width = Math.max(...commands.map((c) => c.name.length));
@@ -40,7 +41,8 @@ async function main(argv: string[]): Promise<number> {
   const command = commands.find((c) => c.name === name);
   if (command === undefined) throw new CarvqError(`carvq: unknown command '${name}'; commands: ${commands.map((c) => c.name).join(", ")}`, 2);
   await command.run(rest);
-  return 0;
+  // A command that finished its work but reports a failure (e.g. a conformance case) sets exitCode itself.
+  return typeof process.exitCode === "number" ? process.exitCode : 0;
 }
 
 try {

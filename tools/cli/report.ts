@@ -102,7 +102,7 @@ export const reportCommand: Command = {
       threads,
       from: { source: input, tensor: loaded.tensor },
       model,
-      tune,
+      tuneKl: tune,
       klEncode,
       onRun: (i, total, what) => {
         progress?.stop();

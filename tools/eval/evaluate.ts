@@ -4,7 +4,7 @@ import { decodeAll } from "../decoder.ts";
 import { CarvqError } from "../errors.ts";
 import type { Matrix } from "../matrix.ts";
 import { bitsPerParameter, type BppBreakdown } from "./bpp.ts";
-import { neighbourOverlap, reconstructionMetrics } from "./metrics.ts";
+import { neighbourOverlap, reconstructionMetrics } from "../quant/metrics.ts";
 
 export interface Evaluation {
   method: string;

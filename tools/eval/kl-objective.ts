@@ -7,8 +7,7 @@ import { klGradient } from "../llama2c/backward.ts";
 import { embeddingFisher, embeddingFisherParallel, regularizedCurvature } from "../llama2c/fisher.ts";
 import type { Llama2cModel } from "../llama2c/model.ts";
 import { CALIBRATION_SAMPLE_OPTIONS, type SampleOptions } from "../llama2c/sample.ts";
-import type { RowMetric } from "../quant/metric.ts";
-import type { TableObjective } from "../quant/tune.ts";
+import type { RowMetric, TableObjective } from "../quant/objective.ts";
 import { evaluatePerplexity, originalEvaluation } from "./perplexity.ts";
 
 /** The tuning text: 64 sequences of 300 tokens (19,200 positions), 8 sequences a batch. */

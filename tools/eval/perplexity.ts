@@ -6,9 +6,11 @@
 // Only the input embedding is replaced; the output classifier keeps its original values even when
 // tied. Both models go through the same code, so an identical embedding gives identical numbers.
 import type { Matrix } from "../matrix.ts";
-import { createForwardState, forward } from "../llama2c/forward.ts";
+import { createForwardState, forward, logSoftmax } from "../llama2c/forward.ts";
 import { withInputEmbedding, type Llama2cModel } from "../llama2c/model.ts";
-import { DEFAULT_SAMPLE_OPTIONS, sampleSequences, type SampleOptions } from "../llama2c/sample.ts";
+import { DEFAULT_SAMPLE_OPTIONS, originalEvaluation, type SampleOptions } from "../llama2c/sample.ts";
+
+export { logSoftmax, originalEvaluation };
 
 export interface PerplexityResult {
   /** Perplexity of the original model on the evaluation text. */
@@ -23,16 +25,6 @@ export interface PerplexityResult {
   readonly sequences: number;
 }
 
-/** out = log softmax(logits), in doubles. */
-export function logSoftmax(logits: ArrayLike<number>, out: Float64Array, at = 0): void {
-  let max = -Infinity;
-  for (let i = 0; i < logits.length; i++) if (logits[i] > max) max = logits[i];
-  let total = 0;
-  for (let i = 0; i < logits.length; i++) total += Math.exp(logits[i] - max);
-  const logTotal = Math.log(total) + max;
-  for (let i = 0; i < logits.length; i++) out[at + i] = logits[i] - logTotal;
-}
-
 /** Log-probabilities [positions, vocab] of every sequence under `model`, teacher-forced; position p predicts token p + 1. */
 function teacherForcedLogProbs(model: Llama2cModel, sequences: readonly Int32Array[]): Float64Array[] {
   const vocab = model.config.vocabSize;
@@ -45,34 +37,6 @@ function teacherForcedLogProbs(model: Llama2cModel, sequences: readonly Int32Arr
   });
 }
 
-const originalMemo = new WeakMap<Llama2cModel, Map<string, { sequences: readonly Int32Array[]; logProbs: Float64Array[] }>>();
-
-function original(model: Llama2cModel, o: SampleOptions) {
-  const key = `${o.sequences}/${o.length}/${o.seed}/${o.temperature}`;
-  let byKey = originalMemo.get(model);
-  if (byKey === undefined) originalMemo.set(model, (byKey = new Map()));
-  let entry = byKey.get(key);
-  if (entry === undefined) {
-    // Sampling already runs the original model teacher-forced on the text it writes: keep those logits.
-    const vocab = model.config.vocabSize;
-    const logProbs = Array.from({ length: o.sequences }, () => new Float64Array(o.length * vocab));
-    const sequences = sampleSequences(model, o, (s, pos, logits) => logSoftmax(logits, logProbs[s], pos * vocab));
-    entry = { sequences, logProbs };
-    byKey.set(key, entry);
-  }
-  return entry;
-}
-
-/**
- * The evaluation sequences sampled from the original `model` with `options` (default: 8 x 300) and the
- * original model's log-softmax [positions, vocab] on each, as evaluatePerplexity uses them: for
- * callers (e.g. tools/llama2c/backward.ts) that need the same reference distributions. Memoised and
- * shared with evaluatePerplexity, so treat the arrays as read-only.
- */
-export function originalEvaluation(model: Llama2cModel, options: Partial<SampleOptions> = {}): { sequences: readonly Int32Array[]; logProbs: readonly Float64Array[] } {
-  return original(model, { ...DEFAULT_SAMPLE_OPTIONS, ...options });
-}
-
 /**
  * Perplexity and KL of `model` with its input embedding replaced by `embedding` (vocab x dim; a
  * CarvqError names both shapes when they differ), on the evaluation text sampled from the original
@@ -82,7 +46,7 @@ export function originalEvaluation(model: Llama2cModel, options: Partial<SampleO
 export function evaluatePerplexity(model: Llama2cModel, embedding: Matrix, options: Partial<SampleOptions> = {}, name?: string): PerplexityResult {
   const modified = withInputEmbedding(model, embedding, name);
   const o: SampleOptions = { ...DEFAULT_SAMPLE_OPTIONS, ...options };
-  const { sequences, logProbs: originalLogProbs } = original(model, o);
+  const { sequences, logProbs: originalLogProbs } = originalEvaluation(model, o);
   const modifiedLogProbs = teacherForcedLogProbs(modified, sequences);
   const vocab = model.config.vocabSize;
   let nllOriginal = 0;

@@ -192,6 +192,8 @@ export interface CampaignOptions {
   workDir?: string;
   /** Fraction of iterations that are model files (default 0.3). */
   modelShare?: number;
+  /** The blobs to mutate (Campaign.create makes compressedBlobSeeds()). */
+  blobSeeds: BlobSeed[];
 }
 
 /** A campaign's fixed state: seed corpora, runtime modules, scratch folder. Iterations are independent. */
@@ -205,10 +207,15 @@ export class Campaign {
   private readonly ownWorkDir: boolean;
   private readonly modelShare: number;
 
+  /** A campaign over the compressor's own blobs (compressedBlobSeeds). */
+  static async create(options: Omit<CampaignOptions, "blobSeeds">): Promise<Campaign> {
+    return new Campaign({ ...options, blobSeeds: await compressedBlobSeeds() });
+  }
+
   constructor(options: CampaignOptions) {
     this.seed = options.seed >>> 0;
     this.configs = loadRuntimeConfigs(options.modules);
-    this.blobSeeds = compressedBlobSeeds();
+    this.blobSeeds = options.blobSeeds;
     this.modelSeeds = modelSeeds();
     this.ownWorkDir = options.workDir === undefined;
     this.workDir = options.workDir ?? mkdtempSync(join(tmpdir(), "carvq-fuzz-"));

@@ -10,6 +10,7 @@ import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { isMainThread, parentPort, Worker, workerData } from "node:worker_threads";
 import { Campaign, readModuleSources, Stats, type Finding, type ModuleSource } from "./campaign.ts";
+import { compressedBlobSeeds, type BlobSeed } from "./seeds.ts";
 import { runSoak } from "./soak.ts";
 
 const HELP = `npm run fuzz -- [options]
@@ -35,6 +36,8 @@ Exit status: 0 when there are no findings, 1 when there are, 2 on bad usage.`;
 interface WorkerInput {
   seed: number;
   modules: ModuleSource[];
+  /** Made once by the main thread (compressedBlobSeeds) and shared with every worker. */
+  blobSeeds: BlobSeed[];
   start: number;
   end: number;
   stride: number;
@@ -49,7 +52,7 @@ type WorkerMessage =
   | { type: "done"; stats: Stats; done: number };
 
 function workerMain(input: WorkerInput): void {
-  const campaign = new Campaign({ seed: input.seed, modules: input.modules });
+  const campaign = new Campaign({ seed: input.seed, modules: input.modules, blobSeeds: input.blobSeeds });
   const progress = new Int32Array(input.progress);
   let last = performance.now();
   let done = 0;
@@ -161,13 +164,14 @@ async function campaign(options: { seed: number; start: number; iterations: numb
     latest.delete(w);
   };
   const modules = readModuleSources();
+  const blobSeeds = await compressedBlobSeeds();
   let replayer: Campaign | null = null;
 
   const startWorker = (slot: number, from: number): Promise<void> =>
     new Promise((done, fail) => {
       slots[slot] = -1;
       const worker = new Worker(new URL(import.meta.url), {
-        workerData: { seed: options.seed, modules, start: from, end, stride: options.workers, offset: 0, progress, slot } satisfies WorkerInput,
+        workerData: { seed: options.seed, modules, blobSeeds, start: from, end, stride: options.workers, offset: 0, progress, slot } satisfies WorkerInput,
         execArgv: ["--no-warnings"],
       });
       let seen = -1;
@@ -186,7 +190,7 @@ async function campaign(options: { seed: number; start: number; iterations: numb
         settledDone += uncounted;
         settle(worker);
         try {
-          replayer ??= new Campaign({ seed: options.seed, modules });
+          replayer ??= new Campaign({ seed: options.seed, modules, blobSeeds });
           const input = replayer.input(current);
           log.add({ iteration: current, type, detail: detail(current), input: input.input, seedName: input.seedName, ops: input.ops, bytes: input.bytes, ext: input.ext });
         } catch (err) {
@@ -239,8 +243,8 @@ async function campaign(options: { seed: number; start: number; iterations: numb
   return log.total === 0 ? 0 : 1;
 }
 
-function replay(seed: number, iteration: number, outDir: string): number {
-  const c = new Campaign({ seed });
+async function replay(seed: number, iteration: number, outDir: string): Promise<number> {
+  const c = await Campaign.create({ seed });
   const input = c.input(iteration);
   const result = c.run(iteration);
   mkdirSync(outDir, { recursive: true });

@@ -5,10 +5,13 @@
 // edited token by token). Blob mutations are often "resealed" (CRCs recomputed) so the input gets
 // past the checksums to the checks behind them.
 import * as F from "../../assembly/format.ts";
-import { deriveHeader, LAYOUT_CODES, METHOD_CODES, type LayoutName, type MethodName } from "../blob/header.ts";
+import { deriveHeader, LAYOUT_CODES, METHOD_CODES } from "../blob/header.ts";
+import { SECTION_NAMES } from "../blob/reader.ts";
+import { LAYOUT_NAMES } from "../quant/layout.ts";
+import { RVQ_METHOD, METHOD_NAMES } from "../quant/methods.ts";
 import { crc32 } from "../crc32.ts";
 import { readField, writeField, type Field, type TextRegion } from "./fields.ts";
-import { blobFields, sectionCountOf } from "./seeds.ts";
+import { blobFields, concat, sectionCountOf } from "./seeds.ts";
 import type { Rng } from "./rng.ts";
 
 const U64_MAX = (1n << 64n) - 1n;
@@ -27,16 +30,6 @@ export function interestingValue(rng: Rng, f: Field, current: bigint, fileSize: 
     BigInt(rng.u32()), BigInt(rng.int(1024)),
   ];
   return BigInt.asUintN(f.size * 8, rng.pick(candidates));
-}
-
-function concat(parts: readonly Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
 }
 
 // ---------------------------------------------------------------------------------------------- generic
@@ -229,8 +222,8 @@ function relayout(bytes: Uint8Array, sections: readonly Section[]): Uint8Array {
   return out;
 }
 
-const METHODS = Object.keys(METHOD_CODES) as MethodName[];
-const LAYOUTS = Object.keys(LAYOUT_CODES) as LayoutName[];
+const METHODS = METHOD_NAMES;
+const LAYOUTS = LAYOUT_NAMES;
 
 /**
  * Changes one primary header field (rows, cols, h, L, g, layout, method) and writes the derived
@@ -248,12 +241,12 @@ function consistentHeaderEdit(rng: Rng, bytes: Uint8Array): string {
   if (which === "layout") params.layout = params.layout === "row" ? "col" : "row";
   else if (which === "method") params.method = rng.pick(METHODS);
   else params[which] = tweak(params[which]);
-  if (params.method === "carvq" && (params.subvec === 0 || params.levels === 0 || params.group === 0)) {
+  if (params.method === RVQ_METHOD && (params.subvec === 0 || params.levels === 0 || params.group === 0)) {
     params.subvec ||= 8;
     params.levels ||= 2;
     params.group ||= 16;
   }
-  if (params.method !== "carvq" && params.group === 0) params.group = 32;
+  if (params.method !== RVQ_METHOD && params.group === 0) params.group = 32;
   const rowScaled = sectionsOf(bytes).some((s) => s.id === F.SECTION_ROW_SCALES);
   const h = deriveHeader({ ...params, rowScaled });
   view.setUint32(F.H_METHOD, METHOD_CODES[h.method], true);
@@ -289,7 +282,7 @@ export function blobMutation(rng: Rng, input: Uint8Array): { bytes: Uint8Array; 
       if (sections.length === 0) break;
       const s = rng.pick(sections);
       if (s.length === 0) break;
-      const name = ["?", "CODES", "CODEBOOKS", "METADATA", "ROW_SCALES"][s.id] ?? `id${s.id}`;
+      const name = SECTION_NAMES[s.id] ?? `id${s.id}`;
       const count = rng.small(6);
       for (let k = 0; k < count; k++) {
         const i = s.offset + rng.int(s.length);

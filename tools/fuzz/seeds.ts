@@ -15,6 +15,7 @@ import type { Matrix } from "../matrix.ts";
 import type { ModelFormat } from "../readers/tensor.ts";
 import { FieldSink, type Field, type TextRegion } from "./fields.ts";
 import type { Rng } from "./rng.ts";
+import { RVQ_METHOD } from "../quant/methods.ts";
 
 /** Value spreads of the fuzzer's random adaptors. */
 const ADAPTOR_SCALES: DrawScales = { table: 2, weights: 1, bias: 0.2 };
@@ -37,31 +38,31 @@ export function seedMatrix(rows: number, cols: number, salt: number): Matrix {
 }
 
 /** Blobs written by `compressMatrix` (the real writer), one of each kind. Takes well under a second. */
-export function compressedBlobSeeds(): BlobSeed[] {
+export async function compressedBlobSeeds(): Promise<BlobSeed[]> {
   const kinds: [string, number, number, Partial<CompressOptions>][] = [
     ["rvq-row-v1.0", 48, 37, { h: 8, levels: 2, group: 12, layout: "row" }],
     ["rvq-col-v1.0", 40, 37, { h: 8, levels: 3, group: 5, layout: "col" }],
-    ["rvq-row-v1.1-rowscale16", 48, 37, { h: 4, levels: 2, group: 16, layout: "row", rowScale: 16 }],
-    ["rvq-col-v1.1-rowscale16", 40, 24, { h: 8, levels: 2, group: 6, layout: "col", rowScale: 16 }],
+    ["rvq-row-v1.1-rowscale16", 48, 37, { h: 4, levels: 2, group: 16, layout: "row", rowScaleCount: 16 }],
+    ["rvq-col-v1.1-rowscale16", 40, 24, { h: 8, levels: 2, group: 6, layout: "col", rowScaleCount: 16 }],
     ["rvq-V1", 1, 16, { h: 8, levels: 2, group: 4 }],
     ["int4", 24, 37, { method: "int4", block: 16 }],
     ["int3", 24, 37, { method: "int3", block: 8 }],
     ["int2", 24, 37, { method: "int2", block: 37 }],
   ];
-  const seeds = kinds.map(([name, rows, cols, options], i) => ({
-    name,
-    bytes: compressMatrix(seedMatrix(rows, cols, i), { iters: 2, seed: i, ...options }, { source: `${name}.npy` }).bytes,
-  }));
-  return [...seeds, ...adaptorBlobSeeds()];
+  const seeds: BlobSeed[] = [];
+  for (const [i, [name, rows, cols, options]] of kinds.entries()) {
+    seeds.push({ name, bytes: (await compressMatrix(seedMatrix(rows, cols, i), { iters: 2, seed: i, ...options }, { source: `${name}.npy` })).bytes });
+  }
+  return [...seeds, ...(await adaptorBlobSeeds())];
 }
 
 /** v1.2 blobs with a corrective adaptor (int8 and FP16), over an RVQ blob with and without row scales. */
-function adaptorBlobSeeds(): BlobSeed[] {
+async function adaptorBlobSeeds(): Promise<BlobSeed[]> {
   const out: BlobSeed[] = [];
   for (const [k, precision, rowScale] of [[0, "int8", 0], [1, "fp16", 8]] as const) {
     const rows = 30;
     const cols = 12;
-    const { blob: base, bytes: file } = compressMatrix(seedMatrix(rows, cols, 20 + k), { h: 4, levels: 2, group: 16, iters: 2, rowScale });
+    const { blob: base, bytes: file } = await compressMatrix(seedMatrix(rows, cols, 20 + k), { h: 4, levels: 2, group: 16, iters: 2, rowScaleCount: rowScale });
     const widths = k === 0 ? [4, 8, cols] : [3, 6, 5, cols];
     let state = 0x1234 + k;
     const value = (scale: number) => {
@@ -87,7 +88,6 @@ function adaptorBlobSeeds(): BlobSeed[] {
   return out;
 }
 
-
 /** A valid blob of a random small shape (any method, layout, h, L, g, R; n < h, V = 1 included). */
 export function randomShapeBlob(rng: Rng): BlobSeed {
   if (rng.chance(0.06)) return edgeShapeBlob(rng);
@@ -96,7 +96,7 @@ export function randomShapeBlob(rng: Rng): BlobSeed {
   const rows = rng.chance(0.1) ? 1 : rng.range(1, 64);
   const cols = rng.chance(0.1) ? rng.range(1, 3) : rng.range(1, 80);
   const seed = rng.u32();
-  if (method !== "carvq") {
+  if (method !== RVQ_METHOD) {
     const group = rng.chance(0.2) ? rng.range(cols, cols + 10) : rng.range(1, cols);
     return { name: `random-${method}-${rows}x${cols}-B${group}`, bytes: randomBlob({ method, rows, cols, group, seed }) };
   }
@@ -281,7 +281,8 @@ function encode(m: Matrix, dtype: Dtype): Uint8Array {
   return new Uint8Array(halves.buffer);
 }
 
-function concat(parts: readonly Uint8Array[]): Uint8Array {
+/** The parts one after another in one array. */
+export function concat(parts: readonly Uint8Array[]): Uint8Array {
   const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
   let at = 0;
   for (const p of parts) {

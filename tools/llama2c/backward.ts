@@ -15,7 +15,7 @@
 // differentiated: only the input rows are. d KL / d logits at a position = softmax(modified logits) -
 // p_orig, divided by the number of predicted positions (KL is a mean).
 import { CarvqError } from "../errors.ts";
-import { logSoftmax } from "../eval/perplexity.ts";
+import { logSoftmax } from "./forward.ts";
 import type { Matrix } from "../matrix.ts";
 import { RMS_EPS, ROPE_BASE } from "./forward.ts";
 import { withInputEmbedding, type Llama2cModel } from "./model.ts";

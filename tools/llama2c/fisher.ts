@@ -19,9 +19,10 @@
 // calibration text never uses (about 300 of stories260K's 512) plain squared error.
 import { Worker } from "node:worker_threads";
 import { CarvqError } from "../errors.ts";
-import { originalEvaluation } from "../eval/perplexity.ts";
+import { originalEvaluation } from "./sample.ts";
 import type { Matrix } from "../matrix.ts";
-import { checkMetricSize, type RowMetric } from "../quant/metric.ts";
+import { checkMetricSize } from "../quant/metric.ts";
+import type { RowMetric } from "../quant/objective.ts";
 import { workerBundle } from "../quant/parallel.ts";
 import { createRandomAt } from "../random.ts";
 import { logitGradients } from "./backward.ts";

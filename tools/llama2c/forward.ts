@@ -10,6 +10,16 @@
 import { CarvqError } from "../errors.ts";
 import type { Llama2cModel } from "./model.ts";
 
+/** out = log softmax(logits), in doubles. */
+export function logSoftmax(logits: ArrayLike<number>, out: Float64Array, at = 0): void {
+  let max = -Infinity;
+  for (let i = 0; i < logits.length; i++) if (logits[i] > max) max = logits[i];
+  let total = 0;
+  for (let i = 0; i < logits.length; i++) total += Math.exp(logits[i] - max);
+  const logTotal = Math.log(total) + max;
+  for (let i = 0; i < logits.length; i++) out[at + i] = logits[i] - logTotal;
+}
+
 export const RMS_EPS = 1e-5;
 export const ROPE_BASE = 10000;
 

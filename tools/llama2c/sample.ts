@@ -5,7 +5,7 @@
 // model object.
 import { CarvqError } from "../errors.ts";
 import { createRandom, deriveSeed } from "../random.ts";
-import { createForwardState, forward } from "./forward.ts";
+import { createForwardState, forward, logSoftmax } from "./forward.ts";
 import type { Llama2cModel } from "./model.ts";
 import { BOS } from "./tokenizer.ts";
 
@@ -128,4 +128,32 @@ export function sampleSequences(
   }
   byKey.set(key, result);
   return result;
+}
+
+const originalMemo = new WeakMap<Llama2cModel, Map<string, { sequences: readonly Int32Array[]; logProbs: Float64Array[] }>>();
+
+function original(model: Llama2cModel, o: SampleOptions) {
+  const key = `${o.sequences}/${o.length}/${o.seed}/${o.temperature}`;
+  let byKey = originalMemo.get(model);
+  if (byKey === undefined) originalMemo.set(model, (byKey = new Map()));
+  let entry = byKey.get(key);
+  if (entry === undefined) {
+    // Sampling already runs the original model teacher-forced on the text it writes: keep those logits.
+    const vocab = model.config.vocabSize;
+    const logProbs = Array.from({ length: o.sequences }, () => new Float64Array(o.length * vocab));
+    const sequences = sampleSequences(model, o, (s, pos, logits) => logSoftmax(logits, logProbs[s], pos * vocab));
+    entry = { sequences, logProbs };
+    byKey.set(key, entry);
+  }
+  return entry;
+}
+
+/**
+ * The evaluation sequences sampled from the original `model` with `options` (default: 8 x 300) and the
+ * original model's log-softmax [positions, vocab] on each, as evaluatePerplexity uses them: for
+ * callers (e.g. tools/llama2c/backward.ts, tools/eval/perplexity.ts) that need the same reference distributions. Memoised and
+ * shared with evaluatePerplexity, so treat the arrays as read-only.
+ */
+export function originalEvaluation(model: Llama2cModel, options: Partial<SampleOptions> = {}): { sequences: readonly Int32Array[]; logProbs: readonly Float64Array[] } {
+  return original(model, { ...DEFAULT_SAMPLE_OPTIONS, ...options });
 }

@@ -26,7 +26,8 @@
 //
 // Everything is seeded and the candidate order fixed, so the same table, budget and seed give the
 // same choice on any machine and thread count.
-import { compressMatrixParallel, DEFAULT_COMPRESS_OPTIONS, type CompressOptions, type CompressSource } from "../compress.ts";
+import { RVQ_METHOD, SCALAR_METHODS } from "../quant/methods.ts";
+import { compressMatrix, DEFAULT_COMPRESS_OPTIONS, type CompressOptions, type CompressSource } from "../compress.ts";
 import { CarvqError } from "../errors.ts";
 import type { Matrix } from "../matrix.ts";
 import { loadTarget, type Target } from "../../host/node.ts";
@@ -49,7 +50,7 @@ export interface AutoConfigRequest {
    * change values, not the layout, but they are recorded in the metadata, so every candidate's size
    * is predicted with them. The search itself fits without them.
    */
-  after?: Partial<Pick<CompressOptions, "restarts" | "klEncode" | "tune">>;
+  after?: Partial<Pick<CompressOptions, "restarts" | "klEncode" | "tuneKl">>;
   /** Importance of each row in codebook fitting (as `--weights`); carried into every candidate. */
   weights?: Float32Array | null;
   /** Proxy sample: spans of rows (default 4) and rows measured per span (default 1024). */
@@ -98,35 +99,34 @@ const MIN_GROUP_POINTS = 64;
 const LEVELS_MAX = 8;
 /** The bit budget a target alone implies at most: what the table takes in FP16. */
 export const FP16_BPP = 16;
-const SCALAR_METHODS = ["int4", "int3", "int2"] as const;
 const SCALAR_BLOCKS = [8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768, 65536];
 
 /** Short description of options, as a person would type the flags. */
 export function describeOptions(o: CompressOptions): string {
-  if (o.method !== "carvq") return `${o.method} block ${o.block}`;
+  if (o.method !== RVQ_METHOD) return `${o.method} block ${o.block}`;
   const parts = [`${o.layout} h ${o.h} L ${o.levels} g ${o.group}`];
   if (o.beam > 1) parts.push(`beam ${o.beam}`);
   if (o.refine > 0) parts.push(`refine ${o.refine}`);
-  if (o.rowScale > 0) parts.push(`row-scale ${o.rowScale}`);
+  if (o.rowScaleCount > 0) parts.push(`row-scale ${o.rowScaleCount}`);
   if (o.restarts > 1) parts.push(`restarts ${o.restarts}`);
   if (o.klEncode > 0) parts.push(`kl-encode ${o.klEncode}`);
-  if (o.tune > 0) parts.push(`tune-kl ${o.tune}`);
+  if (o.tuneKl > 0) parts.push(`tune-kl ${o.tuneKl}`);
   return parts.join(" ");
 }
 
 /** The flags that reproduce `o` on `carvq compress`. */
 export function optionFlags(o: CompressOptions): string {
   const d = DEFAULT_COMPRESS_OPTIONS;
-  if (o.method !== "carvq") return `--method ${o.method} --block ${o.block}`;
+  if (o.method !== RVQ_METHOD) return `--method ${o.method} --block ${o.block}`;
   const flags = [`--layout ${o.layout}`, `--h ${o.h}`, `--levels ${o.levels}`, `--group ${o.group}`];
   if (o.beam !== d.beam) flags.push(`--beam ${o.beam}`);
   if (o.refine !== d.refine) flags.push(`--refine ${o.refine}`);
-  if (o.rowScale !== d.rowScale) flags.push(`--row-scale ${o.rowScale}`);
+  if (o.rowScaleCount !== d.rowScaleCount) flags.push(`--row-scale ${o.rowScaleCount}`);
   if (o.iters !== d.iters) flags.push(`--iters ${o.iters}`);
   if (o.seed !== d.seed) flags.push(`--seed ${o.seed}`);
   if (o.restarts !== d.restarts) flags.push(`--restarts ${o.restarts}`);
   if (o.klEncode !== d.klEncode) flags.push(`--kl-encode ${o.klEncode}`);
-  if (o.tune !== d.tune) flags.push(`--tune-kl ${o.tune}`);
+  if (o.tuneKl !== d.tuneKl) flags.push(`--tune-kl ${o.tuneKl}`);
   return flags.join(" ");
 }
 
@@ -221,7 +221,7 @@ export async function autoConfigure(matrix: Matrix, request: AutoConfigRequest):
   const seed = request.seed ?? 0;
   const threads = request.threads ?? 1;
   const budget = resolveBudget(matrix, request);
-  const base: CompressOptions = { ...DEFAULT_COMPRESS_OPTIONS, seed, beam: 1, refine: 0, rowScale: 0, ...(request.weights ? { weights: request.weights } : {}) };
+  const base: CompressOptions = { ...DEFAULT_COMPRESS_OPTIONS, seed, beam: 1, refine: 0, rowScaleCount: 0, ...(request.weights ? { weights: request.weights } : {}) };
 
   // Candidates of the screen: per h, the two largest L that fit in the column-block layout, and the
   // row layout's where it fits more levels (a small table, whose column blocks cannot grow past V).
@@ -243,8 +243,8 @@ export async function autoConfigure(matrix: Matrix, request: AutoConfigRequest):
   // Options applied after the search are RVQ's (restarts, kl-encode, tune-kl): no scalar baseline
   // takes them, and the model-aware two need the rows themselves (no row scales).
   const after = budget.after;
-  const rvqOnly = (after.restarts ?? 1) > 1 || (after.klEncode ?? 0) > 0 || (after.tune ?? 0) > 0;
-  const rowScalesAllowed = (after.klEncode ?? 0) === 0 && (after.tune ?? 0) === 0;
+  const rvqOnly = (after.restarts ?? 1) > 1 || (after.klEncode ?? 0) > 0 || (after.tuneKl ?? 0) > 0;
+  const rowScalesAllowed = (after.klEncode ?? 0) === 0 && (after.tuneKl ?? 0) === 0;
   const scalars: CompressOptions[] = [];
   for (const method of rvqOnly ? [] : SCALAR_METHODS) {
     const blocks = [...SCALAR_BLOCKS.filter((b) => b < matrix.cols), matrix.cols];
@@ -306,7 +306,7 @@ export async function autoConfigure(matrix: Matrix, request: AutoConfigRequest):
   if (refined.length > 0) {
     const best = refined[0].options;
     refined.push(await evaluate("B", { ...best, refine: 8 }));
-    const scaled: CompressOptions = { ...best, rowScale: 256 };
+    const scaled: CompressOptions = { ...best, rowScaleCount: 256 };
     const g = rowScalesAllowed ? fitGroup(matrix, scaled, budget, from) : null;
     if (g !== null) refined.push(await evaluate("B", { ...scaled, group: g }));
   }
@@ -327,5 +327,5 @@ export async function autoConfigure(matrix: Matrix, request: AutoConfigRequest):
 
 /** Fits the chosen options on the whole table (the same bytes as `carvq compress` with optionFlags). */
 export async function compressChosen(matrix: Matrix, result: AutoConfigResult, from: CompressSource, threads: number, onProgress?: (done: number, total: number) => void) {
-  return compressMatrixParallel(matrix, result.chosen.options, from, threads, onProgress);
+  return compressMatrix(matrix, result.chosen.options, from, { threads, onProgress });
 }

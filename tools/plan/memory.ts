@@ -3,7 +3,7 @@
 //
 // The runtime plans its own memory (assembly/lookup.ts: residentNeed, streamingNeed) and reports
 // the plan with `info`. Rather than copy those formulas, we ask the target's own module: `info` on
-// a small stand-in blob with the same width and options (compressMatrix on two rows), run under the
+// a small stand-in blob with the same width and options (two rows, all codes and values zero), run under the
 // in-memory WASI host. Streaming needs do not depend on the row count (one record, one output row,
 // one codebook entry per level, the row scales); the resident need is the whole file plus a part
 // that does not depend on it, so the stand-in's is shifted by the real file size. Both are then
@@ -11,8 +11,11 @@
 // the runtime also places in the arena.
 import { compiledModule, loadTarget, wasmPath, type RuntimeInfo, type Target } from "../../host/node.ts";
 import { runMinimalWasi } from "../../host/minimal-wasi.ts";
-import { compressMatrix, DEFAULT_COMPRESS_OPTIONS, type CompressOptions } from "../compress.ts";
+import { rvqSections, scalarSections } from "../blob/table.ts";
+import { DEFAULT_COMPRESS_OPTIONS, planCompression, sealBlob, type CompressOptions } from "../compress.ts";
+import { CODEBOOK_SIZE, subvectorCount } from "../quant/layout.ts";
 import { CarvqError } from "../errors.ts";
+import { RVQ_METHOD } from "../quant/methods.ts";
 
 /** Bytes allowed for a lookup's command line beyond the `info` run's: a long path and ~100 tokens. */
 export const COMMAND_LINE_SLACK = 1024;
@@ -38,15 +41,32 @@ function standInMatrix(rows: number, cols: number) {
   return { rows, cols, data };
 }
 
-/** The runtime's `info` memory figures for a stand-in of `cols` columns compressed with `o`. */
-function measure(target: Target, cols: number, o: CompressOptions): { resident: number; streaming: number; standInFile: number } {
-  const key = JSON.stringify([target.name, cols, o.method, o.h, o.levels, o.layout, o.rowScale, o.block]);
-  let found = measured.get(key);
-  if (found !== undefined) return found;
+/** A blob of two rows with these options whose codes and values are all zero: the runtime's memory plan does not depend on them. */
+function standInBlob(cols: number, o: CompressOptions): Uint8Array {
   const { weights: _weights, ...plain } = o;
   const rows = 2;
+  const matrix = standInMatrix(rows, cols);
   // One group for the stand-in: any group size is valid, and the need does not depend on it.
-  const { bytes } = compressMatrix(standInMatrix(rows, cols), { ...plain, group: o.method === "carvq" ? Math.min(o.group, rows) : o.block, iters: 1, beam: 1, refine: 0 });
+  const plan = planCompression(matrix, { ...plain, group: o.method === RVQ_METHOD ? Math.min(o.group, rows) : o.block, restarts: 1, klEncode: 0, tuneKl: 0, adaptor: "none" }, {});
+  const header = plan.header;
+  const sections =
+    header.method === RVQ_METHOD
+      ? rvqSections(header, {
+          codes: new Uint8Array(rows * subvectorCount(cols, header.subvec) * header.levels),
+          codebooks: new Uint16Array(header.groupCount * header.levels * CODEBOOK_SIZE * header.subvec),
+          groupCount: header.groupCount,
+          rowScales: header.rowScaled ? { halves: new Uint16Array(o.rowScaleCount), index: new Uint8Array(rows) } : null,
+        })
+      : scalarSections(header, { scales: new Uint16Array(rows * header.groupCount), codes: new Uint8Array(rows * cols), blocks: header.groupCount });
+  return sealBlob(matrix, plan, sections, {}, { relMSE: 1, cosine: 0 }).bytes;
+}
+
+/** The runtime's `info` memory figures for a stand-in of `cols` columns compressed with `o`. */
+function measure(target: Target, cols: number, o: CompressOptions): { resident: number; streaming: number; standInFile: number } {
+  const key = JSON.stringify([target.name, cols, o.method, o.h, o.levels, o.layout, o.rowScaleCount, o.block]);
+  let found = measured.get(key);
+  if (found !== undefined) return found;
+  const bytes = standInBlob(cols, o);
   const run = runMinimalWasi(compiledModule(wasmPath({ target: target.name })), { args: ["info", "/m/b.carvq"], preopens: [{ name: "/m", files: { "b.carvq": bytes } }] });
   if (run.exitCode !== 0) throw new CarvqError(`target ${target.name}: the runtime's info failed on a stand-in blob: ${run.stderr.trim()}`);
   const info = JSON.parse(new TextDecoder().decode(run.stdout)) as RuntimeInfo;

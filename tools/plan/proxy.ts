@@ -13,10 +13,11 @@
 // so candidates are compared on one set of rows (nn10 among those rows too). Small tables are
 // compressed whole and measured exactly.
 import { decodeAll } from "../decoder.ts";
-import { compressMatrixParallel, type CompressOptions, type CompressSource } from "../compress.ts";
-import { neighbourOverlap, neighbourSets, reconstructionMetrics, type NeighbourSets } from "../eval/metrics.ts";
+import { compressMatrix, type CompressOptions, type CompressSource } from "../compress.ts";
+import { neighbourOverlap, neighbourSets, reconstructionMetrics, type NeighbourSets } from "../quant/metrics.ts";
 import type { Matrix } from "../matrix.ts";
 import { createRandom, deriveSeed } from "../random.ts";
+import { RVQ_METHOD } from "../quant/methods.ts";
 
 export interface ProxyPlan {
   /** True when the whole table is compressed (no sampling): the metrics are the full fit's. */
@@ -54,7 +55,7 @@ function gcd(a: number, b: number): number {
  * row layout, the fewest tokens whose sub-vectors fill whole groups (g / gcd(g, S)). Scalar methods: 1.
  */
 export function groupSpanRows(o: Pick<CompressOptions, "method" | "h" | "group" | "layout">, cols: number): number {
-  if (o.method !== "carvq") return 1;
+  if (o.method !== RVQ_METHOD) return 1;
   if (o.layout === "col") return o.group;
   const S = Math.ceil(cols / o.h);
   return o.group / gcd(o.group, S);
@@ -121,7 +122,7 @@ export function proxySample(matrix: Matrix, plan: ProxyPlan, o: CompressOptions)
 export async function evaluateProxy(matrix: Matrix, plan: ProxyPlan, o: CompressOptions, from: CompressSource, threads: number, score?: (decoded: Matrix) => number): Promise<ProxyMetrics> {
   const { sample, options } = proxySample(matrix, plan, o);
   const started = performance.now();
-  const result = await compressMatrixParallel(sample, options, from, threads);
+  const result = await compressMatrix(sample, options, from, { threads });
   const seconds = (performance.now() - started) / 1000;
   const decoded = decodeAll(result.blob);
   let measured = decoded;

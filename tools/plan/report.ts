@@ -9,10 +9,11 @@
 // Every blob is measured on its own decode of the whole table: bpp (every byte), relMSE, mean
 // cosine, NN@10 and, for a llama2.c model, perplexity and KL of the model using it as its input
 // embedding (tools/eval/perplexity.ts).
-import { compressMatrixParallel, DEFAULT_COMPRESS_OPTIONS, TOOL_VERSION, type CompressOptions, type CompressSource } from "../compress.ts";
+import { RVQ_METHOD, SCALAR_METHODS, type ScalarMethodName } from "../quant/methods.ts";
+import { compressMatrix, DEFAULT_COMPRESS_OPTIONS, TOOL_VERSION, type CompressOptions, type CompressSource } from "../compress.ts";
 import { decodeAll } from "../decoder.ts";
 import { bitsPerParameter } from "../eval/bpp.ts";
-import { neighbourOverlap, neighbourSets, reconstructionMetrics, type NeighbourSets } from "../eval/metrics.ts";
+import { neighbourOverlap, neighbourSets, reconstructionMetrics, type NeighbourSets } from "../quant/metrics.ts";
 import { evaluatePerplexity } from "../eval/perplexity.ts";
 import type { Llama2cModel } from "../llama2c/model.ts";
 import type { Matrix } from "../matrix.ts";
@@ -59,13 +60,13 @@ export interface ReportRequest {
   /** For a llama2.c input: the model, to measure perplexity and KL. */
   model?: Llama2cModel | null;
   /** For a llama2.c input: also each auto run with its codebooks tuned on the model's KL for this many steps (`--tune-kl`)... */
-  tune?: number;
+  tuneKl?: number;
   /** ...and / or its codes chosen for the model's curvature for this many rounds (`--kl-encode`). */
   klEncode?: number;
   /** Paper-recipe level counts (default 1 to 4). */
   paperLevels?: number[];
   /** Scalar methods (default int4, int3, int2) and their block. */
-  scalars?: ("int4" | "int3" | "int2")[];
+  scalars?: ScalarMethodName[];
   scalarBlock?: number;
   /** Announces each run before it starts (index from 1, total). */
   onRun?: (index: number, total: number, what: string) => void;
@@ -93,7 +94,7 @@ interface Planned {
   options?: CompressOptions;
   budget?: number;
   /** Auto runs: tune the chosen configuration's codebooks on the model's KL for this many steps, after `klEncode` rounds of KL-aware encoding. */
-  tune?: number;
+  tuneKl?: number;
   klEncode?: number;
 }
 
@@ -101,18 +102,18 @@ interface Planned {
 export function plannedRuns(shape: { rows: number; cols: number }, request: ReportRequest): Planned[] {
   const d = { ...DEFAULT_COMPRESS_OPTIONS, seed: request.seed };
   const planned: Planned[] = [];
-  for (const method of request.scalars ?? (["int4", "int3", "int2"] as const)) {
+  for (const method of request.scalars ?? SCALAR_METHODS) {
     planned.push({ series: "scalar", method, label: method, options: { ...d, method, block: Math.min(request.scalarBlock ?? 32, shape.cols) } });
   }
   const h = Math.min(8, shape.cols);
   for (const L of request.paperLevels ?? [1, 2, 3, 4]) {
-    planned.push({ series: "paper", method: `carvq paper recipe, L ${L}`, label: `L${L}`, options: { ...d, method: "carvq", layout: "row", h, levels: L, group: 1024, beam: 1, refine: 0, rowScale: 0 } });
+    planned.push({ series: "paper", method: `carvq paper recipe, L ${L}`, label: `L${L}`, options: { ...d, method: "carvq", layout: "row", h, levels: L, group: 1024, beam: 1, refine: 0, rowScaleCount: 0 } });
   }
   for (const budget of request.budgets) {
     planned.push({ series: "auto", method: `carvq auto ≤ ${budget} bpp`, label: `≤${budget}`, budget });
-    if (request.model && (request.tune || request.klEncode)) {
-      const flags = [request.klEncode ? `kl-encode ${request.klEncode}` : "", request.tune ? `tune-kl ${request.tune}` : ""].filter(Boolean).join(" + ");
-      planned.push({ series: "tuned", method: `carvq auto ≤ ${budget} bpp + ${flags}`, label: `≤${budget} tuned`, budget, tune: request.tune ?? 0, klEncode: request.klEncode ?? 0 });
+    if (request.model && (request.tuneKl || request.klEncode)) {
+      const flags = [request.klEncode ? `kl-encode ${request.klEncode}` : "", request.tuneKl ? `tune-kl ${request.tuneKl}` : ""].filter(Boolean).join(" + ");
+      planned.push({ series: "tuned", method: `carvq auto ≤ ${budget} bpp + ${flags}`, label: `≤${budget} tuned`, budget, tuneKl: request.tuneKl ?? 0, klEncode: request.klEncode ?? 0 });
     }
   }
   return planned;
@@ -124,7 +125,7 @@ export async function runReport(matrix: Matrix, request: ReportRequest): Promise
   const reference: NeighbourSets = neighbourSets(matrix);
   const runs: ReportRun[] = [];
   let pplOrig: number | undefined;
-  const from: CompressSource = request.model && (request.tune || request.klEncode) ? { ...request.from, objective: calibrationKlObjective(request.model) } : request.from;
+  const from: CompressSource = request.model && (request.tuneKl || request.klEncode) ? { ...request.from, objective: calibrationKlObjective(request.model) } : request.from;
   /**
    * The search's choice per budget and post-fit options: each auto run is what `carvq compress
    * --target-bpp b [--kl-encode r --tune-kl n]` gives. The post-fit options are recorded in the
@@ -138,7 +139,7 @@ export async function runReport(matrix: Matrix, request: ReportRequest): Promise
     let proxyRelMSE: number | undefined;
     let rankedBy: string | undefined;
     if (options === undefined) {
-      const after = { tune: plan.tune ?? 0, klEncode: plan.klEncode ?? 0 };
+      const after = { tuneKl: plan.tuneKl ?? 0, klEncode: plan.klEncode ?? 0 };
       const key = JSON.stringify([plan.budget, after]);
       let chosen = chosenFor.get(key);
       if (chosen === undefined) {
@@ -151,14 +152,14 @@ export async function runReport(matrix: Matrix, request: ReportRequest): Promise
       ({ searchSeconds, proxyRelMSE, rankedBy } = chosen);
     }
     const started = performance.now();
-    const compressed = await compressMatrixParallel(matrix, options, from, request.threads, (done, total) => request.onProgress?.("fit", done, total));
+    const compressed = await compressMatrix(matrix, options, from, { threads: request.threads, onProgress: (done, total) => request.onProgress?.("fit", done, total) });
     const seconds = (performance.now() - started) / 1000;
     const decoded = decodeAll(compressed.blob);
     const metrics = reconstructionMetrics(matrix, decoded);
     const run: ReportRun = {
       series: plan.series,
       method: plan.method,
-      label: plan.series === "auto" || plan.series === "tuned" ? (options.method === "carvq" ? `h${options.h} L${options.levels}${options.layout === "row" ? " row" : ""}` : options.method) : plan.label,
+      label: plan.series === "auto" || plan.series === "tuned" ? (options.method === RVQ_METHOD ? `h${options.h} L${options.levels}${options.layout === "row" ? " row" : ""}` : options.method) : plan.label,
       options: describeOptions(options),
       flags: optionFlags(options),
       ...(plan.budget !== undefined ? { budget: plan.budget } : {}),

@@ -3,18 +3,17 @@
 // anything. Used by auto-configuration to spend a bit budget to the byte.
 //
 // Every section but METADATA has a length fixed by the header (docs/FORMAT.md). The metadata is
-// the compact JSON `compressMatrix` writes; to stay exact as that JSON evolves, it is taken from
-// the real code path: a stand-in table of a few rows with the same width and options is
-// compressed, and its metadata's shape is replaced by the real one. Only the measured metrics
+// the compact JSON `compressMatrix` writes; to stay exact as that JSON evolves, it is made by the
+// same function (blobMetadata) with placeholder metrics. Only the measured metrics
 // (relMSE, cosine, rounded to 6 significant digits) cannot be known in advance; each takes 1 to
 // 14 characters of JSON, so without them the prediction is a range of at most ~26 bytes
 // ([minBytes, maxBytes]). Given the metrics, the prediction is exact.
 import * as F from "../../assembly/format.ts";
-import { deriveHeader, type BlobHeader } from "../blob/header.ts";
+import type { BlobHeader } from "../blob/header.ts";
 import { encodeMetadata } from "../blob/metadata.ts";
-import { compressMatrix, DEFAULT_COMPRESS_OPTIONS, recordedOptions, type CompressOptions, type CompressSource } from "../compress.ts";
-import { CarvqError } from "../errors.ts";
+import { blobMetadata, DEFAULT_COMPRESS_OPTIONS, headerFor, planCompression, type CompressOptions, type CompressSource } from "../compress.ts";
 import type { Matrix } from "../matrix.ts";
+import { RVQ_METHOD } from "../quant/methods.ts";
 
 export interface TableShape {
   rows: number;
@@ -57,50 +56,31 @@ interface StandIn {
   /** Lengths of the sections whose size does not depend on the row count (ROW_SCALES). */
   fixed: Map<number, number>;
   /** The metadata JSON object (shape and metrics to be replaced). */
-  metadata: Record<string, unknown> | null;
+  metadata: Record<string, unknown>;
 }
 
-const standIns = new Map<string, StandIn>();
-
-/** A few deterministic, distinct rows of the given width. */
+/** A few deterministic, distinct rows of the given width, to check the options against. */
 function standInMatrix(rows: number, cols: number): Matrix {
   const data = new Float32Array(rows * cols);
   for (let i = 0; i < data.length; i++) data[i] = Math.sin(i * 0.7 + 0.3) * (1 + (i % 7));
   return { rows, cols, data };
 }
 
-/** Compresses a stand-in of `STAND_IN_ROWS` rows with the same options (memoised). */
-const STAND_IN_ROWS = 2;
-
+/**
+ * The sections and metadata of a blob with these options, after the same checks compressMatrix
+ * makes. The adaptor's sections are not predicted (auto-configuration does not choose one).
+ */
 function standIn(cols: number, o: CompressOptions, from: CompressSource): StandIn {
   const { weights, ...rest } = o;
-  const key = JSON.stringify([cols, rest, Boolean(weights), from.source ?? null, from.tensor ?? null]);
-  let found = standIns.get(key);
-  if (found !== undefined) return found;
-  const options: CompressOptions = { ...rest, ...(weights ? { weights: new Float32Array(STAND_IN_ROWS).fill(1) } : {}) };
-  // The stages that need a model (restarts, kl-encode, tune-kl) change values only: the stand-in is
-  // fitted without them, and its metadata records the options as the real blob's will.
-  const plain = { ...options, restarts: 1, klEncode: 0, tune: 0 };
-  const { blob } = compressMatrix(standInMatrix(STAND_IN_ROWS, cols), plain, from);
-  const metadata = blob.metadata === null ? null : ({ ...blob.metadata, options: recordedOptions(options) } as Record<string, unknown>);
-  const ids = blob.sections.map((s) => s.id);
-  const fixed = new Map<number, number>();
-  for (const s of blob.sections) {
-    if (s.id === F.SECTION_ROW_SCALES) fixed.set(s.id, s.length);
-    else if (s.id !== F.SECTION_CODES && s.id !== F.SECTION_CODEBOOKS && s.id !== F.SECTION_METADATA) throw new CarvqError(`tools/plan/size.ts: section id ${s.id} is unknown to the size predictor`);
-  }
-  found = { ids, fixed, metadata };
-  if (standIns.size >= 4096) standIns.clear();
-  standIns.set(key, found);
-  return found;
-}
-
-/** The header compressMatrix writes for these options (refuses options compressMatrix refuses). */
-export function headerFor(shape: TableShape, o: CompressOptions): BlobHeader {
-  const common = { method: o.method, rows: shape.rows, cols: shape.cols };
-  return o.method === "carvq"
-    ? deriveHeader({ ...common, subvec: o.h, levels: o.levels, group: o.group, layout: o.layout, rowScaled: o.rowScale > 0 })
-    : deriveHeader({ ...common, subvec: 0, levels: 0, group: o.block, layout: "row" });
+  const rows = 2;
+  // The stages that need a model (restarts, kl-encode, tune-kl) change values only: the check
+  // runs without them, and the metadata records the options as the real blob's will.
+  planCompression(standInMatrix(rows, cols), { ...rest, ...(weights ? { weights: new Float32Array(rows).fill(1) } : {}), restarts: 1, klEncode: 0, tuneKl: 0 }, from);
+  const rowScaled = o.method === RVQ_METHOD && o.rowScaleCount > 0;
+  const ids = o.method === RVQ_METHOD ? [F.SECTION_CODES, F.SECTION_CODEBOOKS, ...(rowScaled ? [F.SECTION_ROW_SCALES] : [])] : [F.SECTION_CODES];
+  const fixed = new Map<number, number>(rowScaled ? [[F.SECTION_ROW_SCALES, 2 * o.rowScaleCount]] : []);
+  const metadata = blobMetadata({ rows, cols }, o, from, { relMSE: 0, cosine: 0 }) as Record<string, unknown>;
+  return { ids: [...ids, F.SECTION_METADATA], fixed, metadata };
 }
 
 function alignUp(value: number, alignment: number): number {
@@ -118,7 +98,7 @@ export function predictBlobSize(shape: TableShape, options: Partial<CompressOpti
   const s = standIn(shape.cols, o, from);
   let metadataMin = 0;
   let metadataMax = 0;
-  if (s.metadata !== null) {
+  {
     const storedMetrics = (s.metadata.metrics ?? {}) as Record<string, number>;
     const placeholders: Record<string, number> = {};
     let given = 0;

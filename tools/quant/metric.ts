@@ -13,21 +13,13 @@
 //   2. Solve for all codebook values jointly by least squares under the same metrics (a small ridge
 //      toward the current values fixes the levels' gauge freedom), then round to FP16.
 // Deterministic: no randomness, fixed loop orders.
-import * as F from "../../assembly/format.ts";
-import { centroidIndex, groupOf } from "../blob/codebooks.ts";
 import { CarvqError } from "../errors.ts";
 import { F16_TO_F32, f32ToF16 } from "../fp16.ts";
 import type { Matrix } from "../matrix.ts";
+import { CODEBOOK_SIZE, centroidIndex, groupOf, type RvqShape } from "./layout.ts";
+import type { RowMetric } from "./objective.ts";
 import { choleskySolve } from "./refine.ts";
 import type { RvqEncoding } from "./rvq.ts";
-import type { TuneShape } from "./tune.ts";
-
-/** A symmetric cols x cols matrix per row, row t's at t * cols^2, row-major: positive semi-definite (a raw estimate) or definite (what the encoder needs). */
-export interface RowMetric {
-  readonly rows: number;
-  readonly cols: number;
-  readonly data: Float64Array;
-}
 
 /** The largest rows * cols^2 a metric may hold (2^26 doubles, 512 MiB): stories260K needs 2^21. */
 export const MAX_METRIC_VALUES = 2 ** 26;
@@ -39,7 +31,7 @@ export function checkMetricSize(rows: number, cols: number, name: string): void 
   }
 }
 
-const K = F.RVQ_CODEBOOK_SIZE;
+const K = CODEBOOK_SIZE;
 /** Re-encoding tries every combination of a sub-vector's codes up to this many. */
 const MAX_COMBINATIONS = 4096;
 const MAX_SWEEPS = 4;
@@ -73,7 +65,7 @@ export function metricError(matrix: Matrix, decoded: Matrix, metric: RowMetric):
 }
 
 /** Every group's sum vectors of all 16^L code combinations (combination c: level l's code is digit l of c in base 16). */
-function combinationSums(codebooks: Float64Array, s: TuneShape, groups: number): Float64Array {
+function combinationSums(codebooks: Float64Array, s: RvqShape, groups: number): Float64Array {
   const C = K ** s.levels;
   const sums = new Float64Array(groups * C * s.h);
   for (let g = 0; g < groups; g++) {
@@ -123,7 +115,7 @@ function applyChange(d: Float64Array, w: number, offset: number, state: RowState
 }
 
 /** Re-encodes the codes of row t in place. */
-function encodeRow(t: number, matrix: Matrix, codes: Uint8Array, codebooks: Float64Array, sums: Float64Array | null, s: TuneShape, metric: RowMetric): void {
+function encodeRow(t: number, matrix: Matrix, codes: Uint8Array, codebooks: Float64Array, sums: Float64Array | null, s: RvqShape, metric: RowMetric): void {
   const D = s.cols;
   const S = Math.ceil(D / s.h);
   const L = s.levels;
@@ -190,7 +182,7 @@ function encodeRow(t: number, matrix: Matrix, codes: Uint8Array, codebooks: Floa
 }
 
 /** New codes for every row under its metric, starting from (and never worse than) `encoding`'s. */
-export function metricEncode(matrix: Matrix, encoding: RvqEncoding, s: TuneShape, metric: RowMetric): Uint8Array {
+export function metricEncode(matrix: Matrix, encoding: RvqEncoding, s: RvqShape, metric: RowMetric): Uint8Array {
   const codebooks = Float64Array.from(encoding.codebooks, (h) => F16_TO_F32[h]);
   const sums = K ** s.levels <= MAX_COMBINATIONS ? combinationSums(codebooks, s, encoding.groupCount) : null;
   const codes = encoding.codes.slice();
@@ -204,7 +196,7 @@ export function metricEncode(matrix: Matrix, encoding: RvqEncoding, s: TuneShape
  * RIDGE times the mean diagonal toward the current values. Null when there are more than
  * MAX_SOLVED_VALUES values.
  */
-export function metricCodebooks(matrix: Matrix, encoding: RvqEncoding, codes: Uint8Array, s: TuneShape, metric: RowMetric): Uint16Array | null {
+export function metricCodebooks(matrix: Matrix, encoding: RvqEncoding, codes: Uint8Array, s: RvqShape, metric: RowMetric): Uint16Array | null {
   const n = encoding.codebooks.length;
   if (n > MAX_SOLVED_VALUES) return null;
   const D = s.cols;
@@ -247,7 +239,7 @@ export function metricCodebooks(matrix: Matrix, encoding: RvqEncoding, codes: Ui
 }
 
 /** One round: codes for the metric, then codebooks for those codes (kept as they were when too many to solve). */
-export function metricRound(matrix: Matrix, encoding: RvqEncoding, s: TuneShape, metric: RowMetric): RvqEncoding {
+export function metricRound(matrix: Matrix, encoding: RvqEncoding, s: RvqShape, metric: RowMetric): RvqEncoding {
   if (metric.rows !== matrix.rows || metric.cols !== matrix.cols) {
     throw new CarvqError(`kl-encode: the metric is for a ${metric.rows} x ${metric.cols} table, the table is ${matrix.rows} x ${matrix.cols}`);
   }

@@ -1,14 +1,13 @@
 // Group residual vector quantization (the paper's stage 1): every group of sub-vectors gets L
 // codebooks of K = 16 centroids; level l is k-means on what levels 0..l-1 left over.
-import * as F from "../../assembly/format.ts";
-import { groupMembers } from "../blob/codebooks.ts";
-import type { LayoutName } from "../blob/header.ts";
 import { F16_TO_F32, f32ToF16, F16_MAX } from "../fp16.ts";
 import type { Matrix } from "../matrix.ts";
 import { createRandom, deriveSeed } from "../random.ts";
 import { encodeWithBeam } from "./beam.ts";
 import { nearest16 } from "./kernels.ts";
+import type { RowScales } from "./gain.ts";
 import { kmeans, nearestCentroid } from "./kmeans.ts";
+import { CODEBOOK_SIZE, groupMembers, groupOf, subvectorCount, type LayoutName, type RvqShape } from "./layout.ts";
 import { refineCodebooks } from "./refine.ts";
 
 export interface RvqParams {
@@ -37,9 +36,11 @@ export interface RvqEncoding {
   /** groupCount · L · K · h FP16 bit patterns, FORMAT.md order. */
   codebooks: Uint16Array;
   groupCount: number;
+  /** Gain-shape: the codes are of each row's direction, scaled by the row's entry of this table; absent or null otherwise. */
+  rowScales?: RowScales | null;
 }
 
-const K = F.RVQ_CODEBOOK_SIZE;
+const K = CODEBOOK_SIZE;
 
 /** Copies a group's sub-vectors (zero-padded past column n) into one dense `members × h` array. */
 function gatherSubvectors(matrix: Matrix, members: Int32Array, S: number, h: number): Float32Array {
@@ -130,7 +131,7 @@ export function fitGroup(vectors: Float32Array, count: number, o: GroupFitOption
 /** Fits group G's codebooks and encodes its members, writing into the whole table's outputs. */
 export function encodeGroup(matrix: Matrix, params: RvqParams, G: number, codes: Uint8Array, codebooks: Uint16Array): void {
   const { h, levels } = params;
-  const S = Math.ceil(matrix.cols / h);
+  const S = subvectorCount(matrix.cols, h);
   const members = groupMembers(params.layout, G, matrix.rows, S, params.group);
   const vectors = gatherSubvectors(matrix, members, S, h);
   const groupCodes = new Uint8Array(members.length * levels);
@@ -154,6 +155,59 @@ export function encodeRvq(matrix: Matrix, params: RvqParams, groupCount: number,
   for (let G = 0; G < groupCount; G++) {
     encodeGroup(matrix, params, G, codes, codebooks);
     onGroup?.(G + 1);
+  }
+  return { codes, codebooks, groupCount };
+}
+
+/** The f32 values of FP16 codebooks (or row scales). */
+export function halvesToF32(halves: Uint16Array): Float32Array {
+  return Float32Array.from(halves, (half) => F16_TO_F32[half]);
+}
+
+/**
+ * Decodes row t into out[at, at + cols): per sub-vector the f32 sum of its L centroids in level
+ * order (FORMAT.md, "Decoding"), times `scale` when the rows are gain-shape coded (scale null:
+ * not). `values` are the codebooks' f32 values; the codes are `codes`' (shape's code order).
+ */
+export function decodeRvqRow(values: Float32Array, codes: Uint8Array, s: RvqShape, t: number, scale: number | null, out: Float32Array, at: number): void {
+  const S = subvectorCount(s.cols, s.h);
+  const L = s.levels;
+  for (let j = 0; j < S; j++) {
+    const groupBase = groupOf(s.layout, t, j, S, s.group) * L * K * s.h;
+    const first = (t * S + j) * L;
+    const width = Math.min(s.h, s.cols - j * s.h);
+    for (let e = 0; e < width; e++) {
+      let acc = 0;
+      for (let l = 0; l < L; l++) acc = Math.fround(acc + values[groupBase + (l * K + codes[first + l]) * s.h + e]);
+      out[at + j * s.h + e] = scale === null ? acc : Math.fround(acc * scale);
+    }
+  }
+}
+
+/** The table an encoding decodes to (codebook values may be given as f32, e.g. while they are tuned). */
+export function decodeRvq(encoding: RvqEncoding, s: RvqShape, values: Float32Array = halvesToF32(encoding.codebooks)): Matrix {
+  const data = new Float32Array(s.rows * s.cols);
+  const scales = encoding.rowScales ? halvesToF32(encoding.rowScales.halves) : null;
+  for (let t = 0; t < s.rows; t++) decodeRvqRow(values, encoding.codes, s, t, scales === null ? null : scales[encoding.rowScales!.index[t]], data, t * s.cols);
+  return { rows: s.rows, cols: s.cols, data };
+}
+
+/**
+ * Codes for `matrix` against fixed codebooks (`encoding.codebooks`, e.g. trained on other rows):
+ * each sub-vector encoded against its group's codebooks, greedily or by beam search.
+ */
+export function encodeRvqWith(matrix: Matrix, s: RvqShape, codebooks: Uint16Array, beam: number): RvqEncoding {
+  const S = subvectorCount(s.cols, s.h);
+  const L = s.levels;
+  const groupCount = codebooks.length / (L * K * s.h);
+  const values = halvesToF32(codebooks);
+  const codes = new Uint8Array(s.rows * S * L);
+  for (let G = 0; G < groupCount; G++) {
+    const members = groupMembers(s.layout, G, s.rows, S, s.group);
+    const vectors = gatherSubvectors(matrix, members, S, s.h);
+    const groupCodes = new Uint8Array(members.length * L);
+    encodeWithBeam(vectors, members.length, s.h, L, K, values.subarray(G * L * K * s.h, (G + 1) * L * K * s.h), beam, groupCodes);
+    for (let i = 0; i < members.length; i++) codes.set(groupCodes.subarray(i * L, (i + 1) * L), members[i] * L);
   }
   return { codes, codebooks, groupCount };
 }

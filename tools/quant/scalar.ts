@@ -36,3 +36,19 @@ export function encodeScalar(matrix: Matrix, bits: number, block: number): Scala
   }
   return { scales, codes, blocks };
 }
+
+/** Decodes row t of a `cols`-column table into out[at, at + cols): (code − 2^(bits−1)) · its block's scale, in f32. */
+export function decodeScalarRow(encoding: ScalarEncoding, cols: number, bits: number, block: number, t: number, out: Float32Array, at: number): void {
+  const bias = 1 << (bits - 1);
+  for (let j = 0; j < cols; j++) {
+    const scale = F16_TO_F32[encoding.scales[t * encoding.blocks + Math.floor(j / block)]];
+    out[at + j] = Math.fround((encoding.codes[t * cols + j] - bias) * scale);
+  }
+}
+
+/** The table a scalar encoding decodes to. */
+export function decodeScalar(encoding: ScalarEncoding, rows: number, cols: number, bits: number, block: number): Matrix {
+  const data = new Float32Array(rows * cols);
+  for (let t = 0; t < rows; t++) decodeScalarRow(encoding, cols, bits, block, t, data, t * cols);
+  return { rows, cols, data };
+}

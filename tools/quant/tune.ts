@@ -12,41 +12,10 @@
 // centroids its codes pick. The last iterate is rounded to FP16 and measured on the whole
 // objective; if it does not beat the starting codebooks they are kept, so tuning never makes the
 // objective worse on its own text. Deterministic: no randomness.
-import * as F from "../../assembly/format.ts";
-import type { LayoutName } from "../blob/header.ts";
-import { centroidIndex, groupOf } from "../blob/codebooks.ts";
-import { f32ToF16, F16_TO_F32 } from "../fp16.ts";
-import type { Matrix } from "../matrix.ts";
-import type { RowMetric } from "./metric.ts";
-import type { RvqEncoding } from "./rvq.ts";
-
-/** An end-to-end objective of a decoded table (lower is better), whole and in batches with gradients. */
-export interface TableObjective {
-  /** What it measures, for messages and metadata ("kl"). */
-  name: string;
-  /** How many batches the objective is split into (at least 1). */
-  batches: number;
-  /** The objective on batch `batch` and its gradient per table value. */
-  evaluate(table: Matrix, batch: number): { loss: number; gradient: Float32Array };
-  /** The objective on every batch together (no gradient). */
-  loss(table: Matrix): number;
-  /**
-   * A quadratic form per row whose sum over the rows' errors approximates the objective near the
-   * original table (`--kl-encode` chooses codes by it); absent when the objective has none.
-   */
-  curvature?(onProgress?: (done: number, total: number) => void): RowMetric;
-  /** Computes the curvature ahead, on worker threads where it can (then `curvature` returns it at once). */
-  prepareCurvature?(threads: number, onProgress?: (done: number, total: number) => void): Promise<void>;
-}
-
-export interface TuneShape {
-  rows: number;
-  cols: number;
-  h: number;
-  levels: number;
-  group: number;
-  layout: LayoutName;
-}
+import { f32ToF16 } from "../fp16.ts";
+import { centroidMap, type RvqShape } from "./layout.ts";
+import type { TableObjective } from "./objective.ts";
+import { decodeRvq, halvesToF32, type RvqEncoding } from "./rvq.ts";
 
 export interface TuneResult {
   encoding: RvqEncoding;
@@ -58,48 +27,8 @@ export interface TuneResult {
   kept: boolean;
 }
 
-const K = F.RVQ_CODEBOOK_SIZE;
-
-/** Where each value of the table comes from: per (row, sub-vector, level), the first centroid value. */
-function centroidMap(codes: Uint8Array, s: TuneShape): Int32Array {
-  const S = Math.ceil(s.cols / s.h);
-  const map = new Int32Array(s.rows * S * s.levels);
-  for (let t = 0; t < s.rows; t++) {
-    for (let j = 0; j < S; j++) {
-      const G = groupOf(s.layout, t, j, S, s.group);
-      for (let l = 0; l < s.levels; l++) {
-        const i = (t * S + j) * s.levels + l;
-        map[i] = centroidIndex(G, l, codes[i], s.levels, K, s.h);
-      }
-    }
-  }
-  return map;
-}
-
-/** The table an encoding decodes to, without a blob (the reference decoder's f32 sums). */
-export function decodeEncoding(encoding: RvqEncoding, shape: TuneShape): Matrix {
-  return decode(Float32Array.from(encoding.codebooks, (h) => F16_TO_F32[h]), centroidMap(encoding.codes, shape), shape);
-}
-
-/** The table the codes and f32 centroid values decode to (f32 sums in level order, as the decoder). */
-function decode(values: Float32Array, map: Int32Array, s: TuneShape): Matrix {
-  const S = Math.ceil(s.cols / s.h);
-  const data = new Float32Array(s.rows * s.cols);
-  for (let t = 0; t < s.rows; t++) {
-    for (let j = 0; j < S; j++) {
-      const width = Math.min(s.h, s.cols - j * s.h);
-      for (let e = 0; e < width; e++) {
-        let acc = 0;
-        for (let l = 0; l < s.levels; l++) acc = Math.fround(acc + values[map[(t * S + j) * s.levels + l] + e]);
-        data[t * s.cols + j * s.h + e] = acc;
-      }
-    }
-  }
-  return { rows: s.rows, cols: s.cols, data };
-}
-
 /** d(objective)/d(centroid values): each value's gradient summed over the table values it feeds. */
-function centroidGradient(rowGradient: Float32Array, map: Int32Array, s: TuneShape, size: number): Float64Array {
+function centroidGradient(rowGradient: Float32Array, map: Int32Array, s: RvqShape, size: number): Float64Array {
   const S = Math.ceil(s.cols / s.h);
   const out = new Float64Array(size);
   for (let t = 0; t < s.rows; t++) {
@@ -127,11 +56,11 @@ export interface TuneOptions {
 }
 
 /** Tunes `encoding`'s codebooks for `steps` Adam steps on `objective`; the codes are unchanged. */
-export function tuneCodebooks(encoding: RvqEncoding, shape: TuneShape, objective: TableObjective, steps: number, options: TuneOptions = {}): TuneResult {
+export function tuneCodebooks(encoding: RvqEncoding, shape: RvqShape, objective: TableObjective, steps: number, options: TuneOptions = {}): TuneResult {
   const { learningRate = 0.02, onStep } = options;
   const map = centroidMap(encoding.codes, shape);
-  const start = Float32Array.from(encoding.codebooks, (h) => F16_TO_F32[h]);
-  const before = options.before ?? objective.loss(decode(start, map, shape));
+  const start = halvesToF32(encoding.codebooks);
+  const before = options.before ?? objective.loss(decodeRvq(encoding, shape, start));
   let rms = 0;
   for (const v of start) rms += v * v;
   const step0 = learningRate * Math.sqrt(rms / Math.max(1, start.length));
@@ -140,7 +69,7 @@ export function tuneCodebooks(encoding: RvqEncoding, shape: TuneShape, objective
   const v = new Float64Array(values.length);
   const [beta1, beta2] = [0.9, 0.999];
   for (let step = 0; step < steps; step++) {
-    const { loss, gradient } = objective.evaluate(decode(values, map, shape), step % objective.batches);
+    const { loss, gradient } = objective.evaluate(decodeRvq(encoding, shape, values), step % objective.batches);
     onStep?.(step + 1, loss);
     const g = centroidGradient(gradient, map, shape, values.length);
     const rate = step0 * 0.5 * (1 + Math.cos((Math.PI * step) / steps));
@@ -153,7 +82,7 @@ export function tuneCodebooks(encoding: RvqEncoding, shape: TuneShape, objective
     }
   }
   const halves = roundToHalves(values);
-  const after = steps === 0 ? before : objective.loss(decode(Float32Array.from(halves, (h) => F16_TO_F32[h]), map, shape));
+  const after = steps === 0 ? before : objective.loss(decodeRvq(encoding, shape, halvesToF32(halves)));
   if (!(after < before)) return { encoding, before, after: before, steps, kept: false };
   return { encoding: { ...encoding, codebooks: halves }, before, after, steps, kept: true };
 }

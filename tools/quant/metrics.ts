@@ -1,5 +1,5 @@
 // Quality of a decoded table against the original: relative MSE, mean row cosine and the share of
-// semantic neighbours (NN@10) that survive compression. Definitions as in issue 2 / DESIGN.md.
+// semantic neighbours (NN@10) that survive compression (`carvq eval --help` states each).
 import type { Matrix } from "../matrix.ts";
 
 export interface ReconstructionMetrics {

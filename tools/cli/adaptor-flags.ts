@@ -1,11 +1,13 @@
 // `carvq compress` adaptor flags: --adaptor, --adaptor-bpp, --adaptor-precision, --adaptor-epochs,
 // their help text, parsing into AdaptorOptions (one-line errors), and the training progress bar.
-import cliProgress from "cli-progress";
-import { choiceOption, intOption } from "../cli/args.ts";
+import type cliProgress from "cli-progress";
+import { choiceOption, intOption } from "./args.ts";
 import { CarvqError } from "../errors.ts";
-import { DEFAULT_ADAPTOR_BPP, parseAdaptorSpec } from "./sizing.ts";
-import { DEFAULT_ADAPTOR_OPTIONS, type AdaptorEvents, type AdaptorOptions } from "./step.ts";
-import type { TrainProgress } from "./train.ts";
+import { DEFAULT_ADAPTOR_BPP, parseAdaptorSpec } from "../adaptor/sizing.ts";
+import { DEFAULT_ADAPTOR_OPTIONS, type AdaptorEvents, type AdaptorOptions } from "../adaptor/step.ts";
+import type { TrainProgress } from "../adaptor/train.ts";
+import { RVQ_METHOD } from "../quant/methods.ts";
+import { stderrBar } from "../progress.ts";
 
 export const ADAPTOR_HELP = `  --adaptor A          carvq: corrective adaptor gamma(t) = MLP(sigma0[t]) added to each decoded row
                        (blob format v1.2): none (default); paper (16 -> 384 -> 512 -> n); auto (sized
@@ -44,7 +46,7 @@ export function parseAdaptorFlags(command: string, values: AdaptorValues, method
   }
   const adaptorPrecision = choiceOption(command, "adaptor-precision", values["adaptor-precision"], D.adaptorPrecision, ["int8", "fp16"] as const);
   const adaptorEpochs = intOption(command, "adaptor-epochs", values["adaptor-epochs"], D.adaptorEpochs, 0, 100000);
-  if (adaptor !== "none" && method !== "carvq") throw new CarvqError(`carvq ${command}: --adaptor needs --method carvq (an adaptor corrects an RVQ table), got --method ${method}`);
+  if (adaptor !== "none" && method !== RVQ_METHOD) throw new CarvqError(`carvq ${command}: --adaptor needs --method carvq (an adaptor corrects an RVQ table), got --method ${method}`);
   if (adaptor !== "none" && searching) throw new CarvqError(`carvq ${command}: --adaptor cannot be combined with --target-bpp or --target (the search does not budget an adaptor)`);
   return { adaptor, adaptorBpp, adaptorPrecision, adaptorEpochs };
 }
@@ -62,17 +64,7 @@ export function adaptorEvents(note: (message: string) => void, before: { stop():
     training: (p: TrainProgress) => {
       if (bar === null) {
         before.stop();
-        bar = new cliProgress.SingleBar(
-          {
-            format: "training adaptor [{bar}] {percentage}% | epoch {epoch}/{epochs} | step {value}/{total} | L1 {loss} | {duration_formatted} elapsed, eta {eta_formatted}",
-            stream: process.stderr,
-            noTTYOutput: true,
-            notTTYSchedule: 5000,
-            hideCursor: true,
-            etaBuffer: 50,
-          },
-          cliProgress.Presets.shades_classic,
-        );
+        bar = stderrBar("training adaptor [{bar}] {percentage}% | epoch {epoch}/{epochs} | step {value}/{total} | L1 {loss} | {duration_formatted} elapsed, eta {eta_formatted}");
         bar.start(p.steps, 0, { epoch: 1, epochs: p.epochs, loss: "-" });
       }
       bar.update(p.step, { epoch: p.epoch + 1, epochs: p.epochs, loss: p.loss.toFixed(4) });
