@@ -40,7 +40,8 @@ export interface OpenTableOptions {
   mode?: TableMode;
   /**
    * The core module itself, instead of the package's build/lib/ file: a compiled module, its bytes,
-   * or where to fetch it (browsers serving the package's files elsewhere).
+   * or where it is (a URL to fetch, as browsers serving the package's files elsewhere need; in
+   * Node, also a file path).
    */
   module?: WebAssembly.Module | BufferSource | URL | string;
 }
@@ -115,12 +116,20 @@ async function checkTarget(options: OpenTableOptions): Promise<void> {
   }
 }
 
+/** Where a module given by name is: a URL, or in Node a file path (relative to the working folder). */
+async function moduleUrl(given: URL | string): Promise<URL> {
+  if (given instanceof URL || /^[a-z][a-z0-9+.-]+:/i.test(given)) return new URL(given);
+  if (!isNode()) return new URL(given, globalThis.location?.href ?? import.meta.url);
+  const [{ pathToFileURL }, { resolve }] = await Promise.all([import("node:url"), import("node:path")]);
+  return pathToFileURL(resolve(given));
+}
+
 /** Compiles the core module once per source (and file version, in Node) per process. */
 async function coreModule(options: OpenTableOptions): Promise<WebAssembly.Module> {
   const given = options.module;
   if (given instanceof WebAssembly.Module) return given;
   if (given !== undefined && typeof given !== "string" && !(given instanceof URL)) return WebAssembly.compile(given);
-  const url = given === undefined ? libraryUrl(options) : new URL(given, import.meta.url);
+  const url = given === undefined ? libraryUrl(options) : await moduleUrl(given);
   if (url.protocol === "file:" && isNode()) {
     const { readFileSync, statSync } = await import("node:fs");
     let key: string;

@@ -6,7 +6,8 @@
 import { spawnSync } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { join, relative } from "node:path";
+import { pathToFileURL } from "node:url";
 import { afterAll, describe, expect, it } from "vitest";
 import { bitDifferences, buildDir, projectRoot } from "../host/common.ts";
 import { randomBlob, type RandomBlobOptions } from "../host/random-blob.ts";
@@ -89,6 +90,14 @@ describe.skipIf(!built)("openTable: rows bit-identical to the reference decoder"
       expect(bitDifferences(table.lookup(IDS), decodeTokens(parseBlob(bytes, "a"), IDS)), mode).toBe(0);
       table.close();
     }
+    // The module by path (relative to the working folder) and by file URL.
+    const path = relative(process.cwd(), join(buildDir(), "lib", "carvq-scalar.wasm"));
+    for (const given of [path, pathToFileURL(path)]) {
+      const table = await openTable(bytes, { module: given });
+      expect(bitDifferences(table.lookup(IDS), decodeTokens(parseBlob(bytes, "a"), IDS)), String(given)).toBe(0);
+      table.close();
+    }
+    expect((await failure(openTable(bytes, { module: "no/such.wasm" }))).exitCode).toBe(RUNTIME_EXIT.io);
   });
 
   it("two tables open at once, each its own instance, serve their own rows", async () => {
