@@ -13,7 +13,9 @@ const help = `carvq lookup <blob> --tokens 1,2,3 [options]
 Looks tokens up with the device runtime (the WASM module, not the TypeScript decoder) and writes
 their rows, in the order asked, as raw little-endian float32: tokens x cols values. The runtime
 validates the blob (header, section bounds, CRC-32s) before it answers and never uses more linear
-memory than its budget.
+memory than its budget. The node host opens the blob in a library module (build/lib/, the JS API's
+openTable); with --adaptor-batch or --adaptor-tile it runs the command module (build/), whose knobs
+they are.
 Example: carvq lookup model.carvq --tokens 0,1,2,100-103 --target rpi-zero2w -o rows.f32
 
 Options:
