@@ -206,6 +206,15 @@ describe.skipIf(!built || !existsSync(join(projectRoot(), "dist", "table.mjs")))
   };
   const blocks = readmeBlocks("js");
 
+  it("carvq/table (dist/table.mjs, for browsers) imports no Node module, only the loader", () => {
+    const bundle = readFileSync(join(projectRoot(), "dist", "table.mjs"), "utf8");
+    const imports = [...bundle.matchAll(/^import .* from "([^"]+)";$/gm)].map((m) => m[1]);
+    expect(imports).toEqual(["@assemblyscript/loader"]);
+    const pkg = JSON.parse(readFileSync(join(projectRoot(), "package.json"), "utf8")) as { exports: Record<string, { import: string }>; dependencies: Record<string, string> };
+    expect(pkg.exports["./table"].import).toBe("./dist/table.mjs");
+    expect(Object.keys(pkg.dependencies)).toContain("@assemblyscript/loader");
+  });
+
   it("has the C ABI example and the JS API example", () => {
     expect(blocks).toHaveLength(2);
   });
