@@ -5,7 +5,10 @@
 // (build/bench/) contain it: clock_time_get is their eleventh import, and the device modules keep
 // the ten that firmware provides.
 //
-//   carvq-rt bench [--mode M] [--adaptor-batch N] [--adaptor-tile BYTES] <blob> <case> <count> <repetitions>
+//   carvq-rt bench [--mode M] [--adaptor-batch N] [--adaptor-tile BYTES] [--no-widen] <blob> <case> <count> <repetitions>
+//
+// As the library does, a resident RVQ blob's codebooks are widened to f32 at open where the budget
+// holds them ("codebooks": "f32" in the output); --no-widen keeps decoding from FP16 ("f16").
 //
 // Every case runs `count` items once as a warm-up, then `repetitions` times timed, on the same
 // pseudo-random tokens each time (seeded, so two runs or two modules see the same tokens), and
@@ -15,7 +18,7 @@ import { arenaAlloc } from "./arena";
 import { rows, cols, resident, adapted, adMlpOffset, adMlpLength, blobErr } from "./blob";
 import { batch, cached, tileBytes } from "./adaptor";
 import { loadTableRow, applyAdaptor } from "./adaptor";
-import { decodeCodes, decodeToken, finishRows, outPtr, outRows, rowOutBytes, mode, MODE_RESIDENT } from "./lookup";
+import { decodeCodes, decodeToken, finishRows, outPtr, outRows, rowOutBytes, mode, wide, MODE_RESIDENT } from "./lookup";
 import { widenRow } from "./kernels";
 import { putStr, putU64, putByte, textBegin, textFlush } from "./text";
 import { errBegin, die, EXIT_USAGE, EXIT_BUDGET, EXIT_IO } from "./exit";
@@ -146,6 +149,8 @@ export function runBench(kase: u32, count: u32, repetitions: u32): void {
   putStr(ASC_FEATURE_SIMD ? "\"simd\"" : "\"scalar\"");
   putStr(",\"mode\":");
   putStr(mode == MODE_RESIDENT ? "\"resident\"" : "\"streaming\"");
+  putStr(",\"codebooks\":");
+  putStr(wide != 0 ? "\"f32\"" : "\"f16\"");
   putStr(",\"count\":");
   putU64(count);
   putStr(",\"outRows\":");

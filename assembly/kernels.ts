@@ -116,6 +116,57 @@ export function addEntryPair(out: usize, p0: usize, p1: usize, count: u32): void
   }
 }
 
+// ---- The same sums over codebooks widened to f32 once at open (resident mode, where the budget
+// holds them). Widening is exact, so the sums, taken in the same order from +0.0, are the same bits.
+
+/** addEntries over f32 entries. */
+export function addEntriesF32(out: usize, ptrs: usize, levels: u32, count: u32): void {
+  gatherAddF32(out, ptrs, levels, count, 1, false);
+}
+
+/** addEntriesScaled over f32 entries. */
+export function addEntriesScaledF32(out: usize, ptrs: usize, levels: u32, count: u32, scale: f32): void {
+  gatherAddF32(out, ptrs, levels, count, scale, true);
+}
+
+/** Two levels over f32 entries: out[e] = (0 + p0[e]) + p1[e], e < count. Inlined: it runs per sub-vector. */
+// @ts-ignore: decorator
+@inline export function addEntryPairF32(out: usize, p0: usize, p1: usize, count: u32): void {
+  let e: u32 = 0;
+  if (ASC_FEATURE_SIMD) {
+    for (; e + 4 <= count; e += 4) {
+      const off = <usize>e << 2;
+      v128.store(out + off, f32x4.add(f32x4.add(f32x4.splat(0), v128.load(p0 + off)), v128.load(p1 + off)));
+    }
+  }
+  for (; e < count; e++) {
+    const off = <usize>e << 2;
+    store<f32>(out + off, (<f32>0 + load<f32>(p0 + off)) + load<f32>(p1 + off));
+  }
+}
+
+// @ts-ignore: decorator
+@inline function gatherAddF32(out: usize, ptrs: usize, levels: u32, count: u32, scale: f32, scaled: bool): void {
+  let e: u32 = 0;
+  if (ASC_FEATURE_SIMD) {
+    const scale4 = f32x4.splat(scale);
+    for (; e + 4 <= count; e += 4) {
+      const off = <usize>e << 2;
+      let acc = f32x4.splat(0);
+      for (let l: u32 = 0; l < levels; l++) acc = f32x4.add(acc, v128.load(<usize>load<u32>(ptrs + (<usize>l << 2)) + off));
+      if (scaled) acc = f32x4.mul(acc, scale4);
+      v128.store(out + off, acc);
+    }
+  }
+  for (; e < count; e++) {
+    const off = <usize>e << 2;
+    let acc: f32 = 0;
+    for (let l: u32 = 0; l < levels; l++) acc += load<f32>(<usize>load<u32>(ptrs + (<usize>l << 2)) + off);
+    if (scaled) acc *= scale;
+    store<f32>(out + off, acc);
+  }
+}
+
 /**
  * out[e] = f32(FP16 src[e]) for e < n: an uncompressed FP16 table's lookup, the floor the bench
  * command compares the RVQ decode with. The same widening as the decode kernels (widen4 in the

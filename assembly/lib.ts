@@ -8,7 +8,7 @@
 // Memory: one I/O area of CARVQ_IO_BYTES (a build constant) is reserved at the bottom of the arena
 // at initialization and never moves; the host writes a path or token ids there and reads rows or
 // a message back. Everything a blob needs is planned after it at open and released at close.
-import { arenaInit, arenaAlloc, arenaMark, arenaRelease } from "./arena";
+import { arenaInit, arenaAlloc, arenaMark } from "./arena";
 import { crcInit } from "./crc32";
 import { putStr, putU64, MESSAGE, messageLen } from "./text";
 import { errBegin, fail, failure, clearFailure, putU32, EXIT_OK, EXIT_USAGE, EXIT_BUDGET, EXIT_INTERNAL } from "./exit";
@@ -111,7 +111,7 @@ export function carvq_open(pathLen: u32, modeAsked: u32): u32 {
   }
   memory.copy(path, ioPtr, pathLen);
   if (!tableOpenFile(path, pathLen) || !ioHoldsRow()) return openFailed();
-  if (!tablePlan(modeAsked, 0xffffffff, ioPtr, <u64>IO_BYTES)) return openFailed();
+  if (!tablePlan(modeAsked, 0xffffffff, ioPtr, <u64>IO_BYTES, true)) return openFailed();
   return finish(EXIT_OK);
 }
 
@@ -164,7 +164,7 @@ export function carvq_open_memory(bytes: u32): u32 {
   const p = areaPtr;
   areaPtr = 0;
   if (!tableOpenMemory(p, <u64>bytes) || !ioHoldsRow()) return openFailed();
-  if (!tablePlan(0, 0xffffffff, ioPtr, <u64>IO_BYTES)) return openFailed();
+  if (!tablePlan(0, 0xffffffff, ioPtr, <u64>IO_BYTES, true)) return openFailed();
   return finish(EXIT_OK);
 }
 

@@ -8,7 +8,10 @@ import {
 import { loadResident } from "./verify";
 import { adaptorResidentNeed, adaptorStreamingNeed, planAdaptor, loadTableRow, applyAdaptor } from "./adaptor";
 import { arenaAlloc, arenaCost, arenaFree } from "./arena";
-import { addEntries, addEntriesScaled, addEntryPair, decodeScalarRow, f16ToF32 } from "./kernels";
+import {
+  addEntries, addEntriesScaled, addEntryPair, addEntriesF32, addEntriesScaledF32, addEntryPairF32, decodeScalarRow,
+  f16ToF32, widenRow,
+} from "./kernels";
 import { putStr, putU64 } from "./text";
 import { fail, EXIT_BAD_BLOB } from "./exit";
 
@@ -92,6 +95,8 @@ let scalesPtr: usize = 0;
 export let windowGroups: u32 = 0;
 let winG0: u64 = 0;
 let winG1: u64 = 0;
+/** Resident RVQ: the codebooks widened to f32 once (0 = not widened: decode from FP16). */
+export let wide: usize = 0;
 
 /** Forgets the plan of the last blob. */
 export function resetPlan(): void {
@@ -104,6 +109,35 @@ export function resetPlan(): void {
   windowGroups = 0;
   winG0 = 0;
   winG1 = 0;
+  wide = 0;
+}
+
+/** Bytes the codebooks take widened to f32 (what widenCodebooks reserves). */
+export function wideBytes(): u64 {
+  return <u64>groupCount * <u64>groupBytes * 2;
+}
+
+/**
+ * Resident RVQ, after the plan: widens every codebook entry to f32 once, if the budget still holds
+ * them, so that a lookup reads f32 entries instead of widening FP16 ones (exact, the same bits).
+ * Returns whether it did; without room, lookups decode from FP16 as before.
+ */
+export function widenCodebooks(): bool {
+  if (mode != MODE_RESIDENT || method != METHOD_RVQ || resident == 0) return false;
+  const bytes = wideBytes();
+  if (arenaCost(bytes) > arenaFree()) return false;
+  const p = arenaAlloc(bytes);
+  if (p == 0) return false;
+  // In pieces of at most 2^28 values, so every count is a u32.
+  const values = bytes >> 2;
+  const src = resident + <usize>codebooksOffset;
+  for (let done: u64 = 0; done < values;) {
+    const n = values - done < (1 << 28) ? values - done : <u64>(1 << 28);
+    widenRow(src + <usize>(done << 1), p + <usize>(done << 2), <u32>n);
+    done += n;
+  }
+  wide = p;
+  return true;
 }
 
 /**
@@ -228,6 +262,10 @@ export function decodeCodes(t: u32, out: usize): void {
     scale = f16ToF32(<u32>load<u16>(scalesPtr + (<usize>index << 1)));
     rec++;
   }
+  if (wide != 0) {
+    decodeWide(t, rec, out, scaled, scale);
+    return;
+  }
   // The group of sub-vector s, advanced one sub-vector at a time as groupOf defines it, without
   // its 64-bit division per sub-vector (which cost about as much as the sub-vector's arithmetic):
   // row layout, G steps up after the `left` sub-vectors remaining in the current group; column
@@ -280,5 +318,48 @@ export function decodeCodes(t: u32, out: usize): void {
     const count = cols - first < h ? cols - first : h;
     if (scaled) addEntriesScaled(out + (<usize>first << 2), PTRS, L, count, scale);
     else addEntries(out + (<usize>first << 2), PTRS, L, count);
+  }
+}
+
+/**
+ * decodeCodes over the codebooks widened to f32 (resident): the same sums, from f32 entries. The
+ * sub-vectors are taken in runs that share a group (row layout: up to g of them; column-block: one),
+ * so the loop over one run has no group bookkeeping.
+ */
+function decodeWide(t: u32, rec: usize, out: usize, scaled: bool, scale: f32): void {
+  const S = subvecsPerRow;
+  const h = subvec;
+  const L = levels;
+  const eb = <usize>h << 2;
+  const K = RVQ_CODEBOOK_SIZE;
+  const wideGroup = <usize>groupBytes << 1;
+  const rowLayout = layout == LAYOUT_ROW;
+  // Row layout: the first run ends where token t's first group does.
+  let run: u32 = rowLayout ? group - <u32>((<u64>t * <u64>S) % <u64>group) : 1;
+  let base: usize = wide + <usize>groupOf(t, 0) * wideGroup;
+  const pair = L == 2 && !scaled;
+  let s: u32 = 0;
+  while (s < S) {
+    const end = S - s < run ? S : s + run;
+    for (; s < end; s++) {
+      const first = s * h;
+      const count = cols - first < h ? cols - first : h;
+      const dst = out + (<usize>first << 2);
+      if (pair) {
+        // Two levels: one code byte holds both nibbles (level 0 low, level 1 high).
+        const codes = <u32>load<u8>(rec + <usize>s);
+        addEntryPairF32(dst, base + <usize>(codes & 15) * eb, base + <usize>(K + (codes >> 4)) * eb, count);
+        continue;
+      }
+      for (let l: u32 = 0; l < L; l++) {
+        const i = s * L + l;
+        const code = (<u32>load<u8>(rec + (<usize>i >> 1)) >> ((i & 1) << 2)) & 15;
+        store<u32>(PTRS + (<usize>l << 2), <u32>(base + <usize>(l * K + code) * eb));
+      }
+      if (scaled) addEntriesScaledF32(dst, PTRS, L, count, scale);
+      else addEntriesF32(dst, PTRS, L, count);
+    }
+    base += wideGroup;
+    run = rowLayout ? group : 1;
   }
 }

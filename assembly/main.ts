@@ -40,6 +40,8 @@ import {
 const VERSION = "0.1.0";
 const SCRATCH: usize = memory.data(16, 16);
 
+/** bench: widen a resident blob's codebooks to f32 at open as the library does (--no-widen: decode from FP16). */
+let widenForBench = true;
 let argc: u32 = 0;
 let argv: usize = 0;
 
@@ -67,7 +69,7 @@ function putUsage(): void {
   putStr("       carvq-rt lookup [--mode resident|streaming|auto] [--adaptor-batch N] [--adaptor-tile BYTES] --stdin <blob>\n");
   putStr("       carvq-rt info <blob>\n");
   putStr("       carvq-rt --version\n");
-  if (CARVQ_BENCH) putStr("       carvq-rt bench [lookup's options] <blob> decode|lookup|adaptor|fp16|copy <count> <repetitions>\n");
+  if (CARVQ_BENCH) putStr("       carvq-rt bench [lookup's options] [--no-widen] <blob> decode|lookup|adaptor|fp16|copy <count> <repetitions>\n");
   putStr("lookup writes each row as raw little-endian float32 to stdout, in the order asked.\n");
   putStr("--stdin reads whitespace-separated token ids from stdin until its end and writes each row as soon as its\n");
   putStr("token is read; the blob is validated once. A bad id stops it (exit 2 or 5) after the rows before it.\n");
@@ -199,7 +201,7 @@ function cmdLookupStdin(first: u32, asked: u32): void {
   if (first >= argc) usageError("lookup --stdin: missing <blob>", -1);
   if (first + 1 < argc) usageError("lookup --stdin: the tokens come from stdin, not the command line:", <i32>(first + 1));
   if (!tableOpenFile(argPtr(first), argLen(first))) dieFailed();
-  if (!tablePlan(asked, 1)) dieFailed();
+  if (!tablePlan(asked, 1, 0, 0, true)) dieFailed();
   let value: i64 = 0;
   let digits: u32 = 0;
   let count: u64 = 0;
@@ -252,7 +254,7 @@ function cmdBench(first: u32, asked: u32): void {
   const repetitions = parseCount(first + 3);
   if (repetitions < 1 || repetitions > 100) usageError("bench: <repetitions> must be a whole number from 1 to 100, got", <i32>(first + 3));
   if (!tableOpenFile(argPtr(first), argLen(first))) dieFailed();
-  if (!tablePlan(asked, plannedTokens(<u32>kase, <u32>count))) dieFailed();
+  if (!tablePlan(asked, plannedTokens(<u32>kase, <u32>count), 0, 0, widenForBench)) dieFailed();
   runBench(<u32>kase, <u32>count, <u32>repetitions);
   tableClose();
 }
@@ -444,6 +446,12 @@ export function _start(): void {
       else if (argIs(i, "streaming")) asked = MODE_STREAMING;
       else if (argIs(i, "auto")) asked = MODE_AUTO;
       else usageError("--mode must be resident, streaming or auto, got", <i32>i);
+      i++;
+      continue;
+    }
+    if (argIs(i, "--no-widen")) {
+      if (!isBench) usageError("--no-widen is an option of bench only", <i32>i);
+      widenForBench = false;
       i++;
       continue;
     }

@@ -20,7 +20,7 @@ import { verifySections } from "./verify";
 import { resetAdaptorPlan } from "./adaptor";
 import {
   MODE_AUTO, MODE_RESIDENT, MODE_STREAMING, residentNeed, streamingNeed, planBuffers, resetPlan, decodeToken,
-  finishRows, outRows,
+  finishRows, outRows, widenCodebooks,
 } from "./lookup";
 
 /** The name a blob handed over in memory goes by in messages. */
@@ -122,9 +122,11 @@ function chooseMode(asked: u32): u32 {
 /**
  * After the header: chooses the mode, checks every section's CRC and plans the buffers for
  * `tokens` tokens per batch, the rows going to a buffer of their own or (`out`) to the `outBytes`
- * there. Returns false after a refusal (bad blob, budget, read error).
+ * there. With `widen` (long-lived instances: the library, lookup --stdin, bench), a resident RVQ
+ * blob's codebooks are then widened to f32 once if the budget still holds them. Returns false
+ * after a refusal (bad blob, budget, read error).
  */
-export function tablePlan(asked: u32, tokens: u32, out: usize = 0, outBytes: u64 = 0): bool {
+export function tablePlan(asked: u32, tokens: u32, out: usize = 0, outBytes: u64 = 0, widen: bool = false): bool {
   const m = chooseMode(asked);
   if (m == 0) return false;
   // Streaming checks the CRCs first, through a transient chunk released before the buffers are
@@ -138,6 +140,7 @@ export function tablePlan(asked: u32, tokens: u32, out: usize = 0, outBytes: u64
     return fail(EXIT_BUDGET);
   }
   if (m != MODE_STREAMING && !verifySections()) return false;
+  if (widen) widenCodebooks();
   isOpen = true;
   return true;
 }

@@ -5,7 +5,7 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "n
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { bitDifferences, loadTargets, RUNTIME_EXIT, type Target } from "../host/common.ts";
+import { bitDifferences, buildDir, loadTargets, RUNTIME_EXIT, type Target } from "../host/common.ts";
 import { runWasiCommand, wasmPath } from "../host/node.ts";
 import { randomBlob, type RandomBlobOptions } from "../host/random-blob.ts";
 import { parseBlob } from "../tools/blob/reader.ts";
@@ -327,5 +327,22 @@ describe("soak: one instance, 10^6 lookups and 200 open/close cycles", () => {
     expect(ex.carvq_close()).toBe(0);
     expect(fds()).toBe(before);
     rt.dispose();
+  });
+});
+
+describe("codebooks widened to f32 at open (resident RVQ, where the budget holds them)", () => {
+  it("the bench command widens in resident mode, not with --no-widen nor in streaming mode, in both builds", () => {
+    const bytes = randomBlob({ rows: 300, cols: 50, subvec: 6, levels: 3, group: 7, seed: 41 });
+    const path = writeBlob(bytes, "widen.carvq");
+    const codebooks = (module: string, args: string[]) => {
+      const run = runWasiCommand(join(buildDir(), "bench", `${module}.wasm`), ["bench", ...args, path, "decode", "10", "1"], { [GUEST]: dir });
+      expect(run.stderr).toBe("");
+      return (JSON.parse(new TextDecoder().decode(run.stdout)) as { codebooks: string }).codebooks;
+    };
+    for (const module of ["simd", "scalar"]) {
+      expect(codebooks(module, ["--mode", "resident"])).toBe("f32");
+      expect(codebooks(module, ["--mode", "resident", "--no-widen"])).toBe("f16");
+      expect(codebooks(module, ["--mode", "streaming"])).toBe("f16");
+    }
   });
 });

@@ -94,7 +94,7 @@ describe("safetensors", () => {
 
   it("refuses an integer dtype, naming it", () => {
     const path = fixture("model.safetensors", safetensorsBytes([{ name: "x", dtype: "I64", shape: [2, 2], data: new Uint8Array(32) }]));
-    expectCarvqError(() => loadMatrix(path, { tensor: "x" }), path, "tensor 'x' has dtype I64; expected F32, F16 or BF16");
+    expectCarvqError(() => loadMatrix(path, { tensor: "x" }), path, "tensor 'x' has dtype I64; expected F32, F16, BF16, F64");
   });
 
   it("refuses a header length past the 100 MB cap or past the file end", () => {
@@ -193,9 +193,9 @@ describe("GGUF", () => {
     ]);
   });
 
-  it("refuses a quantized tensor, naming its type", () => {
-    const path = fixture("model.gguf", ggufBytes([ggufQ8Tensor("token_embd.weight", 4, 64)]));
-    expectCarvqError(() => loadMatrix(path), path, "tensor 'token_embd.weight' has dtype Q8_0; expected F32, F16 or BF16", "block-quantized");
+  it("refuses a block type it does not dequantize, naming its type", () => {
+    const path = fixture("model.gguf", ggufBytes([{ name: "token_embd.weight", type: 16, ne: [256, 4], data: new Uint8Array(66 * 4) }]));
+    expectCarvqError(() => loadMatrix(path), path, "tensor 'token_embd.weight' has dtype IQ2_XXS; expected F32, F16, BF16, F64 or a supported block type", "Q4_K");
   });
 
   it("refuses a wrong version", () => {
@@ -274,14 +274,12 @@ describe("npy", () => {
     expectSameMatrix(loadMatrix(path).matrix, matrix);
   });
 
-  it("refuses other dtypes, big-endian and Fortran order", () => {
+  it("refuses non-numeric and integer dtypes", () => {
     const data = new Uint8Array(4 * 4 * 8);
-    const f8 = fixture("a.npy", npyBytes({ descr: "<f8", shape: [4, 4], data }));
-    expectCarvqError(() => loadMatrix(f8), f8, "descr is '<f8'; expected '<f4' (float32) or '<f2' (float16)");
-    const big = fixture("a.npy", npyBytes({ descr: ">f4", shape: [4, 8], data }));
-    expectCarvqError(() => loadMatrix(big), big, "descr is '>f4'", "big-endian");
-    const fortran = fixture("a.npy", npyBytes({ fortranOrder: true, shape: [4, 8], data }));
-    expectCarvqError(() => loadMatrix(fortran), fortran, "fortran_order is True; expected False");
+    const complex = fixture("a.npy", npyBytes({ descr: "<c8", shape: [4, 4], data }));
+    expectCarvqError(() => loadMatrix(complex), complex, "descr is '<c8'; expected a numeric type such as '<f4', '>f8' or '<f2'");
+    const ints = fixture("a.npy", npyBytes({ descr: "<i8", shape: [4, 4], data: data.subarray(0, 128) }));
+    expectCarvqError(() => loadMatrix(ints), ints, "tensor 'array' has dtype I64; expected F32, F16, BF16, F64");
   });
 
   it("refuses data shorter or longer than the shape", () => {
@@ -346,17 +344,17 @@ describe("files that are not models", () => {
     expectCarvqError(() => loadMatrix(path), path, "cannot open (no such file)");
   });
 
-  it("refuses a directory", () => {
+  it("refuses a folder with no model file, listing what it holds", () => {
     const path = join(dir, "folder");
     mkdirSync(path);
-    expectCarvqError(() => loadMatrix(path), path, "is a directory");
+    expectCarvqError(() => loadMatrix(path), path, "a folder with no model.safetensors.index.json, model.safetensors", "(files: none)");
   });
 
   it("refuses an empty file and unknown content", () => {
     const empty = fixture("empty.safetensors", new Uint8Array(0));
     expectCarvqError(() => loadMatrix(empty), empty, "file is empty");
     const text = fixture("notes.txt", new TextEncoder().encode("just some text, not a model at all"));
-    expectCarvqError(() => loadMatrix(text), text, "unknown format (first bytes 6a 75 73 74", "expected safetensors, GGUF, .npy or a llama2.c checkpoint");
+    expectCarvqError(() => loadMatrix(text), text, "unknown format (first bytes 6a 75 73 74", "expected safetensors, GGUF, .npy, .npz, a PyTorch .bin, a llama2.c checkpoint or a Hugging Face model folder");
   });
 
   it("names the path as given in messages", () => {

@@ -47,6 +47,12 @@ export const DEFAULT_COMPRESS_OPTIONS: CompressOptions = { method: RVQ_METHOD, h
 export interface CompressSource {
   source?: string;
   tensor?: string;
+  /**
+   * The table's stored type in the source and its bits per weight ("Q4_K", 4.5), recorded when it is
+   * not float32 so inspect can say what the blob was made from; float32 sources record nothing.
+   */
+  sourceDtype?: string;
+  sourceBitsPerWeight?: number;
   /** An end-to-end objective of the table in its model (a llama2.c model's KL), for `tuneKl`. */
   objective?: TableObjective;
 }
@@ -189,6 +195,7 @@ export function blobMetadata(shape: { rows: number; cols: number }, o: CompressO
     version: TOOL_VERSION,
     ...(from.source !== undefined ? { source: from.source.split(/[\\/]/).pop() } : {}),
     ...(from.tensor !== undefined ? { tensor: from.tensor } : {}),
+    ...(from.sourceDtype !== undefined && from.sourceDtype !== "F32" ? { sourceDtype: from.sourceDtype, ...(from.sourceBitsPerWeight !== undefined ? { sourceBpw: from.sourceBitsPerWeight } : {}) } : {}),
     shape: [shape.rows, shape.cols],
     options: recordedOptions(o),
     metrics: { relMSE: roundMetric(metrics.relMSE), cosine: roundMetric(metrics.cosine) },

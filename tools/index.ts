@@ -43,8 +43,8 @@ export interface CompressTableOptions extends Partial<CompressOptions>, Compress
 
 /** Compresses a table into a blob's bytes (deterministic for the same table, options and seed), with its parsed form and measured error. */
 export async function compress(table: Matrix, options: CompressTableOptions = {}): Promise<CompressResult> {
-  const { threads, onProgress, events, source, tensor, objective, ...compressOptions } = options;
-  return compressMatrix(table, compressOptions, { source, tensor, objective }, { threads, onProgress, events });
+  const { threads, onProgress, events, source, tensor, sourceDtype, sourceBitsPerWeight, objective, ...compressOptions } = options;
+  return compressMatrix(table, compressOptions, { source, tensor, sourceDtype, sourceBitsPerWeight, objective }, { threads, onProgress, events });
 }
 
 export interface ParseBlobOptions {

@@ -9,6 +9,9 @@ export interface BlobMetadata {
   version: string;
   source?: string;
   tensor?: string;
+  /** The table's stored type in the source and its bits per weight, when not float32 (e.g. "Q4_K", 4.5). */
+  sourceDtype?: string;
+  sourceBpw?: number;
   shape?: [number, number];
   options?: Record<string, unknown>;
   metrics?: Record<string, number>;

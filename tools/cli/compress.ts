@@ -17,8 +17,9 @@ import { AUTO_HELP, checkAutoConflicts, chooseOptions, modelScore, parseTargetBp
 
 const help = `carvq compress <input> -o <blob> [options]
 
-Compresses the token-embedding table of a model file (safetensors, GGUF, .npy or a llama2.c
-checkpoint) into one carvq blob. Progress goes to stderr; the summary to stdout.
+Compresses the token-embedding table of a model (safetensors, GGUF including its block types, .npy,
+.npz, PyTorch .bin, a llama2.c checkpoint, or a Hugging Face folder or shard index; see carvq
+tensors) into one carvq blob. Progress goes to stderr; the summary to stdout.
 
 Options:
   -o, --output FILE    the blob to write (required); refused if it exists, unless --force
@@ -158,10 +159,12 @@ export const compressCommand: Command = {
     if (options.tuneKl > 0 && loaded.format !== "llama2c") throw new CarvqError(`carvq compress: --tune-kl needs a llama2.c checkpoint as input (it tunes on the model's KL); ${input} is ${loaded.format}`);
     if (options.klEncode > 0 && loaded.format !== "llama2c") throw new CarvqError(`carvq compress: --kl-encode needs a llama2.c checkpoint as input (it encodes for the model's KL); ${input} is ${loaded.format}`);
     const weights = values.weights === undefined ? undefined : loadWeights(values.weights, rows);
+    // One description of the source for the search and the fit, so the search sizes the metadata the blob will carry.
+    const from = { source: input, tensor: loaded.tensor, sourceDtype: loaded.dtype, sourceBitsPerWeight: loaded.bitsPerWeight };
     const started = performance.now();
     let search;
     if (auto) {
-      const chosen = await chooseOptions(loaded.matrix, { targetBpp, target: values.target, seed: options.seed, weights, threads, from: { source: input, tensor: loaded.tensor }, score: modelScore(loaded.format, input), after: { tuneKl: options.tuneKl, restarts: options.restarts, klEncode: options.klEncode } }, note);
+      const chosen = await chooseOptions(loaded.matrix, { targetBpp, target: values.target, seed: options.seed, weights, threads, from, score: modelScore(loaded.format, input), after: { tuneKl: options.tuneKl, restarts: options.restarts, klEncode: options.klEncode } }, note);
       const { weights: _w, ...picked } = chosen.options;
       options = { ...picked, tuneKl: options.tuneKl, restarts: options.restarts, klEncode: options.klEncode };
       search = searchJson(chosen.result);
@@ -180,7 +183,7 @@ export const compressCommand: Command = {
     const objective = needsModel && loaded.format === "llama2c" ? calibrationKlObjective(loadLlama2cModel(input)) : undefined;
     let result;
     try {
-      result = await compress(loaded.matrix, { ...options, ...adaptorOptions, weights, source: input, tensor: loaded.tensor, objective, threads, onProgress: progress.update, events });
+      result = await compress(loaded.matrix, { ...options, ...adaptorOptions, weights, ...from, objective, threads, onProgress: progress.update, events });
     } finally {
       progress.stop();
       for (const bar of bars) bar?.stop();

@@ -2,7 +2,7 @@ import { CarvqError } from "../errors.ts";
 import { evaluate, parseBlob, readTable } from "../index.ts";
 import { parseCommandArgs } from "./args.ts";
 import type { Command } from "./command.ts";
-import { fmt, printResult } from "./output.ts";
+import { fmt, fmtBpw, printResult } from "./output.ts";
 
 const help = `carvq eval <blob> --ref <input> [--tensor NAME] [--json]
 
@@ -32,8 +32,10 @@ export const evalCommand: Command = {
     const reference = await readTable(values.ref, { tensor: values.tensor });
     const e = await evaluate(blob, { reference: reference.matrix, referenceName: values.ref });
     const parts = Object.entries(e.bppBreakdown).map(([part, bits]) => `${part} ${fmt(bits)}`).join(", ");
-    printResult(values.json === true, { blob: positionals[0], ref: values.ref, tensor: reference.tensor, ...e }, [
+    const source = `${reference.dtype}${reference.bitsPerWeight !== undefined ? ` ${fmtBpw(reference.bitsPerWeight)} bpw` : ""}`;
+    printResult(values.json === true, { blob: positionals[0], ref: values.ref, tensor: reference.tensor, sourceDtype: reference.dtype, ...(reference.bitsPerWeight !== undefined ? { sourceBpw: reference.bitsPerWeight } : {}), ...e }, [
       `${positionals[0]}: ${e.method}, ${e.shape[0]} x ${e.shape[1]}`,
+      `source  ${source} -> carvq ${fmt(e.bpp)} bpp`,
       `bpp     ${fmt(e.bpp)}  (${parts})`,
       `relMSE  ${fmt(e.relMSE)}`,
       `cosine  ${fmt(e.cosine)}`,

@@ -1,9 +1,11 @@
+import type { BlobMetadata } from "../blob/metadata.ts";
 import { readBlobFile, SECTION_NAMES } from "../blob/reader.ts";
+import { printable } from "../readers/modelFile.ts";
 import { CarvqError } from "../errors.ts";
 import { bitsPerParameter } from "../eval/bpp.ts";
 import { parseCommandArgs } from "./args.ts";
 import type { Command } from "./command.ts";
-import { fmt, printResult } from "./output.ts";
+import { fmt, fmtBpw, printResult } from "./output.ts";
 import { RVQ_METHOD } from "../quant/methods.ts";
 
 const help = `carvq inspect <blob> [--json]
@@ -14,6 +16,15 @@ bits-per-parameter breakdown and metadata.
 Options:
   --json       print one JSON object
   -h, --help   this text`;
+
+/** "source: model.gguf 'token_embd.weight', Q4_K 4.5 bpw -> carvq 1.6 bpp", from what compress recorded. */
+function sourceLine(metadata: BlobMetadata | null, bpp: number): string[] {
+  if (metadata?.source === undefined) return [];
+  const tensor = metadata.tensor !== undefined ? ` '${printable(String(metadata.tensor))}'` : "";
+  // Compress records the stored type only when it is not float32, so its absence says nothing for blobs made elsewhere.
+  const stored = typeof metadata.sourceDtype === "string" ? `, ${printable(metadata.sourceDtype, 20)}${typeof metadata.sourceBpw === "number" ? ` ${fmtBpw(metadata.sourceBpw)} bpw` : ""} -> carvq ${fmt(bpp)} bpp` : "";
+  return [`source: ${printable(String(metadata.source))}${tensor}${stored}`];
+}
 
 export const inspectCommand: Command = {
   name: "inspect",
@@ -34,6 +45,7 @@ export const inspectCommand: Command = {
         `, ${h.rowBytes} bytes per token`,
       ...sections.map((s) => `  ${s.name.padEnd(10)} offset ${String(s.offset).padStart(10)}  length ${String(s.length).padStart(10)}  crc ${s.crc}`),
       `bpp: ${Object.entries(size.parts).map(([part, bits]) => `${part} ${fmt(bits)}`).join(", ")}`,
+      ...sourceLine(blob.metadata, size.bpp),
       `metadata: ${JSON.stringify(blob.metadata)}`,
     ]);
   },

@@ -1,5 +1,6 @@
 import { CarvqError } from "../errors.ts";
-import { printable, readExactInto, type ModelFile } from "./modelFile.ts";
+import { GGML_REMOVED_TYPES, GGML_TYPES } from "./gguf-blocks.ts";
+import { describeFirstBytes, printable, readBytes, readExactInto, type ModelFile } from "./modelFile.ts";
 import type { TensorCatalog, TensorInfo } from "./tensor.ts";
 
 /**
@@ -25,15 +26,6 @@ const MAX_DIMS = 4; // GGML_MAX_DIMS
 const MAX_ARRAY_NESTING = 8;
 const MAX_ALIGNMENT = 1 << 24;
 
-/** ggml_type ids: the float types we read, and names for the rest so refusals can say what they met. */
-const GGML_TYPE_NAMES: Readonly<Record<number, string>> = {
-  0: "F32", 1: "F16", 2: "Q4_0", 3: "Q4_1", 6: "Q5_0", 7: "Q5_1", 8: "Q8_0", 9: "Q8_1",
-  10: "Q2_K", 11: "Q3_K", 12: "Q4_K", 13: "Q5_K", 14: "Q6_K", 15: "Q8_K",
-  16: "IQ2_XXS", 17: "IQ2_XS", 18: "IQ3_XXS", 19: "IQ1_S", 20: "IQ4_NL", 21: "IQ3_S", 22: "IQ2_S", 23: "IQ4_XS",
-  24: "I8", 25: "I16", 26: "I32", 27: "I64", 28: "F64", 29: "IQ1_M", 30: "BF16",
-  31: "Q4_0_4_4", 32: "Q4_0_4_8", 33: "Q4_0_8_8", 34: "TQ1_0", 35: "TQ2_0",
-  36: "IQ4_NL_4_4", 37: "IQ4_NL_4_8", 38: "IQ4_NL_8_8", 39: "MXFP4",
-};
 const UNQUANTIZED_TYPES = new Set(["F32", "F16", "BF16", "I8", "I16", "I32", "I64", "F64"]);
 
 /** Metadata value types (gguf_type) and the byte size of the fixed-size ones. */
@@ -49,6 +41,8 @@ export interface GgufTensorInfo {
   readonly typeName: string;
   /** Absolute byte offset of the tensor's data in the file. */
   readonly offset: number;
+  /** Bytes the data takes (whole blocks for block types); undefined for a type id ggml does not define. */
+  readonly byteLength?: number;
 }
 
 export interface GgufHeader {
@@ -63,7 +57,7 @@ export interface GgufHeader {
 export function readGgufHeader(file: ModelFile): GgufHeader {
   const cursor = new Cursor(file);
   const magic = cursor.u32("magic");
-  if (magic !== GGUF_MAGIC) throw new CarvqError(`${file.path}: magic is 0x${magic.toString(16).padStart(8, "0")}; expected "GGUF"`);
+  if (magic !== GGUF_MAGIC) throw new CarvqError(`${file.path}: not a GGUF file (first bytes ${describeFirstBytes(readBytes(file, 0, Math.min(8, file.size), "first bytes"))}); expected the magic "GGUF"`);
   const version = readVersion(cursor);
   const tensorCount = cursor.count("tensor count", MAX_TENSOR_COUNT, 32);
   const metadataCount = cursor.count("metadata count", MAX_METADATA_COUNT, 13);
@@ -76,27 +70,21 @@ export function readGgufHeader(file: ModelFile): GgufHeader {
   return { version, alignment: metadata.alignment, architecture: metadata.architecture, dataStart, tensors };
 }
 
-/** Bytes per element of the unquantized ggml types (the block-quantized ones are not sized here). */
-const ELEMENT_BYTES: Readonly<Record<string, bigint>> = { F32: 4n, F16: 2n, BF16: 2n, I8: 1n, I16: 2n, I32: 4n, I64: 8n, F64: 8n };
-
 /**
- * No tensor of a known size may run into another tensor's data (ggml's own loader requires the
- * tensors to be laid out one after another): a lying dimension would otherwise hand back the next
- * tensor's bytes as rows of this one. Tensors of block-quantized types count by their start only.
+ * No tensor may run into another tensor's data (ggml's own loader requires the tensors to be laid
+ * out one after another): a lying dimension would otherwise hand back the next tensor's bytes as
+ * rows of this one. A tensor of an unknown type counts by its start only.
  */
 function checkNoOverlap(file: ModelFile, tensors: readonly GgufTensorInfo[]): void {
   const ordered = [...tensors].sort((a, b) => a.offset - b.offset);
-  let end = -1n;
+  let end = -1;
   let owner: GgufTensorInfo | undefined;
   for (const t of ordered) {
-    if (owner !== undefined && BigInt(t.offset) < end) {
+    if (owner !== undefined && t.offset < end) {
       throw new CarvqError(`${file.path}: tensor '${printable(owner.name)}' (${owner.typeName} [${owner.ne.join(", ")}] at byte ${owner.offset}) runs into tensor '${printable(t.name)}' at byte ${t.offset}; the header is wrong`);
     }
-    const each = ELEMENT_BYTES[t.typeName];
-    if (each === undefined) continue;
-    const tensorEnd = BigInt(t.offset) + t.ne.reduce((product, d) => product * BigInt(d), each);
-    if (tensorEnd > end) {
-      end = tensorEnd;
+    if (t.byteLength !== undefined && t.offset + t.byteLength > end) {
+      end = t.offset + t.byteLength;
       owner = t;
     }
   }
@@ -109,7 +97,9 @@ export function readGgufCatalog(file: ModelFile): TensorCatalog {
     name: t.name,
     dtype: t.typeName,
     shape: [...t.ne].reverse(),
+    file: file.path,
     offset: t.offset,
+    byteLength: t.byteLength ?? 0,
     quantized: !UNQUANTIZED_TYPES.has(t.typeName),
   }));
   return { format: "gguf", tensors };
@@ -186,18 +176,36 @@ function readTensorInfo(cursor: Cursor, index: number): RawTensorInfo {
   const ne: number[] = [];
   for (let d = 0; d < nDims; d++) ne.push(cursor.dimension(`${where} ne[${d}]`));
   const typeId = cursor.u32(`${where} type`);
-  const typeName = GGML_TYPE_NAMES[typeId] ?? `unknown ggml type ${typeId}`;
+  const typeName = GGML_TYPES[typeId]?.name ?? GGML_REMOVED_TYPES[typeId] ?? `unknown ggml type ${typeId}`;
   const relativeOffset = cursor.u64(`${where} offset`);
   return { name, ne, typeId, typeName, relativeOffset };
 }
 
-/** Turns a tensor's relative offset into an absolute one, checking alignment and that it starts inside the file. */
+/**
+ * Turns a tensor's relative offset into an absolute one and checks that all of its data lies in the
+ * file, as the safetensors reader checks every tensor's data_offsets: a file cut short anywhere in
+ * its data section is refused, not only when the cut reaches the tensor being read.
+ */
 function locateTensor(file: ModelFile, info: RawTensorInfo, dataStart: number, alignment: number): GgufTensorInfo {
   const where = `${file.path}: tensor '${printable(info.name)}'`;
   if (info.relativeOffset % BigInt(alignment) !== 0n) throw new CarvqError(`${where} has offset ${info.relativeOffset}; expected a multiple of general.alignment ${alignment}`);
   const absolute = BigInt(dataStart) + info.relativeOffset;
   if (absolute > BigInt(file.size)) throw new CarvqError(`${where} has offset ${info.relativeOffset}, past the end of the file (data section starts at ${dataStart}, file has ${file.size} bytes)`);
-  return { name: info.name, ne: info.ne, typeId: info.typeId, typeName: info.typeName, offset: Number(absolute) };
+  const byteLength = tensorByteLength(where, info);
+  const end = absolute + BigInt(byteLength ?? 0);
+  if (end > BigInt(file.size)) throw new CarvqError(`${where} data spans bytes ${absolute}..${end} but the file has ${file.size} bytes; the file is truncated or its header is wrong`);
+  return { name: info.name, ne: info.ne, typeId: info.typeId, typeName: info.typeName, offset: Number(absolute), byteLength };
+}
+
+/** The bytes a tensor's data takes: whole rows of whole blocks, as ggml requires. */
+function tensorByteLength(where: string, info: RawTensorInfo): number | undefined {
+  const type = GGML_TYPES[info.typeId];
+  if (type === undefined) return undefined;
+  if (info.ne[0] % type.blockElements !== 0) throw new CarvqError(`${where} has ne[0] ${info.ne[0]}; ${type.name} stores whole blocks of ${type.blockElements} values`);
+  const blocks = info.ne.reduce((product, d) => product * BigInt(d), 1n) / BigInt(type.blockElements);
+  const bytes = blocks * BigInt(type.blockBytes);
+  if (bytes > BigInt(Number.MAX_SAFE_INTEGER)) throw new CarvqError(`${where} has shape [${info.ne.join(", ")}], ${bytes} bytes of ${type.name}; too large`);
+  return Number(bytes);
 }
 
 function alignUp(position: number, alignment: number): number {

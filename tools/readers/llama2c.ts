@@ -78,7 +78,7 @@ export function looksLikeLlama2c(firstBytes: Uint8Array, fileSize: number): bool
 
 export function readLlama2cCatalog(file: ModelFile): TensorCatalog {
   const checkpoint = readLlama2cCheckpoint(file);
-  const tensors: TensorInfo[] = checkpoint.tensors.map((t) => ({ name: t.name, dtype: "F32", shape: t.shape, offset: t.offset }));
+  const tensors: TensorInfo[] = checkpoint.tensors.map((t) => ({ name: t.name, dtype: "F32", shape: t.shape, file: file.path, offset: t.offset, byteLength: t.byteLength }));
   return { format: "llama2c", tensors, defaultTensor: LLAMA2C_EMBEDDING_NAME };
 }
 

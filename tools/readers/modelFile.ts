@@ -104,3 +104,11 @@ export function printable(text: string, max = 200): string {
   });
   return safe.length > max ? `${safe.slice(0, max)}... (${text.length} characters)` : safe;
 }
+
+/** The first bytes of a file for a message: hex, and the text when they are printable. */
+export function describeFirstBytes(head: Uint8Array): string {
+  const first = head.subarray(0, 8);
+  const hex = Array.from(first, (b) => b.toString(16).padStart(2, "0")).join(" ");
+  const text = first.every((b) => b === 0x09 || b === 0x0a || b === 0x0d || (b >= 0x20 && b < 0x7f));
+  return text ? `${hex}, text ${JSON.stringify(new TextDecoder().decode(first))}` : hex;
+}

@@ -2,7 +2,7 @@ import { writeFileAtomic } from "../atomic.ts";
 import { CarvqError } from "../errors.ts";
 import type { Matrix } from "../matrix.ts";
 import { printable, readBytes, type ModelFile } from "./modelFile.ts";
-import type { FloatDtype, TensorCatalog } from "./tensor.ts";
+import type { TensorCatalog } from "./tensor.ts";
 
 /**
  * NumPy .npy: magic "\x93NUMPY", major and minor version bytes, a header length (u16 in v1, u32 in
@@ -18,9 +18,12 @@ export const NPY_TENSOR_NAME = "array";
 /** NumPy's own reader caps headers at 10 kB by default; 1 MB leaves room while refusing absurd lengths. */
 const MAX_NPY_HEADER_BYTES = 1 << 20;
 
-const NPY_DTYPES: Readonly<Record<string, { dtype: FloatDtype; bytes: number }>> = {
-  "<f4": { dtype: "F32", bytes: 4 },
-  "<f2": { dtype: "F16", bytes: 2 },
+/** NumPy kind letters to the catalogs' dtype names by element size; only the float kinds are read as values. */
+const NPY_KINDS: Readonly<Record<string, Readonly<Record<number, string>>>> = {
+  f: { 2: "F16", 4: "F32", 8: "F64" },
+  i: { 1: "I8", 2: "I16", 4: "I32", 8: "I64" },
+  u: { 1: "U8", 2: "U16", 4: "U32", 8: "U64" },
+  b: { 1: "BOOL" },
 };
 
 export function hasNpyMagic(firstBytes: Uint8Array): boolean {
@@ -33,39 +36,85 @@ interface NpyHeader {
   readonly shape: number[];
 }
 
-/** Parses a .npy header and checks that the file holds exactly the data it describes. */
+/** What an npy header says about its array, in the catalogs' terms. */
+export interface NpyLayout {
+  readonly dtype: string;
+  readonly shape: number[];
+  readonly bigEndian: boolean;
+  /** Element strides for Fortran (column-major) order; undefined for C order. */
+  readonly strides?: number[];
+  /** Bytes from the start of the npy data to the array. */
+  readonly dataStart: number;
+  readonly byteLength: number;
+}
+
+/** Parses a .npy file's header and checks that the file holds exactly the data it describes. */
 export function readNpyCatalog(file: ModelFile): TensorCatalog {
-  const { header, dataStart } = readNpyHeader(file);
-  const where = `${file.path}:`;
-  const known = NPY_DTYPES[header.descr];
-  if (!known) {
-    const why = /^>/.test(header.descr) ? " (big-endian arrays are not supported; save with dtype='<f4')" : "";
-    throw new CarvqError(`${where} descr is '${printable(header.descr)}'; expected '<f4' (float32) or '<f2' (float16)${why}`);
-  }
-  if (header.fortranOrder) throw new CarvqError(`${where} fortran_order is True; expected False (C order; save np.ascontiguousarray(x))`);
-  checkDataLength(file, header.shape, known.bytes, dataStart);
+  const head = readBytes(file, 0, Math.min(file.size, MAX_NPY_PREAMBLE_READ), "npy header");
+  const layout = parseNpyLayout(file.path, head, (length) => readBytes(file, 0, length, "npy header"));
+  checkDataLength(file.path, layout, file.size - layout.dataStart);
+  const { dtype, shape, bigEndian, strides, dataStart, byteLength } = layout;
   return {
     format: "npy",
-    tensors: [{ name: NPY_TENSOR_NAME, dtype: known.dtype, shape: header.shape, offset: dataStart }],
+    tensors: [{ name: NPY_TENSOR_NAME, dtype, shape, file: file.path, offset: dataStart, byteLength, ...(bigEndian ? { bigEndian } : {}), ...(strides ? { strides } : {}) }],
     defaultTensor: NPY_TENSOR_NAME,
   };
 }
 
-function readNpyHeader(file: ModelFile): { header: NpyHeader; dataStart: number } {
-  if (file.size < 10) throw new CarvqError(`${file.path}: file has ${file.size} bytes; a .npy file needs at least a 10-byte preamble`);
-  const preamble = readBytes(file, 0, 12 <= file.size ? 12 : 10, "npy preamble");
-  if (!hasNpyMagic(preamble)) throw new CarvqError(`${file.path}: does not start with the .npy magic "\\x93NUMPY"`);
-  const major = preamble[6];
-  if (major < 1 || major > 3) throw new CarvqError(`${file.path}: npy version is ${major}.${preamble[7]}; expected 1.0, 2.0 or 3.0`);
-  const view = new DataView(preamble.buffer);
+/** Bytes read up front, enough for every header NumPy writes (it pads them to 64 bytes, usually 128 in all). */
+export const MAX_NPY_PREAMBLE_READ = 4096;
+
+/**
+ * Parses the preamble and header at the start of `head` (the first bytes of an npy stream); `more`
+ * fetches the first `length` bytes when the header is longer than `head`. `where` names the file
+ * (or "archive.npz: member.npy") in messages.
+ */
+export function parseNpyLayout(where: string, head: Uint8Array, more: (length: number) => Uint8Array): NpyLayout {
+  const shown = Array.from(head.subarray(0, 8), (b) => b.toString(16).padStart(2, "0")).join(" ");
+  if (head.length < 10) throw new CarvqError(`${where}: has ${head.length} bytes; a .npy file needs at least a 10-byte preamble`);
+  if (!hasNpyMagic(head)) throw new CarvqError(`${where}: not a .npy file (first bytes ${shown}); expected the magic "\\x93NUMPY"`);
+  const major = head[6];
+  if (major < 1 || major > 3) throw new CarvqError(`${where}: npy version is ${major}.${head[7]}; expected 1.0, 2.0 or 3.0`);
   const lengthBytes = major === 1 ? 2 : 4;
-  if (preamble.length < 8 + lengthBytes) throw new CarvqError(`${file.path}: npy preamble is truncated`);
+  if (head.length < 8 + lengthBytes) throw new CarvqError(`${where}: npy preamble is truncated`);
+  const view = new DataView(head.buffer, head.byteOffset, head.length);
   const headerLength = major === 1 ? view.getUint16(8, true) : view.getUint32(8, true);
-  if (headerLength > MAX_NPY_HEADER_BYTES) throw new CarvqError(`${file.path}: npy header length is ${headerLength} bytes; expected at most ${MAX_NPY_HEADER_BYTES}`);
+  if (headerLength > MAX_NPY_HEADER_BYTES) throw new CarvqError(`${where}: npy header length is ${headerLength} bytes; expected at most ${MAX_NPY_HEADER_BYTES}`);
   const headerStart = 8 + lengthBytes;
+  const dataStart = headerStart + headerLength;
+  const bytes = dataStart <= head.length ? head : more(dataStart);
+  if (bytes.length < dataStart) throw new CarvqError(`${where}: npy header of ${headerLength} bytes is cut short at byte ${bytes.length}; the file is truncated`);
   // v1/v2 headers are latin1 by the spec; v3 is UTF-8. The fields we read are ASCII either way.
-  const text = new TextDecoder(major === 3 ? "utf-8" : "latin1").decode(readBytes(file, headerStart, headerLength, "npy header"));
-  return { header: parseHeaderDict(file.path, text), dataStart: headerStart + headerLength };
+  const text = new TextDecoder(major === 3 ? "utf-8" : "latin1").decode(bytes.subarray(headerStart, dataStart));
+  const header = parseHeaderDict(where, text);
+  const { dtype, size, bigEndian } = parseDescr(where, header.descr);
+  const elements = header.shape.reduce((product, d) => product * d, 1);
+  const byteLength = elements * size;
+  if (!Number.isSafeInteger(byteLength)) throw new CarvqError(`${where}: npy shape (${header.shape.join(", ")}) is too large`);
+  const strides = header.fortranOrder && header.shape.length > 1 ? fortranStrides(header.shape) : undefined;
+  return { dtype, shape: header.shape, bigEndian, strides, dataStart, byteLength };
+}
+
+/** '<f4', '>f8', '=f2', '|u1', ... to a dtype name, its size and byte order. */
+function parseDescr(where: string, descr: string): { dtype: string; size: number; bigEndian: boolean } {
+  const match = /^([<>=|])([a-zA-Z])(\d+)$/.exec(descr);
+  const dtype = match ? NPY_KINDS[match[2]]?.[Number(match[3])] : undefined;
+  if (!match || dtype === undefined) {
+    throw new CarvqError(`${where}: descr is '${printable(descr)}'; expected a numeric type such as '<f4', '>f8' or '<f2'`);
+  }
+  const size = Number(match[3]);
+  return { dtype, size, bigEndian: match[1] === ">" && size > 1 };
+}
+
+/** Column-major element strides: the first index varies fastest. */
+function fortranStrides(shape: readonly number[]): number[] {
+  const strides: number[] = [];
+  let step = 1;
+  for (const d of shape) {
+    strides.push(step);
+    step *= d;
+  }
+  return strides;
 }
 
 /** Reads the three keys of the header dict; the dict is Python syntax, not JSON, so it is matched field by field. */
@@ -82,13 +131,10 @@ function parseHeaderDict(path: string, text: string): NpyHeader {
 }
 
 /** The data must be exactly the header's shape x element size, no shorter (truncated) and no longer (lying shape). */
-function checkDataLength(file: ModelFile, shape: readonly number[], elementBytes: number, dataStart: number): void {
-  const expected = shape.reduce((product, dim) => product * BigInt(dim), 1n) * BigInt(elementBytes);
-  const actual = BigInt(file.size - dataStart);
-  if (actual !== expected) {
-    const problem = actual < expected ? "the file is truncated" : "the file has extra bytes after the data";
-    throw new CarvqError(`${file.path}: npy shape (${shape.join(", ")}) needs ${expected} data bytes but the file has ${actual} after the header; ${problem}`);
-  }
+export function checkDataLength(where: string, layout: NpyLayout, actual: number): void {
+  if (actual === layout.byteLength) return;
+  const problem = actual < layout.byteLength ? "the file is truncated" : "the file has extra bytes after the data";
+  throw new CarvqError(`${where}: npy shape (${layout.shape.join(", ")}) needs ${layout.byteLength} data bytes but the file has ${actual} after the header; ${problem}`);
 }
 
 /** Builds a v1 header for a C-order little-endian float32 array, padded so the data starts on a 64-byte boundary. */

@@ -1,5 +1,5 @@
 import { CarvqError } from "../errors.ts";
-import { printable, readBytes, type ModelFile } from "./modelFile.ts";
+import { describeFirstBytes, printable, readBytes, type ModelFile } from "./modelFile.ts";
 import type { TensorCatalog, TensorInfo } from "./tensor.ts";
 
 /**
@@ -39,7 +39,7 @@ export function readSafetensorsCatalog(file: ModelFile): TensorCatalog {
  */
 function checkNoOverlap(file: ModelFile, tensors: readonly TensorInfo[]): void {
   const spans = tensors
-    .map((t) => ({ name: t.name, begin: t.offset, end: t.offset + (t.declaredByteLength ?? 0) }))
+    .map((t) => ({ name: t.name, begin: t.offset, end: t.offset + t.byteLength }))
     .filter((s) => s.end > s.begin)
     .sort((a, b) => a.begin - b.begin || a.end - b.end);
   let last: (typeof spans)[number] | undefined;
@@ -57,7 +57,7 @@ function readHeaderLength(file: ModelFile): number {
   const lengthBytes = readBytes(file, 0, 8, "header length");
   const headerLength = new DataView(lengthBytes.buffer).getBigUint64(0, true);
   if (headerLength > BigInt(MAX_SAFETENSORS_HEADER_BYTES)) {
-    throw new CarvqError(`${file.path}: safetensors header length is ${headerLength} bytes; expected at most ${MAX_SAFETENSORS_HEADER_BYTES}`);
+    throw new CarvqError(`${file.path}: not a safetensors file (first bytes ${describeFirstBytes(lengthBytes)}): its header length is ${headerLength} bytes; expected at most ${MAX_SAFETENSORS_HEADER_BYTES}`);
   }
   if (8n + headerLength > BigInt(file.size)) {
     throw new CarvqError(`${file.path}: safetensors header length is ${headerLength} bytes but the file has only ${file.size - 8} after it; the file is truncated or not safetensors`);
@@ -93,7 +93,7 @@ function parseEntry(file: ModelFile, name: string, entry: unknown, dataStart: nu
   if (dataStart + end > file.size) {
     throw new CarvqError(`${where}: data_offsets [${begin}, ${end}] end at byte ${dataStart + end} but the file has ${file.size} bytes; the file is truncated or its header is wrong`);
   }
-  return { name, dtype, shape: shape as number[], offset: dataStart + begin, declaredByteLength: end - begin };
+  return { name, dtype, shape: shape as number[], file: file.path, offset: dataStart + begin, byteLength: end - begin, declaredBy: "data_offsets" };
 }
 
 /** A JSON number usable as a size or offset: a non-negative safe integer. */
