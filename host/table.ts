@@ -36,7 +36,7 @@ export interface OpenTableOptions {
   target?: string;
   /** The generic build when no target is given: simd (default) or scalar (no SIMD instruction). */
   build?: TableBuild;
-  /** auto (default): the module's default, resident when the blob fits its budget; or forced. */
+  /** auto (default): a target's own mode, or on the generic builds resident when the blob fits; or forced. */
   mode?: TableMode;
   /**
    * The core module itself, instead of the package's build/lib/ file: a compiled module, its bytes,
@@ -51,6 +51,8 @@ export interface Table {
   readonly cols: number;
   /** Every bit the blob stores (codes, codebooks, adaptor, header) per table value. */
   readonly bitsPerParameter: number;
+  /** The mode the runtime serves the blob in (what auto chose: a target's own mode; on the generic builds, resident when the blob fits). */
+  readonly mode: "resident" | "streaming";
   /** The rows of `ids` in the order asked: ids.length x cols values. */
   lookup(ids: ArrayLike<number>): Float32Array;
   /** The same into `out` (at least ids.length x cols values), without allocating; returns `out`. */
@@ -72,6 +74,7 @@ interface CoreExports {
   carvq_rows(): number;
   carvq_cols(): number;
   carvq_bits_per_parameter(): number;
+  carvq_mode(): number;
   carvq_lookup(count: number): number;
   carvq_close(): number;
 }
@@ -269,6 +272,7 @@ function openOn(core: CoreExports, host: Host, mode: number): Table {
   const rows = core.carvq_rows();
   const cols = core.carvq_cols();
   const bitsPerParameter = core.carvq_bits_per_parameter();
+  const servedMode = core.carvq_mode() === MODE_CODES.streaming ? "streaming" : "resident";
   // How many tokens one call can take: their ids and their rows both live in the I/O area.
   const perCall = Math.floor(ioBytes / (4 * Math.max(cols, 1)));
   if (perCall < 1) {
@@ -313,6 +317,7 @@ function openOn(core: CoreExports, host: Host, mode: number): Table {
     rows,
     cols,
     bitsPerParameter,
+    mode: servedMode,
     lookup: (ids) => lookupInto(ids, new Float32Array(ids.length * cols)),
     lookupInto,
     get memoryBytes() {

@@ -9,7 +9,7 @@ import { tmpdir } from "node:os";
 import { join, relative } from "node:path";
 import { pathToFileURL } from "node:url";
 import { afterAll, describe, expect, it } from "vitest";
-import { bitDifferences, buildDir, projectRoot } from "../host/common.ts";
+import { bitDifferences, buildDir, loadTarget, projectRoot } from "../host/common.ts";
 import { randomBlob, type RandomBlobOptions } from "../host/random-blob.ts";
 import { openTable, RUNTIME_EXIT, type Table, type TableBuild, type TableMode } from "../host/table.ts";
 import { parseBlob } from "../tools/blob/reader.ts";
@@ -69,6 +69,8 @@ describe.skipIf(!built)("openTable: rows bit-identical to the reference decoder"
           const table = await openTable(source, c);
           expect([table.rows, table.cols], what).toEqual([parsed.header.rows, parsed.header.cols]);
           expect(table.bitsPerParameter, what).toBeCloseTo(bitsPerParameter(parsed).bpp, 9);
+          // auto on a target is the target's own mode; the generic builds serve the mode asked.
+          expect(table.mode, what).toBe(c.target !== undefined ? loadTarget(c.target).mode : c.mode);
           expect(bitDifferences(table.lookup(IDS), want), what).toBe(0);
           // One token at a time through lookupInto, into one reused row.
           const row = new Float32Array(table.cols);
