@@ -281,24 +281,40 @@ function openOn(core: CoreExports, host: Host, mode: number): Table {
     throw new CarvqError(`${host.shownName}: a row of ${cols} values does not fit the runtime's I/O area (${ioBytes} bytes)`, RUNTIME_EXIT.budget);
   }
   let closed = false;
-  // Views on the I/O area, made again when the memory grows (its old buffer is then detached):
-  // the ids, all the rows a call can hold, and one row (a single lookup copies it without making
-  // a view).
-  let buffer: ArrayBuffer | null = null;
+  // Views on the I/O area: the ids, all the rows a call can hold, and one row. The instance grows
+  // its memory only inside an open, but should it ever grow, the old buffer is detached and every
+  // view on it reads as empty: a zero length (a cheap read, unlike memory.buffer) remakes them.
   let idView = new Uint32Array(0);
   let rowView = new Float32Array(0);
   let oneRow = new Float32Array(0);
   const views = () => {
-    if (core.memory.buffer !== buffer) {
-      buffer = core.memory.buffer;
+    if (oneRow.length === 0) {
+      const buffer = core.memory.buffer;
       idView = new Uint32Array(buffer, io, perCall);
       rowView = new Float32Array(buffer, io, perCall * cols);
       oneRow = new Float32Array(buffer, io, cols);
     }
   };
+  views();
+  const closedError = () => new CarvqError(`${host.shownName}: the table is closed`, RUNTIME_EXIT.usage);
+
+  /** One token: what an inference engine asks at every step, kept to the call and one copy. */
+  const lookupOne = (id: number, out: Float32Array): Float32Array => {
+    if (closed) throw closedError();
+    if (out.length < cols) throw new CarvqError(`lookupInto: a row of ${cols} values does not fit the output's ${out.length}`, RUNTIME_EXIT.usage);
+    if (!(id >= 0 && id <= 0xffffffff && Number.isInteger(id))) checkIds([id]);
+    views();
+    idView[0] = id;
+    const status = core.carvq_lookup(1);
+    if (status !== 0) fail(status);
+    views();
+    out.set(oneRow);
+    return out;
+  };
 
   const lookupInto = (ids: ArrayLike<number>, out: Float32Array): Float32Array => {
-    if (closed) throw new CarvqError(`${host.shownName}: the table is closed`, RUNTIME_EXIT.usage);
+    if (ids.length === 1) return lookupOne(ids[0], out);
+    if (closed) throw closedError();
     if (out.length < ids.length * cols) throw new CarvqError(`lookupInto: ${ids.length} rows of ${cols} values need ${ids.length * cols} values, the output has ${out.length}`, RUNTIME_EXIT.usage);
     checkIds(ids);
     for (let start = 0; start < ids.length; start += perCall) {
@@ -308,7 +324,7 @@ function openOn(core: CoreExports, host: Host, mode: number): Table {
       const status = core.carvq_lookup(count);
       if (status !== 0) fail(status);
       views();
-      out.set(count === 1 ? oneRow : count === perCall ? rowView : rowView.subarray(0, count * cols), start * cols);
+      out.set(count === perCall ? rowView : rowView.subarray(0, count * cols), start * cols);
     }
     return out;
   };
