@@ -5,7 +5,7 @@
 //
 //   tableBegin()                        forget any blob, clear the last refusal
 //   tableOpenFile(path) | tableOpenMemory(ptr, bytes)   find, read and check header + section table
-//   tablePlan(mode, tokens[, out, outBytes])            choose the mode, check every CRC, plan the arena
+//   tablePlan(mode, tokens[, out, outBytes, widen])     choose the mode, check every CRC, plan the arena
 //   decodeToken / finishRows (lookup.ts)                 per token
 //   tableClose()                        close the file, release the arena
 import { arenaAlloc, arenaFree, arenaUsed, arenaMark, arenaRelease, BUDGET_BYTES } from "./arena";

@@ -1,15 +1,16 @@
 // What the Node and jco hosts share: where the built modules are, the device targets, the
 // runtime's exit codes, and turning a failed run into a CarvqError.
 import { existsSync, readdirSync, readFileSync } from "node:fs";
-import { basename, dirname, join, resolve } from "node:path";
-import { fileURLToPath } from "node:url";
+import { basename, join } from "node:path";
 import { CarvqError } from "../tools/errors.ts";
-import { RUNTIME_EXIT } from "./exit-codes.ts";
-
-export { RUNTIME_EXIT } from "./exit-codes.ts";
+import { EXIT } from "../tools/exit-codes.ts";
+import { packageRoot } from "../tools/built.ts";
 
 export type BuildName = "simd" | "scalar";
 export type ModeName = "resident" | "streaming";
+
+/** Exit codes of the runtime: the tools' table (tools/exit-codes.ts, mirrored by assembly/exit.ts). */
+export const RUNTIME_EXIT = EXIT;
 
 /** A device profile from targets/<name>.json. */
 export interface Target {
@@ -24,10 +25,8 @@ export interface Target {
   representative?: { rows: number; cols: number; subvec: number; levels: number; group: number; layout: "row" | "col" };
 }
 
-/** The project root: host/ and dist/ (where the CLI bundle lives) both sit one level below it. */
-export function projectRoot(): string {
-  return resolve(dirname(fileURLToPath(import.meta.url)), "..");
-}
+/** The package root (tools/built.ts): host/ and dist/ (where the CLI bundle lives) both sit one level below it. */
+export const projectRoot = packageRoot;
 
 export function buildDir(): string {
   return join(projectRoot(), "build");

@@ -15,6 +15,7 @@ import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { pathToFileURL } from "node:url";
 import { CarvqError } from "../tools/errors.ts";
+import { EXIT } from "../tools/exit-codes.ts";
 import {
   buildDir, checkRun, GUEST_DIR, guestPath, lookupArgs, rowsOf, RUNTIME_EXIT,
   type AdaptorTuning, type ModeName, type RunResult, type RuntimeInfo,
@@ -28,7 +29,12 @@ export function componentPath(): string {
 
 function jcoPaths(): { cli: string; filesystemShim: string } {
   const require = createRequire(import.meta.url);
-  const api = require.resolve("@bytecodealliance/jco");
+  let api: string;
+  try {
+    api = require.resolve("@bytecodealliance/jco");
+  } catch {
+    throw new CarvqError("--host jco needs the @bytecodealliance/jco package (a development dependency: run from the clone after npm ci, or install it beside carvq)", EXIT.usage);
+  }
   const cli = join(dirname(api), "jco.js");
   const fromJco = createRequire(api);
   return { cli, filesystemShim: fromJco.resolve("@bytecodealliance/preview2-shim/filesystem") };

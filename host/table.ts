@@ -21,12 +21,13 @@
 import { instantiate } from "@assemblyscript/loader";
 import type { WASI } from "node:wasi";
 import { CarvqError } from "../tools/errors.ts";
-import { RUNTIME_EXIT } from "./exit-codes.ts";
+import { EXIT } from "../tools/exit-codes.ts";
 import { createMinimalWasi } from "./minimal-wasi.ts";
 import { closePreopens, wrappedImports } from "./node-wasi.ts";
 
 export { CarvqError } from "../tools/errors.ts";
-export { RUNTIME_EXIT } from "./exit-codes.ts";
+/** The runtime's exit codes, which a CarvqError's exitCode holds (tools/exit-codes.ts). */
+export { EXIT as RUNTIME_EXIT } from "../tools/exit-codes.ts";
 
 export type TableBuild = "simd" | "scalar";
 export type TableMode = "auto" | "resident" | "streaming";
@@ -94,7 +95,7 @@ function isNode(): boolean {
 /** build/lib/<name>.wasm beside this file's folder: host/ in the sources, dist/ in the package. */
 function libraryUrl(options: OpenTableOptions): URL {
   if (options.target !== undefined && !/^[a-z0-9][a-z0-9-]*$/.test(options.target)) {
-    throw new CarvqError(`unknown target '${options.target}' (a target is the name of a targets/*.json profile)`, RUNTIME_EXIT.usage);
+    throw new CarvqError(`unknown target '${options.target}' (a target is the name of a targets/*.json profile)`, EXIT.usage);
   }
   const name = options.target ?? (options.build === "scalar" ? "carvq-scalar" : "carvq");
   return new URL(`../build/lib/${name}.wasm`, import.meta.url);
@@ -111,11 +112,11 @@ async function checkTarget(options: OpenTableOptions): Promise<void> {
   } catch {
     return; // the profiles are not shipped here: the module's presence decides
   }
-  if (!known.includes(options.target)) throw new CarvqError(`unknown target '${options.target}' (known: ${known.join(", ")})`, RUNTIME_EXIT.usage);
+  if (!known.includes(options.target)) throw new CarvqError(`unknown target '${options.target}' (known: ${known.join(", ")})`, EXIT.usage);
   const profile = JSON.parse(readFileSync(new URL(`${options.target}.json`, dir), "utf8")) as { simd: boolean };
   const build = profile.simd ? "simd" : "scalar";
   if (options.build !== undefined && options.build !== build) {
-    throw new CarvqError(`target ${options.target} uses the ${build} build, not ${options.build}`, RUNTIME_EXIT.usage);
+    throw new CarvqError(`target ${options.target} uses the ${build} build, not ${options.build}`, EXIT.usage);
   }
 }
 
@@ -139,7 +140,7 @@ async function coreModule(options: OpenTableOptions): Promise<WebAssembly.Module
     try {
       key = `${url.href}:${statSync(url).mtimeMs}`;
     } catch {
-      throw new CarvqError(`${decodeURIComponent(url.pathname)}: not built (run npm run build)`, RUNTIME_EXIT.io);
+      throw new CarvqError(`${decodeURIComponent(url.pathname)}: not built (run npm run build)`, EXIT.io);
     }
     let module = compiled.get(key);
     if (module === undefined) compiled.set(key, (module = WebAssembly.compile(readFileSync(url))));
@@ -148,7 +149,7 @@ async function coreModule(options: OpenTableOptions): Promise<WebAssembly.Module
   let module = compiled.get(url.href);
   if (module === undefined) {
     module = fetch(url).then((response) => {
-      if (!response.ok) throw new CarvqError(`${url.href}: cannot fetch the runtime module (HTTP ${response.status})`, RUNTIME_EXIT.io);
+      if (!response.ok) throw new CarvqError(`${url.href}: cannot fetch the runtime module (HTTP ${response.status})`, EXIT.io);
       return WebAssembly.compileStreaming(response);
     });
     compiled.set(url.href, module);
@@ -170,7 +171,7 @@ interface Host {
 }
 
 async function nodeHost(path: string): Promise<Host> {
-  if (!isNode()) throw new CarvqError(`${path}: opening a blob by its path needs Node's WASI; in a browser pass the blob's bytes`, RUNTIME_EXIT.usage);
+  if (!isNode()) throw new CarvqError(`${path}: opening a blob by its path needs Node's WASI; in a browser pass the blob's bytes`, EXIT.usage);
   const [{ WASI }, { basename, dirname, resolve }] = await Promise.all([import("node:wasi"), import("node:path")]);
   const absolute = resolve(path);
   const wasi: WASI = new WASI({ version: "preview1", args: [], env: {}, preopens: { [GUEST_DIR]: dirname(absolute) }, returnOnExit: true });
@@ -212,7 +213,7 @@ function asBytes(source: Uint8Array | ArrayBuffer | ArrayBufferView): Uint8Array
 function checkIds(ids: ArrayLike<number>): void {
   for (let i = 0; i < ids.length; i++) {
     const id = ids[i];
-    if (!Number.isInteger(id) || id < 0 || id > 0xffffffff) throw new CarvqError(`token ${id} is not a whole number from 0 to 4294967295`, RUNTIME_EXIT.usage);
+    if (!Number.isInteger(id) || id < 0 || id > 0xffffffff) throw new CarvqError(`token ${id} is not a whole number from 0 to 4294967295`, EXIT.usage);
   }
 }
 
@@ -223,8 +224,8 @@ function checkIds(ids: ArrayLike<number>): void {
  */
 export async function openTable(source: string | Uint8Array | ArrayBuffer | ArrayBufferView, options: OpenTableOptions = {}): Promise<Table> {
   const mode = options.mode ?? "auto";
-  if (!(mode in MODE_CODES)) throw new CarvqError(`mode must be auto, resident or streaming, got '${String(mode)}'`, RUNTIME_EXIT.usage);
-  if (options.build !== undefined && options.build !== "simd" && options.build !== "scalar") throw new CarvqError(`build must be simd or scalar, got '${String(options.build)}'`, RUNTIME_EXIT.usage);
+  if (!(mode in MODE_CODES)) throw new CarvqError(`mode must be auto, resident or streaming, got '${String(mode)}'`, EXIT.usage);
+  if (options.build !== undefined && options.build !== "simd" && options.build !== "scalar") throw new CarvqError(`build must be simd or scalar, got '${String(options.build)}'`, EXIT.usage);
   await checkTarget(options);
   const module = await coreModule(options);
   const host = typeof source === "string" ? await nodeHost(source) : bytesHost(asBytes(source));
@@ -239,7 +240,7 @@ export async function openTable(source: string | Uint8Array | ArrayBuffer | Arra
   } catch (e) {
     host.release();
     if (e instanceof CarvqError) throw e;
-    throw new CarvqError(`the runtime module could not be instantiated: ${e instanceof Error ? e.message : String(e)}`, RUNTIME_EXIT.internal);
+    throw new CarvqError(`the runtime module could not be instantiated: ${e instanceof Error ? e.message : String(e)}`, EXIT.internal);
   }
   return openOn(core, host, MODE_CODES[mode]);
 }
@@ -259,7 +260,7 @@ function openOn(core: CoreExports, host: Host, mode: number): Table {
   const path = new TextEncoder().encode(host.guestPath);
   if (path.length > ioBytes) {
     host.release();
-    throw new CarvqError(`${host.shownName}: the path is longer than the runtime's I/O area (${ioBytes} bytes)`, RUNTIME_EXIT.usage);
+    throw new CarvqError(`${host.shownName}: the path is longer than the runtime's I/O area (${ioBytes} bytes)`, EXIT.usage);
   }
   new Uint8Array(core.memory.buffer, io, path.length).set(path);
   const status = core.carvq_open(path.length, mode);
@@ -278,7 +279,7 @@ function openOn(core: CoreExports, host: Host, mode: number): Table {
   if (perCall < 1) {
     core.carvq_close();
     host.release();
-    throw new CarvqError(`${host.shownName}: a row of ${cols} values does not fit the runtime's I/O area (${ioBytes} bytes)`, RUNTIME_EXIT.budget);
+    throw new CarvqError(`${host.shownName}: a row of ${cols} values does not fit the runtime's I/O area (${ioBytes} bytes)`, EXIT.budget);
   }
   let closed = false;
   // Views on the I/O area: the ids, all the rows a call can hold, and one row. The instance grows
@@ -296,12 +297,12 @@ function openOn(core: CoreExports, host: Host, mode: number): Table {
     }
   };
   views();
-  const closedError = () => new CarvqError(`${host.shownName}: the table is closed`, RUNTIME_EXIT.usage);
+  const closedError = () => new CarvqError(`${host.shownName}: the table is closed`, EXIT.usage);
 
   /** One token: what an inference engine asks at every step, kept to the call and one copy. */
   const lookupOne = (id: number, out: Float32Array): Float32Array => {
     if (closed) throw closedError();
-    if (out.length < cols) throw new CarvqError(`lookupInto: a row of ${cols} values does not fit the output's ${out.length}`, RUNTIME_EXIT.usage);
+    if (out.length < cols) throw new CarvqError(`lookupInto: a row of ${cols} values does not fit the output's ${out.length}`, EXIT.usage);
     if (!(id >= 0 && id <= 0xffffffff && Number.isInteger(id))) checkIds([id]);
     views();
     idView[0] = id;
@@ -315,7 +316,7 @@ function openOn(core: CoreExports, host: Host, mode: number): Table {
   const lookupInto = (ids: ArrayLike<number>, out: Float32Array): Float32Array => {
     if (ids.length === 1) return lookupOne(ids[0], out);
     if (closed) throw closedError();
-    if (out.length < ids.length * cols) throw new CarvqError(`lookupInto: ${ids.length} rows of ${cols} values need ${ids.length * cols} values, the output has ${out.length}`, RUNTIME_EXIT.usage);
+    if (out.length < ids.length * cols) throw new CarvqError(`lookupInto: ${ids.length} rows of ${cols} values need ${ids.length * cols} values, the output has ${out.length}`, EXIT.usage);
     checkIds(ids);
     for (let start = 0; start < ids.length; start += perCall) {
       const count = Math.min(perCall, ids.length - start);

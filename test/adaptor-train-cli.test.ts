@@ -114,7 +114,7 @@ describe.runIf(existsSync(cli))("carvq compress adaptor flags", () => {
     [["--adaptor", "auto", "--adaptor-bpp", "lots"], /--adaptor-bpp must be a number above 0/],
     [["--adaptor-bpp", "0.1"], /--adaptor-bpp sizes --adaptor auto/],
     [["--adaptor", "paper", "--adaptor-precision", "int4"], /--adaptor-precision must be one of int8, fp16, got 'int4'/],
-    [["--adaptor", "paper", "--adaptor-epochs=-3"], /--adaptor-epochs must be between 0 and 100000, got -3/],
+    [["--adaptor", "paper", "--adaptor-epochs=-3"], /--adaptor-epochs must be a whole number from 0 to 100000, got '-3'/],
     [["--adaptor", "paper", "--method", "int4"], /--adaptor needs --method carvq/],
     [["--adaptor", "paper", "--target-bpp", "2"], /--adaptor cannot be combined with --target-bpp or --target/],
   ] as const) {

@@ -3,7 +3,6 @@
 // a timing here would fail at random; the goals themselves are judged by `npm run bench`.
 import { execFileSync } from "node:child_process";
 import { join } from "node:path";
-import { build } from "esbuild";
 import { beforeAll, describe, expect, it } from "vitest";
 import { buildDir, projectRoot } from "../host/common.ts";
 import type { BenchReport } from "../tools/bench/report.ts";
@@ -17,7 +16,7 @@ const script = join(buildDir(), "bench-smoke.mjs");
 let report: BenchReport;
 
 beforeAll(async () => {
-  await build({ entryPoints: [join(projectRoot(), "tools/bench/main.ts")], bundle: true, platform: "node", format: "esm", packages: "external", outfile: script, logLevel: "warning" });
+  execFileSync(process.execPath, [join(projectRoot(), "tools/bundle.mjs"), join(projectRoot(), "tools/bench/main.ts"), script, "--packages=external"]);
   const stdout = execFileSync(process.execPath, ["--no-warnings", script, "--quick", "--json"], { cwd: projectRoot(), encoding: "utf8", stdio: ["ignore", "pipe", "pipe"], maxBuffer: 1 << 26 });
   report = JSON.parse(stdout) as BenchReport;
 }, 120_000);

@@ -1,10 +1,9 @@
 // The fuzzing CLI itself: worker threads, the report, and the watchdog that stops an iteration that
 // hangs, reports it with its input, and carries on with the rest.
-import { spawnSync } from "node:child_process";
+import { execFileSync, spawnSync } from "node:child_process";
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
-import { build } from "esbuild";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
 let bundle: string;
@@ -12,7 +11,7 @@ let out: string;
 beforeAll(async () => {
   // Next to the runtime modules (build/), where the bundle finds them.
   bundle = resolve("build", `fuzz-test-${process.pid}.mjs`);
-  await build({ entryPoints: ["tools/fuzz/cli.ts"], bundle: true, platform: "node", format: "esm", packages: "external", outfile: bundle, logLevel: "warning" });
+  execFileSync(process.execPath, ["tools/bundle.mjs", "tools/fuzz/cli.ts", bundle, "--packages=external"]);
   out = mkdtempSync(join(tmpdir(), "carvq-fuzz-cli-"));
 });
 afterAll(() => {
@@ -62,5 +61,8 @@ describe("npm run fuzz", () => {
       expect(r.status, args.join(" ")).toBe(2);
       expect(r.stderr).toMatch(/^fuzz: /);
     }
+    // A negative value is read as the option's value and refused by number, in one line.
+    expect(fuzz(["--iterations", "-5"]).stderr).toBe("fuzz: --iterations must be a whole number from 1 to 10000000000, got '-5'\n");
+    expect(fuzz(["--bogus"]).stderr).toBe("fuzz: unknown option '--bogus' (see npm run fuzz -- --help)\n");
   });
 });

@@ -11,7 +11,6 @@ import { calibrationKlObjective } from "../tools/eval/kl-objective.ts";
 import { evaluatePerplexity, originalEvaluation } from "../tools/eval/perplexity.ts";
 import { klGradient, logitGradients } from "../tools/llama2c/backward.ts";
 import { embeddingFisher, embeddingFisherParallel, regularizedCurvature } from "../tools/llama2c/fisher.ts";
-import { workerBundle } from "../tools/quant/parallel.ts";
 import { inputEmbedding, loadLlama2cModel, type Llama2cModel } from "../tools/llama2c/model.ts";
 import { CALIBRATION_SAMPLE_OPTIONS } from "../tools/llama2c/sample.ts";
 import type { Matrix } from "../tools/matrix.ts";
@@ -165,7 +164,6 @@ describe.skipIf(!haveModel)("--kl-encode on stories260K", () => {
 
   it("on worker threads the estimate is the same to the bit (the shares are added in sequence order)", async () => {
     const m = getModel();
-    if (workerBundle("fisher-worker.mjs") === null) return void console.warn("skipped: dist/fisher-worker.mjs is not built (npm run build)");
     const text = { sequences: 5, length: 40, seed: 4 };
     const progress: number[] = [];
     const parallel = await embeddingFisherParallel(m, text, 2, { samples: 3, seed: 9, onSequence: (done) => progress.push(done) });

@@ -150,6 +150,30 @@ describe("calls in any order: a status and a message, never a trap", () => {
     rt.dispose();
   });
 
+  it("a file that shrinks or changes under an open streaming blob: 3 or 4 from the lookup, never a trap; close and reopen recover", () => {
+    const scaled = randomBlob({ rows: 60, cols: 16, subvec: 4, levels: 2, group: 8, rowScales: 3, seed: 9 });
+    const file = join(dir, "changing.carvq");
+    writeFileSync(file, scaled);
+    const rt = reactor("carvq");
+    expect(rt.open(`${GUEST}/changing.carvq`, 2)).toBe(0);
+    writeFileSync(file, scaled.subarray(0, 100));
+    expect(rt.lookup([59]).status).toBe(RUNTIME_EXIT.io);
+    expect(rt.message()).toMatch(/^\/blob\/changing.carvq: cannot read \(the file ended early: was it changed while open\?\)$/);
+    // A record whose row-scale index no longer points into ROW_SCALES (checked at open): refused, not misread.
+    const changed = scaled.slice();
+    const parsed = parseBlob(scaled, "changing");
+    changed[parsed.sections.find((x) => x.id === 1)!.offset + 7 * parsed.header.rowBytes] = 200;
+    writeFileSync(file, changed);
+    expect(rt.lookup([6, 7]).status).toBe(RUNTIME_EXIT.badBlob);
+    expect(rt.message()).toMatch(/token 7 has row-scale index 200 but the ROW_SCALES section holds 3 \(the file changed while open\?\)/);
+    writeFileSync(file, scaled);
+    expect(rt.lookup([7]).status, "the blob stays open").toBe(0);
+    expect(rt.exports.carvq_close()).toBe(0);
+    expect(rt.open(`${GUEST}/changing.carvq`, 2)).toBe(0);
+    expect(bitDifferences(rt.lookup([7, 59]).rows, decodeTokens(parsed, [7, 59]))).toBe(0);
+    rt.dispose();
+  });
+
   it("missing files, directories and paths outside the preopens are i/o errors (3) with the command's message", () => {
     const rt = reactor("carvq-scalar");
     expect(rt.open(`${GUEST}/missing.carvq`)).toBe(RUNTIME_EXIT.io);

@@ -77,7 +77,7 @@ describe.skipIf(!haveModel)("perplexity on stories260K", () => {
     expect((error as Error).message).not.toContain("\n");
 
     await expect(pplCommand.run([good])).rejects.toThrow(/--model is required/);
-    await expect(pplCommand.run([good, "--model", MODEL, "--length", "512"])).rejects.toThrow(/--length must be between 1 and 511/);
+    await expect(pplCommand.run([good, "--model", MODEL, "--length", "512"])).rejects.toThrow(/--length must be a whole number from 1 to 511/);
   });
 
   it("--help names every option", async () => {

@@ -121,7 +121,7 @@ describe("carvq compress killed at random moments", () => {
     const previous = jobs[1].reference;
     writeFileSync(out, previous);
     const run = runCli(["compress", jobs[0].input, "-o", out]);
-    expect(run.status).toBe(1);
+    expect(run.status).toBe(2);
     expect(run.stderr.trim()).toMatch(/existing\.carvq: already exists \(pass --force to overwrite\)$/);
     expect(run.stderr.trim().split("\n")).toHaveLength(1);
     expect(run.ms).toBeLessThan(jobs[0].duration + 1000);

@@ -1,10 +1,54 @@
-import { closeSync, existsSync, fsyncSync, linkSync, openSync, readdirSync, renameSync, rmSync, unlinkSync, writeSync } from "node:fs";
+import { accessSync, closeSync, constants, fsyncSync, linkSync, openSync, readdirSync, renameSync, rmSync, statSync, unlinkSync, writeSync, type Stats } from "node:fs";
 import { basename, dirname, join } from "node:path";
 import { CarvqError } from "./errors.ts";
+import { EXIT } from "./exit-codes.ts";
 
-/** Refuses to replace an existing file unless `force` is set. Call before long work, not only at the end. */
+function statOrNull(path: string): Stats | null {
+  try {
+    return statSync(path);
+  } catch {
+    return null;
+  }
+}
+
+/** Refuses a folder that is missing, not a folder, or not writable (`label` says which path it serves). */
+function checkWritableFolder(dir: string, label: string): void {
+  const stats = statOrNull(dir);
+  if (stats === null) throw new CarvqError(`${label}: cannot write: folder '${dir}' does not exist`, EXIT.io);
+  if (!stats.isDirectory()) throw new CarvqError(`${label}: cannot write: '${dir}' is not a folder`, EXIT.io);
+  try {
+    accessSync(dir, constants.W_OK);
+  } catch {
+    throw new CarvqError(`${label}: cannot write: folder '${dir}' is not writable`, EXIT.io);
+  }
+}
+
+/**
+ * Checks an output file before any long work, so a bad path fails at once rather than after the
+ * work: its folder must exist and be writable (exit 3), it must not be a folder (exit 3), and an
+ * existing file is refused unless `force` is set (exit 2). writeFileAtomic checks again at the end.
+ */
 export function checkOverwrite(path: string, force: boolean): void {
-  if (!force && existsSync(path)) throw new CarvqError(`${path}: already exists (pass --force to overwrite)`);
+  const stats = statOrNull(path);
+  if (stats?.isDirectory()) throw new CarvqError(`${path}: is a folder; expected a file to write`, EXIT.io);
+  if (stats !== null && !force) throw new CarvqError(`${path}: already exists (pass --force to overwrite)`, EXIT.usage);
+  checkWritableFolder(dirname(path), path);
+}
+
+/**
+ * Checks an output folder that is created if missing (with its parents): it must be a folder if it
+ * exists, else the nearest existing folder above it must be writable. Exit 3 otherwise.
+ */
+export function checkOutputFolder(dir: string): void {
+  const stats = statOrNull(dir);
+  if (stats !== null) {
+    if (!stats.isDirectory()) throw new CarvqError(`${dir}: exists and is not a folder`, EXIT.io);
+    checkWritableFolder(dir, dir);
+    return;
+  }
+  let above = dirname(dir);
+  while (statOrNull(above) === null && dirname(above) !== above) above = dirname(above);
+  checkWritableFolder(above, dir);
 }
 
 /** `.name.<pid>.tmp`: the temporary file beside `path` that process `pid` writes. */
@@ -85,7 +129,7 @@ export function writeFileAtomic(path: string, chunks: Uint8Array | readonly Uint
   } catch (err) {
     rmSync(temp, { force: true });
     if (err instanceof CarvqError) throw err;
-    throw new CarvqError(`${path}: cannot write (${(err as NodeJS.ErrnoException).code ?? String(err)})`);
+    throw new CarvqError(`${path}: cannot write (${(err as NodeJS.ErrnoException).code ?? String(err)})`, EXIT.io);
   }
 }
 
@@ -95,7 +139,7 @@ function placeWithoutOverwrite(temp: string, path: string): void {
     linkSync(temp, path);
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
-    if (code === "EEXIST") throw new CarvqError(`${path}: already exists (pass --force to overwrite)`);
+    if (code === "EEXIST") throw new CarvqError(`${path}: already exists (pass --force to overwrite)`, EXIT.usage);
     // File systems without hard links (FAT, some network and FUSE mounts): check, then rename.
     if (code !== "EPERM" && code !== "ENOTSUP" && code !== "EOPNOTSUPP" && code !== "ENOSYS" && code !== "EMLINK" && code !== "EXDEV") throw err;
     checkOverwrite(path, false);

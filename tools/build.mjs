@@ -5,15 +5,9 @@
 import { execFileSync } from "node:child_process";
 import { build } from "esbuild";
 import { chmodSync, existsSync } from "node:fs";
+import { bundleOptions } from "./bundle.mjs";
 
-const common = {
-  bundle: true,
-  platform: "node",
-  format: "esm",
-  target: "node20",
-  sourcemap: "linked",
-  logLevel: "warning",
-};
+const common = { ...bundleOptions(), sourcemap: "linked" };
 
 // The encoder's k-means kernel (tools/quant/kernels.ts loads it; a scalar twin covers its absence).
 execFileSync(process.execPath, ["node_modules/assemblyscript/bin/asc.js", "--config", "assembly/quant/asconfig.json"], { stdio: "inherit" });

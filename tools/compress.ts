@@ -1,8 +1,8 @@
 // One entry point from a float matrix to a finished blob: validate, quantize (RVQ or a scalar
 // baseline), pack the sections, measure the reconstruction the decoder will produce, and attach it
 // as metadata.
+import { TOOL_VERSION } from "./version.ts";
 import * as F from "../assembly/format.ts";
-import pkg from "../package.json" with { type: "json" };
 import { encodeAdaptorMlp, encodeAdaptorTable } from "./blob/adaptor.ts";
 import { deriveHeader, type BlobHeader } from "./blob/header.ts";
 import { encodeMetadata, type BlobMetadata } from "./blob/metadata.ts";
@@ -24,7 +24,7 @@ import type { ScalarEncoding } from "./quant/scalar.ts";
 import { tuneCodebooks } from "./quant/tune.ts";
 import { adaptorStep, checkAdaptorOptions, DEFAULT_ADAPTOR_OPTIONS, recordedAdaptorOptions, type AdaptorEvents, type AdaptorOptions, type AdaptorOutcome } from "./adaptor/step.ts";
 
-export const TOOL_VERSION: string = pkg.version;
+export { TOOL_VERSION };
 
 /** Everything that shapes a blob: the RVQ parameters (tools/quant/rvq.ts), the adaptor's (tools/adaptor/step.ts) plus the method's own. */
 export interface CompressOptions extends RvqParams, AdaptorOptions {

@@ -2,6 +2,7 @@
 // unpacked once into the quantizers' form and decoded by the quantizers' own row decoders (the
 // same ones the compressor measures with), then the adaptor's correction is added. The WASM
 // runtime must produce the same bits for every token (the parity tests hold them together).
+import { count } from "./text.ts";
 import { addAdaptorRow, addAdaptorRows } from "./adaptor/forward.ts";
 import type { Blob } from "./blob/reader.ts";
 import { rvqCodesOf, rvqShapeOf, scalarEncodingOf } from "./blob/table.ts";
@@ -36,7 +37,7 @@ function decodeCodes(blob: Blob, t: number, out: Float32Array, at: number): void
 
 /** Decodes token `t` into out[at, at + n): the RVQ sum (times its row scale), plus the adaptor's correction. */
 export function decodeToken(blob: Blob, t: number, out: Float32Array, at = 0): void {
-  if (!Number.isInteger(t) || t < 0 || t >= blob.header.rows) throw new CarvqError(`${blob.name}: token ${t} is out of range (the table has ${blob.header.rows} tokens, 0 to ${blob.header.rows - 1})`);
+  if (!Number.isInteger(t) || t < 0 || t >= blob.header.rows) throw new CarvqError(`${blob.name}: token ${t} is out of range (the table has ${count(blob.header.rows, "token")}, 0 to ${blob.header.rows - 1})`);
   decodeCodes(blob, t, out, at);
   if (blob.adaptor !== null) addAdaptorRow(blob.adaptor, t, out, at);
 }

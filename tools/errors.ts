@@ -1,3 +1,5 @@
+import { EXIT } from "./exit-codes.ts";
+
 /**
  * An error caused by the user's input (a file, a flag, a blob), as opposed to a bug.
  * The CLI prints `message` alone on one line and exits with `exitCode`; no stack trace.
@@ -5,7 +7,7 @@
  */
 export class CarvqError extends Error {
   readonly exitCode: number;
-  constructor(message: string, exitCode = 1) {
+  constructor(message: string, exitCode: number = EXIT.input) {
     super(message);
     this.name = "CarvqError";
     this.exitCode = exitCode;

@@ -1,8 +1,10 @@
 import cliProgress from "cli-progress";
 
-/** A bar of this format on stderr: redrawn in place on a terminal, a line every 5 s in a log. */
+/** How often a bar prints a line when stderr is not a terminal (a CI log, a file). */
+const NOT_TTY_INTERVAL_MS = 5000;
+/** A bar of this format on stderr: redrawn in place on a terminal, a line every NOT_TTY_INTERVAL_MS in a log. */
 export function stderrBar(format: string): cliProgress.SingleBar {
-  return new cliProgress.SingleBar({ format, stream: process.stderr, noTTYOutput: true, notTTYSchedule: 5000, hideCursor: true, etaBuffer: 50 }, cliProgress.Presets.shades_classic);
+  return new cliProgress.SingleBar({ format, stream: process.stderr, noTTYOutput: true, notTTYSchedule: NOT_TTY_INTERVAL_MS, hideCursor: true, etaBuffer: 50 }, cliProgress.Presets.shades_classic);
 }
 
 export interface Progress {
@@ -17,12 +19,20 @@ export interface Progress {
 export function startProgress(label: string): Progress {
   const bar = stderrBar(`${label} [{bar}] {percentage}% | {value}/{total} | {duration_formatted} elapsed, eta {eta_formatted}`);
   let started = false;
+  let printed = 0;
   return {
     update: (done, total) => {
       if (!started) bar.start(total, 0);
+      if (!started) printed = performance.now();
       started = true;
       if (bar.getTotal() !== total) bar.setTotal(total);
       bar.update(done);
+      // Off a terminal the bar prints from a timer, which synchronous work (a loop that reports
+      // as it goes) never lets run; print from here instead when the interval has passed.
+      if (!process.stderr.isTTY && performance.now() - printed >= NOT_TTY_INTERVAL_MS) {
+        printed = performance.now();
+        bar.render();
+      }
     },
     stop: () => {
       // Idempotent: a later stage may stop this bar before the caller's finally does.

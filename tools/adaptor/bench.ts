@@ -1,7 +1,7 @@
 // GFLOP/s of the trainer's matrix products on the shapes of the paper adaptor's widest layer
 // (batch 1024, 512 -> 2048): forward Z = X·Wt, backward dX = dZ·W and dWt = Xᵀ·dZ.
-//   npx esbuild tools/adaptor/bench.ts --bundle --platform=node --format=esm --packages=external \
-//     --outfile=build/bench-train.mjs && node build/bench-train.mjs [threads]
+//   node tools/bundle.mjs tools/adaptor/bench.ts build/bench-train.mjs --packages=external &&
+//     node build/bench-train.mjs [threads]
 import { GemmPool } from "./pool.ts";
 import { TrainHeap, type GemmJob } from "./kernels.ts";
 

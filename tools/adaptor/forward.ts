@@ -12,7 +12,7 @@
 // for int8 and FP16 values), which keeps the loops monomorphic.
 import * as F from "../../assembly/format.ts";
 import { F16_TO_F32 } from "../fp16.ts";
-import { heapFloats, TrainHeap, trainKernelModule } from "./kernels.ts";
+import { heapFloats, TrainHeap } from "./kernels.ts";
 import type { StoredAdaptor, StoredMatrix } from "./model.ts";
 
 /** A stored matrix as exact f32 values, with its scales (int8) or null (FP16). */
@@ -161,8 +161,7 @@ function storedTo(f: Float32Array, at: number, m: StoredMatrix): void {
 }
 
 /** The kernel's view of this adaptor: the weights as exact f32 values, once per call. */
-function load(adaptor: StoredAdaptor): { heap: TrainHeap; kernel: ForwardExports; layers: HeapLayer[]; x0: number } | null {
-  if (trainKernelModule() === null) return null;
+function load(adaptor: StoredAdaptor): { heap: TrainHeap; kernel: ForwardExports; layers: HeapLayer[]; x0: number } {
   const sizes = [BATCH * adaptor.m0];
   for (const l of adaptor.layers) sizes.push(l.inputs * l.outputs, l.outputs * 4, BATCH * l.outputs);
   const heap = new TrainHeap(heapFloats(sizes));
@@ -182,23 +181,13 @@ function load(adaptor: StoredAdaptor): { heap: TrainHeap; kernel: ForwardExports
   return { heap, kernel: heap.kernel as unknown as ForwardExports, layers, x0 };
 }
 
-/** Whether the batched kernel is built (tests make sure both paths run). */
-export function adaptorBatchAvailable(): boolean {
-  return trainKernelModule() !== null;
-}
-
 /**
  * Adds gamma(t) to row t of `out` (rows × n, n the adaptor's output width) for every token t <
  * rows: the reference's addAdaptorRow for each row, the same bits.
  */
 export function addAdaptorRows(adaptor: StoredAdaptor, out: Float32Array, rows: number): void {
   const n = adaptor.layers[adaptor.layers.length - 1].outputs;
-  const k = load(adaptor);
-  if (k === null) {
-    for (let t = 0; t < rows; t++) addAdaptorRow(adaptor, t, out, t * n);
-    return;
-  }
-  const { heap, kernel, layers, x0 } = k;
+  const { heap, kernel, layers, x0 } = load(adaptor);
   const f = heap.f32;
   const { m0, table } = adaptor;
   const values = table.values;

@@ -2,9 +2,10 @@
 // build/train-kernels.wasm) on one shared memory that every worker thread also maps, and a scalar
 // reference here that performs the same f32 operations in the same order, so the two give
 // bit-identical results and a trained adaptor does not depend on which one ran, nor on how the
-// output was split over threads. The kernel is used when its build is present.
-import { existsSync, readFileSync } from "node:fs";
-import { fileURLToPath } from "node:url";
+// output was split over threads. The kernel is always used unless a caller asks for the reference
+// (TrainHeap's `simd: false`); a missing build is an error.
+import { readFileSync } from "node:fs";
+import { builtFile } from "../built.ts";
 
 /** f32 offsets below this are left to the kernel module's own static data. */
 const RESERVED_FLOATS = 16384;
@@ -33,24 +34,12 @@ export interface KernelExports {
   gemm(a: number, sai: number, sak: number, b: number, ldb: number, c: number, ldc: number, m: number, n: number, k: number, accumulate: number): void;
 }
 
-let kernelModule: WebAssembly.Module | null | undefined;
+let kernelModule: WebAssembly.Module | undefined;
 
-/** build/train-kernels.wasm, next to the source tree or the bundle; null when not built. */
-export function trainKernelModule(): WebAssembly.Module | null {
-  if (kernelModule !== undefined) return kernelModule;
-  kernelModule = null;
-  for (const relative of ["../../build/train-kernels.wasm", "../build/train-kernels.wasm"]) {
-    const path = fileURLToPath(new URL(relative, import.meta.url));
-    if (!existsSync(path)) continue;
-    kernelModule = new WebAssembly.Module(readFileSync(path));
-    break;
-  }
+/** build/train-kernels.wasm, compiled once; a one-line error when it is not built. */
+export function trainKernelModule(): WebAssembly.Module {
+  kernelModule ??= new WebAssembly.Module(readFileSync(builtFile("build/train-kernels.wasm")));
   return kernelModule;
-}
-
-/** Whether the SIMD kernel is built (tests use it to make sure both paths are exercised). */
-export function trainKernelAvailable(): boolean {
-  return trainKernelModule() !== null;
 }
 
 /** The scalar reference: one f32 accumulator per C element, products added in order of k. */
@@ -88,8 +77,8 @@ export class TrainHeap {
     const bytes = (RESERVED_FLOATS + floats) * 4;
     const pages = Math.ceil(bytes / PAGE_BYTES);
     if (pages > 65536) throw new RangeError(`the adaptor trainer needs ${bytes} bytes of working memory; at most 4 GiB fit`);
-    const module = simd ? trainKernelModule() : null;
-    if (module !== null) {
+    if (simd) {
+      const module = trainKernelModule();
       this.memory = new WebAssembly.Memory({ initial: pages, maximum: pages, shared: true });
       this.buffer = this.memory.buffer as unknown as SharedArrayBuffer;
       this.kernel = instantiateKernel(module, this.memory);

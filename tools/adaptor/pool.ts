@@ -2,11 +2,10 @@
 // heap (TrainHeap) and instantiates the kernel on it; a product's output is cut into tiles that the
 // main thread and the workers take from a shared counter. Each output element is computed whole by
 // whichever thread takes its tile, with the same operations in the same order, so the result is
-// the same bits for any number of threads. Falls back to the main thread alone where the worker
-// bundle is not built (tests run from source) or one thread is asked for.
-import { existsSync } from "node:fs";
-import { fileURLToPath } from "node:url";
+// the same bits for any number of threads. One thread asked for runs on the main thread alone;
+// more need the worker bundle (dist/train-worker.mjs), and a missing one is an error.
 import { Worker } from "node:worker_threads";
+import { workerBundle } from "../quant/parallel.ts";
 import { runGemm, runTiled, trainKernelModule, type GemmJob, type KernelExports, type TrainHeap } from "./kernels.ts";
 
 /** Control words (Int32) shared with the workers. */
@@ -26,15 +25,6 @@ export interface TrainWorkerData {
 const PARALLEL_MIN_FLOPS = 4e6;
 /** How long the main thread waits for the workers to finish one product before giving up. */
 const STALL_MS = 300_000;
-
-/** dist/train-worker.mjs, next to the CLI bundle or found from the source tree; null if not built. */
-function workerPath(): string | null {
-  for (const relative of ["./train-worker.mjs", "../dist/train-worker.mjs", "../../dist/train-worker.mjs"]) {
-    const path = fileURLToPath(new URL(relative, import.meta.url));
-    if (existsSync(path)) return path;
-  }
-  return null;
-}
 
 function writeParams(ctrl: Int32Array, j: GemmJob, tileRows: number, tileCols: number): void {
   const values = [j.a, j.sai, j.sak, j.b, j.ldb, j.c, j.ldc, j.m, j.n, j.k, j.accumulate ? 1 : 0, tileRows, tileCols, Math.ceil(j.n / tileCols), Math.ceil(j.m / tileRows) * Math.ceil(j.n / tileCols)];
@@ -75,8 +65,8 @@ export class GemmPool {
   /** A pool of `threads` threads in all (the caller's included) on `heap`; products under `minFlops` stay on the caller. */
   static async start(heap: TrainHeap, threads: number, minFlops = PARALLEL_MIN_FLOPS): Promise<GemmPool> {
     const pool = new GemmPool(heap, minFlops);
-    const path = workerPath();
-    if (path === null || threads <= 1) return pool;
+    if (threads <= 1) return pool;
+    const path = workerBundle("train-worker.mjs");
     const data: TrainWorkerData = { memory: heap.memory, buffer: heap.buffer, module: heap.simd ? trainKernelModule() : null, control: pool.ctrl.buffer as SharedArrayBuffer };
     const ready = Array.from({ length: threads - 1 }, () => {
       const worker = new Worker(path, { workerData: data });

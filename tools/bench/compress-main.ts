@@ -4,7 +4,9 @@
 // (see the goal's note for the last full run's time) instead of 1/32 of its rows. Bad options and
 // failures print one line and exit non-zero.
 import { availableParallelism } from "node:os";
-import { parseArgs } from "node:util";
+import { parseFlags } from "../cli/args.ts";
+import { CarvqError } from "../errors.ts";
+import { EXIT } from "../exit-codes.ts";
 import { benchCompression, DEFAULT_COMPRESS_FRACTION } from "./compress.ts";
 
 function positive(flag: string, text: string | undefined, fallback: number, integer: boolean): number {
@@ -16,31 +18,29 @@ function positive(flag: string, text: string | undefined, fallback: number, inte
 
 function fail(message: string): never {
   process.stderr.write(`bench:compress: ${message}\n`);
-  process.exit(2);
+  process.exit(EXIT.usage);
 }
 
-function parse(): ReturnType<typeof parseOptions> {
+function parse() {
+  const options = { quick: { type: "boolean" }, full: { type: "boolean" }, json: { type: "boolean" }, fraction: { type: "string" }, threads: { type: "string" }, repetitions: { type: "string" } } as const;
   try {
-    return parseOptions();
+    return parseFlags("bench:compress", process.argv.slice(2), options, "options: --quick, --full, --fraction F, --threads N, --repetitions R, --json");
   } catch (e) {
-    fail(`${e instanceof Error ? e.message : String(e)} (options: --quick, --full, --fraction F, --threads N, --repetitions R, --json)`);
+    process.stderr.write(`${e instanceof Error ? e.message : String(e)}\n`);
+    process.exit(EXIT.usage);
   }
-}
-
-function parseOptions() {
-  return parseArgs({ options: { quick: { type: "boolean" }, full: { type: "boolean" }, json: { type: "boolean" }, fraction: { type: "string" }, threads: { type: "string" }, repetitions: { type: "string" } } });
 }
 
 const { values } = parse();
 const fraction = positive("fraction", values.fraction, DEFAULT_COMPRESS_FRACTION, false);
 if (fraction > 1) fail(`--fraction ${values.fraction} must be at most 1`);
-/** The group, or one line on stderr and exit code 1 (no stack trace) if it fails. */
+/** The group, or one line on stderr and a non-zero exit (no stack trace) if it fails. */
 async function run(options: Parameters<typeof benchCompression>[0]): Promise<Awaited<ReturnType<typeof benchCompression>>> {
   try {
     return await benchCompression(options);
   } catch (e) {
     process.stderr.write(`bench:compress: ${e instanceof Error ? e.message : String(e)}\n`);
-    process.exit(1);
+    process.exit(e instanceof CarvqError ? e.exitCode : EXIT.internal);
   }
 }
 

@@ -16,7 +16,6 @@ import { GemmPool } from "../adaptor/pool.ts";
 import { TrainHeap, type GemmJob } from "../adaptor/kernels.ts";
 import { DEFAULT_TRAIN_OPTIONS, trainPlan } from "../adaptor/train.ts";
 import { resolveWidths } from "../adaptor/sizing.ts";
-import { rvqWorkersAvailable } from "../quant/parallel.ts";
 import { loadMatrix } from "../readers/index.ts";
 import { synthMatrix } from "../synth.ts";
 import type { Matrix } from "../matrix.ts";
@@ -133,12 +132,11 @@ async function rvqGoals(o: CompressBenchOptions): Promise<BenchGoal[]> {
   const many = await fitOnce(table.matrix, options, threads);
   const identical = sameBytes(one.bytes, many.bytes);
   o.log(`compress: RVQ fit ${one.fit.toFixed(1)} s on 1 thread, ${many.fit.toFixed(1)} s on ${threads} (${(one.fit / many.fit).toFixed(2)}x), blobs ${identical ? "identical" : "DIFFERENT"}`);
-  const workers = rvqWorkersAvailable();
   const fitTimings = [summarize(`RVQ fit, ${threads} threads (${label})`, [many.fit], "s"), summarize(`whole compression incl. decode and metrics, ${threads} threads`, [many.total], "s"), summarize("ratio to PyTorch CPU (83 s)", [many.fit / PYTORCH_GLOVE_SECONDS], "x"), summarize(`CPU time of the whole compression, all ${threads} threads`, [many.cores * many.total], "s")];
   const fitNote = `one run each; ${(many.fit / PYTORCH_GLOVE_SECONDS).toFixed(2)}x the ${PYTORCH_GLOVE_SECONDS} s of a PyTorch CPU implementation of the same fit; the process had ${many.cores.toFixed(2)} cores on average (${load()})${o.quick ? "; quick: a small synthetic table, not GloVe" : ""}`;
   // CPU time over the whole compression, for the parallel efficiency whatever share the run got.
   const speedTimings = [summarize(`RVQ fit, 1 thread (${label})`, [one.fit], "s"), summarize(`RVQ fit, ${threads} threads`, [many.fit], "s"), summarize("CPU time of the whole compression, 1 thread", [one.cores * one.total], "s"), summarize(`CPU time of the whole compression, ${threads} threads`, [many.cores * many.total], "s")];
-  const speedNote = `blobs ${identical ? "identical" : "DIFFERENT"} (${one.bytes.length} bytes); cores had on average: ${one.cores.toFixed(2)} with 1 thread, ${many.cores.toFixed(2)} with ${threads} (${load()})${workers ? "" : "; the worker bundle dist/rvq-worker.mjs is not built, so both runs used one thread (npm run build)"}`;
+  const speedNote = `blobs ${identical ? "identical" : "DIFFERENT"} (${one.bytes.length} bytes); cores had on average: ${one.cores.toFixed(2)} with 1 thread, ${many.cores.toFixed(2)} with ${threads} (${load()})`;
   return [
     goal(ids.fit, goals.fit, many.fit, 20, "max", fitTimings, fitNote),
     { ...goal(ids.speedup, goals.speedup, one.fit / many.fit, 1.7, "min", speedTimings, speedNote), ...(identical ? {} : { met: false }) },

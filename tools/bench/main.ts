@@ -9,9 +9,10 @@
 import { mkdirSync, renameSync, writeFileSync } from "node:fs";
 import { availableParallelism } from "node:os";
 import { dirname, join } from "node:path";
-import { parseArgs } from "node:util";
 import { buildDir, projectRoot } from "../../host/common.ts";
+import { parseFlags } from "../cli/args.ts";
 import { CarvqError } from "../errors.ts";
+import { EXIT } from "../exit-codes.ts";
 import { benchCompression, type CompressBenchOptions } from "./compress.ts";
 import { benchLookup } from "./lookup-goals.ts";
 import { describeMachine, formatMarkdown, formatTable, type BenchReport } from "./report.ts";
@@ -29,16 +30,12 @@ interface Args {
 }
 
 function parse(argv: string[]): Args {
-  let values;
-  try {
-    ({ values } = parseArgs({ args: argv, options: { json: { type: "boolean" }, quick: { type: "boolean" }, full: { type: "boolean" }, repetitions: { type: "string" }, only: { type: "string" } } }));
-  } catch (e) {
-    throw new CarvqError(`npm run bench: ${e instanceof Error ? e.message : String(e)} (options: --json, --quick, --full, --repetitions N, --only ${Object.keys(GROUPS).join("|")})`, 2);
-  }
+  const options = { json: { type: "boolean" }, quick: { type: "boolean" }, full: { type: "boolean" }, repetitions: { type: "string" }, only: { type: "string" } } as const;
+  const { values } = parseFlags("npm run bench", argv, options, `options: --json, --quick, --full, --repetitions N, --only ${Object.keys(GROUPS).join("|")}`);
   const repetitions = Number(values.repetitions ?? 5);
-  if (!Number.isInteger(repetitions) || repetitions < 1 || repetitions > 100) throw new CarvqError(`npm run bench: --repetitions must be a whole number from 1 to 100, got ${values.repetitions}`, 2);
-  if (values.only !== undefined && !(values.only in GROUPS)) throw new CarvqError(`npm run bench: --only must be ${Object.keys(GROUPS).join(" or ")}, got ${values.only}`, 2);
-  if (values.full === true && values.quick === true) throw new CarvqError("npm run bench: --full and --quick contradict each other", 2);
+  if (!Number.isInteger(repetitions) || repetitions < 1 || repetitions > 100) throw new CarvqError(`npm run bench: --repetitions must be a whole number from 1 to 100, got ${values.repetitions}`, EXIT.usage);
+  if (values.only !== undefined && !(values.only in GROUPS)) throw new CarvqError(`npm run bench: --only must be ${Object.keys(GROUPS).join(" or ")}, got ${values.only}`, EXIT.usage);
+  if (values.full === true && values.quick === true) throw new CarvqError("npm run bench: --full and --quick contradict each other", EXIT.usage);
   return { json: values.json === true, quick: values.quick === true, repetitions: values.quick ? 1 : repetitions, only: values.only, full: values.full === true };
 }
 
@@ -93,5 +90,5 @@ main().catch((e: unknown) => {
   // Bad options and runtime refusals are CarvqErrors: one line. Anything else is a bug: its message, still one line.
   const message = e instanceof Error ? e.message : String(e);
   process.stderr.write(`${message.startsWith("npm run bench") ? "" : "npm run bench: "}${message}\n`);
-  process.exitCode = e instanceof CarvqError ? e.exitCode : 1;
+  process.exitCode = e instanceof CarvqError ? e.exitCode : EXIT.internal;
 });

@@ -1,8 +1,7 @@
 // `carvq compress` adaptor flags: --adaptor, --adaptor-bpp, --adaptor-precision, --adaptor-epochs,
 // their help text, parsing into AdaptorOptions (one-line errors), and the training progress bar.
 import type cliProgress from "cli-progress";
-import { choiceOption, intOption } from "./args.ts";
-import { CarvqError } from "../errors.ts";
+import { choiceOption, intOption, quoted, usageError } from "./args.ts";
 import { DEFAULT_ADAPTOR_BPP, parseAdaptorSpec } from "../adaptor/sizing.ts";
 import { DEFAULT_ADAPTOR_OPTIONS, type AdaptorEvents, type AdaptorOptions } from "../adaptor/step.ts";
 import type { TrainProgress } from "../adaptor/train.ts";
@@ -34,20 +33,20 @@ export function parseAdaptorFlags(command: string, values: AdaptorValues, method
   let adaptor = D.adaptor;
   if (values.adaptor !== undefined) {
     const spec = parseAdaptorSpec(values.adaptor);
-    if (typeof spec === "object" && "error" in spec) throw new CarvqError(`carvq ${command}: --adaptor ${spec.error}`);
+    if (typeof spec === "object" && "error" in spec) throw usageError(command, `--adaptor ${spec.error}`);
     adaptor = spec;
   }
   let adaptorBpp = D.adaptorBpp;
   const rawBpp = values["adaptor-bpp"];
   if (rawBpp !== undefined) {
     adaptorBpp = /^\s*(\d+\.?\d*|\.\d+)(e-?\d+)?\s*$/i.test(rawBpp) ? Number(rawBpp) : NaN;
-    if (!(adaptorBpp > 0 && adaptorBpp <= 64)) throw new CarvqError(`carvq ${command}: --adaptor-bpp must be a number above 0 and at most 64, got '${rawBpp}'`);
-    if (adaptor !== "auto") throw new CarvqError(`carvq ${command}: --adaptor-bpp sizes --adaptor auto; it means nothing with --adaptor ${values.adaptor ?? "none"}`);
+    if (!(adaptorBpp > 0 && adaptorBpp <= 64)) throw usageError(command, `--adaptor-bpp must be a number above 0 and at most 64, got ${quoted(rawBpp)}`);
+    if (adaptor !== "auto") throw usageError(command, `--adaptor-bpp sizes --adaptor auto; it means nothing with --adaptor ${values.adaptor ?? "none"}`);
   }
   const adaptorPrecision = choiceOption(command, "adaptor-precision", values["adaptor-precision"], D.adaptorPrecision, ["int8", "fp16"] as const);
   const adaptorEpochs = intOption(command, "adaptor-epochs", values["adaptor-epochs"], D.adaptorEpochs, 0, 100000);
-  if (adaptor !== "none" && method !== RVQ_METHOD) throw new CarvqError(`carvq ${command}: --adaptor needs --method carvq (an adaptor corrects an RVQ table), got --method ${method}`);
-  if (adaptor !== "none" && searching) throw new CarvqError(`carvq ${command}: --adaptor cannot be combined with --target-bpp or --target (the search does not budget an adaptor)`);
+  if (adaptor !== "none" && method !== RVQ_METHOD) throw usageError(command, `--adaptor needs --method carvq (an adaptor corrects an RVQ table), got --method ${method}`);
+  if (adaptor !== "none" && searching) throw usageError(command, `--adaptor cannot be combined with --target-bpp or --target (the search does not budget an adaptor)`);
   return { adaptor, adaptorBpp, adaptorPrecision, adaptorEpochs };
 }
 

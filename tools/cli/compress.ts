@@ -9,7 +9,7 @@ import { startProgress } from "../progress.ts";
 import { loadMatrix } from "../readers/index.ts";
 import { calibrationKlObjective } from "../eval/kl-objective.ts";
 import { loadLlama2cModel } from "../llama2c/model.ts";
-import { choiceOption, intOption, parseCommandArgs } from "./args.ts";
+import { choiceOption, intOption, parseCommandArgs, usageError } from "./args.ts";
 import type { Command } from "./command.ts";
 import { fmt, note, noteLoaded, printResult } from "./output.ts";
 import { ADAPTOR_FLAGS, ADAPTOR_HELP, adaptorEvents, parseAdaptorFlags } from "./adaptor-flags.ts";
@@ -126,8 +126,8 @@ export const compressCommand: Command = {
       json: { type: "boolean" },
     });
     if (values.help) return void process.stdout.write(`${help}\n`);
-    if (positionals.length !== 1) throw new CarvqError(`carvq compress: expected one input file, got ${positionals.length} (see carvq compress --help)`);
-    if (values.output === undefined) throw new CarvqError("carvq compress: -o/--output is required (see carvq compress --help)");
+    if (positionals.length !== 1) throw usageError("compress", `expected one input file, got ${positionals.length} (see carvq compress --help)`);
+    if (values.output === undefined) throw usageError("compress", "-o/--output is required (see carvq compress --help)");
     const c = "compress";
     const targetBpp = parseTargetBpp(c, values["target-bpp"]);
     const auto = targetBpp !== undefined || values.target !== undefined;
@@ -156,8 +156,8 @@ export const compressCommand: Command = {
     const loaded = await readTable(input, { tensor: values.tensor });
     const { rows, cols } = loaded.matrix;
     noteLoaded(input, loaded);
-    if (options.tuneKl > 0 && loaded.format !== "llama2c") throw new CarvqError(`carvq compress: --tune-kl needs a llama2.c checkpoint as input (it tunes on the model's KL); ${input} is ${loaded.format}`);
-    if (options.klEncode > 0 && loaded.format !== "llama2c") throw new CarvqError(`carvq compress: --kl-encode needs a llama2.c checkpoint as input (it encodes for the model's KL); ${input} is ${loaded.format}`);
+    if (options.tuneKl > 0 && loaded.format !== "llama2c") throw usageError("compress", `--tune-kl needs a llama2.c checkpoint as input (it tunes on the model's KL); ${input} is ${loaded.format}`);
+    if (options.klEncode > 0 && loaded.format !== "llama2c") throw usageError("compress", `--kl-encode needs a llama2.c checkpoint as input (it encodes for the model's KL); ${input} is ${loaded.format}`);
     const weights = values.weights === undefined ? undefined : loadWeights(values.weights, rows);
     // One description of the source for the search and the fit, so the search sizes the metadata the blob will carry.
     const from = { source: input, tensor: loaded.tensor, sourceDtype: loaded.dtype, sourceBitsPerWeight: loaded.bitsPerWeight };

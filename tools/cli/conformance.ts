@@ -2,6 +2,7 @@ import { loadTarget, loadTargets, targetNames } from "../../host/common.ts";
 import { writeKit, caseTable } from "../conformance/kit.ts";
 import { runKit, runUnderJco } from "../conformance/run.ts";
 import { CarvqError } from "../errors.ts";
+import { EXIT } from "../exit-codes.ts";
 import { choiceOption, parseCommandArgs } from "./args.ts";
 import type { Command } from "./command.ts";
 import { note } from "./output.ts";
@@ -60,9 +61,9 @@ export const conformanceCommand: Command = {
       only: { type: "string" },
     });
     if (values.help) return void process.stdout.write(`${help}\n`);
-    if (positionals.length > 0) throw new CarvqError(`carvq conformance: unexpected argument '${positionals[0]}' (see carvq conformance --help)`, 2);
+    if (positionals.length > 0) throw new CarvqError(`carvq conformance: unexpected argument '${positionals[0]}' (see carvq conformance --help)`, EXIT.usage);
     if (values.run !== undefined) {
-      if (values.output !== undefined || values.target !== undefined || values.quick || values.force) throw new CarvqError("carvq conformance: --run runs an existing kit; -o, --target, --quick and --force make one (see carvq conformance --help)", 2);
+      if (values.output !== undefined || values.target !== undefined || values.quick || values.force) throw new CarvqError("carvq conformance: --run runs an existing kit; -o, --target, --quick and --force make one (see carvq conformance --help)", EXIT.usage);
       const host = choiceOption("conformance", "host", values.host, "node", ["node", "jco"] as const);
       const started = Date.now();
       const result = await runKit({ dir: values.run, host, only: values.only, onLine: (line) => process.stdout.write(`${line}\n`) });
@@ -72,8 +73,8 @@ export const conformanceCommand: Command = {
       if (result.failed > 0) process.exitCode = 1;
       return;
     }
-    if (values.host !== undefined || values.only !== undefined) throw new CarvqError("carvq conformance: --host and --only go with --run DIR (see carvq conformance --help)", 2);
-    if (values.output === undefined) throw new CarvqError("carvq conformance: give -o DIR to write a kit, or --run DIR to run one (see carvq conformance --help)", 2);
+    if (values.host !== undefined || values.only !== undefined) throw new CarvqError("carvq conformance: --host and --only go with --run DIR (see carvq conformance --help)", EXIT.usage);
+    if (values.output === undefined) throw new CarvqError("carvq conformance: give -o DIR to write a kit, or --run DIR to run one (see carvq conformance --help)", EXIT.usage);
     const names = (values.target ?? []).flatMap((v) => v.split(",")).map((v) => v.trim()).filter((v) => v !== "");
     const targets = names.length === 0 ? loadTargets() : [...new Set(names)].sort().map((n) => loadTarget(n));
     const started = Date.now();
@@ -86,9 +87,9 @@ export const conformanceCommand: Command = {
 /** `jco-run MODULE ARGS...`: everything after the module goes to it untouched. */
 async function jcoRun(argv: string[]): Promise<void> {
   const [module, ...args] = argv;
-  if (module === undefined) throw new CarvqError("carvq conformance jco-run: give the module to run, then its arguments (see carvq conformance --help)", 2);
+  if (module === undefined) throw new CarvqError("carvq conformance jco-run: give the module to run, then its arguments (see carvq conformance --help)", EXIT.usage);
   const run = await runUnderJco(module, args);
   process.stderr.write(run.stderr);
-  await new Promise<void>((resolve, reject) => process.stdout.write(run.stdout, (err) => (err ? reject(new CarvqError(`carvq conformance jco-run: cannot write to stdout (${err.message})`, 3)) : resolve())));
+  await new Promise<void>((resolve, reject) => process.stdout.write(run.stdout, (err) => (err ? reject(new CarvqError(`carvq conformance jco-run: cannot write to stdout (${err.message})`, EXIT.io)) : resolve())));
   process.exitCode = run.exitCode;
 }

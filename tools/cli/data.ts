@@ -1,6 +1,6 @@
+import { checkOutputFolder } from "../atomic.ts";
 import { prepareGlove, GLOVE_MATRIX_FILE, GLOVE_PACKAGE, GLOVE_PACKAGE_VERSION, GLOVE_WORDS_FILE } from "../data/glove.ts";
-import { CarvqError } from "../errors.ts";
-import { parseCommandArgs } from "./args.ts";
+import { parseCommandArgs, quoted, usageError } from "./args.ts";
 import type { Command } from "./command.ts";
 import { fmt, note, printResult } from "./output.ts";
 
@@ -34,12 +34,16 @@ export const dataCommand: Command = {
     });
     if (values.help) return void process.stdout.write(`${help}\n`);
     const [dataset, ...extra] = positionals;
-    if (dataset === undefined) throw new CarvqError(`carvq data: name a dataset: ${DATASETS.join(", ")} (see carvq data --help)`);
-    if (dataset !== "glove") throw new CarvqError(`carvq data: unknown dataset '${dataset}'; expected one of: ${DATASETS.join(", ")}`);
-    if (extra.length > 0) throw new CarvqError(`carvq data: unexpected argument '${extra[0]}' (see carvq data --help)`);
+    if (dataset === undefined) throw usageError("data", `name a dataset: ${DATASETS.join(", ")} (see carvq data --help)`);
+    if (dataset !== "glove") throw usageError("data", `unknown dataset ${quoted(dataset)}; expected one of: ${DATASETS.join(", ")}`);
+    if (extra.length > 0) throw usageError("data", `unexpected argument ${quoted(extra[0])} (see carvq data --help)`);
+    const outDir = values["out-dir"] ?? "data";
+    const cacheDir = values.cache ?? ".cache/glove";
+    checkOutputFolder(outDir);
+    checkOutputFolder(cacheDir);
     const result = prepareGlove({
-      outDir: values["out-dir"] ?? "data",
-      cacheDir: values.cache ?? ".cache/glove",
+      outDir,
+      cacheDir,
       force: values.force === true,
       log: (message) => note(`carvq data glove: ${message}`),
     });

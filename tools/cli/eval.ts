@@ -1,6 +1,5 @@
-import { CarvqError } from "../errors.ts";
 import { evaluate, parseBlob, readTable } from "../index.ts";
-import { parseCommandArgs } from "./args.ts";
+import { parseCommandArgs, usageError } from "./args.ts";
 import type { Command } from "./command.ts";
 import { fmt, fmtBpw, printResult } from "./output.ts";
 
@@ -26,8 +25,8 @@ export const evalCommand: Command = {
   async run(argv) {
     const { values, positionals } = parseCommandArgs("eval", argv, { ref: { type: "string" }, tensor: { type: "string" }, json: { type: "boolean" } });
     if (values.help) return void process.stdout.write(`${help}\n`);
-    if (positionals.length !== 1) throw new CarvqError(`carvq eval: expected one blob, got ${positionals.length} (see carvq eval --help)`);
-    if (values.ref === undefined) throw new CarvqError("carvq eval: --ref is required (see carvq eval --help)");
+    if (positionals.length !== 1) throw usageError("eval", `expected one blob, got ${positionals.length} (see carvq eval --help)`);
+    if (values.ref === undefined) throw usageError("eval", "--ref is required (see carvq eval --help)");
     const blob = await parseBlob(positionals[0]);
     const reference = await readTable(values.ref, { tensor: values.tensor });
     const e = await evaluate(blob, { reference: reference.matrix, referenceName: values.ref });

@@ -1,5 +1,6 @@
 import { checkOverwrite } from "../atomic.ts";
 import { CarvqError } from "../errors.ts";
+import { EXIT } from "../exit-codes.ts";
 import { loadMatrix } from "../readers/index.ts";
 import { writeNpy } from "../readers/npy.ts";
 import { startProgress } from "../progress.ts";
@@ -31,8 +32,8 @@ export const extractCommand: Command = {
   async run(argv) {
     const { values, positionals } = parseCommandArgs("extract", argv, { output: { type: "string", short: "o" }, tensor: { type: "string" }, force: { type: "boolean" }, json: { type: "boolean" } });
     if (values.help) return void process.stdout.write(`${help}\n`);
-    if (positionals.length !== 1) throw new CarvqError(`carvq extract: expected one model file or folder, got ${positionals.length} (see carvq extract --help)`, 2);
-    if (values.output === undefined) throw new CarvqError("carvq extract: -o/--output is required (see carvq extract --help)", 2);
+    if (positionals.length !== 1) throw new CarvqError(`carvq extract: expected one model file or folder, got ${positionals.length} (see carvq extract --help)`, EXIT.usage);
+    if (values.output === undefined) throw new CarvqError("carvq extract: -o/--output is required (see carvq extract --help)", EXIT.usage);
     const input = positionals[0];
     const force = values.force === true;
     checkOverwrite(values.output, force); // before reading a multi-gigabyte tensor, not after

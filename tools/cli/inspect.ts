@@ -1,9 +1,8 @@
 import type { BlobMetadata } from "../blob/metadata.ts";
 import { readBlobFile, SECTION_NAMES } from "../blob/reader.ts";
 import { printable } from "../readers/modelFile.ts";
-import { CarvqError } from "../errors.ts";
 import { bitsPerParameter } from "../eval/bpp.ts";
-import { parseCommandArgs } from "./args.ts";
+import { parseCommandArgs, usageError } from "./args.ts";
 import type { Command } from "./command.ts";
 import { fmt, fmtBpw, printResult } from "./output.ts";
 import { RVQ_METHOD } from "../quant/methods.ts";
@@ -33,7 +32,7 @@ export const inspectCommand: Command = {
   async run(argv) {
     const { values, positionals } = parseCommandArgs("inspect", argv, { json: { type: "boolean" } });
     if (values.help) return void process.stdout.write(`${help}\n`);
-    if (positionals.length !== 1) throw new CarvqError(`carvq inspect: expected one blob, got ${positionals.length} (see carvq inspect --help)`);
+    if (positionals.length !== 1) throw usageError("inspect", `expected one blob, got ${positionals.length} (see carvq inspect --help)`);
     const blob = readBlobFile(positionals[0]);
     const size = bitsPerParameter(blob);
     const sections = blob.sections.map((s) => ({ name: SECTION_NAMES[s.id], ...s, crc: `0x${s.crc.toString(16).padStart(8, "0")}` }));

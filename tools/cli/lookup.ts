@@ -1,5 +1,7 @@
 import { checkOverwrite, writeFileAtomic } from "../atomic.ts";
 import { CarvqError } from "../errors.ts";
+import { EXIT } from "../exit-codes.ts";
+import { count } from "../text.ts";
 import { openJcoRuntime } from "../../host/jco.ts";
 import { openRuntime } from "../../host/node.ts";
 import { openTable } from "../../host/table.ts";
@@ -43,7 +45,7 @@ range, 6 memory budget exceeded (docs/RUNTIME.md).`;
 /** A whole-number option from 1 to 2^32 - 1, or undefined when absent. */
 function wholeNumber(flag: string, raw: string | undefined): number | undefined {
   if (raw === undefined) return undefined;
-  if (!/^\d{1,10}$/.test(raw) || Number(raw) < 1 || Number(raw) > 0xffffffff) throw new CarvqError(`carvq lookup: --${flag} must be a whole number from 1 to 4294967295, got '${raw}'`, 2);
+  if (!/^\d{1,10}$/.test(raw) || Number(raw) < 1 || Number(raw) > 0xffffffff) throw new CarvqError(`carvq lookup: --${flag} must be a whole number from 1 to 4294967295, got '${raw}'`, EXIT.usage);
   return Number(raw);
 }
 
@@ -56,17 +58,17 @@ export function parseTokenList(raw: string): number[] {
     if (range) {
       const from = Number(range[1]);
       const to = Number(range[2]);
-      if (to < from) throw new CarvqError(`carvq lookup: --tokens range '${item}' runs backwards`, 2);
-      if (to > 0xffffffff) throw new CarvqError(`carvq lookup: --tokens range '${item}' goes past 4294967295`, 2);
-      if (ids.length + (to - from + 1) > 1_000_000) throw new CarvqError("carvq lookup: --tokens lists more than 1,000,000 tokens", 2);
+      if (to < from) throw new CarvqError(`carvq lookup: --tokens range '${item}' runs backwards`, EXIT.usage);
+      if (to > 0xffffffff) throw new CarvqError(`carvq lookup: --tokens range '${item}' goes past 4294967295`, EXIT.usage);
+      if (ids.length + (to - from + 1) > 1_000_000) throw new CarvqError("carvq lookup: --tokens lists more than 1,000,000 tokens", EXIT.usage);
       for (let t = from; t <= to; t++) ids.push(t);
     } else if (/^\d{1,10}$/.test(item) && Number(item) <= 0xffffffff) {
       ids.push(Number(item));
     } else {
-      throw new CarvqError(`carvq lookup: --tokens must be whole numbers or ranges A-B separated by commas, got '${item}'`, 2);
+      throw new CarvqError(`carvq lookup: --tokens must be whole numbers or ranges A-B separated by commas, got '${item}'`, EXIT.usage);
     }
   }
-  if (ids.length === 0) throw new CarvqError("carvq lookup: --tokens is empty", 2);
+  if (ids.length === 0) throw new CarvqError("carvq lookup: --tokens is empty", EXIT.usage);
   return ids;
 }
 
@@ -87,9 +89,9 @@ export const lookupCommand: Command = {
       force: { type: "boolean" },
     });
     if (values.help) return void process.stdout.write(`${help}\n`);
-    if (positionals.length === 0) throw new CarvqError("carvq lookup: give the blob file (see carvq lookup --help)", 2);
-    if (positionals.length > 1) throw new CarvqError(`carvq lookup: unexpected argument '${positionals[1]}' (see carvq lookup --help)`, 2);
-    if (values.tokens === undefined) throw new CarvqError("carvq lookup: --tokens is required, e.g. --tokens 1,2,3 (see carvq lookup --help)", 2);
+    if (positionals.length === 0) throw new CarvqError("carvq lookup: give the blob file (see carvq lookup --help)", EXIT.usage);
+    if (positionals.length > 1) throw new CarvqError(`carvq lookup: unexpected argument '${positionals[1]}' (see carvq lookup --help)`, EXIT.usage);
+    if (values.tokens === undefined) throw new CarvqError("carvq lookup: --tokens is required, e.g. --tokens 1,2,3 (see carvq lookup --help)", EXIT.usage);
     const blob = positionals[0];
     const ids = parseTokenList(values.tokens);
     const host = choiceOption("lookup", "host", values.host, "node", ["node", "jco"] as const);
@@ -98,11 +100,11 @@ export const lookupCommand: Command = {
     const tuning = { adaptorBatch: wholeNumber("adaptor-batch", values["adaptor-batch"]), adaptorTile: wholeNumber("adaptor-tile", values["adaptor-tile"]) };
     const force = values.force === true;
     if (host === "jco" && (values.target !== undefined || build === "scalar")) {
-      throw new CarvqError("carvq lookup: --host jco runs the SIMD component (build/carvq-rt.component.wasm); --target and --build scalar need --host node", 2);
+      throw new CarvqError("carvq lookup: --host jco runs the SIMD component (build/carvq-rt.component.wasm); --target and --build scalar need --host node", EXIT.usage);
     }
     if (values.output !== undefined) checkOverwrite(values.output, force);
     else if (process.stdout.isTTY) {
-      throw new CarvqError("carvq lookup: refusing to print binary float32 rows to a terminal; use -o FILE or redirect stdout (e.g. > rows.f32)", 2);
+      throw new CarvqError("carvq lookup: refusing to print binary float32 rows to a terminal; use -o FILE or redirect stdout (e.g. > rows.f32)", EXIT.usage);
     }
     let rows: Float32Array;
     if (host === "jco") {
@@ -113,7 +115,7 @@ export const lookupCommand: Command = {
       // The adaptor's batch and tile are the command's own knobs: the library plans them itself.
       const runtime = await openRuntime({ blob, target: values.target, build, mode, ...tuning });
       rows = runtime.lookup(ids);
-      note(`carvq lookup: ${ids.length} rows of ${rows.length / ids.length} values from ${blob} (${values.target ?? build ?? "simd"}, peak linear memory ${runtime.peakMemoryBytes} bytes)`);
+      note(`carvq lookup: ${count(ids.length, "row")} of ${count(rows.length / ids.length, "value")} from ${blob} (${values.target ?? build ?? "simd"}, peak linear memory ${runtime.peakMemoryBytes} bytes)`);
       runtime.close();
     } else {
       const table = await openTable(blob, { target: values.target, build, mode });
@@ -128,7 +130,7 @@ export const lookupCommand: Command = {
     if (values.output !== undefined) {
       writeFileAtomic(values.output, bytes, force);
     } else {
-      await new Promise<void>((resolve, reject) => process.stdout.write(bytes, (err) => (err ? reject(new CarvqError(`carvq lookup: cannot write to stdout (${err.message})`, 3)) : resolve())));
+      await new Promise<void>((resolve, reject) => process.stdout.write(bytes, (err) => (err ? reject(new CarvqError(`carvq lookup: cannot write to stdout (${err.message})`, EXIT.io)) : resolve())));
     }
   },
 };

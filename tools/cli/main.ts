@@ -1,7 +1,9 @@
 // `carvq`: one entry point, one module per subcommand. User errors (CarvqError) print one line and
 // exit non-zero; anything else is a bug and says so (set CARVQ_DEBUG=1 for the stack).
-import { TOOL_VERSION } from "../compress.ts";
+import { TOOL_VERSION } from "../version.ts";
 import { CarvqError } from "../errors.ts";
+import { EXIT, EXIT_SUMMARY } from "../exit-codes.ts";
+import { quoted } from "./args.ts";
 import type { Command } from "./command.ts";
 import { compressCommand } from "./compress.ts";
 import { conformanceCommand } from "./conformance.ts";
@@ -27,24 +29,30 @@ function usage(): string {
     "usage: carvq <command> [options]   (carvq <command> --help for its options)",
     "",
     ...commands.map((c) => `  ${c.name.padEnd(width)}  ${c.summary}`),
+    "",
+    EXIT_SUMMARY,
   ].join("\n");
 }
 
 async function main(argv: string[]): Promise<number> {
   const [name, ...rest] = argv;
-  if (name === undefined || name === "--help" || name === "-h" || name === "help") {
+  if (name === undefined) {
+    process.stderr.write(`${usage()}\n`);
+    return EXIT.usage;
+  }
+  if (name === "--help" || name === "-h" || name === "help") {
     process.stdout.write(`${usage()}\n`);
-    return name === undefined ? 2 : 0;
+    return EXIT.ok;
   }
   if (name === "--version" || name === "-v") {
     process.stdout.write(`${TOOL_VERSION}\n`);
-    return 0;
+    return EXIT.ok;
   }
   const command = commands.find((c) => c.name === name);
-  if (command === undefined) throw new CarvqError(`carvq: unknown command '${name}'; commands: ${commands.map((c) => c.name).join(", ")}`, 2);
+  if (command === undefined) throw new CarvqError(`carvq: unknown command ${quoted(name)}; commands: ${commands.map((c) => c.name).join(", ")} (see carvq --help)`, EXIT.usage);
   await command.run(rest);
   // A command that finished its work but reports a failure (e.g. a conformance case) sets exitCode itself.
-  return typeof process.exitCode === "number" ? process.exitCode : 0;
+  return typeof process.exitCode === "number" ? process.exitCode : EXIT.ok;
 }
 
 try {
@@ -59,6 +67,6 @@ try {
   } else {
     const message = err instanceof Error ? err.message : String(err);
     process.stderr.write(`carvq: internal error: ${message}\n(this is a bug; run with CARVQ_DEBUG=1 for details)\n`);
-    process.exitCode = 70;
+    process.exitCode = EXIT.internal;
   }
 }

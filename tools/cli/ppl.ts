@@ -1,3 +1,4 @@
+import { statSync } from "node:fs";
 import { readBlobFile } from "../blob/reader.ts";
 import { decodeAll } from "../decoder.ts";
 import { CarvqError } from "../errors.ts";
@@ -5,9 +6,12 @@ import { bitsPerParameter } from "../eval/bpp.ts";
 import { evaluatePerplexity } from "../eval/perplexity.ts";
 import { loadLlama2cModel } from "../llama2c/model.ts";
 import { DEFAULT_SAMPLE_OPTIONS } from "../llama2c/sample.ts";
-import { intOption, parseCommandArgs } from "./args.ts";
+import { detectFileKind, type FileKind } from "../readers/detect.ts";
+import { withModelFile } from "../readers/modelFile.ts";
+import { intOption, parseCommandArgs, usageError } from "./args.ts";
 import type { Command } from "./command.ts";
 import { fmt, printResult } from "./output.ts";
+import { count } from "../text.ts";
 
 const D = DEFAULT_SAMPLE_OPTIONS;
 
@@ -36,6 +40,27 @@ Options:
   --json            print one JSON object
   -h, --help        this text`;
 
+/** The kinds of model ppl can run (by the readers' format names), as an error message names them. */
+const RUNNABLE_MODELS: ReadonlyMap<FileKind, string> = new Map([["llama2c", "a llama2.c checkpoint (e.g. stories260K.bin)"]]);
+
+/** How a message names a file of each format ppl cannot run. */
+const FORMAT_NAMES: Partial<Record<FileKind, string>> = { safetensors: "a safetensors file", gguf: "a GGUF file", npy: "an .npy array", npz: "an .npz archive", pytorch: "a PyTorch checkpoint", json: "a JSON file" };
+
+/** Refuses a --model of a kind ppl cannot run, by its content, before anything is loaded. */
+function checkModelKind(path: string): void {
+  const folder = (() => {
+    try {
+      return statSync(path).isDirectory();
+    } catch {
+      return false; // a missing file: the reader names it below
+    }
+  })();
+  const format = folder ? "folder" : withModelFile(path, detectFileKind);
+  if (RUNNABLE_MODELS.has(format as FileKind)) return;
+  const kind = folder ? "a folder" : (FORMAT_NAMES[format as FileKind] ?? `a ${format} file`);
+  throw usageError("ppl", `--model ${path} is ${kind}; ppl runs ${[...RUNNABLE_MODELS.values()].join(" or ")}`);
+}
+
 export const pplCommand: Command = {
   name: "ppl",
   summary: "perplexity and KL of a llama2.c model using a blob as its input embedding",
@@ -49,11 +74,12 @@ export const pplCommand: Command = {
       json: { type: "boolean" },
     });
     if (values.help) return void process.stdout.write(`${help}\n`);
-    if (positionals.length !== 1) throw new CarvqError(`carvq ppl: expected one blob, got ${positionals.length} (see carvq ppl --help)`);
-    if (values.model === undefined) throw new CarvqError("carvq ppl: --model is required (see carvq ppl --help)");
+    if (positionals.length !== 1) throw usageError("ppl", `expected one blob, got ${positionals.length} (see carvq ppl --help)`);
+    if (values.model === undefined) throw usageError("ppl", "--model is required (see carvq ppl --help)");
     const sequences = intOption("ppl", "sequences", values.sequences, D.sequences, 1, 100_000);
     const seed = intOption("ppl", "seed", values.seed, D.seed, 0, 0xffffffff);
     const blobPath = positionals[0];
+    checkModelKind(values.model);
     const blob = readBlobFile(blobPath);
     const model = loadLlama2cModel(values.model);
     const length = intOption("ppl", "length", values.length, Math.min(D.length, model.config.seqLen - 1), 1, model.config.seqLen - 1);
@@ -72,7 +98,7 @@ export const pplCommand: Command = {
       `ppl_orig  ${fmt(result.ppl_orig)}`,
       `ppl       ${fmt(result.ppl)}  (${change >= 0 ? "+" : ""}${change.toFixed(1)} %)`,
       `kl        ${fmt(result.kl)}`,
-      `tokens    ${result.tokens}  (${result.sequences} sequences x ${length}, seed ${seed}; ${seconds.toFixed(1)} s)`,
+      `tokens    ${result.tokens}  (${count(result.sequences, "sequence")} x ${length}, seed ${seed}; ${seconds.toFixed(1)} s)`,
     ]);
   },
 };

@@ -1,15 +1,15 @@
-import { existsSync, mkdirSync, statSync } from "node:fs";
+import { existsSync, mkdirSync } from "node:fs";
 import { join } from "node:path";
-import { checkOverwrite, writeFileAtomic } from "../atomic.ts";
-import { CarvqError } from "../errors.ts";
+import { checkOutputFolder, checkOverwrite, writeFileAtomic } from "../atomic.ts";
 import { loadLlama2cModel } from "../llama2c/model.ts";
 import { runReport, renderMarkdown, renderReportSvg, type ReportRequest } from "../plan/report.ts";
 import { startProgress, type Progress } from "../progress.ts";
 import { defaultThreads } from "../quant/parallel.ts";
 import { loadMatrix } from "../readers/index.ts";
-import { intOption, parseCommandArgs } from "./args.ts";
+import { intOption, parseCommandArgs, quoted, usageError } from "./args.ts";
 import type { Command } from "./command.ts";
 import { note, noteLoaded, printResult } from "./output.ts";
+import { count } from "../text.ts";
 
 const DEFAULT_BUDGETS = [1.5, 2, 3];
 
@@ -46,7 +46,7 @@ function parseBudgets(raw: string | undefined): number[] {
   const parts = raw.split(",").map((s) => s.trim());
   const budgets = parts.map(Number);
   const bad = parts.findIndex((p, i) => p === "" || !/^\d*\.?\d+$/.test(p) || !(budgets[i] > 0));
-  if (bad >= 0 || parts.length === 0) throw new CarvqError(`carvq report: --budgets must be positive numbers separated by commas, got '${raw}'`);
+  if (bad >= 0 || parts.length === 0) throw usageError("report", `--budgets must be positive numbers separated by commas, got ${quoted(raw)}`);
   return [...new Set(budgets)].sort((a, b) => a - b);
 }
 
@@ -73,8 +73,8 @@ export const reportCommand: Command = {
       json: { type: "boolean" },
     });
     if (values.help) return void process.stdout.write(`${help}\n`);
-    if (positionals.length !== 1) throw new CarvqError(`carvq report: expected one input file, got ${positionals.length} (see carvq report --help)`);
-    if (values.output === undefined) throw new CarvqError("carvq report: -o/--output (a folder) is required (see carvq report --help)");
+    if (positionals.length !== 1) throw usageError("report", `expected one input file, got ${positionals.length} (see carvq report --help)`);
+    if (values.output === undefined) throw usageError("report", "-o/--output (a folder) is required (see carvq report --help)");
     const budgets = parseBudgets(values.budgets);
     const seed = intOption("report", "seed", values.seed, 0, 0, 0xffffffff);
     const tune = intOption("report", "tune-kl", values["tune-kl"], 0, 0, 10000);
@@ -82,18 +82,18 @@ export const reportCommand: Command = {
     const threads = intOption("report", "threads", values.threads, defaultThreads(), 1, 256);
     const dir = values.output;
     const force = values.force === true;
-    if (existsSync(dir) && !statSync(dir).isDirectory()) throw new CarvqError(`${dir}: exists and is not a folder`);
+    checkOutputFolder(dir);
     const mdPath = join(dir, "report.md");
     const svgPath = join(dir, "report.svg");
     const jsonPath = join(dir, "report.json");
-    for (const path of [mdPath, svgPath, jsonPath]) checkOverwrite(path, force);
+    if (existsSync(dir)) for (const path of [mdPath, svgPath, jsonPath]) checkOverwrite(path, force);
     const input = positionals[0];
     const loaded = loadMatrix(input, { tensor: values.tensor });
     const { rows, cols } = loaded.matrix;
     noteLoaded(input, loaded);
     const model = loaded.format === "llama2c" ? loadLlama2cModel(input) : null;
-    if (tune > 0 && model === null) throw new CarvqError(`carvq report: --tune-kl needs a llama2.c checkpoint as input (it tunes on the model's KL); ${input} is ${loaded.format}`);
-    if (klEncode > 0 && model === null) throw new CarvqError(`carvq report: --kl-encode needs a llama2.c checkpoint as input (it encodes for the model's KL); ${input} is ${loaded.format}`);
+    if (tune > 0 && model === null) throw usageError("report", `--tune-kl needs a llama2.c checkpoint as input (it tunes on the model's KL); ${input} is ${loaded.format}`);
+    if (klEncode > 0 && model === null) throw usageError("report", `--kl-encode needs a llama2.c checkpoint as input (it encodes for the model's KL); ${input} is ${loaded.format}`);
     let progress: Progress | null = null;
     let stage = "";
     const request: ReportRequest = {
@@ -130,7 +130,7 @@ export const reportCommand: Command = {
     writeFileAtomic(svgPath, new TextEncoder().encode(renderReportSvg(result)), force);
     writeFileAtomic(jsonPath, new TextEncoder().encode(`${JSON.stringify({ command, ...result }, null, 2)}\n`), force);
     printResult(values.json === true, { ...result, command, markdown: mdPath, svg: svgPath, json: jsonPath }, [
-      `wrote ${mdPath}, ${svgPath} and ${jsonPath}: ${result.runs.length} runs`,
+      `wrote ${mdPath}, ${svgPath} and ${jsonPath}: ${count(result.runs.length, "run")}`,
       ...[...result.runs].sort((a, b) => a.bpp - b.bpp).map((r) => `${r.method.padEnd(26)} ${r.bpp.toFixed(3)} bpp  relMSE ${r.relMSE.toFixed(4)}  nn10 ${r.nn10.toFixed(3)}${r.ppl !== undefined ? `  ppl ${r.ppl.toFixed(3)}  kl ${r.kl!.toFixed(4)}` : ""}`),
     ]);
   },

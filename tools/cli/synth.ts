@@ -1,8 +1,7 @@
 import { checkOverwrite } from "../atomic.ts";
-import { CarvqError } from "../errors.ts";
 import { writeNpy } from "../readers/npy.ts";
 import { MAX_SYNTH_ELEMENTS, synthMatrix } from "../synth.ts";
-import { intOption, parseCommandArgs } from "./args.ts";
+import { intOption, parseCommandArgs, quoted, usageError } from "./args.ts";
 import type { Command } from "./command.ts";
 import { fmt, note, printResult } from "./output.ts";
 
@@ -35,10 +34,10 @@ export const synthCommand: Command = {
       json: { type: "boolean" },
     });
     if (values.help) return void process.stdout.write(`${help}\n`);
-    if (positionals.length > 0) throw new CarvqError(`carvq synth: unexpected argument '${positionals[0]}' (see carvq synth --help)`);
-    if (values.shape === undefined) throw new CarvqError("carvq synth: --shape is required, e.g. --shape 128256x2048 (see carvq synth --help)");
+    if (positionals.length > 0) throw usageError("synth", `unexpected argument ${quoted(positionals[0])} (see carvq synth --help)`);
+    if (values.shape === undefined) throw usageError("synth", "--shape is required, e.g. --shape 128256x2048 (see carvq synth --help)");
     const { rows, cols } = parseShape(values.shape);
-    if (values.output === undefined) throw new CarvqError("carvq synth: -o/--output is required (see carvq synth --help)");
+    if (values.output === undefined) throw usageError("synth", "-o/--output is required (see carvq synth --help)");
     const seed = intOption("synth", "seed", values.seed, 1, 0, 0xffffffff);
     const force = values.force === true;
     checkOverwrite(values.output, force); // before the work, not only at the end
@@ -55,10 +54,10 @@ export const synthCommand: Command = {
 /** Parses "ROWSxCOLS" into positive whole numbers whose product the generator accepts. */
 export function parseShape(raw: string): { rows: number; cols: number } {
   const match = /^\s*(\d{1,10})\s*[xX]\s*(\d{1,10})\s*$/.exec(raw);
-  if (!match) throw new CarvqError(`carvq synth: --shape must look like ROWSxCOLS (e.g. 128256x2048), got '${raw}'`);
+  if (!match) throw usageError("synth", `--shape must look like ROWSxCOLS (e.g. 128256x2048), got ${quoted(raw)}`);
   const rows = Number(match[1]);
   const cols = Number(match[2]);
-  if (rows < 1 || cols < 1) throw new CarvqError(`carvq synth: --shape ${raw} must have at least 1 row and 1 column`);
-  if (rows * cols > MAX_SYNTH_ELEMENTS) throw new CarvqError(`carvq synth: --shape ${raw} has ${rows * cols} values; at most ${MAX_SYNTH_ELEMENTS} are allowed`);
+  if (rows < 1 || cols < 1) throw usageError("synth", `--shape ${quoted(raw)} must have at least 1 row and 1 column`);
+  if (rows * cols > MAX_SYNTH_ELEMENTS) throw usageError("synth", `--shape ${quoted(raw)} has ${rows * cols} values; at most ${MAX_SYNTH_ELEMENTS} are allowed`);
   return { rows, cols };
 }

@@ -1,5 +1,6 @@
 import { basename } from "node:path";
 import { CarvqError } from "../errors.ts";
+import { EXIT } from "../exit-codes.ts";
 import { openSource } from "../readers/checkpoint.ts";
 import { findEmbeddingName } from "../readers/embedding.ts";
 import { printable } from "../readers/modelFile.ts";
@@ -29,7 +30,7 @@ export const tensorsCommand: Command = {
   async run(argv) {
     const { values, positionals } = parseCommandArgs("tensors", argv, { json: { type: "boolean" } });
     if (values.help) return void process.stdout.write(`${help}\n`);
-    if (positionals.length !== 1) throw new CarvqError(`carvq tensors: expected one model file or folder, got ${positionals.length} (see carvq tensors --help)`, 2);
+    if (positionals.length !== 1) throw new CarvqError(`carvq tensors: expected one model file or folder, got ${positionals.length} (see carvq tensors --help)`, EXIT.usage);
     const input = positionals[0];
     const source = openSource(input);
     const tensors = source.describeAll();

@@ -17,6 +17,7 @@ import { dirname, join, resolve } from "node:path";
 import { projectRoot, type Target } from "../../host/common.ts";
 import { TOOL_VERSION } from "../compress.ts";
 import { CarvqError } from "../errors.ts";
+import { EXIT } from "../exit-codes.ts";
 import { planKit, sha256, type KitCase, type KitPlan } from "./cases.ts";
 
 /** Version of the kit's layout (manifest.json, cases.txt); run.sh and --run read this one. */
@@ -105,8 +106,8 @@ function readme(plan: KitPlan): string {
 /** Writes the kit to `options.dir` (refused if it exists, unless force). */
 export async function writeKit(options: WriteKitOptions): Promise<KitSummary> {
   const dir = resolve(options.dir);
-  if (existsSync(dir) && !options.force) throw new CarvqError(`${options.dir}: already exists (pass --force to replace it)`);
-  if (!existsSync(dirname(dir))) throw new CarvqError(`${options.dir}: its parent folder does not exist`);
+  if (existsSync(dir) && !options.force) throw new CarvqError(`${options.dir}: already exists (pass --force to replace it)`, EXIT.usage);
+  if (!existsSync(dirname(dir))) throw new CarvqError(`${options.dir}: its parent folder does not exist`, EXIT.io);
   const plan = await planKit({ targets: options.targets, quick: options.quick });
   const moduleBytes = new Map(plan.modules.map((m) => [m.file, new Uint8Array(readFileSync(m.source))]));
   const files = new Map<string, Uint8Array | string>();

@@ -20,6 +20,7 @@ process.exit(status ?? 1);
 /** Bundles tools/cli/data.ts behind a minimal entry that prints CarvqErrors as main.ts does. */
 async function bundleDataCommand() {
   const { build } = await import("esbuild");
+  const { bundleOptions } = await import("../bundle.mjs");
   const outfile = join(root, ".cache", "glove", "carvq-data.mjs");
   mkdirSync(dirname(outfile), { recursive: true });
   const entry = `
@@ -30,6 +31,6 @@ async function bundleDataCommand() {
       process.stderr.write("carvq: " + err.message + "\\n");
       process.exitCode = err.exitCode ?? 1;
     }`;
-  await build({ stdin: { contents: entry, resolveDir: root, loader: "ts" }, outfile, bundle: true, platform: "node", format: "esm", target: "node20", logLevel: "warning" });
+  await build({ ...bundleOptions(), stdin: { contents: entry, resolveDir: root, loader: "ts" }, outfile });
   return outfile;
 }

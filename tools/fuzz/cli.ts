@@ -7,11 +7,15 @@
 import { mkdirSync, writeFileSync } from "node:fs";
 import { availableParallelism } from "node:os";
 import { join, resolve } from "node:path";
-import { parseArgs } from "node:util";
 import { isMainThread, parentPort, Worker, workerData } from "node:worker_threads";
 import { Campaign, readModuleSources, Stats, type Finding, type ModuleSource } from "./campaign.ts";
 import { compressedBlobSeeds, type BlobSeed } from "./seeds.ts";
 import { runSoak } from "./soak.ts";
+import { checkOutputFolder } from "../atomic.ts";
+import { parseFlags, quoted } from "../cli/args.ts";
+import { CarvqError } from "../errors.ts";
+import { EXIT } from "../exit-codes.ts";
+import { count } from "../text.ts";
 
 const HELP = `npm run fuzz -- [options]
 
@@ -121,7 +125,7 @@ function report(stats: Stats, log: FindingLog, options: { seed: number; start: n
   const seconds = stats.elapsedMs / 1000;
   const lines = [
     `carvq fuzz: seed ${options.seed}, iterations ${options.start} to ${options.start + options.iterations - 1} on ${options.workers} worker(s)`,
-    `  ${stats.iterations} iterations in ${seconds.toFixed(1)} s (${(stats.iterations / Math.max(seconds, 1e-9)).toFixed(0)} per second): ${stats.blobIterations} blobs, ${stats.modelIterations} model files`,
+    `  ${count(stats.iterations, "iteration")} in ${seconds.toFixed(1)} s (${(stats.iterations / Math.max(seconds, 1e-9)).toFixed(0)} per second): ${stats.blobIterations} blobs, ${stats.modelIterations} model files`,
     `  TypeScript blob reader: accepted ${stats.tsBlobAccepted}, refused ${stats.blobIterations - stats.tsBlobAccepted}; model readers: accepted ${stats.tsModelAccepted}, refused ${stats.modelIterations - stats.tsModelAccepted}`,
     `  slowest runtime run ${stats.maxRunMs.toFixed(1)} ms, slowest reader call ${stats.maxReaderMs.toFixed(1)} ms`,
     "",
@@ -229,7 +233,7 @@ async function campaign(options: { seed: number; start: number; iterations: numb
   const ticker = setInterval(() => {
     let done = settledDone;
     for (const l of latest.values()) done += l.done;
-    const line = `${done} of ${options.iterations} iterations, ${log.total} findings, ${((performance.now() - started) / 1000).toFixed(0)} s`;
+    const line = `${done} of ${count(options.iterations, "iteration")}, ${count(log.total, "finding")}, ${((performance.now() - started) / 1000).toFixed(0)} s`;
     process.stderr.write(process.stderr.isTTY ? `\r  ${line}   ` : `${line}\n`);
   }, process.stderr.isTTY ? 5000 : 60_000);
   await Promise.all(Array.from({ length: options.workers }, (_, w) => startWorker(w, options.start + w)));
@@ -274,40 +278,34 @@ async function soak(lookups: number, seed: number, json: boolean): Promise<numbe
 }
 
 async function main(argv: string[]): Promise<number> {
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args: argv,
-      options: {
-        iterations: { type: "string" }, seed: { type: "string" }, start: { type: "string" }, workers: { type: "string" }, "hang-seconds": { type: "string" },
-        out: { type: "string" }, replay: { type: "string" }, soak: { type: "string" }, json: { type: "boolean" }, help: { type: "boolean", short: "h" },
-      },
-      strict: true,
-    }));
-  } catch (err) {
-    process.stderr.write(`fuzz: ${err instanceof Error ? err.message.split("\n")[0] : String(err)} (see --help)\n`);
-    return 2;
-  }
-  if (values.help) {
-    process.stdout.write(`${HELP}\n`);
-    return 0;
-  }
+  // Usage errors read "fuzz: ...", exit 2 (EXIT.usage); exit 1 is kept for "there are findings".
   const int = (flag: string, raw: string | undefined, fallback: number, min: number, max: number): number => {
     if (raw === undefined) return fallback;
-    if (!/^\d+$/.test(raw.trim()) || Number(raw) < min || Number(raw) > max) throw new Error(`--${flag} must be a whole number from ${min} to ${max}, got '${raw}'`);
+    if (!/^\s*\d{1,16}\s*$/.test(raw) || Number(raw) < min || Number(raw) > max) throw new CarvqError(`fuzz: --${flag} must be a whole number from ${min} to ${max}, got ${quoted(raw)}`, EXIT.usage);
     return Number(raw);
   };
   try {
+    const { values, positionals } = parseFlags("fuzz", argv, {
+      iterations: { type: "string" }, seed: { type: "string" }, start: { type: "string" }, workers: { type: "string" }, "hang-seconds": { type: "string" },
+      out: { type: "string" }, replay: { type: "string" }, soak: { type: "string" }, json: { type: "boolean" }, help: { type: "boolean", short: "h" },
+    }, "see npm run fuzz -- --help");
+    if (values.help) {
+      process.stdout.write(`${HELP}\n`);
+      return EXIT.ok;
+    }
+    if (positionals.length > 0) throw new CarvqError(`fuzz: unexpected argument '${positionals[0]}' (see npm run fuzz -- --help)`, EXIT.usage);
     const seed = int("seed", values.seed, 1, 0, 0xffffffff);
     const outDir = resolve(values.out ?? join("build", "fuzz-findings"));
+    checkOutputFolder(outDir);
     if (values.soak !== undefined) return await soak(int("soak", values.soak, 1_000_000, 1, 1e9), seed, values.json === true);
     if (values.replay !== undefined) return replay(seed, int("replay", values.replay, 0, 0, Number.MAX_SAFE_INTEGER), outDir);
     const iterations = int("iterations", values.iterations, 10_000, 1, 1e10);
     const workers = Math.min(iterations, int("workers", values.workers, availableParallelism(), 1, 256));
     return await campaign({ seed, start: int("start", values.start, 0, 0, Number.MAX_SAFE_INTEGER), iterations, workers, hangMs: 1000 * int("hang-seconds", values["hang-seconds"], 30, 1, 3600), outDir, json: values.json === true });
   } catch (err) {
-    process.stderr.write(`fuzz: ${err instanceof Error ? err.message : String(err)}\n`);
-    return 2;
+    const message = err instanceof Error ? err.message : String(err);
+    process.stderr.write(message.startsWith("fuzz: ") ? `${message}\n` : `fuzz: ${message}\n`);
+    return err instanceof CarvqError ? err.exitCode : EXIT.internal;
   }
 }
 

@@ -182,11 +182,11 @@ export function embeddingFisher(model: Llama2cModel, text: Partial<SampleOptions
 /**
  * `embeddingFisher` with the sequences' backward passes on `threads` worker threads (each loads the
  * model from its file); the shares are added in sequence order, so the result is the same to the
- * bit for any number of threads. Falls back to one thread where the worker bundle is not built.
+ * bit for any number of threads. One thread runs on the caller; more need dist/fisher-worker.mjs.
  */
 export async function embeddingFisherParallel(model: Llama2cModel, text: Partial<SampleOptions>, threads: number, options: FisherOptions = {}): Promise<RowMetric> {
+  if (threads <= 1) return embeddingFisher(model, text, options);
   const path = workerBundle("fisher-worker.mjs");
-  if (path === null || threads <= 1) return embeddingFisher(model, text, options);
   const plan = planFisher(model, text, options);
   const data = new Float64Array(plan.rows * plan.cols * plan.cols);
   const waiting = new Map<number, SequenceRows>();

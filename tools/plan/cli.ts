@@ -4,7 +4,8 @@ import type { CompressOptions, CompressSource } from "../compress.ts";
 import { evaluatePerplexity } from "../eval/perplexity.ts";
 import { loadLlama2cModel, type Llama2cModel } from "../llama2c/model.ts";
 import { CALIBRATION_SAMPLE_OPTIONS } from "../llama2c/sample.ts";
-import { CarvqError } from "../errors.ts";
+import { quoted, usageError } from "../cli/args.ts";
+import { count } from "../text.ts";
 import type { Matrix } from "../matrix.ts";
 import { startProgress } from "../progress.ts";
 import { autoConfigure, describeOptions, optionFlags, type AutoConfigRequest, type AutoConfigResult, type Candidate } from "./autoconfig.ts";
@@ -26,7 +27,7 @@ export function parseTargetBpp(command: string, raw: string | undefined): number
   if (raw === undefined) return undefined;
   const value = Number(raw);
   if (!/^\s*\d*\.?\d+(e[+-]?\d+)?\s*$/i.test(raw) || !Number.isFinite(value) || value <= 0) {
-    throw new CarvqError(`carvq ${command}: --target-bpp must be a positive number of bits per parameter, got '${raw}'`);
+    throw usageError(command, `--target-bpp must be a positive number of bits per parameter, got ${quoted(raw)}`);
   }
   return value;
 }
@@ -34,7 +35,7 @@ export function parseTargetBpp(command: string, raw: string | undefined): number
 /** Refuses flags that auto-configuration would override. */
 export function checkAutoConflicts(command: string, values: Record<string, unknown>, autoFlag: string): void {
   for (const flag of AUTO_CONFLICTS) {
-    if (values[flag] !== undefined) throw new CarvqError(`carvq ${command}: --${flag} cannot be combined with ${autoFlag} (auto-configuration chooses it)`);
+    if (values[flag] !== undefined) throw usageError(command, `--${flag} cannot be combined with ${autoFlag} (auto-configuration chooses it)`);
   }
 }
 
@@ -72,10 +73,10 @@ export function searchJson(r: AutoConfigResult) {
 /** The search's report on stderr: the budget, the sample, the choice and the runners-up. */
 export function searchLines(r: AutoConfigResult, rows: number): string[] {
   const b = r.budget;
-  const sample = r.sample.whole ? "the whole table" : `${r.sample.anchors.length} spans of whole groups, measured on ${r.sample.measuredRows} of ${rows} rows`;
+  const sample = r.sample.whole ? "the whole table" : `${count(r.sample.anchors.length, "span")} of whole groups, measured on ${r.sample.measuredRows} of ${count(rows, "row")}`;
   return [
     `budget: ${b.bytes} bytes (${b.bpp.toFixed(4)} bpp)${b.target ? ` for target ${b.target} (memory budget ${b.memoryBudgetBytes} bytes)` : ""}`,
-    `searched ${r.evaluated.length} configurations on ${sample} in ${r.seconds.toFixed(0)} s (proxy figures below; ranked by ${r.rankedBy})`,
+    `searched ${count(r.evaluated.length, "configuration")} on ${sample} in ${r.seconds.toFixed(0)} s (proxy figures below; ranked by ${r.rankedBy})`,
     `chose       ${candidateLine(r.chosen, r.rankedBy)}`,
     ...r.runnersUp.map((c, i) => `${i === 0 ? "runners-up" : "".padEnd(10)}  ${candidateLine(c, r.rankedBy)}`),
     `the same as: ${optionFlags(r.chosen.options)}`,

@@ -10,7 +10,8 @@
 // cosine, NN@10 and, for a llama2.c model, perplexity and KL of the model using it as its input
 // embedding (tools/eval/perplexity.ts).
 import { RVQ_METHOD, SCALAR_METHODS, type ScalarMethodName } from "../quant/methods.ts";
-import { compressMatrix, DEFAULT_COMPRESS_OPTIONS, TOOL_VERSION, type CompressOptions, type CompressSource } from "../compress.ts";
+import { compressMatrix, DEFAULT_COMPRESS_OPTIONS, type CompressOptions, type CompressSource } from "../compress.ts";
+import { TOOL_VERSION } from "../version.ts";
 import { decodeAll } from "../decoder.ts";
 import { bitsPerParameter } from "../eval/bpp.ts";
 import { neighbourOverlap, neighbourSets, reconstructionMetrics, type NeighbourSets } from "../quant/metrics.ts";

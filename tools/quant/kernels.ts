@@ -1,9 +1,11 @@
 // The k-means assignment step, the encoder's hot loop: a WASM SIMD kernel
 // (assembly/quant/assign.ts, built to build/quant-kernels.wasm) and a scalar reference here that
 // performs the same f32 operations in the same order, so the two give bit-identical assignments
-// and blobs do not depend on which one ran. The kernel is used when its build is present.
-import { existsSync, readFileSync } from "node:fs";
-import { fileURLToPath } from "node:url";
+// and blobs do not depend on which one ran. The kernel is always used (callers choose the
+// reference explicitly: kmeans and fitGroup's `kernel: false`); a missing build is an error.
+import { readFileSync } from "node:fs";
+import { builtFile } from "../built.ts";
+import { CarvqError } from "../errors.ts";
 
 interface KernelInstance {
   memory: WebAssembly.Memory;
@@ -12,25 +14,18 @@ interface KernelInstance {
   lloyd16: (points: number, count: number, dim: number, centroids: number, centroidsT: number, norms: number, weights: number, pointNorm: number, assignment: number, score: number, pointDistance: number, sums: number, sizes: number) => number;
 }
 
-let kernel: KernelInstance | null | undefined;
+let kernel: KernelInstance | undefined;
 
-/** build/quant-kernels.wasm, next to the source tree or the bundle; null when not built. */
-function loadKernel(): KernelInstance | null {
+/** build/quant-kernels.wasm, instantiated once; a one-line error when it is missing or out of date. */
+function loadKernel(): KernelInstance {
   if (kernel !== undefined) return kernel;
-  kernel = null;
-  for (const relative of ["../../build/quant-kernels.wasm", "../build/quant-kernels.wasm"]) {
-    const path = fileURLToPath(new URL(relative, import.meta.url));
-    if (!existsSync(path)) continue;
-    const instance = new WebAssembly.Instance(new WebAssembly.Module(readFileSync(path)), {});
-    kernel = instance.exports as unknown as KernelInstance;
-    break;
+  const path = builtFile("build/quant-kernels.wasm");
+  const exports = new WebAssembly.Instance(new WebAssembly.Module(readFileSync(path)), {}).exports as unknown as Partial<KernelInstance>;
+  for (const name of ["memory", "assign16", "nearest16", "lloyd16"] as const) {
+    if (exports[name] === undefined) throw new CarvqError(`${path}: out of date (no ${name}); run npm run build`);
   }
+  kernel = exports as KernelInstance;
   return kernel;
-}
-
-/** Whether the SIMD kernel is loaded (tests use it to make sure both paths are exercised). */
-export function simdKernelAvailable(): boolean {
-  return loadKernel() !== null;
 }
 
 /** Centroids (16 × dim, row-major) to dimension-major order, and their f32 squared norms. */
@@ -97,15 +92,13 @@ function assign16Simd(k: KernelInstance, points: Float32Array, count: number, di
  * `assignment` and ||c||² − 2·p·c (the squared distance less ||p||²) into `score`.
  */
 export function assign16(points: Float32Array, count: number, dim: number, centroids: Float32Array, assignment: Int32Array, score: Float32Array): void {
-  const k = loadKernel();
-  if (k === null) assign16Scalar(points, count, dim, centroids, assignment, score);
-  else assign16Simd(k, points, count, dim, centroids, assignment, score);
+  assign16Simd(loadKernel(), points, count, dim, centroids, assignment, score);
 }
 
 /**
  * k-means with 16 centroids whose points stay in the kernel's memory for every Lloyd iteration
  * (lloyd16 in assembly/quant/assign.ts): the assignment, distances, change test and cluster sums
- * run in the kernel; the caller updates the centroids between iterations. Null without the kernel.
+ * run in the kernel; the caller updates the centroids between iterations.
  */
 export interface Lloyd16 {
   /** One iteration on `centroids` (16 × dim); returns whether any assignment changed. */
@@ -121,9 +114,8 @@ function align(bytes: number): number {
   return Math.ceil(bytes / 16) * 16;
 }
 
-export function lloyd16Session(points: Float32Array, count: number, dim: number, weights: Float32Array | null, pointNorm: Float64Array): Lloyd16 | null {
+export function lloyd16Session(points: Float32Array, count: number, dim: number, weights: Float32Array | null, pointNorm: Float64Array): Lloyd16 {
   const k = loadKernel();
-  if (k === null || k.lloyd16 === undefined) return null;
   const layout: Record<string, number> = {};
   let at = 0;
   for (const [name, bytes] of [["centroids", 64 * dim], ["centroidsT", 64 * dim], ["norms", 64], ["sums", 128 * dim], ["sizes", 128], ["points", 4 * count * dim], ["weights", 4 * count], ["pointNorm", 8 * count], ["assignment", 4 * count], ["score", 8 * count], ["pointDistance", 8 * count]] as const) {
@@ -153,12 +145,10 @@ export function lloyd16Session(points: Float32Array, count: number, dim: number,
 /**
  * Greedy encoding against 16 centroids in the kernel (nearest16 in assembly/quant/assign.ts): each
  * point's nearest centroid by f64 squared distance, first index on ties (nearestCentroid's choice),
- * into `codes`, and `points` replaced by their f32 residuals. False, touching nothing, without the
- * kernel; the caller then runs its own loop (the reference).
+ * into `codes`, and `points` replaced by their f32 residuals.
  */
-export function nearest16(points: Float32Array, count: number, dim: number, centroids: Float32Array, codes: Int32Array): boolean {
+export function nearest16(points: Float32Array, count: number, dim: number, centroids: Float32Array, codes: Int32Array): void {
   const k = loadKernel();
-  if (k === null || k.nearest16 === undefined) return false;
   const centroidsAt = 0;
   const transposedAt = align(64 * dim);
   const pointsAt = transposedAt + align(128 * dim);
@@ -173,5 +163,4 @@ export function nearest16(points: Float32Array, count: number, dim: number, cent
   k.nearest16(pointsAt, count, dim, centroidsAt, transposedAt, codesAt);
   points.set(inKernel);
   codes.set(new Int32Array(heap, codesAt, count));
-  return true;
 }

@@ -86,13 +86,18 @@ export interface NeighbourSets {
   neighbours: Set<number>[];
 }
 
-/** The neighbour sets of the first min(V, 50,000) rows of `m` for the NN@k queries. */
-export function neighbourSets(m: Matrix, k = 10): NeighbourSets {
+/** The neighbour sets of the first min(V, 50,000) rows of `m` for the NN@k queries; `onQuery` sees each query done. */
+export function neighbourSets(m: Matrix, k = 10, onQuery?: (done: number, total: number) => void): NeighbourSets {
   const candidates = Math.min(m.rows, 50000);
   const kk = Math.max(0, Math.min(k, candidates - 1));
   const queries = kk > 0 ? nnQueries(m.rows) : [];
   const unit = normalizedRows(m, candidates);
-  return { k: kk, queries, neighbours: queries.map((q) => topNeighbours(unit, m.cols, candidates, q, kk)) };
+  const neighbours = queries.map((q, i) => {
+    const found = topNeighbours(unit, m.cols, candidates, q, kk);
+    onQuery?.(i + 1, queries.length);
+    return found;
+  });
+  return { k: kk, queries, neighbours };
 }
 
 /**
@@ -102,8 +107,12 @@ export function neighbourSets(m: Matrix, k = 10): NeighbourSets {
  * Pass the original's `neighbourSets` when comparing several decodes against one table.
  */
 export function neighbourOverlap(original: Matrix, decoded: Matrix, k = 10, reference: NeighbourSets = neighbourSets(original, k)): number {
+  return neighbourSetOverlap(reference, reference.k === 0 ? reference : neighbourSets(decoded, k));
+}
+
+/** NN@k from the two tables' neighbour sets (see `neighbourOverlap`). */
+export function neighbourSetOverlap(reference: NeighbourSets, after: NeighbourSets): number {
   if (reference.k === 0) return 1;
-  const after = neighbourSets(decoded, k);
   let total = 0;
   reference.neighbours.forEach((before, i) => {
     let kept = 0;

@@ -1,10 +1,9 @@
 // Spreads RVQ group fitting over worker threads sharing the matrix and outputs through
-// SharedArrayBuffers. Falls back to one thread where the worker bundle is not built (tests run
-// from source) or there is nothing to share.
-import { existsSync } from "node:fs";
+// SharedArrayBuffers. One thread asked for, or one group to fit, runs on the calling thread; more
+// need the worker bundle (dist/rvq-worker.mjs), and a missing one is an error, not one thread.
 import { availableParallelism } from "node:os";
-import { fileURLToPath } from "node:url";
 import { Worker } from "node:worker_threads";
+import { builtFile } from "../built.ts";
 import type { Matrix } from "../matrix.ts";
 import { encodeRvq, encodingSizes, type RvqEncoding, type RvqParams } from "./rvq.ts";
 
@@ -22,18 +21,9 @@ export interface RvqWorkerData {
 
 const RVQ_WORKER = "rvq-worker.mjs";
 
-/** A worker bundle in dist/: next to the CLI bundle, beside a bundle in build/ or found from the source tree (tools/<dir>/); null if not built. */
-export function workerBundle(file: string): string | null {
-  for (const relative of [`./${file}`, `../dist/${file}`, `../../dist/${file}`]) {
-    const path = fileURLToPath(new URL(relative, import.meta.url));
-    if (existsSync(path)) return path;
-  }
-  return null;
-}
-
-/** Whether fitting can use worker threads (the benchmark says so when it cannot). */
-export function rvqWorkersAvailable(): boolean {
-  return workerBundle(RVQ_WORKER) !== null;
+/** A worker bundle in dist/ (from the source tree, the CLI bundle or a bundle in build/); a one-line error if not built. */
+export function workerBundle(file: string): string {
+  return builtFile(`dist/${file}`);
 }
 
 export function defaultThreads(): number {
@@ -46,9 +36,9 @@ function shared(bytes: number): SharedArrayBuffer {
 
 /** Runs `encodeRvq` on `threads` workers; the result is identical to the single-thread one. */
 export async function encodeRvqParallel(matrix: Matrix, params: RvqParams, groupCount: number, threads: number, onGroup?: (done: number) => void): Promise<RvqEncoding> {
-  const path = workerBundle(RVQ_WORKER);
   const workers = Math.min(threads, groupCount);
-  if (path === null || workers <= 1) return encodeRvq(matrix, params, groupCount, onGroup);
+  if (workers <= 1) return encodeRvq(matrix, params, groupCount, onGroup);
+  const path = workerBundle(RVQ_WORKER);
   const sizes = encodingSizes(matrix, params, groupCount);
   const job: RvqWorkerData = {
     rows: matrix.rows,

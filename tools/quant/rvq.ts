@@ -79,7 +79,8 @@ function trainGreedy(residual: Float32Array, count: number, h: number, levels: n
     const rounded = roundCodebook(centroids);
     halves.set(rounded.halves, l * K * h);
     // The kernel takes the same steps as the loop below (nearestCentroid, then the f32 residual).
-    if (K === 16 && kernel && nearest16(residual, count, h, rounded.values, nearest)) {
+    if (K === 16 && kernel) {
+      nearest16(residual, count, h, rounded.values, nearest);
       for (let p = 0; p < count; p++) codes[p * levels + l] = nearest[p];
       continue;
     }
