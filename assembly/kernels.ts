@@ -26,7 +26,7 @@
  * int -> f32 conversion times 2^-24, chosen per lane with a bit select.
  */
 // @ts-ignore: decorator
-@inline function widen4(x: v128): v128 {
+@inline export function widen4(x: v128): v128 {
   const sign = i32x4.shl(v128.and(x, i32x4.splat(0x8000)), 16);
   const em = v128.and(x, i32x4.splat(0x7fff));
   let bits = i32x4.add(i32x4.shl(em, 13), i32x4.splat(112 << 23));

@@ -29,8 +29,8 @@ describe("npm run bench -- --quick --json", () => {
     expect(Number.isFinite(report.machine.loadAverageAtStart)).toBe(true);
   });
 
-  it("has both groups", () => {
-    expect(report.groups.map((g) => g.name).sort()).toEqual(["compression", "lookup"]);
+  it("has every group", () => {
+    expect(report.groups.map((g) => g.name).sort()).toEqual(["compression", "forward", "lookup"]);
   });
 
   it("has every lookup goal, each with a finite ratio, a verdict that matches it and finite timings", () => {
@@ -53,5 +53,13 @@ describe("npm run bench -- --quick --json", () => {
       expect(g.id.startsWith("compress."), g.id).toBe(true);
       expect(Number.isFinite(g.measured), g.id).toBe(true);
     }
+  });
+  it("has the forward's goal: a finite ratio of tokens/s to the kernel's bound, and the kernel's GFLOP/s", () => {
+    const forward = report.groups.find((g) => g.name === "forward")!;
+    const prefill = forward.goals.find((g) => g.id === "forward.prefill-vs-bound.llama1b")!;
+    expect(Number.isFinite(prefill.measured) && prefill.measured > 0).toBe(true);
+    expect(prefill.timings.map((t) => t.unit)).toEqual(["tokens/s", "tokens/s", "GFLOP/s"]);
+    expect(forward.extra.map((t) => t.unit)).toEqual(["GFLOP/s", "GFLOP/s", "GFLOP/s", "GFLOP/s", "MiB"]);
+    for (const t of [...prefill.timings, ...forward.extra]) expect(Number.isFinite(t.median) && t.median > 0, t.label).toBe(true);
   });
 });

@@ -195,10 +195,10 @@ describe.runIf(existsSync(cli))("carvq CLI: usage errors, output paths, model ki
   });
 
   it("ppl says which kind of model it runs when given another", () => {
-    const expected = "ppl runs a llama2.c checkpoint (e.g. stories260K.bin)";
+    const expected = "ppl runs a Hugging Face model folder (config.json + safetensors) or a llama2.c checkpoint (e.g. stories260K.bin)";
     expectOneLine(run("ppl", blob(), "--model", "model.safetensors"), 2, `carvq ppl: --model model.safetensors is a safetensors file; ${expected}`);
     expectOneLine(run("ppl", blob(), "--model", "m.npy"), 2, `carvq ppl: --model m.npy is an .npy array; ${expected}`);
-    expectOneLine(run("ppl", blob(), "--model", "a-folder"), 2, `carvq ppl: --model a-folder is a folder; ${expected}`);
+    expectOneLine(run("ppl", blob(), "--model", "a-folder"), 2, `carvq ppl: --model a-folder is a folder without config.json; ${expected}`);
   });
 
   it("counts in the right number: 1 row, 2 rows", () => {

@@ -13,9 +13,13 @@ const common = { ...bundleOptions(), sourcemap: "linked" };
 execFileSync(process.execPath, ["node_modules/assemblyscript/bin/asc.js", "--config", "assembly/quant/asconfig.json"], { stdio: "inherit" });
 
 // The adaptor trainer's matrix-product kernels and its worker (tools/adaptor/kernels.ts, pool.ts).
-const { buildTrainKernels } = await import("./build-train-kernels.mjs");
+const { buildTrainKernels, buildHfKernels } = await import("./build-train-kernels.mjs");
 await buildTrainKernels();
 await build({ ...common, entryPoints: ["tools/adaptor/train-worker.ts"], outfile: "dist/train-worker.mjs" });
+
+// The transformer forward's weight products and their worker (tools/hf/matmul-kernel.ts, matmul-pool.ts).
+await buildHfKernels();
+await build({ ...common, entryPoints: ["tools/hf/matmul-worker.ts"], outfile: "dist/hf-matmul-worker.mjs" });
 
 // The RVQ fitting worker (tools/quant/parallel.ts looks for it next to the CLI bundle).
 await build({ ...common, entryPoints: ["tools/quant/rvq-worker.ts"], outfile: "dist/rvq-worker.mjs" });

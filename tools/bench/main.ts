@@ -1,4 +1,4 @@
-// npm run bench [-- --json] [-- --quick] [-- --full] [-- --repetitions N] [-- --only lookup|compression]
+// npm run bench [-- --json] [-- --quick] [-- --full] [-- --repetitions N] [-- --only lookup|compression|forward]
 //
 // Runs every benchmark group (lookup: tools/bench/lookup-goals.ts, compression:
 // tools/bench/compress.ts), prints a table of the goals (measured ratio, bound, met or not, the
@@ -14,11 +14,12 @@ import { parseFlags } from "../cli/args.ts";
 import { CarvqError } from "../errors.ts";
 import { EXIT } from "../exit-codes.ts";
 import { benchCompression, type CompressBenchOptions } from "./compress.ts";
+import { benchForward } from "./forward.ts";
 import { benchLookup } from "./lookup-goals.ts";
 import { describeMachine, formatMarkdown, formatTable, type BenchReport } from "./report.ts";
 import type { BenchGroup, BenchOptions } from "./types.ts";
 
-const GROUPS: Record<string, (o: BenchOptions) => Promise<BenchGroup>> = { lookup: benchLookup, compression: benchCompression };
+const GROUPS: Record<string, (o: BenchOptions) => Promise<BenchGroup>> = { lookup: benchLookup, compression: benchCompression, forward: benchForward };
 
 interface Args {
   json: boolean;

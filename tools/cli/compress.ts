@@ -13,7 +13,8 @@ import { choiceOption, intOption, parseCommandArgs, usageError } from "./args.ts
 import type { Command } from "./command.ts";
 import { fmt, note, noteLoaded, printResult } from "./output.ts";
 import { ADAPTOR_FLAGS, ADAPTOR_HELP, adaptorEvents, parseAdaptorFlags } from "./adaptor-flags.ts";
-import { AUTO_HELP, checkAutoConflicts, chooseOptions, modelScore, parseTargetBpp, searchJson } from "../plan/cli.ts";
+import { AUTO_HELP, checkAutoConflicts, chooseOptions, parseTargetBpp, searchJson } from "./auto-config.ts";
+import { modelScore } from "../plan/model-score.ts";
 
 const help = `carvq compress <input> -o <blob> [options]
 

@@ -20,7 +20,7 @@ import type { Llama2cModel } from "../llama2c/model.ts";
 import type { Matrix } from "../matrix.ts";
 import { autoConfigure, describeOptions, optionFlags } from "./autoconfig.ts";
 import { calibrationKlObjective } from "../eval/kl-objective.ts";
-import { klScore } from "./cli.ts";
+import { klScore } from "./model-score.ts";
 import { renderPlot, type PlotPanel, type PlotPoint, type PlotSeries } from "./svg.ts";
 
 export type ReportSeries = "auto" | "tuned" | "paper" | "scalar";
@@ -60,6 +60,11 @@ export interface ReportRequest {
   from: CompressSource;
   /** For a llama2.c input: the model, to measure perplexity and KL. */
   model?: Llama2cModel | null;
+  /**
+   * For any other model (e.g. a Hugging Face folder with an evaluation text): perplexity and KL of
+   * the model using a decoded table as its input embedding, and a sentence saying what it was measured on.
+   */
+  perplexity?: { measure(decoded: Matrix): { ppl: number; ppl_orig: number; kl: number }; describe: string } | null;
   /** For a llama2.c input: also each auto run with its codebooks tuned on the model's KL for this many steps (`--tune-kl`)... */
   tuneKl?: number;
   /** ...and / or its codes chosen for the model's curvature for this many rounds (`--kl-encode`). */
@@ -86,6 +91,8 @@ export interface ReportResult {
   runs: ReportRun[];
   /** Original model's perplexity, for llama2.c inputs. */
   pplOrig?: number;
+  /** What ppl and kl were measured on, when not the llama2.c evaluation text. */
+  pplText?: string;
 }
 
 interface Planned {
@@ -172,8 +179,9 @@ export async function runReport(matrix: Matrix, request: ReportRequest): Promise
       seconds,
       ...(searchSeconds !== undefined ? { searchSeconds, proxyRelMSE, rankedBy } : {}),
     };
-    if (request.model) {
-      const p = evaluatePerplexity(request.model, decoded);
+    const measure = request.model ? (m: Matrix) => evaluatePerplexity(request.model as Llama2cModel, m) : request.perplexity?.measure;
+    if (measure !== undefined) {
+      const p = measure(decoded);
       run.ppl = p.ppl;
       run.pplOrig = p.ppl_orig;
       run.kl = p.kl;
@@ -191,6 +199,7 @@ export async function runReport(matrix: Matrix, request: ReportRequest): Promise
     budgets: request.budgets,
     runs,
     ...(pplOrig !== undefined ? { pplOrig } : {}),
+    ...(request.perplexity && !request.model ? { pplText: request.perplexity.describe } : {}),
   };
 }
 
@@ -243,7 +252,9 @@ export function renderMarkdown(r: ReportResult, command: string, svgName = "repo
   lines.push("- **bpp**: 8 × file size / (rows × columns), every byte of the blob counted (header, table, padding, codes, codebooks, row scales, metadata).");
   lines.push("- **relMSE**: sum of squared errors / sum of squares; **cosine**: mean over rows of the cosine between original and decoded row.");
   lines.push("- **nn10**: for query rows 0, 20, 40, … (below 20,000), the share of their 10 nearest rows by cosine (among the first 50,000) that are still among the 10 nearest after compression.");
-  if (llm) {
+  if (llm && r.pplText !== undefined) {
+    lines.push(`- **ppl**, **kl**: the model with its input embedding replaced by the blob's decode (the output head keeps its original weights), on ${r.pplText}; original perplexity ${f(r.pplOrig, 3)}; kl is the mean KL(original ‖ compressed) of the next-token distributions, in nats.`);
+  } else if (llm) {
     lines.push(`- **ppl**, **kl**: the llama2.c model with its input embedding replaced by the blob's decode, on the evaluation text sampled from the original model (8 sequences × 300 tokens, fixed seeds; nothing is chosen or tuned on it: the search, --kl-encode and --tune-kl use a calibration text sampled with other seeds); original perplexity ${f(r.pplOrig, 3)}; kl is the mean KL(original ‖ compressed) of the next-token distributions, in nats.`);
   }
   lines.push("- **fit s**: wall time of the full compression; **search s**: the auto-configuration's search before it (a proxy on a sample of whole codebook groups; the whole table when it is small).");

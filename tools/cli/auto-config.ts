@@ -1,14 +1,11 @@
 // The command-line side of auto-configuration: `carvq compress --target-bpp X | --target NAME`
 // (tools/cli/compress.ts parses the flags and calls chooseOptions).
 import type { CompressOptions, CompressSource } from "../compress.ts";
-import { evaluatePerplexity } from "../eval/perplexity.ts";
-import { loadLlama2cModel, type Llama2cModel } from "../llama2c/model.ts";
-import { CALIBRATION_SAMPLE_OPTIONS } from "../llama2c/sample.ts";
-import { quoted, usageError } from "../cli/args.ts";
+import { quoted, usageError } from "./args.ts";
 import { count } from "../text.ts";
 import type { Matrix } from "../matrix.ts";
 import { startProgress } from "../progress.ts";
-import { autoConfigure, describeOptions, optionFlags, type AutoConfigRequest, type AutoConfigResult, type Candidate } from "./autoconfig.ts";
+import { autoConfigure, describeOptions, optionFlags, type AutoConfigRequest, type AutoConfigResult, type Candidate } from "../plan/autoconfig.ts";
 
 export const AUTO_HELP = `  --target-bpp X       choose the options automatically: the lowest error whose blob, every byte
                        counted, is at most X bits per parameter (a search on a sample of rows,
@@ -93,20 +90,6 @@ export interface AutoRequest {
   from: CompressSource;
   /** Options applied to the choice after the search, counted in its size (AutoConfigRequest.after). */
   after?: AutoConfigRequest["after"];
-}
-
-/**
- * For a llama2.c model: the mean KL of its next-token distributions with a decoded table as its
- * input embedding (tools/eval/perplexity.ts), the score auto-configuration ranks finalists by, on
- * the calibration text (never the evaluation text `carvq ppl` reports on).
- */
-export function klScore(model: Llama2cModel): { name: string; of: (decoded: Matrix) => number } {
-  return { name: "kl", of: (decoded) => evaluatePerplexity(model, decoded, CALIBRATION_SAMPLE_OPTIONS).kl };
-}
-
-/** klScore of the model at `path` when it is a llama2.c checkpoint, else nothing. */
-export function modelScore(format: string, path: string): { name: string; of: (decoded: Matrix) => number } | undefined {
-  return format === "llama2c" ? klScore(loadLlama2cModel(path)) : undefined;
 }
 
 /** Runs the search with a progress bar on stderr; returns the chosen options and the result. */
