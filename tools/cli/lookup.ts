@@ -121,7 +121,7 @@ export const lookupCommand: Command = {
       const table = await openTable(blob, { target: values.target, build, mode });
       try {
         rows = table.lookup(ids);
-        note(`carvq lookup: ${ids.length} rows of ${table.cols} values from ${blob} (${values.target ?? build ?? "simd"}, peak linear memory ${table.memoryBytes} bytes)`);
+        note(`carvq lookup: ${count(ids.length, "row")} of ${count(table.cols, "value")} from ${blob} (${values.target ?? build ?? "simd"}, peak linear memory ${table.memoryBytes} bytes)`);
       } finally {
         table.close();
       }
