@@ -49,12 +49,31 @@ export interface MinimalWasiResult {
 
 const ERRNO = { success: 0, badf: 8, inval: 28, io: 29, isdir: 31, noent: 44, notdir: 54 } as const;
 
-class Exit {
+/** The host's side of one instance: its imports, and what the guest wrote and called. */
+export interface MinimalWasi {
+  /** The import object to instantiate the runtime with. */
+  readonly imports: WebAssembly.Imports;
+  /** Gives the host the instance's memory; call it right after instantiating, before any export. */
+  attach(memory: WebAssembly.Memory): void;
+  /** Everything written to stdout and stderr so far. */
+  stdout(): Uint8Array;
+  stderr(): string;
+  /** How many times each import was called. */
+  readonly calls: Record<string, number>;
+  /** With `foreignPages`: whether the runtime left those pages alone (undefined before they are taken). */
+  foreignPagesIntact(): boolean | undefined;
+}
+
+/** proc_exit's way out of the guest: thrown through its frames and caught by the caller of the export. */
+export class MinimalWasiExit {
   constructor(readonly code: number) {}
 }
 
-/** Runs the runtime's `_start` once under the minimal host. */
-export function runMinimalWasi(module: WebAssembly.Module, options: MinimalWasiOptions): MinimalWasiResult {
+/**
+ * The minimal host's imports over `options` (files in memory, args, quirks), for a command
+ * (runMinimalWasi) or a library instance (host/table.ts: a blob handed over as bytes).
+ */
+export function createMinimalWasi(options: MinimalWasiOptions): MinimalWasi {
   let memory!: WebAssembly.Memory;
   const view = () => new DataView(memory.buffer);
   const bytes = () => new Uint8Array(memory.buffer);
@@ -174,19 +193,10 @@ export function runMinimalWasi(module: WebAssembly.Module, options: MinimalWasiO
     },
     proc_exit(code: number) {
       count("proc_exit");
-      throw new Exit(code);
+      throw new MinimalWasiExit(code);
     },
   };
 
-  const instance = new WebAssembly.Instance(module, { wasi_snapshot_preview1: imports as unknown as WebAssembly.ModuleImports });
-  memory = instance.exports.memory as WebAssembly.Memory;
-  let exitCode = 0;
-  try {
-    (instance.exports._start as () => void)();
-  } catch (e) {
-    if (!(e instanceof Exit)) throw e;
-    exitCode = e.code;
-  }
   const join = (parts: Uint8Array[]) => {
     const all = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
     let at = 0;
@@ -196,14 +206,41 @@ export function runMinimalWasi(module: WebAssembly.Module, options: MinimalWasiO
     }
     return all;
   };
-  const intact = (f: { start: number; length: number }) => bytes().subarray(f.start, f.start + f.length).every((b) => b === 0xa5);
-  const taken = foreign as { start: number; length: number } | null;
+  return {
+    imports: { wasi_snapshot_preview1: imports as unknown as WebAssembly.ModuleImports },
+    attach(m) {
+      memory = m;
+    },
+    stdout: () => join(out),
+    stderr: () => new TextDecoder().decode(join(err)),
+    calls,
+    foreignPagesIntact() {
+      const taken = foreign as { start: number; length: number } | null;
+      return taken === null ? undefined : bytes().subarray(taken.start, taken.start + taken.length).every((b) => b === 0xa5);
+    },
+  };
+}
+
+/** Runs the runtime's `_start` once under the minimal host. */
+export function runMinimalWasi(module: WebAssembly.Module, options: MinimalWasiOptions): MinimalWasiResult {
+  const host = createMinimalWasi(options);
+  const instance = new WebAssembly.Instance(module, host.imports);
+  const memory = instance.exports.memory as WebAssembly.Memory;
+  host.attach(memory);
+  let exitCode = 0;
+  try {
+    (instance.exports._start as () => void)();
+  } catch (e) {
+    if (!(e instanceof MinimalWasiExit)) throw e;
+    exitCode = e.code;
+  }
+  const intact = host.foreignPagesIntact();
   return {
     exitCode,
-    stdout: join(out),
-    stderr: new TextDecoder().decode(join(err)),
+    stdout: host.stdout(),
+    stderr: host.stderr(),
     peakMemoryBytes: memory.buffer.byteLength,
-    calls,
-    ...(taken ? { foreignPagesIntact: intact(taken) } : {}),
+    calls: host.calls,
+    ...(intact !== undefined ? { foreignPagesIntact: intact } : {}),
   };
 }

@@ -17,6 +17,7 @@ import {
   checkRun, GUEST_DIR, guestPath, lookupArgs, loadTarget, rowsOf, RUNTIME_EXIT, wasmPath,
   type AdaptorTuning, type BuildName, type ModeName, type RunResult, type RuntimeInfo, type Target,
 } from "./common.ts";
+import { closePreopens, wrappedImports } from "./node-wasi.ts";
 
 export { RUNTIME_EXIT, loadTarget, loadTargets, bitDifferences, targetNames, wasmPath } from "./common.ts";
 export type { AdaptorTuning, BuildName, ModeName, RunResult, RuntimeAdaptorInfo, RuntimeInfo, Target } from "./common.ts";
@@ -32,19 +33,6 @@ export function compiledModule(path: string): WebAssembly.Module {
     modules.set(key, module);
   }
   return module;
-}
-
-/**
- * node:wasi's import object with every function wrapped in a plain JS function. Called directly,
- * Node 20's WASI functions take V8's fast-call path, and the first WASI call after the module grew
- * its memory by tens of MiB (resident mode) aborts the whole process (SIGABRT, no message); through
- * a JS wrapper they take the regular path, at a negligible cost per call.
- */
-function wrappedImports(wasi: WASI): WebAssembly.Imports {
-  const direct = (wasi.getImportObject() as Record<string, Record<string, (...args: unknown[]) => unknown>>).wasi_snapshot_preview1;
-  const wrapped: Record<string, (...args: unknown[]) => unknown> = {};
-  for (const [name, fn] of Object.entries(direct)) wrapped[name] = (...args: unknown[]) => fn(...args);
-  return { wasi_snapshot_preview1: wrapped } as WebAssembly.Imports;
 }
 
 export interface RunOptions {
@@ -69,16 +57,6 @@ export function runWasiCommand(wasm: string, args: readonly string[], preopens: 
   } finally {
     if (own) rmSync(dir, { recursive: true, force: true });
   }
-}
-
-/**
- * node:wasi never closes the host handles of its preopened folders (not even when collected), so
- * every run would leak one descriptor; close them through the instance's own fd_close. Preopens
- * take the descriptors right after stdin, stdout and stderr.
- */
-function closePreopens(wasi: WASI, count: number): void {
-  const fdClose = (wasi.wasiImport as Record<string, unknown>).fd_close as (fd: number) => number;
-  for (let fd = 3; fd < 3 + count; fd++) fdClose(fd);
 }
 
 function runIn(module: WebAssembly.Module, dir: string, args: readonly string[], preopens: Record<string, string>, discardStdout: boolean, stdinFile?: string): RunResult {

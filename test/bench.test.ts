@@ -8,8 +8,9 @@ import { buildDir, projectRoot } from "../host/common.ts";
 import type { BenchReport } from "../tools/bench/report.ts";
 
 /** The lookup goals, for both shapes (tools/bench/lookup-goals.ts). */
-const LOOKUP_GOALS = ["rvq-vs-fp16", "jco.rvq-vs-fp16", "adaptor-vs-copy", "batch64-vs-single", "simd-vs-scalar", "streaming-vs-resident"]
-  .flatMap((g) => ["llama1b", "stories15m"].map((s) => `lookup.${g}.${s}`));
+const LOOKUP_GOALS = ["rvq-vs-fp16", "jco.rvq-vs-fp16", "library-vs-decode", "adaptor-vs-gemm", "batch64-vs-single", "simd-vs-scalar", "streaming-vs-resident"]
+  .flatMap((g) => ["llama1b", "stories15m"].map((s) => `lookup.${g}.${s}`))
+  .concat(["lookup.library-size-independence"]);
 
 const script = join(buildDir(), "bench-smoke.mjs");
 let report: BenchReport;

@@ -3,7 +3,7 @@
 // and WASM builds relative to itself, and package.json's `files` must carry them. And a bundle
 // without its builds must say so in one line instead of falling back to slower paths.
 import { spawnSync } from "node:child_process";
-import { copyFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
+import { copyFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -37,10 +37,13 @@ describe.runIf(existsSync(cli) && process.platform !== "win32")("installed with 
 
   it("carries the bundle, its workers and the WASM builds, and no sources", () => {
     const installed = join(prefix, "lib", "node_modules", "carvq");
-    for (const file of ["dist/carvq.mjs", "dist/index.mjs", "dist/types/tools/index.d.ts", "dist/rvq-worker.mjs", "dist/fisher-worker.mjs", "dist/train-worker.mjs", "build/quant-kernels.wasm", "build/train-kernels.wasm", "build/carvq-rt.wasm", "build/carvq-rt-scalar.wasm", "build/targets/mcu-128k.wasm", "targets/mcu-128k.json"]) {
+    for (const file of ["dist/carvq.mjs", "dist/index.mjs", "dist/table.mjs", "dist/types/tools/index.d.ts", "dist/types/host/table.d.ts", "dist/rvq-worker.mjs", "dist/fisher-worker.mjs", "dist/train-worker.mjs", "build/quant-kernels.wasm", "build/train-kernels.wasm", "build/carvq-rt.wasm", "build/carvq-rt-scalar.wasm", "build/targets/mcu-128k.wasm", "build/lib/carvq.wasm", "build/lib/mcu-128k.wasm", "build/lib/carvq.component.wasm", "targets/mcu-128k.json", "wit/carvq.wit"]) {
       expect(existsSync(join(installed, file)), file).toBe(true);
     }
-    for (const folder of ["tools", "test", "assembly", "node_modules"]) expect(existsSync(join(installed, folder)), folder).toBe(false);
+    for (const folder of ["tools", "test", "assembly"]) expect(existsSync(join(installed, folder)), folder).toBe(false);
+    // Its one runtime dependency (the JS API's @assemblyscript/loader), and nothing else installed with it.
+    const deps = existsSync(join(installed, "node_modules")) ? readdirSync(join(installed, "node_modules")).filter((d) => !d.startsWith(".")) : [];
+    expect(deps).toEqual(["@assemblyscript"]);
     expect(statSync(carvq).mode & 0o111).not.toBe(0);
   });
 

@@ -1,5 +1,7 @@
-// Builds everything `npm ci` must leave working: the CLI bundle (dist/carvq.mjs) and, when
-// tools/build-wasm.mjs exists, the WASM runtime builds. Run by `npm run build` and `prepare`.
+// Builds everything `npm ci` must leave working: the CLI bundle (dist/carvq.mjs), the package's
+// exports (dist/index.mjs: the Node API with the JS API; dist/table.mjs: the JS API alone, for
+// browsers; their types in dist/types/) and, when tools/build-wasm.mjs exists, the WASM runtime
+// builds and the WIT component. Run by `npm run build` and `prepare`.
 import { execFileSync } from "node:child_process";
 import { build } from "esbuild";
 import { chmodSync, existsSync } from "node:fs";
@@ -38,7 +40,15 @@ chmodSync("dist/carvq.mjs", 0o755);
 await build({ ...common, entryPoints: ["tools/index.ts"], outfile: "dist/index.mjs", packages: "external" });
 execFileSync(process.execPath, ["node_modules/typescript/bin/tsc", "-p", "tsconfig.api.json"], { stdio: "inherit" });
 
+// The JS API alone, for browsers (package.json "exports" "./table"): host/table.ts imports Node
+// modules only when it opens a path, so this bundle loads none; its declarations come with the
+// Node API's (tsconfig.api.json), which re-exports it.
+await build({ ...common, platform: "neutral", target: "es2022", packages: "external", entryPoints: ["host/table.ts"], outfile: "dist/table.mjs" });
+
 if (existsSync("tools/build-wasm.mjs")) {
   const { buildWasm } = await import("./build-wasm.mjs");
   await buildWasm();
+  const { buildComponent } = await import("./build-component.mjs");
+  if (await buildComponent()) process.stderr.write("built the WIT component build/lib/carvq.component.wasm\n");
 }
+

@@ -1,5 +1,5 @@
 // carvq's Node API: read a table from a model file, compress it to a blob, parse a blob, decode it
-// and evaluate it against the original. Every entry point is async and takes an options object;
+// and evaluate it against the original; and open a blob in the WASM runtime to look tokens up. Every entry point is async and takes an options object;
 // the CLI (tools/cli/) is built on these same functions. Bundled to dist/index.mjs, typed by
 // dist/index.d.ts.
 import { parseBlob as parseBlobBytes, readBlobFile, type Blob } from "./blob/reader.ts";
@@ -19,6 +19,10 @@ export type { LayoutName } from "./quant/layout.ts";
 export type { AdaptorSpec } from "./adaptor/sizing.ts";
 export type { TableObjective } from "./quant/objective.ts";
 export { CarvqError } from "./errors.ts";
+// The runtime as a library: open a blob once, look tokens up at every step (host/table.ts; browsers
+// import it alone as "carvq/table").
+export { openTable, RUNTIME_EXIT } from "../host/table.ts";
+export type { OpenTableOptions, Table, TableBuild, TableMode } from "../host/table.ts";
 
 export interface ReadTableOptions {
   /** The tensor to read; default: the token embedding, found by its usual names. */

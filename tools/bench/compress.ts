@@ -155,8 +155,16 @@ function gemmJobs(heap: TrainHeap, B: number, IN: number, OUT: number): [string,
   ];
 }
 
-/** GFLOP/s per thread of each product and of the three together, with one warm-up. */
-async function gemmPerThread(threads: number, o: CompressBenchOptions, shape: [number, number, number]): Promise<{ products: Timing[]; step: Timing; perCpuSecond: Timing; simd: boolean }> {
+/** The GEMM the goals time: a training step of the paper adaptor's widest layer (--quick: a tiny one). */
+export function gemmShape(quick: boolean): [number, number, number] {
+  return quick ? [64, 32, 128] : [1024, 512, 2048];
+}
+
+/**
+ * GFLOP/s per thread of each product and of the three together, with one warm-up (also the
+ * per-core rate the runtime's adaptor is judged against, tools/bench/lookup-goals.ts).
+ */
+export async function gemmPerThread(threads: number, o: BenchOptions, shape: [number, number, number]): Promise<{ products: Timing[]; step: Timing; perCpuSecond: Timing; simd: boolean }> {
   const [B, IN, OUT] = shape;
   const heap = new TrainHeap(B * IN * 2 + IN * OUT * 3 + B * OUT * 2 + 64 * 7);
   const jobs = gemmJobs(heap, B, IN, OUT);
@@ -193,7 +201,7 @@ async function gemmPerThread(threads: number, o: CompressBenchOptions, shape: [n
 
 /** Goal 3: the trainer's GEMM, GFLOP/s per thread with 1 and with `threads` threads. */
 async function gemmGoal(o: CompressBenchOptions): Promise<BenchGoal> {
-  const shape: [number, number, number] = o.quick ? [64, 32, 128] : [1024, 512, 2048];
+  const shape = gemmShape(o.quick);
   const threads = Math.max(2, o.threads);
   o.log(`compress: adaptor GEMM ${shape.join(" x ")}, 1 and ${threads} threads`);
   const one = await gemmPerThread(1, o, shape);

@@ -4,6 +4,7 @@ import { EXIT } from "../exit-codes.ts";
 import { count } from "../text.ts";
 import { openJcoRuntime } from "../../host/jco.ts";
 import { openRuntime } from "../../host/node.ts";
+import { openTable } from "../../host/table.ts";
 import { targetNames, type BuildName, type ModeName } from "../../host/common.ts";
 import { choiceOption, parseCommandArgs } from "./args.ts";
 import type { Command } from "./command.ts";
@@ -14,7 +15,9 @@ const help = `carvq lookup <blob> --tokens 1,2,3 [options]
 Looks tokens up with the device runtime (the WASM module, not the TypeScript decoder) and writes
 their rows, in the order asked, as raw little-endian float32: tokens x cols values. The runtime
 validates the blob (header, section bounds, CRC-32s) before it answers and never uses more linear
-memory than its budget.
+memory than its budget. The node host opens the blob in a library module (build/lib/, the JS API's
+openTable); with --adaptor-batch or --adaptor-tile it runs the command module (build/), whose knobs
+they are.
 Example: carvq lookup model.carvq --tokens 0,1,2,100-103 --target rpi-zero2w -o rows.f32
 
 Options:
@@ -108,11 +111,20 @@ export const lookupCommand: Command = {
       const runtime = await openJcoRuntime({ blob, mode, ...tuning });
       rows = await runtime.lookup(ids);
       runtime.close();
-    } else {
+    } else if (tuning.adaptorBatch !== undefined || tuning.adaptorTile !== undefined) {
+      // The adaptor's batch and tile are the command's own knobs: the library plans them itself.
       const runtime = await openRuntime({ blob, target: values.target, build, mode, ...tuning });
       rows = runtime.lookup(ids);
       note(`carvq lookup: ${count(ids.length, "row")} of ${count(rows.length / ids.length, "value")} from ${blob} (${values.target ?? build ?? "simd"}, peak linear memory ${runtime.peakMemoryBytes} bytes)`);
       runtime.close();
+    } else {
+      const table = await openTable(blob, { target: values.target, build, mode });
+      try {
+        rows = table.lookup(ids);
+        note(`carvq lookup: ${count(ids.length, "row")} of ${count(table.cols, "value")} from ${blob} (${values.target ?? build ?? "simd"}, peak linear memory ${table.memoryBytes} bytes)`);
+      } finally {
+        table.close();
+      }
     }
     const bytes = new Uint8Array(rows.buffer, rows.byteOffset, rows.byteLength);
     if (values.output !== undefined) {

@@ -11,6 +11,7 @@ import { dataCommand } from "./data.ts";
 import { demoCommand } from "./demo.ts";
 import { evalCommand } from "./eval.ts";
 import { extractCommand } from "./extract.ts";
+import { generateCommand } from "./generate.ts";
 import { inspectCommand } from "./inspect.ts";
 import { lookupCommand } from "./lookup.ts";
 import { pplCommand } from "./ppl.ts";
@@ -18,7 +19,7 @@ import { reportCommand } from "./report.ts";
 import { synthCommand } from "./synth.ts";
 import { tensorsCommand } from "./tensors.ts";
 
-const commands: readonly Command[] = [demoCommand, compressCommand, evalCommand, inspectCommand, pplCommand, reportCommand, lookupCommand, tensorsCommand, extractCommand, conformanceCommand, synthCommand, dataCommand];
+const commands: readonly Command[] = [demoCommand, compressCommand, evalCommand, inspectCommand, pplCommand, generateCommand, reportCommand, lookupCommand, tensorsCommand, extractCommand, conformanceCommand, synthCommand, dataCommand];
 
 function usage(): string {
   const width = Math.max(...commands.map((c) => c.name.length));

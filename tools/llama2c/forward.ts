@@ -168,9 +168,10 @@ function attendHead(
 /**
  * Runs `token` at position `pos` (positions 0..pos-1 must already have been run through this state)
  * and returns the next-token logits. The returned array is the state's own buffer: it is overwritten
- * by the next call, so copy it to keep it.
+ * by the next call, so copy it to keep it. `input`, when given, is the token's input embedding row
+ * (dim values) served from elsewhere, e.g. a compressed table, instead of the model's own table.
  */
-export function forward(state: ForwardState, token: number, pos: number): Float32Array {
+export function forward(state: ForwardState, token: number, pos: number, input?: Float32Array): Float32Array {
   const { model } = state;
   const { dim, hiddenDim, nHeads, nKvHeads, vocabSize } = model.config;
   if (!Number.isInteger(token) || token < 0 || token >= vocabSize) throw new CarvqError(`${model.path}: token ${token} is out of range (0 to ${vocabSize - 1})`);
@@ -188,7 +189,8 @@ export function forward(state: ForwardState, token: number, pos: number): Float3
     sin[i] = Math.sin(angle);
   }
 
-  x.set(model.tokenEmbedding.subarray(token * dim, (token + 1) * dim));
+  if (input !== undefined && input.length !== dim) throw new Error(`forward: the input row has ${input.length} values, the model's dim is ${dim}`);
+  x.set(input ?? model.tokenEmbedding.subarray(token * dim, (token + 1) * dim));
 
   for (let l = 0; l < model.layers.length; l++) {
     const layer = model.layers[l];

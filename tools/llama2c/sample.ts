@@ -64,11 +64,18 @@ export interface GenerateOptions {
   readonly temperature?: number;
   /** Sees the logits after each position p (the prediction of token p + 1), prompt positions included. */
   readonly onLogits?: (pos: number, logits: Float32Array) => void;
+  /** Writes token's input embedding row (dim values) into `row`; default: the model's own table. */
+  readonly input?: (token: number, row: Float32Array) => void;
+  /** Sees each sampled token as soon as it is drawn (streaming output). */
+  readonly onToken?: (token: number) => void;
+  /** Stops before keeping a sampled token for which this is true (llama2.c's run stops at BOS). */
+  readonly stopAt?: (token: number) => boolean;
 }
 
 /**
- * Feeds `prompt` (which should start with BOS) and then samples `steps` more tokens; returns the prompt
- * followed by the sampled ids. Deterministic for a given seed; temperature 0 decodes greedily.
+ * Feeds `prompt` (which should start with BOS) and then samples `steps` more tokens (fewer when
+ * `stopAt` ends it); returns the prompt followed by the sampled ids. Deterministic for a given seed;
+ * temperature 0 decodes greedily.
  */
 export function generate(model: Llama2cModel, prompt: readonly number[], steps: number, options: GenerateOptions = {}): number[] {
   const temperature = options.temperature ?? 1;
@@ -80,11 +87,16 @@ export function generate(model: Llama2cModel, prompt: readonly number[], steps: 
   const random = createRandom(options.seed ?? 0);
   const state = createForwardState(model, Math.max(1, total - 1));
   const tokens = [...prompt];
+  const row = options.input === undefined ? undefined : new Float32Array(model.config.dim);
   for (let pos = 0; pos < total - 1; pos++) {
-    const logits = forward(state, tokens[pos], pos);
+    if (row !== undefined) options.input!(tokens[pos], row);
+    const logits = forward(state, tokens[pos], pos, row);
     options.onLogits?.(pos, logits);
     if (pos + 1 < prompt.length) continue; // still reading the prompt
-    tokens.push(sampleFromLogits(logits, temperature, random()));
+    const next = sampleFromLogits(logits, temperature, random());
+    if (options.stopAt?.(next)) break;
+    tokens.push(next);
+    options.onToken?.(next);
   }
   return tokens;
 }
