@@ -1,5 +1,5 @@
 import { defineConfig } from "vitest/config";
-import { versionDefine } from "./tools/bundle.mjs";
+import { versionDefine } from "./tools/dev/bundle.mjs";
 
 export default defineConfig({
   // The package version, as the bundles get it (tools/version.ts).

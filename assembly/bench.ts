@@ -1,5 +1,5 @@
 // carvq-rt bench: times the runtime's own paths inside the engine, for `npm run bench`
-// (tools/bench/lookup-goals.ts). A run from the host costs an instance, the blob's validation and
+// (tools/dev/bench/lookup-goals.ts). A run from the host costs an instance, the blob's validation and
 // a resident load, far more than a lookup; timing loops in here with the WASI monotonic clock
 // compares two paths on the same engine, nothing else. Only modules built with CARVQ_BENCH=1
 // (build/bench/) contain it: clock_time_get is their eleventh import, and the device modules keep

@@ -34,7 +34,10 @@ export function buildDir(): string {
 
 export function targetNames(): string[] {
   const dir = join(projectRoot(), "targets");
-  return readdirSync(dir).filter((f) => f.endsWith(".json")).map((f) => f.slice(0, -5)).sort();
+  return readdirSync(dir)
+    .filter((f) => f.endsWith(".json"))
+    .map((f) => f.slice(0, -5))
+    .sort();
 }
 
 export function loadTarget(name: string): Target {
@@ -144,7 +147,11 @@ export function checkRun(run: RunResult, blob: string): void {
   const line = run.stderr.split("\n").find((l) => l.startsWith("carvq-rt: ")) ?? run.stderr.trim().split("\n").pop() ?? "";
   const tagged = /\s*\[exit (\d+)\]$/.exec(line);
   const code = tagged ? Number(tagged[1]) : run.exitCode;
-  const message = line.slice(0, tagged ? tagged.index : line.length).replace(/^carvq-rt: /, "").split(guestPath(blob)).join(blob);
+  const message = line
+    .slice(0, tagged ? tagged.index : line.length)
+    .replace(/^carvq-rt: /, "")
+    .split(guestPath(blob))
+    .join(blob);
   throw new CarvqError(message || `the runtime failed with exit code ${run.exitCode}`, code);
 }
 
@@ -169,9 +176,13 @@ export interface AdaptorTuning {
 
 function tuningArgs(tuning: AdaptorTuning): string[] {
   const args: string[] = [];
-  for (const [flag, value] of [["--adaptor-batch", tuning.adaptorBatch], ["--adaptor-tile", tuning.adaptorTile]] as const) {
+  for (const [flag, value] of [
+    ["--adaptor-batch", tuning.adaptorBatch],
+    ["--adaptor-tile", tuning.adaptorTile],
+  ] as const) {
     if (value === undefined) continue;
-    if (!Number.isInteger(value) || value < 1 || value > 0xffffffff) throw new CarvqError(`${flag} must be a whole number from 1 to 4294967295, got ${value}`, RUNTIME_EXIT.usage);
+    if (!Number.isInteger(value) || value < 1 || value > 0xffffffff)
+      throw new CarvqError(`${flag} must be a whole number from 1 to 4294967295, got ${value}`, RUNTIME_EXIT.usage);
     args.push(flag, String(value));
   }
   return args;
@@ -186,15 +197,16 @@ export function bitDifferences(got: Float32Array, want: Float32Array): number {
   if (got.length !== want.length) throw new RangeError(`row sets differ in size: ${got.length} and ${want.length} values`);
   const a = new Uint32Array(got.buffer, got.byteOffset, got.length);
   const b = new Uint32Array(want.buffer, want.byteOffset, want.length);
-  const isNaN = (bits: number) => (bits & 0x7f800000) === 0x7f800000 && (bits & 0x7fffff) !== 0;
+  const isNaNBits = (bits: number) => (bits & 0x7f800000) === 0x7f800000 && (bits & 0x7fffff) !== 0;
   let count = 0;
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i] && !(isNaN(a[i]) && isNaN(b[i]))) count++;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i] && !(isNaNBits(a[i]) && isNaNBits(b[i]))) count++;
   return count;
 }
 
 export function lookupArgs(blob: string, ids: readonly number[], mode: ModeName | undefined, tuning: AdaptorTuning = {}): string[] {
   for (const id of ids) {
-    if (!Number.isInteger(id) || id < 0 || id > 0xffffffff) throw new CarvqError(`token ${id} is not a whole number from 0 to 4294967295`, RUNTIME_EXIT.usage);
+    if (!Number.isInteger(id) || id < 0 || id > 0xffffffff)
+      throw new CarvqError(`token ${id} is not a whole number from 0 to 4294967295`, RUNTIME_EXIT.usage);
   }
   if (ids.length === 0) throw new CarvqError("no token to look up", RUNTIME_EXIT.usage);
   return ["lookup", ...(mode ? ["--mode", mode] : []), ...tuningArgs(tuning), guestPath(blob), ...ids.map(String)];

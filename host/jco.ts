@@ -17,8 +17,17 @@ import { pathToFileURL } from "node:url";
 import { CarvqError } from "../tools/errors.ts";
 import { EXIT } from "../tools/exit-codes.ts";
 import {
-  buildDir, checkRun, GUEST_DIR, guestPath, lookupArgs, rowsOf, RUNTIME_EXIT,
-  type AdaptorTuning, type ModeName, type RunResult, type RuntimeInfo,
+  buildDir,
+  checkRun,
+  GUEST_DIR,
+  guestPath,
+  lookupArgs,
+  rowsOf,
+  RUNTIME_EXIT,
+  type AdaptorTuning,
+  type ModeName,
+  type RunResult,
+  type RuntimeInfo,
 } from "./common.ts";
 
 export function componentPath(): string {
@@ -33,7 +42,10 @@ function jcoPaths(): { cli: string; filesystemShim: string } {
   try {
     api = require.resolve("@bytecodealliance/jco");
   } catch {
-    throw new CarvqError("--host jco needs the @bytecodealliance/jco package (a development dependency: run from the clone after npm ci, or install it beside carvq)", EXIT.usage);
+    throw new CarvqError(
+      "--host jco needs the @bytecodealliance/jco package (a development dependency: run from the clone after npm ci, or install it beside carvq)",
+      EXIT.usage,
+    );
   }
   const cli = join(dirname(api), "jco.js");
   const fromJco = createRequire(api);
@@ -45,12 +57,19 @@ function jcoPaths(): { cli: string; filesystemShim: string } {
  * the exit status jco reports (0 or 1) and the raw output; never rejects for a failed run.
  * `component` defaults to the runtime's (the bench passes build/bench/simd.component.wasm).
  */
-export async function runJcoCommand(args: readonly string[], preopens: Record<string, string>, component: string = componentPath()): Promise<RunResult> {
+export async function runJcoCommand(
+  args: readonly string[],
+  preopens: Record<string, string>,
+  component: string = componentPath(),
+): Promise<RunResult> {
   const { cli, filesystemShim } = jcoPaths();
   const dir = mkdtempSync(join(tmpdir(), "carvq-jco-"));
   try {
     const setup = join(dir, "preopens.mjs");
-    writeFileSync(setup, `import { _setPreopens } from ${JSON.stringify(pathToFileURL(filesystemShim).href)};\n_setPreopens(${JSON.stringify(preopens)});\n`);
+    writeFileSync(
+      setup,
+      `import { _setPreopens } from ${JSON.stringify(pathToFileURL(filesystemShim).href)};\n_setPreopens(${JSON.stringify(preopens)});\n`,
+    );
     return await new Promise<RunResult>((resolvePromise, reject) => {
       execFile(
         process.execPath,
@@ -97,7 +116,10 @@ export async function openJcoRuntime(options: OpenJcoRuntimeOptions): Promise<Jc
     checkRun(result, options.blob);
     return result;
   };
-  const info = async (): Promise<RuntimeInfo> => ({ ...(JSON.parse(new TextDecoder().decode((await run(["info", guestPath(blob)])).stdout)) as RuntimeInfo), file: options.blob });
+  const info = async (): Promise<RuntimeInfo> => ({
+    ...(JSON.parse(new TextDecoder().decode((await run(["info", guestPath(blob)])).stdout)) as RuntimeInfo),
+    file: options.blob,
+  });
   return {
     blob,
     lookup: async (ids) => rowsOf(await run(lookupArgs(blob, ids, options.mode, options)), ids.length),
@@ -140,7 +162,8 @@ export interface ComponentTable extends ComponentTableInfo {
 /** The component's `failure` record, thrown by jco's bindings for a result's error case. */
 function failureToError(e: unknown, blob: string): never {
   const f = e as { code?: unknown; message?: unknown };
-  if (typeof f?.code === "number" && typeof f.message === "string") throw new CarvqError(f.message.split(guestPath(blob)).join(blob), f.code);
+  if (typeof f?.code === "number" && typeof f.message === "string")
+    throw new CarvqError(f.message.split(guestPath(blob)).join(blob), f.code);
   throw new CarvqError(`the component trapped: ${e instanceof Error ? e.message : String(e)}`, RUNTIME_EXIT.internal);
 }
 
@@ -179,7 +202,9 @@ export async function openComponentTable(blob: string): Promise<ComponentTable> 
 }
 
 type Instantiate = (imports: Record<string, unknown>) => Promise<{ table: ComponentTableExports }>;
-let transpiled: Promise<{ instantiate: Instantiate; WASIShim: new (config: object) => { getImportObject(): Record<string, unknown> } }> | undefined;
+let transpiled:
+  | Promise<{ instantiate: Instantiate; WASIShim: new (config: object) => { getImportObject(): Record<string, unknown> } }>
+  | undefined;
 
 async function transpiledTableComponent() {
   transpiled ??= (async () => {
@@ -193,15 +218,25 @@ async function transpiledTableComponent() {
         writeFileSync(join(dir, name), bytes);
       }
       const bindings = (await import(pathToFileURL(join(dir, "carvq.js")).href)) as {
-        instantiate(getCoreModule: (name: string) => Promise<WebAssembly.Module>, imports: Record<string, unknown>): Promise<{ table: ComponentTableExports }>;
+        instantiate(
+          getCoreModule: (name: string) => Promise<WebAssembly.Module>,
+          imports: Record<string, unknown>,
+        ): Promise<{ table: ComponentTableExports }>;
       };
       const cores = new Map<string, Promise<WebAssembly.Module>>();
-      for (const [name, bytes] of Object.entries(files)) if (name.endsWith(".wasm")) cores.set(name, WebAssembly.compile(new Uint8Array(bytes)));
+      for (const [name, bytes] of Object.entries(files))
+        if (name.endsWith(".wasm")) cores.set(name, WebAssembly.compile(new Uint8Array(bytes)));
       // jco's own copy of the WASI 0.2 shim (the one `jco run` uses).
       const fromJco = createRequire(createRequire(import.meta.url).resolve("@bytecodealliance/jco"));
-      const { WASIShim } = (await import(pathToFileURL(fromJco.resolve("@bytecodealliance/preview2-shim/instantiation")).href)) as { WASIShim: new (config: object) => { getImportObject(): Record<string, unknown> } };
+      const { WASIShim } = (await import(pathToFileURL(fromJco.resolve("@bytecodealliance/preview2-shim/instantiation")).href)) as {
+        WASIShim: new (config: object) => { getImportObject(): Record<string, unknown> };
+      };
       return {
-        instantiate: (imports: Record<string, unknown>) => bindings.instantiate((name) => cores.get(name) ?? Promise.reject(new Error(`jco asked for an unknown core module ${name}`)), imports),
+        instantiate: (imports: Record<string, unknown>) =>
+          bindings.instantiate(
+            (name) => cores.get(name) ?? Promise.reject(new Error(`jco asked for an unknown core module ${name}`)),
+            imports,
+          ),
         WASIShim,
       };
     } finally {
@@ -210,4 +245,3 @@ async function transpiledTableComponent() {
   })();
   return transpiled;
 }
-

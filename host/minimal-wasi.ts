@@ -99,7 +99,11 @@ export function createMinimalWasi(options: MinimalWasiOptions): MinimalWasi {
     args_sizes_get(argcPtr: number, sizePtr: number) {
       count("args_sizes_get");
       view().setUint32(argcPtr, argv.length, true);
-      view().setUint32(sizePtr, argv.reduce((n, a) => n + a.length, 0), true);
+      view().setUint32(
+        sizePtr,
+        argv.reduce((n, a) => n + a.length, 0),
+        true,
+      );
       return ERRNO.success;
     },
     args_get(argvPtr: number, bufPtr: number) {
@@ -127,7 +131,17 @@ export function createMinimalWasi(options: MinimalWasiOptions): MinimalWasi {
       bytes().set(names[i].subarray(0, len), ptr);
       return ERRNO.success;
     },
-    path_open(dirFd: number, _dirflags: number, pathPtr: number, pathLen: number, _oflags: number, _rb: bigint, _ri: bigint, _fdflags: number, fdPtr: number) {
+    path_open(
+      dirFd: number,
+      _dirflags: number,
+      pathPtr: number,
+      pathLen: number,
+      _oflags: number,
+      _rb: bigint,
+      _ri: bigint,
+      _fdflags: number,
+      fdPtr: number,
+    ) {
       count("path_open");
       const i = dirFd - 3;
       if (i < 0 || i >= names.length) return ERRNO.badf;
@@ -216,7 +230,11 @@ export function createMinimalWasi(options: MinimalWasiOptions): MinimalWasi {
     calls,
     foreignPagesIntact() {
       const taken = foreign as { start: number; length: number } | null;
-      return taken === null ? undefined : bytes().subarray(taken.start, taken.start + taken.length).every((b) => b === 0xa5);
+      return taken === null
+        ? undefined
+        : bytes()
+            .subarray(taken.start, taken.start + taken.length)
+            .every((b) => b === 0xa5);
     },
   };
 }

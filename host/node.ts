@@ -14,8 +14,20 @@ import { dirname, join, resolve } from "node:path";
 import { WASI } from "node:wasi";
 import { CarvqError } from "../tools/errors.ts";
 import {
-  checkRun, GUEST_DIR, guestPath, lookupArgs, loadTarget, rowsOf, RUNTIME_EXIT, wasmPath,
-  type AdaptorTuning, type BuildName, type ModeName, type RunResult, type RuntimeInfo, type Target,
+  checkRun,
+  GUEST_DIR,
+  guestPath,
+  lookupArgs,
+  loadTarget,
+  rowsOf,
+  RUNTIME_EXIT,
+  wasmPath,
+  type AdaptorTuning,
+  type BuildName,
+  type ModeName,
+  type RunResult,
+  type RuntimeInfo,
+  type Target,
 } from "./common.ts";
 import { closePreopens, wrappedImports } from "./node-wasi.ts";
 
@@ -48,7 +60,12 @@ export interface RunOptions {
  * Runs the command once: `args` after the program name, `preopens` guest path -> host folder.
  * Never throws for a non-zero exit (see checkRun); a trap becomes exit code 70 with its message.
  */
-export function runWasiCommand(wasm: string, args: readonly string[], preopens: Record<string, string>, options: RunOptions = {}): RunResult {
+export function runWasiCommand(
+  wasm: string,
+  args: readonly string[],
+  preopens: Record<string, string>,
+  options: RunOptions = {},
+): RunResult {
   const module = compiledModule(wasm);
   const own = options.scratchDir === undefined;
   const dir = options.scratchDir ?? mkdtempSync(join(tmpdir(), "carvq-rt-"));
@@ -59,7 +76,14 @@ export function runWasiCommand(wasm: string, args: readonly string[], preopens: 
   }
 }
 
-function runIn(module: WebAssembly.Module, dir: string, args: readonly string[], preopens: Record<string, string>, discardStdout: boolean, stdinFile?: string): RunResult {
+function runIn(
+  module: WebAssembly.Module,
+  dir: string,
+  args: readonly string[],
+  preopens: Record<string, string>,
+  discardStdout: boolean,
+  stdinFile?: string,
+): RunResult {
   const outPath = discardStdout ? devNull : join(dir, "stdout");
   const errPath = join(dir, "stderr");
   const out = openSync(outPath, "w+");
@@ -69,7 +93,16 @@ function runIn(module: WebAssembly.Module, dir: string, args: readonly string[],
   let memory: WebAssembly.Memory | undefined;
   let trap = "";
   try {
-    const wasi = new WASI({ version: "preview1", args: ["carvq-rt", ...args], env: {}, preopens, stdin: input, stdout: out, stderr: err, returnOnExit: true });
+    const wasi = new WASI({
+      version: "preview1",
+      args: ["carvq-rt", ...args],
+      env: {},
+      preopens,
+      stdin: input,
+      stdout: out,
+      stderr: err,
+      returnOnExit: true,
+    });
     const instance = new WebAssembly.Instance(module, wrappedImports(wasi));
     memory = instance.exports.memory as WebAssembly.Memory;
     try {
@@ -140,7 +173,10 @@ export async function openRuntime(options: OpenRuntimeOptions): Promise<NodeRunt
     checkRun(result, options.blob);
     return result;
   };
-  const info = (): RuntimeInfo => ({ ...(JSON.parse(new TextDecoder().decode(run(["info", guestPath(blob)]).stdout)) as RuntimeInfo), file: options.blob });
+  const info = (): RuntimeInfo => ({
+    ...(JSON.parse(new TextDecoder().decode(run(["info", guestPath(blob)]).stdout)) as RuntimeInfo),
+    file: options.blob,
+  });
   return {
     blob,
     wasmPath: wasm,

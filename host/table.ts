@@ -108,7 +108,10 @@ async function checkTarget(options: OpenTableOptions): Promise<void> {
   const dir = new URL("../targets/", import.meta.url);
   let known: string[];
   try {
-    known = readdirSync(dir).filter((f) => f.endsWith(".json")).map((f) => f.slice(0, -5)).sort();
+    known = readdirSync(dir)
+      .filter((f) => f.endsWith(".json"))
+      .map((f) => f.slice(0, -5))
+      .sort();
   } catch {
     return; // the profiles are not shipped here: the module's presence decides
   }
@@ -171,7 +174,8 @@ interface Host {
 }
 
 async function nodeHost(path: string): Promise<Host> {
-  if (!isNode()) throw new CarvqError(`${path}: opening a blob by its path needs Node's WASI; in a browser pass the blob's bytes`, EXIT.usage);
+  if (!isNode())
+    throw new CarvqError(`${path}: opening a blob by its path needs Node's WASI; in a browser pass the blob's bytes`, EXIT.usage);
   const [{ WASI }, { basename, dirname, resolve }] = await Promise.all([import("node:wasi"), import("node:path")]);
   const absolute = resolve(path);
   const wasi: WASI = new WASI({ version: "preview1", args: [], env: {}, preopens: { [GUEST_DIR]: dirname(absolute) }, returnOnExit: true });
@@ -213,7 +217,8 @@ function asBytes(source: Uint8Array | ArrayBuffer | ArrayBufferView): Uint8Array
 function checkIds(ids: ArrayLike<number>): void {
   for (let i = 0; i < ids.length; i++) {
     const id = ids[i];
-    if (!Number.isInteger(id) || id < 0 || id > 0xffffffff) throw new CarvqError(`token ${id} is not a whole number from 0 to 4294967295`, EXIT.usage);
+    if (!Number.isInteger(id) || id < 0 || id > 0xffffffff)
+      throw new CarvqError(`token ${id} is not a whole number from 0 to 4294967295`, EXIT.usage);
   }
 }
 
@@ -222,10 +227,14 @@ function checkIds(ids: ArrayLike<number>): void {
  * whose exitCode is the runtime's (2 usage, 3 i/o, 4 bad blob, 6 memory budget) and whose message
  * is its one line.
  */
-export async function openTable(source: string | Uint8Array | ArrayBuffer | ArrayBufferView, options: OpenTableOptions = {}): Promise<Table> {
+export async function openTable(
+  source: string | Uint8Array | ArrayBuffer | ArrayBufferView,
+  options: OpenTableOptions = {},
+): Promise<Table> {
   const mode = options.mode ?? "auto";
   if (!(mode in MODE_CODES)) throw new CarvqError(`mode must be auto, resident or streaming, got '${String(mode)}'`, EXIT.usage);
-  if (options.build !== undefined && options.build !== "simd" && options.build !== "scalar") throw new CarvqError(`build must be simd or scalar, got '${String(options.build)}'`, EXIT.usage);
+  if (options.build !== undefined && options.build !== "simd" && options.build !== "scalar")
+    throw new CarvqError(`build must be simd or scalar, got '${String(options.build)}'`, EXIT.usage);
   await checkTarget(options);
   const module = await coreModule(options);
   const host = typeof source === "string" ? await nodeHost(source) : bytesHost(asBytes(source));
@@ -316,7 +325,11 @@ function openOn(core: CoreExports, host: Host, mode: number): Table {
   const lookupInto = (ids: ArrayLike<number>, out: Float32Array): Float32Array => {
     if (ids.length === 1) return lookupOne(ids[0], out);
     if (closed) throw closedError();
-    if (out.length < ids.length * cols) throw new CarvqError(`lookupInto: ${ids.length} rows of ${cols} values need ${ids.length * cols} values, the output has ${out.length}`, EXIT.usage);
+    if (out.length < ids.length * cols)
+      throw new CarvqError(
+        `lookupInto: ${ids.length} rows of ${cols} values need ${ids.length * cols} values, the output has ${out.length}`,
+        EXIT.usage,
+      );
     checkIds(ids);
     for (let start = 0; start < ids.length; start += perCall) {
       const count = Math.min(perCall, ids.length - start);

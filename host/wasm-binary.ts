@@ -23,7 +23,8 @@ function readLeb(bytes: Uint8Array, at: number): [value: number, next: number] {
 
 /** The sections of a module: id, start of the payload, payload length. */
 export function wasmSections(bytes: Uint8Array): { id: number; start: number; length: number }[] {
-  if (bytes.length < 8 || bytes[0] !== 0 || bytes[1] !== 0x61 || bytes[2] !== 0x73 || bytes[3] !== 0x6d) throw new Error("not a WebAssembly module");
+  if (bytes.length < 8 || bytes[0] !== 0 || bytes[1] !== 0x61 || bytes[2] !== 0x73 || bytes[3] !== 0x6d)
+    throw new Error("not a WebAssembly module");
   const sections = [];
   let at = 8;
   while (at < bytes.length) {

@@ -19,14 +19,16 @@ const matrix = randomMatrix(50, 12, 3);
 const rvq = await compressMatrix(matrix, { h: 4, group: 32, iters: 3 });
 
 describe("adaptor sections (blob v1.2)", () => {
-
   for (const precision of ["int8", "fp16"] as const) {
     it(`round-trips a ${precision} adaptor through the blob and adds it to every decoded row`, () => {
       const stored = quantizeAdaptor(randomAdaptor(50, [4, 16, 8, 12], 9), precision);
       const header = deriveHeader({ ...rvq.blob.header, adapted: true });
       const sections = [
         { id: F.SECTION_CODES, bytes: rvq.blob.codes },
-        { id: F.SECTION_CODEBOOKS, bytes: rvq.bytes.subarray(rvq.blob.sections[1].offset, rvq.blob.sections[1].offset + rvq.blob.sections[1].length) },
+        {
+          id: F.SECTION_CODEBOOKS,
+          bytes: rvq.bytes.subarray(rvq.blob.sections[1].offset, rvq.blob.sections[1].offset + rvq.blob.sections[1].length),
+        },
         { id: F.SECTION_ADAPTOR_TABLE, bytes: encodeAdaptorTable(stored) },
         { id: F.SECTION_ADAPTOR_MLP, bytes: encodeAdaptorMlp(stored) },
       ];

@@ -32,7 +32,12 @@ describe("compress with an adaptor", () => {
     const matrix = curvedTable(400, 32, 1);
     const notes: string[] = [];
     const plain = await compressMatrix(matrix, rvq);
-    const adapted = await compressMatrix(matrix, { ...rvq, adaptor: [4, 32, 32], adaptorEpochs: 120 }, {}, { events: { note: (m) => notes.push(m) } });
+    const adapted = await compressMatrix(
+      matrix,
+      { ...rvq, adaptor: [4, 32, 32], adaptorEpochs: 120 },
+      {},
+      { events: { note: (m) => notes.push(m) } },
+    );
     expect(adapted.metrics.relMSE).toBeLessThan(0.7 * plain.metrics.relMSE);
     expect(adapted.blob.header.versionMinor).toBe(2);
     expect(adapted.blob.adaptor?.layers.map((l) => l.outputs)).toEqual([32, 32, 32]);
@@ -56,7 +61,12 @@ describe("compress with an adaptor", () => {
     for (let r = 0; r < 64; r++) data.set(atoms.subarray((r % 16) * 4, (r % 16) * 4 + 4), r * 4);
     const matrix = { rows: 64, cols: 4, data };
     const notes: string[] = [];
-    const result = await compressMatrix(matrix, { h: 4, levels: 1, group: 64, adaptor: [2, 8], adaptorEpochs: 5 }, {}, { events: { note: (m) => notes.push(m) } });
+    const result = await compressMatrix(
+      matrix,
+      { h: 4, levels: 1, group: 64, adaptor: [2, 8], adaptorEpochs: 5 },
+      {},
+      { events: { note: (m) => notes.push(m) } },
+    );
     expect(result.metrics.relMSE).toBe(0);
     expect(result.blob.adaptor).toBeNull();
     expect(result.blob.header.versionMinor).toBe(0);
@@ -67,7 +77,12 @@ describe("compress with an adaptor", () => {
   it("auto declines when the budget cannot hold an adaptor, and says so", async () => {
     const matrix = randomMatrix(300, 8, 2);
     const notes: string[] = [];
-    const result = await compressMatrix(matrix, { h: 4, group: 64, adaptor: "auto", adaptorBpp: 0.5 }, {}, { events: { note: (m) => notes.push(m) } });
+    const result = await compressMatrix(
+      matrix,
+      { h: 4, group: 64, adaptor: "auto", adaptorBpp: 0.5 },
+      {},
+      { events: { note: (m) => notes.push(m) } },
+    );
     expect(result.blob.adaptor).toBeNull();
     expect(result.blob.metadata?.adaptor).toMatchObject({ spec: "auto", kept: false, reason: "0.5 bpp holds no adaptor" });
     expect(notes).toEqual([expect.stringMatching(/^adaptor: auto: no adaptor; the 0.5 bpp budget/)]);
@@ -93,7 +108,23 @@ describe.runIf(existsSync(cli))("carvq compress adaptor flags", () => {
   };
 
   it("trains, says what it decided, reports it in --json and the blob evaluates to the same error", () => {
-    const run = carvq("compress", "m.npy", "-o", "a.carvq", "--h", "4", "--levels", "1", "--group", "64", "--adaptor", "4,16,16", "--adaptor-epochs", "60", "--json");
+    const run = carvq(
+      "compress",
+      "m.npy",
+      "-o",
+      "a.carvq",
+      "--h",
+      "4",
+      "--levels",
+      "1",
+      "--group",
+      "64",
+      "--adaptor",
+      "4,16,16",
+      "--adaptor-epochs",
+      "60",
+      "--json",
+    );
     expect(run.code, run.stderr).toBe(0);
     expect(run.stderr).toMatch(/adaptor: widths 4-16-16-16; int8/);
     expect(run.stderr).toMatch(/training adaptor \[.*L1/);
@@ -102,7 +133,24 @@ describe.runIf(existsSync(cli))("carvq compress adaptor flags", () => {
     expect(summary.adaptor).toMatchObject({ spec: "4,16,16", widths: [4, 16, 16, 16] });
     const evaluated = JSON.parse(carvq("eval", "a.carvq", "--ref", "m.npy", "--json").stdout);
     expect(evaluated.relMSE).toBe(summary.relMSE);
-    const again = carvq("compress", "m.npy", "-o", "b.carvq", "--h", "4", "--levels", "1", "--group", "64", "--adaptor", "4,16,16", "--adaptor-epochs", "60", "--threads", "1");
+    const again = carvq(
+      "compress",
+      "m.npy",
+      "-o",
+      "b.carvq",
+      "--h",
+      "4",
+      "--levels",
+      "1",
+      "--group",
+      "64",
+      "--adaptor",
+      "4,16,16",
+      "--adaptor-epochs",
+      "60",
+      "--threads",
+      "1",
+    );
     expect(again.code, again.stderr).toBe(0);
     expect(readFileSync(join(dir, "a.carvq")).equals(readFileSync(join(dir, "b.carvq")))).toBe(true);
   });

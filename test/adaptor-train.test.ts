@@ -29,7 +29,9 @@ function floats(a: FloatAdaptor): Float32Array {
 }
 
 function sameBits(a: Float32Array, b: Float32Array): boolean {
-  return a.length === b.length && Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(Buffer.from(b.buffer, b.byteOffset, b.byteLength));
+  return (
+    a.length === b.length && Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(Buffer.from(b.buffer, b.byteOffset, b.byteLength))
+  );
 }
 
 /** A residual with structure an adaptor can learn: a smooth function of a few hidden token features, plus noise. */
@@ -59,7 +61,19 @@ describe("training kernels", () => {
       const n = 1 + Math.floor(random() * 37);
       const k = 1 + Math.floor(random() * 23);
       const transposed = random() < 0.5;
-      const job: GemmJob = { a: 16384, sai: transposed ? 1 : k + 1, sak: transposed ? m + 2 : 1, b: 16384 + 4000, ldb: n + 3, c: 16384 + 8000, ldc: n + 1, m, n, k, accumulate: random() < 0.5 };
+      const job: GemmJob = {
+        a: 16384,
+        sai: transposed ? 1 : k + 1,
+        sak: transposed ? m + 2 : 1,
+        b: 16384 + 4000,
+        ldb: n + 3,
+        c: 16384 + 8000,
+        ldc: n + 1,
+        m,
+        n,
+        k,
+        accumulate: random() < 0.5,
+      };
       fill(simd, trial);
       fill(scalar, trial);
       simd.gemm(job);
@@ -69,7 +83,10 @@ describe("training kernels", () => {
       const c = job.c + (m - 1) * job.ldc + (n - 1);
       fill(scalar, trial);
       let acc = job.accumulate ? scalar.f32[c] : 0;
-      for (let kk = 0; kk < k; kk++) acc = Math.fround(acc + Math.fround(scalar.f32[job.a + (m - 1) * job.sai + kk * job.sak] * scalar.f32[job.b + kk * job.ldb + n - 1]));
+      for (let kk = 0; kk < k; kk++)
+        acc = Math.fround(
+          acc + Math.fround(scalar.f32[job.a + (m - 1) * job.sai + kk * job.sak] * scalar.f32[job.b + kk * job.ldb + n - 1]),
+        );
       gemmScalar(scalar.f32, job);
       expect(scalar.f32[c]).toBe(acc);
     }
@@ -156,7 +173,13 @@ describe("adaptor sizing", () => {
   it("auto stays inside the budget, takes the paper's sizes where they fit, and declines a narrow table", () => {
     const llama = autoWidths(128256, 2048, 0.2, "int8");
     expect(llama.widths).toEqual([...PAPER_WIDTHS, 2048]);
-    for (const [rows, cols, bpp] of [[128256, 2048, 0.1], [128256, 2048, 0.03], [32000, 4096, 0.05], [50000, 768, 0.5], [341479, 100, 1.5]] as const) {
+    for (const [rows, cols, bpp] of [
+      [128256, 2048, 0.1],
+      [128256, 2048, 0.03],
+      [32000, 4096, 0.05],
+      [50000, 768, 0.5],
+      [341479, 100, 1.5],
+    ] as const) {
       for (const precision of ["int8", "fp16"] as const) {
         const choice = autoWidths(rows, cols, bpp, precision);
         expect(choice.widths, choice.reason).not.toBeNull();
@@ -191,13 +214,15 @@ function literalLaneSum(terms: number[]): number {
 
 /** FORMAT.md's adaptor evaluation read line by line (f32 everywhere, eight-lane sums). */
 function literalAdaptorRow(adaptor: StoredAdaptor, t: number, out: Float32Array, at: number): void {
-  const value = (m: StoredMatrix, r: number, w: number, i: number) => (m.scales === null ? F16_TO_F32[m.values[r * w + i]] : r32(F16_TO_F32[m.scales[r]] * m.values[r * w + i]));
+  const value = (m: StoredMatrix, r: number, w: number, i: number) =>
+    m.scales === null ? F16_TO_F32[m.values[r * w + i]] : r32(F16_TO_F32[m.scales[r]] * m.values[r * w + i]);
   let x: number[] = [];
   for (let i = 0; i < adaptor.m0; i++) x.push(value(adaptor.table, t, adaptor.m0, i));
   for (const layer of adaptor.layers) {
     const y: number[] = [];
     for (let o = 0; o < layer.outputs; o++) {
-      const weight = (i: number) => (layer.weights.scales === null ? F16_TO_F32[layer.weights.values[o * layer.inputs + i]] : layer.weights.values[o * layer.inputs + i]);
+      const weight = (i: number) =>
+        layer.weights.scales === null ? F16_TO_F32[layer.weights.values[o * layer.inputs + i]] : layer.weights.values[o * layer.inputs + i];
       let sum = literalLaneSum(x.map((xi, i) => r32(weight(i) * xi)));
       if (layer.weights.scales !== null) sum = r32(sum * F16_TO_F32[layer.weights.scales[o]]);
       y.push(r32(sum + F16_TO_F32[layer.bias[o]]));
@@ -207,7 +232,8 @@ function literalAdaptorRow(adaptor: StoredAdaptor, t: number, out: Float32Array,
       const mean = r32(literalLaneSum(y) / layer.outputs);
       const variance = r32(literalLaneSum(y.map((v) => r32(r32(v - mean) * r32(v - mean)))) / layer.outputs);
       const inverse = r32(1 / r32(Math.sqrt(r32(variance + r32(1e-5)))));
-      for (let o = 0; o < layer.outputs; o++) y[o] = r32(r32(r32(r32(y[o] - mean) * inverse) * F16_TO_F32[layer.gamma[o]]) + F16_TO_F32[layer.beta[o]]);
+      for (let o = 0; o < layer.outputs; o++)
+        y[o] = r32(r32(r32(r32(y[o] - mean) * inverse) * F16_TO_F32[layer.gamma[o]]) + F16_TO_F32[layer.beta[o]]);
     }
     x = y;
   }

@@ -15,7 +15,10 @@ const options = { h: 4, levels: 2, group: 60, iters: 4, seed: 9 };
 
 describe("the Node API", () => {
   it("exports the five entry points, the runtime's openTable and the error class, nothing else that runs", () => {
-    const functions = Object.entries(api).filter(([, v]) => typeof v === "function").map(([k]) => k).sort();
+    const functions = Object.entries(api)
+      .filter(([, v]) => typeof v === "function")
+      .map(([k]) => k)
+      .sort();
     expect(functions).toEqual(["CarvqError", "compress", "decode", "evaluate", "openTable", "parseBlob", "readTable"]);
   });
 
@@ -32,15 +35,20 @@ describe("the Node API", () => {
     const e = await api.evaluate(blob, { reference: table });
     expect([e.relMSE, e.cosine]).toEqual([direct.metrics.relMSE, direct.metrics.cosine]);
     await expect(api.parseBlob(viaApi.bytes.subarray(0, 100), { name: "cut.carvq" })).rejects.toThrow(/^cut\.carvq: /);
-    await expect(api.evaluate(blob, { reference: randomMatrix(90, 21, 1), referenceName: "ref.npy" })).rejects.toThrow(/ref\.npy: shape 90 x 21 does not match/);
+    await expect(api.evaluate(blob, { reference: randomMatrix(90, 21, 1), referenceName: "ref.npy" })).rejects.toThrow(
+      /ref\.npy: shape 90 x 21 does not match/,
+    );
   });
 
-  it.skipIf(!existsSync(join(root, "dist", "index.mjs")))("package.json exports the built bundle and its declarations, which give the same bytes", async () => {
-    const pkg = JSON.parse(readFileSync(join(root, "package.json"), "utf8"));
-    const entry = pkg.exports["."];
-    expect(existsSync(join(root, entry.types))).toBe(true);
-    const built = (await import(pathToFileURL(join(root, entry.import)).href)) as typeof api;
-    const fromBundle = await built.compress(table, options);
-    expect(Buffer.from(fromBundle.bytes).equals(Buffer.from((await compressMatrix(table, options)).bytes))).toBe(true);
-  });
+  it.skipIf(!existsSync(join(root, "dist", "index.mjs")))(
+    "package.json exports the built bundle and its declarations, which give the same bytes",
+    async () => {
+      const pkg = JSON.parse(readFileSync(join(root, "package.json"), "utf8"));
+      const entry = pkg.exports["."];
+      expect(existsSync(join(root, entry.types))).toBe(true);
+      const built = (await import(pathToFileURL(join(root, entry.import)).href)) as typeof api;
+      const fromBundle = await built.compress(table, options);
+      expect(Buffer.from(fromBundle.bytes).equals(Buffer.from((await compressMatrix(table, options)).bytes))).toBe(true);
+    },
+  );
 });

@@ -5,10 +5,18 @@ import { execFileSync } from "node:child_process";
 import { join } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
 import { buildDir, projectRoot } from "../host/common.ts";
-import type { BenchReport } from "../tools/bench/report.ts";
+import type { BenchReport } from "../tools/dev/bench/report.ts";
 
-/** The lookup goals, for both shapes (tools/bench/lookup-goals.ts). */
-const LOOKUP_GOALS = ["rvq-vs-fp16", "jco.rvq-vs-fp16", "library-vs-decode", "adaptor-vs-gemm", "batch64-vs-single", "simd-vs-scalar", "streaming-vs-resident"]
+/** The lookup goals, for both shapes (tools/dev/bench/lookup-goals.ts). */
+const LOOKUP_GOALS = [
+  "rvq-vs-fp16",
+  "jco.rvq-vs-fp16",
+  "library-vs-decode",
+  "adaptor-vs-gemm",
+  "batch64-vs-single",
+  "simd-vs-scalar",
+  "streaming-vs-resident",
+]
   .flatMap((g) => ["llama1b", "stories15m"].map((s) => `lookup.${g}.${s}`))
   .concat(["lookup.library-size-independence"]);
 
@@ -16,8 +24,18 @@ const script = join(buildDir(), "bench-smoke.mjs");
 let report: BenchReport;
 
 beforeAll(async () => {
-  execFileSync(process.execPath, [join(projectRoot(), "tools/bundle.mjs"), join(projectRoot(), "tools/bench/main.ts"), script, "--packages=external"]);
-  const stdout = execFileSync(process.execPath, ["--no-warnings", script, "--quick", "--json"], { cwd: projectRoot(), encoding: "utf8", stdio: ["ignore", "pipe", "pipe"], maxBuffer: 1 << 26 });
+  execFileSync(process.execPath, [
+    join(projectRoot(), "tools/dev/bundle.mjs"),
+    join(projectRoot(), "tools/dev/bench/main.ts"),
+    script,
+    "--packages=external",
+  ]);
+  const stdout = execFileSync(process.execPath, ["--no-warnings", script, "--quick", "--json"], {
+    cwd: projectRoot(),
+    encoding: "utf8",
+    stdio: ["ignore", "pipe", "pipe"],
+    maxBuffer: 1 << 26,
+  });
   report = JSON.parse(stdout) as BenchReport;
 }, 120_000);
 

@@ -39,7 +39,17 @@ describe("blob v1 layout", () => {
       expect(s.offset % 64).toBe(0);
       expect(crc32(valid.subarray(s.offset, s.offset + s.length))).toBe(s.crc);
     }
-    expect(blob.header).toMatchObject({ rows: 40, cols: 12, subvec: 4, levels: 2, codebookSize: 16, group: 16, codeBits: 4, rowBytes: 3, groupCount: 8 });
+    expect(blob.header).toMatchObject({
+      rows: 40,
+      cols: 12,
+      subvec: 4,
+      levels: 2,
+      codebookSize: 16,
+      group: 16,
+      codeBits: 4,
+      rowBytes: 3,
+      groupCount: 8,
+    });
     expect(blob.metadata).toMatchObject({ tool: "carvq", source: "m.npy", shape: [40, 12] });
   });
 
@@ -51,11 +61,19 @@ describe("blob v1 layout", () => {
       ["rows zero", mutated((_, v) => v.setUint32(F.H_ROWS, 0, true)), /rows is 0; expected 1 to/],
       ["derived row_bytes", mutated((_, v) => v.setUint32(F.H_ROW_BYTES, 99, true)), /row_bytes is 99; expected 3/],
       ["section count", mutated((_, v) => v.setUint32(F.H_SECTION_COUNT, 1000, true), false), /section_count is 1000/],
-      ["lying offset", mutated((_, v) => v.setBigUint64(entry(1) + F.S_OFFSET, 0xffffffffffffffc0n, true)), /runs past the end of the file/],
+      [
+        "lying offset",
+        mutated((_, v) => v.setBigUint64(entry(1) + F.S_OFFSET, 0xffffffffffffffc0n, true)),
+        /runs past the end of the file/,
+      ],
       ["overlap", mutated((_, v) => v.setBigUint64(entry(1) + F.S_OFFSET, 64n, true)), /overlaps/],
       ["misaligned", mutated((_, v) => v.setBigUint64(entry(0) + F.S_OFFSET, 130n, true)), /not a multiple of 64/],
       ["unknown id", mutated((_, v) => v.setUint32(entry(2) + F.S_ID, 9, true)), /unknown section id 9/],
-      ["section crc", mutated((b, v) => (b[Number(v.getBigUint64(entry(1) + F.S_OFFSET, true))] ^= 0x10)), /CODEBOOKS section checksum mismatch/],
+      [
+        "section crc",
+        mutated((b, v) => (b[Number(v.getBigUint64(entry(1) + F.S_OFFSET, true))] ^= 0x10)),
+        /CODEBOOKS section checksum mismatch/,
+      ],
       ["truncated", valid.subarray(0, valid.length - 5), /runs past the end of the file/],
       ["tiny", valid.subarray(0, 10), /truncated/],
       ["trailing", new Uint8Array([...valid, 0]), /trailing bytes/],

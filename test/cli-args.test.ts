@@ -7,7 +7,13 @@ import { CarvqError } from "../tools/errors.ts";
 import { EXIT } from "../tools/exit-codes.ts";
 import { count } from "../tools/text.ts";
 
-const OPTIONS = { output: { type: "string", short: "o" }, h: { type: "string" }, levels: { type: "string" }, tokens: { type: "string" }, force: { type: "boolean" } } as const;
+const OPTIONS = {
+  output: { type: "string", short: "o" },
+  h: { type: "string" },
+  levels: { type: "string" },
+  tokens: { type: "string" },
+  force: { type: "boolean" },
+} as const;
 
 /** The CarvqError `run` throws (the test fails when it throws nothing or something else). */
 function refusal(run: () => unknown): CarvqError {
@@ -44,7 +50,9 @@ describe("parseCommandArgs", () => {
 
   it("refuses unknown options in one line, quoting what was typed and suggesting a near name", () => {
     expect(refusal(() => parse("--bogus")).message).toBe("carvq compress: unknown option '--bogus' (see carvq compress --help)");
-    expect(refusal(() => parse("--levles", "2")).message).toBe("carvq compress: unknown option '--levles'; did you mean --levels? (see carvq compress --help)");
+    expect(refusal(() => parse("--levles", "2")).message).toBe(
+      "carvq compress: unknown option '--levles'; did you mean --levels? (see carvq compress --help)",
+    );
     expect(refusal(() => parse("-x")).message).toBe("carvq compress: unknown option '-x' (see carvq compress --help)");
     expect(refusal(() => parse("-3")).message).toMatch(/unknown option '-3'/);
     expect(refusal(() => parse("--bo\ngus")).message).toBe("carvq compress: unknown option '--bo\\u000agus' (see carvq compress --help)");
@@ -54,7 +62,10 @@ describe("parseCommandArgs", () => {
   it("refuses a missing value, a value on a switch, an option given twice", () => {
     const cases: [string[], string][] = [
       [["--h"], "carvq compress: --h needs a value (see carvq compress --help)"],
-      [["--output", "--force"], "carvq compress: --output needs a value, got the option '--force' (for a value starting with '-', write --output=VALUE) (see carvq compress --help)"],
+      [
+        ["--output", "--force"],
+        "carvq compress: --output needs a value, got the option '--force' (for a value starting with '-', write --output=VALUE) (see carvq compress --help)",
+      ],
       [["-o"], "carvq compress: -o/--output needs a value (see carvq compress --help)"],
       [["--force=yes"], "carvq compress: --force takes no value, got 'yes' (see carvq compress --help)"],
       [["--h", "4", "--h=8"], "carvq compress: --h is given twice ('4', then '8') (see carvq compress --help)"],
@@ -68,7 +79,9 @@ describe("parseCommandArgs", () => {
   });
 
   it("names the program given to parseFlags (the developer tools' command lines)", () => {
-    expect(refusal(() => parseFlags("fuzz", ["--nope"], {}, "see npm run fuzz -- --help")).message).toBe("fuzz: unknown option '--nope' (see npm run fuzz -- --help)");
+    expect(refusal(() => parseFlags("fuzz", ["--nope"], {}, "see npm run fuzz -- --help")).message).toBe(
+      "fuzz: unknown option '--nope' (see npm run fuzz -- --help)",
+    );
     expect(refusal(() => parseFlags("tool", ["--nope"], {})).message).toBe("tool: unknown option '--nope' (see tool --help)");
   });
 });
@@ -102,7 +115,15 @@ describe("exit codes", () => {
   it("the runtime's codes in assembly/exit.ts are the ones in tools/exit-codes.ts", () => {
     const source = readFileSync(new URL("../assembly/exit.ts", import.meta.url), "utf8");
     const declared = Object.fromEntries([...source.matchAll(/export const EXIT_(\w+): u32 = (\d+);/g)].map((m) => [m[1], Number(m[2])]));
-    expect(declared).toEqual({ OK: EXIT.ok, USAGE: EXIT.usage, IO: EXIT.io, BAD_BLOB: EXIT.badBlob, TOKEN_RANGE: EXIT.tokenRange, BUDGET: EXIT.budget, INTERNAL: EXIT.internal });
+    expect(declared).toEqual({
+      OK: EXIT.ok,
+      USAGE: EXIT.usage,
+      IO: EXIT.io,
+      BAD_BLOB: EXIT.badBlob,
+      TOKEN_RANGE: EXIT.tokenRange,
+      BUDGET: EXIT.budget,
+      INTERNAL: EXIT.internal,
+    });
   });
 });
 

@@ -27,8 +27,14 @@ function folder(): { path: string; embedding: ReturnType<typeof exactMatrix> } {
     writeHfFolder(path, {
       config: { model_type: "llama", tie_word_embeddings: false },
       shards: [
-        [safetensorsTensor("model.layers.0.self_attn.q_proj.weight", exactMatrix(16, 16, 1)), { name: "model.norm.weight", dtype: "F32", shape: [16], data: encodeMatrix(exactMatrix(1, 16), "F32") }],
-        [safetensorsTensor("model.embed_tokens.weight", embedding, "BF16"), safetensorsTensor("lm_head.weight", exactMatrix(64, 16, 2), "F16")],
+        [
+          safetensorsTensor("model.layers.0.self_attn.q_proj.weight", exactMatrix(16, 16, 1)),
+          { name: "model.norm.weight", dtype: "F32", shape: [16], data: encodeMatrix(exactMatrix(1, 16), "F32") },
+        ],
+        [
+          safetensorsTensor("model.embed_tokens.weight", embedding, "BF16"),
+          safetensorsTensor("lm_head.weight", exactMatrix(64, 16, 2), "F16"),
+        ],
       ],
     });
   }
@@ -53,11 +59,19 @@ describe.runIf(existsSync(cli))("carvq tensors and extract", () => {
     const { path } = folder();
     const text = carvq("tensors", path);
     expect(text.code, text.stderr).toBe(0);
-    expect(text.stdout).toMatch(/hf-model: safetensors \(folder, weights model\.safetensors\.index\.json, 2 shards\), 4 tensors; config\.json: tie_word_embeddings false/);
+    expect(text.stdout).toMatch(
+      /hf-model: safetensors \(folder, weights model\.safetensors\.index\.json, 2 shards\), 4 tensors; config\.json: tie_word_embeddings false/,
+    );
     expect(text.stdout).toMatch(/model\.embed_tokens\.weight\s+BF16\s+64 x 16\s+2048\s+model-00002-of-00002\.safetensors\s+<- embedding/);
     expect(text.stdout).toContain("embedding: 'model.embed_tokens.weight' (BF16 16 bpw, 64 x 16)");
     const json = JSON.parse(carvq("tensors", path, "--json").stdout);
-    expect(json).toMatchObject({ format: "safetensors", kind: "folder", tiedEmbeddings: false, embedding: "model.embed_tokens.weight", embeddingBitsPerWeight: 16 });
+    expect(json).toMatchObject({
+      format: "safetensors",
+      kind: "folder",
+      tiedEmbeddings: false,
+      embedding: "model.embed_tokens.weight",
+      embeddingBitsPerWeight: 16,
+    });
     expect(json.tensors.map((t: { name: string; bytes: number }) => [t.name, t.bytes])).toEqual([
       ["model.layers.0.self_attn.q_proj.weight", 1024],
       ["model.norm.weight", 64],
@@ -93,7 +107,9 @@ describe.runIf(existsSync(cli))("carvq tensors and extract", () => {
     const compressed = carvq("compress", gguf, "-o", "q4k.carvq", "--h", "8", "--group", "64");
     expect(compressed.code, compressed.stderr).toBe(0);
     expect(compressed.stderr).toContain("using tensor 'token_embd.weight' (gguf Q4_K 4.5 bpw, 16 x 256)");
-    expect(carvq("inspect", "q4k.carvq").stdout).toMatch(/source: model-q4k\.gguf 'token_embd\.weight', Q4_K 4\.5 bpw -> carvq \d+(\.\d+)? bpp/);
+    expect(carvq("inspect", "q4k.carvq").stdout).toMatch(
+      /source: model-q4k\.gguf 'token_embd\.weight', Q4_K 4\.5 bpw -> carvq \d+(\.\d+)? bpp/,
+    );
     expect(carvq("eval", "q4k.carvq", "--ref", gguf).stdout).toMatch(/source {2}Q4_K 4\.5 bpw -> carvq \d+(\.\d+)? bpp/);
   });
 
@@ -101,7 +117,9 @@ describe.runIf(existsSync(cli))("carvq tensors and extract", () => {
     const { path } = folder();
     const result = carvq("compress", path, "-o", "hf.carvq", "--h", "4", "--group", "16", "--json");
     expect(result.code, result.stderr).toBe(0);
-    expect(result.stderr).toContain(`hf-model: using tensor 'model.embed_tokens.weight' from ${join(path, "model-00002-of-00002.safetensors")} (safetensors BF16 16 bpw, 64 x 16); config.json: tie_word_embeddings false`);
+    expect(result.stderr).toContain(
+      `hf-model: using tensor 'model.embed_tokens.weight' from ${join(path, "model-00002-of-00002.safetensors")} (safetensors BF16 16 bpw, 64 x 16); config.json: tie_word_embeddings false`,
+    );
     expect(JSON.parse(result.stdout)).toMatchObject({ tensor: "model.embed_tokens.weight", shape: [64, 16] });
   });
 });

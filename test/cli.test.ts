@@ -62,7 +62,10 @@ describe.runIf(existsSync(cli))("carvq CLI", () => {
     const weighted = carvq("compress", "m.npy", "-o", "w.carvq", "--h", "4", "--weights", "w.npy", "--json");
     expect(weighted.code, weighted.stderr).toBe(0);
     expect(JSON.parse(carvq("inspect", "w.carvq", "--json").stdout).metadata.options.weighted).toBe(true);
-    expectCleanFailure(carvq("compress", "m.npy", "-o", "w2.carvq", "--weights", "w-bad.npy"), /w-bad\.npy: weights have shape 499 x 1; expected 500 x 1/);
+    expectCleanFailure(
+      carvq("compress", "m.npy", "-o", "w2.carvq", "--weights", "w-bad.npy"),
+      /w-bad\.npy: weights have shape 499 x 1; expected 500 x 1/,
+    );
   });
 
   it("gives one clear line for bad input", () => {
@@ -71,17 +74,32 @@ describe.runIf(existsSync(cli))("carvq CLI", () => {
     expectCleanFailure(carvq("compress", "missing.npy", "-o", "x.carvq"), /missing\.npy/);
     expectCleanFailure(carvq("compress", "junk.bin", "-o", "x.carvq"), /junk\.bin/);
     expectCleanFailure(carvq("compress", "m.npy", "-o", "x.carvq", "--h", "20"), /--h 20 is larger than the table's 12 columns/);
-    expectCleanFailure(carvq("compress", "m.npy", "-o", "x.carvq", "--tune-kl", "5"), /--tune-kl needs a llama2\.c checkpoint as input .*m\.npy is npy/);
-    expectCleanFailure(carvq("compress", "m.npy", "-o", "x.carvq", "--kl-encode", "2"), /--kl-encode needs a llama2\.c checkpoint as input .*m\.npy is npy/);
-    expectCleanFailure(carvq("compress", "m.npy", "-o", "x.carvq", "--kl-encode", "101"), /--kl-encode must be a whole number from 0 to 100, got '101'/);
+    expectCleanFailure(
+      carvq("compress", "m.npy", "-o", "x.carvq", "--tune-kl", "5"),
+      /--tune-kl needs a llama2\.c checkpoint as input .*m\.npy is npy/,
+    );
+    expectCleanFailure(
+      carvq("compress", "m.npy", "-o", "x.carvq", "--kl-encode", "2"),
+      /--kl-encode needs a llama2\.c checkpoint as input .*m\.npy is npy/,
+    );
+    expectCleanFailure(
+      carvq("compress", "m.npy", "-o", "x.carvq", "--kl-encode", "101"),
+      /--kl-encode must be a whole number from 0 to 100, got '101'/,
+    );
     expectCleanFailure(carvq("compress", "m.npy", "-o", "x.carvq", "--restarts", "0"), /--restarts/);
     expectCleanFailure(carvq("compress", "m.npy", "-o", "x.carvq", "--levels=-1"), /--levels must be a whole number from 1 to 8, got '-1'/);
     expectCleanFailure(carvq("compress", "m.npy", "-o", "x.carvq", "--levels", "-1"), /--levels/);
-    expectCleanFailure(carvq("compress", "m.npy", "-o", "x.carvq", "--levels", "9"), /--levels must be a whole number from 1 to 8, got '9'/);
+    expectCleanFailure(
+      carvq("compress", "m.npy", "-o", "x.carvq", "--levels", "9"),
+      /--levels must be a whole number from 1 to 8, got '9'/,
+    );
     expectCleanFailure(carvq("compress", "m.npy", "-o", "x.carvq", "--group", "abc"), /--group must be a whole number >= 1, got 'abc'/);
     expectCleanFailure(carvq("compress", "m.npy", "-o", "x.carvq", "--method", "int7"), /--method must be one of/);
     expectCleanFailure(carvq("compress", "m.npy", "-o", "x.carvq", "--tensor", "nope"), /nope/);
-    expectCleanFailure(carvq("compress", "m.npy", "-o", "x.carvq", "--bogus"), /^carvq compress: unknown option '--bogus' \(see carvq compress --help\)$/);
+    expectCleanFailure(
+      carvq("compress", "m.npy", "-o", "x.carvq", "--bogus"),
+      /^carvq compress: unknown option '--bogus' \(see carvq compress --help\)$/,
+    );
     expectCleanFailure(carvq("inspect", "junk.carvq"), /junk\.carvq: not a carvq blob \(magic/);
     expectCleanFailure(carvq("eval", "m.carvq", "--ref", "missing.npy"), /missing\.npy/);
     expectCleanFailure(carvq("frobnicate"), /unknown command 'frobnicate'/);
@@ -108,7 +126,10 @@ describe.runIf(existsSync(cli))("carvq CLI: usage errors, output paths, model ki
     return { code: r.status, stdout: r.stdout, stderr: r.stderr };
   };
   writeNpy(join(work, "m.npy"), randomMatrix(300, 12, 5), true);
-  writeFileSync(join(work, "model.safetensors"), safetensorsBytes([safetensorsTensor("model.embed_tokens.weight", randomMatrix(300, 12, 5))]));
+  writeFileSync(
+    join(work, "model.safetensors"),
+    safetensorsBytes([safetensorsTensor("model.embed_tokens.weight", randomMatrix(300, 12, 5))]),
+  );
   writeFileSync(join(work, "a-file"), "not a folder");
   mkdirSync(join(work, "a-folder"));
   let blobMade = false;
@@ -128,9 +149,21 @@ describe.runIf(existsSync(cli))("carvq CLI: usage errors, output paths, model ki
   }
 
   it("the issue's three: --h -3, --tokens -1 and --bogus, each one line naming the option and the value, exit 2", () => {
-    expectOneLine(run("compress", "m.npy", "-o", "x.carvq", "--h", "-3"), 2, "carvq compress: --h must be a whole number from 1 to 256, got '-3'");
-    expectOneLine(run("lookup", blob(), "--tokens", "-1", "-o", "rows.f32"), 2, "carvq lookup: --tokens must be whole numbers or ranges A-B separated by commas, got '-1'");
-    expectOneLine(run("compress", "m.npy", "-o", "x.carvq", "--bogus"), 2, "carvq compress: unknown option '--bogus' (see carvq compress --help)");
+    expectOneLine(
+      run("compress", "m.npy", "-o", "x.carvq", "--h", "-3"),
+      2,
+      "carvq compress: --h must be a whole number from 1 to 256, got '-3'",
+    );
+    expectOneLine(
+      run("lookup", blob(), "--tokens", "-1", "-o", "rows.f32"),
+      2,
+      "carvq lookup: --tokens must be whole numbers or ranges A-B separated by commas, got '-1'",
+    );
+    expectOneLine(
+      run("compress", "m.npy", "-o", "x.carvq", "--bogus"),
+      2,
+      "carvq compress: unknown option '--bogus' (see carvq compress --help)",
+    );
   });
 
   it("every command exits 2 on a usage error", () => {
@@ -175,17 +208,37 @@ describe.runIf(existsSync(cli))("carvq CLI: usage errors, output paths, model ki
   });
 
   it("checks output paths before any work: a missing folder exits 3, an existing file without --force exits 2", () => {
-    expectOneLine(run("compress", "m.npy", "-o", "missing/dir/x.carvq", "--target-bpp", "2"), 3, "carvq: missing/dir/x.carvq: cannot write: folder 'missing/dir' does not exist");
+    expectOneLine(
+      run("compress", "m.npy", "-o", "missing/dir/x.carvq", "--target-bpp", "2"),
+      3,
+      "carvq: missing/dir/x.carvq: cannot write: folder 'missing/dir' does not exist",
+    );
     expectOneLine(run("compress", "m.npy", "-o", "a-file/x.carvq"), 3, "carvq: a-file/x.carvq: cannot write: 'a-file' is not a folder");
     expectOneLine(run("compress", "m.npy", "-o", "a-folder"), 3, "carvq: a-folder: is a folder; expected a file to write");
-    expectOneLine(run("compress", "m.npy", "-o", "a-file", "--target-bpp", "2"), 2, "carvq: a-file: already exists (pass --force to overwrite)");
-    expectOneLine(run("synth", "--shape", "10x4", "-o", "missing/s.npy"), 3, "carvq: missing/s.npy: cannot write: folder 'missing' does not exist");
+    expectOneLine(
+      run("compress", "m.npy", "-o", "a-file", "--target-bpp", "2"),
+      2,
+      "carvq: a-file: already exists (pass --force to overwrite)",
+    );
+    expectOneLine(
+      run("synth", "--shape", "10x4", "-o", "missing/s.npy"),
+      3,
+      "carvq: missing/s.npy: cannot write: folder 'missing' does not exist",
+    );
     expectOneLine(run("synth", "--shape", "10x4", "-o", "a-file"), 2, "carvq: a-file: already exists (pass --force to overwrite)");
-    expectOneLine(run("lookup", blob(), "--tokens", "0", "-o", "missing/rows.f32"), 3, "carvq: missing/rows.f32: cannot write: folder 'missing' does not exist");
+    expectOneLine(
+      run("lookup", blob(), "--tokens", "0", "-o", "missing/rows.f32"),
+      3,
+      "carvq: missing/rows.f32: cannot write: folder 'missing' does not exist",
+    );
     expectOneLine(run("report", "m.npy", "-o", "a-file/report"), 3, "carvq: a-file/report: cannot write: 'a-file' is not a folder");
     expectOneLine(run("report", "m.npy", "-o", "a-file"), 3, "carvq: a-file: exists and is not a folder");
     writeFileSync(join(work, "a-folder", "report.svg"), "<svg/>");
-    expectOneLine(run("report", "m.npy", "-o", "a-folder"), 2, "carvq: " + join("a-folder", "report.svg") + ": already exists (pass --force to overwrite)");
+    expectOneLine(
+      run("report", "m.npy", "-o", "a-folder"),
+      2,
+      "carvq: " + join("a-folder", "report.svg") + ": already exists (pass --force to overwrite)",
+    );
     expectOneLine(run("extract", "m.npy", "-o", "missing/t.npy"), 3, "carvq: missing/t.npy: cannot write: folder 'missing' does not exist");
     expectOneLine(run("conformance", "-o", "missing/kit"), 3, "carvq: missing/kit: its parent folder does not exist");
     expectOneLine(run("conformance", "-o", "a-folder"), 2, "carvq: a-folder: already exists (pass --force to replace it)");
@@ -196,7 +249,11 @@ describe.runIf(existsSync(cli))("carvq CLI: usage errors, output paths, model ki
 
   it("ppl says which kind of model it runs when given another", () => {
     const expected = "ppl runs a Hugging Face model folder (config.json + safetensors) or a llama2.c checkpoint (e.g. stories260K.bin)";
-    expectOneLine(run("ppl", blob(), "--model", "model.safetensors"), 2, `carvq ppl: --model model.safetensors is a safetensors file; ${expected}`);
+    expectOneLine(
+      run("ppl", blob(), "--model", "model.safetensors"),
+      2,
+      `carvq ppl: --model model.safetensors is a safetensors file; ${expected}`,
+    );
     expectOneLine(run("ppl", blob(), "--model", "m.npy"), 2, `carvq ppl: --model m.npy is an .npy array; ${expected}`);
     expectOneLine(run("ppl", blob(), "--model", "a-folder"), 2, `carvq ppl: --model a-folder is a folder without config.json; ${expected}`);
   });
@@ -211,7 +268,9 @@ describe.runIf(existsSync(cli))("carvq CLI: usage errors, output paths, model ki
 
   it("--help lists the exit codes, --version is package.json's (put in at build time, package.json not bundled)", () => {
     const pkg = JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8")) as { version: string };
-    expect(run("--help").stdout).toMatch(/^exit codes: 0 ok, 1 bad input file, 2 bad command line, 3 cannot read or write a file, 4 bad blob, 5 token out of range, 6 over the memory budget, 70 internal error$/m);
+    expect(run("--help").stdout).toMatch(
+      /^exit codes: 0 ok, 1 bad input file, 2 bad command line, 3 cannot read or write a file, 4 bad blob, 5 token out of range, 6 over the memory budget, 70 internal error$/m,
+    );
     expect(run("--version").stdout).toBe(`${pkg.version}\n`);
     const bundle = readFileSync(cli, "utf8");
     expect(bundle).not.toMatch(/devDependencies|"scripts"|typecheck/);
@@ -224,14 +283,21 @@ describe.runIf(existsSync(cli))("carvq CLI: usage errors, output paths, model ki
     expect(out.results.map((r) => r.method)).toEqual(["carvq", "int4", "int2"]);
     const sum = out.results.reduce((s, r) => s + r.seconds, 0);
     expect(out.totalSeconds).toBeGreaterThanOrEqual(sum);
-    for (const label of ["table  nearest neighbours (for nn10)", "carvq  compressing", "carvq  nearest neighbours (nn10)", "int4   compressing", "int4   nearest neighbours (nn10)", "int2   nearest neighbours (nn10)"]) {
+    for (const label of [
+      "table  nearest neighbours (for nn10)",
+      "carvq  compressing",
+      "carvq  nearest neighbours (nn10)",
+      "int4   compressing",
+      "int4   nearest neighbours (nn10)",
+      "int2   nearest neighbours (nn10)",
+    ]) {
       expect(json.stderr, label).toContain(label);
     }
     const text = run("demo", "--rows", "300").stdout.trimEnd().split("\n");
     expect(text).toHaveLength(6);
     expect(text[5]).toMatch(/^seconds: compressing, decoding and the nn10 search of each method; \d+\.\d s in all/);
     const readme = readFileSync(new URL("../README.md", import.meta.url), "utf8");
-    const sample = /npm start`[^]*?```\n([^]*?)```/.exec(readme)?.[1].trimEnd().split("\n") ?? [];
+    const sample = /npm start`[\s\S]*?```\n([\s\S]*?)```/.exec(readme)?.[1].trimEnd().split("\n") ?? [];
     expect(sample, "the README's npm start sample").toHaveLength(6);
     expect(sample[0]).toBe(text[0]);
     expect(sample[1]).toBe(text[1]);

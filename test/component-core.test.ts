@@ -6,7 +6,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { bitDifferences, RUNTIME_EXIT } from "../host/common.ts";
-import { randomBlob } from "../host/random-blob.ts";
+import { randomBlob } from "../tools/blob/random.ts";
 import { parseBlob } from "../tools/blob/reader.ts";
 import { decodeTokens } from "../tools/decoder.ts";
 import { instantiateWasiReactor, libraryPath } from "./reactor.ts";
@@ -33,7 +33,9 @@ function core() {
   };
   const failureAt = (ret: number, at: number) => ({
     code: view().getUint8(ret + at),
-    message: new TextDecoder().decode(new Uint8Array(ex.memory.buffer, view().getUint32(ret + at + 4, true), view().getUint32(ret + at + 8, true))),
+    message: new TextDecoder().decode(
+      new Uint8Array(ex.memory.buffer, view().getUint32(ret + at + 4, true), view().getUint32(ret + at + 8, true)),
+    ),
   });
   return {
     ex,
@@ -41,17 +43,32 @@ function core() {
     open(path: string) {
       const bytes = new TextEncoder().encode(path);
       const ret = ex[`${IFACE}#open`](lower(bytes, 1), bytes.length);
-      const out = view().getUint8(ret) === 0
-        ? { ok: { rows: view().getUint32(ret + 8, true), cols: view().getUint32(ret + 12, true), bitsPerParameter: view().getFloat64(ret + 16, true) } }
-        : { err: failureAt(ret, 8) };
+      const out =
+        view().getUint8(ret) === 0
+          ? {
+              ok: {
+                rows: view().getUint32(ret + 8, true),
+                cols: view().getUint32(ret + 12, true),
+                bitsPerParameter: view().getFloat64(ret + 16, true),
+              },
+            }
+          : { err: failureAt(ret, 8) };
       ex[`cabi_post_${IFACE}#open`](ret);
       return out;
     },
     lookup(ids: number[]) {
       const ret = ex[`${IFACE}#lookup`](lower(new Uint8Array(Uint32Array.from(ids).buffer), 4), ids.length);
-      const out = view().getUint8(ret) === 0
-        ? { ok: new Float32Array(ex.memory.buffer.slice(view().getUint32(ret + 4, true), view().getUint32(ret + 4, true) + 4 * view().getUint32(ret + 8, true))) }
-        : { err: failureAt(ret, 4) };
+      const out =
+        view().getUint8(ret) === 0
+          ? {
+              ok: new Float32Array(
+                ex.memory.buffer.slice(
+                  view().getUint32(ret + 4, true),
+                  view().getUint32(ret + 4, true) + 4 * view().getUint32(ret + 8, true),
+                ),
+              ),
+            }
+          : { err: failureAt(ret, 4) };
       ex[`cabi_post_${IFACE}#lookup`](ret);
       return out;
     },
@@ -67,8 +84,21 @@ describe("the component core module in the canonical ABI", () => {
   const reference = parseBlob(bytes, "component");
 
   it("exports exactly the interface's functions, their post-returns, cabi_realloc, cabi_realloc_adapter and memory", () => {
-    const names = WebAssembly.Module.exports(new WebAssembly.Module(readFileSync(libraryPath("carvq-component-core")))).map((e) => e.name).sort();
-    expect(names).toEqual([`${IFACE}#close`, `${IFACE}#lookup`, `${IFACE}#open`, "cabi_post_" + `${IFACE}#lookup`, "cabi_post_" + `${IFACE}#open`, "cabi_realloc", "cabi_realloc_adapter", "memory"].sort());
+    const names = WebAssembly.Module.exports(new WebAssembly.Module(readFileSync(libraryPath("carvq-component-core"))))
+      .map((e) => e.name)
+      .sort();
+    expect(names).toEqual(
+      [
+        `${IFACE}#close`,
+        `${IFACE}#lookup`,
+        `${IFACE}#open`,
+        "cabi_post_" + `${IFACE}#lookup`,
+        "cabi_post_" + `${IFACE}#open`,
+        "cabi_realloc",
+        "cabi_realloc_adapter",
+        "memory",
+      ].sort(),
+    );
   });
 
   it("open -> info, lookup -> rows bit-identical (in the I/O area and past it), failures as { code, message }, memory flat across calls", () => {
@@ -86,7 +116,10 @@ describe("the component core module in the canonical ABI", () => {
     const grown = c.ex.memory.buffer.byteLength;
     for (let k = 0; k < 3; k++) expect(c.lookup(many).ok?.length).toBe(6000 * 64);
     expect(c.ex.memory.buffer.byteLength, "post-return released the rows").toBe(grown);
-    expect(c.lookup([1, 400]).err).toEqual({ code: RUNTIME_EXIT.tokenRange, message: "/blob/c.carvq: token 400 is out of range: the blob has 400 tokens (0 to 399)" });
+    expect(c.lookup([1, 400]).err).toEqual({
+      code: RUNTIME_EXIT.tokenRange,
+      message: "/blob/c.carvq: token 400 is out of range: the blob has 400 tokens (0 to 399)",
+    });
     c.close();
     c.close();
     expect(c.lookup([1]).err?.code).toBe(RUNTIME_EXIT.usage);

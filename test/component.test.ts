@@ -9,7 +9,7 @@ import { componentWit } from "@bytecodealliance/jco-transpile/wasm-tools";
 import { afterAll, describe, expect, it } from "vitest";
 import { bitDifferences, buildDir, projectRoot, RUNTIME_EXIT } from "../host/common.ts";
 import { openComponentTable } from "../host/jco.ts";
-import { randomBlob, type RandomBlobOptions } from "../host/random-blob.ts";
+import { randomBlob, type RandomBlobOptions } from "../tools/blob/random.ts";
 import { parseBlob } from "../tools/blob/reader.ts";
 import { decodeTokens } from "../tools/decoder.ts";
 import { CarvqError } from "../tools/errors.ts";
@@ -77,11 +77,17 @@ describe.skipIf(!existsSync(component))("the WIT component", () => {
     const broken = new Uint8Array(bytes);
     broken[broken.length - 1] ^= 1;
     const brokenPath = blobFile("broken.carvq", broken);
-    let e = await openComponentTable(brokenPath).then(() => null, (x: unknown) => x as CarvqError);
+    let e = await openComponentTable(brokenPath).then(
+      () => null,
+      (x: unknown) => x as CarvqError,
+    );
     expect(e).toBeInstanceOf(CarvqError);
     expect(e!.exitCode).toBe(RUNTIME_EXIT.badBlob);
     expect(e!.message).toMatch(/^.*broken\.carvq: bad blob: .*CRC mismatch/);
-    e = await openComponentTable(join(dir, "none.carvq")).then(() => null, (x: unknown) => x as CarvqError);
+    e = await openComponentTable(join(dir, "none.carvq")).then(
+      () => null,
+      (x: unknown) => x as CarvqError,
+    );
     expect(e!.exitCode).toBe(RUNTIME_EXIT.io);
 
     const table = await openComponentTable(path);

@@ -9,7 +9,7 @@ import { crc32 } from "../tools/crc32.ts";
 import { CarvqError } from "../tools/errors.ts";
 import { bitsPerParameter } from "../tools/eval/bpp.ts";
 import { reconstructionMetrics } from "../tools/quant/metrics.ts";
-import { randomBlob } from "../host/random-blob.ts";
+import { randomBlob } from "../tools/blob/random.ts";
 import { randomMatrix } from "./helpers.ts";
 
 describe("compressMatrix (group RVQ, row layout)", () => {
@@ -40,7 +40,12 @@ describe("compressMatrix (group RVQ, row layout)", () => {
   });
 
   it("handles n not a multiple of h, V = 1, a last partial group and g larger than the table", async () => {
-    for (const [rows, cols, h, group] of [[1, 5, 4, 1024], [37, 13, 8, 10], [5, 3, 3, 2], [50, 17, 1, 7]] as const) {
+    for (const [rows, cols, h, group] of [
+      [1, 5, 4, 1024],
+      [37, 13, 8, 10],
+      [5, 3, 3, 2],
+      [50, 17, 1, 7],
+    ] as const) {
       const m = randomMatrix(rows, cols, rows + cols);
       const result = await compressMatrix(m, { h, group, levels: 2, iters: 5 });
       const decoded = decodeAll(result.blob);
@@ -68,7 +73,10 @@ describe("compressMatrix (group RVQ, row layout)", () => {
   });
 
   it("counts row scales and the adaptor's sections in their own parts of bpp, which add up to the total", async () => {
-    const blob = parseBlob(randomBlob({ rows: 300, cols: 16, subvec: 8, levels: 2, group: 64, rowScales: 32, adaptor: { widths: [4, 24, 16] }, seed: 3 }), "r.carvq");
+    const blob = parseBlob(
+      randomBlob({ rows: 300, cols: 16, subvec: 8, levels: 2, group: 64, rowScales: 32, adaptor: { widths: [4, 24, 16] }, seed: 3 }),
+      "r.carvq",
+    );
     const size = bitsPerParameter(blob);
     const sectionBytes = (...ids: number[]) => blob.sections.filter((s) => ids.includes(s.id)).reduce((sum, s) => sum + s.length, 0);
     expect(size.bytes.adaptor).toBe(sectionBytes(5, 6));
@@ -79,7 +87,9 @@ describe("compressMatrix (group RVQ, row layout)", () => {
   });
 
   it("refuses bad input with a clear message", async () => {
-    await expect(compressMatrix(randomMatrix(4, 4, 1), { h: 8 }, { source: "t.npy" })).rejects.toThrow(/t\.npy: --h 8 is larger than the table's 4 columns/);
+    await expect(compressMatrix(randomMatrix(4, 4, 1), { h: 8 }, { source: "t.npy" })).rejects.toThrow(
+      /t\.npy: --h 8 is larger than the table's 4 columns/,
+    );
     const nan = randomMatrix(4, 4, 1);
     nan.data[6] = NaN;
     await expect(compressMatrix(nan, { h: 2 }, { source: "t.npy" })).rejects.toThrow(CarvqError);
@@ -126,7 +136,9 @@ describe("better encoding at the same bits", () => {
     expect(refined.metrics.relMSE).toBeLessThan(beam.metrics.relMSE);
     expect(col.blob.header.layout).toBe("col");
     expect(reconstructionMetrics(matrix, decodeAll(parseBlob(col.bytes, "col")))).toEqual(col.metrics);
-    expect(Buffer.from((await compressMatrix(matrix, { ...base, beam: 8, refine: 5 })).bytes).equals(Buffer.from(refined.bytes))).toBe(true);
+    expect(Buffer.from((await compressMatrix(matrix, { ...base, beam: 8, refine: 5 })).bytes).equals(Buffer.from(refined.bytes))).toBe(
+      true,
+    );
   });
 });
 
@@ -134,7 +146,10 @@ describe("compressMatrix", () => {
   it("gives the same bytes on 2 worker threads as on one thread", async () => {
     // The worker bundle is built by `npm run build` (run by npm ci's prepare); without it the
     // parallel path would silently fall back to one thread and this test would prove nothing.
-    expect(existsSync(fileURLToPath(new URL("../dist/rvq-worker.mjs", import.meta.url))), "dist/rvq-worker.mjs is missing: run npm run build").toBe(true);
+    expect(
+      existsSync(fileURLToPath(new URL("../dist/rvq-worker.mjs", import.meta.url))),
+      "dist/rvq-worker.mjs is missing: run npm run build",
+    ).toBe(true);
     const matrix = randomMatrix(3000, 24, 9);
     const options = { h: 8, levels: 2, group: 256, iters: 8, beam: 2, refine: 1 };
     const single = await compressMatrix(matrix, options);

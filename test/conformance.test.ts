@@ -62,7 +62,9 @@ describe.runIf(existsSync(cli))("carvq conformance", () => {
   let cases: KitCase[] = [];
 
   beforeAll(() => {
-    const run = spawnSync(process.execPath, ["--no-warnings", cli, "conformance", "-o", kit, "--quick", "--target", "mcu-128k"], { encoding: "utf8" });
+    const run = spawnSync(process.execPath, ["--no-warnings", cli, "conformance", "-o", kit, "--quick", "--target", "mcu-128k"], {
+      encoding: "utf8",
+    });
     expect(run.status, run.stderr).toBe(0);
     cases = manifestCases(kit);
   });
@@ -70,26 +72,48 @@ describe.runIf(existsSync(cli))("carvq conformance", () => {
   it("writes a kit whose run.sh passes every case under Node's WASI (sh run.sh node host/run-wasi.mjs, from outside the kit)", () => {
     expect(cases.length).toBeGreaterThan(50);
     // cases.txt (what run.sh reads) holds exactly the manifest's cases.
-    const lines = readFileSync(join(kit, "cases.txt"), "utf8").split("\n").filter((l) => l !== "" && !l.startsWith("#"));
+    const lines = readFileSync(join(kit, "cases.txt"), "utf8")
+      .split("\n")
+      .filter((l) => l !== "" && !l.startsWith("#"));
     expect(lines.map((l) => l.split(" ")[0])).toEqual(cases.map((c) => c.name));
     const run = runSh(work, "kit/run.sh", [], "kit/host/run-wasi.mjs");
-    expect(run.lines.filter((l) => !l.startsWith("PASS ")), run.stderr).toEqual([`${cases.length} passed, 0 failed`]);
+    expect(
+      run.lines.filter((l) => !l.startsWith("PASS ")),
+      run.stderr,
+    ).toEqual([`${cases.length} passed, 0 failed`]);
     expect(run.code).toBe(0);
     // Every kind of case is there, and the refusals among them.
-    for (const kind of ["variant", "hostile", "request", "budget"]) expect(cases.some((c) => c.kind === kind), kind).toBe(true);
-    for (const exit of [2, 3, 4, 5, 6]) expect(cases.some((c) => c.expectedExit === exit), `exit ${exit}`).toBe(true);
+    for (const kind of ["variant", "hostile", "request", "budget"])
+      expect(
+        cases.some((c) => c.kind === kind),
+        kind,
+      ).toBe(true);
+    for (const exit of [2, 3, 4, 5, 6])
+      expect(
+        cases.some((c) => c.expectedExit === exit),
+        `exit ${exit}`,
+      ).toBe(true);
     // A --quick kit keeps every blob under 1 MiB.
     for (const [name, bytes] of filesOf(join(kit, "blobs"))) expect(bytes.length, name).toBeLessThan(1 << 20);
   });
 
   it("runs under jco: through run.sh with the project's jco runner, and through --run (device modules skipped, with the reason)", async () => {
-    const sh = spawnSync("sh", ["kit/run.sh", "--only", "simd.rvq-odd-row.resident", process.execPath, "--no-warnings", cli, "conformance", "jco-run"], { cwd: work, encoding: "utf8" });
-    expect(sh.stdout.split("\n").filter((l) => l !== ""), sh.stderr).toEqual(["PASS simd.rvq-odd-row.resident", "1 passed, 0 failed"]);
+    const sh = spawnSync(
+      "sh",
+      ["kit/run.sh", "--only", "simd.rvq-odd-row.resident", process.execPath, "--no-warnings", cli, "conformance", "jco-run"],
+      { cwd: work, encoding: "utf8" },
+    );
+    expect(
+      sh.stdout.split("\n").filter((l) => l !== ""),
+      sh.stderr,
+    ).toEqual(["PASS simd.rvq-odd-row.resident", "1 passed, 0 failed"]);
     expect(sh.status).toBe(0);
     // jco itself exits 1 for every failure; the exit code is read back from the runtime's line.
     const refused = await runKit({ dir: kit, host: "jco", only: "simd.hostile-bad-crc" });
     expect(refused.results.map((r) => [r.name, r.exitCode, r.why])).toEqual([["simd.hostile-bad-crc.resident", 4, ""]]);
-    await expect(runKit({ dir: kit, host: "jco", only: "mcu-128k.rvq-row" })).rejects.toThrow(/is skipped: device modules are not run under jco/);
+    await expect(runKit({ dir: kit, host: "jco", only: "mcu-128k.rvq-row" })).rejects.toThrow(
+      /is skipped: device modules are not run under jco/,
+    );
   });
 
   it("fails exactly the cases of a blob with one flipped byte, and exits non-zero", () => {
@@ -128,7 +152,9 @@ describe.runIf(existsSync(cli))("carvq conformance", () => {
     const parsed = JSON.parse(readFileSync(manifest, "utf8")) as { cases: KitCase[] };
     parsed.cases.find((c) => c.name === target)!.expectedStdoutSha256 = wrong;
     writeFileSync(manifest, JSON.stringify(parsed));
-    const viaRun = spawnSync(process.execPath, ["--no-warnings", cli, "conformance", "--run", broken, "--only", "int3"], { encoding: "utf8" });
+    const viaRun = spawnSync(process.execPath, ["--no-warnings", cli, "conformance", "--run", broken, "--only", "int3"], {
+      encoding: "utf8",
+    });
     expect(viaRun.stdout).toContain(`FAIL ${target}: rows differ (sha256 ${hash}, expected ${wrong})`);
     expect(viaRun.stdout).toMatch(/\n\d+ passed, 1 failed\n$/);
     expect(viaRun.status).toBe(1);
@@ -161,7 +187,8 @@ describe.runIf(existsSync(cli))("carvq conformance", () => {
     for (const [name, bytes] of a) expect(bytes.equals(b.get(name)!), name).toBe(true);
     const total = [...a.values()].reduce((s, x) => s + x.length, 0);
     expect(total).toBeLessThan(MAX_KIT_BYTES);
-    for (const [name, bytes] of a) if (name.startsWith("blobs/") && !name.includes("budget-")) expect(bytes.length, name).toBeLessThan(256 * 1024);
+    for (const [name, bytes] of a)
+      if (name.startsWith("blobs/") && !name.includes("budget-")) expect(bytes.length, name).toBeLessThan(256 * 1024);
     // Every target has its modules and its budget cases or a stated reason why not.
     const manifest = JSON.parse(a.get("manifest.json")!.toString("utf8")) as { cases: KitCase[]; notCovered: { target: string }[] };
     for (const t of loadTargets()) {

@@ -1,8 +1,8 @@
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { expectSameMatrix, refusal } from "./helpers.ts";
 import { afterAll, describe, expect, it } from "vitest";
-import { CarvqError } from "../tools/errors.ts";
 import type { Matrix } from "../tools/matrix.ts";
 import { openCheckpoint } from "../tools/readers/checkpoint.ts";
 import { listTensors, loadMatrix } from "../tools/readers/index.ts";
@@ -17,26 +17,6 @@ function fixture(name: string, bytes: Uint8Array): string {
   const path = join(dir, `${counter++}-${name}`);
   writeFileSync(path, bytes);
   return path;
-}
-
-/** The one-line CarvqError `run` throws, which must start with `path`. */
-function refusal(run: () => unknown, path: string): string {
-  let caught: unknown;
-  try {
-    run();
-  } catch (err) {
-    caught = err;
-  }
-  expect(caught).toBeInstanceOf(CarvqError);
-  const message = (caught as CarvqError).message;
-  expect(message.startsWith(`${path}: `), message).toBe(true);
-  expect(message).not.toContain("\n");
-  return message;
-}
-
-function expectSameMatrix(actual: Matrix, expected: Matrix): void {
-  expect([actual.rows, actual.cols]).toEqual([expected.rows, expected.cols]);
-  expect(Array.from(actual.data)).toEqual(Array.from(expected.data));
 }
 
 /** `matrix` as `bytes`-wide floats, little- or big-endian, in C or Fortran order. */
@@ -56,10 +36,20 @@ function encodeFloats(matrix: Matrix, bytes: 2 | 4 | 8, bigEndian: boolean, fort
 }
 
 describe(".npy in every float form numpy writes for a 2-D array", () => {
-  const forms = [2, 4, 8].flatMap((size) => ["<", ">"].flatMap((order) => [false, true].map((fortran) => ({ size: size as 2 | 4 | 8, order, fortran }))));
+  const forms = [2, 4, 8].flatMap((size) =>
+    ["<", ">"].flatMap((order) => [false, true].map((fortran) => ({ size: size as 2 | 4 | 8, order, fortran }))),
+  );
   it.each(forms)("reads $order f$size, fortran_order $fortran", ({ size, order, fortran }) => {
     const matrix = exactMatrix(5, 3, size);
-    const path = fixture("table.npy", npyBytes({ descr: `${order}f${size}`, fortranOrder: fortran, shape: [5, 3], data: encodeFloats(matrix, size, order === ">", fortran) }));
+    const path = fixture(
+      "table.npy",
+      npyBytes({
+        descr: `${order}f${size}`,
+        fortranOrder: fortran,
+        shape: [5, 3],
+        data: encodeFloats(matrix, size, order === ">", fortran),
+      }),
+    );
     const loaded = loadMatrix(path);
     expect(loaded.dtype).toBe({ 2: "F16", 4: "F32", 8: "F64" }[size]);
     expectSameMatrix(loaded.matrix, matrix);
@@ -70,10 +60,17 @@ describe(".npz", () => {
   it.each([false, true])("reads stored and deflated members (deflate: %s), picking the embedding by name", (deflate) => {
     const embedding = exactMatrix(6, 4);
     const other = exactMatrix(2, 4, 1);
-    const path = fixture("weights.npz", zipBytes([
-      { name: "lm_head.weight.npy", data: npyBytes({ shape: [2, 4], data: encodeMatrix(other, "F32") }), deflate },
-      { name: "model.embed_tokens.weight.npy", data: npyBytes({ descr: "<f2", shape: [6, 4], data: encodeMatrix(embedding, "F16") }), deflate },
-    ]));
+    const path = fixture(
+      "weights.npz",
+      zipBytes([
+        { name: "lm_head.weight.npy", data: npyBytes({ shape: [2, 4], data: encodeMatrix(other, "F32") }), deflate },
+        {
+          name: "model.embed_tokens.weight.npy",
+          data: npyBytes({ descr: "<f2", shape: [6, 4], data: encodeMatrix(embedding, "F16") }),
+          deflate,
+        },
+      ]),
+    );
     const loaded = loadMatrix(path);
     expect(loaded).toMatchObject({ tensor: "model.embed_tokens.weight", format: "npz", dtype: "F16" });
     expectSameMatrix(loaded.matrix, embedding);
@@ -82,7 +79,16 @@ describe(".npz", () => {
 
   it("takes the only member of np.save-style archives whatever its name", () => {
     const matrix = exactMatrix(3, 3, 2);
-    const path = fixture("table.npz", zipBytes([{ name: "arr_0.npy", data: npyBytes({ descr: ">f8", fortranOrder: true, shape: [3, 3], data: encodeFloats(matrix, 8, true, true) }), deflate: true }]));
+    const path = fixture(
+      "table.npz",
+      zipBytes([
+        {
+          name: "arr_0.npy",
+          data: npyBytes({ descr: ">f8", fortranOrder: true, shape: [3, 3], data: encodeFloats(matrix, 8, true, true) }),
+          deflate: true,
+        },
+      ]),
+    );
     expectSameMatrix(loadMatrix(path).matrix, matrix);
   });
 
@@ -93,13 +99,17 @@ describe(".npz", () => {
     while (view.getUint32(central, true) !== 0x02014b50) central--;
     view.setUint32(central + 24, 2 ** 30, true); // the directory's uncompressed size: 1 GiB
     const path = fixture("bomb.npz", bytes);
-    expect(refusal(() => loadMatrix(path), path)).toMatch(/member 'emb\.npy' states 1073741824 bytes from \d+ compressed \(\d+:1\); refusing more than 32:1/);
+    expect(refusal(() => loadMatrix(path), path)).toMatch(
+      /member 'emb\.npy' states 1073741824 bytes from \d+ compressed \(\d+:1\); refusing more than 32:1/,
+    );
   });
 
   it("refuses a member whose data disagrees with its header, and a truncated archive", () => {
     const good = zipBytes([{ name: "a.npy", data: npyBytes({ shape: [4, 4], data: new Uint8Array(60) }) }]);
     const short = fixture("short.npz", good);
-    expect(refusal(() => loadMatrix(short), short)).toContain("member 'a.npy': npy shape (4, 4) needs 64 data bytes but the file has 60 after the header");
+    expect(refusal(() => loadMatrix(short), short)).toContain(
+      "member 'a.npy': npy shape (4, 4) needs 64 data bytes but the file has 60 after the header",
+    );
     const whole = zipBytes([{ name: "a.npy", data: npyBytes({ shape: [4, 4], data: new Uint8Array(64) }) }]);
     const cut = fixture("cut.npz", whole.subarray(0, whole.length - 30));
     expect(refusal(() => loadMatrix(cut), cut)).toContain("zip end-of-central-directory record not found");
@@ -115,7 +125,11 @@ describe("PyTorch zip checkpoints (pytorch_model.bin)", () => {
   const embedding = exactMatrix(8, 4);
   const head = exactMatrix(8, 4, 3);
 
-  function checkpoint(tensors: TorchTensor[], storages: Map<string, Uint8Array>, options: { byteorder?: string; archive?: string; zip64?: boolean } = {}): string {
+  function checkpoint(
+    tensors: TorchTensor[],
+    storages: Map<string, Uint8Array>,
+    options: { byteorder?: string; archive?: string; zip64?: boolean } = {},
+  ): string {
     return fixture("pytorch_model.bin", torchZipBytes(stateDictPickle(tensors), storages, options));
   }
 
@@ -126,7 +140,11 @@ describe("PyTorch zip checkpoints (pytorch_model.bin)", () => {
         { name: "lm_head.weight", storageType: "HalfStorage", key: "1", storageNumel: 32, shape: [8, 4] },
         { name: "model.norm.weight", storageType: "FloatStorage", key: "2", storageNumel: 4, shape: [4] },
       ],
-      storagesOf([["0", encodeMatrix(embedding, "BF16")], ["1", encodeMatrix(head, "F16")], ["2", encodeMatrix(exactMatrix(1, 4, 5), "F32")]]),
+      storagesOf([
+        ["0", encodeMatrix(embedding, "BF16")],
+        ["1", encodeMatrix(head, "F16")],
+        ["2", encodeMatrix(exactMatrix(1, 4, 5), "F32")],
+      ]),
     );
     const loaded = loadMatrix(path);
     expect(loaded).toMatchObject({ tensor: "model.embed_tokens.weight", format: "pytorch", dtype: "BF16" });
@@ -150,7 +168,10 @@ describe("PyTorch zip checkpoints (pytorch_model.bin)", () => {
         { name: "lm_head.weight", storageType: "FloatStorage", key: "0", storageNumel: 64, offset: 32, shape: [8, 4] },
         { name: "proj.weight", storageType: "FloatStorage", key: "1", storageNumel: 32, shape: [8, 4], stride: [1, 8] },
       ],
-      storagesOf([["0", new Uint8Array(both.buffer)], ["1", encodeMatrix(transposedSource, "F32")]]),
+      storagesOf([
+        ["0", new Uint8Array(both.buffer)],
+        ["1", encodeMatrix(transposedSource, "F32")],
+      ]),
     );
     const opened = await openCheckpoint(path);
     expect(Array.from(await opened.readF32("lm_head.weight"))).toEqual(Array.from(head.data));
@@ -158,14 +179,38 @@ describe("PyTorch zip checkpoints (pytorch_model.bin)", () => {
     expect(Array.from(await opened.readRaw("proj.weight"))).toEqual(Array.from(encodeMatrix(transposedSource, "F32")));
     const big = encodeMatrix(embedding, "F32").slice();
     for (let at = 0; at < big.length; at += 4) big.subarray(at, at + 4).reverse();
-    const bigPath = checkpoint([{ name: "wte.weight", storageType: "FloatStorage", key: "0", storageNumel: 32, shape: [8, 4] }], storagesOf([["0", big]]), { byteorder: "big", archive: "pytorch_model" });
+    const bigPath = checkpoint(
+      [{ name: "wte.weight", storageType: "FloatStorage", key: "0", storageNumel: 32, shape: [8, 4] }],
+      storagesOf([["0", big]]),
+      { byteorder: "big", archive: "pytorch_model" },
+    );
     expectSameMatrix(loadMatrix(bigPath).matrix, embedding);
   });
 
   it("reads a bare pickled tensor (torch.save(tensor)) as 'tensor'", () => {
-    const pickle = new PickleWriter().proto(2).global("torch._utils", "_rebuild_tensor_v2").mark()
-      .mark().string("storage").global("torch", "FloatStorage").string("0").string("cpu").int(32).tuple().op(0x51)
-      .int(0).ints([8, 4]).ints([4, 1]).op(0x89).global("collections", "OrderedDict").emptyTuple().reduce().tuple().reduce().stop().bytes();
+    const pickle = new PickleWriter()
+      .proto(2)
+      .global("torch._utils", "_rebuild_tensor_v2")
+      .mark()
+      .mark()
+      .string("storage")
+      .global("torch", "FloatStorage")
+      .string("0")
+      .string("cpu")
+      .int(32)
+      .tuple()
+      .op(0x51)
+      .int(0)
+      .ints([8, 4])
+      .ints([4, 1])
+      .op(0x89)
+      .global("collections", "OrderedDict")
+      .emptyTuple()
+      .reduce()
+      .tuple()
+      .reduce()
+      .stop()
+      .bytes();
     const path = fixture("table.pt", torchZipBytes(pickle, storagesOf([["0", encodeMatrix(embedding, "F32")]])));
     const loaded = loadMatrix(path);
     expect(loaded.tensor).toBe("tensor");
@@ -173,26 +218,52 @@ describe("PyTorch zip checkpoints (pytorch_model.bin)", () => {
   });
 
   it("reads the ZIP64 form torch.save writes for checkpoints over 4 GiB", () => {
-    const path = checkpoint([{ name: "model.embed_tokens.weight", storageType: "FloatStorage", key: "0", storageNumel: 32, shape: [8, 4] }], storagesOf([["0", encodeMatrix(embedding, "F32")]]), { zip64: true });
+    const path = checkpoint(
+      [{ name: "model.embed_tokens.weight", storageType: "FloatStorage", key: "0", storageNumel: 32, shape: [8, 4] }],
+      storagesOf([["0", encodeMatrix(embedding, "F32")]]),
+      { zip64: true },
+    );
     expectSameMatrix(loadMatrix(path).matrix, embedding);
   });
 
   it("refuses a view that runs past its storage, naming the tensor", () => {
-    const path = checkpoint([{ name: "wte.weight", storageType: "FloatStorage", key: "0", storageNumel: 32, offset: 8, shape: [8, 4] }], storagesOf([["0", encodeMatrix(embedding, "F32")]]));
-    expect(refusal(() => loadMatrix(path), path)).toContain("tensor 'wte.weight': spans bytes 32..160 of its storage 'archive/data/0', which has 128");
+    const path = checkpoint(
+      [{ name: "wte.weight", storageType: "FloatStorage", key: "0", storageNumel: 32, offset: 8, shape: [8, 4] }],
+      storagesOf([["0", encodeMatrix(embedding, "F32")]]),
+    );
+    expect(refusal(() => loadMatrix(path), path)).toContain(
+      "tensor 'wte.weight': spans bytes 32..160 of its storage 'archive/data/0', which has 128",
+    );
   });
 });
 
 describe("hostile pickles: refused in one line naming the opcode or global, nothing run", () => {
-  const command = (module: string, name: string) => new PickleWriter().proto(2).global(module, name).string("touch /tmp/carvq-pwned").op(0x85).reduce().stop().bytes();
+  const command = (module: string, name: string) =>
+    new PickleWriter().proto(2).global(module, name).string("touch /tmp/carvq-pwned").op(0x85).reduce().stop().bytes();
   const hostile: [string, Uint8Array, string][] = [
     ["a __reduce__ to os.system", command("posix", "system"), "global 'posix.system' is not one a tensor state dict uses"],
     ["builtins.eval", command("builtins", "eval"), "global 'builtins.eval' is not one a tensor state dict uses"],
-    ["an unknown global (numpy's array reconstructor)", command("numpy.core.multiarray", "_reconstruct"), "global 'numpy.core.multiarray._reconstruct' is not one"],
-    ["NEWOBJ", new PickleWriter().proto(2).global("collections", "OrderedDict").emptyTuple().op(0x81).stop().bytes(), "opcode NEWOBJ (0x81) would construct an arbitrary object"],
-    ["STACK_GLOBAL to subprocess", new PickleWriter().proto(4).string("subprocess").string("Popen").op(0x93).stop().bytes(), "global 'subprocess.Popen' is not one"],
+    [
+      "an unknown global (numpy's array reconstructor)",
+      command("numpy.core.multiarray", "_reconstruct"),
+      "global 'numpy.core.multiarray._reconstruct' is not one",
+    ],
+    [
+      "NEWOBJ",
+      new PickleWriter().proto(2).global("collections", "OrderedDict").emptyTuple().op(0x81).stop().bytes(),
+      "opcode NEWOBJ (0x81) would construct an arbitrary object",
+    ],
+    [
+      "STACK_GLOBAL to subprocess",
+      new PickleWriter().proto(4).string("subprocess").string("Popen").op(0x93).stop().bytes(),
+      "global 'subprocess.Popen' is not one",
+    ],
     ["REDUCE on a string", new PickleWriter().proto(2).string("os").emptyTuple().reduce().stop().bytes(), "REDUCE on 'os'"],
-    ["a pickle cut short", stateDictPickle([{ name: "w", storageType: "FloatStorage", key: "0", storageNumel: 4, shape: [2, 2] }]).subarray(0, 40), "truncated"],
+    [
+      "a pickle cut short",
+      stateDictPickle([{ name: "w", storageType: "FloatStorage", key: "0", storageNumel: 4, shape: [2, 2] }]).subarray(0, 40),
+      "truncated",
+    ],
   ];
   it.each(hostile)("%s", (_what, pickle, fragment) => {
     const path = fixture("pytorch_model.bin", torchZipBytes(pickle, new Map([["0", new Uint8Array(16)]])));
@@ -202,7 +273,10 @@ describe("hostile pickles: refused in one line naming the opcode or global, noth
   });
 
   it("refuses a truncated zip, and a bare (legacy) pickle", () => {
-    const whole = torchZipBytes(stateDictPickle([{ name: "w", storageType: "FloatStorage", key: "0", storageNumel: 4, shape: [2, 2] }]), new Map([["0", new Uint8Array(16)]]));
+    const whole = torchZipBytes(
+      stateDictPickle([{ name: "w", storageType: "FloatStorage", key: "0", storageNumel: 4, shape: [2, 2] }]),
+      new Map([["0", new Uint8Array(16)]]),
+    );
     const cut = fixture("pytorch_model.bin", whole.subarray(0, whole.length - 40));
     expect(refusal(() => loadMatrix(cut), cut)).toContain("zip end-of-central-directory record not found in the last");
     const legacy = fixture("old.pt", command("posix", "system"));

@@ -14,7 +14,14 @@ describe("import cycles", () => {
       ["d", new Set(["a"])],
     ]);
     expect(cycles(graph)).toEqual([["a", "b", "c"]]);
-    expect(cycles(new Map([["a", new Set(["b"])], ["b", new Set<string>()]]))).toEqual([]);
+    expect(
+      cycles(
+        new Map([
+          ["a", new Set(["b"])],
+          ["b", new Set<string>()],
+        ]),
+      ),
+    ).toEqual([]);
   });
 
   it("reads this tree's imports (the compressor imports the quantizers)", () => {

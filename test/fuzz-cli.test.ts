@@ -11,7 +11,7 @@ let out: string;
 beforeAll(async () => {
   // Next to the runtime modules (build/), where the bundle finds them.
   bundle = resolve("build", `fuzz-test-${process.pid}.mjs`);
-  execFileSync(process.execPath, ["tools/bundle.mjs", "tools/fuzz/cli.ts", bundle, "--packages=external"]);
+  execFileSync(process.execPath, ["tools/dev/bundle.mjs", "tools/dev/fuzz/main.ts", bundle, "--packages=external"]);
   out = mkdtempSync(join(tmpdir(), "carvq-fuzz-cli-"));
 });
 afterAll(() => {
@@ -27,7 +27,10 @@ describe("npm run fuzz", () => {
   it("runs a campaign on two workers and reports runs per module and mode, rejections by reason, and no findings", () => {
     const r = fuzz(["--iterations", "60", "--seed", "5", "--workers", "2", "--json", "--out", out]);
     expect(r.status, r.stderr).toBe(0);
-    const report = JSON.parse(r.stdout) as { stats: { iterations: number; runtime: Record<string, unknown>; tsBlobReasons: Record<string, number> }; findings: unknown[] };
+    const report = JSON.parse(r.stdout) as {
+      stats: { iterations: number; runtime: Record<string, unknown>; tsBlobReasons: Record<string, number> };
+      findings: unknown[];
+    };
     expect(report.stats.iterations).toBe(60);
     expect(Object.keys(report.stats.runtime).sort()).toEqual(["esp32s3-wamr", "mcu-128k", "rpi-zero2w", "rpi4-wasmtime", "scalar", "simd"]);
     expect(Object.keys(report.stats.tsBlobReasons).length).toBeGreaterThan(3);
@@ -35,14 +38,19 @@ describe("npm run fuzz", () => {
   });
 
   it("stops an iteration that hangs, reports it as a finding with its input, and finishes the others", () => {
-    const r = fuzz(["--iterations", "8", "--seed", "5", "--workers", "2", "--hang-seconds", "2", "--out", out], { CARVQ_FUZZ_TEST_HANG: "3" });
+    const r = fuzz(["--iterations", "8", "--seed", "5", "--workers", "2", "--hang-seconds", "2", "--out", out], {
+      CARVQ_FUZZ_TEST_HANG: "3",
+    });
     expect(r.status, r.stderr).toBe(1);
-    expect(r.stdout).toMatch(/  8 iterations in/);
+    expect(r.stdout).toMatch(/ {2}8 iterations in/);
     expect(r.stdout).toMatch(/findings: 1 \(1 hangs\)/);
     expect(r.stdout).toMatch(/hang: iteration # ran for more than # s/);
     const saved = readdirSync(out).filter((f) => f.startsWith("hang-s5-i3"));
     expect(saved.length).toBe(2);
-    const description = JSON.parse(readFileSync(join(out, saved.find((f) => f.endsWith(".json"))!), "utf8")) as { iteration: number; type: string };
+    const description = JSON.parse(readFileSync(join(out, saved.find((f) => f.endsWith(".json"))!), "utf8")) as {
+      iteration: number;
+      type: string;
+    };
     expect(description).toMatchObject({ iteration: 3, type: "hang" });
   });
 

@@ -11,12 +11,12 @@ import { runMinimalWasi } from "../host/minimal-wasi.ts";
 import { parseBlob } from "../tools/blob/reader.ts";
 import { crc32 } from "../tools/crc32.ts";
 import { CarvqError } from "../tools/errors.ts";
-import { Campaign, rowsAgree, type Finding } from "../tools/fuzz/campaign.ts";
+import { Campaign, rowsAgree, type Finding } from "../tools/dev/fuzz/campaign.ts";
 import { decodeTokens } from "../tools/decoder.ts";
-import { readField, writeField, type Field } from "../tools/fuzz/fields.ts";
-import { resealBlob } from "../tools/fuzz/mutate.ts";
-import { Rng } from "../tools/fuzz/rng.ts";
-import { blobFields, sectionCountOf } from "../tools/fuzz/seeds.ts";
+import { readField, writeField, type Field } from "../tools/dev/fuzz/fields.ts";
+import { resealBlob } from "../tools/dev/fuzz/mutate.ts";
+import { Rng } from "../tools/dev/fuzz/rng.ts";
+import { blobFields, sectionCountOf } from "../tools/dev/fuzz/seeds.ts";
 
 const SEED = 20261123;
 const campaign = await Campaign.create({ seed: SEED });
@@ -64,7 +64,18 @@ describe("a short fixed-seed fuzzing campaign", () => {
 /** Values that break a field: boundaries, off-by-one, the file size, wrap-around for u64s. */
 function breakingValues(f: Field, current: bigint, fileSize: number): bigint[] {
   const max = (1n << BigInt(f.size * 8)) - 1n;
-  const values = [0n, 1n, 2n, current - 1n, current + 1n, current * 2n, max, 1n << BigInt(f.size * 8 - 1), BigInt(fileSize), BigInt(fileSize) + 64n];
+  const values = [
+    0n,
+    1n,
+    2n,
+    current - 1n,
+    current + 1n,
+    current * 2n,
+    max,
+    1n << BigInt(f.size * 8 - 1),
+    BigInt(fileSize),
+    BigInt(fileSize) + 64n,
+  ];
   if (f.size === 8) values.push(1n << 32n, max - 63n);
   return [...new Set(values.map((v) => BigInt.asUintN(f.size * 8, v)))].filter((v) => v !== current);
 }
@@ -107,7 +118,9 @@ describe("sections swapped, reordered and cut", () => {
             bytes.copyWithin(a, b, b + width);
             bytes.set(tmp, b);
             resealBlob(bytes);
-            findings.push(...campaign.examineBlob(-1, bytes, seed.name, [`swap ${i}<->${j} (${width} bytes)`], new Rng(SEED, 7, k++), SWEEP_CONFIGS));
+            findings.push(
+              ...campaign.examineBlob(-1, bytes, seed.name, [`swap ${i}<->${j} (${width} bytes)`], new Rng(SEED, 7, k++), SWEEP_CONFIGS),
+            );
           }
         }
       }
@@ -161,88 +174,141 @@ function runtimeExits(bytes: Uint8Array): { exit: number; stderr: string; peak: 
   return campaign.configs
     .filter((c) => c.name === "mcu-128k" || c.name === "simd")
     .map((c) => {
-      const run = runMinimalWasi(c.module, { args: ["lookup", "--mode", c.name === "simd" ? "resident" : "streaming", "/f/m.carvq", "0"], preopens: [{ name: "/f", files: { "m.carvq": bytes } }] });
+      const run = runMinimalWasi(c.module, {
+        args: ["lookup", "--mode", c.name === "simd" ? "resident" : "streaming", "/f/m.carvq", "0"],
+        preopens: [{ name: "/f", files: { "m.carvq": bytes } }],
+      });
       return { exit: run.exitCode, stderr: run.stderr, peak: run.peakMemoryBytes };
     });
 }
 
 describe("named hostile blobs: the refusal each gets", () => {
   const cases: [string, () => Uint8Array, RegExp, RegExp][] = [
-    ["a u64 section offset that wraps around (2^64 - 64) with valid CRCs", () => {
-      const b = seedBytes("rvq-row-v1.0");
-      setU64(b, entry(2, F.S_OFFSET), (1n << 64n) - 64n);
-      resealBlob(b);
-      return b;
-    }, /offset 18446744073709551552 \+ length \d+ runs past the end of the file/, /section 2 \(METADATA\): bytes 18446744073709551552 \+ \d+ run past the end of the file/],
-    ["a u64 section length of 2^64 - 1", () => {
-      const b = seedBytes("rvq-row-v1.0");
-      setU64(b, entry(0, F.S_LENGTH), (1n << 64n) - 1n);
-      resealBlob(b);
-      return b;
-    }, /runs past the end of the file/, /run past the end of the file/],
-    ["section_count 16 in a file too short for 16 entries", () => {
-      const b = seedBytes("int4").slice(0, 200);
-      setU32(b, F.H_SECTION_COUNT, 16);
-      return b;
-    }, /truncated: section table needs 448 bytes, file has 200/, /truncated: the section table ends at byte 448 but the file has 200/],
-    ["rows = 16,777,216 with every derived field consistent and valid CRCs, in a file of a few kB", () => {
-      const b = seedBytes("rvq-row-v1.0");
-      const rowBytes = new DataView(b.buffer).getUint32(F.H_ROW_BYTES, true);
-      setU32(b, F.H_ROWS, F.MAX_ROWS);
-      const S = Math.ceil(37 / 8);
-      setU32(b, F.H_GROUP_COUNT, Math.ceil((F.MAX_ROWS * S) / 12));
-      expect(rowBytes).toBeGreaterThan(0);
-      resealBlob(b);
-      return b;
-    }, /CODES section is 240 bytes; expected 83886080 for this header/, /section 0 \(CODES\): length 240, expected 83886080/],
-    ["a row-scale index not below R (v1.1) with valid CRCs", () => {
-      const b = seedBytes("rvq-row-v1.1-rowscale16");
-      const codes = new DataView(b.buffer).getBigUint64(entry(0, F.S_OFFSET), true);
-      b[Number(codes) + 5 * new DataView(b.buffer).getUint32(F.H_ROW_BYTES, true)] = 200;
-      resealBlob(b);
-      return b;
-    }, /token 5 has row-scale index 200; the ROW_SCALES section holds 16/, /token 5 has row-scale index 200 but the ROW_SCALES section holds 16/],
-    ["a ROW_SCALES section in an int4 blob", () => {
-      const b = seedBytes("int4");
-      // Turn METADATA (section 1) into ROW_SCALES of an even length.
-      setU32(b, entry(1, F.S_ID), F.SECTION_ROW_SCALES);
-      setU64(b, entry(1, F.S_LENGTH), 2n);
-      new DataView(b.buffer).setUint16(F.H_VERSION_MINOR, 1, true);
-      const end = Number(new DataView(b.buffer).getBigUint64(entry(1, F.S_OFFSET), true)) + 2;
-      const out = b.slice(0, end);
-      resealBlob(out);
-      return out;
-    }, /ROW_SCALES section present in a int4 blob|header field row_bytes/, /a scalar-method blob has no row scales/],
-    ["a non-zero byte in the padding before a section, with valid CRCs", () => {
-      const b = seedBytes("rvq-col-v1.0");
-      const codes = Number(new DataView(b.buffer).getBigUint64(entry(0, F.S_OFFSET), true));
-      b[codes - 1] = 1;
-      resealBlob(b);
-      return b;
-    }, /in the padding before it is 1; padding must be zero/, /the padding before it is not zero/],
-    ["one trailing byte", () => {
-      const b = seedBytes("int2");
-      const out = new Uint8Array(b.length + 1);
-      out.set(b);
-      return out;
-    }, /trailing bytes/, /the file has \d+ bytes but its last section ends at byte \d+/],
-    ["a CRC-32 mismatch in CODEBOOKS", () => {
-      const b = seedBytes("rvq-row-v1.0");
-      const cb = Number(new DataView(b.buffer).getBigUint64(entry(1, F.S_OFFSET), true));
-      b[cb + 3] ^= 0x10;
-      return b;
-    }, /CODEBOOKS section checksum mismatch/, /section 1 \(CODEBOOKS\): CRC mismatch/],
-    ["a METADATA section just over 1 MiB", () => {
-      const b = seedBytes("int3");
-      const meta = Number(new DataView(b.buffer).getBigUint64(entry(1, F.S_OFFSET), true));
-      const out = new Uint8Array(meta + (1 << 20) + 1).fill(0x20);
-      out.set(b.subarray(0, meta));
-      out[meta] = 0x7b;
-      out[out.length - 1] = 0x7d;
-      setU64(out, entry(1, F.S_LENGTH), BigInt((1 << 20) + 1));
-      resealBlob(out);
-      return out;
-    }, /METADATA section is 1048577 bytes; at most 1048576 allowed/, /longer than 1 MiB/],
+    [
+      "a u64 section offset that wraps around (2^64 - 64) with valid CRCs",
+      () => {
+        const b = seedBytes("rvq-row-v1.0");
+        setU64(b, entry(2, F.S_OFFSET), (1n << 64n) - 64n);
+        resealBlob(b);
+        return b;
+      },
+      /offset 18446744073709551552 \+ length \d+ runs past the end of the file/,
+      /section 2 \(METADATA\): bytes 18446744073709551552 \+ \d+ run past the end of the file/,
+    ],
+    [
+      "a u64 section length of 2^64 - 1",
+      () => {
+        const b = seedBytes("rvq-row-v1.0");
+        setU64(b, entry(0, F.S_LENGTH), (1n << 64n) - 1n);
+        resealBlob(b);
+        return b;
+      },
+      /runs past the end of the file/,
+      /run past the end of the file/,
+    ],
+    [
+      "section_count 16 in a file too short for 16 entries",
+      () => {
+        const b = seedBytes("int4").slice(0, 200);
+        setU32(b, F.H_SECTION_COUNT, 16);
+        return b;
+      },
+      /truncated: section table needs 448 bytes, file has 200/,
+      /truncated: the section table ends at byte 448 but the file has 200/,
+    ],
+    [
+      "rows = 16,777,216 with every derived field consistent and valid CRCs, in a file of a few kB",
+      () => {
+        const b = seedBytes("rvq-row-v1.0");
+        const rowBytes = new DataView(b.buffer).getUint32(F.H_ROW_BYTES, true);
+        setU32(b, F.H_ROWS, F.MAX_ROWS);
+        const S = Math.ceil(37 / 8);
+        setU32(b, F.H_GROUP_COUNT, Math.ceil((F.MAX_ROWS * S) / 12));
+        expect(rowBytes).toBeGreaterThan(0);
+        resealBlob(b);
+        return b;
+      },
+      /CODES section is 240 bytes; expected 83886080 for this header/,
+      /section 0 \(CODES\): length 240, expected 83886080/,
+    ],
+    [
+      "a row-scale index not below R (v1.1) with valid CRCs",
+      () => {
+        const b = seedBytes("rvq-row-v1.1-rowscale16");
+        const codes = new DataView(b.buffer).getBigUint64(entry(0, F.S_OFFSET), true);
+        b[Number(codes) + 5 * new DataView(b.buffer).getUint32(F.H_ROW_BYTES, true)] = 200;
+        resealBlob(b);
+        return b;
+      },
+      /token 5 has row-scale index 200; the ROW_SCALES section holds 16/,
+      /token 5 has row-scale index 200 but the ROW_SCALES section holds 16/,
+    ],
+    [
+      "a ROW_SCALES section in an int4 blob",
+      () => {
+        const b = seedBytes("int4");
+        // Turn METADATA (section 1) into ROW_SCALES of an even length.
+        setU32(b, entry(1, F.S_ID), F.SECTION_ROW_SCALES);
+        setU64(b, entry(1, F.S_LENGTH), 2n);
+        new DataView(b.buffer).setUint16(F.H_VERSION_MINOR, 1, true);
+        const end = Number(new DataView(b.buffer).getBigUint64(entry(1, F.S_OFFSET), true)) + 2;
+        const out = b.slice(0, end);
+        resealBlob(out);
+        return out;
+      },
+      /ROW_SCALES section present in a int4 blob|header field row_bytes/,
+      /a scalar-method blob has no row scales/,
+    ],
+    [
+      "a non-zero byte in the padding before a section, with valid CRCs",
+      () => {
+        const b = seedBytes("rvq-col-v1.0");
+        const codes = Number(new DataView(b.buffer).getBigUint64(entry(0, F.S_OFFSET), true));
+        b[codes - 1] = 1;
+        resealBlob(b);
+        return b;
+      },
+      /in the padding before it is 1; padding must be zero/,
+      /the padding before it is not zero/,
+    ],
+    [
+      "one trailing byte",
+      () => {
+        const b = seedBytes("int2");
+        const out = new Uint8Array(b.length + 1);
+        out.set(b);
+        return out;
+      },
+      /trailing bytes/,
+      /the file has \d+ bytes but its last section ends at byte \d+/,
+    ],
+    [
+      "a CRC-32 mismatch in CODEBOOKS",
+      () => {
+        const b = seedBytes("rvq-row-v1.0");
+        const cb = Number(new DataView(b.buffer).getBigUint64(entry(1, F.S_OFFSET), true));
+        b[cb + 3] ^= 0x10;
+        return b;
+      },
+      /CODEBOOKS section checksum mismatch/,
+      /section 1 \(CODEBOOKS\): CRC mismatch/,
+    ],
+    [
+      "a METADATA section just over 1 MiB",
+      () => {
+        const b = seedBytes("int3");
+        const meta = Number(new DataView(b.buffer).getBigUint64(entry(1, F.S_OFFSET), true));
+        const out = new Uint8Array(meta + (1 << 20) + 1).fill(0x20);
+        out.set(b.subarray(0, meta));
+        out[meta] = 0x7b;
+        out[out.length - 1] = 0x7d;
+        setU64(out, entry(1, F.S_LENGTH), BigInt((1 << 20) + 1));
+        resealBlob(out);
+        return out;
+      },
+      /METADATA section is 1048577 bytes; at most 1048576 allowed/,
+      /longer than 1 MiB/,
+    ],
   ];
   for (const [name, make, tsMessage, rtMessage] of cases) {
     it(name, () => {
@@ -291,9 +357,22 @@ function everyTokenEverywhere(bytes: Uint8Array, name: string): Finding[] {
   const out: Finding[] = [];
   for (const c of campaign.configs) {
     for (const mode of ["resident", "streaming"]) {
-      const run = runMinimalWasi(c.module, { args: ["lookup", "--mode", mode, "/f/m.carvq", ...tokens.map(String)], preopens: [{ name: "/f", files: { "m.carvq": bytes } }] });
+      const run = runMinimalWasi(c.module, {
+        args: ["lookup", "--mode", mode, "/f/m.carvq", ...tokens.map(String)],
+        preopens: [{ name: "/f", files: { "m.carvq": bytes } }],
+      });
       const ok = want ? (run.exitCode === 0 && rowsAgree(run.stdout, want)) || run.exitCode === 6 : [4, 6].includes(run.exitCode);
-      if (!ok) out.push({ iteration: -1, type: "fixture", detail: `${c.name} ${mode}: exit ${run.exitCode}${run.exitCode === 0 ? ", rows differ from the reference" : `: ${run.stderr.trim()}`}`, input: "blob", seedName: name, ops: ["every token"], bytes, ext: ".carvq" });
+      if (!ok)
+        out.push({
+          iteration: -1,
+          type: "fixture",
+          detail: `${c.name} ${mode}: exit ${run.exitCode}${run.exitCode === 0 ? ", rows differ from the reference" : `: ${run.stderr.trim()}`}`,
+          input: "blob",
+          seedName: name,
+          ops: ["every token"],
+          bytes,
+          ext: ".carvq",
+        });
     }
   }
   return out;
@@ -315,7 +394,14 @@ describe("inputs of past findings (test/fixtures/fuzz)", () => {
     }
   });
   for (const name of described) {
-    const d = JSON.parse(readFileSync(join(dir, name), "utf8")) as { file: string; input: "blob" | "model"; seedName: string; status: "fixed" | "open"; issue: string; ext: string };
+    const d = JSON.parse(readFileSync(join(dir, name), "utf8")) as {
+      file: string;
+      input: "blob" | "model";
+      seedName: string;
+      status: "fixed" | "open";
+      issue: string;
+      ext: string;
+    };
     const test = d.status === "open" ? it.fails : it;
     test(`${d.file}: ${d.issue}`, () => {
       const bytes = new Uint8Array(readFileSync(join(dir, d.file)));

@@ -58,9 +58,26 @@ describe.skipIf(!haveModel || !existsSync(cli))("carvq generate on stories260K",
     for (const name of ["int4", "rvq"] as const) writeFileSync(paths[name], blobs[name]);
   });
 
-  for (const [name, temperature, steps, seed] of [["rvq", 1, 40, 5], ["int4", 0, 30, 1]] as const) {
+  for (const [name, temperature, steps, seed] of [
+    ["rvq", 1, 40, 5],
+    ["int4", 0, 30, 1],
+  ] as const) {
     it(`${name} blob, temperature ${temperature}: the story is the reference decoder's, the original run the model's own`, () => {
-      const run = carvq("generate", paths[name], "--model", MODEL, "--prompt", "Once upon a time", "--steps", String(steps), "--seed", String(seed), "--temperature", String(temperature), "--json");
+      const run = carvq(
+        "generate",
+        paths[name],
+        "--model",
+        MODEL,
+        "--prompt",
+        "Once upon a time",
+        "--steps",
+        String(steps),
+        "--seed",
+        String(seed),
+        "--temperature",
+        String(temperature),
+        "--json",
+      );
       expect(run.code, run.stderr).toBe(0);
       const r = JSON.parse(run.stdout) as Result;
       expect(r.prompt).toEqual(encode(tokenizer!, "Once upon a time"));
@@ -91,7 +108,15 @@ describe.skipIf(!haveModel || !existsSync(cli))("carvq generate on stories260K",
 
   it("refuses a blob of another shape, a missing model and bad options, one line each", async () => {
     const other = join(dir, "other.carvq");
-    writeFileSync(other, (await compressMatrix({ rows: 512, cols: 32, data: new Float32Array(512 * 32).map((_, i) => Math.sin(i)) }, { h: 8, levels: 1, group: 16, iters: 2 })).bytes);
+    writeFileSync(
+      other,
+      (
+        await compressMatrix(
+          { rows: 512, cols: 32, data: new Float32Array(512 * 32).map((_, i) => Math.sin(i)) },
+          { h: 8, levels: 1, group: 16, iters: 2 },
+        )
+      ).bytes,
+    );
     for (const [args, pattern] of [
       [[other, "--model", MODEL], /is 512 x 32 but .* is 512 x 64/],
       [[paths.rvq], /--model is required/],

@@ -40,7 +40,10 @@ describe.each(BLOCK_FIXTURES)("GGUF $name", ({ name, typeId, blockElements, make
       at += b.bytes.length;
     }
     const path = join(dir, `${name}.gguf`);
-    writeFileSync(path, ggufBytes([{ name: "token_embd.weight", type: typeId, ne: [512, rows], data }, ggufTensor("output_norm.weight", exactMatrix(1, 4))]));
+    writeFileSync(
+      path,
+      ggufBytes([{ name: "token_embd.weight", type: typeId, ne: [512, rows], data }, ggufTensor("output_norm.weight", exactMatrix(1, 4))]),
+    );
     const loaded = loadMatrix(path);
     expect(loaded).toMatchObject({ tensor: "token_embd.weight", dtype: name, format: "gguf" });
     expect(loaded.bitsPerWeight).toBeCloseTo((GGML_TYPES[typeId].blockBytes * 8) / blockElements, 10);
@@ -53,7 +56,9 @@ describe("GGUF block types: refusals and truncation", () => {
   it("refuses rows that are not whole blocks, naming the tensor, ne[0] and the block size", () => {
     const path = join(dir, "ragged.gguf");
     writeFileSync(path, ggufBytes([{ name: "token_embd.weight", type: 12, ne: [128, 2], data: new Uint8Array(144) }]));
-    expect(() => loadMatrix(path)).toThrow(new CarvqError(`${path}: tensor 'token_embd.weight' has ne[0] 128; Q4_K stores whole blocks of 256 values`));
+    expect(() => loadMatrix(path)).toThrow(
+      new CarvqError(`${path}: tensor 'token_embd.weight' has ne[0] 128; Q4_K stores whole blocks of 256 values`),
+    );
   });
 
   it("refuses a GGUF cut short after the embedding's bytes, as safetensors refuses the same cut", () => {
@@ -61,10 +66,17 @@ describe("GGUF block types: refusals and truncation", () => {
     const gguf = ggufBytes([ggufTensor("token_embd.weight", embedding), ggufTensor("output.weight", exactMatrix(4, 32, 1))]);
     const ggufPath = join(dir, "cut.gguf");
     writeFileSync(ggufPath, gguf.subarray(0, gguf.length - 100));
-    const st = safetensorsBytes([safetensorsTensor("model.embed_tokens.weight", embedding), safetensorsTensor("lm_head.weight", exactMatrix(4, 32, 1))]);
+    const st = safetensorsBytes([
+      safetensorsTensor("model.embed_tokens.weight", embedding),
+      safetensorsTensor("lm_head.weight", exactMatrix(4, 32, 1)),
+    ]);
     const stPath = join(dir, "cut.safetensors");
     writeFileSync(stPath, st.subarray(0, st.length - 100));
-    expect(() => loadMatrix(ggufPath)).toThrow(/cut\.gguf: tensor 'output\.weight' data spans bytes \d+\.\.\d+ but the file has \d+ bytes; the file is truncated/);
-    expect(() => loadMatrix(stPath)).toThrow(/cut\.safetensors: tensor 'lm_head\.weight': data_offsets \[\d+, \d+\] end at byte \d+ but the file has \d+ bytes; the file is truncated/);
+    expect(() => loadMatrix(ggufPath)).toThrow(
+      /cut\.gguf: tensor 'output\.weight' data spans bytes \d+\.\.\d+ but the file has \d+ bytes; the file is truncated/,
+    );
+    expect(() => loadMatrix(stPath)).toThrow(
+      /cut\.safetensors: tensor 'lm_head\.weight': data_offsets \[\d+, \d+\] end at byte \d+ but the file has \d+ bytes; the file is truncated/,
+    );
   });
 });

@@ -1,3 +1,5 @@
+import { expect } from "vitest";
+import { CarvqError } from "../tools/errors.ts";
 import { drawFloatAdaptor, type DrawScales, type FloatAdaptor } from "../tools/adaptor/model.ts";
 import type { Matrix } from "../tools/matrix.ts";
 import type { RowMetric, TableObjective } from "../tools/quant/objective.ts";
@@ -43,5 +45,32 @@ export function weightedSquaredError(target: Matrix, weight: (column: number) =>
     });
     return { loss, gradient };
   };
-  return { name: "weighted", batches: 1, evaluate, loss: (table) => evaluate(table).loss, curvature: () => diagonalMetric(target.rows, target.cols, weight) };
+  return {
+    name: "weighted",
+    batches: 1,
+    evaluate,
+    loss: (table) => evaluate(table).loss,
+    curvature: () => diagonalMetric(target.rows, target.cols, weight),
+  };
+}
+
+/** The one-line CarvqError `run` throws, which must start with `path` (a refusal names its file). */
+export function refusal(run: () => unknown, path: string): string {
+  let caught: unknown;
+  try {
+    run();
+  } catch (err) {
+    caught = err;
+  }
+  expect(caught).toBeInstanceOf(CarvqError);
+  const message = (caught as CarvqError).message;
+  expect(message.startsWith(`${path}: `), message).toBe(true);
+  expect(message).not.toContain("\n");
+  return message;
+}
+
+/** Asserts two matrices have the same shape and the same values, bit for bit. */
+export function expectSameMatrix(actual: Matrix, expected: Matrix): void {
+  expect([actual.rows, actual.cols]).toEqual([expected.rows, expected.cols]);
+  expect(Array.from(actual.data)).toEqual(Array.from(expected.data));
 }

@@ -12,7 +12,14 @@ import { windowLogits } from "../tools/hf/forward.ts";
 import { referenceBackend } from "../tools/hf/matmul.ts";
 import { openMatmul } from "../tools/hf/matmul-pool.ts";
 import { loadHfModel, matrixEmbedding, withHfInputEmbedding } from "../tools/hf/model.ts";
-import { f32ToBf16, randomHfFolder, writeHfFolder, type HfFolder, type RandomCheckpointOptions, type TensorToWrite } from "../tools/hf/write.ts";
+import {
+  f32ToBf16,
+  randomHfFolder,
+  writeHfFolder,
+  type HfFolder,
+  type RandomCheckpointOptions,
+  type TensorToWrite,
+} from "../tools/hf/write.ts";
 
 const tmp = mkdtempSync(join(tmpdir(), "carvq-hf-arch-"));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
@@ -116,9 +123,15 @@ function referenceLogits(folder: HfFolder, tokens: number[]): Float64Array {
       const p = `model.layers.${l}.`;
       const h = rms(x, get(`${p}input_layernorm.weight`));
       const qkv = fused ? get(`${p}self_attn.qkv_proj.weight`) : null;
-      let q = qkv ? linear(qkv, undefined, h, H * hd) : linear(get(`${p}self_attn.q_proj.weight`), w.get(`${p}self_attn.q_proj.bias`), h, H * hd);
-      let k = qkv ? linear(qkv, undefined, h, KV * hd, H * hd) : linear(get(`${p}self_attn.k_proj.weight`), w.get(`${p}self_attn.k_proj.bias`), h, KV * hd);
-      const v = qkv ? linear(qkv, undefined, h, KV * hd, (H + KV) * hd) : linear(get(`${p}self_attn.v_proj.weight`), w.get(`${p}self_attn.v_proj.bias`), h, KV * hd);
+      let q = qkv
+        ? linear(qkv, undefined, h, H * hd)
+        : linear(get(`${p}self_attn.q_proj.weight`), w.get(`${p}self_attn.q_proj.bias`), h, H * hd);
+      let k = qkv
+        ? linear(qkv, undefined, h, KV * hd, H * hd)
+        : linear(get(`${p}self_attn.k_proj.weight`), w.get(`${p}self_attn.k_proj.bias`), h, KV * hd);
+      const v = qkv
+        ? linear(qkv, undefined, h, KV * hd, (H + KV) * hd)
+        : linear(get(`${p}self_attn.v_proj.weight`), w.get(`${p}self_attn.v_proj.bias`), h, KV * hd);
       q = rope(q, H, pos);
       k = rope(k, KV, pos);
       keys[l].push(k);
@@ -126,7 +139,9 @@ function referenceLogits(folder: HfFolder, tokens: number[]): Float64Array {
       const att: number[] = [];
       for (let head = 0; head < H; head++) {
         const g = Math.floor(head / (H / KV));
-        const scores = keys[l].map((kk) => q.slice(head * hd, (head + 1) * hd).reduce((s, qv, i) => s + qv * kk[g * hd + i], 0) / Math.sqrt(hd));
+        const scores = keys[l].map(
+          (kk) => q.slice(head * hd, (head + 1) * hd).reduce((s, qv, i) => s + qv * kk[g * hd + i], 0) / Math.sqrt(hd),
+        );
         const m = Math.max(...scores);
         const e = scores.map((s) => Math.exp(s - m));
         const z = e.reduce((a, b) => a + b, 0);
@@ -159,13 +174,41 @@ function expectClose(got: Float32Array, expected: Float64Array): void {
 describe("Hugging Face architectures against an independent float64 forward", () => {
   const cases: [string, Partial<RandomCheckpointOptions>][] = [
     ["Llama, GQA 4/2, untied", {}],
-    ["Llama 3.2: llama3 rope scaling, tied", { tied: true, ropeTheta: 500000, ropeScaling: { rope_type: "llama3", factor: 32, low_freq_factor: 1, high_freq_factor: 4, original_max_position_embeddings: 64 } }],
+    [
+      "Llama 3.2: llama3 rope scaling, tied",
+      {
+        tied: true,
+        ropeTheta: 500000,
+        ropeScaling: { rope_type: "llama3", factor: 32, low_freq_factor: 1, high_freq_factor: 4, original_max_position_embeddings: 64 },
+      },
+    ],
     ["Llama with attention_bias (q/k/v/o biases)", { extraConfig: { attention_bias: true } }],
     ["Qwen2: q/k/v biases, tied", { architecture: "Qwen2ForCausalLM", tied: true }],
-    ["Mistral: head_dim apart from hidden/heads", { architecture: "MistralForCausalLM", headDim: 12, extraConfig: { sliding_window: 4096 } }],
+    [
+      "Mistral: head_dim apart from hidden/heads",
+      { architecture: "MistralForCausalLM", headDim: 12, extraConfig: { sliding_window: 4096 } },
+    ],
     ["Phi-3: fused qkv and gate_up, partial rotary 0.5", { architecture: "Phi3ForCausalLM", kvHeads: 4, partialRotaryFactor: 0.5 }],
-    ["Phi-4-mini-like: longrope (short factors: window within original_max), partial rotary 0.75", { architecture: "Phi3ForCausalLM", partialRotaryFactor: 0.75, maxPositions: 1024, ropeScaling: LONGROPE, extraConfig: { original_max_position_embeddings: 16 } }],
-    ["longrope past original_max: long factors", { architecture: "Phi3ForCausalLM", partialRotaryFactor: 0.75, maxPositions: 1024, ropeScaling: LONGROPE, extraConfig: { original_max_position_embeddings: 4 } }],
+    [
+      "Phi-4-mini-like: longrope (short factors: window within original_max), partial rotary 0.75",
+      {
+        architecture: "Phi3ForCausalLM",
+        partialRotaryFactor: 0.75,
+        maxPositions: 1024,
+        ropeScaling: LONGROPE,
+        extraConfig: { original_max_position_embeddings: 16 },
+      },
+    ],
+    [
+      "longrope past original_max: long factors",
+      {
+        architecture: "Phi3ForCausalLM",
+        partialRotaryFactor: 0.75,
+        maxPositions: 1024,
+        ropeScaling: LONGROPE,
+        extraConfig: { original_max_position_embeddings: 4 },
+      },
+    ],
   ];
   for (const [name, options] of cases) {
     it(name, async () => {
@@ -189,7 +232,9 @@ describe("Hugging Face checkpoints that must be the same model", () => {
     };
     const mha: HfFolder = {
       config: { ...gqa.config, num_key_value_heads: BASE.heads },
-      tensors: gqa.tensors.map((t) => (/[kv]_proj/.test(t.name) ? { ...t, shape: [BASE.hiddenSize, BASE.hiddenSize], data: repeat(values(t)) } : t)),
+      tensors: gqa.tensors.map((t) =>
+        /[kv]_proj/.test(t.name) ? { ...t, shape: [BASE.hiddenSize, BASE.hiddenSize], data: repeat(values(t)) } : t,
+      ),
     };
     expect(await logitsOf(write(gqa))).toEqual(await logitsOf(write(mha)));
   });
@@ -208,8 +253,18 @@ describe("Hugging Face checkpoints that must be the same model", () => {
         tensors.push({ ...t, name: `${prefix}self_attn.k_proj.weight`, shape: [kv, d], data: rows(t, q, kv) });
         tensors.push({ ...t, name: `${prefix}self_attn.v_proj.weight`, shape: [kv, d], data: rows(t, q + kv, kv) });
       } else if (t.name.endsWith("gate_up_proj.weight")) {
-        tensors.push({ ...t, name: `${prefix}mlp.gate_proj.weight`, shape: [BASE.intermediateSize, d], data: rows(t, 0, BASE.intermediateSize) });
-        tensors.push({ ...t, name: `${prefix}mlp.up_proj.weight`, shape: [BASE.intermediateSize, d], data: rows(t, BASE.intermediateSize, BASE.intermediateSize) });
+        tensors.push({
+          ...t,
+          name: `${prefix}mlp.gate_proj.weight`,
+          shape: [BASE.intermediateSize, d],
+          data: rows(t, 0, BASE.intermediateSize),
+        });
+        tensors.push({
+          ...t,
+          name: `${prefix}mlp.up_proj.weight`,
+          shape: [BASE.intermediateSize, d],
+          data: rows(t, BASE.intermediateSize, BASE.intermediateSize),
+        });
       } else tensors.push(t);
     }
     const llama = { config: { ...phi.config, architectures: ["LlamaForCausalLM"] }, tensors };
@@ -219,7 +274,10 @@ describe("Hugging Face checkpoints that must be the same model", () => {
   it("a tied head is the embedding: equal to an untied checkpoint whose lm_head copies it, and kept when the input embedding is replaced", async () => {
     const tied = materialize(randomHfFolder({ ...BASE, tied: true }));
     const embedding = tied.tensors.find((t) => t.name === "model.embed_tokens.weight") as TensorToWrite;
-    const untied: HfFolder = { config: { ...tied.config, tie_word_embeddings: false }, tensors: [...tied.tensors, { ...embedding, name: "lm_head.weight" }] };
+    const untied: HfFolder = {
+      config: { ...tied.config, tie_word_embeddings: false },
+      tensors: [...tied.tensors, { ...embedding, name: "lm_head.weight" }],
+    };
     const tiedDir = write(tied);
     expect(await logitsOf(tiedDir)).toEqual(await logitsOf(write(untied)));
 
@@ -232,14 +290,20 @@ describe("Hugging Face checkpoints that must be the same model", () => {
     const logits = windowLogits(replaced, [5]);
     expect(logits).toEqual(windowLogits(replaced, [9]));
     expect(new Set(logits).size).toBeGreaterThan(BASE.vocabSize / 2);
-    expect(() => withHfInputEmbedding(model, matrixEmbedding({ rows: 40, cols: 16, data: new Float32Array(640) }))).toThrow(/is 40 x 16 but .* is 40 x 32/);
+    expect(() => withHfInputEmbedding(model, matrixEmbedding({ rows: 40, cols: 16, data: new Float32Array(640) }))).toThrow(
+      /is 40 x 16 but .* is 40 x 32/,
+    );
   });
 
   it("bf16 weights stay 2 bytes in memory and give the logits of their exact f32 widening", async () => {
     const bf16 = materialize(randomHfFolder({ ...BASE, dtype: "BF16" }));
     const widened: HfFolder = {
       config: { ...bf16.config, torch_dtype: "float32" },
-      tensors: bf16.tensors.map((t) => ({ ...t, dtype: "F32", data: values(t).map((v) => new Float32Array(new Uint32Array([f32ToBf16(v) << 16]).buffer)[0]) })),
+      tensors: bf16.tensors.map((t) => ({
+        ...t,
+        dtype: "F32",
+        data: values(t).map((v) => new Float32Array(new Uint32Array([f32ToBf16(v) << 16]).buffer)[0]),
+      })),
     };
     const dir = write(bf16);
     const model = await loadHfModel(dir, referenceBackend);
@@ -273,7 +337,14 @@ describe("Hugging Face config.json", () => {
   it("llama3 rope scaling: inverse frequencies follow the formula (Llama 3.2: theta 5e5, factor 32, low 1, high 4, 8192)", async () => {
     const config = parseHfConfig(
       {
-        architectures: ["LlamaForCausalLM"], hidden_size: 2048, intermediate_size: 8192, num_hidden_layers: 16, num_attention_heads: 32, num_key_value_heads: 8, vocab_size: 128256, rope_theta: 500000,
+        architectures: ["LlamaForCausalLM"],
+        hidden_size: 2048,
+        intermediate_size: 8192,
+        num_hidden_layers: 16,
+        num_attention_heads: 32,
+        num_key_value_heads: 8,
+        vocab_size: 128256,
+        rope_theta: 500000,
         rope_scaling: { rope_type: "llama3", factor: 32, low_freq_factor: 1, high_freq_factor: 4, original_max_position_embeddings: 8192 },
       },
       "config.json",
@@ -297,14 +368,27 @@ describe("Hugging Face config.json", () => {
   });
 
   it("refuses other architectures and unsupported options by name, in one line", async () => {
-    const ok = { architectures: ["LlamaForCausalLM"], hidden_size: 32, intermediate_size: 48, num_hidden_layers: 1, num_attention_heads: 4, vocab_size: 40 };
+    const ok = {
+      architectures: ["LlamaForCausalLM"],
+      hidden_size: 32,
+      intermediate_size: 48,
+      num_hidden_layers: 1,
+      num_attention_heads: 4,
+      vocab_size: 40,
+    };
     const refuse = (json: Record<string, unknown>, pattern: RegExp) => {
       expect(() => parseHfConfig(json, "m/config.json")).toThrow(CarvqError);
       expect(() => parseHfConfig(json, "m/config.json")).toThrow(pattern);
     };
-    refuse({ ...ok, architectures: ["GPT2LMHeadModel"] }, /architecture GPT2LMHeadModel is not supported; carvq runs LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, Phi3ForCausalLM/);
+    refuse(
+      { ...ok, architectures: ["GPT2LMHeadModel"] },
+      /architecture GPT2LMHeadModel is not supported; carvq runs LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, Phi3ForCausalLM/,
+    );
     refuse({ ...ok, rope_scaling: { type: "yarn", factor: 4 } }, /rope_scaling type "yarn" is not supported/);
-    refuse({ ...ok, rope_scaling: { type: "longrope", short_factor: [1], long_factor: [1] }, original_max_position_embeddings: 8 }, /rope_scaling.short_factor must list 4 positive numbers/);
+    refuse(
+      { ...ok, rope_scaling: { type: "longrope", short_factor: [1], long_factor: [1] }, original_max_position_embeddings: 8 },
+      /rope_scaling.short_factor must list 4 positive numbers/,
+    );
     refuse({ ...ok, hidden_act: "gelu" }, /hidden_act is "gelu"/);
     refuse({ ...ok, num_key_value_heads: 3 }, /not a multiple of num_key_value_heads 3/);
     refuse({ ...ok, hidden_size: undefined }, /hidden_size is undefined/);
@@ -313,7 +397,9 @@ describe("Hugging Face config.json", () => {
   it("refuses a tensor whose shape disagrees with config.json, and a window past Mistral's sliding_window", async () => {
     const folder = materialize(randomHfFolder(BASE));
     const bad = { ...folder, config: { ...folder.config, intermediate_size: 50 } };
-    await expect(loadHfModel(write(bad), referenceBackend)).rejects.toThrow(/tensor model\.layers\.0\.mlp\.gate_proj\.weight has shape \[48, 32\]; config\.json implies \[50, 32\]/);
+    await expect(loadHfModel(write(bad), referenceBackend)).rejects.toThrow(
+      /tensor model\.layers\.0\.mlp\.gate_proj\.weight has shape \[48, 32\]; config\.json implies \[50, 32\]/,
+    );
     const mistral = materialize(randomHfFolder({ ...BASE, architecture: "MistralForCausalLM", extraConfig: { sliding_window: 4 } }));
     const model = await loadHfModel(write(mistral), referenceBackend);
     expect(windowLogits(model, TOKENS.slice(0, 4)).length).toBe(4 * BASE.vocabSize);

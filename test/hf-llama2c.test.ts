@@ -50,7 +50,10 @@ describe.skipIf(!haveModel)("stories260K as a Hugging Face Llama folder", () => 
     expect(worst(windowLogits(hf, tokens))).toBeLessThan(1e-5 * scale);
     // rotate-half applied to llama2.c's interleaved layout is another model.
     const exported = llama2cToHf(model);
-    const unpermuted = { ...exported, tensors: exported.tensors.map((t) => (/[qk]_proj/.test(t.name) ? { ...t, data: qkOf(model, t.name) } : t)) };
+    const unpermuted = {
+      ...exported,
+      tensors: exported.tensors.map((t) => (/[qk]_proj/.test(t.name) ? { ...t, data: qkOf(model, t.name) } : t)),
+    };
     writeHfFolder(join(tmp, "unpermuted"), unpermuted);
     expect(worst(windowLogits(await loadHfModel(join(tmp, "unpermuted"), referenceBackend), tokens))).toBeGreaterThan(0.01 * scale);
   });
@@ -58,7 +61,10 @@ describe.skipIf(!haveModel)("stories260K as a Hugging Face Llama folder", () => 
   it("tokenizer.json through @huggingface/tokenizers gives run.c's encode ids (BOS first)", () => {
     const tokenizer = loadTokenizer(TOKENIZER, 512);
     const hf = loadHfTokenizer(folder);
-    for (const text of ["Once upon a time, there was a little girl named Lily.", "She said: \"Wow!\"  Two  spaces, ünïcödé and ☃ 1234.\nNew line."]) {
+    for (const text of [
+      "Once upon a time, there was a little girl named Lily.",
+      'She said: "Wow!"  Two  spaces, ünïcödé and ☃ 1234.\nNew line.',
+    ]) {
       expect(hf.encode(text)).toEqual(encode(tokenizer, text));
     }
   });
@@ -147,7 +153,8 @@ describe.skipIf(!haveModel)("carvq report and ppl on a Hugging Face folder", () 
       from: { source: folder },
       perplexity: {
         describe: "two sampled sequences",
-        measure: (decoded) => comparePerplexity({ original, modified: hfLogitsModel(withHfInputEmbedding(hf, matrixEmbedding(decoded))), windows }),
+        measure: (decoded) =>
+          comparePerplexity({ original, modified: hfLogitsModel(withHfInputEmbedding(hf, matrixEmbedding(decoded))), windows }),
       },
     });
     expect(result.runs.map((r) => r.method)).toEqual(["int4", "int2"]);
@@ -165,7 +172,10 @@ describe.skipIf(!haveModel)("carvq report and ppl on a Hugging Face folder", () 
     const blobPath = join(tmp, "int4.carvq");
     writeFileSync(blobPath, (await compressMatrix(inputEmbedding(model), { method: "int4" })).bytes);
     const usage = async (args: string[], pattern: RegExp) => {
-      const error = await pplCommand.run([blobPath, ...args]).then(() => null, (e: unknown) => e);
+      const error = await pplCommand.run([blobPath, ...args]).then(
+        () => null,
+        (e: unknown) => e,
+      );
       expect(error).toBeInstanceOf(CarvqError);
       expect((error as CarvqError).exitCode).toBe(2);
       expect((error as Error).message).toMatch(pattern);
@@ -177,12 +187,25 @@ describe.skipIf(!haveModel)("carvq report and ppl on a Hugging Face folder", () 
     await usage(["--model", folder, "--tokens", "b.json", "--seed", "3"], /--seed sets the sampled text/);
     const badTokens = join(tmp, "bad.json");
     writeFileSync(badTokens, JSON.stringify([[1, 2, 512]]));
-    await expect(pplCommand.run([blobPath, "--model", folder, "--tokens", badTokens])).rejects.toThrow(/sequence 0, position 2: token 512 is not an id from 0 to 511/);
+    await expect(pplCommand.run([blobPath, "--model", folder, "--tokens", badTokens])).rejects.toThrow(
+      /sequence 0, position 2: token 512 is not an id from 0 to 511/,
+    );
 
     const output: string[] = [];
     vi.spyOn(process.stdout, "write").mockImplementation((chunk) => (output.push(String(chunk)), true));
     await pplCommand.run(["--help"]);
-    for (const flag of ["--text", "--tokens", "--ctx", "--stride", "LlamaForCausalLM", "Qwen2ForCausalLM", "Phi3ForCausalLM", "MistralForCausalLM", "tied"]) expect(output.join("")).toContain(flag);
+    for (const flag of [
+      "--text",
+      "--tokens",
+      "--ctx",
+      "--stride",
+      "LlamaForCausalLM",
+      "Qwen2ForCausalLM",
+      "Phi3ForCausalLM",
+      "MistralForCausalLM",
+      "tied",
+    ])
+      expect(output.join("")).toContain(flag);
   });
 });
 

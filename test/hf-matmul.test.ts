@@ -33,10 +33,20 @@ describe("matmul reference (tools/hf/matmul.ts)", () => {
   });
 
   it("computes x · Wᵀ exactly where every partial sum is an integer (f16, several rows and columns)", () => {
-    const rows = 3, inDim = 21, outDim = 5;
+    const rows = 3,
+      inDim = 21,
+      outDim = 5;
     const w = Array.from({ length: outDim * inDim }, (_, i) => ((i * 7) % 11) - 5);
     const xs = Array.from({ length: rows * inDim }, (_, i) => ((i * 5) % 9) - 4);
-    const job: MatmulJob = { x: Float32Array.from(xs), rows, weight: Uint16Array.from(w, f32ToF16), dtype: "f16", inDim, outDim, out: new Float32Array(rows * outDim) };
+    const job: MatmulJob = {
+      x: Float32Array.from(xs),
+      rows,
+      weight: Uint16Array.from(w, f32ToF16),
+      dtype: "f16",
+      inDim,
+      outDim,
+      out: new Float32Array(rows * outDim),
+    };
     matmulReference(job);
     for (let t = 0; t < rows; t++) {
       for (let o = 0; o < outDim; o++) {
@@ -48,7 +58,15 @@ describe("matmul reference (tools/hf/matmul.ts)", () => {
   });
 
   it("refuses a job whose arrays are too short, naming the field", () => {
-    const job: MatmulJob = { x: new Float32Array(4), rows: 2, weight: new Uint16Array(6), dtype: "bf16", inDim: 3, outDim: 2, out: new Float32Array(4) };
+    const job: MatmulJob = {
+      x: new Float32Array(4),
+      rows: 2,
+      weight: new Uint16Array(6),
+      dtype: "bf16",
+      inDim: 3,
+      outDim: 2,
+      out: new Float32Array(4),
+    };
     expect(() => matmulReference(job)).toThrow(/x holds 4 values, 2 x 3 needs 6/);
     expect(() => matmulReference({ ...job, x: new Float32Array(6), dtype: "f32" })).toThrow(/f32 weight must be a Float32Array/);
   });
@@ -65,7 +83,8 @@ function randomWeights(dtype: WeightDtype, count: number, seed: number): WeightA
   };
   if (dtype === "f32") return Float32Array.from({ length: count }, value);
   const words = new Uint16Array(count);
-  const f = new Float32Array(1), u = new Uint32Array(f.buffer);
+  const f = new Float32Array(1),
+    u = new Uint32Array(f.buffer);
   for (let i = 0; i < count; i++) {
     f[0] = value();
     words[i] = dtype === "f16" ? f32ToF16(f[0]) : u[0] >>> 16;
@@ -75,7 +94,15 @@ function randomWeights(dtype: WeightDtype, count: number, seed: number): WeightA
 
 function randomJob(dtype: WeightDtype, rows: number, inDim: number, outDim: number, seed: number): MatmulJob {
   const random = createRandom(seed + 1);
-  return { x: Float32Array.from({ length: rows * inDim }, () => (random() - 0.5) * 4), rows, weight: randomWeights(dtype, inDim * outDim, seed), dtype, inDim, outDim, out: new Float32Array(rows * outDim) };
+  return {
+    x: Float32Array.from({ length: rows * inDim }, () => (random() - 0.5) * 4),
+    rows,
+    weight: randomWeights(dtype, inDim * outDim, seed),
+    dtype,
+    inDim,
+    outDim,
+    out: new Float32Array(rows * outDim),
+  };
 }
 
 /** The bits of a Float32Array, so that -0 and +0 differ and a mismatch prints as integers. */
@@ -84,7 +111,8 @@ function bits(values: Float32Array): Uint32Array {
 }
 
 function firstDifference(a: Float32Array, b: Float32Array): string {
-  const ua = bits(a), ub = bits(b);
+  const ua = bits(a),
+    ub = bits(b);
   for (let i = 0; i < ua.length; i++) if (ua[i] !== ub[i]) return `element ${i}: ${a[i]} vs ${b[i]}`;
   return "none";
 }
@@ -93,7 +121,12 @@ describe("matmul WASM kernel and pool (tools/hf/matmul-pool.ts)", () => {
   // Shapes that reach every path: the 1x4 tile with its 16-term and 8-term passes, the one-output
   // tail (outDim mod 4), the per-term tail (inDim mod 8), several L2 blocks (bf16 rows of 2050
   // weights: 127 rows a block), one row and several.
-  const shapes: [number, number, number][] = [[3, 37, 11], [1, 8, 4], [5, 2050, 262], [2, 24, 1]];
+  const shapes: [number, number, number][] = [
+    [3, 37, 11],
+    [1, 8, 4],
+    [5, 2050, 262],
+    [2, 24, 1],
+  ];
 
   for (const dtype of ["bf16", "f16", "f32"] as const) {
     it(`SIMD kernel, scalar twin and JavaScript reference agree bit for bit (${dtype})`, async () => {
@@ -126,7 +159,9 @@ describe("matmul WASM kernel and pool (tools/hf/matmul-pool.ts)", () => {
         const job = randomJob(dtype, 7, 300, 517, 99);
         const placed = two.allocWeight(dtype, job.weight.length) as Uint16Array;
         placed.set(job.weight as Uint16Array);
-        const a = new Float32Array(7 * 517), b = new Float32Array(7 * 517), c = new Float32Array(7 * 517);
+        const a = new Float32Array(7 * 517),
+          b = new Float32Array(7 * 517),
+          c = new Float32Array(7 * 517);
         one.matmul({ ...job, out: a });
         two.matmul({ ...job, out: b });
         two.matmul({ ...job, weight: placed, out: c });
@@ -147,8 +182,12 @@ describe("matmul WASM kernel and pool (tools/hf/matmul-pool.ts)", () => {
     // passes of 5 and 2 (after the 16 KiB a small weight copied per call takes: 3 and 3 and 1).
     const pool = await openMatmul({ ioBytes: 65536 });
     try {
-      for (const [outDim, what] of [[3001, "weight placed once (600 KB, too big to copy per call)"], [41, "weight copied per call"]] as const) {
-        const rows = 7, inDim = 100;
+      for (const [outDim, what] of [
+        [3001, "weight placed once (600 KB, too big to copy per call)"],
+        [41, "weight copied per call"],
+      ] as const) {
+        const rows = 7,
+          inDim = 100;
         const job = randomJob("bf16", rows, inDim, outDim, outDim);
         const got = new Float32Array(rows * outDim);
         pool.matmul({ ...job, out: got });
@@ -159,7 +198,9 @@ describe("matmul WASM kernel and pool (tools/hf/matmul-pool.ts)", () => {
       }
       expect(() => pool.matmul(randomJob("bf16", 1, 20000, 1, 3))).toThrow(/one row of x \(20000\) and of out \(1\) needs 80004 bytes/);
       const wide = randomJob("f16", 1, 70000, 1, 3);
-      expect(() => pool.matmul(wide)).toThrow(/f16 rows of 70000 weights need 1120000 bytes of the kernel's scratch, more than its 1048576/);
+      expect(() => pool.matmul(wide)).toThrow(
+        /f16 rows of 70000 weights need 1120000 bytes of the kernel's scratch, more than its 1048576/,
+      );
     } finally {
       await pool.close();
     }
@@ -172,7 +213,19 @@ describe("matmul WASM kernel and pool (tools/hf/matmul-pool.ts)", () => {
       // The loaders take the bundle's parent folder as the package root: pkg, inside dir.
       const pkg = join(dir, "root", "pkg");
       const script = join(pkg, "app", "open.mjs");
-      await build({ stdin: { contents: 'import { openMatmul } from "./tools/hf/matmul-pool.ts"; const threads = Number(process.argv[2]); openMatmul({ threads }).then(async (p) => { console.log("opened " + p.threads); await p.close(); }, (e) => { console.log(e.message); });', resolveDir: projectRoot(), loader: "ts" }, bundle: true, platform: "node", format: "esm", outfile: script, logLevel: "warning" });
+      await build({
+        stdin: {
+          contents:
+            'import { openMatmul } from "./tools/hf/matmul-pool.ts"; const threads = Number(process.argv[2]); openMatmul({ threads }).then(async (p) => { console.log("opened " + p.threads); await p.close(); }, (e) => { console.log(e.message); });',
+          resolveDir: projectRoot(),
+          loader: "ts",
+        },
+        bundle: true,
+        platform: "node",
+        format: "esm",
+        outfile: script,
+        logLevel: "warning",
+      });
       const run = (threads: number) => execFileSync(process.execPath, [script, String(threads)], { encoding: "utf8" }).trim();
       expect(run(1)).toBe(`${join(pkg, "build", "hf-kernels.wasm")}: not built; run npm run build`);
       mkdirSync(join(pkg, "build"));

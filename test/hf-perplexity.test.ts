@@ -17,21 +17,39 @@ describe("evaluation windows", () => {
 
   it("disjoint windows (stride = ctx): each window's first token is context only", () => {
     const windows = textWindows(ids, 4, 4);
-    expect(windows.map((w) => Array.from(w.tokens))).toEqual([[100, 101, 102, 103], [104, 105, 106, 107], [108, 109]]);
+    expect(windows.map((w) => Array.from(w.tokens))).toEqual([
+      [100, 101, 102, 103],
+      [104, 105, 106, 107],
+      [108, 109],
+    ]);
     expect(scored(windows)).toEqual([101, 102, 103, 105, 106, 107, 109]);
   });
 
   it("overlapping windows (stride < ctx): every token after the first is scored exactly once, with ctx - stride tokens of context", () => {
     const windows = textWindows(ids, 4, 2);
-    expect(windows.map((w) => [w.tokens[0], w.tokens.length, w.firstTarget])).toEqual([[100, 4, 1], [102, 4, 2], [104, 4, 2], [106, 4, 2]]);
+    expect(windows.map((w) => [w.tokens[0], w.tokens.length, w.firstTarget])).toEqual([
+      [100, 4, 1],
+      [102, 4, 2],
+      [104, 4, 2],
+      [106, 4, 2],
+    ]);
     expect(scored(windows)).toEqual(ids.slice(1));
   });
 
   it("refuses a stride past the window and reads --tokens files strictly", () => {
     expect(() => textWindows(ids, 4, 5)).toThrow(/--stride 5 exceeds --ctx 4/);
     const path = join(tmp, "t.json");
-    writeFileSync(path, JSON.stringify([[1, 2, 3], [4, 5]]));
-    expect(readTokenWindows(path, 10, 8).map((w) => [Array.from(w.tokens), w.firstTarget])).toEqual([[[1, 2, 3], 1], [[4, 5], 1]]);
+    writeFileSync(
+      path,
+      JSON.stringify([
+        [1, 2, 3],
+        [4, 5],
+      ]),
+    );
+    expect(readTokenWindows(path, 10, 8).map((w) => [Array.from(w.tokens), w.firstTarget])).toEqual([
+      [[1, 2, 3], 1],
+      [[4, 5], 1],
+    ]);
     expect(() => readTokenWindows(path, 10, 2)).toThrow(/sequence 0 has 3 tokens; the model runs at most 2 positions/);
     writeFileSync(path, JSON.stringify([[1]]));
     expect(() => readTokenWindows(path, 10, 8)).toThrow(/sequence 0 is 1 token\(s\) long/);
@@ -43,17 +61,43 @@ describe("evaluation windows", () => {
 describe("comparePerplexity", () => {
   it("the original embedding as the replacement gives ppl = ppl_orig and kl = 0 exactly; a perturbed one raises kl", async () => {
     const dir = join(tmp, "m");
-    writeHfFolder(dir, randomHfFolder({ architecture: "Qwen2ForCausalLM", hiddenSize: 16, intermediateSize: 24, layers: 1, heads: 2, kvHeads: 1, vocabSize: 30, dtype: "BF16", tied: true, seed: 3 }));
+    writeHfFolder(
+      dir,
+      randomHfFolder({
+        architecture: "Qwen2ForCausalLM",
+        hiddenSize: 16,
+        intermediateSize: 24,
+        layers: 1,
+        heads: 2,
+        kvHeads: 1,
+        vocabSize: 30,
+        dtype: "BF16",
+        tied: true,
+        seed: 3,
+      }),
+    );
     const model = await loadHfModel(dir, referenceBackend);
     const table = new Float32Array(30 * 16);
     for (let t = 0; t < 30; t++) model.embedding.rowInto(t, table, t * 16);
-    const windows = textWindows(Array.from({ length: 40 }, (_, i) => (i * 7) % 30), 12, 8);
-    const same = comparePerplexity({ original: hfLogitsModel(model), modified: hfLogitsModel(withHfInputEmbedding(model, matrixEmbedding({ rows: 30, cols: 16, data: table.slice() }))), windows });
+    const windows = textWindows(
+      Array.from({ length: 40 }, (_, i) => (i * 7) % 30),
+      12,
+      8,
+    );
+    const same = comparePerplexity({
+      original: hfLogitsModel(model),
+      modified: hfLogitsModel(withHfInputEmbedding(model, matrixEmbedding({ rows: 30, cols: 16, data: table.slice() }))),
+      windows,
+    });
     expect(same.tokens).toBe(39);
     expect(same.ppl).toBe(same.ppl_orig);
     expect(same.kl).toBe(0);
     const noisy = table.map((v, i) => v + 0.3 * Math.sin(i));
-    const perturbed = comparePerplexity({ original: hfLogitsModel(model, { remember: true }), modified: hfLogitsModel(withHfInputEmbedding(model, matrixEmbedding({ rows: 30, cols: 16, data: noisy }))), windows });
+    const perturbed = comparePerplexity({
+      original: hfLogitsModel(model, { remember: true }),
+      modified: hfLogitsModel(withHfInputEmbedding(model, matrixEmbedding({ rows: 30, cols: 16, data: noisy }))),
+      windows,
+    });
     expect(perturbed.ppl_orig).toBe(same.ppl_orig);
     expect(perturbed.kl).toBeGreaterThan(1e-4);
   });

@@ -37,12 +37,33 @@ describe.runIf(existsSync(cli) && process.platform !== "win32")("installed with 
 
   it("carries the bundle, its workers and the WASM builds, and no sources", () => {
     const installed = join(prefix, "lib", "node_modules", "carvq");
-    for (const file of ["dist/carvq.mjs", "dist/index.mjs", "dist/table.mjs", "dist/types/tools/index.d.ts", "dist/types/host/table.d.ts", "dist/rvq-worker.mjs", "dist/fisher-worker.mjs", "dist/train-worker.mjs", "build/quant-kernels.wasm", "build/train-kernels.wasm", "build/carvq-rt.wasm", "build/carvq-rt-scalar.wasm", "build/targets/mcu-128k.wasm", "build/lib/carvq.wasm", "build/lib/mcu-128k.wasm", "build/lib/carvq.component.wasm", "targets/mcu-128k.json", "wit/carvq.wit"]) {
+    for (const file of [
+      "dist/carvq.mjs",
+      "dist/index.mjs",
+      "dist/table.mjs",
+      "dist/types/tools/index.d.ts",
+      "dist/types/host/table.d.ts",
+      "dist/rvq-worker.mjs",
+      "dist/fisher-worker.mjs",
+      "dist/train-worker.mjs",
+      "build/quant-kernels.wasm",
+      "build/train-kernels.wasm",
+      "build/carvq-rt.wasm",
+      "build/carvq-rt-scalar.wasm",
+      "build/targets/mcu-128k.wasm",
+      "build/lib/carvq.wasm",
+      "build/lib/mcu-128k.wasm",
+      "build/lib/carvq.component.wasm",
+      "targets/mcu-128k.json",
+      "wit/carvq.wit",
+    ]) {
       expect(existsSync(join(installed, file)), file).toBe(true);
     }
     for (const folder of ["tools", "test", "assembly"]) expect(existsSync(join(installed, folder)), folder).toBe(false);
     // Its one runtime dependency (the JS API's @assemblyscript/loader), and nothing else installed with it.
-    const deps = existsSync(join(installed, "node_modules")) ? readdirSync(join(installed, "node_modules")).filter((d) => !d.startsWith(".")) : [];
+    const deps = existsSync(join(installed, "node_modules"))
+      ? readdirSync(join(installed, "node_modules")).filter((d) => !d.startsWith("."))
+      : [];
     expect(deps).toEqual(["@assemblyscript"]);
     expect(statSync(carvq).mode & 0o111).not.toBe(0);
   });
@@ -71,8 +92,29 @@ describe.runIf(existsSync(cli))("a bundle without its builds", () => {
     copyFileSync(cli, join(bare, "dist", "carvq.mjs"));
     cpSync(join(root, "targets"), join(bare, "targets"), { recursive: true }); // sources, not builds
     writeNpy(join(bare, "m.npy"), randomMatrix(300, 8, 2), true);
-    const compress = (threads: string) => spawnSync(process.execPath, ["--no-warnings", join(bare, "dist", "carvq.mjs"), "compress", "m.npy", "-o", "x.carvq", "--h", "4", "--group", "32", "--threads", threads], { cwd: bare, encoding: "utf8" });
-    for (const [threads, missing] of [["2", join("dist", "rvq-worker.mjs")], ["1", join("build", "quant-kernels.wasm")]]) {
+    const compress = (threads: string) =>
+      spawnSync(
+        process.execPath,
+        [
+          "--no-warnings",
+          join(bare, "dist", "carvq.mjs"),
+          "compress",
+          "m.npy",
+          "-o",
+          "x.carvq",
+          "--h",
+          "4",
+          "--group",
+          "32",
+          "--threads",
+          threads,
+        ],
+        { cwd: bare, encoding: "utf8" },
+      );
+    for (const [threads, missing] of [
+      ["2", join("dist", "rvq-worker.mjs")],
+      ["1", join("build", "quant-kernels.wasm")],
+    ]) {
       const r = compress(threads);
       expect(r.status, r.stderr).toBe(1);
       const last = r.stderr.trimEnd().split("\n").pop();

@@ -79,7 +79,15 @@ describe("k-means assignment kernel", () => {
       for (const count of [7, 600]) {
         for (const weighted of [false, true]) {
           const vectors = Float32Array.from({ length: count * h }, () => (random() - 0.5) * 3);
-          const o = { h, levels: 3, iters: 10, seed: 5, beam: 1, refine: 0, weights: weighted ? Float32Array.from({ length: count }, () => random()) : null };
+          const o = {
+            h,
+            levels: 3,
+            iters: 10,
+            seed: 5,
+            beam: 1,
+            refine: 0,
+            weights: weighted ? Float32Array.from({ length: count }, () => random()) : null,
+          };
           const fast = { codes: new Uint8Array(count * 3), halves: new Uint16Array(3 * 16 * h) };
           const slow = { codes: new Uint8Array(count * 3), halves: new Uint16Array(3 * 16 * h) };
           fitGroup(vectors, count, o, fast.codes, fast.halves);

@@ -80,18 +80,35 @@ describe("metric encoding (tools/quant/metric.ts)", () => {
   });
 
   it("compress refuses --kl-encode without a curvature, with --row-scale, with a scalar method and out of range", async () => {
-    const objective: TableObjective = { name: "none", batches: 1, evaluate: () => ({ loss: 0, gradient: new Float32Array(0) }), loss: () => 0 };
+    const objective: TableObjective = {
+      name: "none",
+      batches: 1,
+      evaluate: () => ({ loss: 0, gradient: new Float32Array(0) }),
+      loss: () => 0,
+    };
     await expect(compressMatrix(table, { klEncode: 1 })).rejects.toThrow(/--kl-encode needs a model/);
     await expect(compressMatrix(table, { klEncode: 1 }, { objective })).rejects.toThrow(/--kl-encode needs a model/);
-    await expect(compressMatrix(table, { klEncode: 1, rowScaleCount: 16 })).rejects.toThrow(/--kl-encode does not combine with --row-scale/);
-    await expect(compressMatrix(table, { klEncode: 1, method: "int4" })).rejects.toThrow(/--kl-encode chooses RVQ codes; it needs --method carvq/);
+    await expect(compressMatrix(table, { klEncode: 1, rowScaleCount: 16 })).rejects.toThrow(
+      /--kl-encode does not combine with --row-scale/,
+    );
+    await expect(compressMatrix(table, { klEncode: 1, method: "int4" })).rejects.toThrow(
+      /--kl-encode chooses RVQ codes; it needs --method carvq/,
+    );
     await expect(compressMatrix(table, { klEncode: 101 })).rejects.toThrow(/--kl-encode 101 is out of range/);
   });
 
   it("compress refuses a table whose metric would be too large before fitting anything", async () => {
     const big: Matrix = { rows: 5000, cols: 128, data: new Float32Array(5000 * 128) };
-    const objective: TableObjective = { name: "q", batches: 1, evaluate: () => ({ loss: 0, gradient: new Float32Array(0) }), loss: () => 0, curvature: () => diagonalMetric(1, 1) };
-    await expect(compressMatrix(big, { klEncode: 1 }, { source: "big.npy", objective })).rejects.toThrow(/big\.npy: a 5000 x 128 table needs .* metric values; --kl-encode handles up to/);
+    const objective: TableObjective = {
+      name: "q",
+      batches: 1,
+      evaluate: () => ({ loss: 0, gradient: new Float32Array(0) }),
+      loss: () => 0,
+      curvature: () => diagonalMetric(1, 1),
+    };
+    await expect(compressMatrix(big, { klEncode: 1 }, { source: "big.npy", objective })).rejects.toThrow(
+      /big\.npy: a 5000 x 128 table needs .* metric values; --kl-encode handles up to/,
+    );
   });
 });
 
@@ -188,7 +205,12 @@ describe.skipIf(!haveModel)("--kl-encode on stories260K", () => {
     const text = { sequences: 4, length: 100 };
     const plain = await compressMatrix(table, o);
     const notes: string[] = [];
-    const encoded = await compressMatrix(table, { ...o, klEncode: 1 }, { objective: calibrationKlObjective(m, text) }, { events: { note: (n) => notes.push(n) } });
+    const encoded = await compressMatrix(
+      table,
+      { ...o, klEncode: 1 },
+      { objective: calibrationKlObjective(m, text) },
+      { events: { note: (n) => notes.push(n) } },
+    );
     const kl = (blob: typeof plain.blob) => evaluatePerplexity(m, decodeAll(blob), { ...CALIBRATION_SAMPLE_OPTIONS, ...text }).kl;
     expect(kl(encoded.blob)).toBeLessThan(0.9 * kl(plain.blob));
     expect(encoded.blob.metadata?.options).toMatchObject({ klEncode: 1 });

@@ -7,12 +7,12 @@ import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { bitDifferences, buildDir, loadTargets, RUNTIME_EXIT, type Target } from "../host/common.ts";
 import { runWasiCommand, wasmPath } from "../host/node.ts";
-import { randomBlob, type RandomBlobOptions } from "../host/random-blob.ts";
+import { randomBlob, type RandomBlobOptions } from "../tools/blob/random.ts";
 import { parseBlob } from "../tools/blob/reader.ts";
 import { decodeTokens } from "../tools/decoder.ts";
-import { readField, writeField } from "../tools/fuzz/fields.ts";
-import { resealBlob } from "../tools/fuzz/mutate.ts";
-import { blobFields, compressedBlobSeeds } from "../tools/fuzz/seeds.ts";
+import { readField, writeField } from "../tools/dev/fuzz/fields.ts";
+import { resealBlob } from "../tools/dev/fuzz/mutate.ts";
+import { blobFields, compressedBlobSeeds } from "../tools/dev/fuzz/seeds.ts";
 import { createRandom } from "../tools/random.ts";
 import { instantiateReactor, libraryPath, type Reactor } from "./reactor.ts";
 
@@ -69,7 +69,10 @@ const VERSIONS: [string, RandomBlobOptions][] = [
   ["1.0 int3, block 7", { method: "int3", rows: 100, cols: 45, group: 7 }],
   ["1.1 row scales R 9", { rows: 150, cols: 37, subvec: 4, levels: 2, group: 9, rowScales: 9 }],
   ["1.2 adaptor int8 16-24-40", { rows: 120, cols: 40, subvec: 8, levels: 2, group: 5, adaptor: { widths: [16, 24, 40] } }],
-  ["1.2 adaptor fp16 with row scales 8-12-12-30", { rows: 90, cols: 30, subvec: 5, levels: 2, group: 6, rowScales: 4, adaptor: { widths: [8, 12, 12, 30], precision: "fp16" } }],
+  [
+    "1.2 adaptor fp16 with row scales 8-12-12-30",
+    { rows: 90, cols: 30, subvec: 5, levels: 2, group: 6, rowScales: 4, adaptor: { widths: [8, 12, 12, 30], precision: "fp16" } },
+  ],
 ];
 
 describe("library rows are the reference decoder's, bit for bit", () => {
@@ -195,7 +198,10 @@ describe("budget: each target's library module opens its representative blob onc
       const reference = parseBlob(bytes, "representative");
       const rt = reactor(t.name);
       const ex = rt.exports;
-      expect(WebAssembly.Module.exports(new WebAssembly.Module(readFileSync(libraryPath(t.name)))).some((e) => e.name === "_start"), "a reactor has no _start").toBe(false);
+      expect(
+        WebAssembly.Module.exports(new WebAssembly.Module(readFileSync(libraryPath(t.name)))).some((e) => e.name === "_start"),
+        "a reactor has no _start",
+      ).toBe(false);
       expect(rt.open(path), rt.message()).toBe(0);
       expect(ex.carvq_mode()).toBe(t.mode === "resident" ? 1 : 2);
       const most = Math.floor(ex.carvq_io_bytes() / (r.cols * 4));
@@ -234,7 +240,9 @@ describe("budget: each target's library module opens its representative blob onc
     expect(rt.message()).toBe("budget exceeded: one row of 40000 values (160000 bytes) does not fit the I/O area of 8192 bytes");
     const big = representative(mcu);
     expect(rt.open(writeBlob(big, "mcu-rep.carvq"), 1)).toBe(RUNTIME_EXIT.budget);
-    expect(rt.message()).toMatch(/^\/blob\/mcu-rep.carvq: budget exceeded: resident mode .* needs \d+ more bytes of memory but only \d+ are left under the budget of 131072 bytes/);
+    expect(rt.message()).toMatch(
+      /^\/blob\/mcu-rep.carvq: budget exceeded: resident mode .* needs \d+ more bytes of memory but only \d+ are left under the budget of 131072 bytes/,
+    );
     expect(rt.exports.carvq_blob_area(big.length)).toBe(0);
     expect(rt.message()).toMatch(/budget exceeded: a blob of \d+ bytes does not fit in memory/);
     // Still usable: the same module streams the blob it could not hold.
@@ -298,7 +306,9 @@ describe("hostile blobs through carvq_open and carvq_open_memory: a status, neve
   });
 
   it("the fuzz corpus: the library's status and message are the command's exit code and error line", () => {
-    const corpus = readdirSync(FUZZ).filter((f) => f.endsWith(".json")).map((f) => JSON.parse(readFileSync(join(FUZZ, f), "utf8")) as { file: string; input: string });
+    const corpus = readdirSync(FUZZ)
+      .filter((f) => f.endsWith(".json"))
+      .map((f) => JSON.parse(readFileSync(join(FUZZ, f), "utf8")) as { file: string; input: string });
     const blobs = corpus.filter((c) => c.input === "blob");
     expect(blobs.length).toBeGreaterThan(0);
     for (const build of ["carvq", "carvq-scalar"]) {
@@ -359,7 +369,9 @@ describe("codebooks widened to f32 at open (resident RVQ, where the budget holds
     const bytes = randomBlob({ rows: 300, cols: 50, subvec: 6, levels: 3, group: 7, seed: 41 });
     const path = writeBlob(bytes, "widen.carvq");
     const codebooks = (module: string, args: string[]) => {
-      const run = runWasiCommand(join(buildDir(), "bench", `${module}.wasm`), ["bench", ...args, path, "decode", "10", "1"], { [GUEST]: dir });
+      const run = runWasiCommand(join(buildDir(), "bench", `${module}.wasm`), ["bench", ...args, path, "decode", "10", "1"], {
+        [GUEST]: dir,
+      });
       expect(run.stderr).toBe("");
       return (JSON.parse(new TextDecoder().decode(run.stdout)) as { codebooks: string }).codebooks;
     };

@@ -57,7 +57,17 @@ function naiveParse(bytes: Uint8Array): NaiveModel {
   offset += seqLen * (dim / heads) * 4; // legacy RoPE tables
   const wcls = signedVocab > 0 ? emb : mat(vocab, dim);
   if (offset !== bytes.length) throw new Error(`naiveParse: ended at ${offset}, file has ${bytes.length}`);
-  const layers = rmsAtt.map((_, l) => ({ rmsAtt: rmsAtt[l], wq: wq[l], wk: wk[l], wv: wv[l], wo: wo[l], rmsFfn: rmsFfn[l], w1: w1[l], w2: w2[l], w3: w3[l] }));
+  const layers = rmsAtt.map((_, l) => ({
+    rmsAtt: rmsAtt[l],
+    wq: wq[l],
+    wk: wk[l],
+    wv: wv[l],
+    wo: wo[l],
+    rmsFfn: rmsFfn[l],
+    w1: w1[l],
+    w2: w2[l],
+    w3: w3[l],
+  }));
   return { dim, heads, kvHeads, emb, layers, rmsFinal, wcls };
 }
 
@@ -208,7 +218,16 @@ describe.skipIf(!haveModel)("stories260K (../shared/models)", () => {
 
   it("loads the header and every weight", () => {
     const m = getModel();
-    expect(m.config).toEqual({ dim: 64, hiddenDim: 172, nLayers: 5, nHeads: 8, nKvHeads: 4, vocabSize: 512, seqLen: 512, sharedClassifier: true });
+    expect(m.config).toEqual({
+      dim: 64,
+      hiddenDim: 172,
+      nLayers: 5,
+      nHeads: 8,
+      nKvHeads: 4,
+      vocabSize: 512,
+      seqLen: 512,
+      sharedClassifier: true,
+    });
     expect(m.layers).toHaveLength(5);
     expect(m.wcls).toBe(m.tokenEmbedding);
   });
@@ -236,7 +255,9 @@ describe.skipIf(!haveModel)("stories260K (../shared/models)", () => {
     const tok = loadTokenizer(TOKENIZER, 512);
     const m = getModel();
     const prompt = encode(tok, "Once upon a time");
-    const common = new Set("the a and was to he she it they her his of in with said day one big little had play saw very happy wanted".split(" "));
+    const common = new Set(
+      "the a and was to he she it they her his of in with said day one big little had play saw very happy wanted".split(" "),
+    );
     let words = 0;
     let alphabetic = 0;
     let frequent = 0;

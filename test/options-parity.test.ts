@@ -26,7 +26,11 @@ const cases: [string, Partial<CompressOptions>][] = [
 describe("encoder options round-trip through the runtime", () => {
   for (const [what, options] of cases) {
     it(what, async () => {
-      const result = await compressMatrix(matrix, { iters: 5, ...options }, { objective: weightedSquaredError(matrix, (j) => (j === 0 ? 30 : 1)) });
+      const result = await compressMatrix(
+        matrix,
+        { iters: 5, ...options },
+        { objective: weightedSquaredError(matrix, (j) => (j === 0 ? 30 : 1)) },
+      );
       if (options.klEncode) expect(result.blob.metadata?.options).toMatchObject({ klEncode: 2, tune: 3 });
       const path = join(dir, `${what.replace(/\W+/g, "-")}.carvq`);
       writeFileSync(path, result.bytes);
@@ -37,7 +41,9 @@ describe("encoder options round-trip through the runtime", () => {
           const runtime = await openRuntime({ blob: path, build, mode });
           const rows = runtime.lookup(tokens);
           runtime.close();
-          expect(Buffer.from(rows.buffer, rows.byteOffset, rows.byteLength).equals(Buffer.from(reference.buffer)), `${build} ${mode}`).toBe(true);
+          expect(Buffer.from(rows.buffer, rows.byteOffset, rows.byteLength).equals(Buffer.from(reference.buffer)), `${build} ${mode}`).toBe(
+            true,
+          );
         }
       }
     });

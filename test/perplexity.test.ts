@@ -71,13 +71,18 @@ describe.skipIf(!haveModel)("perplexity on stories260K", () => {
     const narrow = join(tmp, "narrow.carvq");
     const wrongShape = { rows: 512, cols: 32, data: m.tokenEmbedding.slice(0, 512 * 32) };
     writeFileSync(narrow, (await compressMatrix(wrongShape, { method: "int4" })).bytes);
-    const error = await pplCommand.run([narrow, "--model", MODEL]).then(() => null, (e: unknown) => e);
+    const error = await pplCommand.run([narrow, "--model", MODEL]).then(
+      () => null,
+      (e: unknown) => e,
+    );
     expect(error).toBeInstanceOf(CarvqError);
     expect((error as Error).message).toMatch(/is 512 x 32 but .*token embedding is 512 x 64/);
     expect((error as Error).message).not.toContain("\n");
 
     await expect(pplCommand.run([good])).rejects.toThrow(/--model is required/);
-    await expect(pplCommand.run([good, "--model", MODEL, "--length", "512"])).rejects.toThrow(/--length must be a whole number from 1 to 511/);
+    await expect(pplCommand.run([good, "--model", MODEL, "--length", "512"])).rejects.toThrow(
+      /--length must be a whole number from 1 to 511/,
+    );
   });
 
   it("--help names every option", async () => {
@@ -85,6 +90,7 @@ describe.skipIf(!haveModel)("perplexity on stories260K", () => {
     vi.spyOn(process.stdout, "write").mockImplementation((chunk) => (output.push(String(chunk)), true));
     await pplCommand.run(["--help"]);
     const text = output.join("");
-    for (const flag of ["--model", "--sequences", "--length", "--seed", "--json", "--help", "ppl_orig", "kl", "tokens"]) expect(text).toContain(flag);
+    for (const flag of ["--model", "--sequences", "--length", "--seed", "--json", "--help", "ppl_orig", "kl", "tokens"])
+      expect(text).toContain(flag);
   });
 });

@@ -55,7 +55,8 @@ describe("autoConfigure", () => {
     // Whole-table proxy: the figures are the full fit's.
     expect(first.chosen.proxy.relMSE).toBeCloseTo(full.metrics.relMSE, 12);
     // The best is at least as good as every runner-up and every refined candidate.
-    for (const c of [...first.runnersUp, ...first.evaluated.filter((c) => c.stage !== "A")]) expect(first.chosen.proxy.relMSE).toBeLessThanOrEqual(c.proxy.relMSE);
+    for (const c of [...first.runnersUp, ...first.evaluated.filter((c) => c.stage !== "A")])
+      expect(first.chosen.proxy.relMSE).toBeLessThanOrEqual(c.proxy.relMSE);
     expect(optionFlags(first.chosen.options)).toMatch(/--layout (row|col) --h \d+ --levels \d+ --group \d+/);
   });
 
@@ -99,7 +100,13 @@ describe("autoConfigure", () => {
     const plan = planProxy(big, 3, 256, 600, 5);
     expect(plan.whole).toBe(false);
     expect(plan.reference.rows).toBe(768);
-    const a = await evaluateProxy(big, plan, { ...(await import("../tools/compress.ts")).DEFAULT_COMPRESS_OPTIONS, h: 4, levels: 2, group: 600, layout: "col" }, from, 1);
+    const a = await evaluateProxy(
+      big,
+      plan,
+      { ...(await import("../tools/compress.ts")).DEFAULT_COMPRESS_OPTIONS, h: 4, levels: 2, group: 600, layout: "col" },
+      from,
+      1,
+    );
     expect(a.rows).toBe(3 * 600);
     expect(a.measuredRows).toBe(768);
     // Groups so large that three spans would cover the table: the whole table, measured on the same rows.
@@ -120,7 +127,14 @@ describe("autoConfigure", () => {
   });
 
   it("fits a resident target's memory and refuses a streaming target without a bit budget", async () => {
-    const tiny: Target = { name: "tiny-resident", engine: "test", simd: false, memoryBudgetBytes: 128 * 1024, mode: "resident", description: "test" };
+    const tiny: Target = {
+      name: "tiny-resident",
+      engine: "test",
+      simd: false,
+      memoryBudgetBytes: 128 * 1024,
+      mode: "resident",
+      description: "test",
+    };
     // Borrow a built module's memory plan: the budget check runs the target's runtime, so use a real target name.
     const resident = { ...tiny, name: "rpi4-wasmtime" };
     const maxBlob = maxResidentBlobBytes(resident, matrix.cols, {})!;

@@ -6,7 +6,10 @@ import { COMMAND_LINE_SLACK, maxResidentBlobBytes, memoryNeed } from "../tools/p
 import { randomMatrix } from "./helpers.ts";
 
 function info(target: string, bytes: Uint8Array): RuntimeInfo {
-  const run = runMinimalWasi(compiledModule(wasmPath({ target })), { args: ["info", "/m/b.carvq"], preopens: [{ name: "/m", files: { "b.carvq": bytes } }] });
+  const run = runMinimalWasi(compiledModule(wasmPath({ target })), {
+    args: ["info", "/m/b.carvq"],
+    preopens: [{ name: "/m", files: { "b.carvq": bytes } }],
+  });
   expect(run.exitCode, run.stderr).toBe(0);
   return JSON.parse(new TextDecoder().decode(run.stdout)) as RuntimeInfo;
 }

@@ -38,6 +38,12 @@ describe("neighbourSets", () => {
     const seen: [number, number][] = [];
     const sets = neighbourSets(randomMatrix(100, 6, 3), 10, (done, total) => seen.push([done, total]));
     expect(sets.queries).toEqual([0, 20, 40, 60, 80]);
-    expect(seen).toEqual([[1, 5], [2, 5], [3, 5], [4, 5], [5, 5]]);
+    expect(seen).toEqual([
+      [1, 5],
+      [2, 5],
+      [3, 5],
+      [4, 5],
+      [5, 5],
+    ]);
   });
 });

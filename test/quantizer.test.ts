@@ -7,7 +7,8 @@ import { decodeAll } from "../tools/decoder.ts";
 import { rvqQuantizer, scalarQuantizer, type RvqOptions, type ScalarOptions } from "../tools/quant/quantizer.ts";
 import { randomMatrix } from "./helpers.ts";
 
-const sectionBytes = (result: Awaited<ReturnType<typeof compressMatrix>>, ...ids: number[]) => result.blob.sections.filter((s) => ids.includes(s.id)).reduce((sum, s) => sum + s.length, 0);
+const sectionBytes = (result: Awaited<ReturnType<typeof compressMatrix>>, ...ids: number[]) =>
+  result.blob.sections.filter((s) => ids.includes(s.id)).reduce((sum, s) => sum + s.length, 0);
 
 describe("RVQ quantizer", () => {
   const matrix = randomMatrix(120, 20, 7);
@@ -43,7 +44,11 @@ describe("RVQ quantizer", () => {
 
 describe("scalar quantizer", () => {
   const matrix = randomMatrix(50, 37, 4);
-  for (const o of [{ method: "int4", block: 16 }, { method: "int3", block: 37 }, { method: "int2", block: 5 }] as ScalarOptions[]) {
+  for (const o of [
+    { method: "int4", block: 16 },
+    { method: "int3", block: 37 },
+    { method: "int2", block: 5 },
+  ] as ScalarOptions[]) {
     it(`${o.method}, block ${o.block}: decode and code size match the blob`, async () => {
       const codes = await scalarQuantizer.train(matrix, o);
       expect(scalarQuantizer.encode(matrix, o, codes)).toEqual(codes);

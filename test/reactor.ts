@@ -1,10 +1,10 @@
 // Test-only: one instance of a library module (build/lib/*.wasm, a WASI reactor) under node:wasi,
 // its C ABI called directly. The JS API (host/) is the supported way in; this is what the
 // tests use to hold the C ABI itself to docs/RUNTIME.md.
-import { readFileSync, statSync } from "node:fs";
 import { WASI } from "node:wasi";
 import { join } from "node:path";
 import { buildDir } from "../host/common.ts";
+import { compiledModule } from "../host/node.ts";
 
 export interface CarvqExports {
   memory: WebAssembly.Memory;
@@ -28,18 +28,6 @@ export function libraryPath(name: string): string {
   return join(buildDir(), "lib", `${name}.wasm`);
 }
 
-const modules = new Map<string, WebAssembly.Module>();
-
-function compiled(path: string): WebAssembly.Module {
-  const key = `${path}:${statSync(path).mtimeMs}`;
-  let module = modules.get(key);
-  if (module === undefined) {
-    module = new WebAssembly.Module(readFileSync(path));
-    modules.set(key, module);
-  }
-  return module;
-}
-
 export interface Reactor {
   exports: CarvqExports;
   /** carvq_open with a path (written at the I/O area). */
@@ -58,13 +46,16 @@ export interface Reactor {
  * Instantiates the WASI reactor `wasm` with `preopens` (guest path -> host folder) and calls its
  * `_initialize` if it has one (node:wasi's WASI.initialize). `dispose` closes the preopens.
  */
-export function instantiateWasiReactor(wasm: string, preopens: Record<string, string> = {}): { instance: WebAssembly.Instance; dispose(): void } {
+export function instantiateWasiReactor(
+  wasm: string,
+  preopens: Record<string, string> = {},
+): { instance: WebAssembly.Instance; dispose(): void } {
   const wasi = new WASI({ version: "preview1", args: [], env: {}, preopens, returnOnExit: false });
   const direct = (wasi.getImportObject() as Record<string, Record<string, (...args: unknown[]) => unknown>>).wasi_snapshot_preview1;
   // Wrapped as host/node.ts does: Node 20's fast-call path aborts after a large memory.grow.
   const wrapped: Record<string, (...args: unknown[]) => unknown> = {};
   for (const [name, fn] of Object.entries(direct)) wrapped[name] = (...args: unknown[]) => fn(...args);
-  const instance = new WebAssembly.Instance(compiled(wasm), { wasi_snapshot_preview1: wrapped } as WebAssembly.Imports);
+  const instance = new WebAssembly.Instance(compiledModule(wasm), { wasi_snapshot_preview1: wrapped } as WebAssembly.Imports);
   wasi.initialize(instance);
   return {
     instance,

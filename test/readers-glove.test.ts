@@ -17,7 +17,16 @@ function fakePackageJson(words: string[], dimensions: number): Record<string, un
     // defineProperty, not assignment, so a word like "__proto__" becomes a key as JSON.parse would make it
     Object.defineProperty(vectors, word, { value: [...values, Math.hypot(...values), row], enumerable: true });
   });
-  return { precision: 8, l2NormIndex: dimensions, wordIndex: dimensions + 1, size: words.length, dimensions, words, vectors, unkVector: [] };
+  return {
+    precision: 8,
+    l2NormIndex: dimensions,
+    wordIndex: dimensions + 1,
+    size: words.length,
+    dimensions,
+    words,
+    vectors,
+    unkVector: [],
+  };
 }
 
 /** Lays out a cache folder as `npm install --prefix` would, so prepareGlove finds the package offline. */
@@ -46,7 +55,9 @@ describe("GloVe conversion", () => {
     expect(() => convertGloveJson({ ...json, words: "a b" }, "pkg.json")).toThrow(/pkg\.json: field 'words'/);
     expect(() => convertGloveJson({ ...json, dimensions: 0 }, "pkg.json")).toThrow(/field 'dimensions' is 0/);
     expect(() => convertGloveJson({ ...json, vectors: { a: [1, 2, 3] } }, "pkg.json")).toThrow(/vectors\["b"\] \(row 1\) is not an array/);
-    expect(() => convertGloveJson({ ...json, vectors: { a: [1, 2, 3], b: [1, "x", 3] } }, "pkg.json")).toThrow(/vectors\["b"\]\[1\] \(row 1\) is "x"/);
+    expect(() => convertGloveJson({ ...json, vectors: { a: [1, 2, 3], b: [1, "x", 3] } }, "pkg.json")).toThrow(
+      /vectors\["b"\]\[1\] \(row 1\) is "x"/,
+    );
     expect(() => convertGloveJson({ ...json, words: ["a", "b\nc"] }, "pkg.json")).toThrow(CarvqError);
   });
 

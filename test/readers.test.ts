@@ -2,6 +2,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync
 import { tmpdir } from "node:os";
 import { basename, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
+import { expectSameMatrix, refusal } from "./helpers.ts";
 import { afterAll, describe, expect, it } from "vitest";
 import { CarvqError } from "../tools/errors.ts";
 import { createRandom, deriveSeed } from "../tools/random.ts";
@@ -33,24 +34,10 @@ function fixture(name: string, bytes: Uint8Array): string {
   return path;
 }
 
-/** Asserts `run` throws a CarvqError whose message names the file and contains every fragment. */
+/** Asserts `run` throws a one-line CarvqError whose message names the file and contains every fragment. */
 function expectCarvqError(run: () => unknown, path: string, ...fragments: string[]): void {
-  let caught: unknown;
-  try {
-    run();
-  } catch (err) {
-    caught = err;
-  }
-  expect(caught).toBeInstanceOf(CarvqError);
-  const message = (caught as CarvqError).message;
-  expect(message.startsWith(`${path}: `), message).toBe(true);
-  expect(message).not.toContain("\n");
+  const message = refusal(run, path);
   for (const fragment of fragments) expect(message).toContain(fragment);
-}
-
-function expectSameMatrix(actual: Matrix, expected: Matrix): void {
-  expect([actual.rows, actual.cols]).toEqual([expected.rows, expected.cols]);
-  expect(Array.from(actual.data)).toEqual(Array.from(expected.data));
 }
 
 const DTYPES: readonly FixtureDtype[] = ["F32", "F16", "BF16"];
@@ -58,11 +45,14 @@ const DTYPES: readonly FixtureDtype[] = ["F32", "F16", "BF16"];
 describe("safetensors", () => {
   it.each(DTYPES)("round-trips %s and auto-picks model.embed_tokens.weight", (dtype) => {
     const embedding = exactMatrix(12, 8);
-    const path = fixture("model.safetensors", safetensorsBytes([
-      safetensorsTensor("lm_head.weight", exactMatrix(12, 8, 1), dtype),
-      safetensorsTensor("model.embed_tokens.weight", embedding, dtype),
-      { name: "model.norm.weight", dtype, shape: [8], data: new Uint8Array(8 * (dtype === "F32" ? 4 : 2)) },
-    ]));
+    const path = fixture(
+      "model.safetensors",
+      safetensorsBytes([
+        safetensorsTensor("lm_head.weight", exactMatrix(12, 8, 1), dtype),
+        safetensorsTensor("model.embed_tokens.weight", embedding, dtype),
+        { name: "model.norm.weight", dtype, shape: [8], data: new Uint8Array(8 * (dtype === "F32" ? 4 : 2)) },
+      ]),
+    );
     const loaded = loadMatrix(path, {});
     expect(loaded).toMatchObject({ tensor: "model.embed_tokens.weight", format: "safetensors", path, autoPicked: true });
     expectSameMatrix(loaded.matrix, embedding);
@@ -70,7 +60,10 @@ describe("safetensors", () => {
 
   it("reads the tensor named by --tensor", () => {
     const head = exactMatrix(5, 4, 3);
-    const path = fixture("model.safetensors", safetensorsBytes([safetensorsTensor("model.embed_tokens.weight", exactMatrix(5, 4)), safetensorsTensor("lm_head.weight", head)]));
+    const path = fixture(
+      "model.safetensors",
+      safetensorsBytes([safetensorsTensor("model.embed_tokens.weight", exactMatrix(5, 4)), safetensorsTensor("lm_head.weight", head)]),
+    );
     const loaded = loadMatrix(path, { tensor: "lm_head.weight" });
     expect(loaded.autoPicked).toBe(false);
     expect(loaded.tensor).toBe("lm_head.weight");
@@ -88,7 +81,10 @@ describe("safetensors", () => {
   });
 
   it("refuses a 3-D tensor", () => {
-    const path = fixture("model.safetensors", safetensorsBytes([{ name: "conv", dtype: "F32", shape: [2, 3, 4], data: new Uint8Array(96) }]));
+    const path = fixture(
+      "model.safetensors",
+      safetensorsBytes([{ name: "conv", dtype: "F32", shape: [2, 3, 4], data: new Uint8Array(96) }]),
+    );
     expectCarvqError(() => loadMatrix(path, { tensor: "conv" }), path, "tensor 'conv'", "[2, 3, 4]", "3-D", "expected a 2-D");
   });
 
@@ -145,7 +141,10 @@ describe("safetensors", () => {
 
 describe("embedding auto-pick", () => {
   it.each(EMBEDDING_TENSOR_NAMES)("finds %s among other tensors", (name) => {
-    const path = fixture("model.safetensors", safetensorsBytes([safetensorsTensor("lm_head.weight", exactMatrix(2, 2)), safetensorsTensor(name, exactMatrix(3, 2))]));
+    const path = fixture(
+      "model.safetensors",
+      safetensorsBytes([safetensorsTensor("lm_head.weight", exactMatrix(2, 2)), safetensorsTensor(name, exactMatrix(3, 2))]),
+    );
     const loaded = loadMatrix(path);
     expect(loaded.tensor).toBe(name);
     expect(loaded.autoPicked).toBe(true);
@@ -153,7 +152,10 @@ describe("embedding auto-pick", () => {
 
   it("finds an embedding nested under a wrapper module", () => {
     const name = "model.language_model.embed_tokens.weight";
-    const path = fixture("model.safetensors", safetensorsBytes([safetensorsTensor("lm_head.weight", exactMatrix(2, 2)), safetensorsTensor(name, exactMatrix(3, 2))]));
+    const path = fixture(
+      "model.safetensors",
+      safetensorsBytes([safetensorsTensor("lm_head.weight", exactMatrix(2, 2)), safetensorsTensor(name, exactMatrix(3, 2))]),
+    );
     expect(loadMatrix(path).tensor).toBe(name);
   });
 
@@ -163,8 +165,18 @@ describe("embedding auto-pick", () => {
   });
 
   it("asks for --tensor when nothing looks like an embedding", () => {
-    const path = fixture("model.safetensors", safetensorsBytes([safetensorsTensor("a.weight", exactMatrix(2, 2)), safetensorsTensor("b.weight", exactMatrix(2, 2))]));
-    expectCarvqError(() => loadMatrix(path), path, "no token embedding among 2 tensors", "--tensor NAME", "a.weight [2x2]", "b.weight [2x2]");
+    const path = fixture(
+      "model.safetensors",
+      safetensorsBytes([safetensorsTensor("a.weight", exactMatrix(2, 2)), safetensorsTensor("b.weight", exactMatrix(2, 2))]),
+    );
+    expectCarvqError(
+      () => loadMatrix(path),
+      path,
+      "no token embedding among 2 tensors",
+      "--tensor NAME",
+      "a.weight [2x2]",
+      "b.weight [2x2]",
+    );
   });
 });
 
@@ -173,7 +185,10 @@ describe("GGUF", () => {
 
   it.each(DTYPES)("round-trips %s, reading ne [cols, rows] as rows x cols", (dtype) => {
     const embedding = exactMatrix(6, 8);
-    const path = fixture("model.gguf", ggufBytes([ggufTensor("output_norm.weight", exactMatrix(1, 8)), ggufTensor("token_embd.weight", embedding, dtype)], { vocabulary }));
+    const path = fixture(
+      "model.gguf",
+      ggufBytes([ggufTensor("output_norm.weight", exactMatrix(1, 8)), ggufTensor("token_embd.weight", embedding, dtype)], { vocabulary }),
+    );
     const loaded = loadMatrix(path);
     expect(loaded).toMatchObject({ tensor: "token_embd.weight", format: "gguf", autoPicked: true });
     expectSameMatrix(loaded.matrix, embedding);
@@ -181,12 +196,18 @@ describe("GGUF", () => {
 
   it.each([2, 3])("reads version %i with a custom general.alignment", (version) => {
     const embedding = exactMatrix(5, 3);
-    const path = fixture("model.gguf", ggufBytes([ggufTensor("a", exactMatrix(1, 3)), ggufTensor("token_embd.weight", embedding, "F16")], { version, alignment: 64 }));
+    const path = fixture(
+      "model.gguf",
+      ggufBytes([ggufTensor("a", exactMatrix(1, 3)), ggufTensor("token_embd.weight", embedding, "F16")], { version, alignment: 64 }),
+    );
     expectSameMatrix(loadMatrix(path).matrix, embedding);
   });
 
   it("lists tensors with outermost-first shapes", () => {
-    const path = fixture("model.gguf", ggufBytes([ggufTensor("token_embd.weight", exactMatrix(6, 8)), ggufQ8Tensor("blk.0.attn_q.weight", 8, 32)]));
+    const path = fixture(
+      "model.gguf",
+      ggufBytes([ggufTensor("token_embd.weight", exactMatrix(6, 8)), ggufQ8Tensor("blk.0.attn_q.weight", 8, 32)]),
+    );
     expect(listTensors(path).tensors.map((t) => [t.name, t.dtype, t.shape])).toEqual([
       ["token_embd.weight", "F32", [6, 8]],
       ["blk.0.attn_q.weight", "Q8_0", [8, 32]],
@@ -195,7 +216,12 @@ describe("GGUF", () => {
 
   it("refuses a block type it does not dequantize, naming its type", () => {
     const path = fixture("model.gguf", ggufBytes([{ name: "token_embd.weight", type: 16, ne: [256, 4], data: new Uint8Array(66 * 4) }]));
-    expectCarvqError(() => loadMatrix(path), path, "tensor 'token_embd.weight' has dtype IQ2_XXS; expected F32, F16, BF16, F64 or a supported block type", "Q4_K");
+    expectCarvqError(
+      () => loadMatrix(path),
+      path,
+      "tensor 'token_embd.weight' has dtype IQ2_XXS; expected F32, F16, BF16, F64 or a supported block type",
+      "Q4_K",
+    );
   });
 
   it("refuses a wrong version", () => {
@@ -222,7 +248,11 @@ describe("GGUF", () => {
     const arrayLengthAt = findBytes(bytes, new TextEncoder().encode("tokenizer.ggml.tokens")) + "tokenizer.ggml.tokens".length + 8;
     new DataView(bytes.buffer).setBigUint64(arrayLengthAt, 1n << 60n, true);
     const path = fixture("model.gguf", bytes);
-    expectCarvqError(() => loadMatrix(path), path, "metadata 'tokenizer.ggml.tokens' array length is 1152921504606846976; expected at most");
+    expectCarvqError(
+      () => loadMatrix(path),
+      path,
+      "metadata 'tokenizer.ggml.tokens' array length is 1152921504606846976; expected at most",
+    );
   });
 
   it("refuses a truncated file", () => {
@@ -230,13 +260,22 @@ describe("GGUF", () => {
     const path = fixture("model.gguf", bytes.subarray(0, bytes.length - 10));
     expectCarvqError(() => loadMatrix(path), path, "tensor 'token_embd.weight' data", "truncated");
     const headerOnly = fixture("model.gguf", bytes.subarray(0, 70)); // cut inside the second metadata key
-    expectCarvqError(() => loadMatrix(headerOnly), headerOnly, "metadata key #1 length needs 8 bytes at offset 69 but only 1 remain", "truncated");
+    expectCarvqError(
+      () => loadMatrix(headerOnly),
+      headerOnly,
+      "metadata key #1 length needs 8 bytes at offset 69 but only 1 remain",
+      "truncated",
+    );
   });
 
   it("refuses offsets that are misaligned or past the end", () => {
     const tensors = [ggufTensor("token_embd.weight", exactMatrix(2, 2))];
     const misaligned = fixture("model.gguf", ggufBytes(tensors, { offsetOverrides: new Map([[0, 3n]]) }));
-    expectCarvqError(() => loadMatrix(misaligned), misaligned, "tensor 'token_embd.weight' has offset 3; expected a multiple of general.alignment 32");
+    expectCarvqError(
+      () => loadMatrix(misaligned),
+      misaligned,
+      "tensor 'token_embd.weight' has offset 3; expected a multiple of general.alignment 32",
+    );
     const past = fixture("model.gguf", ggufBytes(tensors, { offsetOverrides: new Map([[0, 1n << 62n]]) }));
     expectCarvqError(() => loadMatrix(past), past, "tensor 'token_embd.weight' has offset 4611686018427387904, past the end of the file");
   });
@@ -354,7 +393,12 @@ describe("files that are not models", () => {
     const empty = fixture("empty.safetensors", new Uint8Array(0));
     expectCarvqError(() => loadMatrix(empty), empty, "file is empty");
     const text = fixture("notes.txt", new TextEncoder().encode("just some text, not a model at all"));
-    expectCarvqError(() => loadMatrix(text), text, "unknown format (first bytes 6a 75 73 74", "expected safetensors, GGUF, .npy, .npz, a PyTorch .bin, a llama2.c checkpoint or a Hugging Face model folder");
+    expectCarvqError(
+      () => loadMatrix(text),
+      text,
+      "unknown format (first bytes 6a 75 73 74",
+      "expected safetensors, GGUF, .npy, .npz, a PyTorch .bin, a llama2.c checkpoint or a Hugging Face model folder",
+    );
   });
 
   it("names the path as given in messages", () => {
@@ -367,25 +411,45 @@ const repoRoot = resolve(fileURLToPath(new URL(".", import.meta.url)), "..");
 const storiesPath = resolve(repoRoot, "../shared/models/stories260K.bin");
 const storiesPresent = existsSync(storiesPath);
 
-describe.skipIf(!storiesPresent)(storiesPresent ? "stories260K.bin (real llama2.c model)" : `stories260K.bin: skipped, ${storiesPath} not found (see DESIGN.md: the models folder sits beside the checkout)`, () => {
-  it("reads the 512 x 64 token embedding with finite values", () => {
-    const loaded = loadMatrix(storiesPath);
-    expect(loaded).toMatchObject({ format: "llama2c", tensor: LLAMA2C_EMBEDDING_NAME, autoPicked: true });
-    expect([loaded.matrix.rows, loaded.matrix.cols]).toEqual([512, 64]);
-    expect(loaded.matrix.data.every(Number.isFinite)).toBe(true);
-    const spread = Math.max(...loaded.matrix.data) - Math.min(...loaded.matrix.data);
-    expect(spread).toBeGreaterThan(0.1); // real trained weights, not zeros
-    const checkpoint = readLlama2cHeader(storiesPath);
-    expect(checkpoint.config).toEqual({ dim: 64, hiddenDim: 172, nLayers: 5, nHeads: 8, nKvHeads: 4, vocabSize: 512, seqLen: 512, sharedClassifier: true });
-  });
-});
+describe.skipIf(!storiesPresent)(
+  storiesPresent
+    ? "stories260K.bin (real llama2.c model)"
+    : `stories260K.bin: skipped, ${storiesPath} not found (the models folder ../shared/models sits beside the checkout)`,
+  () => {
+    it("reads the 512 x 64 token embedding with finite values", () => {
+      const loaded = loadMatrix(storiesPath);
+      expect(loaded).toMatchObject({ format: "llama2c", tensor: LLAMA2C_EMBEDDING_NAME, autoPicked: true });
+      expect([loaded.matrix.rows, loaded.matrix.cols]).toEqual([512, 64]);
+      expect(loaded.matrix.data.every(Number.isFinite)).toBe(true);
+      const spread = Math.max(...loaded.matrix.data) - Math.min(...loaded.matrix.data);
+      expect(spread).toBeGreaterThan(0.1); // real trained weights, not zeros
+      const checkpoint = readLlama2cHeader(storiesPath);
+      expect(checkpoint.config).toEqual({
+        dim: 64,
+        hiddenDim: 172,
+        nLayers: 5,
+        nHeads: 8,
+        nKvHeads: 4,
+        vocabSize: 512,
+        seqLen: 512,
+        sharedClassifier: true,
+      });
+    });
+  },
+);
 
 describe("corrupted headers", () => {
   // Seeded byte flips in the first 200 bytes of valid files: each load must succeed or throw a
   // CarvqError naming the file; never a RangeError, a hang or a huge allocation.
   const originals: [string, Uint8Array][] = [
     ["m.safetensors", safetensorsBytes([safetensorsTensor("model.embed_tokens.weight", exactMatrix(8, 8), "BF16")])],
-    ["m.gguf", ggufBytes([ggufTensor("token_embd.weight", exactMatrix(8, 8), "F16"), ggufQ8Tensor("q", 2, 32)], { vocabulary: ["a", "b", "c"], alignment: 16 })],
+    [
+      "m.gguf",
+      ggufBytes([ggufTensor("token_embd.weight", exactMatrix(8, 8), "F16"), ggufQ8Tensor("q", 2, 32)], {
+        vocabulary: ["a", "b", "c"],
+        alignment: 16,
+      }),
+    ],
     ["m.npy", npyBytes({ shape: [8, 8], data: encodeMatrix(exactMatrix(8, 8), "F32") })],
     ["m.bin", llama2cBytes({ dim: 8, hiddenDim: 12, nLayers: 1, nHeads: 2, nKvHeads: 1, seqLen: 4 }, exactMatrix(8, 8))],
   ];

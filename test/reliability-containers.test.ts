@@ -18,14 +18,26 @@ const embedding = exactMatrix(8, 32);
 
 /** Valid inputs of the container and block formats, to be damaged at random. */
 const seeds: [string, Uint8Array][] = [
-  ["weights.npz", zipBytes([
-    { name: "model.embed_tokens.weight.npy", data: npyBytes({ shape: [8, 32], data: encodeMatrix(embedding, "F32") }), deflate: true },
-    { name: "b.npy", data: npyBytes({ descr: ">f8", fortranOrder: true, shape: [2, 2], data: new Uint8Array(32) }) },
-  ])],
-  ["pytorch_model.bin", torchZipBytes(stateDictPickle([
-    { name: "model.embed_tokens.weight", storageType: "HalfStorage", key: "0", storageNumel: 256, shape: [8, 32] },
-    { name: "proj.weight", storageType: "FloatStorage", key: "1", storageNumel: 64, shape: [8, 8], stride: [1, 8] },
-  ]), new Map([["0", encodeMatrix(embedding, "F16")], ["1", new Uint8Array(256)]]))],
+  [
+    "weights.npz",
+    zipBytes([
+      { name: "model.embed_tokens.weight.npy", data: npyBytes({ shape: [8, 32], data: encodeMatrix(embedding, "F32") }), deflate: true },
+      { name: "b.npy", data: npyBytes({ descr: ">f8", fortranOrder: true, shape: [2, 2], data: new Uint8Array(32) }) },
+    ]),
+  ],
+  [
+    "pytorch_model.bin",
+    torchZipBytes(
+      stateDictPickle([
+        { name: "model.embed_tokens.weight", storageType: "HalfStorage", key: "0", storageNumel: 256, shape: [8, 32] },
+        { name: "proj.weight", storageType: "FloatStorage", key: "1", storageNumel: 64, shape: [8, 8], stride: [1, 8] },
+      ]),
+      new Map([
+        ["0", encodeMatrix(embedding, "F16")],
+        ["1", new Uint8Array(256)],
+      ]),
+    ),
+  ],
   ...BLOCK_FIXTURES.map(({ name, typeId, blockElements, make }): [string, Uint8Array] => {
     const blocks = Array.from({ length: (2 * 256) / blockElements }, () => make(rng).bytes);
     const data = new Uint8Array(blocks.reduce((n, b) => n + b.length, 0));

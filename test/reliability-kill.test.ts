@@ -8,8 +8,8 @@ import { join, resolve } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { writeFileAtomic } from "../tools/atomic.ts";
 import { parseBlob } from "../tools/blob/reader.ts";
-import { Rng } from "../tools/fuzz/rng.ts";
-import { seedMatrix } from "../tools/fuzz/seeds.ts";
+import { Rng } from "../tools/dev/fuzz/rng.ts";
+import { seedMatrix } from "../tools/dev/fuzz/seeds.ts";
 import { writeNpy } from "../tools/readers/npy.ts";
 
 const CLI = resolve("dist/carvq.mjs");
@@ -31,9 +31,17 @@ function runCli(args: string[]): { status: number | null; stderr: string; ms: nu
 }
 
 /** Starts the job and sends `signal` after `delay` ms; resolves when the process is gone. */
-function killAfter(job: Job, out: string, extra: string[], signal: NodeJS.Signals, delay: number): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
+function killAfter(
+  job: Job,
+  out: string,
+  extra: string[],
+  signal: NodeJS.Signals,
+  delay: number,
+): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
   return new Promise((done) => {
-    const child = spawn(process.execPath, ["--no-warnings", CLI, "compress", job.input, "-o", out, ...job.args, ...extra], { stdio: "ignore" });
+    const child = spawn(process.execPath, ["--no-warnings", CLI, "compress", job.input, "-o", out, ...job.args, ...extra], {
+      stdio: "ignore",
+    });
     const timer = setTimeout(() => child.kill(signal), delay);
     child.on("exit", (code, sig) => {
       clearTimeout(timer);
@@ -106,14 +114,20 @@ describe("carvq compress killed at random moments", () => {
       }
       const stray = strayTemps(dir, `out-${k}.carvq`);
       strays += stray.length;
-      tally(`${signal} ${finished ? "after it finished" : "while running"}, ${previous ? "previous file + --force" : "no previous file"}: ${state}`);
+      tally(
+        `${signal} ${finished ? "after it finished" : "while running"}, ${previous ? "previous file + --force" : "no previous file"}: ${state}`,
+      );
       expect(state, `kill ${k}: ${signal} at ${delay} ms of ~${job.duration.toFixed(0)} ms`).not.toMatch(/PARTIAL/);
       if (previous === null) expect(state).not.toBe("previous blob");
       if (finished) expect(state).toBe("new complete blob");
       if (!finished && previous === null) expect(["nothing", "new complete blob"]).toContain(state);
       if (!finished && previous !== null) expect(["previous blob", "new complete blob"]).toContain(state);
     }
-    console.log(`kill test: ${kills} kills, stray temporary files left by killed runs: ${strays}\n${Object.entries(outcomes).map(([k, v]) => `  ${v} x ${k}`).join("\n")}`);
+    console.log(
+      `kill test: ${kills} kills, stray temporary files left by killed runs: ${strays}\n${Object.entries(outcomes)
+        .map(([k, v]) => `  ${v} x ${k}`)
+        .join("\n")}`,
+    );
   });
 
   it("refuses to replace an existing file without --force, before doing the work, and leaves it untouched", () => {

@@ -3,7 +3,7 @@
 // every run recorded (it may not grow, nor pass the budget), and the process's open file
 // descriptors counted before and after. `npm run fuzz -- --soak 1000000` runs the full million.
 import { describe, expect, it } from "vitest";
-import { runSoak } from "../tools/fuzz/soak.ts";
+import { runSoak } from "../tools/dev/fuzz/soak.ts";
 
 const BUDGET = 131072;
 

@@ -6,15 +6,15 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { runMinimalWasi } from "../host/minimal-wasi.ts";
-import { randomBlob } from "../host/random-blob.ts";
+import { randomBlob } from "../tools/blob/random.ts";
 import { parseBlob, type Blob } from "../tools/blob/reader.ts";
 import { parseCommandArgs, intOption } from "../tools/cli/args.ts";
 import { parseTokenList } from "../tools/cli/lookup.ts";
 import { compressMatrix, type CompressOptions } from "../tools/compress.ts";
 import { decodeAll, decodeTokens } from "../tools/decoder.ts";
 import { CarvqError } from "../tools/errors.ts";
-import { loadRuntimeConfigs } from "../tools/fuzz/campaign.ts";
-import { seedMatrix } from "../tools/fuzz/seeds.ts";
+import { loadRuntimeConfigs } from "../tools/dev/fuzz/campaign.ts";
+import { seedMatrix } from "../tools/dev/fuzz/seeds.ts";
 import type { Matrix } from "../tools/matrix.ts";
 import { loadMatrix } from "../tools/readers/index.ts";
 import { writeNpy } from "../tools/readers/npy.ts";
@@ -27,7 +27,10 @@ function expectRuntimeParity(bytes: Uint8Array, tokens: number[]): void {
   const want = decodeTokens(parseBlob(bytes, "m"), tokens);
   for (const c of configs) {
     for (const mode of ["resident", "streaming"]) {
-      const run = runMinimalWasi(c.module, { args: ["lookup", "--mode", mode, "/f/m.carvq", ...tokens.map(String)], preopens: [{ name: "/f", files: { "m.carvq": bytes } }] });
+      const run = runMinimalWasi(c.module, {
+        args: ["lookup", "--mode", mode, "/f/m.carvq", ...tokens.map(String)],
+        preopens: [{ name: "/f", files: { "m.carvq": bytes } }],
+      });
       if (run.exitCode === 6 && c.maxBytes < bytes.length + 65536) continue; // resident on a small target
       expect(run.exitCode, `${c.name} ${mode}: ${run.stderr}`).toBe(0);
       expect(Buffer.from(run.stdout).equals(Buffer.from(want.buffer)), `${c.name} ${mode}`).toBe(true);
@@ -64,7 +67,13 @@ function cli(args: string[]): { status: number | null; stdout: string; stderr: s
 }
 
 describe("NaN, Inf and values beyond FP16", () => {
-  for (const [what, value] of [["NaN", NaN], ["+Inf", Infinity], ["-Inf", -Infinity], ["70000 (beyond FP16's 65504)", 70000], ["-1e30", -1e30]] as const) {
+  for (const [what, value] of [
+    ["NaN", NaN],
+    ["+Inf", Infinity],
+    ["-Inf", -Infinity],
+    ["70000 (beyond FP16's 65504)", 70000],
+    ["-1e30", -1e30],
+  ] as const) {
     it(`${what} in the table: compress refuses it, naming the row and column`, async () => {
       const m = matrix(6, 8, (r, c) => (r === 4 && c === 5 ? value : (r - c) / 8));
       await expect(compressMatrix(m, FAST)).rejects.toThrow(CarvqError);
@@ -79,7 +88,11 @@ describe("NaN, Inf and values beyond FP16", () => {
 
   it("a model file holding NaN is refused by the reader (before compression), and the CLI writes nothing", () => {
     const path = join(dir, "nan.npy");
-    writeNpy(path, matrix(5, 4, (r, c) => (r === 2 && c === 3 ? NaN : 1)), true);
+    writeNpy(
+      path,
+      matrix(5, 4, (r, c) => (r === 2 && c === 3 ? NaN : 1)),
+      true,
+    );
     expect(() => loadMatrix(path)).toThrow(/tensor 'array' has NaN at row 2, column 3; expected finite values/);
     const out = join(dir, "nan.carvq");
     const r = cli(["compress", path, "-o", out]);
@@ -103,7 +116,10 @@ describe("degenerate tables", () => {
     });
 
     it(`${kind}: an all-zero table compresses, decodes to finite values, and the runtime agrees`, async () => {
-      const { bytes, blob, metrics } = await compressMatrix(matrix(20, 16, () => 0), options);
+      const { bytes, blob, metrics } = await compressMatrix(
+        matrix(20, 16, () => 0),
+        options,
+      );
       expect(decodeAll(blob).data.every(Number.isFinite)).toBe(true);
       expect(Number.isFinite(metrics.relMSE) || Number.isNaN(metrics.relMSE)).toBe(true);
       expectRuntimeParity(bytes, [0, 19]);
@@ -115,7 +131,10 @@ describe("degenerate tables", () => {
       expectRuntimeParity(bytes, [0, 0]);
       expect(() => decodeTokens(blob, [1])).toThrow(/token 1 is out of range \(the table has 1 token, 0 to 0\)/);
       for (const c of configs) {
-        const run = runMinimalWasi(c.module, { args: ["lookup", "/f/m.carvq", "0", "1"], preopens: [{ name: "/f", files: { "m.carvq": bytes } }] });
+        const run = runMinimalWasi(c.module, {
+          args: ["lookup", "/f/m.carvq", "0", "1"],
+          preopens: [{ name: "/f", files: { "m.carvq": bytes } }],
+        });
         expect(run.exitCode, c.name).toBe(5);
         expect(run.stdout.length).toBe(0);
         expect(run.stderr).toMatch(/token 1 is out of range: the blob has 1 tokens \(0 to 0\) \[exit 5\]\n$/);
@@ -124,7 +143,12 @@ describe("degenerate tables", () => {
 
     it(`${kind}: duplicate rows decode to identical rows`, async () => {
       const m = seedMatrix(48, 24, 3);
-      for (const [a, b] of [[1, 30], [2, 31], [2, 47]]) m.data.copyWithin(b * 24, a * 24, (a + 1) * 24);
+      for (const [a, b] of [
+        [1, 30],
+        [2, 31],
+        [2, 47],
+      ])
+        m.data.copyWithin(b * 24, a * 24, (a + 1) * 24);
       const { bytes, blob } = await compressMatrix(m, options);
       const rows = decodeTokens(blob, [1, 30, 2, 31, 47]);
       const row = (i: number) => Array.from(rows.subarray(i * 24, (i + 1) * 24));
@@ -159,7 +183,10 @@ describe("token ids and arguments", () => {
     for (const t of [12, 13, 4294967295]) expect(() => decodeTokens(blob, [0, t])).toThrow(CarvqError);
     for (const t of [-1, 1.5, NaN]) expect(() => decodeTokens(blob, [t])).toThrow(CarvqError);
     for (const c of configs) {
-      const run = runMinimalWasi(c.module, { args: ["lookup", "/f/m.carvq", "3", "12"], preopens: [{ name: "/f", files: { "m.carvq": bytes } }] });
+      const run = runMinimalWasi(c.module, {
+        args: ["lookup", "/f/m.carvq", "3", "12"],
+        preopens: [{ name: "/f", files: { "m.carvq": bytes } }],
+      });
       expect(run.exitCode).toBe(5);
       expect(run.stdout.length).toBe(0);
     }
@@ -172,9 +199,27 @@ describe("token ids and arguments", () => {
   });
 
   it("negative, fractional, non-numeric and out-of-range numeric flags are refused with one line naming the flag", () => {
-    const bad: [string, string][] = [["h", "-1"], ["h", "abc"], ["h", "1.5"], ["h", "1e3"], ["h", "0"], ["h", "257"], ["levels", "9"], ["group", "0"], ["seed", "-1"], ["seed", "4294967296"], ["row-scale", "257"], ["block", "x"], ["iters", "-5"], ["threads", "0"]];
+    const bad: [string, string][] = [
+      ["h", "-1"],
+      ["h", "abc"],
+      ["h", "1.5"],
+      ["h", "1e3"],
+      ["h", "0"],
+      ["h", "257"],
+      ["levels", "9"],
+      ["group", "0"],
+      ["seed", "-1"],
+      ["seed", "4294967296"],
+      ["row-scale", "257"],
+      ["block", "x"],
+      ["iters", "-5"],
+      ["threads", "0"],
+    ];
     for (const [flag, value] of bad) {
-      expect(() => intOption("compress", flag, value, 1, flag === "iters" ? 0 : 1, flag === "seed" ? 0xffffffff : flag === "levels" ? 8 : 256), `--${flag} ${value}`).toThrow(new RegExp(`^carvq compress: --${flag} must be a whole number (from|>=) \\d+.*, got '${value}'$`));
+      expect(
+        () => intOption("compress", flag, value, 1, flag === "iters" ? 0 : 1, flag === "seed" ? 0xffffffff : flag === "levels" ? 8 : 256),
+        `--${flag} ${value}`,
+      ).toThrow(new RegExp(`^carvq compress: --${flag} must be a whole number (from|>=) \\d+.*, got '${value}'$`));
     }
     expect(() => parseCommandArgs("compress", ["--h"], { h: { type: "string" } })).toThrow(/carvq compress: .*--h/);
     // Through the CLI: exit 2 (usage), one line naming the option and the value, nothing written.

@@ -86,8 +86,12 @@ describe("report", () => {
   it("plans a model-aware twin of each auto run for --kl-encode and / or --tune-kl, only with a model", () => {
     const model = {} as Llama2cModel; // plannedRuns only asks whether there is one
     const base = { budgets: [2], seed: 0, threads: 1, from: {}, paperLevels: [], scalars: [] };
-    const twins = (request: object) => plannedRuns({ rows: 10, cols: 8 }, { ...base, ...request }).map((p) => [p.series, p.method, p.tuneKl ?? null, p.klEncode ?? null]);
-    expect(twins({ model, klEncode: 4 })).toEqual([["auto", "carvq auto ≤ 2 bpp", null, null], ["tuned", "carvq auto ≤ 2 bpp + kl-encode 4", 0, 4]]);
+    const twins = (request: object) =>
+      plannedRuns({ rows: 10, cols: 8 }, { ...base, ...request }).map((p) => [p.series, p.method, p.tuneKl ?? null, p.klEncode ?? null]);
+    expect(twins({ model, klEncode: 4 })).toEqual([
+      ["auto", "carvq auto ≤ 2 bpp", null, null],
+      ["tuned", "carvq auto ≤ 2 bpp + kl-encode 4", 0, 4],
+    ]);
     expect(twins({ model, klEncode: 4, tuneKl: 40 })[1]).toEqual(["tuned", "carvq auto ≤ 2 bpp + kl-encode 4 + tune-kl 40", 40, 4]);
     expect(twins({ model, tuneKl: 40 })[1]).toEqual(["tuned", "carvq auto ≤ 2 bpp + tune-kl 40", 40, 0]);
     expect(twins({ klEncode: 4, tuneKl: 40 })).toHaveLength(1);
@@ -124,13 +128,22 @@ function fileURLToPathSafe(relative: string): string {
 
 // The command through a CLI bundle, when main.ts registers it.
 const cli = fileURLToPath(new URL("../dist/carvq.mjs", import.meta.url));
-describe.runIf(existsSync(cli) && spawnSync(process.execPath, ["--no-warnings", cli, "report", "--help"]).status === 0)("carvq report (CLI)", () => {
-  it("writes report.md and report.svg for a tiny .npy", () => {
-    const dir = mkdtempSync(join(tmpdir(), "carvq-report-cli-"));
-    writeNpy(join(dir, "t.npy"), randomMatrix(200, 8, 9), true);
-    const run = spawnSync(process.execPath, ["--no-warnings", cli, "report", "t.npy", "-o", "out", "--budgets", "8", "--json"], { cwd: dir, encoding: "utf8" });
-    expect(run.status, run.stderr).toBe(0);
-    const out = JSON.parse(run.stdout);
-    checkReport(out, readFileSync(join(dir, "out", "report.md"), "utf8"), readFileSync(join(dir, "out", "report.svg"), "utf8"), ["relMSE", "nn10"]);
-  });
-});
+describe.runIf(existsSync(cli) && spawnSync(process.execPath, ["--no-warnings", cli, "report", "--help"]).status === 0)(
+  "carvq report (CLI)",
+  () => {
+    it("writes report.md and report.svg for a tiny .npy", () => {
+      const dir = mkdtempSync(join(tmpdir(), "carvq-report-cli-"));
+      writeNpy(join(dir, "t.npy"), randomMatrix(200, 8, 9), true);
+      const run = spawnSync(process.execPath, ["--no-warnings", cli, "report", "t.npy", "-o", "out", "--budgets", "8", "--json"], {
+        cwd: dir,
+        encoding: "utf8",
+      });
+      expect(run.status, run.stderr).toBe(0);
+      const out = JSON.parse(run.stdout);
+      checkReport(out, readFileSync(join(dir, "out", "report.md"), "utf8"), readFileSync(join(dir, "out", "report.svg"), "utf8"), [
+        "relMSE",
+        "nn10",
+      ]);
+    });
+  },
+);

@@ -12,7 +12,7 @@ import { guestPath, RUNTIME_EXIT, type AdaptorTuning, type BuildName, type ModeN
 import { openJcoRuntime } from "../host/jco.ts";
 import { runMinimalWasi } from "../host/minimal-wasi.ts";
 import { bitDifferences, openRuntime, runWasiCommand, wasmPath } from "../host/node.ts";
-import { attachAdaptor, randomBlob, randomStoredAdaptor, type RandomAdaptorOptions, type RandomBlobOptions } from "../host/random-blob.ts";
+import { attachAdaptor, randomBlob, randomStoredAdaptor, type RandomAdaptorOptions, type RandomBlobOptions } from "../tools/blob/random.ts";
 import type { AdaptorPrecision } from "../tools/adaptor/model.ts";
 import { encodeAdaptorMlp, encodeAdaptorTable } from "../tools/blob/adaptor.ts";
 import { deriveHeader } from "../tools/blob/header.ts";
@@ -24,7 +24,6 @@ import { decodeTokens } from "../tools/decoder.ts";
 import { CarvqError } from "../tools/errors.ts";
 import { createRandom } from "../tools/random.ts";
 import { randomMatrix } from "./helpers.ts";
-
 
 const dir = mkdtempSync(join(tmpdir(), "carvq-adaptor-test-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -54,7 +53,12 @@ const BUILDS: BuildName[] = ["simd", "scalar"];
 const MODES: ModeName[] = ["resident", "streaming"];
 
 /** A compressed blob (realistic magnitudes) with a random adaptor of these widths attached. */
-async function adaptedBlob(rows: number, cols: number, compress: Partial<CompressOptions>, adaptor: RandomAdaptorOptions): Promise<Uint8Array> {
+async function adaptedBlob(
+  rows: number,
+  cols: number,
+  compress: Partial<CompressOptions>,
+  adaptor: RandomAdaptorOptions,
+): Promise<Uint8Array> {
   const { bytes } = await compressMatrix(randomMatrix(rows, cols, rows * 7 + cols), { seed: 1, iters: 2, ...compress });
   return attachAdaptor(bytes, randomStoredAdaptor(rows, { seed: rows + cols, ...adaptor }));
 }
@@ -99,7 +103,10 @@ async function checkParity(bytes: Uint8Array, ids: number[], what: string, tunin
 function layerBytes(bytes: Uint8Array): number[] {
   const a = parseBlob(bytes, "x").adaptor!;
   const int8 = a.layers[0].weights.scales !== null;
-  return a.layers.map((l, k) => l.outputs * l.inputs * (int8 ? 1 : 2) + (int8 ? 2 * l.outputs : 0) + 2 * l.outputs + (k + 1 < a.layers.length ? 4 * l.outputs : 0));
+  return a.layers.map(
+    (l, k) =>
+      l.outputs * l.inputs * (int8 ? 1 : 2) + (int8 ? 2 * l.outputs : 0) + 2 * l.outputs + (k + 1 < a.layers.length ? 4 * l.outputs : 0),
+  );
 }
 
 /**
@@ -119,17 +126,79 @@ function tilings(bytes: Uint8Array): AdaptorTuning[] {
 
 describe("parity with the TypeScript decoder: bit for bit", () => {
   const cases: [string, () => Uint8Array | Promise<Uint8Array>, number][] = [
-    ["int8, 16 -> 40 -> 24 -> 37 (n not a multiple of 4 or 8), row layout", () => adaptedBlob(45, 37, { h: 8, levels: 2, group: 16 }, { widths: [16, 40, 24, 37], precision: "int8" }), 45],
-    ["fp16, 16 -> 40 -> 24 -> 37, column-block layout, row scales", () => adaptedBlob(45, 37, { h: 8, levels: 2, group: 7, layout: "col", rowScaleCount: 8 }, { widths: [16, 40, 24, 37], precision: "fp16" }), 45],
-    ["m0 = 1, one layer (1 -> 23), int8", () => adaptedBlob(30, 23, { h: 6, levels: 2, group: 8 }, { widths: [1, 23], precision: "int8" }), 30],
-    ["m0 = 1, one layer (1 -> 23), fp16 with an int8 table, row scales", () => adaptedBlob(30, 23, { h: 6, levels: 2, group: 8, rowScaleCount: 4 }, { widths: [1, 23], precision: "fp16", tablePrecision: "int8" }), 30],
-    ["four layers 5 -> 13 -> 7 -> 33 -> 21, int8 MLP with an fp16 table, row scales", () => adaptedBlob(40, 21, { h: 4, levels: 3, group: 9, rowScaleCount: 16 }, { widths: [5, 13, 7, 33, 21], precision: "int8", tablePrecision: "fp16" }), 40],
-    ["four layers 3 -> 17 -> 50 -> 9 -> 48, fp16, column-block", () => adaptedBlob(33, 48, { h: 16, levels: 2, group: 4, layout: "col" }, { widths: [3, 17, 50, 9, 48], precision: "fp16" }), 33],
-    ["V = 1, 16 -> 64 -> 20, int8", () => adaptedBlob(1, 20, { h: 4, levels: 2, group: 64 }, { widths: [16, 64, 20], precision: "int8" }), 1],
-    ["adaptor only (zero codebooks), int8, 16 -> 96 -> 80 -> 64 (SIMD steps of 16 and 8)", () => adaptorOnlyBlob(50, { widths: [16, 96, 80, 64], precision: "int8" }), 50],
-    ["adaptor only (zero codebooks), fp16, 19 -> 131 -> 67 -> 30 (SIMD tails)", () => adaptorOnlyBlob(50, { widths: [19, 131, 67, 30], precision: "fp16" }), 50],
-    ["adaptor only, int8, the paper's hidden sizes 16 -> 384 -> 512 -> 100", () => adaptorOnlyBlob(64, { widths: [16, 384, 512, 100], precision: "int8" }), 64],
-    ["adaptor only, fp16, the paper's hidden sizes 16 -> 384 -> 512 -> 100", () => adaptorOnlyBlob(64, { widths: [16, 384, 512, 100], precision: "fp16" }), 64],
+    [
+      "int8, 16 -> 40 -> 24 -> 37 (n not a multiple of 4 or 8), row layout",
+      () => adaptedBlob(45, 37, { h: 8, levels: 2, group: 16 }, { widths: [16, 40, 24, 37], precision: "int8" }),
+      45,
+    ],
+    [
+      "fp16, 16 -> 40 -> 24 -> 37, column-block layout, row scales",
+      () =>
+        adaptedBlob(
+          45,
+          37,
+          { h: 8, levels: 2, group: 7, layout: "col", rowScaleCount: 8 },
+          { widths: [16, 40, 24, 37], precision: "fp16" },
+        ),
+      45,
+    ],
+    [
+      "m0 = 1, one layer (1 -> 23), int8",
+      () => adaptedBlob(30, 23, { h: 6, levels: 2, group: 8 }, { widths: [1, 23], precision: "int8" }),
+      30,
+    ],
+    [
+      "m0 = 1, one layer (1 -> 23), fp16 with an int8 table, row scales",
+      () =>
+        adaptedBlob(
+          30,
+          23,
+          { h: 6, levels: 2, group: 8, rowScaleCount: 4 },
+          { widths: [1, 23], precision: "fp16", tablePrecision: "int8" },
+        ),
+      30,
+    ],
+    [
+      "four layers 5 -> 13 -> 7 -> 33 -> 21, int8 MLP with an fp16 table, row scales",
+      () =>
+        adaptedBlob(
+          40,
+          21,
+          { h: 4, levels: 3, group: 9, rowScaleCount: 16 },
+          { widths: [5, 13, 7, 33, 21], precision: "int8", tablePrecision: "fp16" },
+        ),
+      40,
+    ],
+    [
+      "four layers 3 -> 17 -> 50 -> 9 -> 48, fp16, column-block",
+      () => adaptedBlob(33, 48, { h: 16, levels: 2, group: 4, layout: "col" }, { widths: [3, 17, 50, 9, 48], precision: "fp16" }),
+      33,
+    ],
+    [
+      "V = 1, 16 -> 64 -> 20, int8",
+      () => adaptedBlob(1, 20, { h: 4, levels: 2, group: 64 }, { widths: [16, 64, 20], precision: "int8" }),
+      1,
+    ],
+    [
+      "adaptor only (zero codebooks), int8, 16 -> 96 -> 80 -> 64 (SIMD steps of 16 and 8)",
+      () => adaptorOnlyBlob(50, { widths: [16, 96, 80, 64], precision: "int8" }),
+      50,
+    ],
+    [
+      "adaptor only (zero codebooks), fp16, 19 -> 131 -> 67 -> 30 (SIMD tails)",
+      () => adaptorOnlyBlob(50, { widths: [19, 131, 67, 30], precision: "fp16" }),
+      50,
+    ],
+    [
+      "adaptor only, int8, the paper's hidden sizes 16 -> 384 -> 512 -> 100",
+      () => adaptorOnlyBlob(64, { widths: [16, 384, 512, 100], precision: "int8" }),
+      64,
+    ],
+    [
+      "adaptor only, fp16, the paper's hidden sizes 16 -> 384 -> 512 -> 100",
+      () => adaptorOnlyBlob(64, { widths: [16, 384, 512, 100], precision: "fp16" }),
+      64,
+    ],
   ];
   for (const [what, make, rows] of cases) {
     it(`${what}: both builds, both modes, whole and tiled`, async () => {
@@ -143,7 +212,10 @@ describe("streaming reads: the MLP once per run when it fits, else once per batc
   const bytes = adaptorOnlyBlob(64, { widths: [16, 96, 80, 64], precision: "int8" });
   const module = new WebAssembly.Module(readFileSync(wasmPath({ target: "mcu-128k" })));
   const preads = (ids: number[], tuning: string[]) => {
-    const run = runMinimalWasi(module, { args: ["lookup", ...tuning, "/flash/m.carvq", ...ids.map(String)], preopens: [{ name: "/flash", files: { "m.carvq": bytes } }] });
+    const run = runMinimalWasi(module, {
+      args: ["lookup", ...tuning, "/flash/m.carvq", ...ids.map(String)],
+      preopens: [{ name: "/flash", files: { "m.carvq": bytes } }],
+    });
     expect(run.stderr).toBe("");
     expect(run.peakMemoryBytes).toBeLessThanOrEqual(131072);
     return run.calls.fd_pread;
@@ -177,7 +249,15 @@ describe("the memory budget in streaming mode with an adaptor", () => {
       peaks[JSON.stringify(tuning)] = rt.peakMemoryBytes;
     }
     const info = (await openRuntime({ blob: path, target: "rpi-zero2w" })).info();
-    expect(info.adaptor).toMatchObject({ tablePrecision: "int8", mlpPrecision: "int8", m0: 16, layers: 3, widths: [16, 384, 512, 2048], tableRowBytes: 18, tableBytes: 8 + 128256 * 18 });
+    expect(info.adaptor).toMatchObject({
+      tablePrecision: "int8",
+      mlpPrecision: "int8",
+      m0: 16,
+      layers: 3,
+      widths: [16, 384, 512, 2048],
+      tableRowBytes: 18,
+      tableBytes: 8 + 128256 * 18,
+    });
     expect(info.adaptor!.mlpBytes).toBeGreaterThan(1.25e6);
     expect(info.runtime.streamingFits).toBe(true);
     expect(peaks["{}"], "the whole MLP is held").toBeGreaterThan(info.adaptor!.mlpBytes);
@@ -197,7 +277,11 @@ describe("the memory budget in streaming mode with an adaptor", () => {
         expect(rt.peakMemoryBytes).toBeLessThanOrEqual(131072);
       }
       const module = new WebAssembly.Module(readFileSync(wasmPath({ target: "mcu-128k" })));
-      const run = runMinimalWasi(module, { args: ["lookup", "/flash/m.carvq", ...ids.map(String)], preopens: [{ name: "/flash", files: { "m.carvq": bytes } }], maxReadBytes: 100 });
+      const run = runMinimalWasi(module, {
+        args: ["lookup", "/flash/m.carvq", ...ids.map(String)],
+        preopens: [{ name: "/flash", files: { "m.carvq": bytes } }],
+        maxReadBytes: 100,
+      });
       expect(run.exitCode, run.stderr).toBe(0);
       expectSameBits(new Float32Array(run.stdout.slice().buffer), want, `mcu-128k ${precision}, minimal host, short reads`);
       expect(run.peakMemoryBytes).toBeLessThanOrEqual(131072);
@@ -259,7 +343,12 @@ describe("refusals", () => {
 
 describe("info reports the adaptor", () => {
   it("precisions, widths, section sizes and the memory it adds; formatVersion 1.2", async () => {
-    const bytes = await adaptedBlob(40, 24, { h: 8, levels: 2, group: 8 }, { widths: [8, 16, 24], precision: "fp16", tablePrecision: "int8" });
+    const bytes = await adaptedBlob(
+      40,
+      24,
+      { h: 8, levels: 2, group: 8 },
+      { widths: [8, 16, 24], precision: "fp16", tablePrecision: "int8" },
+    );
     const path = writeBlob(bytes);
     const blob = parseBlob(bytes, "x");
     const length = (id: number) => blob.sections.find((s) => s.id === id)!.length;
@@ -280,7 +369,9 @@ describe("info reports the adaptor", () => {
         streamingBytes: 16 + 2 * 64 + 16 + 48,
         minTileBytes: 2 * 16 + 2,
       });
-      const plain = (await openRuntime({ blob: writeBlob(randomBlob({ rows: 40, cols: 24, subvec: 8, levels: 2, group: 8 })), build })).info();
+      const plain = (
+        await openRuntime({ blob: writeBlob(randomBlob({ rows: 40, cols: 24, subvec: 8, levels: 2, group: 8 })), build })
+      ).info();
       expect(plain.adaptor).toBeNull();
       expect(info.runtime.streamingBytes - plain.runtime.streamingBytes).toBe(info.adaptor!.streamingBytes);
     }
@@ -316,11 +407,17 @@ describe("corrupted adaptor sections are refused with exit 4 in both builds and 
   function rebuilt(edit: (sections: Map<number, Uint8Array>) => void, head = header, order = ORDER): Uint8Array {
     const sections = new Map(ORDER.map((id) => [id, original(id)]));
     edit(sections);
-    return assembleBlob(head, order.filter((id) => sections.has(id)).map((id) => ({ id, bytes: sections.get(id)! })));
+    return assembleBlob(
+      head,
+      order.filter((id) => sections.has(id)).map((id) => ({ id, bytes: sections.get(id)! })),
+    );
   }
-  const u32 = (bytes: Uint8Array, at: number, value: number) => new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength).setUint32(at, value, true);
-  const mlp = (edit: (b: Uint8Array) => Uint8Array | void) => rebuilt((s) => s.set(F.SECTION_ADAPTOR_MLP, edit(s.get(F.SECTION_ADAPTOR_MLP)!) ?? s.get(F.SECTION_ADAPTOR_MLP)!));
-  const table = (edit: (b: Uint8Array) => Uint8Array | void) => rebuilt((s) => s.set(F.SECTION_ADAPTOR_TABLE, edit(s.get(F.SECTION_ADAPTOR_TABLE)!) ?? s.get(F.SECTION_ADAPTOR_TABLE)!));
+  const u32 = (bytes: Uint8Array, at: number, value: number) =>
+    new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength).setUint32(at, value, true);
+  const mlp = (edit: (b: Uint8Array) => Uint8Array | void) =>
+    rebuilt((s) => s.set(F.SECTION_ADAPTOR_MLP, edit(s.get(F.SECTION_ADAPTOR_MLP)!) ?? s.get(F.SECTION_ADAPTOR_MLP)!));
+  const table = (edit: (b: Uint8Array) => Uint8Array | void) =>
+    rebuilt((s) => s.set(F.SECTION_ADAPTOR_TABLE, edit(s.get(F.SECTION_ADAPTOR_TABLE)!) ?? s.get(F.SECTION_ADAPTOR_TABLE)!));
   const flipped = (id: number, at: (length: number) => number) => {
     const b = new Uint8Array(good);
     const s = blob.sections.find((x) => x.id === id)!;
@@ -349,7 +446,11 @@ describe("corrupted adaptor sections are refused with exit 4 in both builds and 
     ["table precision 3", () => table((b) => u32(b, 0, 3)), /ADAPTOR_TABLE\): precision is 3/],
     ["layer_count 0", () => mlp((b) => u32(b, 4, 0)), /layer_count is 0, expected 1 to 4/],
     ["layer_count 5", () => mlp((b) => u32(b, 4, 5)), /layer_count is 5, expected 1 to 4/],
-    ["a layer_count that disagrees with the layers (1 instead of 2)", () => mlp((b) => u32(b, 4, 1)), /ADAPTOR_MLP\): (output width is 16|length)/],
+    [
+      "a layer_count that disagrees with the layers (1 instead of 2)",
+      () => mlp((b) => u32(b, 4, 1)),
+      /ADAPTOR_MLP\): (output width is 16|length)/,
+    ],
     ["a hidden width of 0", () => mlp((b) => u32(b, 12, 0)), /width 1 is 0, expected 1 to 4096/],
     ["a hidden width of 4097", () => mlp((b) => u32(b, 12, 4097)), /width 1 is 4097, expected 1 to 4096/],
     ["an output width that is not n", () => mlp((b) => u32(b, 16, 25)), /output width is 25, expected the table's 24 columns/],
@@ -360,17 +461,33 @@ describe("corrupted adaptor sections are refused with exit 4 in both builds and 
     ["a table m0 that is not w_0", () => table((b) => u32(b, 4, 9)), /ADAPTOR_TABLE\): m0 is 9, expected the MLP's input width 8/],
     ["a table one record short", () => table((b) => b.subarray(0, b.length - 10)), /ADAPTOR_TABLE\): length \d+, expected \d+/],
     ["a table of 4 bytes", () => table((b) => b.subarray(0, 4)), /ADAPTOR_TABLE\): length 4, too short/],
-    ["ADAPTOR_TABLE without ADAPTOR_MLP", () => rebuilt((s) => s.delete(F.SECTION_ADAPTOR_MLP)), /must come together; only ADAPTOR_TABLE is present/],
-    ["ADAPTOR_MLP without ADAPTOR_TABLE", () => rebuilt((s) => s.delete(F.SECTION_ADAPTOR_TABLE)), /must come together; only ADAPTOR_MLP is present/],
-    ["version_minor 1 with an adaptor", () => rebuilt(() => {}, { ...header, versionMinor: 1 }), /version_minor is 1, expected at least 2 for a blob with an adaptor/],
+    [
+      "ADAPTOR_TABLE without ADAPTOR_MLP",
+      () => rebuilt((s) => s.delete(F.SECTION_ADAPTOR_MLP)),
+      /must come together; only ADAPTOR_TABLE is present/,
+    ],
+    [
+      "ADAPTOR_MLP without ADAPTOR_TABLE",
+      () => rebuilt((s) => s.delete(F.SECTION_ADAPTOR_TABLE)),
+      /must come together; only ADAPTOR_MLP is present/,
+    ],
+    [
+      "version_minor 1 with an adaptor",
+      () => rebuilt(() => {}, { ...header, versionMinor: 1 }),
+      /version_minor is 1, expected at least 2 for a blob with an adaptor/,
+    ],
     ["an adaptor in a scalar (int4) blob", scalarWithAdaptor, /a scalar-method blob has no adaptor/],
-    ["a second ADAPTOR_MLP section", () => {
-      const b = new Uint8Array(good);
-      const at = F.SECTION_TABLE_OFFSET + blob.sections.findIndex((x) => x.id === F.SECTION_METADATA) * F.SECTION_ENTRY_BYTES;
-      u32(b, at + F.S_ID, F.SECTION_ADAPTOR_MLP);
-      u32(b, F.H_HEADER_CRC, headerCrc(b, blob.sections.length));
-      return b;
-    }, /ADAPTOR_MLP\): appears twice/],
+    [
+      "a second ADAPTOR_MLP section",
+      () => {
+        const b = new Uint8Array(good);
+        const at = F.SECTION_TABLE_OFFSET + blob.sections.findIndex((x) => x.id === F.SECTION_METADATA) * F.SECTION_ENTRY_BYTES;
+        u32(b, at + F.S_ID, F.SECTION_ADAPTOR_MLP);
+        u32(b, F.H_HEADER_CRC, headerCrc(b, blob.sections.length));
+        return b;
+      },
+      /ADAPTOR_MLP\): appears twice/,
+    ],
   ];
   for (const [what, make, message] of cases) {
     it(what, () => {
@@ -395,7 +512,13 @@ describe("corrupted adaptor sections are refused with exit 4 in both builds and 
   it("the good blob itself is served, and the ADAPTOR_MLP before ADAPTOR_TABLE (any increasing offsets) too", async () => {
     expect(tsRefuses(good)).toBe(false);
     await checkParity(good, allTokens(40), "good v1.2");
-    const swapped = rebuilt(() => {}, header, [F.SECTION_CODES, F.SECTION_CODEBOOKS, F.SECTION_ADAPTOR_MLP, F.SECTION_ADAPTOR_TABLE, F.SECTION_METADATA]);
+    const swapped = rebuilt(() => {}, header, [
+      F.SECTION_CODES,
+      F.SECTION_CODEBOOKS,
+      F.SECTION_ADAPTOR_MLP,
+      F.SECTION_ADAPTOR_TABLE,
+      F.SECTION_METADATA,
+    ]);
     expect(tsRefuses(swapped)).toBe(false);
     await checkParity(swapped, [0, 39, 5], "MLP before TABLE");
   });
@@ -423,7 +546,10 @@ describe("a row's bits do not depend on the batch it is looked up in", () => {
           const alone = bits((await openRuntime({ blob: path, build, mode })).lookup([7]));
           for (const tuning of [{}, { adaptorBatch: 1 }, { adaptorBatch: 3 }] as AdaptorTuning[]) {
             const rows = bits((await openRuntime({ blob: path, build, mode, ...tuning })).lookup(ids));
-            for (const at of [0, 4, 8]) expect(rows.slice(at * 44, (at + 1) * 44), `${precision} ${build} ${mode} ${JSON.stringify(tuning)} row ${at}`).toEqual(alone);
+            for (const at of [0, 4, 8])
+              expect(rows.slice(at * 44, (at + 1) * 44), `${precision} ${build} ${mode} ${JSON.stringify(tuning)} row ${at}`).toEqual(
+                alone,
+              );
           }
         }
       }

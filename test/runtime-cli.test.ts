@@ -10,7 +10,7 @@ import { parseTokenList } from "../tools/cli/lookup.ts";
 import { compressMatrix } from "../tools/compress.ts";
 import { decodeTokens } from "../tools/decoder.ts";
 import { CarvqError } from "../tools/errors.ts";
-import { randomBlob } from "../host/random-blob.ts";
+import { randomBlob } from "../tools/blob/random.ts";
 import { randomMatrix } from "./helpers.ts";
 
 const cli = fileURLToPath(new URL("../dist/carvq.mjs", import.meta.url));
@@ -50,7 +50,11 @@ describe.runIf(existsSync(cli))("carvq lookup", () => {
     const piped = carvq("lookup", "m.carvq", "--tokens", "29,0,3-5,3");
     expect(piped.code, piped.stderr).toBe(0);
     expect(Buffer.from(piped.stdout).equals(want)).toBe(true);
-    for (const flags of [["--build", "scalar", "--mode", "streaming"], ["--target", "mcu-128k"], ["--target", "rpi4-wasmtime", "--mode", "streaming"]]) {
+    for (const flags of [
+      ["--build", "scalar", "--mode", "streaming"],
+      ["--target", "mcu-128k"],
+      ["--target", "rpi4-wasmtime", "--mode", "streaming"],
+    ]) {
       const out = join(dir, `${flags.join("_")}.f32`);
       const run = carvq("lookup", "m.carvq", "--tokens", "29,0,3-5,3", ...flags, "-o", out);
       expect(run.code, run.stderr).toBe(0);
@@ -75,12 +79,20 @@ describe.runIf(existsSync(cli))("carvq lookup", () => {
     writeFileSync(join(dir, "a.carvq"), adapted);
     const tokens = [39, 0, 7, 7, 12];
     const wantAdapted = Buffer.from(decodeTokens(parseBlob(adapted, "a"), tokens).buffer);
-    for (const flags of [["--adaptor-batch", "1"], ["--adaptor-batch", "2", "--adaptor-tile", "512", "--mode", "streaming"], ["--build", "scalar", "--adaptor-tile", "256", "--mode", "streaming"]]) {
+    for (const flags of [
+      ["--adaptor-batch", "1"],
+      ["--adaptor-batch", "2", "--adaptor-tile", "512", "--mode", "streaming"],
+      ["--build", "scalar", "--adaptor-tile", "256", "--mode", "streaming"],
+    ]) {
       const run = carvq("lookup", "a.carvq", "--tokens", tokens.join(","), ...flags);
       expect(run.code, `${flags.join(" ")}: ${run.stderr}`).toBe(0);
       expect(Buffer.from(run.stdout).equals(wantAdapted), flags.join(" ")).toBe(true);
     }
-    for (const bad of [["--adaptor-batch", "0"], ["--adaptor-tile", "x"], ["--adaptor-batch", "4294967296"]]) {
+    for (const bad of [
+      ["--adaptor-batch", "0"],
+      ["--adaptor-tile", "x"],
+      ["--adaptor-batch", "4294967296"],
+    ]) {
       const run = carvq("lookup", "a.carvq", "--tokens", "1", ...bad);
       expect(run.code, bad.join(" ")).toBe(2);
       expect(run.stderr).toMatch(new RegExp(`^carvq lookup: ${bad[0]} must be a whole number`));
@@ -112,7 +124,14 @@ describe.runIf(existsSync(cli))("carvq lookup", () => {
   });
 
   it("refuses bad flags with exit code 2", () => {
-    for (const args of [["m.carvq"], ["--tokens", "1"], ["m.carvq", "--tokens", "x"], ["m.carvq", "--tokens", "1", "--host", "wasm3"], ["m.carvq", "--tokens", "1", "--host", "jco", "--target", "mcu-128k"], ["m.carvq", "--tokens", "1", "--target", "nope"]]) {
+    for (const args of [
+      ["m.carvq"],
+      ["--tokens", "1"],
+      ["m.carvq", "--tokens", "x"],
+      ["m.carvq", "--tokens", "1", "--host", "wasm3"],
+      ["m.carvq", "--tokens", "1", "--host", "jco", "--target", "mcu-128k"],
+      ["m.carvq", "--tokens", "1", "--target", "nope"],
+    ]) {
       const run = carvq("lookup", ...args);
       expect(run.code, `${args.join(" ")}: ${run.stderr}`).not.toBe(0);
       expect(run.stderr.trim().split("\n"), args.join(" ")).toHaveLength(1);

@@ -6,13 +6,16 @@ import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 import { wasmPath } from "../host/common.ts";
 import { RUNTIME_IMPORTS, runMinimalWasi } from "../host/minimal-wasi.ts";
-import { randomBlob } from "../host/random-blob.ts";
+import { randomBlob } from "../tools/blob/random.ts";
 import { parseBlob } from "../tools/blob/reader.ts";
 import { compressMatrix } from "../tools/compress.ts";
 import { decodeTokens } from "../tools/decoder.ts";
 import { randomMatrix } from "./helpers.ts";
 
-const modules = ["mcu-128k", "esp32s3-wamr", "rpi-zero2w"].map((target) => ({ name: target, module: new WebAssembly.Module(readFileSync(wasmPath({ target }))) }));
+const modules = ["mcu-128k", "esp32s3-wamr", "rpi-zero2w"].map((target) => ({
+  name: target,
+  module: new WebAssembly.Module(readFileSync(wasmPath({ target }))),
+}));
 modules.push({ name: "generic scalar", module: new WebAssembly.Module(readFileSync(wasmPath({ build: "scalar" }))) });
 
 function sameBits(a: Uint8Array, want: Float32Array): boolean {
@@ -28,7 +31,11 @@ describe("the runtime on a minimal WASI host", () => {
       const imports = WebAssembly.Module.imports(module);
       expect(imports.every((i) => i.module === "wasi_snapshot_preview1" && i.kind === "function")).toBe(true);
       expect(imports.map((i) => i.name).sort()).toEqual([...RUNTIME_IMPORTS].sort());
-      expect(WebAssembly.Module.exports(module).map((e) => e.name).sort()).toEqual(["_start", "memory"]);
+      expect(
+        WebAssembly.Module.exports(module)
+          .map((e) => e.name)
+          .sort(),
+      ).toEqual(["_start", "memory"]);
     }
   });
 
@@ -41,7 +48,10 @@ describe("the runtime on a minimal WASI host", () => {
       for (const path of ["model.carvq", "./model.carvq", "/model.carvq"]) {
         const run = runMinimalWasi(module, {
           args: ["lookup", path, ...ids.map(String)],
-          preopens: [{ name: "/", files: { "model.carvq": bytes } }, { name: "./", files: { "model.carvq": bytes } }],
+          preopens: [
+            { name: "/", files: { "model.carvq": bytes } },
+            { name: "./", files: { "model.carvq": bytes } },
+          ],
           nulInPreopenNames: true,
           maxReadBytes: 100,
         });
@@ -72,7 +82,10 @@ describe("the runtime on a minimal WASI host", () => {
     const other = randomBlob({ rows: 33, cols: 40, seed: 9 });
     const run = runMinimalWasi(modules[0].module, {
       args: ["lookup", "/flash/models/model.carvq", ...ids.map(String)],
-      preopens: [{ name: "/flash", files: { "models/model.carvq": other } }, { name: "/flash/models", files: { "model.carvq": bytes } }],
+      preopens: [
+        { name: "/flash", files: { "models/model.carvq": other } },
+        { name: "/flash/models", files: { "model.carvq": bytes } },
+      ],
     });
     expect(run.exitCode).toBe(0);
     expect(sameBits(run.stdout, want)).toBe(true);
@@ -81,7 +94,10 @@ describe("the runtime on a minimal WASI host", () => {
   it("leaves alone the pages a host grows from its memory (as the component adapter does), resident and streaming", () => {
     const big = randomBlob({ rows: 3000, cols: 64, subvec: 8, levels: 2, group: 16, seed: 21 }); // ~360 KB
     const wantBig = decodeTokens(parseBlob(big, "big"), [2999, 0, 1500]);
-    for (const [name, module] of [["generic simd", new WebAssembly.Module(readFileSync(wasmPath({ build: "simd" })))], ["rpi-zero2w", modules[2].module]] as const) {
+    for (const [name, module] of [
+      ["generic simd", new WebAssembly.Module(readFileSync(wasmPath({ build: "simd" })))],
+      ["rpi-zero2w", modules[2].module],
+    ] as const) {
       for (const mode of ["resident", "streaming"]) {
         if (name === "rpi-zero2w" && mode === "resident") continue;
         const run = runMinimalWasi(module, {

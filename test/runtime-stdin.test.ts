@@ -6,7 +6,7 @@ import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { RUNTIME_EXIT, type BuildName } from "../host/common.ts";
 import { runWasiCommand, wasmPath } from "../host/node.ts";
-import { randomBlob } from "../host/random-blob.ts";
+import { randomBlob } from "../tools/blob/random.ts";
 import { parseBlob } from "../tools/blob/reader.ts";
 import { decodeTokens } from "../tools/decoder.ts";
 

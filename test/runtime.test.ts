@@ -10,7 +10,7 @@ import * as F from "../assembly/format.ts";
 import { RUNTIME_EXIT, guestPath, type BuildName, type ModeName } from "../host/common.ts";
 import { openJcoRuntime } from "../host/jco.ts";
 import { openRuntime, runWasiCommand, wasmPath } from "../host/node.ts";
-import { randomBlob, type RandomBlobOptions } from "../host/random-blob.ts";
+import { randomBlob, type RandomBlobOptions } from "../tools/blob/random.ts";
 import { deriveHeader } from "../tools/blob/header.ts";
 import { encodeMetadata } from "../tools/blob/metadata.ts";
 import { parseBlob } from "../tools/blob/reader.ts";
@@ -45,7 +45,12 @@ function expectSameBits(got: Float32Array, want: Float32Array, what: string): vo
       break;
     }
   }
-  expect(first, first < 0 ? what : `${what}: value ${first} is ${got[first]} (0x${a[first].toString(16)}), the reference decoder gives ${want[first]} (0x${b[first].toString(16)})`).toBe(-1);
+  expect(
+    first,
+    first < 0
+      ? what
+      : `${what}: value ${first} is ${got[first]} (0x${a[first].toString(16)}), the reference decoder gives ${want[first]} (0x${b[first].toString(16)})`,
+  ).toBe(-1);
 }
 
 /** Every token of the blob, then a few repeated and out of order. */
@@ -85,12 +90,27 @@ describe("parity with the TypeScript decoder (compressed blobs)", () => {
     ["int4, block 16 not dividing n = 45", 20, 45, { method: "int4", block: 16 }],
     ["int3, block 7 (codes straddle bytes)", 20, 45, { method: "int3", block: 7 }],
     ["int2, block 32, n = 1", 9, 1, { method: "int2", block: 32 }],
-    ["gain-shape (v1.1), R = 16, row layout, n = 37 not a multiple of h = 8", 45, 37, { h: 8, levels: 2, group: 16, iters: 4, rowScaleCount: 16 }],
-    ["gain-shape, R = 256 (more scales than rows), column-block, h = 6 (SIMD tail)", 30, 23, { h: 6, levels: 2, group: 7, layout: "col", iters: 4, rowScaleCount: 256 }],
+    [
+      "gain-shape (v1.1), R = 16, row layout, n = 37 not a multiple of h = 8",
+      45,
+      37,
+      { h: 8, levels: 2, group: 16, iters: 4, rowScaleCount: 16 },
+    ],
+    [
+      "gain-shape, R = 256 (more scales than rows), column-block, h = 6 (SIMD tail)",
+      30,
+      23,
+      { h: 6, levels: 2, group: 7, layout: "col", iters: 4, rowScaleCount: 256 },
+    ],
     ["gain-shape, R = 1", 24, 16, { h: 4, levels: 2, group: 8, iters: 3, rowScaleCount: 1 }],
     ["gain-shape, V = 1, R = 1", 1, 20, { h: 4, levels: 3, group: 1024, iters: 2, rowScaleCount: 1 }],
     ["gain-shape, L = 4, h = 16, R = 8 (general SIMD level loop)", 40, 48, { h: 16, levels: 4, group: 9, iters: 3, rowScaleCount: 8 }],
-    ["gain-shape, h = 1, L = 1, R = 3 (odd code count: one unused nibble after the index byte)", 12, 5, { h: 1, levels: 1, group: 5, iters: 3, rowScaleCount: 3 }],
+    [
+      "gain-shape, h = 1, L = 1, R = 3 (odd code count: one unused nibble after the index byte)",
+      12,
+      5,
+      { h: 1, levels: 1, group: 5, iters: 3, rowScaleCount: 3 },
+    ],
   ];
   for (const [what, rows, cols, options] of cases) {
     it(`${what}: both builds, both modes, every token`, async () => {
@@ -105,7 +125,12 @@ const MODEL = join(import.meta.dirname, "..", "..", "shared", "models", "stories
 describe.skipIf(!existsSync(MODEL))("parity on a real model's table (stories260K, ../shared/models)", () => {
   it("every token of its 512 x 64 embedding, rvq (row, column-block, gain-shape) and int3: both builds, both modes", async () => {
     const table = inputEmbedding(loadLlama2cModel(MODEL));
-    for (const options of [{ h: 8, levels: 3, group: 2048, iters: 8 }, { h: 8, levels: 2, group: 64, layout: "col" as const, iters: 8 }, { h: 8, levels: 2, group: 2048, iters: 8, rowScaleCount: 64 }, { method: "int3" as const, block: 32 }]) {
+    for (const options of [
+      { h: 8, levels: 3, group: 2048, iters: 8 },
+      { h: 8, levels: 2, group: 64, layout: "col" as const, iters: 8 },
+      { h: 8, levels: 2, group: 2048, iters: 8, rowScaleCount: 64 },
+      { method: "int3" as const, block: 32 },
+    ]) {
       const { bytes } = await compressMatrix(table, { seed: 1, ...options });
       await checkParity(bytes, allTokens(table.rows), `stories260K ${JSON.stringify(options)}`);
     }
@@ -119,7 +144,10 @@ describe("parity with the TypeScript decoder (random codebooks: subnormals, odd 
     ["h = 256 (one sub-vector per row), L = 2", { rows: 7, cols: 200, subvec: 256, levels: 2, group: 3 }],
     ["int4, block 1", { method: "int4", rows: 10, cols: 19, group: 1 }],
     ["int3, block 65536", { method: "int3", rows: 10, cols: 77, group: 65536 }],
-    ["gain-shape R = 256 (random FP16 scales: subnormals, zeros, negatives), L = 8, h = 3", { rows: 60, cols: 31, subvec: 3, levels: 8, group: 5, rowScales: 256 }],
+    [
+      "gain-shape R = 256 (random FP16 scales: subnormals, zeros, negatives), L = 8, h = 3",
+      { rows: 60, cols: 31, subvec: 3, levels: 8, group: 5, rowScales: 256 },
+    ],
     ["gain-shape R = 1, column-block, L = 5, h = 12", { rows: 33, cols: 50, subvec: 12, levels: 5, group: 4, layout: "col", rowScales: 1 }],
     ["gain-shape R = 7, h = 256, L = 2", { rows: 7, cols: 200, subvec: 256, levels: 2, group: 3, rowScales: 7 }],
     ["gain-shape V = 1, R = 256, h = 5", { rows: 1, cols: 13, subvec: 5, levels: 3, group: 2, rowScales: 256 }],
@@ -219,7 +247,12 @@ describe("info", () => {
     expect(blob.header.rowBytes).toBe(1 + Math.ceil((3 * 2) / 2));
     for (const build of BUILDS) {
       const info = (await openRuntime({ blob: path, build })).info();
-      expect(info).toMatchObject({ formatVersion: "1.1", rowScales: 12, rowBytes: blob.header.rowBytes, groupCount: blob.header.groupCount });
+      expect(info).toMatchObject({
+        formatVersion: "1.1",
+        rowScales: 12,
+        rowBytes: blob.header.rowBytes,
+        groupCount: blob.header.groupCount,
+      });
       expect(info.sections.map((s) => s.name)).toEqual(["CODES", "CODEBOOKS", "ROW_SCALES", "METADATA"]);
       expect(info.sections[2]).toMatchObject({ id: F.SECTION_ROW_SCALES, length: 24 });
     }
@@ -280,7 +313,11 @@ describe("corrupted blobs are refused with exit 4 (bad blob) in both builds and 
 
   const cases: [string, () => Uint8Array, RegExp][] = [
     ["a flipped byte in CODES", () => corrupt((b) => (b[section(F.SECTION_CODES).offset + 5] ^= 0x10)), /CODES.*CRC mismatch/],
-    ["a flipped byte in CODEBOOKS", () => corrupt((b) => (b[section(F.SECTION_CODEBOOKS).offset + section(F.SECTION_CODEBOOKS).length - 1] ^= 1)), /CODEBOOKS.*CRC mismatch/],
+    [
+      "a flipped byte in CODEBOOKS",
+      () => corrupt((b) => (b[section(F.SECTION_CODEBOOKS).offset + section(F.SECTION_CODEBOOKS).length - 1] ^= 1)),
+      /CODEBOOKS.*CRC mismatch/,
+    ],
     ["a flipped byte in METADATA", () => corrupt((b) => (b[section(F.SECTION_METADATA).offset] ^= 0x20)), /METADATA.*CRC mismatch/],
     ["a flipped byte in the header (rows)", () => corrupt((b) => (b[F.H_ROWS] ^= 1)), /header CRC mismatch/],
     ["a flipped byte in the section table", () => corrupt((b) => (b[table(0) + F.S_LENGTH] ^= 4)), /header CRC mismatch/],
@@ -300,18 +337,47 @@ describe("corrupted blobs are refused with exit 4 (bad blob) in both builds and 
     ["a lying row_bytes", () => corrupt((_, v) => v.setUint32(F.H_ROW_BYTES, blob.header.rowBytes + 1, true), true), /row_bytes/],
     ["a lying group_count", () => corrupt((_, v) => v.setUint32(F.H_GROUP_COUNT, blob.header.groupCount - 1, true), true), /group_count/],
     ["rows that disagree with the CODES length", () => corrupt((_, v) => v.setUint32(F.H_ROWS, 41, true), true), /length|group_count/],
-    ["a lying offset past the end of the file", () => corrupt((_, v) => v.setBigUint64(table(count - 1) + F.S_OFFSET, 1n << 40n, true), true), /past the end/],
-    ["a lying offset + length that wraps around 2^64", () => corrupt((_, v) => {
-      v.setBigUint64(table(count - 1) + F.S_OFFSET, (1n << 64n) - 64n, true);
-      v.setBigUint64(table(count - 1) + F.S_LENGTH, 128n, true);
-    }, true), /past the end/],
-    ["a lying length", () => corrupt((_, v) => v.setBigUint64(table(0) + F.S_LENGTH, BigInt(section(F.SECTION_CODES).length + 64), true), true), /length|overlaps|past the end/],
-    ["overlapping sections", () => corrupt((_, v) => v.setBigUint64(table(1) + F.S_OFFSET, BigInt(section(F.SECTION_CODES).offset), true), true), /overlaps/],
-    ["an unaligned offset", () => corrupt((_, v) => v.setBigUint64(table(1) + F.S_OFFSET, BigInt(section(F.SECTION_CODEBOOKS).offset + 8), true), true), /multiple of 64/],
+    [
+      "a lying offset past the end of the file",
+      () => corrupt((_, v) => v.setBigUint64(table(count - 1) + F.S_OFFSET, 1n << 40n, true), true),
+      /past the end/,
+    ],
+    [
+      "a lying offset + length that wraps around 2^64",
+      () =>
+        corrupt((_, v) => {
+          v.setBigUint64(table(count - 1) + F.S_OFFSET, (1n << 64n) - 64n, true);
+          v.setBigUint64(table(count - 1) + F.S_LENGTH, 128n, true);
+        }, true),
+      /past the end/,
+    ],
+    [
+      "a lying length",
+      () => corrupt((_, v) => v.setBigUint64(table(0) + F.S_LENGTH, BigInt(section(F.SECTION_CODES).length + 64), true), true),
+      /length|overlaps|past the end/,
+    ],
+    [
+      "overlapping sections",
+      () => corrupt((_, v) => v.setBigUint64(table(1) + F.S_OFFSET, BigInt(section(F.SECTION_CODES).offset), true), true),
+      /overlaps/,
+    ],
+    [
+      "an unaligned offset",
+      () => corrupt((_, v) => v.setBigUint64(table(1) + F.S_OFFSET, BigInt(section(F.SECTION_CODEBOOKS).offset + 8), true), true),
+      /multiple of 64/,
+    ],
     ["a section over the header", () => corrupt((_, v) => v.setBigUint64(table(0) + F.S_OFFSET, 0n, true), true), /overlaps the header/],
     ["an unknown section id", () => corrupt((_, v) => v.setUint32(table(count - 1) + F.S_ID, 9, true), true), /unknown section id/],
-    ["a duplicated section id", () => corrupt((_, v) => v.setUint32(table(count - 1) + F.S_ID, F.SECTION_CODES, true), true), /appears twice/],
-    ["no CODEBOOKS in an RVQ blob", () => corrupt((_, v) => v.setUint32(table(1) + F.S_ID, F.SECTION_METADATA, true), true), /METADATA|CODEBOOKS/],
+    [
+      "a duplicated section id",
+      () => corrupt((_, v) => v.setUint32(table(count - 1) + F.S_ID, F.SECTION_CODES, true), true),
+      /appears twice/,
+    ],
+    [
+      "no CODEBOOKS in an RVQ blob",
+      () => corrupt((_, v) => v.setUint32(table(1) + F.S_ID, F.SECTION_METADATA, true), true),
+      /METADATA|CODEBOOKS/,
+    ],
   ];
   for (const [what, make, message] of cases) {
     it(`${what}`, () => {
@@ -383,38 +449,87 @@ describe("corrupted v1.1 (gain-shape) blobs are refused with exit 4 in both buil
   /** The good blob's CODES and CODEBOOKS with a ROW_SCALES section of `scaleBytes` (any length). */
   function withScaleSection(scaleBytes: Uint8Array): Uint8Array {
     const codes = good.subarray(section(F.SECTION_CODES).offset, section(F.SECTION_CODES).offset + section(F.SECTION_CODES).length);
-    const codebooks = good.subarray(section(F.SECTION_CODEBOOKS).offset, section(F.SECTION_CODEBOOKS).offset + section(F.SECTION_CODEBOOKS).length);
-    return assembleBlob(blob.header, [{ id: F.SECTION_CODES, bytes: codes }, { id: F.SECTION_CODEBOOKS, bytes: codebooks }, { id: F.SECTION_ROW_SCALES, bytes: scaleBytes }]);
+    const codebooks = good.subarray(
+      section(F.SECTION_CODEBOOKS).offset,
+      section(F.SECTION_CODEBOOKS).offset + section(F.SECTION_CODEBOOKS).length,
+    );
+    return assembleBlob(blob.header, [
+      { id: F.SECTION_CODES, bytes: codes },
+      { id: F.SECTION_CODEBOOKS, bytes: codebooks },
+      { id: F.SECTION_ROW_SCALES, bytes: scaleBytes },
+    ]);
   }
 
   function scalarWithRowScales(): Uint8Array {
     const scalar = randomBlob({ method: "int4", rows: 10, cols: 16, group: 8, seed: 3 });
     const s = parseBlob(scalar, "int4");
     const codes = s.sections.find((x) => x.id === F.SECTION_CODES)!;
-    return assembleBlob({ ...s.header, versionMinor: 1 }, [{ id: F.SECTION_CODES, bytes: scalar.subarray(codes.offset, codes.offset + codes.length) }, { id: F.SECTION_ROW_SCALES, bytes: new Uint8Array([0, 0x3c]) }]);
+    return assembleBlob({ ...s.header, versionMinor: 1 }, [
+      { id: F.SECTION_CODES, bytes: scalar.subarray(codes.offset, codes.offset + codes.length) },
+      { id: F.SECTION_ROW_SCALES, bytes: new Uint8Array([0, 0x3c]) },
+    ]);
   }
 
   function rowScalesWithoutIndexByte(): Uint8Array {
     const header = deriveHeader({ ...blob.header, rowScaled: false });
     const codes = new Uint8Array(header.rows * header.rowBytes);
-    for (let t = 0; t < header.rows; t++) codes.set(good.subarray(section(F.SECTION_CODES).offset + t * rowBytes + 1, section(F.SECTION_CODES).offset + (t + 1) * rowBytes), t * header.rowBytes);
-    const codebooks = good.subarray(section(F.SECTION_CODEBOOKS).offset, section(F.SECTION_CODEBOOKS).offset + section(F.SECTION_CODEBOOKS).length);
-    return assembleBlob({ ...header, versionMinor: 1 }, [{ id: F.SECTION_CODES, bytes: codes }, { id: F.SECTION_CODEBOOKS, bytes: codebooks }, { id: F.SECTION_ROW_SCALES, bytes: new Uint8Array(2 * R) }]);
+    for (let t = 0; t < header.rows; t++)
+      codes.set(
+        good.subarray(section(F.SECTION_CODES).offset + t * rowBytes + 1, section(F.SECTION_CODES).offset + (t + 1) * rowBytes),
+        t * header.rowBytes,
+      );
+    const codebooks = good.subarray(
+      section(F.SECTION_CODEBOOKS).offset,
+      section(F.SECTION_CODEBOOKS).offset + section(F.SECTION_CODEBOOKS).length,
+    );
+    return assembleBlob({ ...header, versionMinor: 1 }, [
+      { id: F.SECTION_CODES, bytes: codes },
+      { id: F.SECTION_CODEBOOKS, bytes: codebooks },
+      { id: F.SECTION_ROW_SCALES, bytes: new Uint8Array(2 * R) },
+    ]);
   }
 
   const codesAt = section(F.SECTION_CODES).offset;
   const cases: [string, () => Uint8Array, RegExp][] = [
-    ["a row-scale index = R in the last record (one no lookup asks for)", () => edited((b) => (b[codesAt + 39 * rowBytes] = R)), /token 39 has row-scale index 5 but the ROW_SCALES section holds 5 scales/],
+    [
+      "a row-scale index = R in the last record (one no lookup asks for)",
+      () => edited((b) => (b[codesAt + 39 * rowBytes] = R)),
+      /token 39 has row-scale index 5 but the ROW_SCALES section holds 5 scales/,
+    ],
     ["a row-scale index of 255 in the looked-up record", () => edited((b) => (b[codesAt] = 255)), /token 0 has row-scale index 255/],
-    ["an index past R = 1", () => withScaleSection(new Uint8Array([0x00, 0x3c])), /row-scale index [1-4] but the ROW_SCALES section holds 1 scale \[exit 4\]/],
-    ["a flipped byte in ROW_SCALES", () => edited((b) => (b[section(F.SECTION_ROW_SCALES).offset + 3] ^= 0x40)), /ROW_SCALES.*CRC mismatch/],
+    [
+      "an index past R = 1",
+      () => withScaleSection(new Uint8Array([0x00, 0x3c])),
+      /row-scale index [1-4] but the ROW_SCALES section holds 1 scale \[exit 4\]/,
+    ],
+    [
+      "a flipped byte in ROW_SCALES",
+      () => edited((b) => (b[section(F.SECTION_ROW_SCALES).offset + 3] ^= 0x40)),
+      /ROW_SCALES.*CRC mismatch/,
+    ],
     ["ROW_SCALES in a scalar (int4) blob", scalarWithRowScales, /ROW_SCALES\): a scalar-method blob has no row scales/],
-    ["an odd ROW_SCALES length (3 bytes)", () => withScaleSection(new Uint8Array([0, 0x3c, 0])), /ROW_SCALES\): length 3, expected an even number/],
+    [
+      "an odd ROW_SCALES length (3 bytes)",
+      () => withScaleSection(new Uint8Array([0, 0x3c, 0])),
+      /ROW_SCALES\): length 3, expected an even number/,
+    ],
     ["an empty ROW_SCALES section", () => withScaleSection(new Uint8Array(0)), /ROW_SCALES\): length 0, expected/],
     ["257 row scales (514 bytes)", () => withScaleSection(new Uint8Array(514)), /ROW_SCALES\): length 514, expected/],
-    ["version_minor 0 with a ROW_SCALES section", () => edited((_, v) => v.setUint16(F.H_VERSION_MINOR, 0, true)), /version_minor is 0, expected at least 1/],
-    ["a ROW_SCALES section but records without the index byte (row_bytes of 1.0)", rowScalesWithoutIndexByte, /row_bytes is 3 but the other fields give 4/],
-    ["a second ROW_SCALES section", () => edited((_, v) => v.setUint32(tableAt(F.SECTION_METADATA) + F.S_ID, F.SECTION_ROW_SCALES, true)), /appears twice/],
+    [
+      "version_minor 0 with a ROW_SCALES section",
+      () => edited((_, v) => v.setUint16(F.H_VERSION_MINOR, 0, true)),
+      /version_minor is 0, expected at least 1/,
+    ],
+    [
+      "a ROW_SCALES section but records without the index byte (row_bytes of 1.0)",
+      rowScalesWithoutIndexByte,
+      /row_bytes is 3 but the other fields give 4/,
+    ],
+    [
+      "a second ROW_SCALES section",
+      () => edited((_, v) => v.setUint32(tableAt(F.SECTION_METADATA) + F.S_ID, F.SECTION_ROW_SCALES, true)),
+      /appears twice/,
+    ],
   ];
   for (const [what, make, message] of cases) {
     it(what, () => {
@@ -487,7 +602,12 @@ describe("bad requests", () => {
     ["a negative token", ["lookup", g, "-1"], RUNTIME_EXIT.usage, /unknown option|not a whole number/],
     ["a bad --mode", ["lookup", "--mode", "fast", g, "1"], RUNTIME_EXIT.usage, /--mode must be/],
     ["an unknown option", ["lookup", "--fast", g, "1"], RUNTIME_EXIT.usage, /unknown option/],
-    ["a token out of range", ["lookup", g, "3", "10"], RUNTIME_EXIT.tokenRange, /token 10 is out of range: the blob has 10 tokens \(0 to 9\)/],
+    [
+      "a token out of range",
+      ["lookup", g, "3", "10"],
+      RUNTIME_EXIT.tokenRange,
+      /token 10 is out of range: the blob has 10 tokens \(0 to 9\)/,
+    ],
     ["a token of 2^32 - 1", ["lookup", g, "4294967295"], RUNTIME_EXIT.tokenRange, /out of range/],
     ["a token past 2^32", ["lookup", g, "4294967296"], RUNTIME_EXIT.usage, /not a whole number/],
     ["a missing file", ["lookup", "/blob/none.carvq", "1"], RUNTIME_EXIT.io, /no such file/],

@@ -10,7 +10,9 @@ import { rowOf, type Matrix } from "../tools/matrix.ts";
 import { defaultOutlierCount, synthMatrix, type SynthTraits } from "../tools/synth.ts";
 
 function digest(m: Matrix): string {
-  return createHash("sha256").update(new Uint8Array(m.data.buffer, m.data.byteOffset, m.data.byteLength)).digest("hex");
+  return createHash("sha256")
+    .update(new Uint8Array(m.data.buffer, m.data.byteOffset, m.data.byteLength))
+    .digest("hex");
 }
 
 function columnMeans(m: Matrix): Float64Array {

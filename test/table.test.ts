@@ -10,7 +10,7 @@ import { join, relative } from "node:path";
 import { pathToFileURL } from "node:url";
 import { afterAll, describe, expect, it } from "vitest";
 import { bitDifferences, buildDir, loadTarget, projectRoot } from "../host/common.ts";
-import { randomBlob, type RandomBlobOptions } from "../host/random-blob.ts";
+import { randomBlob, type RandomBlobOptions } from "../tools/blob/random.ts";
 import { openTable, RUNTIME_EXIT, type Table, type TableBuild, type TableMode } from "../host/table.ts";
 import { parseBlob } from "../tools/blob/reader.ts";
 import { bitsPerParameter } from "../tools/eval/bpp.ts";
@@ -212,7 +212,10 @@ describe.skipIf(!built || !existsSync(join(projectRoot(), "dist", "table.mjs")))
     const bundle = readFileSync(join(projectRoot(), "dist", "table.mjs"), "utf8");
     const imports = [...bundle.matchAll(/^import .* from "([^"]+)";$/gm)].map((m) => m[1]);
     expect(imports).toEqual(["@assemblyscript/loader"]);
-    const pkg = JSON.parse(readFileSync(join(projectRoot(), "package.json"), "utf8")) as { exports: Record<string, { import: string }>; dependencies: Record<string, string> };
+    const pkg = JSON.parse(readFileSync(join(projectRoot(), "package.json"), "utf8")) as {
+      exports: Record<string, { import: string }>;
+      dependencies: Record<string, string>;
+    };
     expect(pkg.exports["./table"].import).toBe("./dist/table.mjs");
     expect(Object.keys(pkg.dependencies)).toContain("@assemblyscript/loader");
   });

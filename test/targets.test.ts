@@ -12,7 +12,7 @@ import { afterAll, describe, expect, it } from "vitest";
 import * as F from "../assembly/format.ts";
 import { guestPath, projectRoot, RUNTIME_EXIT, type Target } from "../host/common.ts";
 import { loadTargets, bitDifferences, openRuntime, runWasiCommand, wasmPath } from "../host/node.ts";
-import { randomBlob, type RandomBlobOptions } from "../host/random-blob.ts";
+import { randomBlob, type RandomBlobOptions } from "../tools/blob/random.ts";
 import { memoryLimits } from "../host/wasm-binary.ts";
 import { deriveHeader, encodeHeader, type HeaderParams } from "../tools/blob/header.ts";
 import { parseBlob } from "../tools/blob/reader.ts";
@@ -80,7 +80,9 @@ describe("the scalar build has no SIMD instruction", () => {
   });
   it("while the SIMD build does not (the check can fail)", () => {
     expect(validatesWith(wasmPath({ build: "simd" }), SCALAR_FEATURES)).toBe(false);
-    expect(validatesWith(wasmPath({ build: "simd" }), [...SCALAR_FEATURES, "BulkMemory", "BulkMemoryOpt", "NontrappingFPToInt", "SIMD128"])).toBe(true);
+    expect(
+      validatesWith(wasmPath({ build: "simd" }), [...SCALAR_FEATURES, "BulkMemory", "BulkMemoryOpt", "NontrappingFPToInt", "SIMD128"]),
+    ).toBe(true);
   });
   it("the generic builds declare the whole 4 GiB wasm32 space as their maximum", () => {
     for (const build of ["simd", "scalar"] as const) expect(memoryLimits(readFileSync(wasmPath({ build }))).maximumPages).toBe(65536);
@@ -103,7 +105,12 @@ function representativeBlob(t: Target, rowScales = 0, adapted = false): { path: 
   const key = JSON.stringify({ ...r, rowScales, adapted });
   let blob = blobs.get(key);
   if (blob === undefined) {
-    const bytes = randomBlob({ ...r, rowScales, seed: r.rows + r.cols, adaptor: adapted ? adaptorFor(r.cols) : undefined } as RandomBlobOptions);
+    const bytes = randomBlob({
+      ...r,
+      rowScales,
+      seed: r.rows + r.cols,
+      adaptor: adapted ? adaptorFor(r.cols) : undefined,
+    } as RandomBlobOptions);
     const path = join(dir, `${r.rows}x${r.cols}${rowScales > 0 ? `-r${rowScales}` : ""}${adapted ? "-a" : ""}.carvq`);
     writeFileSync(path, bytes);
     blob = { path, bytes };
@@ -161,7 +168,8 @@ describe("memory budget: each target serves its representative blob inside its b
       const rows = rt.lookup(ids);
       expect(bitDifferences(rows, decodeTokens(parseBlob(bytes, "rep v1.2"), ids))).toBe(0);
       expect(rt.lastRun!.peakMemoryBytes).toBeLessThanOrEqual(t.memoryBudgetBytes);
-      if (t.mode === "streaming") expect(rt.lastRun!.peakMemoryBytes, "streaming keeps the blob out of memory").toBeLessThan(bytes.length / 4);
+      if (t.mode === "streaming")
+        expect(rt.lastRun!.peakMemoryBytes, "streaming keeps the blob out of memory").toBeLessThan(bytes.length / 4);
     });
   }
 });
@@ -177,7 +185,10 @@ function sparseBlob(name: string, params: HeaderParams): { path: string; size: n
   const head = new Uint8Array(start);
   head.set(encodeHeader(header, 2), 0);
   const v = new DataView(head.buffer);
-  const entries: [number, number, number][] = [[F.SECTION_CODES, start, codes], [F.SECTION_CODEBOOKS, cbOffset, codebooks]];
+  const entries: [number, number, number][] = [
+    [F.SECTION_CODES, start, codes],
+    [F.SECTION_CODEBOOKS, cbOffset, codebooks],
+  ];
   entries.forEach(([id, offset, length], i) => {
     const at = F.SECTION_TABLE_OFFSET + i * F.SECTION_ENTRY_BYTES;
     v.setUint32(at + F.S_ID, id, true);
@@ -235,7 +246,15 @@ describe("impossible requests are refused with exit 6 (budget exceeded), never a
   });
 
   it("rpi4-wasmtime: a 384 MB blob cannot be resident in 256 MiB (refused before reading it)", () => {
-    const { path, size } = sparseBlob("big.carvq", { method: "carvq", rows: 1_000_000, cols: 2048, subvec: 8, levels: 2, group: 1024, layout: "row" });
+    const { path, size } = sparseBlob("big.carvq", {
+      method: "carvq",
+      rows: 1_000_000,
+      cols: 2048,
+      subvec: 8,
+      levels: 2,
+      group: 1024,
+      layout: "row",
+    });
     expect(size).toBeGreaterThan(256 * 2 ** 20);
     const r = refusal(wasmPath({ target: "rpi4-wasmtime" }), ["lookup", guestPath(path), "5"]);
     expect(r.exitCode, r.line).toBe(RUNTIME_EXIT.budget);
@@ -243,7 +262,15 @@ describe("impossible requests are refused with exit 6 (budget exceeded), never a
   });
 
   it("generic builds: a 6 GiB blob (offsets past 2^32) cannot be resident in 4 GiB; u64 offsets stay exact", () => {
-    const { path, size } = sparseBlob("huge.carvq", { method: "carvq", rows: F.MAX_ROWS, cols: 2048, subvec: 8, levels: 2, group: 1024, layout: "row" });
+    const { path, size } = sparseBlob("huge.carvq", {
+      method: "carvq",
+      rows: F.MAX_ROWS,
+      cols: 2048,
+      subvec: 8,
+      levels: 2,
+      group: 1024,
+      layout: "row",
+    });
     expect(size).toBeGreaterThan(2 ** 32);
     for (const build of ["simd", "scalar"] as const) {
       const r = refusal(wasmPath({ build }), ["lookup", "--mode", "resident", guestPath(path), String(F.MAX_ROWS - 1)]);

@@ -82,8 +82,12 @@ describe("tuneCodebooks", () => {
 
   it("compress refuses --tune-kl without a model, with --row-scale and with a scalar method", async () => {
     await expect(compressMatrix(m, { ...params, tuneKl: 3 }, { source: "t.npy" })).rejects.toThrow(/t\.npy: --tune-kl needs a model/);
-    await expect(compressMatrix(m, { ...params, tuneKl: 3, rowScaleCount: 4 }, { source: "t.npy", objective: weightedError(m) })).rejects.toThrow(/--tune-kl does not combine with --row-scale/);
-    await expect(compressMatrix(m, { method: "int4", tuneKl: 3 }, { source: "t.npy", objective: weightedError(m) })).rejects.toThrow(/--tune-kl tunes RVQ codebooks/);
+    await expect(
+      compressMatrix(m, { ...params, tuneKl: 3, rowScaleCount: 4 }, { source: "t.npy", objective: weightedError(m) }),
+    ).rejects.toThrow(/--tune-kl does not combine with --row-scale/);
+    await expect(compressMatrix(m, { method: "int4", tuneKl: 3 }, { source: "t.npy", objective: weightedError(m) })).rejects.toThrow(
+      /--tune-kl tunes RVQ codebooks/,
+    );
   });
 
   it("compress with an objective records tune in the metadata and lowers the objective", async () => {
@@ -106,11 +110,18 @@ describe("--restarts", () => {
     const best = losses.indexOf(Math.min(...losses));
     expect(best, "the seeds are chosen so that a later one wins").toBeGreaterThan(0);
     const notes: string[] = [];
-    const chosen = await compressMatrix(m, { ...params, seed: base, restarts: 4 }, { objective }, { events: { note: (n) => notes.push(n) } });
+    const chosen = await compressMatrix(
+      m,
+      { ...params, seed: base, restarts: 4 },
+      { objective },
+      { events: { note: (n) => notes.push(n) } },
+    );
     expect(chosen.blob.codes).toEqual(plainBySeed[best].blob.codes);
     expect(chosen.blob.codebooks).toEqual(plainBySeed[best].blob.codebooks);
     expect(chosen.blob.metadata?.options).toMatchObject({ seed: base, restarts: 4 });
-    expect(notes.join("\n")).toMatch(new RegExp(`restarts: weighted of the 4 fits \\(seeds ${base} to ${base + 3}\\): .*; kept seed ${base + best}`));
+    expect(notes.join("\n")).toMatch(
+      new RegExp(`restarts: weighted of the 4 fits \\(seeds ${base} to ${base + 3}\\): .*; kept seed ${base + best}`),
+    );
     const parallel = await compressMatrix(m, { ...params, seed: base, restarts: 4 }, { objective }, { threads: 2 });
     expect(Buffer.from(parallel.bytes).equals(Buffer.from(chosen.bytes))).toBe(true);
   });
@@ -120,7 +131,9 @@ describe("--restarts", () => {
     const best = plain.reduce((b, r, i) => (r.metrics.relMSE < plain[b].metrics.relMSE ? i : b), 0);
     expect((await compressMatrix(m, { ...params, seed: 0, restarts: 3 })).metrics.relMSE).toBe(plain[best].metrics.relMSE);
     expect((await compressMatrix(m, { ...params, seed: 0, restarts: 1 })).blob.codes).toEqual(plain[0].blob.codes);
-    await expect(compressMatrix(m, { ...params, restarts: 0 }, { source: "t.npy" })).rejects.toThrow(/t\.npy: --restarts 0 is out of range/);
+    await expect(compressMatrix(m, { ...params, restarts: 0 }, { source: "t.npy" })).rejects.toThrow(
+      /t\.npy: --restarts 0 is out of range/,
+    );
     await expect(compressMatrix(m, { method: "int2", restarts: 2 }, { source: "t.npy" })).rejects.toThrow(/--restarts repeats RVQ fits/);
   });
 });

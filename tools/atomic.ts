@@ -1,4 +1,18 @@
-import { accessSync, closeSync, constants, fsyncSync, linkSync, openSync, readdirSync, renameSync, rmSync, statSync, unlinkSync, writeSync, type Stats } from "node:fs";
+import {
+  accessSync,
+  closeSync,
+  constants,
+  fsyncSync,
+  linkSync,
+  openSync,
+  readdirSync,
+  renameSync,
+  rmSync,
+  statSync,
+  unlinkSync,
+  writeSync,
+  type Stats,
+} from "node:fs";
 import { basename, dirname, join } from "node:path";
 import { CarvqError } from "./errors.ts";
 import { EXIT } from "./exit-codes.ts";
@@ -141,7 +155,8 @@ function placeWithoutOverwrite(temp: string, path: string): void {
     const code = (err as NodeJS.ErrnoException).code;
     if (code === "EEXIST") throw new CarvqError(`${path}: already exists (pass --force to overwrite)`, EXIT.usage);
     // File systems without hard links (FAT, some network and FUSE mounts): check, then rename.
-    if (code !== "EPERM" && code !== "ENOTSUP" && code !== "EOPNOTSUPP" && code !== "ENOSYS" && code !== "EMLINK" && code !== "EXDEV") throw err;
+    if (code !== "EPERM" && code !== "ENOTSUP" && code !== "EOPNOTSUPP" && code !== "ENOSYS" && code !== "EMLINK" && code !== "EXDEV")
+      throw err;
     checkOverwrite(path, false);
     renameSync(temp, path);
     return;

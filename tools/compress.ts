@@ -22,7 +22,15 @@ import { rvqQuantizer, rvqShape, scalarQuantizer } from "./quant/quantizer.ts";
 import type { RvqEncoding, RvqParams } from "./quant/rvq.ts";
 import type { ScalarEncoding } from "./quant/scalar.ts";
 import { tuneCodebooks } from "./quant/tune.ts";
-import { adaptorStep, checkAdaptorOptions, DEFAULT_ADAPTOR_OPTIONS, recordedAdaptorOptions, type AdaptorEvents, type AdaptorOptions, type AdaptorOutcome } from "./adaptor/step.ts";
+import {
+  adaptorStep,
+  checkAdaptorOptions,
+  DEFAULT_ADAPTOR_OPTIONS,
+  recordedAdaptorOptions,
+  type AdaptorEvents,
+  type AdaptorOptions,
+  type AdaptorOutcome,
+} from "./adaptor/step.ts";
 
 export { TOOL_VERSION };
 
@@ -41,7 +49,23 @@ export interface CompressOptions extends RvqParams, AdaptorOptions {
   klEncode: number;
 }
 
-export const DEFAULT_COMPRESS_OPTIONS: CompressOptions = { method: RVQ_METHOD, h: 8, levels: 2, group: 1024, layout: "row", iters: 25, seed: 0, beam: 1, refine: 0, rowScaleCount: 0, block: 32, tuneKl: 0, restarts: 1, klEncode: 0, ...DEFAULT_ADAPTOR_OPTIONS };
+export const DEFAULT_COMPRESS_OPTIONS: CompressOptions = {
+  method: RVQ_METHOD,
+  h: 8,
+  levels: 2,
+  group: 1024,
+  layout: "row",
+  iters: 25,
+  seed: 0,
+  beam: 1,
+  refine: 0,
+  rowScaleCount: 0,
+  block: 32,
+  tuneKl: 0,
+  restarts: 1,
+  klEncode: 0,
+  ...DEFAULT_ADAPTOR_OPTIONS,
+};
 
 /** Where the matrix came from, recorded in the metadata (file name only, so paths don't change bytes). */
 export interface CompressSource {
@@ -90,8 +114,12 @@ export function checkFinite(matrix: Matrix, name: string): void {
   const { data, cols } = matrix;
   for (let i = 0; i < data.length; i++) {
     const v = data[i];
-    if (!Number.isFinite(v)) throw new CarvqError(`${name}: value at row ${Math.floor(i / cols)}, column ${i % cols} is ${v}; the table must be finite`);
-    if (v > F16_MAX || v < -F16_MAX) throw new CarvqError(`${name}: value at row ${Math.floor(i / cols)}, column ${i % cols} is ${v}; a blob stores FP16 values, whose largest magnitude is ${F16_MAX}`);
+    if (!Number.isFinite(v))
+      throw new CarvqError(`${name}: value at row ${Math.floor(i / cols)}, column ${i % cols} is ${v}; the table must be finite`);
+    if (v > F16_MAX || v < -F16_MAX)
+      throw new CarvqError(
+        `${name}: value at row ${Math.floor(i / cols)}, column ${i % cols} is ${v}; a blob stores FP16 values, whose largest magnitude is ${F16_MAX}`,
+      );
   }
 }
 
@@ -100,34 +128,51 @@ function checkOptions(matrix: Matrix, o: CompressOptions, name: string): void {
   if (matrix.rows < 1 || matrix.rows > F.MAX_ROWS) throw new CarvqError(`${name}: ${matrix.rows} rows; a blob holds 1 to ${F.MAX_ROWS}`);
   if (matrix.cols < 1 || matrix.cols > F.MAX_COLS) throw new CarvqError(`${name}: ${matrix.cols} columns; a blob holds 1 to ${F.MAX_COLS}`);
   if (!Number.isInteger(matrix.rows) || !Number.isInteger(matrix.cols) || matrix.data.length !== matrix.rows * matrix.cols) {
-    throw new CarvqError(`${name}: a ${matrix.rows} x ${matrix.cols} matrix must hold ${matrix.rows * matrix.cols} values, not ${matrix.data.length}`);
+    throw new CarvqError(
+      `${name}: a ${matrix.rows} x ${matrix.cols} matrix must hold ${matrix.rows * matrix.cols} values, not ${matrix.data.length}`,
+    );
   }
-  if (!METHOD_NAMES.includes(o.method)) throw new CarvqError(`${name}: --method ${String(o.method)} is not one of ${METHOD_NAMES.join(", ")}`);
-  if (!Number.isInteger(o.seed) || o.seed < 0 || o.seed > 0xffffffff) throw bad("seed", o.seed, "is out of range; expected a whole number from 0 to 4294967295");
+  if (!METHOD_NAMES.includes(o.method))
+    throw new CarvqError(`${name}: --method ${String(o.method)} is not one of ${METHOD_NAMES.join(", ")}`);
+  if (!Number.isInteger(o.seed) || o.seed < 0 || o.seed > 0xffffffff)
+    throw bad("seed", o.seed, "is out of range; expected a whole number from 0 to 4294967295");
   if (o.method === RVQ_METHOD) {
     if (o.layout !== "row" && o.layout !== "col") throw new CarvqError(`${name}: --layout ${String(o.layout)} is not one of row, col`);
     if (!Number.isInteger(o.h) || o.h < 1 || o.h > F.MAX_SUBVEC) throw bad("h", o.h, `is out of range; expected 1 to ${F.MAX_SUBVEC}`);
     if (o.h > matrix.cols) throw bad("h", o.h, `is larger than the table's ${matrix.cols} columns`);
-    if (!Number.isInteger(o.levels) || o.levels < 1 || o.levels > F.MAX_LEVELS) throw bad("levels", o.levels, `is out of range; expected 1 to ${F.MAX_LEVELS}`);
-    if (!Number.isInteger(o.group) || o.group < 1 || o.group > 0xffffffff) throw bad("group", o.group, "is out of range; expected a positive whole number");
+    if (!Number.isInteger(o.levels) || o.levels < 1 || o.levels > F.MAX_LEVELS)
+      throw bad("levels", o.levels, `is out of range; expected 1 to ${F.MAX_LEVELS}`);
+    if (!Number.isInteger(o.group) || o.group < 1 || o.group > 0xffffffff)
+      throw bad("group", o.group, "is out of range; expected a positive whole number");
     if (!Number.isInteger(o.iters) || o.iters < 0) throw bad("iters", o.iters, "is out of range; expected 0 or more");
     if (!Number.isInteger(o.beam) || o.beam < 1 || o.beam > 256) throw bad("beam", o.beam, "is out of range; expected 1 to 256");
     if (!Number.isInteger(o.refine) || o.refine < 0) throw bad("refine", o.refine, "is out of range; expected 0 or more");
-    if (!Number.isInteger(o.rowScaleCount) || o.rowScaleCount < 0 || o.rowScaleCount > F.MAX_ROW_SCALES) throw bad("row-scale", o.rowScaleCount, `is out of range; expected 0 (off) to ${F.MAX_ROW_SCALES}`);
+    if (!Number.isInteger(o.rowScaleCount) || o.rowScaleCount < 0 || o.rowScaleCount > F.MAX_ROW_SCALES)
+      throw bad("row-scale", o.rowScaleCount, `is out of range; expected 0 (off) to ${F.MAX_ROW_SCALES}`);
     if (o.weights && (o.weights.length !== matrix.rows || !o.weights.every((w) => Number.isFinite(w) && w >= 0))) {
       throw new CarvqError(`${name}: weights must be ${matrix.rows} finite values >= 0 (one per row), got ${o.weights.length}`);
     }
   } else if (!Number.isInteger(o.block) || o.block < 1 || o.block > F.MAX_SCALE_BLOCK) {
     throw bad("block", o.block, `is out of range; expected 1 to ${F.MAX_SCALE_BLOCK}`);
   }
-  if (!Number.isInteger(o.restarts) || o.restarts < 1 || o.restarts > 1000) throw bad("restarts", o.restarts, "is out of range; expected 1 to 1000 fits");
-  if (o.restarts > 1 && o.method !== RVQ_METHOD) throw new CarvqError(`${name}: --restarts repeats RVQ fits; it needs --method carvq, got --method ${o.method}`);
-  if (!Number.isInteger(o.tuneKl) || o.tuneKl < 0 || o.tuneKl > 10000) throw bad("tune-kl", o.tuneKl, "is out of range; expected 0 (off) to 10000 steps");
-  if (o.tuneKl > 0 && o.method !== RVQ_METHOD) throw new CarvqError(`${name}: --tune-kl tunes RVQ codebooks; it needs --method carvq, got --method ${o.method}`);
-  if (o.tuneKl > 0 && o.rowScaleCount > 0) throw new CarvqError(`${name}: --tune-kl does not combine with --row-scale (the scales are fitted after the codebooks)`);
-  if (!Number.isInteger(o.klEncode) || o.klEncode < 0 || o.klEncode > 100) throw bad("kl-encode", o.klEncode, "is out of range; expected 0 (off) to 100 rounds");
-  if (o.klEncode > 0 && o.method !== RVQ_METHOD) throw new CarvqError(`${name}: --kl-encode chooses RVQ codes; it needs --method carvq, got --method ${o.method}`);
-  if (o.klEncode > 0 && o.rowScaleCount > 0) throw new CarvqError(`${name}: --kl-encode does not combine with --row-scale (the model's curvature is of the rows, not of their directions)`);
+  if (!Number.isInteger(o.restarts) || o.restarts < 1 || o.restarts > 1000)
+    throw bad("restarts", o.restarts, "is out of range; expected 1 to 1000 fits");
+  if (o.restarts > 1 && o.method !== RVQ_METHOD)
+    throw new CarvqError(`${name}: --restarts repeats RVQ fits; it needs --method carvq, got --method ${o.method}`);
+  if (!Number.isInteger(o.tuneKl) || o.tuneKl < 0 || o.tuneKl > 10000)
+    throw bad("tune-kl", o.tuneKl, "is out of range; expected 0 (off) to 10000 steps");
+  if (o.tuneKl > 0 && o.method !== RVQ_METHOD)
+    throw new CarvqError(`${name}: --tune-kl tunes RVQ codebooks; it needs --method carvq, got --method ${o.method}`);
+  if (o.tuneKl > 0 && o.rowScaleCount > 0)
+    throw new CarvqError(`${name}: --tune-kl does not combine with --row-scale (the scales are fitted after the codebooks)`);
+  if (!Number.isInteger(o.klEncode) || o.klEncode < 0 || o.klEncode > 100)
+    throw bad("kl-encode", o.klEncode, "is out of range; expected 0 (off) to 100 rounds");
+  if (o.klEncode > 0 && o.method !== RVQ_METHOD)
+    throw new CarvqError(`${name}: --kl-encode chooses RVQ codes; it needs --method carvq, got --method ${o.method}`);
+  if (o.klEncode > 0 && o.rowScaleCount > 0)
+    throw new CarvqError(
+      `${name}: --kl-encode does not combine with --row-scale (the model's curvature is of the rows, not of their directions)`,
+    );
   checkAdaptorOptions(o, o.method, name);
 }
 
@@ -159,7 +204,23 @@ function rvqInput(matrix: Matrix, o: CompressOptions): { input: Matrix; params: 
 /** The options that shaped the blob, as recorded in its metadata (tools/plan/size.ts predicts its length from them). */
 export function recordedOptions(o: CompressOptions): Record<string, unknown> {
   if (o.method !== RVQ_METHOD) return { method: o.method, block: o.block };
-  return { method: o.method, h: o.h, levels: o.levels, group: o.group, layout: o.layout, iters: o.iters, seed: o.seed, beam: o.beam, refine: o.refine, rowScale: o.rowScaleCount, weighted: Boolean(o.weights), ...(o.restarts > 1 ? { restarts: o.restarts } : {}), ...(o.klEncode > 0 ? { klEncode: o.klEncode } : {}), ...(o.tuneKl > 0 ? { tune: o.tuneKl } : {}), ...recordedAdaptorOptions(o) };
+  return {
+    method: o.method,
+    h: o.h,
+    levels: o.levels,
+    group: o.group,
+    layout: o.layout,
+    iters: o.iters,
+    seed: o.seed,
+    beam: o.beam,
+    refine: o.refine,
+    rowScale: o.rowScaleCount,
+    weighted: Boolean(o.weights),
+    ...(o.restarts > 1 ? { restarts: o.restarts } : {}),
+    ...(o.klEncode > 0 ? { klEncode: o.klEncode } : {}),
+    ...(o.tuneKl > 0 ? { tune: o.tuneKl } : {}),
+    ...recordedAdaptorOptions(o),
+  };
 }
 
 function roundMetric(value: number): number {
@@ -179,9 +240,15 @@ export function planCompression(matrix: Matrix, options: Partial<CompressOptions
   const name = from.source ?? "input";
   checkOptions(matrix, o, name);
   // Before any fitting: a long fit should not end in this refusal.
-  if (o.tuneKl > 0 && from.objective === undefined) throw new CarvqError(`${name}: --tune-kl needs a model to measure the table in (a llama2.c checkpoint as input); this input is a bare table`);
+  if (o.tuneKl > 0 && from.objective === undefined)
+    throw new CarvqError(
+      `${name}: --tune-kl needs a model to measure the table in (a llama2.c checkpoint as input); this input is a bare table`,
+    );
   if (o.klEncode > 0) {
-    if (from.objective?.curvature === undefined) throw new CarvqError(`${name}: --kl-encode needs a model whose curvature it can estimate (a llama2.c checkpoint as input); this input is a bare table`);
+    if (from.objective?.curvature === undefined)
+      throw new CarvqError(
+        `${name}: --kl-encode needs a model whose curvature it can estimate (a llama2.c checkpoint as input); this input is a bare table`,
+      );
     checkMetricSize(matrix.rows, matrix.cols, name);
   }
   checkFinite(matrix, name);
@@ -189,13 +256,21 @@ export function planCompression(matrix: Matrix, options: Partial<CompressOptions
 }
 
 /** The metadata a blob of these options records, with its measured metrics and the adaptor step's record. */
-export function blobMetadata(shape: { rows: number; cols: number }, o: CompressOptions, from: CompressSource, metrics: ReconstructionMetrics, adaptorRecord?: Record<string, unknown>): BlobMetadata {
+export function blobMetadata(
+  shape: { rows: number; cols: number },
+  o: CompressOptions,
+  from: CompressSource,
+  metrics: ReconstructionMetrics,
+  adaptorRecord?: Record<string, unknown>,
+): BlobMetadata {
   return {
     tool: "carvq",
     version: TOOL_VERSION,
     ...(from.source !== undefined ? { source: from.source.split(/[\\/]/).pop() } : {}),
     ...(from.tensor !== undefined ? { tensor: from.tensor } : {}),
-    ...(from.sourceDtype !== undefined && from.sourceDtype !== "F32" ? { sourceDtype: from.sourceDtype, ...(from.sourceBitsPerWeight !== undefined ? { sourceBpw: from.sourceBitsPerWeight } : {}) } : {}),
+    ...(from.sourceDtype !== undefined && from.sourceDtype !== "F32"
+      ? { sourceDtype: from.sourceDtype, ...(from.sourceBitsPerWeight !== undefined ? { sourceBpw: from.sourceBitsPerWeight } : {}) }
+      : {}),
     shape: [shape.rows, shape.cols],
     options: recordedOptions(o),
     metrics: { relMSE: roundMetric(metrics.relMSE), cosine: roundMetric(metrics.cosine) },
@@ -204,13 +279,23 @@ export function blobMetadata(shape: { rows: number; cols: number }, o: CompressO
 }
 
 /** Seals the quantized sections, the adaptor's when it was kept, and the metadata into one blob. */
-export function sealBlob(matrix: Matrix, { o, header: plainHeader, name }: Plan, sections: SectionBytes[], from: CompressSource, metrics: ReconstructionMetrics, adaptor?: AdaptorOutcome): CompressResult {
+export function sealBlob(
+  matrix: Matrix,
+  { o, header: plainHeader, name }: Plan,
+  sections: SectionBytes[],
+  from: CompressSource,
+  metrics: ReconstructionMetrics,
+  adaptor?: AdaptorOutcome,
+): CompressResult {
   const stored = adaptor?.adaptor ?? null;
   const header = stored === null ? plainHeader : deriveHeader({ ...plainHeader, adapted: true });
-  const adaptorSections = stored === null ? [] : [
-    { id: F.SECTION_ADAPTOR_TABLE, bytes: encodeAdaptorTable(stored) },
-    { id: F.SECTION_ADAPTOR_MLP, bytes: encodeAdaptorMlp(stored) },
-  ];
+  const adaptorSections =
+    stored === null
+      ? []
+      : [
+          { id: F.SECTION_ADAPTOR_TABLE, bytes: encodeAdaptorTable(stored) },
+          { id: F.SECTION_ADAPTOR_MLP, bytes: encodeAdaptorMlp(stored) },
+        ];
   const metadata = blobMetadata(matrix, o, from, metrics, adaptor?.record);
   const bytes = assembleBlob(header, [...sections, ...adaptorSections, { id: F.SECTION_METADATA, bytes: encodeMetadata(metadata) }]);
   return { bytes, blob: parseBlob(bytes, name), metrics };
@@ -230,10 +315,13 @@ function bestOfRestarts(fits: RvqEncoding[], input: Matrix, { o }: Plan, from: C
   if (fits.length === 1) return { encoding: fits[0] };
   const shape = shapeOf(input, o);
   const objective = o.rowScaleCount === 0 ? from.objective : undefined;
-  const score = (e: RvqEncoding) => (objective ? objective.loss(rvqQuantizer.decode(e, shape, o)) : reconstructionMetrics(input, rvqQuantizer.decode(e, shape, o)).relMSE);
+  const score = (e: RvqEncoding) =>
+    objective ? objective.loss(rvqQuantizer.decode(e, shape, o)) : reconstructionMetrics(input, rvqQuantizer.decode(e, shape, o)).relMSE;
   const scores = fits.map(score);
   const best = scores.reduce((b, v, i) => (v < scores[b] ? i : b), 0);
-  events?.note?.(`restarts: ${objective ? objective.name : "relMSE"} of the ${fits.length} fits (seeds ${o.seed} to ${restartSeed(o.seed, fits.length - 1)}): ${scores.map((v) => v.toPrecision(4)).join(", ")}; kept seed ${restartSeed(o.seed, best)}`);
+  events?.note?.(
+    `restarts: ${objective ? objective.name : "relMSE"} of the ${fits.length} fits (seeds ${o.seed} to ${restartSeed(o.seed, fits.length - 1)}): ${scores.map((v) => v.toPrecision(4)).join(", ")}; kept seed ${restartSeed(o.seed, best)}`,
+  );
   return { encoding: fits[best], ...(objective ? { loss: scores[best] } : {}) };
 }
 
@@ -268,7 +356,9 @@ function klEncoded(fitted: Scored, matrix: Matrix, { o }: Plan, from: CompressSo
     if (losses[round] < best.loss!) best = { encoding: current, loss: losses[round] };
   }
   const kept = losses.indexOf(best.loss!);
-  events?.note?.(`kl-encode: ${objective.name} on the calibration text ${losses.map((v) => v.toPrecision(4)).join(" -> ")}; kept ${kept === 0 ? "the fitted codes" : `round ${kept}`}`);
+  events?.note?.(
+    `kl-encode: ${objective.name} on the calibration text ${losses.map((v) => v.toPrecision(4)).join(" -> ")}; kept ${kept === 0 ? "the fitted codes" : `round ${kept}`}`,
+  );
   return best;
 }
 
@@ -276,10 +366,15 @@ function klEncoded(fitted: Scored, matrix: Matrix, { o }: Plan, from: CompressSo
 function tuned({ encoding, loss }: Scored, matrix: Matrix, { o, name }: Plan, from: CompressSource, events?: CompressEvents): RvqEncoding {
   if (o.tuneKl === 0 || from.objective === undefined) return encoding;
   const shape = shapeOf(matrix, o);
-  const result = tuneCodebooks(encoding, shape, from.objective, o.tuneKl, { before: loss, onStep: (step, value) => events?.tuning?.(step, o.tuneKl, value) });
-  events?.note?.(result.kept
-    ? `tuning: ${from.objective.name} ${result.before.toPrecision(4)} -> ${result.after.toPrecision(4)} on the calibration text (${o.tuneKl} steps)`
-    : `tuning: kept the fitted codebooks (${from.objective.name} ${result.before.toPrecision(4)}; ${o.tuneKl} steps did not improve on it after FP16 rounding)`);
+  const result = tuneCodebooks(encoding, shape, from.objective, o.tuneKl, {
+    before: loss,
+    onStep: (step, value) => events?.tuning?.(step, o.tuneKl, value),
+  });
+  events?.note?.(
+    result.kept
+      ? `tuning: ${from.objective.name} ${result.before.toPrecision(4)} -> ${result.after.toPrecision(4)} on the calibration text (${o.tuneKl} steps)`
+      : `tuning: kept the fitted codebooks (${from.objective.name} ${result.before.toPrecision(4)}; ${o.tuneKl} steps did not improve on it after FP16 rounding)`,
+  );
   return result.encoding;
 }
 
@@ -315,13 +410,24 @@ async function rvqStages(matrix: Matrix, p: Plan, from: CompressSource, run: Com
  * the same bytes, on any number of threads. The metrics are measured on the table the decoder will
  * produce (decoded in memory by the same quantizer and adaptor code), so `carvq eval` reproduces them.
  */
-export async function compressMatrix(matrix: Matrix, options: Partial<CompressOptions> = {}, from: CompressSource = {}, run: CompressRun = {}): Promise<CompressResult> {
+export async function compressMatrix(
+  matrix: Matrix,
+  options: Partial<CompressOptions> = {},
+  from: CompressSource = {},
+  run: CompressRun = {},
+): Promise<CompressResult> {
   const p = planCompression(matrix, options, from);
   const o = p.o;
   if (isScalarMethod(o.method)) {
     const scalar = { method: o.method, block: o.block };
     const encoding: ScalarEncoding = await scalarQuantizer.train(matrix, scalar, { onProgress: run.onProgress });
-    return sealBlob(matrix, p, scalarSections(p.header, encoding), from, reconstructionMetrics(matrix, scalarQuantizer.decode(encoding, matrix, scalar)));
+    return sealBlob(
+      matrix,
+      p,
+      scalarSections(p.header, encoding),
+      from,
+      reconstructionMetrics(matrix, scalarQuantizer.decode(encoding, matrix, scalar)),
+    );
   }
   const encoding = await rvqStages(matrix, p, from, run);
   const sections = rvqSections(p.header, encoding);

@@ -14,14 +14,19 @@ import { decodeScalarRow, type ScalarEncoding } from "./quant/scalar.ts";
 import { RVQ_METHOD } from "./quant/methods.ts";
 
 /** A blob's codes in the quantizers' form, unpacked on first use. */
-type Unpacked = { kind: "rvq"; shape: RvqShape; values: Float32Array; codes: Uint8Array; scaleIndex: Uint8Array | null } | { kind: "scalar"; encoding: ScalarEncoding };
+type Unpacked =
+  | { kind: "rvq"; shape: RvqShape; values: Float32Array; codes: Uint8Array; scaleIndex: Uint8Array | null }
+  | { kind: "scalar"; encoding: ScalarEncoding };
 
 const unpackedCodes = new WeakMap<Blob, Unpacked>();
 
 function unpacked(blob: Blob): Unpacked {
   let u = unpackedCodes.get(blob);
   if (u === undefined) {
-    u = blob.header.method === RVQ_METHOD ? { kind: "rvq", shape: rvqShapeOf(blob.header), values: halvesToF32(blob.codebooks ?? new Uint16Array(0)), ...rvqCodesOf(blob) } : { kind: "scalar", encoding: scalarEncodingOf(blob) };
+    u =
+      blob.header.method === RVQ_METHOD
+        ? { kind: "rvq", shape: rvqShapeOf(blob.header), values: halvesToF32(blob.codebooks ?? new Uint16Array(0)), ...rvqCodesOf(blob) }
+        : { kind: "scalar", encoding: scalarEncodingOf(blob) };
     unpackedCodes.set(blob, u);
   }
   return u;
@@ -37,7 +42,10 @@ function decodeCodes(blob: Blob, t: number, out: Float32Array, at: number): void
 
 /** Decodes token `t` into out[at, at + n): the RVQ sum (times its row scale), plus the adaptor's correction. */
 export function decodeToken(blob: Blob, t: number, out: Float32Array, at = 0): void {
-  if (!Number.isInteger(t) || t < 0 || t >= blob.header.rows) throw new CarvqError(`${blob.name}: token ${t} is out of range (the table has ${count(blob.header.rows, "token")}, 0 to ${blob.header.rows - 1})`);
+  if (!Number.isInteger(t) || t < 0 || t >= blob.header.rows)
+    throw new CarvqError(
+      `${blob.name}: token ${t} is out of range (the table has ${count(blob.header.rows, "token")}, 0 to ${blob.header.rows - 1})`,
+    );
   decodeCodes(blob, t, out, at);
   if (blob.adaptor !== null) addAdaptorRow(blob.adaptor, t, out, at);
 }

@@ -3,7 +3,14 @@
 // the CLI (tools/cli/) is built on these same functions. Bundled to dist/index.mjs, typed by
 // dist/index.d.ts.
 import { parseBlob as parseBlobBytes, readBlobFile, type Blob } from "./blob/reader.ts";
-import { compressMatrix, type CompressEvents, type CompressOptions, type CompressResult, type CompressSource, type ProgressCallback } from "./compress.ts";
+import {
+  compressMatrix,
+  type CompressEvents,
+  type CompressOptions,
+  type CompressResult,
+  type CompressSource,
+  type ProgressCallback,
+} from "./compress.ts";
 import { decodeAll, decodeTokens } from "./decoder.ts";
 import { evaluateBlob, type Evaluation } from "./eval/evaluate.ts";
 import type { Matrix } from "./matrix.ts";
@@ -44,7 +51,12 @@ export interface CompressTableOptions extends Partial<CompressOptions>, Compress
 /** Compresses a table into a blob's bytes (deterministic for the same table, options and seed), with its parsed form and measured error. */
 export async function compress(table: Matrix, options: CompressTableOptions = {}): Promise<CompressResult> {
   const { threads, onProgress, events, source, tensor, sourceDtype, sourceBitsPerWeight, objective, ...compressOptions } = options;
-  return compressMatrix(table, compressOptions, { source, tensor, sourceDtype, sourceBitsPerWeight, objective }, { threads, onProgress, events });
+  return compressMatrix(
+    table,
+    compressOptions,
+    { source, tensor, sourceDtype, sourceBitsPerWeight, objective },
+    { threads, onProgress, events },
+  );
 }
 
 export interface ParseBlobOptions {

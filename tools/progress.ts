@@ -4,7 +4,10 @@ import cliProgress from "cli-progress";
 const NOT_TTY_INTERVAL_MS = 5000;
 /** A bar of this format on stderr: redrawn in place on a terminal, a line every NOT_TTY_INTERVAL_MS in a log. */
 export function stderrBar(format: string): cliProgress.SingleBar {
-  return new cliProgress.SingleBar({ format, stream: process.stderr, noTTYOutput: true, notTTYSchedule: NOT_TTY_INTERVAL_MS, hideCursor: true, etaBuffer: 50 }, cliProgress.Presets.shades_classic);
+  return new cliProgress.SingleBar(
+    { format, stream: process.stderr, noTTYOutput: true, notTTYSchedule: NOT_TTY_INTERVAL_MS, hideCursor: true, etaBuffer: 50 },
+    cliProgress.Presets.shades_classic,
+  );
 }
 
 export interface Progress {

@@ -106,8 +106,10 @@ function checkOptions(options: SynthOptions): SynthOptions {
   const { rows, cols, seed } = options;
   if (!Number.isSafeInteger(rows) || rows < 1) throw new CarvqError(`synth: rows is ${rows}; expected a whole number of at least 1`);
   if (!Number.isSafeInteger(cols) || cols < 1) throw new CarvqError(`synth: cols is ${cols}; expected a whole number of at least 1`);
-  if (rows * cols > MAX_SYNTH_ELEMENTS) throw new CarvqError(`synth: shape ${rows}x${cols} has ${rows * cols} values; expected at most ${MAX_SYNTH_ELEMENTS}`);
-  if (!Number.isSafeInteger(seed) || seed < 0 || seed > 0xffffffff) throw new CarvqError(`synth: seed is ${seed}; expected a whole number in 0..4294967295`);
+  if (rows * cols > MAX_SYNTH_ELEMENTS)
+    throw new CarvqError(`synth: shape ${rows}x${cols} has ${rows * cols} values; expected at most ${MAX_SYNTH_ELEMENTS}`);
+  if (!Number.isSafeInteger(seed) || seed < 0 || seed > 0xffffffff)
+    throw new CarvqError(`synth: seed is ${seed}; expected a whole number in 0..4294967295`);
   return options;
 }
 
@@ -117,8 +119,10 @@ export function defaultOutlierCount(cols: number): number {
 }
 
 function makeFactors(cols: number, seed: number, traits: SynthTraits): SynthFactors {
-  if (!Number.isSafeInteger(traits.clusters) || traits.clusters < 1) throw new CarvqError(`synth: traits.clusters is ${traits.clusters}; expected a whole number of at least 1`);
-  if (!Number.isSafeInteger(traits.rank) || traits.rank < 0) throw new CarvqError(`synth: traits.rank is ${traits.rank}; expected a whole number of at least 0`);
+  if (!Number.isSafeInteger(traits.clusters) || traits.clusters < 1)
+    throw new CarvqError(`synth: traits.clusters is ${traits.clusters}; expected a whole number of at least 1`);
+  if (!Number.isSafeInteger(traits.rank) || traits.rank < 0)
+    throw new CarvqError(`synth: traits.rank is ${traits.rank}; expected a whole number of at least 0`);
   const random = createRandom(deriveSeed(seed, 0x5f3759df));
   const gaussian = gaussianSource(random);
   const scale = traits.elementScale;
@@ -222,11 +226,32 @@ function addPrincipal(row: Float32Array, f: SynthFactors, scale: number, gaussia
   const p = f.principal;
   let k = 0;
   for (; k + 8 <= f.rank; k += 8) {
-    const c0 = scale * gaussian(), c1 = scale * gaussian(), c2 = scale * gaussian(), c3 = scale * gaussian();
-    const c4 = scale * gaussian(), c5 = scale * gaussian(), c6 = scale * gaussian(), c7 = scale * gaussian();
-    const s0 = k * n, s1 = s0 + n, s2 = s1 + n, s3 = s2 + n, s4 = s3 + n, s5 = s4 + n, s6 = s5 + n, s7 = s6 + n;
+    const c0 = scale * gaussian(),
+      c1 = scale * gaussian(),
+      c2 = scale * gaussian(),
+      c3 = scale * gaussian();
+    const c4 = scale * gaussian(),
+      c5 = scale * gaussian(),
+      c6 = scale * gaussian(),
+      c7 = scale * gaussian();
+    const s0 = k * n,
+      s1 = s0 + n,
+      s2 = s1 + n,
+      s3 = s2 + n,
+      s4 = s3 + n,
+      s5 = s4 + n,
+      s6 = s5 + n,
+      s7 = s6 + n;
     for (let j = 0; j < n; j++) {
-      row[j] += c0 * p[s0 + j] + c1 * p[s1 + j] + c2 * p[s2 + j] + c3 * p[s3 + j] + c4 * p[s4 + j] + c5 * p[s5 + j] + c6 * p[s6 + j] + c7 * p[s7 + j];
+      row[j] +=
+        c0 * p[s0 + j] +
+        c1 * p[s1 + j] +
+        c2 * p[s2 + j] +
+        c3 * p[s3 + j] +
+        c4 * p[s4 + j] +
+        c5 * p[s5 + j] +
+        c6 * p[s6 + j] +
+        c7 * p[s7 + j];
     }
   }
   for (; k < f.rank; k++) {

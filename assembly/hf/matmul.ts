@@ -1,5 +1,5 @@
 // The transformer forward's matrix product (tools/hf/matmul-kernel.ts loads it), compiled into
-// build/hf-kernels.wasm (tools/build-train-kernels.mjs) with SIMD and one imported shared memory, so
+// build/hf-kernels.wasm (tools/dev/build-train-kernels.mjs) with SIMD and one imported shared memory, so
 // every worker thread runs it on the same weights:
 //
 //   out[t, o] = sum over k < inDim of f32(w[o, k]) * x[t, k]     for t < rows, o0 <= o < o1

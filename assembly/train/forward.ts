@@ -1,4 +1,4 @@
-// The adaptor's evaluation for many tokens at once (tools/adaptor/forward-batch.ts), with exactly
+// The adaptor's evaluation for many tokens at once (tools/adaptor/forward.ts), with exactly
 // the arithmetic of the reference (tools/adaptor/forward.ts, FORMAT.md "The adaptor"): f32
 // throughout, every sum FORMAT.md's eight-lane sum. The eight lanes are two f32x4 accumulators
 // (lanes 0-3 and 4-7), combined as ((L0 + L4) + (L1 + L5)) + ((L2 + L6) + (L3 + L7)), then the tail

@@ -1,5 +1,5 @@
 // Matrix-product kernels for the adaptor trainer (tools/adaptor/kernels.ts), compiled separately
-// from the device runtime into build/train-kernels.wasm (tools/build-train-kernels.mjs). The module
+// from the device runtime into build/train-kernels.wasm (tools/dev/build-train-kernels.mjs). The module
 // imports one shared memory, so every worker thread runs these on the same buffers.
 //
 // One kernel covers the three products of a training step:

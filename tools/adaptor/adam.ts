@@ -1,7 +1,7 @@
 // Adam for the adaptor's training (tools/adaptor/train.ts): dense updates of every layer's
 // parameters each step, lazy updates of the per-token table (a token's row moves only in the step
 // that sees it, so its step count is the epoch).
-import { type Layer, type TrainState } from "./train-state.ts";
+import type { Layer, TrainState } from "./train-state.ts";
 
 const BETA1 = 0.9;
 const BETA2 = 0.999;

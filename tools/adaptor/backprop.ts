@@ -17,7 +17,12 @@ export function forward(s: TrainState, pool: GemmPool, count: number, during?: (
   s.layers.forEach((layer, k) => {
     const { inputs, outputs, z } = layer;
     for (let r = 0; r < count; r++) f.copyWithin(z + r * outputs, layer.b, layer.b + outputs);
-    gemm(s, pool, { a: layer.x, sai: inputs, sak: 1, b: layer.wt, ldb: outputs, c: z, ldc: outputs, m: count, n: outputs, k: inputs, accumulate: true }, layer.hidden ? undefined : during);
+    gemm(
+      s,
+      pool,
+      { a: layer.x, sai: inputs, sak: 1, b: layer.wt, ldb: outputs, c: z, ldc: outputs, m: count, n: outputs, k: inputs, accumulate: true },
+      layer.hidden ? undefined : during,
+    );
     if (!layer.hidden) {
       out = z;
       return;
@@ -83,7 +88,16 @@ function gatherTargets(s: TrainState, tokens: Int32Array, from: number, count: n
  * gradient back past it (which reads W, not the master weights Wt that Adam moves). Every
  * buffer is written by one side only, so the bits are those of doing it all in turn.
  */
-export function trainStep(s: TrainState, pool: GemmPool, tokens: Int32Array, from: number, count: number, lr: number, tableLr: number, epoch: number): number {
+export function trainStep(
+  s: TrainState,
+  pool: GemmPool,
+  tokens: Int32Array,
+  from: number,
+  count: number,
+  lr: number,
+  tableLr: number,
+  epoch: number,
+): number {
   const { f, n } = s;
   gatherRows(s, tokens, from, count);
   const out = forward(s, pool, count, () => gatherTargets(s, tokens, from, count));
@@ -108,12 +122,35 @@ export function trainStep(s: TrainState, pool: GemmPool, tokens: Int32Array, fro
       for (let o = 0; o < outputs; o++) f[layer.db + o] = 0;
       for (let r = 0; r < count; r++) for (let o = 0; o < outputs; o++) f[layer.db + o] += f[dz + r * outputs + o];
     };
-    gemm(s, pool, { a: layer.x, sai: 1, sak: inputs, b: dz, ldb: outputs, c: layer.dwt, ldc: outputs, m: inputs, n: outputs, k: count, accumulate: false }, biasGradient);
+    gemm(
+      s,
+      pool,
+      {
+        a: layer.x,
+        sai: 1,
+        sak: inputs,
+        b: dz,
+        ldb: outputs,
+        c: layer.dwt,
+        ldc: outputs,
+        m: inputs,
+        n: outputs,
+        k: count,
+        accumulate: false,
+      },
+      biasGradient,
+    );
     // This layer's gradients are complete (dg and dbe came with the layer above): Adam may move Wt.
     const update = () => updateLayer(s, layer, lr);
     // Back to this layer's input: the previous layer's pre-activation, or the batch's table rows.
     if (k > 0) layerNormBackward(s, pool, s.layers[k - 1], dz, layer, count, update);
-    else gemm(s, pool, { a: dz, sai: outputs, sak: 1, b: layer.w, ldb: inputs, c: s.dx0, ldc: inputs, m: count, n: inputs, k: outputs, accumulate: false }, update);
+    else
+      gemm(
+        s,
+        pool,
+        { a: dz, sai: outputs, sak: 1, b: layer.w, ldb: inputs, c: s.dx0, ldc: inputs, m: count, n: inputs, k: outputs, accumulate: false },
+        update,
+      );
     pending = layer;
   }
   if (pending !== null) transpose(s, pending);
@@ -125,11 +162,36 @@ export function trainStep(s: TrainState, pool: GemmPool, tokens: Int32Array, fro
  * From the gradient dz of layer `next` back through its input y = LN(relu(z)) of layer `prev`:
  * dy = dz · W into next.x (no longer needed), then the gradient of prev's z in place of prev.z.
  */
-function layerNormBackward(s: TrainState, pool: GemmPool, prev: Layer, dzNext: number, next: Layer, count: number, during: () => void): void {
+function layerNormBackward(
+  s: TrainState,
+  pool: GemmPool,
+  prev: Layer,
+  dzNext: number,
+  next: Layer,
+  count: number,
+  during: () => void,
+): void {
   const { f } = s;
   const w = prev.outputs;
   const dy = next.x;
-  gemm(s, pool, { a: dzNext, sai: next.outputs, sak: 1, b: next.w, ldb: next.inputs, c: dy, ldc: w, m: count, n: w, k: next.outputs, accumulate: false }, during);
+  gemm(
+    s,
+    pool,
+    {
+      a: dzNext,
+      sai: next.outputs,
+      sak: 1,
+      b: next.w,
+      ldb: next.inputs,
+      c: dy,
+      ldc: w,
+      m: count,
+      n: w,
+      k: next.outputs,
+      accumulate: false,
+    },
+    during,
+  );
   for (let o = 0; o < w; o++) {
     f[prev.dg + o] = 0;
     f[prev.dbe + o] = 0;

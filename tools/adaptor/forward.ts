@@ -36,7 +36,9 @@ function halves(values: Uint16Array): Float32Array {
 }
 
 function prepareMatrix(m: StoredMatrix): Prepared {
-  return m.scales === null ? { values: halves(m.values as Uint16Array), scales: null } : { values: Float32Array.from(m.values as Int8Array), scales: halves(m.scales) };
+  return m.scales === null
+    ? { values: halves(m.values as Uint16Array), scales: null }
+    : { values: Float32Array.from(m.values as Int8Array), scales: halves(m.scales) };
 }
 
 function prepare(adaptor: StoredAdaptor): PreparedAdaptor {
@@ -44,7 +46,12 @@ function prepare(adaptor: StoredAdaptor): PreparedAdaptor {
   if (p === undefined) {
     p = {
       table: prepareMatrix(adaptor.table),
-      layers: adaptor.layers.map((l) => ({ weights: prepareMatrix(l.weights), bias: halves(l.bias), gamma: l.gamma && halves(l.gamma), beta: l.beta && halves(l.beta) })),
+      layers: adaptor.layers.map((l) => ({
+        weights: prepareMatrix(l.weights),
+        bias: halves(l.bias),
+        gamma: l.gamma && halves(l.gamma),
+        beta: l.beta && halves(l.beta),
+      })),
       scratch: adaptor.layers.map((l) => new Float32Array(l.outputs)),
       input: new Float32Array(adaptor.m0),
     };
@@ -64,7 +71,14 @@ function combineLanes(s0: number, s1: number, s2: number, s3: number, s4: number
 
 /** The eight-lane sum of f32(w[row + i] · x[i]) for i < n (FORMAT.md, "The adaptor"). */
 export function laneDot(w: Float32Array, row: number, x: Float32Array, n: number): number {
-  let s0 = 0, s1 = 0, s2 = 0, s3 = 0, s4 = 0, s5 = 0, s6 = 0, s7 = 0;
+  let s0 = 0,
+    s1 = 0,
+    s2 = 0,
+    s3 = 0,
+    s4 = 0,
+    s5 = 0,
+    s6 = 0,
+    s7 = 0;
   let i = 0;
   for (; i + 8 <= n; i += 8) {
     const r = row + i;
@@ -168,7 +182,16 @@ function load(adaptor: StoredAdaptor): { heap: TrainHeap; kernel: ForwardExports
   const f = heap.f32;
   const x0 = heap.alloc(BATCH * adaptor.m0);
   const layers = adaptor.layers.map((l): HeapLayer => {
-    const layer = { inputs: l.inputs, outputs: l.outputs, w: heap.alloc(l.inputs * l.outputs), scales: l.weights.scales === null ? 0 : heap.alloc(l.outputs), bias: heap.alloc(l.outputs), gamma: heap.alloc(l.outputs), beta: heap.alloc(l.outputs), y: heap.alloc(BATCH * l.outputs) };
+    const layer = {
+      inputs: l.inputs,
+      outputs: l.outputs,
+      w: heap.alloc(l.inputs * l.outputs),
+      scales: l.weights.scales === null ? 0 : heap.alloc(l.outputs),
+      bias: heap.alloc(l.outputs),
+      gamma: heap.alloc(l.outputs),
+      beta: heap.alloc(l.outputs),
+      y: heap.alloc(BATCH * l.outputs),
+    };
     storedTo(f, layer.w, l.weights);
     if (l.weights.scales !== null) halvesTo(f, layer.scales, l.weights.scales);
     halvesTo(f, layer.bias, l.bias);
@@ -197,7 +220,9 @@ export function addAdaptorRows(adaptor: StoredAdaptor, out: Float32Array, rows: 
     // Table rows, dequantized as the reference does (int8: one f32 multiply by the row's scale).
     for (let r = 0; r < count; r++) {
       const t = t0 + r;
-      for (let i = 0; i < m0; i++) f[x0 + r * m0 + i] = table.scales === null ? F16_TO_F32[values[t * m0 + i]] : Math.fround(F16_TO_F32[table.scales[t]] * values[t * m0 + i]);
+      for (let i = 0; i < m0; i++)
+        f[x0 + r * m0 + i] =
+          table.scales === null ? F16_TO_F32[values[t * m0 + i]] : Math.fround(F16_TO_F32[table.scales[t]] * values[t * m0 + i]);
     }
     let x = x0;
     for (let li = 0; li < layers.length; li++) {

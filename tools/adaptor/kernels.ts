@@ -31,7 +31,19 @@ export interface GemmJob {
 }
 
 export interface KernelExports {
-  gemm(a: number, sai: number, sak: number, b: number, ldb: number, c: number, ldc: number, m: number, n: number, k: number, accumulate: number): void;
+  gemm(
+    a: number,
+    sai: number,
+    sak: number,
+    b: number,
+    ldb: number,
+    c: number,
+    ldc: number,
+    m: number,
+    n: number,
+    k: number,
+    accumulate: number,
+  ): void;
 }
 
 let kernelModule: WebAssembly.Module | undefined;
@@ -131,7 +143,14 @@ export const TILE_COLS = 256;
 export function runTiled(kernel: KernelExports | null, heap: Float32Array, j: GemmJob, tileRows = TILE_ROWS, tileCols = TILE_COLS): void {
   for (let i0 = 0; i0 < j.m; i0 += tileRows) {
     for (let j0 = 0; j0 < j.n; j0 += tileCols) {
-      runGemm(kernel, heap, { ...j, a: j.a + i0 * j.sai, b: j.b + j0, c: j.c + i0 * j.ldc + j0, m: Math.min(tileRows, j.m - i0), n: Math.min(tileCols, j.n - j0) });
+      runGemm(kernel, heap, {
+        ...j,
+        a: j.a + i0 * j.sai,
+        b: j.b + j0,
+        c: j.c + i0 * j.ldc + j0,
+        m: Math.min(tileRows, j.m - i0),
+        n: Math.min(tileCols, j.n - j0),
+      });
     }
   }
 }

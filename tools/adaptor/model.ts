@@ -75,7 +75,11 @@ export function tableRowBytes(int8: boolean, m0: number): number {
 /** Bytes of both adaptor sections (ADAPTOR_TABLE and ADAPTOR_MLP) of a stored adaptor. */
 export function storedAdaptorBytes(adaptor: StoredAdaptor): number {
   const widths = adaptorWidths(adaptor);
-  return F.ADAPTOR_TABLE_HEADER_BYTES + adaptor.rows * tableRowBytes(adaptor.table.scales !== null, adaptor.m0) + mlpSectionBytes(adaptor.layers[0].weights.scales !== null, widths);
+  return (
+    F.ADAPTOR_TABLE_HEADER_BYTES +
+    adaptor.rows * tableRowBytes(adaptor.table.scales !== null, adaptor.m0) +
+    mlpSectionBytes(adaptor.layers[0].weights.scales !== null, widths)
+  );
 }
 
 /** int8 when the matrix has scales, else FP16. */
@@ -101,7 +105,12 @@ export interface DrawScales {
  * (draw(0.2)). Tests and the fuzzer build random adaptors with it, so the same draws give the
  * same adaptor everywhere.
  */
-export function drawFloatAdaptor(rows: number, widths: readonly number[], draw: (scale: number) => number, scale: DrawScales): FloatAdaptor {
+export function drawFloatAdaptor(
+  rows: number,
+  widths: readonly number[],
+  draw: (scale: number) => number,
+  scale: DrawScales,
+): FloatAdaptor {
   const values = (count: number, s: number) => Float32Array.from({ length: count }, () => draw(s));
   return {
     rows,
@@ -109,7 +118,14 @@ export function drawFloatAdaptor(rows: number, widths: readonly number[], draw: 
     table: values(rows * widths[0], scale.table),
     layers: widths.slice(1).map((outputs, k) => {
       const hidden = k + 2 < widths.length;
-      return { inputs: widths[k], outputs, weights: values(outputs * widths[k], scale.weights), bias: values(outputs, scale.bias), gamma: hidden ? values(outputs, 1).map((v) => 1 + v) : null, beta: hidden ? values(outputs, 0.2) : null };
+      return {
+        inputs: widths[k],
+        outputs,
+        weights: values(outputs * widths[k], scale.weights),
+        bias: values(outputs, scale.bias),
+        gamma: hidden ? values(outputs, 1).map((v) => 1 + v) : null,
+        beta: hidden ? values(outputs, 0.2) : null,
+      };
     }),
   };
 }

@@ -27,18 +27,48 @@ const PARALLEL_MIN_FLOPS = 4e6;
 const STALL_MS = 300_000;
 
 function writeParams(ctrl: Int32Array, j: GemmJob, tileRows: number, tileCols: number): void {
-  const values = [j.a, j.sai, j.sak, j.b, j.ldb, j.c, j.ldc, j.m, j.n, j.k, j.accumulate ? 1 : 0, tileRows, tileCols, Math.ceil(j.n / tileCols), Math.ceil(j.m / tileRows) * Math.ceil(j.n / tileCols)];
+  const values = [
+    j.a,
+    j.sai,
+    j.sak,
+    j.b,
+    j.ldb,
+    j.c,
+    j.ldc,
+    j.m,
+    j.n,
+    j.k,
+    j.accumulate ? 1 : 0,
+    tileRows,
+    tileCols,
+    Math.ceil(j.n / tileCols),
+    Math.ceil(j.m / tileRows) * Math.ceil(j.n / tileCols),
+  ];
   values.forEach((v, i) => Atomics.store(ctrl, CTRL.PARAMS + i, v));
 }
 
 /** Takes tiles of the current product until none are left (main thread and workers alike). */
 export function runTiles(kernel: KernelExports | null, heap: Float32Array, ctrl: Int32Array): void {
   const p = (i: number) => Atomics.load(ctrl, CTRL.PARAMS + i);
-  const [a, sai, sak, b, ldb, c, ldc, m, n, k, acc, tileRows, tileCols, across, tiles] = Array.from({ length: PARAM_COUNT }, (_, i) => p(i));
+  const [a, sai, sak, b, ldb, c, ldc, m, n, k, acc, tileRows, tileCols, across, tiles] = Array.from({ length: PARAM_COUNT }, (_, i) =>
+    p(i),
+  );
   for (let t = Atomics.add(ctrl, CTRL.NEXT, 1); t < tiles; t = Atomics.add(ctrl, CTRL.NEXT, 1)) {
     const i0 = Math.floor(t / across) * tileRows;
     const j0 = (t % across) * tileCols;
-    runGemm(kernel, heap, { a: a + i0 * sai, sai, sak, b: b + j0, ldb, c: c + i0 * ldc + j0, ldc, m: Math.min(tileRows, m - i0), n: Math.min(tileCols, n - j0), k, accumulate: acc === 1 });
+    runGemm(kernel, heap, {
+      a: a + i0 * sai,
+      sai,
+      sak,
+      b: b + j0,
+      ldb,
+      c: c + i0 * ldc + j0,
+      ldc,
+      m: Math.min(tileRows, m - i0),
+      n: Math.min(tileCols, n - j0),
+      k,
+      accumulate: acc === 1,
+    });
   }
 }
 
@@ -67,7 +97,12 @@ export class GemmPool {
     const pool = new GemmPool(heap, minFlops);
     if (threads <= 1) return pool;
     const path = workerBundle("train-worker.mjs");
-    const data: TrainWorkerData = { memory: heap.memory, buffer: heap.buffer, module: heap.simd ? trainKernelModule() : null, control: pool.ctrl.buffer as SharedArrayBuffer };
+    const data: TrainWorkerData = {
+      memory: heap.memory,
+      buffer: heap.buffer,
+      module: heap.simd ? trainKernelModule() : null,
+      control: pool.ctrl.buffer as SharedArrayBuffer,
+    };
     const ready = Array.from({ length: threads - 1 }, () => {
       const worker = new Worker(path, { workerData: data });
       pool.workers.push(worker);

@@ -17,13 +17,18 @@ export function quantizeMatrix(values: Float32Array, rows: number, width: number
     for (let i = r * width; i < (r + 1) * width; i++) maxAbs = Math.max(maxAbs, Math.abs(values[i]));
     scales[r] = f32ToF16(Math.min(F16_MAX, maxAbs / 127));
     const scale = F16_TO_F32[scales[r]];
-    for (let i = r * width; i < (r + 1) * width; i++) quantized[i] = scale > 0 ? Math.max(-127, Math.min(127, Math.round(values[i] / scale))) : 0;
+    for (let i = r * width; i < (r + 1) * width; i++)
+      quantized[i] = scale > 0 ? Math.max(-127, Math.min(127, Math.round(values[i] / scale))) : 0;
   }
   return { values: quantized, scales };
 }
 
 /** The stored form of trained parameters; the table and the MLP weights may differ in precision. */
-export function quantizeAdaptor(adaptor: FloatAdaptor, precision: AdaptorPrecision, tablePrecision: AdaptorPrecision = precision): StoredAdaptor {
+export function quantizeAdaptor(
+  adaptor: FloatAdaptor,
+  precision: AdaptorPrecision,
+  tablePrecision: AdaptorPrecision = precision,
+): StoredAdaptor {
   return {
     rows: adaptor.rows,
     m0: adaptor.m0,

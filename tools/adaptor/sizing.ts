@@ -26,7 +26,9 @@ export function parseAdaptorSpec(raw: string): AdaptorSpec | { error: string } {
   if (raw === "none" || raw === "paper" || raw === "auto") return raw;
   const parts = raw.split(",");
   if (parts.length < 1 || parts.length > F.MAX_ADAPTOR_LAYERS || !parts.every((p) => /^\d+$/.test(p.trim()))) {
-    return { error: `must be none, paper, auto or 1 to ${F.MAX_ADAPTOR_LAYERS} comma-separated widths m0,m1,... (e.g. 16,384,512), got '${raw}'` };
+    return {
+      error: `must be none, paper, auto or 1 to ${F.MAX_ADAPTOR_LAYERS} comma-separated widths m0,m1,... (e.g. 16,384,512), got '${raw}'`,
+    };
   }
   const widths = parts.map(Number);
   const bad = widths.find((w) => w < 1 || w > F.MAX_ADAPTOR_WIDTH);
@@ -43,7 +45,12 @@ export function specName(spec: AdaptorSpec): string {
  * Blob bytes an adaptor of `widths` (m0, hidden..., n) adds for `rows` tokens: both sections, their
  * two section-table entries and at most 63 bytes of alignment padding before each.
  */
-export function adaptorBlobBytes(rows: number, widths: readonly number[], precision: AdaptorPrecision, tablePrecision: AdaptorPrecision = precision): number {
+export function adaptorBlobBytes(
+  rows: number,
+  widths: readonly number[],
+  precision: AdaptorPrecision,
+  tablePrecision: AdaptorPrecision = precision,
+): number {
   const table = F.ADAPTOR_TABLE_HEADER_BYTES + rows * tableRowBytes(tablePrecision === "int8", widths[0]);
   return table + mlpSectionBytes(precision === "int8", widths) + 2 * (F.SECTION_ENTRY_BYTES + F.SECTION_ALIGN - 1);
 }
@@ -68,7 +75,11 @@ export function autoWidths(rows: number, cols: number, bpp: number, precision: A
   const budget = Math.floor((bpp * rows * cols) / 8);
   const paper = [...PAPER_WIDTHS, cols];
   const paperBytes = adaptorBlobBytes(rows, paper, precision);
-  if (paperBytes <= budget) return { widths: paper, reason: `auto: the paper's ${paper.join("-")} (${kilobytes(paperBytes)}) fits the ${bpp} bpp budget (${kilobytes(budget)})` };
+  if (paperBytes <= budget)
+    return {
+      widths: paper,
+      reason: `auto: the paper's ${paper.join("-")} (${kilobytes(paperBytes)}) fits the ${bpp} bpp budget (${kilobytes(budget)})`,
+    };
   for (const m0 of AUTO_M0) {
     const tableBytes = adaptorBlobBytes(rows, [m0, cols], precision) - mlpSectionBytes(precision === "int8", [m0, cols]);
     if (tableBytes > AUTO_TABLE_SHARE * budget) continue;
@@ -76,11 +87,18 @@ export function autoWidths(rows: number, cols: number, bpp: number, precision: A
       const m1 = Math.max(8, Math.round((0.75 * m2) / 8) * 8);
       const widths = [m0, m1, m2, cols];
       const bytes = adaptorBlobBytes(rows, widths, precision);
-      if (bytes <= budget) return { widths, reason: `auto: ${widths.join("-")} (${kilobytes(bytes)}) for the ${bpp} bpp budget (${kilobytes(budget)}); the paper's ${paper.join("-")} would take ${kilobytes(paperBytes)}` };
+      if (bytes <= budget)
+        return {
+          widths,
+          reason: `auto: ${widths.join("-")} (${kilobytes(bytes)}) for the ${bpp} bpp budget (${kilobytes(budget)}); the paper's ${paper.join("-")} would take ${kilobytes(paperBytes)}`,
+        };
     }
   }
   const smallest = adaptorBlobBytes(rows, [1, 8, 8, cols], precision);
-  return { widths: null, reason: `auto: no adaptor; the ${bpp} bpp budget (${kilobytes(budget)}) cannot hold even 1-8-8-${cols} (${kilobytes(smallest)}; ${precision} sigma0 costs ${tableRowBytes(precision === "int8", 1)} bytes per token at m0 = 1)` };
+  return {
+    widths: null,
+    reason: `auto: no adaptor; the ${bpp} bpp budget (${kilobytes(budget)}) cannot hold even 1-8-8-${cols} (${kilobytes(smallest)}; ${precision} sigma0 costs ${tableRowBytes(precision === "int8", 1)} bytes per token at m0 = 1)`,
+  };
 }
 
 /** m0, hidden..., n for a spec (auto resolved with `autoWidths`); null for none. */

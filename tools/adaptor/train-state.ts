@@ -58,7 +58,12 @@ export class TrainState {
   flops = 0;
   adamStep = 0;
 
-  constructor(readonly residual: Matrix, readonly widths: readonly number[], batch: number, simd: boolean) {
+  constructor(
+    readonly residual: Matrix,
+    readonly widths: readonly number[],
+    batch: number,
+    simd: boolean,
+  ) {
     this.rows = residual.rows;
     this.m0 = widths[0];
     this.n = widths[widths.length - 1];

@@ -102,11 +102,16 @@ export interface TrainResult {
 }
 
 /** Batch size and epoch count a run will use. */
-export function trainPlan(rows: number, widths: readonly number[], o: Pick<TrainOptions, "batch" | "epochs">): { batch: number; stepsPerEpoch: number; epochs: number } {
+export function trainPlan(
+  rows: number,
+  widths: readonly number[],
+  o: Pick<TrainOptions, "batch" | "epochs">,
+): { batch: number; stepsPerEpoch: number; epochs: number } {
   const batch = Math.max(1, Math.min(o.batch, rows));
   const stepsPerEpoch = Math.ceil(rows / batch);
   const byCompute = Math.floor(MAX_AUTO_FLOPS / epochFlops(rows, widths));
-  const epochs = o.epochs > 0 ? o.epochs : Math.max(MIN_AUTO_EPOCHS, Math.min(MAX_AUTO_EPOCHS, byCompute, Math.ceil(TARGET_STEPS / stepsPerEpoch)));
+  const epochs =
+    o.epochs > 0 ? o.epochs : Math.max(MIN_AUTO_EPOCHS, Math.min(MAX_AUTO_EPOCHS, byCompute, Math.ceil(TARGET_STEPS / stepsPerEpoch)));
   return { batch, stepsPerEpoch, epochs };
 }
 
@@ -157,9 +162,12 @@ export function learningRate(step: number, total: number, warmup: number, floor:
 }
 
 function checkWidths(residual: Matrix, widths: readonly number[]): void {
-  if (widths.length < 2 || widths.length - 1 > F.MAX_ADAPTOR_LAYERS) throw new RangeError(`an adaptor has 1 to ${F.MAX_ADAPTOR_LAYERS} layers; got widths ${widths.join("-")}`);
-  if (widths.some((w) => !Number.isInteger(w) || w < 1 || w > F.MAX_ADAPTOR_WIDTH)) throw new RangeError(`adaptor widths must be 1 to ${F.MAX_ADAPTOR_WIDTH}; got ${widths.join("-")}`);
-  if (widths[widths.length - 1] !== residual.cols) throw new RangeError(`the adaptor's output width ${widths[widths.length - 1]} must be the table's ${residual.cols} columns`);
+  if (widths.length < 2 || widths.length - 1 > F.MAX_ADAPTOR_LAYERS)
+    throw new RangeError(`an adaptor has 1 to ${F.MAX_ADAPTOR_LAYERS} layers; got widths ${widths.join("-")}`);
+  if (widths.some((w) => !Number.isInteger(w) || w < 1 || w > F.MAX_ADAPTOR_WIDTH))
+    throw new RangeError(`adaptor widths must be 1 to ${F.MAX_ADAPTOR_WIDTH}; got ${widths.join("-")}`);
+  if (widths[widths.length - 1] !== residual.cols)
+    throw new RangeError(`the adaptor's output width ${widths[widths.length - 1]} must be the table's ${residual.cols} columns`);
 }
 
 interface Run {
@@ -171,7 +179,8 @@ interface Run {
 function prepareRun(residual: Matrix, widths: readonly number[], options: Partial<TrainOptions>): Run {
   const o: TrainOptions = { ...DEFAULT_TRAIN_OPTIONS, ...Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined)) };
   checkWidths(residual, widths);
-  if (!Number.isInteger(o.epochs) || o.epochs < 0) throw new RangeError(`adaptor epochs must be a whole number >= 0 (0 = auto), got ${o.epochs}`);
+  if (!Number.isInteger(o.epochs) || o.epochs < 0)
+    throw new RangeError(`adaptor epochs must be a whole number >= 0 (0 = auto), got ${o.epochs}`);
   const { batch } = trainPlan(residual.rows, widths, o);
   return { state: new TrainState(residual, widths, batch, o.simd), o, started: performance.now() };
 }
@@ -211,7 +220,16 @@ function* steps({ state, o, started }: Run, pool: GemmPool): Generator<TrainProg
       break;
     }
   }
-  return { adaptor: exportAdaptor(state), losses, epochs: losses.length, steps: step, stopped, sigma: state.sigma, flops: state.flops, seconds: (performance.now() - started) / 1000 };
+  return {
+    adaptor: exportAdaptor(state),
+    losses,
+    epochs: losses.length,
+    steps: step,
+    stopped,
+    sigma: state.sigma,
+    flops: state.flops,
+    seconds: (performance.now() - started) / 1000,
+  };
 }
 
 /**
@@ -219,7 +237,12 @@ function* steps({ state, o, started }: Run, pool: GemmPool): Generator<TrainProg
  * products run on worker threads (same bits). Yields to the event loop about ten times a second so
  * a progress bar can draw, and reports progress then.
  */
-export async function trainAdaptor(residual: Matrix, widths: readonly number[], options: Partial<TrainOptions> = {}, onProgress?: (p: TrainProgress) => void): Promise<TrainResult> {
+export async function trainAdaptor(
+  residual: Matrix,
+  widths: readonly number[],
+  options: Partial<TrainOptions> = {},
+  onProgress?: (p: TrainProgress) => void,
+): Promise<TrainResult> {
   const run = prepareRun(residual, widths, options);
   const pool = await GemmPool.start(run.state.heap, run.o.threads);
   try {

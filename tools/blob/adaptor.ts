@@ -98,7 +98,8 @@ class ByteReader {
 }
 
 function precisionIsInt8(code: number, name: string, section: string): boolean {
-  if (code !== F.ADAPTOR_INT8 && code !== F.ADAPTOR_FP16) throw new CarvqError(`${name}: ${section} precision is ${code}; expected 0 (int8) or 1 (fp16)`);
+  if (code !== F.ADAPTOR_INT8 && code !== F.ADAPTOR_FP16)
+    throw new CarvqError(`${name}: ${section} precision is ${code}; expected 0 (int8) or 1 (fp16)`);
   return code === F.ADAPTOR_INT8;
 }
 
@@ -118,23 +119,32 @@ export function decodeAdaptor(tableBytes: Uint8Array, mlpBytes: Uint8Array, rows
   const mlp = new ByteReader(mlpBytes);
   const int8 = precisionIsInt8(mlp.u32(), name, "ADAPTOR_MLP");
   const layerCount = mlp.u32();
-  if (layerCount < 1 || layerCount > F.MAX_ADAPTOR_LAYERS) throw new CarvqError(`${name}: ADAPTOR_MLP layer_count is ${layerCount}; expected 1 to ${F.MAX_ADAPTOR_LAYERS}`);
-  if (mlpBytes.length < 8 + 4 * (layerCount + 1)) throw new CarvqError(`${name}: ADAPTOR_MLP section is ${mlpBytes.length} bytes; too short for ${layerCount + 1} widths`);
+  if (layerCount < 1 || layerCount > F.MAX_ADAPTOR_LAYERS)
+    throw new CarvqError(`${name}: ADAPTOR_MLP layer_count is ${layerCount}; expected 1 to ${F.MAX_ADAPTOR_LAYERS}`);
+  if (mlpBytes.length < 8 + 4 * (layerCount + 1))
+    throw new CarvqError(`${name}: ADAPTOR_MLP section is ${mlpBytes.length} bytes; too short for ${layerCount + 1} widths`);
   const widths = Array.from({ length: layerCount + 1 }, () => mlp.u32());
   widths.forEach((width, k) => {
-    if (width < 1 || width > F.MAX_ADAPTOR_WIDTH) throw new CarvqError(`${name}: ADAPTOR_MLP width ${k} is ${width}; expected 1 to ${F.MAX_ADAPTOR_WIDTH}`);
+    if (width < 1 || width > F.MAX_ADAPTOR_WIDTH)
+      throw new CarvqError(`${name}: ADAPTOR_MLP width ${k} is ${width}; expected 1 to ${F.MAX_ADAPTOR_WIDTH}`);
   });
-  if (widths[layerCount] !== cols) throw new CarvqError(`${name}: ADAPTOR_MLP output width is ${widths[layerCount]}; expected the table's ${cols} columns`);
+  if (widths[layerCount] !== cols)
+    throw new CarvqError(`${name}: ADAPTOR_MLP output width is ${widths[layerCount]}; expected the table's ${cols} columns`);
   const expectedMlp = mlpSectionBytes(int8, widths);
-  if (mlpBytes.length !== expectedMlp) throw new CarvqError(`${name}: ADAPTOR_MLP section is ${mlpBytes.length} bytes; expected ${expectedMlp} for widths ${widths.join("-")}`);
+  if (mlpBytes.length !== expectedMlp)
+    throw new CarvqError(
+      `${name}: ADAPTOR_MLP section is ${mlpBytes.length} bytes; expected ${expectedMlp} for widths ${widths.join("-")}`,
+    );
 
-  if (tableBytes.length < F.ADAPTOR_TABLE_HEADER_BYTES) throw new CarvqError(`${name}: ADAPTOR_TABLE section is ${tableBytes.length} bytes; too short for its header`);
+  if (tableBytes.length < F.ADAPTOR_TABLE_HEADER_BYTES)
+    throw new CarvqError(`${name}: ADAPTOR_TABLE section is ${tableBytes.length} bytes; too short for its header`);
   const table = new ByteReader(tableBytes);
   const tableInt8 = precisionIsInt8(table.u32(), name, "ADAPTOR_TABLE");
   const m0 = table.u32();
   if (m0 !== widths[0]) throw new CarvqError(`${name}: ADAPTOR_TABLE m0 is ${m0}; expected the MLP's input width ${widths[0]}`);
   const expectedTable = F.ADAPTOR_TABLE_HEADER_BYTES + rows * tableRowBytes(tableInt8, m0);
-  if (tableBytes.length !== expectedTable) throw new CarvqError(`${name}: ADAPTOR_TABLE section is ${tableBytes.length} bytes; expected ${expectedTable}`);
+  if (tableBytes.length !== expectedTable)
+    throw new CarvqError(`${name}: ADAPTOR_TABLE section is ${tableBytes.length} bytes; expected ${expectedTable}`);
 
   const tableValues = tableInt8 ? new Int8Array(rows * m0) : new Uint16Array(rows * m0);
   const tableScales = tableInt8 ? new Uint16Array(rows) : null;

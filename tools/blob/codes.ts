@@ -5,7 +5,13 @@
  * code i = s·L + l; code i goes to byte i>>1 of the token's record, low nibble first. With
  * `rowScaleIndex` (v1.1 gain-shape) each record starts with the row's u8 scale index instead.
  */
-export function packNibbleRecords(codes: Uint8Array, rows: number, perRow: number, rowBytes: number, rowScaleIndex: Uint8Array | null = null): Uint8Array {
+export function packNibbleRecords(
+  codes: Uint8Array,
+  rows: number,
+  perRow: number,
+  rowBytes: number,
+  rowScaleIndex: Uint8Array | null = null,
+): Uint8Array {
   const out = new Uint8Array(rows * rowBytes);
   for (let t = 0; t < rows; t++) {
     const src = t * perRow;
@@ -47,7 +53,15 @@ export function bitStreamAt(section: Uint8Array, offset: number, j: number, bits
  * Packs scalar-quantized rows: each record is `blocks` FP16 scales (little-endian) followed by the
  * row's `cols` codes as a bit stream. `scales` holds rows·blocks FP16 bit patterns, `codes` rows·cols codes.
  */
-export function packScalarRecords(scales: Uint16Array, codes: Uint8Array, rows: number, cols: number, blocks: number, bits: number, rowBytes: number): Uint8Array {
+export function packScalarRecords(
+  scales: Uint16Array,
+  codes: Uint8Array,
+  rows: number,
+  cols: number,
+  blocks: number,
+  bits: number,
+  rowBytes: number,
+): Uint8Array {
   const out = new Uint8Array(rows * rowBytes);
   for (let t = 0; t < rows; t++) {
     const record = t * rowBytes;

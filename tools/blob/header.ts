@@ -37,7 +37,10 @@ export interface BlobHeader {
 }
 
 /** The header fields the caller chooses; the rest are derived by `deriveHeader`. */
-export type HeaderParams = Pick<BlobHeader, "method" | "rows" | "cols" | "subvec" | "levels" | "group" | "layout"> & { rowScaled?: boolean; adapted?: boolean };
+export type HeaderParams = Pick<BlobHeader, "method" | "rows" | "cols" | "subvec" | "levels" | "group" | "layout"> & {
+  rowScaled?: boolean;
+  adapted?: boolean;
+};
 
 /** Sub-vectors per row, S = ceil(n / h). */
 export function subvectorsPerRow(header: Pick<BlobHeader, "cols" | "subvec">): number {
@@ -54,11 +57,26 @@ export function deriveHeader(params: HeaderParams): BlobHeader {
   const base = { ...params, versionMajor: F.VERSION_MAJOR, versionMinor: adapted ? 2 : rowScaled ? 1 : 0, rowScaled, adapted };
   if (params.method === RVQ_METHOD) {
     const groupCount = rvqGroupCount({ ...params, h: params.subvec });
-    return { ...base, codebookSize: F.RVQ_CODEBOOK_SIZE, codeBits: F.RVQ_CODE_BITS, rowBytes: rvqRecordBytes(params.cols, params.subvec, params.levels, rowScaled), groupCount };
+    return {
+      ...base,
+      codebookSize: F.RVQ_CODEBOOK_SIZE,
+      codeBits: F.RVQ_CODE_BITS,
+      rowBytes: rvqRecordBytes(params.cols, params.subvec, params.levels, rowScaled),
+      groupCount,
+    };
   }
   const bits = SCALAR_BITS[params.method];
   const blocks = Math.ceil(params.cols / params.group);
-  return { ...base, subvec: 0, levels: 0, layout: "row", codebookSize: 0, codeBits: bits, rowBytes: scalarRecordBytes(params.cols, bits, params.group), groupCount: blocks };
+  return {
+    ...base,
+    subvec: 0,
+    levels: 0,
+    layout: "row",
+    codebookSize: 0,
+    codeBits: bits,
+    rowBytes: scalarRecordBytes(params.cols, bits, params.group),
+    groupCount: blocks,
+  };
 }
 
 /** Writes the header's 60 field bytes (the CRC at 60 is filled in by the writer). */
@@ -91,11 +109,20 @@ function keyOf<T extends string>(table: Record<T, number>, code: number): T | un
 /** Checks magic and version: the first thing a reader does, so a stray file gets a plain answer. */
 export function checkMagicAndVersion(view: DataView, name: string): void {
   const magic = view.getUint32(F.H_MAGIC, true);
-  if (magic !== F.MAGIC) throw new CarvqError(`${name}: not a carvq blob (magic is 0x${magic.toString(16).padStart(8, "0")}; expected 0x${F.MAGIC.toString(16)} "CRVQ")`);
+  if (magic !== F.MAGIC)
+    throw new CarvqError(
+      `${name}: not a carvq blob (magic is 0x${magic.toString(16).padStart(8, "0")}; expected 0x${F.MAGIC.toString(16)} "CRVQ")`,
+    );
   const versionMajor = view.getUint16(F.H_VERSION_MAJOR, true);
   const versionMinor = view.getUint16(F.H_VERSION_MINOR, true);
-  if (versionMajor !== F.VERSION_MAJOR) throw new CarvqError(`${name}: header field version_major is ${versionMajor}; expected ${F.VERSION_MAJOR} (this tool reads blob format v${F.VERSION_MAJOR})`);
-  if (versionMinor > F.VERSION_MINOR) throw new CarvqError(`${name}: header field version_minor is ${versionMinor}; expected at most ${F.VERSION_MINOR} (written by a newer carvq)`);
+  if (versionMajor !== F.VERSION_MAJOR)
+    throw new CarvqError(
+      `${name}: header field version_major is ${versionMajor}; expected ${F.VERSION_MAJOR} (this tool reads blob format v${F.VERSION_MAJOR})`,
+    );
+  if (versionMinor > F.VERSION_MINOR)
+    throw new CarvqError(
+      `${name}: header field version_minor is ${versionMinor}; expected at most ${F.VERSION_MINOR} (written by a newer carvq)`,
+    );
 }
 
 /**
@@ -105,7 +132,8 @@ export function checkMagicAndVersion(view: DataView, name: string): void {
  * whether the section table has a ROW_SCALES section (it changes row_bytes).
  */
 export function decodeHeader(view: DataView, name: string, rowScaled = false, adapted = false): BlobHeader {
-  const field = (what: string, value: number, expected: string) => new CarvqError(`${name}: header field ${what} is ${value}; expected ${expected}`);
+  const field = (what: string, value: number, expected: string) =>
+    new CarvqError(`${name}: header field ${what} is ${value}; expected ${expected}`);
   const u32 = (offset: number) => view.getUint32(offset, true);
   checkMagicAndVersion(view, name);
   const versionMinor = view.getUint16(F.H_VERSION_MINOR, true);
@@ -123,9 +151,27 @@ export function decodeHeader(view: DataView, name: string, rowScaled = false, ad
   if (method === RVQ_METHOD) {
     const layout = keyOf(LAYOUT_CODES, u32(F.H_LAYOUT));
     if (layout === undefined) throw field("layout", u32(F.H_LAYOUT), "0 (row) or 1 (col)");
-    params = { method, rows, cols, layout, rowScaled, adapted, subvec: inRange("subvec", F.H_SUBVEC, 1, F.MAX_SUBVEC), levels: inRange("levels", F.H_LEVELS, 1, F.MAX_LEVELS), group: inRange("group", F.H_GROUP, 1, 0xffffffff) };
+    params = {
+      method,
+      rows,
+      cols,
+      layout,
+      rowScaled,
+      adapted,
+      subvec: inRange("subvec", F.H_SUBVEC, 1, F.MAX_SUBVEC),
+      levels: inRange("levels", F.H_LEVELS, 1, F.MAX_LEVELS),
+      group: inRange("group", F.H_GROUP, 1, 0xffffffff),
+    };
   } else {
-    params = { method, rows, cols, layout: "row", subvec: 0, levels: 0, group: inRange("group (scale block)", F.H_GROUP, 1, F.MAX_SCALE_BLOCK) };
+    params = {
+      method,
+      rows,
+      cols,
+      layout: "row",
+      subvec: 0,
+      levels: 0,
+      group: inRange("group (scale block)", F.H_GROUP, 1, F.MAX_SCALE_BLOCK),
+    };
   }
   const expected = deriveHeader(params);
   const derived: [string, number, number][] = [
@@ -137,7 +183,8 @@ export function decodeHeader(view: DataView, name: string, rowScaled = false, ad
     ["row_bytes", F.H_ROW_BYTES, expected.rowBytes],
     ["group_count", F.H_GROUP_COUNT, expected.groupCount],
   ];
-  for (const [what, offset, value] of derived) if (u32(offset) !== value) throw field(what, u32(offset), `${value} for this ${method} blob`);
+  for (const [what, offset, value] of derived)
+    if (u32(offset) !== value) throw field(what, u32(offset), `${value} for this ${method} blob`);
   if (rowScaled && versionMinor < 1) throw field("version_minor", versionMinor, "at least 1 for a blob with a ROW_SCALES section");
   if (adapted && versionMinor < 2) throw field("version_minor", versionMinor, "at least 2 for a blob with an adaptor");
   return { ...expected, versionMinor };

@@ -30,6 +30,7 @@ export function decodeMetadata(bytes: Uint8Array, name: string): BlobMetadata {
   } catch {
     throw new CarvqError(`${name}: METADATA section is not valid UTF-8 JSON`);
   }
-  if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) throw new CarvqError(`${name}: METADATA section is not a JSON object`);
+  if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed))
+    throw new CarvqError(`${name}: METADATA section is not a JSON object`);
   return parsed as BlobMetadata;
 }

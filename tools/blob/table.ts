@@ -29,7 +29,20 @@ export function rvqSections(header: BlobHeader, encoding: RvqEncoding): SectionB
 
 /** The CODES section of a scalar encoding. */
 export function scalarSections(header: BlobHeader, encoding: ScalarEncoding): SectionBytes[] {
-  return [{ id: F.SECTION_CODES, bytes: packScalarRecords(encoding.scales, encoding.codes, header.rows, header.cols, encoding.blocks, header.codeBits, header.rowBytes) }];
+  return [
+    {
+      id: F.SECTION_CODES,
+      bytes: packScalarRecords(
+        encoding.scales,
+        encoding.codes,
+        header.rows,
+        header.cols,
+        encoding.blocks,
+        header.codeBits,
+        header.rowBytes,
+      ),
+    },
+  ];
 }
 
 /** An RVQ blob's codes, unpacked (the codebooks as stored; each row's scale index, or null without gain-shape). */
@@ -58,4 +71,3 @@ export function scalarEncodingOf(blob: Blob): ScalarEncoding {
   }
   return { scales, codes, blocks };
 }
-

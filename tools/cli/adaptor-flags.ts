@@ -40,13 +40,20 @@ export function parseAdaptorFlags(command: string, values: AdaptorValues, method
   const rawBpp = values["adaptor-bpp"];
   if (rawBpp !== undefined) {
     adaptorBpp = /^\s*(\d+\.?\d*|\.\d+)(e-?\d+)?\s*$/i.test(rawBpp) ? Number(rawBpp) : NaN;
-    if (!(adaptorBpp > 0 && adaptorBpp <= 64)) throw usageError(command, `--adaptor-bpp must be a number above 0 and at most 64, got ${quoted(rawBpp)}`);
-    if (adaptor !== "auto") throw usageError(command, `--adaptor-bpp sizes --adaptor auto; it means nothing with --adaptor ${values.adaptor ?? "none"}`);
+    if (!(adaptorBpp > 0 && adaptorBpp <= 64))
+      throw usageError(command, `--adaptor-bpp must be a number above 0 and at most 64, got ${quoted(rawBpp)}`);
+    if (adaptor !== "auto")
+      throw usageError(command, `--adaptor-bpp sizes --adaptor auto; it means nothing with --adaptor ${values.adaptor ?? "none"}`);
   }
-  const adaptorPrecision = choiceOption(command, "adaptor-precision", values["adaptor-precision"], D.adaptorPrecision, ["int8", "fp16"] as const);
+  const adaptorPrecision = choiceOption(command, "adaptor-precision", values["adaptor-precision"], D.adaptorPrecision, [
+    "int8",
+    "fp16",
+  ] as const);
   const adaptorEpochs = intOption(command, "adaptor-epochs", values["adaptor-epochs"], D.adaptorEpochs, 0, 100000);
-  if (adaptor !== "none" && method !== RVQ_METHOD) throw usageError(command, `--adaptor needs --method carvq (an adaptor corrects an RVQ table), got --method ${method}`);
-  if (adaptor !== "none" && searching) throw usageError(command, `--adaptor cannot be combined with --target-bpp or --target (the search does not budget an adaptor)`);
+  if (adaptor !== "none" && method !== RVQ_METHOD)
+    throw usageError(command, `--adaptor needs --method carvq (an adaptor corrects an RVQ table), got --method ${method}`);
+  if (adaptor !== "none" && searching)
+    throw usageError(command, `--adaptor cannot be combined with --target-bpp or --target (the search does not budget an adaptor)`);
   return { adaptor, adaptorBpp, adaptorPrecision, adaptorEpochs };
 }
 
@@ -63,7 +70,9 @@ export function adaptorEvents(note: (message: string) => void, before: { stop():
     training: (p: TrainProgress) => {
       if (bar === null) {
         before.stop();
-        bar = stderrBar("training adaptor [{bar}] {percentage}% | epoch {epoch}/{epochs} | step {value}/{total} | L1 {loss} | {duration_formatted} elapsed, eta {eta_formatted}");
+        bar = stderrBar(
+          "training adaptor [{bar}] {percentage}% | epoch {epoch}/{epochs} | step {value}/{total} | L1 {loss} | {duration_formatted} elapsed, eta {eta_formatted}",
+        );
         bar.start(p.steps, 0, { epoch: 1, epochs: p.epochs, loss: "-" });
       }
       bar.update(p.step, { epoch: p.epoch + 1, epochs: p.epochs, loss: p.loss.toFixed(4) });

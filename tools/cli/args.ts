@@ -16,7 +16,9 @@ export interface FlagSpec {
 export type FlagSpecs = Readonly<Record<string, FlagSpec>>;
 
 /** The parsed options: a string or `true` for each option given, absent otherwise. */
-export type FlagValues<O extends FlagSpecs> = { -readonly [K in keyof O]?: O[K]["type"] extends "boolean" ? boolean : O[K]["multiple"] extends true ? string[] : string };
+export type FlagValues<O extends FlagSpecs> = {
+  -readonly [K in keyof O]?: O[K]["type"] extends "boolean" ? boolean : O[K]["multiple"] extends true ? string[] : string;
+};
 
 export interface ParsedArgs<O extends FlagSpecs> {
   values: FlagValues<O> & { help?: boolean };
@@ -47,7 +49,8 @@ function distance(a: string, b: string): number {
   let previous = Array.from({ length: b.length + 1 }, (_, j) => j);
   for (let i = 1; i <= a.length; i++) {
     const current = [i];
-    for (let j = 1; j <= b.length; j++) current[j] = Math.min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1));
+    for (let j = 1; j <= b.length; j++)
+      current[j] = Math.min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1));
     previous = current;
   }
   return previous[b.length];
@@ -62,11 +65,18 @@ function suggestion(name: string, known: string[]): string {
  * Parses `argv` against `options`. `program` starts every error line ("carvq compress", "fuzz");
  * `hint` ends it, saying where the options are listed. Words after "--" are positionals.
  */
-export function parseFlags<O extends FlagSpecs>(program: string, argv: readonly string[], options: O, hint = `see ${program} --help`): { values: FlagValues<O>; positionals: string[] } {
+export function parseFlags<O extends FlagSpecs>(
+  program: string,
+  argv: readonly string[],
+  options: O,
+  hint = `see ${program} --help`,
+): { values: FlagValues<O>; positionals: string[] } {
   const fail = (message: string) => new CarvqError(`${program}: ${message} (${hint})`, EXIT.usage);
   const values: Record<string, string | boolean | string[]> = {};
   const positionals: string[] = [];
-  const byShort = new Map(Object.entries(options).flatMap(([name, spec]) => (spec.short === undefined ? [] : [[spec.short, name] as const])));
+  const byShort = new Map(
+    Object.entries(options).flatMap(([name, spec]) => (spec.short === undefined ? [] : [[spec.short, name] as const])),
+  );
   for (let i = 0; i < argv.length; i++) {
     const word = argv[i];
     if (word === "--") {
@@ -95,7 +105,8 @@ export function parseFlags<O extends FlagSpecs>(program: string, argv: readonly 
     } else {
       const next = argv[i + 1];
       if (next === undefined) throw fail(`${shown} needs a value`);
-      if (next.startsWith("-") && !negativeNumberLike(next)) throw fail(`${shown} needs a value, got the option ${quoted(next)} (for a value starting with '-', write ${written}=VALUE)`);
+      if (next.startsWith("-") && !negativeNumberLike(next))
+        throw fail(`${shown} needs a value, got the option ${quoted(next)} (for a value starting with '-', write ${written}=VALUE)`);
       value = next;
       i++;
     }
@@ -131,8 +142,15 @@ export function intOption(command: string, flag: string, raw: string | undefined
 }
 
 /** Parses a choice option against its allowed values. */
-export function choiceOption<T extends string>(command: string, flag: string, raw: string | undefined, fallback: T, allowed: readonly T[]): T {
+export function choiceOption<T extends string>(
+  command: string,
+  flag: string,
+  raw: string | undefined,
+  fallback: T,
+  allowed: readonly T[],
+): T {
   if (raw === undefined) return fallback;
-  if (!(allowed as readonly string[]).includes(raw)) throw usageError(command, `--${flag} must be one of ${allowed.join(", ")}, got ${quoted(raw)}`);
+  if (!(allowed as readonly string[]).includes(raw))
+    throw usageError(command, `--${flag} must be one of ${allowed.join(", ")}, got ${quoted(raw)}`);
   return raw as T;
 }

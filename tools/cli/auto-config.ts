@@ -5,7 +5,14 @@ import { quoted, usageError } from "./args.ts";
 import { count } from "../text.ts";
 import type { Matrix } from "../matrix.ts";
 import { startProgress } from "../progress.ts";
-import { autoConfigure, describeOptions, optionFlags, type AutoConfigRequest, type AutoConfigResult, type Candidate } from "../plan/autoconfig.ts";
+import {
+  autoConfigure,
+  describeOptions,
+  optionFlags,
+  type AutoConfigRequest,
+  type AutoConfigResult,
+  type Candidate,
+} from "../plan/autoconfig.ts";
 
 export const AUTO_HELP = `  --target-bpp X       choose the options automatically: the lowest error whose blob, every byte
                        counted, is at most X bits per parameter (a search on a sample of rows,
@@ -32,7 +39,8 @@ export function parseTargetBpp(command: string, raw: string | undefined): number
 /** Refuses flags that auto-configuration would override. */
 export function checkAutoConflicts(command: string, values: Record<string, unknown>, autoFlag: string): void {
   for (const flag of AUTO_CONFLICTS) {
-    if (values[flag] !== undefined) throw usageError(command, `--${flag} cannot be combined with ${autoFlag} (auto-configuration chooses it)`);
+    if (values[flag] !== undefined)
+      throw usageError(command, `--${flag} cannot be combined with ${autoFlag} (auto-configuration chooses it)`);
   }
 }
 
@@ -50,7 +58,15 @@ export function candidateJson(c: Candidate) {
     flags: optionFlags(c.options),
     predictedBytes: c.bytes,
     predictedBpp: c.bpp,
-    proxy: { relMSE: c.proxy.relMSE, cosine: c.proxy.cosine, nn10: c.proxy.nn10, ...(c.proxy.score !== undefined ? { score: c.proxy.score } : {}), rows: c.proxy.rows, measuredRows: c.proxy.measuredRows, seconds: c.proxy.seconds },
+    proxy: {
+      relMSE: c.proxy.relMSE,
+      cosine: c.proxy.cosine,
+      nn10: c.proxy.nn10,
+      ...(c.proxy.score !== undefined ? { score: c.proxy.score } : {}),
+      rows: c.proxy.rows,
+      measuredRows: c.proxy.measuredRows,
+      seconds: c.proxy.seconds,
+    },
     ...(c.memory ? { memory: c.memory } : {}),
   };
 }
@@ -70,7 +86,9 @@ export function searchJson(r: AutoConfigResult) {
 /** The search's report on stderr: the budget, the sample, the choice and the runners-up. */
 export function searchLines(r: AutoConfigResult, rows: number): string[] {
   const b = r.budget;
-  const sample = r.sample.whole ? "the whole table" : `${count(r.sample.anchors.length, "span")} of whole groups, measured on ${r.sample.measuredRows} of ${count(rows, "row")}`;
+  const sample = r.sample.whole
+    ? "the whole table"
+    : `${count(r.sample.anchors.length, "span")} of whole groups, measured on ${r.sample.measuredRows} of ${count(rows, "row")}`;
   return [
     `budget: ${b.bytes} bytes (${b.bpp.toFixed(4)} bpp)${b.target ? ` for target ${b.target} (memory budget ${b.memoryBudgetBytes} bytes)` : ""}`,
     `searched ${count(r.evaluated.length, "configuration")} on ${sample} in ${r.seconds.toFixed(0)} s (proxy figures below; ranked by ${r.rankedBy})`,
@@ -93,7 +111,11 @@ export interface AutoRequest {
 }
 
 /** Runs the search with a progress bar on stderr; returns the chosen options and the result. */
-export async function chooseOptions(matrix: Matrix, request: AutoRequest, log: (line: string) => void): Promise<{ options: CompressOptions; result: AutoConfigResult }> {
+export async function chooseOptions(
+  matrix: Matrix,
+  request: AutoRequest,
+  log: (line: string) => void,
+): Promise<{ options: CompressOptions; result: AutoConfigResult }> {
   const progress = startProgress("searching configurations");
   let result: AutoConfigResult;
   try {

@@ -71,7 +71,9 @@ function optionsJson(o: object): Record<string, unknown> {
 function loadWeights(path: string, rows: number): Float32Array {
   const { matrix } = loadMatrix(path, {});
   if (matrix.rows * matrix.cols !== rows || (matrix.rows !== 1 && matrix.cols !== 1)) {
-    throw new CarvqError(`${path}: weights have shape ${matrix.rows} x ${matrix.cols}; expected ${rows} x 1 or 1 x ${rows} (one per row of the table)`);
+    throw new CarvqError(
+      `${path}: weights have shape ${matrix.rows} x ${matrix.cols}; expected ${rows} x 1 or 1 x ${rows} (one per row of the table)`,
+    );
   }
   const negative = matrix.data.findIndex((w) => w < 0);
   if (negative >= 0) throw new CarvqError(`${path}: weight ${negative} is ${matrix.data[negative]}; weights must be >= 0`);
@@ -127,7 +129,8 @@ export const compressCommand: Command = {
       json: { type: "boolean" },
     });
     if (values.help) return void process.stdout.write(`${help}\n`);
-    if (positionals.length !== 1) throw usageError("compress", `expected one input file, got ${positionals.length} (see carvq compress --help)`);
+    if (positionals.length !== 1)
+      throw usageError("compress", `expected one input file, got ${positionals.length} (see carvq compress --help)`);
     if (values.output === undefined) throw usageError("compress", "-o/--output is required (see carvq compress --help)");
     const c = "compress";
     const targetBpp = parseTargetBpp(c, values["target-bpp"]);
@@ -157,15 +160,36 @@ export const compressCommand: Command = {
     const loaded = await readTable(input, { tensor: values.tensor });
     const { rows, cols } = loaded.matrix;
     noteLoaded(input, loaded);
-    if (options.tuneKl > 0 && loaded.format !== "llama2c") throw usageError("compress", `--tune-kl needs a llama2.c checkpoint as input (it tunes on the model's KL); ${input} is ${loaded.format}`);
-    if (options.klEncode > 0 && loaded.format !== "llama2c") throw usageError("compress", `--kl-encode needs a llama2.c checkpoint as input (it encodes for the model's KL); ${input} is ${loaded.format}`);
+    if (options.tuneKl > 0 && loaded.format !== "llama2c")
+      throw usageError(
+        "compress",
+        `--tune-kl needs a llama2.c checkpoint as input (it tunes on the model's KL); ${input} is ${loaded.format}`,
+      );
+    if (options.klEncode > 0 && loaded.format !== "llama2c")
+      throw usageError(
+        "compress",
+        `--kl-encode needs a llama2.c checkpoint as input (it encodes for the model's KL); ${input} is ${loaded.format}`,
+      );
     const weights = values.weights === undefined ? undefined : loadWeights(values.weights, rows);
     // One description of the source for the search and the fit, so the search sizes the metadata the blob will carry.
     const from = { source: input, tensor: loaded.tensor, sourceDtype: loaded.dtype, sourceBitsPerWeight: loaded.bitsPerWeight };
     const started = performance.now();
     let search;
     if (auto) {
-      const chosen = await chooseOptions(loaded.matrix, { targetBpp, target: values.target, seed: options.seed, weights, threads, from, score: modelScore(loaded.format, input), after: { tuneKl: options.tuneKl, restarts: options.restarts, klEncode: options.klEncode } }, note);
+      const chosen = await chooseOptions(
+        loaded.matrix,
+        {
+          targetBpp,
+          target: values.target,
+          seed: options.seed,
+          weights,
+          threads,
+          from,
+          score: modelScore(loaded.format, input),
+          after: { tuneKl: options.tuneKl, restarts: options.restarts, klEncode: options.klEncode },
+        },
+        note,
+      );
       const { weights: _w, ...picked } = chosen.options;
       options = { ...picked, tuneKl: options.tuneKl, restarts: options.restarts, klEncode: options.klEncode };
       search = searchJson(chosen.result);
@@ -177,14 +201,25 @@ export const compressCommand: Command = {
     const bars = [curvatureBar, roundBar, tuneBar];
     const events = {
       ...adaptorEvents(note, tuneBar ?? roundBar ?? progress),
-      ...(curvatureBar && roundBar ? { curvature: curvatureBar.update, klEncoding: (round: number, rounds: number) => roundBar.update(round, rounds) } : {}),
+      ...(curvatureBar && roundBar
+        ? { curvature: curvatureBar.update, klEncoding: (round: number, rounds: number) => roundBar.update(round, rounds) }
+        : {}),
       ...(tuneBar ? { tuning: (step: number, steps: number) => tuneBar.update(step, steps) } : {}),
     };
     const needsModel = options.tuneKl > 0 || options.restarts > 1 || options.klEncode > 0;
     const objective = needsModel && loaded.format === "llama2c" ? calibrationKlObjective(loadLlama2cModel(input)) : undefined;
     let result;
     try {
-      result = await compress(loaded.matrix, { ...options, ...adaptorOptions, weights, ...from, objective, threads, onProgress: progress.update, events });
+      result = await compress(loaded.matrix, {
+        ...options,
+        ...adaptorOptions,
+        weights,
+        ...from,
+        objective,
+        threads,
+        onProgress: progress.update,
+        events,
+      });
     } finally {
       progress.stop();
       for (const bar of bars) bar?.stop();
@@ -193,9 +228,26 @@ export const compressCommand: Command = {
     writeFileAtomic(values.output, result.bytes, force);
     const seconds = (performance.now() - started) / 1000;
     const size = bitsPerParameter(result.blob);
-    printResult(values.json === true, { output: values.output, input, tensor: loaded.tensor, shape: [rows, cols], options: optionsJson(options), bytes: result.bytes.length, bpp: size.bpp, relMSE: result.metrics.relMSE, cosine: result.metrics.cosine, seconds, ...(search ? { search } : {}), ...(result.blob.metadata?.adaptor ? { adaptor: result.blob.metadata.adaptor } : {}) }, [
-      `wrote ${values.output}: ${result.bytes.length} bytes, ${fmt(size.bpp)} bits per parameter`,
-      `relMSE ${fmt(result.metrics.relMSE)}, mean cosine ${fmt(result.metrics.cosine)} (${fmt(seconds)} s)`,
-    ]);
+    printResult(
+      values.json === true,
+      {
+        output: values.output,
+        input,
+        tensor: loaded.tensor,
+        shape: [rows, cols],
+        options: optionsJson(options),
+        bytes: result.bytes.length,
+        bpp: size.bpp,
+        relMSE: result.metrics.relMSE,
+        cosine: result.metrics.cosine,
+        seconds,
+        ...(search ? { search } : {}),
+        ...(result.blob.metadata?.adaptor ? { adaptor: result.blob.metadata.adaptor } : {}),
+      },
+      [
+        `wrote ${values.output}: ${result.bytes.length} bytes, ${fmt(size.bpp)} bits per parameter`,
+        `relMSE ${fmt(result.metrics.relMSE)}, mean cosine ${fmt(result.metrics.cosine)} (${fmt(seconds)} s)`,
+      ],
+    );
   },
 };

@@ -61,37 +61,59 @@ export const conformanceCommand: Command = {
       only: { type: "string" },
     });
     if (values.help) return void process.stdout.write(`${help}\n`);
-    if (positionals.length > 0) throw usageError("conformance", `unexpected argument ${quoted(positionals[0])} (see carvq conformance --help)`);
+    if (positionals.length > 0)
+      throw usageError("conformance", `unexpected argument ${quoted(positionals[0])} (see carvq conformance --help)`);
     if (values.run !== undefined) {
-      if (values.output !== undefined || values.target !== undefined || values.quick || values.force) throw usageError("conformance", "--run runs an existing kit; -o, --target, --quick and --force make one (see carvq conformance --help)");
+      if (values.output !== undefined || values.target !== undefined || values.quick || values.force)
+        throw usageError(
+          "conformance",
+          "--run runs an existing kit; -o, --target, --quick and --force make one (see carvq conformance --help)",
+        );
       const host = choiceOption("conformance", "host", values.host, "node", ["node", "jco"] as const);
       const started = Date.now();
       const result = await runKit({ dir: values.run, host, only: values.only, onLine: (line) => process.stdout.write(`${line}\n`) });
-      process.stdout.write(`${result.passed} passed, ${result.failed} failed${result.skipped ? `, ${result.skipped.names.length} skipped` : ""}\n`);
+      process.stdout.write(
+        `${result.passed} passed, ${result.failed} failed${result.skipped ? `, ${result.skipped.names.length} skipped` : ""}\n`,
+      );
       if (result.skipped) note(`carvq conformance: ${result.skipped.names.length} cases skipped: ${result.skipped.reason}`);
       note(`carvq conformance: ${result.results.length} cases under ${host} in ${((Date.now() - started) / 1000).toFixed(1)} s`);
       if (result.failed > 0) process.exitCode = 1; // as the kit's run.sh: a case failed
       return;
     }
-    if (values.host !== undefined || values.only !== undefined) throw usageError("conformance", "--host and --only go with --run DIR (see carvq conformance --help)");
-    if (values.output === undefined) throw usageError("conformance", "give -o DIR to write a kit, or --run DIR to run one (see carvq conformance --help)");
-    const names = (values.target ?? []).flatMap((v) => v.split(",")).map((v) => v.trim()).filter((v) => v !== "");
+    if (values.host !== undefined || values.only !== undefined)
+      throw usageError("conformance", "--host and --only go with --run DIR (see carvq conformance --help)");
+    if (values.output === undefined)
+      throw usageError("conformance", "give -o DIR to write a kit, or --run DIR to run one (see carvq conformance --help)");
+    const names = (values.target ?? [])
+      .flatMap((v) => v.split(","))
+      .map((v) => v.trim())
+      .filter((v) => v !== "");
     const unknown = names.find((n) => !targetNames().includes(n));
-    if (unknown !== undefined) throw usageError("conformance", `--target ${quoted(unknown)} is not a target (known: ${targetNames().join(", ")})`);
+    if (unknown !== undefined)
+      throw usageError("conformance", `--target ${quoted(unknown)} is not a target (known: ${targetNames().join(", ")})`);
     const targets = names.length === 0 ? loadTargets() : [...new Set(names)].sort().map((n) => loadTarget(n));
     const started = Date.now();
     const kit = await writeKit({ dir: values.output, targets, quick: values.quick === true, force: values.force === true });
-    process.stdout.write(`${[`${values.output}: ${kit.cases} cases, ${kit.plan.modules.length} modules, ${kit.plan.blobs.length} blobs, ${kit.bytes} bytes`, "", ...caseTable(kit.plan), ...kit.plan.notCovered.map((n) => `not covered: ${n.target}: ${n.check} (${n.reason})`)].join("\n")}\n`);
-    note(`carvq conformance: wrote ${values.output} in ${((Date.now() - started) / 1000).toFixed(1)} s; run it with: sh ${values.output}/run.sh ENGINE WORDS... (e.g. node ${values.output}/host/run-wasi.mjs)`);
+    process.stdout.write(
+      `${[`${values.output}: ${kit.cases} cases, ${kit.plan.modules.length} modules, ${kit.plan.blobs.length} blobs, ${kit.bytes} bytes`, "", ...caseTable(kit.plan), ...kit.plan.notCovered.map((n) => `not covered: ${n.target}: ${n.check} (${n.reason})`)].join("\n")}\n`,
+    );
+    note(
+      `carvq conformance: wrote ${values.output} in ${((Date.now() - started) / 1000).toFixed(1)} s; run it with: sh ${values.output}/run.sh ENGINE WORDS... (e.g. node ${values.output}/host/run-wasi.mjs)`,
+    );
   },
 };
 
 /** `jco-run MODULE ARGS...`: everything after the module goes to it untouched. */
 async function jcoRun(argv: string[]): Promise<void> {
   const [module, ...args] = argv;
-  if (module === undefined) throw usageError("conformance jco-run", "give the module to run, then its arguments (see carvq conformance --help)");
+  if (module === undefined)
+    throw usageError("conformance jco-run", "give the module to run, then its arguments (see carvq conformance --help)");
   const run = await runUnderJco(module, args);
   process.stderr.write(run.stderr);
-  await new Promise<void>((resolve, reject) => process.stdout.write(run.stdout, (err) => (err ? reject(new CarvqError(`carvq conformance jco-run: cannot write to stdout (${err.message})`, EXIT.io)) : resolve())));
+  await new Promise<void>((resolve, reject) =>
+    process.stdout.write(run.stdout, (err) =>
+      err ? reject(new CarvqError(`carvq conformance jco-run: cannot write to stdout (${err.message})`, EXIT.io)) : resolve(),
+    ),
+  );
   process.exitCode = run.exitCode;
 }

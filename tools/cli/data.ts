@@ -47,7 +47,10 @@ export const dataCommand: Command = {
       force: values.force === true,
       log: (message) => note(`carvq data glove: ${message}`),
     });
-    if (!result.skipped) note(`carvq data glove: wrote ${result.matrixPath} (${result.rows} x ${result.cols}) and ${result.wordsPath} in ${fmt(result.seconds)} s`);
+    if (!result.skipped)
+      note(
+        `carvq data glove: wrote ${result.matrixPath} (${result.rows} x ${result.cols}) and ${result.wordsPath} in ${fmt(result.seconds)} s`,
+      );
     if (values.json) printResult(true, { ...result }, []);
   },
 };

@@ -42,21 +42,40 @@ export const demoCommand: Command = {
       const progress = startProgress(`${method.padEnd(5)}  compressing`);
       let result;
       try {
-        result = await compressMatrix(matrix, { method }, { source: "synthetic" }, { threads: defaultThreads(), onProgress: progress.update });
+        result = await compressMatrix(
+          matrix,
+          { method },
+          { source: "synthetic" },
+          { threads: defaultThreads(), onProgress: progress.update },
+        );
       } finally {
         progress.stop();
       }
       const decoded = decodeAll(result.blob);
-      const nn10 = neighbourSetOverlap(reference, withProgress(`${method.padEnd(5)}  nearest neighbours (nn10)`, (update) => neighbourSets(decoded, 10, update)));
+      const nn10 = neighbourSetOverlap(
+        reference,
+        withProgress(`${method.padEnd(5)}  nearest neighbours (nn10)`, (update) => neighbourSets(decoded, 10, update)),
+      );
       const seconds = (performance.now() - methodStarted) / 1000;
-      results.push({ method, bytes: result.bytes.length, bpp: bitsPerParameter(result.blob).bpp, relMSE: result.metrics.relMSE, cosine: result.metrics.cosine, nn10, seconds });
+      results.push({
+        method,
+        bytes: result.bytes.length,
+        bpp: bitsPerParameter(result.blob).bpp,
+        relMSE: result.metrics.relMSE,
+        cosine: result.metrics.cosine,
+        nn10,
+        seconds,
+      });
     }
     const totalSeconds = (performance.now() - started) / 1000;
     const o = DEFAULT_COMPRESS_OPTIONS;
     printResult(values.json === true, { shape: [shape.rows, shape.cols], seed: shape.seed, results, totalSeconds }, [
       `carvq options: h ${o.h}, L ${o.levels}, g ${o.group}, layout ${o.layout}, ${o.iters} iterations; baselines with FP16 scale per ${o.block} values`,
       "method       bytes     bpp   relMSE   cosine    nn10   seconds",
-      ...results.map((r) => `${r.method.padEnd(6)} ${String(r.bytes).padStart(11)} ${fmt(r.bpp).padStart(7)} ${fmt(r.relMSE).padStart(8)} ${fmt(r.cosine).padStart(8)} ${fmt(r.nn10).padStart(7)} ${r.seconds.toFixed(1).padStart(9)}`),
+      ...results.map(
+        (r) =>
+          `${r.method.padEnd(6)} ${String(r.bytes).padStart(11)} ${fmt(r.bpp).padStart(7)} ${fmt(r.relMSE).padStart(8)} ${fmt(r.cosine).padStart(8)} ${fmt(r.nn10).padStart(7)} ${r.seconds.toFixed(1).padStart(9)}`,
+      ),
       `seconds: compressing, decoding and the nn10 search of each method; ${totalSeconds.toFixed(1)} s in all (with the original table's neighbours)`,
     ]);
   },

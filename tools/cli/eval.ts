@@ -23,22 +23,39 @@ export const evalCommand: Command = {
   summary: "measure a blob's size and error against the original table",
   help,
   async run(argv) {
-    const { values, positionals } = parseCommandArgs("eval", argv, { ref: { type: "string" }, tensor: { type: "string" }, json: { type: "boolean" } });
+    const { values, positionals } = parseCommandArgs("eval", argv, {
+      ref: { type: "string" },
+      tensor: { type: "string" },
+      json: { type: "boolean" },
+    });
     if (values.help) return void process.stdout.write(`${help}\n`);
     if (positionals.length !== 1) throw usageError("eval", `expected one blob, got ${positionals.length} (see carvq eval --help)`);
     if (values.ref === undefined) throw usageError("eval", "--ref is required (see carvq eval --help)");
     const blob = await parseBlob(positionals[0]);
     const reference = await readTable(values.ref, { tensor: values.tensor });
     const e = await evaluate(blob, { reference: reference.matrix, referenceName: values.ref });
-    const parts = Object.entries(e.bppBreakdown).map(([part, bits]) => `${part} ${fmt(bits)}`).join(", ");
+    const parts = Object.entries(e.bppBreakdown)
+      .map(([part, bits]) => `${part} ${fmt(bits)}`)
+      .join(", ");
     const source = `${reference.dtype}${reference.bitsPerWeight !== undefined ? ` ${fmtBpw(reference.bitsPerWeight)} bpw` : ""}`;
-    printResult(values.json === true, { blob: positionals[0], ref: values.ref, tensor: reference.tensor, sourceDtype: reference.dtype, ...(reference.bitsPerWeight !== undefined ? { sourceBpw: reference.bitsPerWeight } : {}), ...e }, [
-      `${positionals[0]}: ${e.method}, ${e.shape[0]} x ${e.shape[1]}`,
-      `source  ${source} -> carvq ${fmt(e.bpp)} bpp`,
-      `bpp     ${fmt(e.bpp)}  (${parts})`,
-      `relMSE  ${fmt(e.relMSE)}`,
-      `cosine  ${fmt(e.cosine)}`,
-      `nn10    ${fmt(e.nn10)}`,
-    ]);
+    printResult(
+      values.json === true,
+      {
+        blob: positionals[0],
+        ref: values.ref,
+        tensor: reference.tensor,
+        sourceDtype: reference.dtype,
+        ...(reference.bitsPerWeight !== undefined ? { sourceBpw: reference.bitsPerWeight } : {}),
+        ...e,
+      },
+      [
+        `${positionals[0]}: ${e.method}, ${e.shape[0]} x ${e.shape[1]}`,
+        `source  ${source} -> carvq ${fmt(e.bpp)} bpp`,
+        `bpp     ${fmt(e.bpp)}  (${parts})`,
+        `relMSE  ${fmt(e.relMSE)}`,
+        `cosine  ${fmt(e.cosine)}`,
+        `nn10    ${fmt(e.nn10)}`,
+      ],
+    );
   },
 };

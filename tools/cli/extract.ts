@@ -30,9 +30,18 @@ export const extractCommand: Command = {
   summary: "write a model's embedding (or any 2-D tensor) as a float32 .npy, as compress reads it",
   help,
   async run(argv) {
-    const { values, positionals } = parseCommandArgs("extract", argv, { output: { type: "string", short: "o" }, tensor: { type: "string" }, force: { type: "boolean" }, json: { type: "boolean" } });
+    const { values, positionals } = parseCommandArgs("extract", argv, {
+      output: { type: "string", short: "o" },
+      tensor: { type: "string" },
+      force: { type: "boolean" },
+      json: { type: "boolean" },
+    });
     if (values.help) return void process.stdout.write(`${help}\n`);
-    if (positionals.length !== 1) throw new CarvqError(`carvq extract: expected one model file or folder, got ${positionals.length} (see carvq extract --help)`, EXIT.usage);
+    if (positionals.length !== 1)
+      throw new CarvqError(
+        `carvq extract: expected one model file or folder, got ${positionals.length} (see carvq extract --help)`,
+        EXIT.usage,
+      );
     if (values.output === undefined) throw new CarvqError("carvq extract: -o/--output is required (see carvq extract --help)", EXIT.usage);
     const input = positionals[0];
     const force = values.force === true;
@@ -51,8 +60,21 @@ export const extractCommand: Command = {
     noteLoaded(input, loaded);
     writeNpy(values.output, loaded.matrix, force);
     const { rows, cols } = loaded.matrix;
-    printResult(values.json === true, { output: values.output, input, tensor: loaded.tensor, file: loaded.file, sourceDtype: loaded.dtype, ...(loaded.bitsPerWeight !== undefined ? { sourceBitsPerWeight: loaded.bitsPerWeight } : {}), shape: [rows, cols], dtype: "float32" }, [
-      `wrote ${values.output}: ${rows} x ${cols} float32 from '${loaded.tensor}' (${loaded.dtype}${loaded.bitsPerWeight !== undefined ? `, ${fmtBpw(loaded.bitsPerWeight)} bpw` : ""}), ${fmt((rows * cols * 4) / 2 ** 20)} MiB`,
-    ]);
+    printResult(
+      values.json === true,
+      {
+        output: values.output,
+        input,
+        tensor: loaded.tensor,
+        file: loaded.file,
+        sourceDtype: loaded.dtype,
+        ...(loaded.bitsPerWeight !== undefined ? { sourceBitsPerWeight: loaded.bitsPerWeight } : {}),
+        shape: [rows, cols],
+        dtype: "float32",
+      },
+      [
+        `wrote ${values.output}: ${rows} x ${cols} float32 from '${loaded.tensor}' (${loaded.dtype}${loaded.bitsPerWeight !== undefined ? `, ${fmtBpw(loaded.bitsPerWeight)} bpw` : ""}), ${fmt((rows * cols * 4) / 2 ** 20)} MiB`,
+      ],
+    );
   },
 };

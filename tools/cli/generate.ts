@@ -47,20 +47,36 @@ function tokenizerFor(model: Llama2cModel, given: string | undefined): Tokenizer
   if (given !== undefined) return loadTokenizer(given, vocab);
   const beside = [join(dirname(model.path), `tok${vocab}.bin`), join(dirname(model.path), "tokenizer.bin")];
   const found = beside.find((p) => existsSync(p));
-  if (found === undefined) throw new CarvqError(`carvq generate: no tokenizer beside ${model.path} (looked for ${beside.join(" and ")}); give one with --tokenizer`, 2);
+  if (found === undefined)
+    throw new CarvqError(
+      `carvq generate: no tokenizer beside ${model.path} (looked for ${beside.join(" and ")}); give one with --tokenizer`,
+      2,
+    );
   return loadTokenizer(found, vocab);
 }
 
 function temperatureOption(raw: string | undefined): number {
   if (raw === undefined) return 1;
   const value = Number(raw);
-  if (raw.trim() === "" || !Number.isFinite(value) || value < 0 || value > 100) throw new CarvqError(`carvq generate: --temperature must be a number from 0 to 100, got '${raw}'`, 2);
+  if (raw.trim() === "" || !Number.isFinite(value) || value < 0 || value > 100)
+    throw new CarvqError(`carvq generate: --temperature must be a number from 0 to 100, got '${raw}'`, 2);
   return value;
 }
 
 /** One sampled story: `table` serves the input rows when given, else the model's own table does. */
-function story(model: Llama2cModel, prompt: number[], steps: number, options: { seed: number; temperature: number; table?: Table; onToken?: (t: number) => void }): number[] {
-  return generate(model, prompt, steps, { seed: options.seed, temperature: options.temperature, input: options.table && rowsFrom(options.table), onToken: options.onToken, stopAt: (t) => t === BOS });
+function story(
+  model: Llama2cModel,
+  prompt: number[],
+  steps: number,
+  options: { seed: number; temperature: number; table?: Table; onToken?: (t: number) => void },
+): number[] {
+  return generate(model, prompt, steps, {
+    seed: options.seed,
+    temperature: options.temperature,
+    input: options.table && rowsFrom(options.table),
+    onToken: options.onToken,
+    stopAt: (t) => t === BOS,
+  });
 }
 
 /** An input-row callback over an open table: one single-token lookup into the model's row. */
@@ -114,18 +130,27 @@ export const generateCommand: Command = {
       json: { type: "boolean" },
     });
     if (values.help) return void process.stdout.write(`${help}\n`);
-    if (positionals.length !== 1) throw new CarvqError(`carvq generate: expected one blob, got ${positionals.length} (see carvq generate --help)`, 2);
+    if (positionals.length !== 1)
+      throw new CarvqError(`carvq generate: expected one blob, got ${positionals.length} (see carvq generate --help)`, 2);
     if (values.model === undefined) throw new CarvqError("carvq generate: --model is required (see carvq generate --help)", 2);
     const blob = positionals[0];
     const seed = intOption("generate", "seed", values.seed, DEFAULT_SEED, 0, 0xffffffff);
     const temperature = temperatureOption(values.temperature);
-    const build = values.build === undefined ? undefined : choiceOption<TableBuild>("generate", "build", values.build, "simd", ["simd", "scalar"]);
-    const mode = values.mode === undefined ? undefined : choiceOption<TableMode>("generate", "mode", values.mode, "resident", ["resident", "streaming"]);
+    const build =
+      values.build === undefined ? undefined : choiceOption<TableBuild>("generate", "build", values.build, "simd", ["simd", "scalar"]);
+    const mode =
+      values.mode === undefined
+        ? undefined
+        : choiceOption<TableMode>("generate", "mode", values.mode, "resident", ["resident", "streaming"]);
     const model = loadLlama2cModel(values.model);
     const tokenizer = tokenizerFor(model, values.tokenizer);
     const prompt = encode(tokenizer, values.prompt ?? "");
     const room = model.config.seqLen - prompt.length;
-    if (room < 1) throw new CarvqError(`carvq generate: the prompt is ${prompt.length} tokens; ${values.model} holds ${model.config.seqLen} positions`, 2);
+    if (room < 1)
+      throw new CarvqError(
+        `carvq generate: the prompt is ${prompt.length} tokens; ${values.model} holds ${model.config.seqLen} positions`,
+        2,
+      );
     const steps = intOption("generate", "steps", values.steps, Math.min(DEFAULT_STEPS, room), 1, room);
 
     const json = values.json === true;
@@ -139,7 +164,10 @@ export const generateCommand: Command = {
     try {
       const { vocabSize, dim } = model.config;
       if (table.rows !== vocabSize || table.cols !== dim) {
-        throw new CarvqError(`carvq generate: blob ${blob} is ${table.rows} x ${table.cols} but ${values.model}'s token embedding is ${vocabSize} x ${dim}; the blob must compress this model's embedding`, 2);
+        throw new CarvqError(
+          `carvq generate: blob ${blob} is ${table.rows} x ${table.cols} but ${values.model}'s token embedding is ${vocabSize} x ${dim}; the blob must compress this model's embedding`,
+          2,
+        );
       }
       let previous = -1;
       const show = (t: number) => {
@@ -168,24 +196,30 @@ export const generateCommand: Command = {
     const same = agreeing(tokens, original, prompt.length);
     const positions = Math.max(1, tokens.length - 1);
     const rate = (seconds: number) => positions / seconds;
-    note(`carvq generate: ${sampled} tokens; ${rate(blobSeconds).toFixed(0)} tokens/s with the blob (${table.bitsPerParameter.toFixed(3)} bpp; opened in ${(openSeconds * 1000).toFixed(1)} ms), ${rate(originalSeconds).toFixed(0)} tokens/s with the original table (the same ${positions} positions)`);
-    note(`carvq generate: the original table's story ${same === sampled && original.length === tokens.length ? "is the same, token for token" : `agrees for the first ${same} of ${sampled} sampled tokens`}`);
+    note(
+      `carvq generate: ${sampled} tokens; ${rate(blobSeconds).toFixed(0)} tokens/s with the blob (${table.bitsPerParameter.toFixed(3)} bpp; opened in ${(openSeconds * 1000).toFixed(1)} ms), ${rate(originalSeconds).toFixed(0)} tokens/s with the original table (the same ${positions} positions)`,
+    );
+    note(
+      `carvq generate: the original table's story ${same === sampled && original.length === tokens.length ? "is the same, token for token" : `agrees for the first ${same} of ${sampled} sampled tokens`}`,
+    );
     if (json) {
-      process.stdout.write(`${JSON.stringify({
-        blob,
-        text: Buffer.concat(text).toString("utf8"),
-        model: values.model,
-        seed,
-        temperature,
-        prompt,
-        tokens,
-        originalTokens: original,
-        agreeing: same,
-        bitsPerParameter: table.bitsPerParameter,
-        openSeconds,
-        tokensPerSecond: rate(blobSeconds),
-        originalTokensPerSecond: rate(originalSeconds),
-      })}\n`);
+      process.stdout.write(
+        `${JSON.stringify({
+          blob,
+          text: Buffer.concat(text).toString("utf8"),
+          model: values.model,
+          seed,
+          temperature,
+          prompt,
+          tokens,
+          originalTokens: original,
+          agreeing: same,
+          bitsPerParameter: table.bitsPerParameter,
+          openSeconds,
+          tokensPerSecond: rate(blobSeconds),
+          originalTokensPerSecond: rate(originalSeconds),
+        })}\n`,
+      );
     }
   },
 };

@@ -45,7 +45,8 @@ range, 6 memory budget exceeded (docs/RUNTIME.md).`;
 /** A whole-number option from 1 to 2^32 - 1, or undefined when absent. */
 function wholeNumber(flag: string, raw: string | undefined): number | undefined {
   if (raw === undefined) return undefined;
-  if (!/^\d{1,10}$/.test(raw) || Number(raw) < 1 || Number(raw) > 0xffffffff) throw new CarvqError(`carvq lookup: --${flag} must be a whole number from 1 to 4294967295, got '${raw}'`, EXIT.usage);
+  if (!/^\d{1,10}$/.test(raw) || Number(raw) < 1 || Number(raw) > 0xffffffff)
+    throw new CarvqError(`carvq lookup: --${flag} must be a whole number from 1 to 4294967295, got '${raw}'`, EXIT.usage);
   return Number(raw);
 }
 
@@ -60,7 +61,8 @@ export function parseTokenList(raw: string): number[] {
       const to = Number(range[2]);
       if (to < from) throw new CarvqError(`carvq lookup: --tokens range '${item}' runs backwards`, EXIT.usage);
       if (to > 0xffffffff) throw new CarvqError(`carvq lookup: --tokens range '${item}' goes past 4294967295`, EXIT.usage);
-      if (ids.length + (to - from + 1) > 1_000_000) throw new CarvqError("carvq lookup: --tokens lists more than 1,000,000 tokens", EXIT.usage);
+      if (ids.length + (to - from + 1) > 1_000_000)
+        throw new CarvqError("carvq lookup: --tokens lists more than 1,000,000 tokens", EXIT.usage);
       for (let t = from; t <= to; t++) ids.push(t);
     } else if (/^\d{1,10}$/.test(item) && Number(item) <= 0xffffffff) {
       ids.push(Number(item));
@@ -90,21 +92,34 @@ export const lookupCommand: Command = {
     });
     if (values.help) return void process.stdout.write(`${help}\n`);
     if (positionals.length === 0) throw new CarvqError("carvq lookup: give the blob file (see carvq lookup --help)", EXIT.usage);
-    if (positionals.length > 1) throw new CarvqError(`carvq lookup: unexpected argument '${positionals[1]}' (see carvq lookup --help)`, EXIT.usage);
-    if (values.tokens === undefined) throw new CarvqError("carvq lookup: --tokens is required, e.g. --tokens 1,2,3 (see carvq lookup --help)", EXIT.usage);
+    if (positionals.length > 1)
+      throw new CarvqError(`carvq lookup: unexpected argument '${positionals[1]}' (see carvq lookup --help)`, EXIT.usage);
+    if (values.tokens === undefined)
+      throw new CarvqError("carvq lookup: --tokens is required, e.g. --tokens 1,2,3 (see carvq lookup --help)", EXIT.usage);
     const blob = positionals[0];
     const ids = parseTokenList(values.tokens);
     const host = choiceOption("lookup", "host", values.host, "node", ["node", "jco"] as const);
-    const build = values.build === undefined ? undefined : choiceOption<BuildName>("lookup", "build", values.build, "simd", ["simd", "scalar"]);
-    const mode = values.mode === undefined ? undefined : choiceOption<ModeName>("lookup", "mode", values.mode, "resident", ["resident", "streaming"]);
-    const tuning = { adaptorBatch: wholeNumber("adaptor-batch", values["adaptor-batch"]), adaptorTile: wholeNumber("adaptor-tile", values["adaptor-tile"]) };
+    const build =
+      values.build === undefined ? undefined : choiceOption<BuildName>("lookup", "build", values.build, "simd", ["simd", "scalar"]);
+    const mode =
+      values.mode === undefined ? undefined : choiceOption<ModeName>("lookup", "mode", values.mode, "resident", ["resident", "streaming"]);
+    const tuning = {
+      adaptorBatch: wholeNumber("adaptor-batch", values["adaptor-batch"]),
+      adaptorTile: wholeNumber("adaptor-tile", values["adaptor-tile"]),
+    };
     const force = values.force === true;
     if (host === "jco" && (values.target !== undefined || build === "scalar")) {
-      throw new CarvqError("carvq lookup: --host jco runs the SIMD component (build/carvq-rt.component.wasm); --target and --build scalar need --host node", EXIT.usage);
+      throw new CarvqError(
+        "carvq lookup: --host jco runs the SIMD component (build/carvq-rt.component.wasm); --target and --build scalar need --host node",
+        EXIT.usage,
+      );
     }
     if (values.output !== undefined) checkOverwrite(values.output, force);
     else if (process.stdout.isTTY) {
-      throw new CarvqError("carvq lookup: refusing to print binary float32 rows to a terminal; use -o FILE or redirect stdout (e.g. > rows.f32)", EXIT.usage);
+      throw new CarvqError(
+        "carvq lookup: refusing to print binary float32 rows to a terminal; use -o FILE or redirect stdout (e.g. > rows.f32)",
+        EXIT.usage,
+      );
     }
     let rows: Float32Array;
     if (host === "jco") {
@@ -115,13 +130,17 @@ export const lookupCommand: Command = {
       // The adaptor's batch and tile are the command's own knobs: the library plans them itself.
       const runtime = await openRuntime({ blob, target: values.target, build, mode, ...tuning });
       rows = runtime.lookup(ids);
-      note(`carvq lookup: ${count(ids.length, "row")} of ${count(rows.length / ids.length, "value")} from ${blob} (${values.target ?? build ?? "simd"}, peak linear memory ${runtime.peakMemoryBytes} bytes)`);
+      note(
+        `carvq lookup: ${count(ids.length, "row")} of ${count(rows.length / ids.length, "value")} from ${blob} (${values.target ?? build ?? "simd"}, peak linear memory ${runtime.peakMemoryBytes} bytes)`,
+      );
       runtime.close();
     } else {
       const table = await openTable(blob, { target: values.target, build, mode });
       try {
         rows = table.lookup(ids);
-        note(`carvq lookup: ${count(ids.length, "row")} of ${count(table.cols, "value")} from ${blob} (${values.target ?? build ?? "simd"}, peak linear memory ${table.memoryBytes} bytes)`);
+        note(
+          `carvq lookup: ${count(ids.length, "row")} of ${count(table.cols, "value")} from ${blob} (${values.target ?? build ?? "simd"}, peak linear memory ${table.memoryBytes} bytes)`,
+        );
       } finally {
         table.close();
       }
@@ -130,7 +149,11 @@ export const lookupCommand: Command = {
     if (values.output !== undefined) {
       writeFileAtomic(values.output, bytes, force);
     } else {
-      await new Promise<void>((resolve, reject) => process.stdout.write(bytes, (err) => (err ? reject(new CarvqError(`carvq lookup: cannot write to stdout (${err.message})`, EXIT.io)) : resolve())));
+      await new Promise<void>((resolve, reject) =>
+        process.stdout.write(bytes, (err) =>
+          err ? reject(new CarvqError(`carvq lookup: cannot write to stdout (${err.message})`, EXIT.io)) : resolve(),
+        ),
+      );
     }
   },
 };

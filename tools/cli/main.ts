@@ -19,7 +19,21 @@ import { reportCommand } from "./report.ts";
 import { synthCommand } from "./synth.ts";
 import { tensorsCommand } from "./tensors.ts";
 
-const commands: readonly Command[] = [demoCommand, compressCommand, evalCommand, inspectCommand, pplCommand, generateCommand, reportCommand, lookupCommand, tensorsCommand, extractCommand, conformanceCommand, synthCommand, dataCommand];
+const commands: readonly Command[] = [
+  demoCommand,
+  compressCommand,
+  evalCommand,
+  inspectCommand,
+  pplCommand,
+  generateCommand,
+  reportCommand,
+  lookupCommand,
+  tensorsCommand,
+  extractCommand,
+  conformanceCommand,
+  synthCommand,
+  dataCommand,
+];
 
 function usage(): string {
   const width = Math.max(...commands.map((c) => c.name.length));
@@ -49,7 +63,11 @@ async function main(argv: string[]): Promise<number> {
     return EXIT.ok;
   }
   const command = commands.find((c) => c.name === name);
-  if (command === undefined) throw new CarvqError(`carvq: unknown command ${quoted(name)}; commands: ${commands.map((c) => c.name).join(", ")} (see carvq --help)`, EXIT.usage);
+  if (command === undefined)
+    throw new CarvqError(
+      `carvq: unknown command ${quoted(name)}; commands: ${commands.map((c) => c.name).join(", ")} (see carvq --help)`,
+      EXIT.usage,
+    );
   await command.run(rest);
   // A command that finished its work but reports a failure (e.g. a conformance case) sets exitCode itself.
   return typeof process.exitCode === "number" ? process.exitCode : EXIT.ok;

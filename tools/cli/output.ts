@@ -20,10 +20,13 @@ interface LoadedNote {
 
 /** Says which tensor of which file is being read, its stored type and, for a sharded folder, its shard (names from a model file are escaped first). */
 export function noteLoaded(input: string, loaded: LoadedNote): void {
-  const stored = loaded.dtype === undefined ? "" : ` ${loaded.dtype}${loaded.bitsPerWeight !== undefined ? ` ${fmtBpw(loaded.bitsPerWeight)} bpw` : ""}`;
+  const stored =
+    loaded.dtype === undefined ? "" : ` ${loaded.dtype}${loaded.bitsPerWeight !== undefined ? ` ${fmtBpw(loaded.bitsPerWeight)} bpw` : ""}`;
   const shard = loaded.file !== undefined && loaded.file !== input ? ` from ${printable(loaded.file)}` : "";
   const tied = loaded.tiedEmbeddings === undefined ? "" : `; config.json: tie_word_embeddings ${loaded.tiedEmbeddings}`;
-  note(`${input}: ${loaded.autoPicked ? "using tensor" : "tensor"} '${printable(loaded.tensor)}'${shard} (${loaded.format}${stored}, ${loaded.matrix.rows} x ${loaded.matrix.cols})${tied}`);
+  note(
+    `${input}: ${loaded.autoPicked ? "using tensor" : "tensor"} '${printable(loaded.tensor)}'${shard} (${loaded.format}${stored}, ${loaded.matrix.rows} x ${loaded.matrix.cols})${tied}`,
+  );
 }
 
 export function note(message: string): void {

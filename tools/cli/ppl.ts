@@ -7,7 +7,16 @@ import { bitsPerParameter } from "../eval/bpp.ts";
 import { evaluatePerplexity } from "../eval/perplexity.ts";
 import { openMatmulBackend } from "../hf/backend.ts";
 import { loadHfModel, withHfInputEmbedding, type HfModel, type InputEmbedding } from "../hf/model.ts";
-import { comparePerplexity, hfLogitsModel, llama2cLogitsModel, readTextWindows, readTokenWindows, type ComparisonResult, type LogitsModel, type Window } from "../hf/perplexity.ts";
+import {
+  comparePerplexity,
+  hfLogitsModel,
+  llama2cLogitsModel,
+  readTextWindows,
+  readTokenWindows,
+  type ComparisonResult,
+  type LogitsModel,
+  type Window,
+} from "../hf/perplexity.ts";
 import { loadLlama2cModel, withInputEmbedding, type Llama2cModel } from "../llama2c/model.ts";
 import { DEFAULT_SAMPLE_OPTIONS } from "../llama2c/sample.ts";
 import { startProgress } from "../progress.ts";
@@ -72,7 +81,14 @@ const usage = (message: string) => usageError("ppl", `${message} (see carvq ppl 
 const RUNNABLE_MODELS = "a Hugging Face model folder (config.json + safetensors) or a llama2.c checkpoint (e.g. stories260K.bin)";
 
 /** How a message names a file of each format ppl cannot run. */
-const FORMAT_NAMES: Partial<Record<FileKind, string>> = { safetensors: "a safetensors file", gguf: "a GGUF file", npy: "an .npy array", npz: "an .npz archive", pytorch: "a PyTorch checkpoint", json: "a JSON file" };
+const FORMAT_NAMES: Partial<Record<FileKind, string>> = {
+  safetensors: "a safetensors file",
+  gguf: "a GGUF file",
+  npy: "an .npy array",
+  npz: "an .npz archive",
+  pytorch: "a PyTorch checkpoint",
+  json: "a JSON file",
+};
 
 /**
  * Which kind of model --model is, by its content, before anything is loaded: a folder with
@@ -98,7 +114,9 @@ function modelKind(path: string): "folder" | "llama2c" {
 function checkShape(blob: Blob, blobPath: string, modelPath: string, vocab: number, hidden: number): void {
   const { rows, cols } = blob.header;
   if (rows !== vocab || cols !== hidden) {
-    throw new CarvqError(`carvq ppl: blob ${blobPath} is ${rows} x ${cols} but ${modelPath}'s token embedding is ${vocab} x ${hidden}; the blob must compress this model's embedding`);
+    throw new CarvqError(
+      `carvq ppl: blob ${blobPath} is ${rows} x ${cols} but ${modelPath}'s token embedding is ${vocab} x ${hidden}; the blob must compress this model's embedding`,
+    );
   }
 }
 
@@ -107,18 +125,27 @@ function blobEmbedding(blob: Blob): InputEmbedding {
   return { rows: blob.header.rows, cols: blob.header.cols, rowInto: (t, out, at) => decodeToken(blob, t, out, at) };
 }
 
-function windowsFor(values: Values, model: { vocab: number; maxPositions: number; tokenizerDir: string | null }): { windows: Window[]; described: string; ctx?: number; stride?: number } {
+function windowsFor(
+  values: Values,
+  model: { vocab: number; maxPositions: number; tokenizerDir: string | null },
+): { windows: Window[]; described: string; ctx?: number; stride?: number } {
   if (typeof values.tokens === "string") {
     const windows = readTokenWindows(values.tokens, model.vocab, model.maxPositions);
     return { windows, described: `${count(windows.length, "sequence")} from ${values.tokens}` };
   }
   const textPath = values.text as string;
-  if (model.tokenizerDir === null) throw usage("--text needs a Hugging Face folder (its tokenizer.json); for a llama2.c model give --tokens, or neither for sampled text");
+  if (model.tokenizerDir === null)
+    throw usage("--text needs a Hugging Face folder (its tokenizer.json); for a llama2.c model give --tokens, or neither for sampled text");
   const ctx = intOption("ppl", "ctx", values.ctx as string | undefined, Math.min(DEFAULT_CTX, model.maxPositions), 2, model.maxPositions);
   const stride = intOption("ppl", "stride", values.stride as string | undefined, ctx, 1, ctx);
   note(`${textPath}: tokenizing with ${model.tokenizerDir}/tokenizer.json`);
   const { windows, tokens } = readTextWindows(textPath, model.tokenizerDir, ctx, stride);
-  return { windows, described: `${count(tokens, "token")} of ${textPath} in ${count(windows.length, "window")} (ctx ${ctx}, stride ${stride})`, ctx, stride };
+  return {
+    windows,
+    described: `${count(tokens, "token")} of ${textPath} in ${count(windows.length, "window")} (ctx ${ctx}, stride ${stride})`,
+    ctx,
+    stride,
+  };
 }
 
 function compareWithProgress(original: LogitsModel, modified: LogitsModel, windows: readonly Window[]): ComparisonResult {
@@ -142,7 +169,14 @@ async function runHf(values: Values, blobPath: string, blob: Blob, modelPath: st
     const { tiedEmbeddings } = model.config;
     const modified = withHfInputEmbedding(model, blobEmbedding(blob), blobPath);
     const result = compareWithProgress(hfLogitsModel(model), hfLogitsModel(modified), plan.windows);
-    return { result, described: plan.described, tied: tiedEmbeddings, architecture: model.config.architecture, ctx: plan.ctx, stride: plan.stride };
+    return {
+      result,
+      described: plan.described,
+      tied: tiedEmbeddings,
+      architecture: model.config.architecture,
+      ctx: plan.ctx,
+      stride: plan.stride,
+    };
   } finally {
     await backend.close();
   }
@@ -158,8 +192,21 @@ function runLlama2c(values: Values, blobPath: string, blob: Blob, modelPath: str
     const seed = intOption("ppl", "seed", values.seed as string | undefined, D.seed, 0, 0xffffffff);
     const length = intOption("ppl", "length", values.length as string | undefined, Math.min(D.length, seqLen - 1), 1, seqLen - 1);
     const sampled = evaluatePerplexity(model, decodeAll(blob), { sequences, length, seed }, blobPath);
-    const result: ComparisonResult = { ppl_orig: sampled.ppl_orig, ppl: sampled.ppl, kl: sampled.kl, tokens: sampled.tokens, windows: sampled.sequences };
-    return { result, described: `${count(sequences, "sequence")} x ${length} sampled from the model, seed ${seed}`, tied, architecture: "llama2.c", seed, length };
+    const result: ComparisonResult = {
+      ppl_orig: sampled.ppl_orig,
+      ppl: sampled.ppl,
+      kl: sampled.kl,
+      tokens: sampled.tokens,
+      windows: sampled.sequences,
+    };
+    return {
+      result,
+      described: `${count(sequences, "sequence")} x ${length} sampled from the model, seed ${seed}`,
+      tied,
+      architecture: "llama2.c",
+      seed,
+      length,
+    };
   }
   const plan = windowsFor(values, { vocab: vocabSize, maxPositions: seqLen, tokenizerDir: null });
   const modified = withInputEmbedding(model, decodeAll(blob), blobPath);
@@ -192,7 +239,8 @@ export const pplCommand: Command = {
     for (const flag of ["sequences", "length", "seed"] as const) {
       if (values[flag] !== undefined && given) throw usage(`--${flag} sets the sampled text; it does not go with --text or --tokens`);
     }
-    for (const flag of ["ctx", "stride"] as const) if (values[flag] !== undefined && values.text === undefined) throw usage(`--${flag} cuts a --text into windows; it needs --text`);
+    for (const flag of ["ctx", "stride"] as const)
+      if (values[flag] !== undefined && values.text === undefined) throw usage(`--${flag} cuts a --text into windows; it needs --text`);
     // Syntax and ranges that do not depend on the model, before any file is read.
     intOption("ppl", "sequences", values.sequences, D.sequences, 1, 100_000);
     intOption("ppl", "seed", values.seed, D.seed, 0, 0xffffffff);
@@ -200,8 +248,11 @@ export const pplCommand: Command = {
     for (const flag of ["ctx", "stride", "length"] as const) intOption("ppl", flag, values[flag], 1, 1, Number.MAX_SAFE_INTEGER);
     const folder = modelKind(values.model) === "folder";
     if (folder && !given) throw usage(`--model ${values.model} is a Hugging Face folder: give --text FILE or --tokens FILE.json`);
-    if (!folder && values.threads !== undefined) throw usage("--threads sets a Hugging Face model's matrix-product threads; a llama2.c model runs on one");
-    if (folder) for (const flag of ["sequences", "length", "seed"] as const) if (values[flag] !== undefined) throw usage(`--${flag} is for llama2.c models' sampled text`);
+    if (!folder && values.threads !== undefined)
+      throw usage("--threads sets a Hugging Face model's matrix-product threads; a llama2.c model runs on one");
+    if (folder)
+      for (const flag of ["sequences", "length", "seed"] as const)
+        if (values[flag] !== undefined) throw usage(`--${flag} is for llama2.c models' sampled text`);
 
     const blobPath = positionals[0];
     const blob = readBlobFile(blobPath);
@@ -211,7 +262,9 @@ export const pplCommand: Command = {
     const { result } = run;
     const bpp = bitsPerParameter(blob).bpp;
     const change = (result.ppl / result.ppl_orig - 1) * 100;
-    const head = run.tied ? "original weights (tied to the input embedding in this model; only the input embedding is replaced)" : "original weights (untied)";
+    const head = run.tied
+      ? "original weights (tied to the input embedding in this model; only the input embedding is replaced)"
+      : "original weights (untied)";
     const { rows, cols } = blob.header;
     printResult(
       values.json === true,

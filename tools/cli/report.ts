@@ -55,18 +55,25 @@ function parseBudgets(raw: string | undefined): number[] {
   const parts = raw.split(",").map((s) => s.trim());
   const budgets = parts.map(Number);
   const bad = parts.findIndex((p, i) => p === "" || !/^\d*\.?\d+$/.test(p) || !(budgets[i] > 0));
-  if (bad >= 0 || parts.length === 0) throw usageError("report", `--budgets must be positive numbers separated by commas, got ${quoted(raw)}`);
+  if (bad >= 0 || parts.length === 0)
+    throw usageError("report", `--budgets must be positive numbers separated by commas, got ${quoted(raw)}`);
   return [...new Set(budgets)].sort((a, b) => a - b);
 }
 
 /** The command line as a person would retype it (the input and folder as given). */
 function commandLine(argv: string[]): string {
-  const quoted = argv.filter((a) => a !== "--force" && a !== "--json").map((a) => (/^[\w./,:=+-]+$/.test(a) ? a : `'${a.replace(/'/g, "'\\''")}'`));
+  const quoted = argv
+    .filter((a) => a !== "--force" && a !== "--json")
+    .map((a) => (/^[\w./,:=+-]+$/.test(a) ? a : `'${a.replace(/'/g, "'\\''")}'`));
   return `carvq report ${quoted.join(" ")}`;
 }
 
 /** Perplexity and KL of a Hugging Face folder's model with a decoded table as its input embedding, on --text or --tokens. */
-async function hfPerplexity(folder: string, backend: MatmulBackend, values: { text?: string; tokens?: string; ctx?: string; stride?: string }): Promise<NonNullable<ReportRequest["perplexity"]>> {
+async function hfPerplexity(
+  folder: string,
+  backend: MatmulBackend,
+  values: { text?: string; tokens?: string; ctx?: string; stride?: string },
+): Promise<NonNullable<ReportRequest["perplexity"]>> {
   let windows: Window[] = [];
   let describe = "";
   // The evaluation text is read (and refused if wrong) before the weights are.
@@ -86,7 +93,8 @@ async function hfPerplexity(folder: string, backend: MatmulBackend, values: { te
   const original = hfLogitsModel(model, { remember: true });
   return {
     describe,
-    measure: (decoded) => comparePerplexity({ original, modified: hfLogitsModel(withHfInputEmbedding(model, matrixEmbedding(decoded))), windows }),
+    measure: (decoded) =>
+      comparePerplexity({ original, modified: hfLogitsModel(withHfInputEmbedding(model, matrixEmbedding(decoded))), windows }),
   };
 }
 
@@ -111,7 +119,8 @@ export const reportCommand: Command = {
       json: { type: "boolean" },
     });
     if (values.help) return void process.stdout.write(`${help}\n`);
-    if (positionals.length !== 1) throw usageError("report", `expected one input file, got ${positionals.length} (see carvq report --help)`);
+    if (positionals.length !== 1)
+      throw usageError("report", `expected one input file, got ${positionals.length} (see carvq report --help)`);
     if (values.output === undefined) throw usageError("report", "-o/--output (a folder) is required (see carvq report --help)");
     const budgets = parseBudgets(values.budgets);
     const seed = intOption("report", "seed", values.seed, 0, 0, 0xffffffff);
@@ -130,13 +139,26 @@ export const reportCommand: Command = {
     const { rows, cols } = loaded.matrix;
     noteLoaded(input, loaded);
     const model = loaded.format === "llama2c" ? loadLlama2cModel(input) : null;
-    if (tune > 0 && model === null) throw usageError("report", `--tune-kl needs a llama2.c checkpoint as input (it tunes on the model's KL); ${input} is ${loaded.format}`);
-    if (klEncode > 0 && model === null) throw usageError("report", `--kl-encode needs a llama2.c checkpoint as input (it encodes for the model's KL); ${input} is ${loaded.format}`);
+    if (tune > 0 && model === null)
+      throw usageError(
+        "report",
+        `--tune-kl needs a llama2.c checkpoint as input (it tunes on the model's KL); ${input} is ${loaded.format}`,
+      );
+    if (klEncode > 0 && model === null)
+      throw usageError(
+        "report",
+        `--kl-encode needs a llama2.c checkpoint as input (it encodes for the model's KL); ${input} is ${loaded.format}`,
+      );
     const folder = statSync(input).isDirectory();
     const evaluation = values.text ?? values.tokens;
-    if (evaluation !== undefined && !folder) throw usageError("report", `--text and --tokens are for a Hugging Face folder input; ${input} is ${loaded.format}${model ? " (a llama2.c model is measured on text sampled from it)" : ""}`);
+    if (evaluation !== undefined && !folder)
+      throw usageError(
+        "report",
+        `--text and --tokens are for a Hugging Face folder input; ${input} is ${loaded.format}${model ? " (a llama2.c model is measured on text sampled from it)" : ""}`,
+      );
     if (values.text !== undefined && values.tokens !== undefined) throw usageError("report", "give --text or --tokens, not both");
-    if ((values.ctx !== undefined || values.stride !== undefined) && values.text === undefined) throw usageError("report", "--ctx and --stride cut a --text into windows; they need --text");
+    if ((values.ctx !== undefined || values.stride !== undefined) && values.text === undefined)
+      throw usageError("report", "--ctx and --stride cut a --text into windows; they need --text");
     const backend = evaluation === undefined ? null : await openMatmulBackend(threads);
     let perplexity: ReportRequest["perplexity"] = null;
     try {
@@ -184,7 +206,12 @@ export const reportCommand: Command = {
     writeFileAtomic(jsonPath, new TextEncoder().encode(`${JSON.stringify({ command, ...result }, null, 2)}\n`), force);
     printResult(values.json === true, { ...result, command, markdown: mdPath, svg: svgPath, json: jsonPath }, [
       `wrote ${mdPath}, ${svgPath} and ${jsonPath}: ${count(result.runs.length, "run")}`,
-      ...[...result.runs].sort((a, b) => a.bpp - b.bpp).map((r) => `${r.method.padEnd(26)} ${r.bpp.toFixed(3)} bpp  relMSE ${r.relMSE.toFixed(4)}  nn10 ${r.nn10.toFixed(3)}${r.ppl !== undefined ? `  ppl ${r.ppl.toFixed(3)}  kl ${r.kl!.toFixed(4)}` : ""}`),
+      ...[...result.runs]
+        .sort((a, b) => a.bpp - b.bpp)
+        .map(
+          (r) =>
+            `${r.method.padEnd(26)} ${r.bpp.toFixed(3)} bpp  relMSE ${r.relMSE.toFixed(4)}  nn10 ${r.nn10.toFixed(3)}${r.ppl !== undefined ? `  ppl ${r.ppl.toFixed(3)}  kl ${r.kl!.toFixed(4)}` : ""}`,
+        ),
     ]);
   },
 };

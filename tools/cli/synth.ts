@@ -46,7 +46,9 @@ export const synthCommand: Command = {
     writeNpy(values.output, matrix, force);
     const seconds = (performance.now() - started) / 1000;
     const bytes = matrix.data.byteLength;
-    note(`carvq synth: wrote ${values.output} (${rows} x ${cols} float32, ${fmt(bytes / 2 ** 20)} MiB of data, seed ${seed}) in ${fmt(seconds)} s`);
+    note(
+      `carvq synth: wrote ${values.output} (${rows} x ${cols} float32, ${fmt(bytes / 2 ** 20)} MiB of data, seed ${seed}) in ${fmt(seconds)} s`,
+    );
     if (values.json) printResult(true, { output: values.output, rows, cols, seed, dtype: "float32", dataBytes: bytes, seconds }, []);
   },
 };
@@ -58,6 +60,7 @@ export function parseShape(raw: string): { rows: number; cols: number } {
   const rows = Number(match[1]);
   const cols = Number(match[2]);
   if (rows < 1 || cols < 1) throw usageError("synth", `--shape ${quoted(raw)} must have at least 1 row and 1 column`);
-  if (rows * cols > MAX_SYNTH_ELEMENTS) throw usageError("synth", `--shape ${quoted(raw)} has ${rows * cols} values; at most ${MAX_SYNTH_ELEMENTS} are allowed`);
+  if (rows * cols > MAX_SYNTH_ELEMENTS)
+    throw usageError("synth", `--shape ${quoted(raw)} has ${rows * cols} values; at most ${MAX_SYNTH_ELEMENTS} are allowed`);
   return { rows, cols };
 }

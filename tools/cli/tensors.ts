@@ -30,7 +30,11 @@ export const tensorsCommand: Command = {
   async run(argv) {
     const { values, positionals } = parseCommandArgs("tensors", argv, { json: { type: "boolean" } });
     if (values.help) return void process.stdout.write(`${help}\n`);
-    if (positionals.length !== 1) throw new CarvqError(`carvq tensors: expected one model file or folder, got ${positionals.length} (see carvq tensors --help)`, EXIT.usage);
+    if (positionals.length !== 1)
+      throw new CarvqError(
+        `carvq tensors: expected one model file or folder, got ${positionals.length} (see carvq tensors --help)`,
+        EXIT.usage,
+      );
     const input = positionals[0];
     const source = openSource(input);
     const tensors = source.describeAll();
@@ -64,18 +68,28 @@ export const tensorsCommand: Command = {
       const where = r.file !== undefined ? `  ${basename(r.file)}` : "";
       return `  ${printable(r.name).padEnd(nameWidth)}  ${r.dtype.padEnd(7)}  ${(r.shape.join(" x ") || "scalar").padEnd(14)}  ${String(r.bytes ?? "?").padStart(12)}${where}${mark}`;
     });
-    const footer = embedding !== null && embeddingInfo !== undefined
-      ? `embedding: '${printable(embedding)}' (${embeddingInfo.dtype}${bits !== undefined ? ` ${fmtBpw(bits)} bpw` : ""}, ${embeddingInfo.shape.join(" x ")})`
-      : `embedding: none found (${why})`;
-    printResult(values.json === true, {
-      input,
-      format,
-      kind: source.kind,
-      weights: source.weights,
-      ...(source.tiedEmbeddings !== undefined ? { tiedEmbeddings: source.tiedEmbeddings } : {}),
-      embedding,
-      ...(embeddingInfo && bits !== undefined ? { embeddingBitsPerWeight: bits } : {}),
-      tensors: rows,
-    }, [...header, `  ${"name".padEnd(nameWidth)}  ${"dtype".padEnd(7)}  ${"shape".padEnd(14)}  ${"bytes".padStart(12)}${shards.size > 1 ? "  file" : ""}`, ...table, footer]);
+    const footer =
+      embedding !== null && embeddingInfo !== undefined
+        ? `embedding: '${printable(embedding)}' (${embeddingInfo.dtype}${bits !== undefined ? ` ${fmtBpw(bits)} bpw` : ""}, ${embeddingInfo.shape.join(" x ")})`
+        : `embedding: none found (${why})`;
+    printResult(
+      values.json === true,
+      {
+        input,
+        format,
+        kind: source.kind,
+        weights: source.weights,
+        ...(source.tiedEmbeddings !== undefined ? { tiedEmbeddings: source.tiedEmbeddings } : {}),
+        embedding,
+        ...(embeddingInfo && bits !== undefined ? { embeddingBitsPerWeight: bits } : {}),
+        tensors: rows,
+      },
+      [
+        ...header,
+        `  ${"name".padEnd(nameWidth)}  ${"dtype".padEnd(7)}  ${"shape".padEnd(14)}  ${"bytes".padStart(12)}${shards.size > 1 ? "  file" : ""}`,
+        ...table,
+        footer,
+      ],
+    );
   },
 };

@@ -12,7 +12,7 @@ import { existsSync } from "node:fs";
 import { join } from "node:path";
 import * as F from "../../assembly/format.ts";
 import { buildDir, RUNTIME_EXIT, type Target } from "../../host/common.ts";
-import { randomBlob, randomBlobHeader, type RandomBlobOptions } from "../../host/random-blob.ts";
+import { randomBlob, randomBlobHeader, type RandomBlobOptions } from "../blob/random.ts";
 import { compressMatrix } from "../compress.ts";
 import { decodeTokens } from "../decoder.ts";
 import { parseBlob } from "../blob/reader.ts";
@@ -96,7 +96,9 @@ export function sha256(bytes: Uint8Array): string {
 }
 
 function rowsBytes(rows: Float32Array): Uint8Array {
-  for (let i = 0; i < rows.length; i++) if (Number.isNaN(rows[i])) throw new CarvqError(`conformance: an expected row holds a NaN (value ${i}); NaN payloads may differ between engines`);
+  for (let i = 0; i < rows.length; i++)
+    if (Number.isNaN(rows[i]))
+      throw new CarvqError(`conformance: an expected row holds a NaN (value ${i}); NaN payloads may differ between engines`);
   return new Uint8Array(rows.buffer, rows.byteOffset, rows.byteLength);
 }
 
@@ -104,18 +106,36 @@ function rowsBytes(rows: Float32Array): Uint8Array {
 
 export function kitModules(targets: readonly Target[]): KitModule[] {
   const generic: KitModule[] = [
-    { label: "simd", file: "modules/carvq-rt.wasm", source: join(buildDir(), "carvq-rt.wasm"), build: "simd", target: null, budgetBytes: 2 ** 32, defaultMode: "auto" },
-    { label: "scalar", file: "modules/carvq-rt-scalar.wasm", source: join(buildDir(), "carvq-rt-scalar.wasm"), build: "scalar", target: null, budgetBytes: 2 ** 32, defaultMode: "auto" },
+    {
+      label: "simd",
+      file: "modules/carvq-rt.wasm",
+      source: join(buildDir(), "carvq-rt.wasm"),
+      build: "simd",
+      target: null,
+      budgetBytes: 2 ** 32,
+      defaultMode: "auto",
+    },
+    {
+      label: "scalar",
+      file: "modules/carvq-rt-scalar.wasm",
+      source: join(buildDir(), "carvq-rt-scalar.wasm"),
+      build: "scalar",
+      target: null,
+      budgetBytes: 2 ** 32,
+      defaultMode: "auto",
+    },
   ];
-  const perTarget = targets.map((t): KitModule => ({
-    label: t.name,
-    file: `modules/${t.name}.wasm`,
-    source: join(buildDir(), "targets", `${t.name}.wasm`),
-    build: t.simd ? "simd" : "scalar",
-    target: t.name,
-    budgetBytes: t.memoryBudgetBytes,
-    defaultMode: t.mode,
-  }));
+  const perTarget = targets.map(
+    (t): KitModule => ({
+      label: t.name,
+      file: `modules/${t.name}.wasm`,
+      source: join(buildDir(), "targets", `${t.name}.wasm`),
+      build: t.simd ? "simd" : "scalar",
+      target: t.name,
+      budgetBytes: t.memoryBudgetBytes,
+      defaultMode: t.mode,
+    }),
+  );
   const modules = [...generic, ...perTarget];
   for (const m of modules) if (!existsSync(m.source)) throw new CarvqError(`${m.source}: not built (run npm run build)`);
   return modules;
@@ -142,29 +162,139 @@ function random(name: string, description: string, options: RandomBlobOptions): 
 }
 
 function fitted(name: string, description: string, rows: number, cols: number, options: Parameters<typeof compressMatrix>[1]): VariantSpec {
-  return { name, description, make: async () => (await compressMatrix(synthMatrix({ rows, cols, seed: 16 }), options)).bytes, tokens: tokensFor(rows) };
+  return {
+    name,
+    description,
+    make: async () => (await compressMatrix(synthMatrix({ rows, cols, seed: 16 }), options)).bytes,
+    tokens: tokensFor(rows),
+  };
 }
 
 /** Every format variant the runtime reads, each in a small blob (a few KB to ~60 KB). */
 function variantSpecs(): VariantSpec[] {
   return [
-    random("rvq-row", "v1.0 RVQ, row layout: 300 x 64, h 8, L 2, g 64", { rows: 300, cols: 64, subvec: 8, levels: 2, group: 64, layout: "row", seed: 101 }),
-    random("rvq-col", "v1.0 RVQ, column-block layout: 300 x 64, h 8, L 2, g 64", { rows: 300, cols: 64, subvec: 8, levels: 2, group: 64, layout: "col", seed: 102 }),
-    random("rvq-odd-row", "n not a multiple of h (36, h 8), a partial last group (1505 sub-vectors, g 48), an odd nibble count (S 5 x L 3)", { rows: 301, cols: 36, subvec: 8, levels: 3, group: 48, layout: "row", seed: 103 }),
-    random("rvq-odd-col", "column-block layout with a partial last block (301 tokens, g 16), n 36 with h 8, L 1", { rows: 301, cols: 36, subvec: 8, levels: 1, group: 16, layout: "col", seed: 104 }),
-    random("rvq-v1", "V = 1: one token, one partly filled group", { rows: 1, cols: 24, subvec: 8, levels: 2, group: 1024, layout: "row", seed: 105 }),
-    random("rvq-h1", "h = 1: scalar sub-vectors, 20 per row", { rows: 64, cols: 20, subvec: 1, levels: 2, group: 256, layout: "row", seed: 106 }),
+    random("rvq-row", "v1.0 RVQ, row layout: 300 x 64, h 8, L 2, g 64", {
+      rows: 300,
+      cols: 64,
+      subvec: 8,
+      levels: 2,
+      group: 64,
+      layout: "row",
+      seed: 101,
+    }),
+    random("rvq-col", "v1.0 RVQ, column-block layout: 300 x 64, h 8, L 2, g 64", {
+      rows: 300,
+      cols: 64,
+      subvec: 8,
+      levels: 2,
+      group: 64,
+      layout: "col",
+      seed: 102,
+    }),
+    random(
+      "rvq-odd-row",
+      "n not a multiple of h (36, h 8), a partial last group (1505 sub-vectors, g 48), an odd nibble count (S 5 x L 3)",
+      { rows: 301, cols: 36, subvec: 8, levels: 3, group: 48, layout: "row", seed: 103 },
+    ),
+    random("rvq-odd-col", "column-block layout with a partial last block (301 tokens, g 16), n 36 with h 8, L 1", {
+      rows: 301,
+      cols: 36,
+      subvec: 8,
+      levels: 1,
+      group: 16,
+      layout: "col",
+      seed: 104,
+    }),
+    random("rvq-v1", "V = 1: one token, one partly filled group", {
+      rows: 1,
+      cols: 24,
+      subvec: 8,
+      levels: 2,
+      group: 1024,
+      layout: "row",
+      seed: 105,
+    }),
+    random("rvq-h1", "h = 1: scalar sub-vectors, 20 per row", {
+      rows: 64,
+      cols: 20,
+      subvec: 1,
+      levels: 2,
+      group: 256,
+      layout: "row",
+      seed: 106,
+    }),
     random("rvq-l8", "L = 8: the most residual levels", { rows: 64, cols: 40, subvec: 8, levels: 8, group: 32, layout: "row", seed: 107 }),
-    random("rvq-h256", "h = 256: the longest sub-vector, n 300 (one full and one partial), column-block layout", { rows: 40, cols: 300, subvec: 256, levels: 2, group: 20, layout: "col", seed: 108 }),
-    fitted("rvq-fitted", "an RVQ blob from the real encoder (k-means on a synthetic 256 x 48 table, h 8, L 2, g 128)", 256, 48, { method: "carvq", h: 8, levels: 2, group: 128, layout: "row", iters: 4 }),
+    random("rvq-h256", "h = 256: the longest sub-vector, n 300 (one full and one partial), column-block layout", {
+      rows: 40,
+      cols: 300,
+      subvec: 256,
+      levels: 2,
+      group: 20,
+      layout: "col",
+      seed: 108,
+    }),
+    fitted("rvq-fitted", "an RVQ blob from the real encoder (k-means on a synthetic 256 x 48 table, h 8, L 2, g 128)", 256, 48, {
+      method: "carvq",
+      h: 8,
+      levels: 2,
+      group: 128,
+      layout: "row",
+      iters: 4,
+    }),
     fitted("int4", "int4 scalar, blocks of 16 over n 37 (a partial last block)", 100, 37, { method: "int4", block: 16 }),
     fitted("int3", "int3 scalar, blocks of 16 over n 37 (codes across byte boundaries)", 100, 37, { method: "int3", block: 16 }),
     fitted("int2", "int2 scalar, blocks of 16 over n 37", 100, 37, { method: "int2", block: 16 }),
-    random("rowscale", "v1.1 row scales: R 7, row layout", { rows: 200, cols: 48, subvec: 8, levels: 2, group: 64, layout: "row", rowScales: 7, seed: 109 }),
-    random("rowscale-256", "v1.1 row scales: R 256 (the most), column-block layout, odd n", { rows: 300, cols: 30, subvec: 8, levels: 2, group: 32, layout: "col", rowScales: 256, seed: 110 }),
-    random("adaptor-int8", "v1.2 adaptor, int8 table and MLP: 8 -> 32 -> 48", { rows: 200, cols: 48, subvec: 8, levels: 2, group: 64, layout: "row", adaptor: { widths: [8, 32, 48], precision: "int8" }, seed: 111 }),
-    random("adaptor-fp16", "v1.2 adaptor, fp16 table and MLP, two hidden layers of widths not multiples of 8: 12 -> 24 -> 20 -> 40", { rows: 150, cols: 40, subvec: 8, levels: 2, group: 64, layout: "col", adaptor: { widths: [12, 24, 20, 40], precision: "fp16" }, seed: 112 }),
-    random("adaptor-mixed", "v1.2 adaptor with row scales: fp16 table, int8 MLP, m0 1, one layer 1 -> 33", { rows: 120, cols: 33, subvec: 8, levels: 3, group: 40, layout: "row", rowScales: 5, adaptor: { widths: [1, 33], precision: "int8", tablePrecision: "fp16" }, seed: 113 }),
+    random("rowscale", "v1.1 row scales: R 7, row layout", {
+      rows: 200,
+      cols: 48,
+      subvec: 8,
+      levels: 2,
+      group: 64,
+      layout: "row",
+      rowScales: 7,
+      seed: 109,
+    }),
+    random("rowscale-256", "v1.1 row scales: R 256 (the most), column-block layout, odd n", {
+      rows: 300,
+      cols: 30,
+      subvec: 8,
+      levels: 2,
+      group: 32,
+      layout: "col",
+      rowScales: 256,
+      seed: 110,
+    }),
+    random("adaptor-int8", "v1.2 adaptor, int8 table and MLP: 8 -> 32 -> 48", {
+      rows: 200,
+      cols: 48,
+      subvec: 8,
+      levels: 2,
+      group: 64,
+      layout: "row",
+      adaptor: { widths: [8, 32, 48], precision: "int8" },
+      seed: 111,
+    }),
+    random("adaptor-fp16", "v1.2 adaptor, fp16 table and MLP, two hidden layers of widths not multiples of 8: 12 -> 24 -> 20 -> 40", {
+      rows: 150,
+      cols: 40,
+      subvec: 8,
+      levels: 2,
+      group: 64,
+      layout: "col",
+      adaptor: { widths: [12, 24, 20, 40], precision: "fp16" },
+      seed: 112,
+    }),
+    random("adaptor-mixed", "v1.2 adaptor with row scales: fp16 table, int8 MLP, m0 1, one layer 1 -> 33", {
+      rows: 120,
+      cols: 33,
+      subvec: 8,
+      levels: 3,
+      group: 40,
+      layout: "row",
+      rowScales: 5,
+      adaptor: { widths: [1, 33], precision: "int8", tablePrecision: "fp16" },
+      seed: 113,
+    }),
   ];
 }
 
@@ -223,18 +353,46 @@ function hostileSpecs(base: Uint8Array, rowScaled: Uint8Array, adapted: Uint8Arr
   rsCodes.bytes[37 * rsHeader.rowBytes] = R;
   return [
     { name: "bad-crc", description: "one flipped bit in the CODES section (its CRC-32 no longer matches)", bytes: crc },
-    { name: "bad-magic", description: "magic \"CRVX\" (header CRC right)", bytes: withHeaderEdit(base, (v) => v.setUint8(3, 0x58)) },
-    { name: "bad-version-major", description: "version_major 2 (header CRC right)", bytes: withHeaderEdit(base, (v) => v.setUint16(F.H_VERSION_MAJOR, 2, true)) },
-    { name: "bad-version-minor", description: "version_minor 3, newer than the runtime (header CRC right)", bytes: withHeaderEdit(base, (v) => v.setUint16(F.H_VERSION_MINOR, F.VERSION_MINOR + 1, true)) },
+    { name: "bad-magic", description: 'magic "CRVX" (header CRC right)', bytes: withHeaderEdit(base, (v) => v.setUint8(3, 0x58)) },
+    {
+      name: "bad-version-major",
+      description: "version_major 2 (header CRC right)",
+      bytes: withHeaderEdit(base, (v) => v.setUint16(F.H_VERSION_MAJOR, 2, true)),
+    },
+    {
+      name: "bad-version-minor",
+      description: "version_minor 3, newer than the runtime (header CRC right)",
+      bytes: withHeaderEdit(base, (v) => v.setUint16(F.H_VERSION_MINOR, F.VERSION_MINOR + 1, true)),
+    },
     { name: "truncated", description: "the last 100 bytes cut off", bytes: base.slice(0, base.length - 100) },
     { name: "truncated-header", description: "only the first 40 bytes (inside the header)", bytes: base.slice(0, 40) },
-    { name: "lying-offset-past-end", description: "CODES offset 1 TiB, past the end of the file (header CRC right)", bytes: withHeaderEdit(base, (v) => v.setBigUint64(codes + F.S_OFFSET, 1n << 40n, true)) },
-    { name: "lying-offset-overlap", description: "CODES offset 64: inside the section table (header CRC right)", bytes: withHeaderEdit(base, (v) => v.setBigUint64(codes + F.S_OFFSET, 64n, true)) },
-    { name: "lying-length", description: "CODES length one byte longer than the records (header CRC right)", bytes: withHeaderEdit(base, (v) => v.setBigUint64(codes + F.S_LENGTH, v.getBigUint64(codes + F.S_LENGTH, true) + 1n, true)) },
+    {
+      name: "lying-offset-past-end",
+      description: "CODES offset 1 TiB, past the end of the file (header CRC right)",
+      bytes: withHeaderEdit(base, (v) => v.setBigUint64(codes + F.S_OFFSET, 1n << 40n, true)),
+    },
+    {
+      name: "lying-offset-overlap",
+      description: "CODES offset 64: inside the section table (header CRC right)",
+      bytes: withHeaderEdit(base, (v) => v.setBigUint64(codes + F.S_OFFSET, 64n, true)),
+    },
+    {
+      name: "lying-length",
+      description: "CODES length one byte longer than the records (header CRC right)",
+      bytes: withHeaderEdit(base, (v) => v.setBigUint64(codes + F.S_LENGTH, v.getBigUint64(codes + F.S_LENGTH, true) + 1n, true)),
+    },
     { name: "padding-not-zero", description: "a non-zero byte in the padding before the first section", bytes: padding },
     { name: "trailing-byte", description: "one byte after the end of the last section", bytes: trailing },
-    { name: "adaptor-version-1-1", description: "v1.2 adaptor sections in a blob whose header says 1.1 (header CRC right)", bytes: withHeaderEdit(adapted, (v) => v.setUint16(F.H_VERSION_MINOR, 1, true)) },
-    { name: "rowscale-bad-index", description: "v1.1: token 37's row-scale index is R (every CRC right)", bytes: assembleBlob(rsHeader, rsSections) },
+    {
+      name: "adaptor-version-1-1",
+      description: "v1.2 adaptor sections in a blob whose header says 1.1 (header CRC right)",
+      bytes: withHeaderEdit(adapted, (v) => v.setUint16(F.H_VERSION_MINOR, 1, true)),
+    },
+    {
+      name: "rowscale-bad-index",
+      description: "v1.1: token 37's row-scale index is R (every CRC right)",
+      bytes: assembleBlob(rsHeader, rsSections),
+    },
   ];
 }
 
@@ -262,13 +420,29 @@ function streamedBlobOptions(target: Target): RandomBlobOptions {
   const cols = streamedCols(budget);
   const S = Math.ceil(cols / 8);
   const rowBytes = Math.ceil((S * 2) / 2);
-  return { rows: Math.ceil((budget + 65536) / rowBytes), cols, subvec: 8, levels: 2, group: S * 8, layout: "row", seed: 200 + budget / 65536 };
+  return {
+    rows: Math.ceil((budget + 65536) / rowBytes),
+    cols,
+    subvec: 8,
+    levels: 2,
+    group: S * 8,
+    layout: "row",
+    seed: 200 + budget / 65536,
+  };
 }
 
 /** A small blob whose single output row (cols x 4 bytes) plus the static data exceeds the budget. */
 function tooWideBlob(target: Target): RandomBlobOptions {
   const cols = Math.min(F.MAX_COLS, Math.ceil(target.memoryBudgetBytes / 4 / 1024) * 1024);
-  return { rows: 2, cols, subvec: 8, levels: 1, group: 2 * Math.ceil(cols / 8), layout: "row", seed: 300 + target.memoryBudgetBytes / 65536 };
+  return {
+    rows: 2,
+    cols,
+    subvec: 8,
+    levels: 1,
+    group: 2 * Math.ceil(cols / 8),
+    layout: "row",
+    seed: 300 + target.memoryBudgetBytes / 65536,
+  };
 }
 
 // ---- The plan ----
@@ -338,15 +512,33 @@ async function planVariants(kit: KitBuilder): Promise<PlannedVariant[]> {
   }
   for (const module of kit.modules) {
     for (const v of variants) {
-      const lookup = (mode: "resident" | "streaming" | null, extra: string[] = []) => ["lookup", ...modeArgs(mode), ...extra, v.file, ...v.spec.tokens.map(String)];
-      const served = (name: string, args: string[]): CaseSpec => ({ name, kind: "variant", args, expectedExit: 0, stdout: v.rows, blob: v.file });
+      const lookup = (mode: "resident" | "streaming" | null, extra: string[] = []) => [
+        "lookup",
+        ...modeArgs(mode),
+        ...extra,
+        v.file,
+        ...v.spec.tokens.map(String),
+      ];
+      const served = (name: string, args: string[]): CaseSpec => ({
+        name,
+        kind: "variant",
+        args,
+        expectedExit: 0,
+        stdout: v.rows,
+        blob: v.file,
+      });
       if (module.target !== null) {
         addCase(kit, module, served(v.spec.name, lookup(null)));
         continue;
       }
       for (const mode of genericModes(module, kit.quick)) addCase(kit, module, served(`${v.spec.name}.${mode}`, lookup(mode)));
       // The adaptor's MLP streamed in its smallest tiles, one token per batch.
-      if (v.spec.adaptor) addCase(kit, module, served(`${v.spec.name}.streaming-tiles`, lookup("streaming", ["--adaptor-batch", "1", "--adaptor-tile", "1"])));
+      if (v.spec.adaptor)
+        addCase(
+          kit,
+          module,
+          served(`${v.spec.name}.streaming-tiles`, lookup("streaming", ["--adaptor-batch", "1", "--adaptor-tile", "1"])),
+        );
     }
   }
   return variants;
@@ -379,9 +571,25 @@ function planRefusals(kit: KitBuilder, variants: readonly PlannedVariant[]): voi
     if (kit.quick && !isGeneric) continue;
     for (const mode of isGeneric ? genericModes(module, kit.quick) : [null]) {
       const suffix = mode === null ? "" : `.${mode}`;
-      for (const h of hostile) addCase(kit, module, { name: `hostile-${h.name}${suffix}`, kind: "hostile", args: ["lookup", ...modeArgs(mode), h.file, "0", "1"], expectedExit: RUNTIME_EXIT.badBlob, stdout: null, blob: h.file });
+      for (const h of hostile)
+        addCase(kit, module, {
+          name: `hostile-${h.name}${suffix}`,
+          kind: "hostile",
+          args: ["lookup", ...modeArgs(mode), h.file, "0", "1"],
+          expectedExit: RUNTIME_EXIT.badBlob,
+          stdout: null,
+          blob: h.file,
+        });
     }
-    for (const r of requests) addCase(kit, module, { name: r.name, kind: "request", args: r.args, expectedExit: r.exit, stdout: null, blob: r.args.find((a) => a.startsWith("blobs/")) ?? null });
+    for (const r of requests)
+      addCase(kit, module, {
+        name: r.name,
+        kind: "request",
+        args: r.args,
+        expectedExit: r.exit,
+        stdout: null,
+        blob: r.args.find((a) => a.startsWith("blobs/")) ?? null,
+      });
   }
 }
 
@@ -392,7 +600,11 @@ function planStreamed(kit: KitBuilder, target: Target, module: KitModule): Budge
   const approxBytes = options.rows * randomBlobHeader(options).rowBytes;
   const check = "a blob that fits only when streamed";
   if (approxBytes > MAX_BUDGET_BLOB_BYTES) {
-    kit.notCovered.push({ target: target.name, check, reason: `it must be larger than the ${budget}-byte budget; the kit keeps blobs under ${MAX_BUDGET_BLOB_BYTES} bytes` });
+    kit.notCovered.push({
+      target: target.name,
+      check,
+      reason: `it must be larger than the ${budget}-byte budget; the kit keeps blobs under ${MAX_BUDGET_BLOB_BYTES} bytes`,
+    });
     return null;
   }
   if (kit.quick && approxBytes > QUICK_BLOB_LIMIT) {
@@ -401,13 +613,33 @@ function planStreamed(kit: KitBuilder, target: Target, module: KitModule): Budge
   }
   const file = `blobs/budget-${target.name}-streamed.carvq`;
   const bytes = randomBlob(options);
-  addBlob(kit, file, `${options.rows} x ${options.cols} RVQ: larger than ${target.name}'s ${budget}-byte budget (resident cannot hold it), rows of ${options.cols * 4} bytes (streaming fits)`, bytes);
+  addBlob(
+    kit,
+    file,
+    `${options.rows} x ${options.cols} RVQ: larger than ${target.name}'s ${budget}-byte budget (resident cannot hold it), rows of ${options.cols * 4} bytes (streaming fits)`,
+    bytes,
+  );
   const tokens = tokensFor(options.rows);
   const rows = rowsBytes(decodeTokens(parseBlob(bytes, file), tokens));
   const lookup = (mode: "resident" | "streaming" | null) => ["lookup", ...modeArgs(mode), file, ...tokens.map(String)];
-  addCase(kit, module, { name: "budget-streamed.resident", kind: "budget", args: lookup("resident"), expectedExit: RUNTIME_EXIT.budget, stdout: null, blob: file });
-  addCase(kit, module, { name: "budget-streamed.streaming", kind: "budget", args: lookup("streaming"), expectedExit: 0, stdout: rows, blob: file });
-  if (target.mode === "streaming") addCase(kit, module, { name: "budget-streamed", kind: "budget", args: lookup(null), expectedExit: 0, stdout: rows, blob: file });
+  addCase(kit, module, {
+    name: "budget-streamed.resident",
+    kind: "budget",
+    args: lookup("resident"),
+    expectedExit: RUNTIME_EXIT.budget,
+    stdout: null,
+    blob: file,
+  });
+  addCase(kit, module, {
+    name: "budget-streamed.streaming",
+    kind: "budget",
+    args: lookup("streaming"),
+    expectedExit: 0,
+    stdout: rows,
+    blob: file,
+  });
+  if (target.mode === "streaming")
+    addCase(kit, module, { name: "budget-streamed", kind: "budget", args: lookup(null), expectedExit: 0, stdout: rows, blob: file });
   return { file, bytes, tokens, expectedRows: rows };
 }
 
@@ -416,12 +648,29 @@ function planTooWide(kit: KitBuilder, target: Target, module: KitModule): void {
   const budget = target.memoryBudgetBytes;
   const wide = tooWideBlob(target);
   if (wide.cols * 4 + STATIC_BYTES_AT_MOST / 2 <= budget) {
-    kit.notCovered.push({ target: target.name, check: "a blob that cannot fit at all", reason: `no valid blob needs that much when streamed (at most ~${Math.ceil((F.MAX_COLS * 4 * 2 + 65536) / 1024)} KiB: a row holds at most ${F.MAX_COLS} values), far inside the ${budget}-byte budget, and a blob too large to hold resident would not fit in the kit` });
+    kit.notCovered.push({
+      target: target.name,
+      check: "a blob that cannot fit at all",
+      reason: `no valid blob needs that much when streamed (at most ~${Math.ceil((F.MAX_COLS * 4 * 2 + 65536) / 1024)} KiB: a row holds at most ${F.MAX_COLS} values), far inside the ${budget}-byte budget, and a blob too large to hold resident would not fit in the kit`,
+    });
     return;
   }
   const file = `blobs/budget-${target.name}-too-wide.carvq`;
-  addBlob(kit, file, `${wide.rows} x ${wide.cols} RVQ: one output row (${wide.cols * 4} bytes) plus the static data exceeds ${target.name}'s ${budget}-byte budget in any mode`, randomBlob(wide));
-  for (const mode of ["resident", "streaming"] as const) addCase(kit, module, { name: `budget-too-wide.${mode}`, kind: "budget", args: ["lookup", ...modeArgs(mode), file, "1"], expectedExit: RUNTIME_EXIT.budget, stdout: null, blob: file });
+  addBlob(
+    kit,
+    file,
+    `${wide.rows} x ${wide.cols} RVQ: one output row (${wide.cols * 4} bytes) plus the static data exceeds ${target.name}'s ${budget}-byte budget in any mode`,
+    randomBlob(wide),
+  );
+  for (const mode of ["resident", "streaming"] as const)
+    addCase(kit, module, {
+      name: `budget-too-wide.${mode}`,
+      kind: "budget",
+      args: ["lookup", ...modeArgs(mode), file, "1"],
+      expectedExit: RUNTIME_EXIT.budget,
+      stdout: null,
+      blob: file,
+    });
 }
 
 /** Budgets: per target, a blob that fits only when streamed and one that cannot fit at all. */
@@ -437,7 +686,14 @@ function planBudgets(kit: KitBuilder, targets: readonly Target[]): void {
   for (const target of targets.filter((t) => t.mode === "resident")) {
     for (const { target: other, blob } of streamed) {
       if (other.name === target.name || blob.bytes.length + 1024 * 1024 > target.memoryBudgetBytes) continue;
-      addCase(kit, moduleOf(target), { name: `budget-${other.name}-streamed.resident`, kind: "budget", args: ["lookup", "--mode", "resident", blob.file, ...blob.tokens.map(String)], expectedExit: 0, stdout: blob.expectedRows, blob: blob.file });
+      addCase(kit, moduleOf(target), {
+        name: `budget-${other.name}-streamed.resident`,
+        kind: "budget",
+        args: ["lookup", "--mode", "resident", blob.file, ...blob.tokens.map(String)],
+        expectedExit: 0,
+        stdout: blob.expectedRows,
+        blob: blob.file,
+      });
     }
   }
 }

@@ -49,10 +49,13 @@ function kitFile(name: string): string {
 
 /** cases.txt: one case a line, NAME EXIT SHA256 MODULE ARGS..., blank-separated. */
 export function casesText(cases: readonly KitCase[]): string {
-  const lines = ["# carvq conformance cases: NAME EXPECTED_EXIT SHA256_OF_STDOUT MODULE ARGS... (run from the kit's folder; see README.md)"];
+  const lines = [
+    "# carvq conformance cases: NAME EXPECTED_EXIT SHA256_OF_STDOUT MODULE ARGS... (run from the kit's folder; see README.md)",
+  ];
   for (const c of cases) {
     const words = [c.name, String(c.expectedExit), c.expectedStdoutSha256, c.module, ...c.args];
-    for (const w of words) if (!SAFE_WORD.test(w)) throw new Error(`conformance: case ${c.name} has a word run.sh cannot pass as is: '${w}'`);
+    for (const w of words)
+      if (!SAFE_WORD.test(w)) throw new Error(`conformance: case ${c.name} has a word run.sh cannot pass as is: '${w}'`);
     lines.push(words.join(" "));
   }
   return `${lines.join("\n")}\n`;
@@ -65,9 +68,27 @@ function manifestJson(plan: KitPlan, targets: readonly Target[], quick: boolean,
     generator: `carvq ${TOOL_VERSION}`,
     quick,
     targets: targets.map((t) => ({ name: t.name, engine: t.engine, simd: t.simd, mode: t.mode, budgetBytes: t.memoryBudgetBytes })),
-    modules: plan.modules.map((m) => ({ file: m.file, build: m.build, target: m.target, budgetBytes: m.budgetBytes, defaultMode: m.defaultMode, bytes: moduleBytes.get(m.file)!.length, sha256: sha256(moduleBytes.get(m.file)!) })),
+    modules: plan.modules.map((m) => ({
+      file: m.file,
+      build: m.build,
+      target: m.target,
+      budgetBytes: m.budgetBytes,
+      defaultMode: m.defaultMode,
+      bytes: moduleBytes.get(m.file)!.length,
+      sha256: sha256(moduleBytes.get(m.file)!),
+    })),
     blobs: plan.blobs.map((b) => ({ file: b.file, bytes: b.bytes.length, sha256: sha256(b.bytes), description: b.description })),
-    cases: plan.cases.map((c) => ({ name: c.name, kind: c.kind, module: c.module, args: c.args, expectedExit: c.expectedExit, expectedStdoutSha256: c.expectedStdoutSha256, budgetBytes: c.budgetBytes, target: c.target, blob: c.blob })),
+    cases: plan.cases.map((c) => ({
+      name: c.name,
+      kind: c.kind,
+      module: c.module,
+      args: c.args,
+      expectedExit: c.expectedExit,
+      expectedStdoutSha256: c.expectedStdoutSha256,
+      budgetBytes: c.budgetBytes,
+      target: c.target,
+      blob: c.blob,
+    })),
     notCovered: plan.notCovered,
   };
   return `${JSON.stringify(manifest, null, 2)}\n`;
@@ -78,7 +99,13 @@ export function caseTable(plan: KitPlan): string[] {
   const kinds = ["variant", "hostile", "request", "budget"] as const;
   const rows = plan.modules.map((m) => {
     const mine = plan.cases.filter((c) => c.module === m.file);
-    return [m.file, `${m.build}, ${m.defaultMode}`, String(m.budgetBytes), ...kinds.map((k) => String(mine.filter((c) => c.kind === k).length)), String(mine.length)];
+    return [
+      m.file,
+      `${m.build}, ${m.defaultMode}`,
+      String(m.budgetBytes),
+      ...kinds.map((k) => String(mine.filter((c) => c.kind === k).length)),
+      String(mine.length),
+    ];
   });
   const header = ["module", "build, mode", "budget bytes", ...kinds, "total"];
   return [`| ${header.join(" | ")} |`, `| ${header.map(() => "---").join(" | ")} |`, ...rows.map((r) => `| ${r.join(" | ")} |`)];
@@ -120,7 +147,8 @@ export async function writeKit(options: WriteKitOptions): Promise<KitSummary> {
   files.set("README.md", readme(plan));
   let bytes = 0;
   for (const content of files.values()) bytes += typeof content === "string" ? Buffer.byteLength(content) : content.length;
-  if (bytes > MAX_KIT_BYTES) throw new CarvqError(`conformance: the kit would take ${bytes} bytes, more than ${MAX_KIT_BYTES}; choose fewer targets or --quick`);
+  if (bytes > MAX_KIT_BYTES)
+    throw new CarvqError(`conformance: the kit would take ${bytes} bytes, more than ${MAX_KIT_BYTES}; choose fewer targets or --quick`);
 
   const temp = `${dir}.tmp-${process.pid}`;
   rmSync(temp, { recursive: true, force: true });

@@ -47,7 +47,8 @@ export interface KitRun {
  * ~64 KiB left for the runtime, and a 128 KiB one traps in the adapter. So jco runs the generic
  * builds' cases (a 4 GiB budget) and leaves the device modules to core-module engines.
  */
-const JCO_SKIP_REASON = "device modules are not run under jco: its preview1 adapter takes pages of the module's declared memory budget (run them with sh run.sh node host/run-wasi.mjs or --host node)";
+const JCO_SKIP_REASON =
+  "device modules are not run under jco: its preview1 adapter takes pages of the module's declared memory budget (run them with sh run.sh node host/run-wasi.mjs or --host node)";
 
 interface Manifest {
   format: string;
@@ -64,7 +65,10 @@ export function readManifest(dir: string): Manifest {
   } catch {
     throw new CarvqError(`${path}: not valid JSON`);
   }
-  if (manifest.format !== "carvq-conformance-kit" || manifest.kitFormat !== KIT_FORMAT) throw new CarvqError(`${path}: field format/kitFormat is ${manifest.format}/${manifest.kitFormat}; expected carvq-conformance-kit/${KIT_FORMAT}`);
+  if (manifest.format !== "carvq-conformance-kit" || manifest.kitFormat !== KIT_FORMAT)
+    throw new CarvqError(
+      `${path}: field format/kitFormat is ${manifest.format}/${manifest.kitFormat}; expected carvq-conformance-kit/${KIT_FORMAT}`,
+    );
   return manifest;
 }
 
@@ -121,12 +125,15 @@ export async function runUnderJco(modulePath: string, args: readonly string[]): 
 async function runCase(dir: string, c: KitCase, host: KitHost): Promise<CaseResult> {
   const modulePath = join(dir, c.module);
   const preopens = { ".": dir };
-  const run = host === "node" ? runWasiCommand(modulePath, c.args, preopens) : await runJcoCommand(c.args, preopens, componentOf(modulePath));
+  const run =
+    host === "node" ? runWasiCommand(modulePath, c.args, preopens) : await runJcoCommand(c.args, preopens, componentOf(modulePath));
   const exitCode = exitCodeOf(run, host);
   let why = "";
   if (exitCode !== c.expectedExit) why = `expected exit ${c.expectedExit}, got ${exitCode}`;
-  else if (sha256(run.stdout) !== c.expectedStdoutSha256) why = `rows differ (sha256 ${sha256(run.stdout)}, expected ${c.expectedStdoutSha256})`;
-  else if (host === "node" && run.peakMemoryBytes > c.budgetBytes) why = `peak linear memory ${run.peakMemoryBytes} bytes is over the budget of ${c.budgetBytes}`;
+  else if (sha256(run.stdout) !== c.expectedStdoutSha256)
+    why = `rows differ (sha256 ${sha256(run.stdout)}, expected ${c.expectedStdoutSha256})`;
+  else if (host === "node" && run.peakMemoryBytes > c.budgetBytes)
+    why = `peak linear memory ${run.peakMemoryBytes} bytes is over the budget of ${c.budgetBytes}`;
   if (why !== "") {
     const first = run.stderr.split("\n").find((l) => l.trim() !== "");
     if (first !== undefined) why += `\n  stderr: ${first}`;
@@ -142,7 +149,8 @@ export async function runKit(options: RunKitOptions): Promise<KitRun> {
   const skip = (c: KitCase) => options.host === "jco" && c.target !== null;
   const cases = matching.filter((c) => !skip(c));
   const skippedNames = matching.filter(skip).map((c) => c.name);
-  if (cases.length === 0) throw new CarvqError(`${options.dir}: every case that matches '${options.only ?? ""}' is skipped: ${JCO_SKIP_REASON}`);
+  if (cases.length === 0)
+    throw new CarvqError(`${options.dir}: every case that matches '${options.only ?? ""}' is skipped: ${JCO_SKIP_REASON}`);
   const results: CaseResult[] = [];
   for (const c of cases) {
     const result = await runCase(dir, c, options.host);
@@ -150,5 +158,10 @@ export async function runKit(options: RunKitOptions): Promise<KitRun> {
     options.onLine?.(result.passed ? `PASS ${c.name}` : `FAIL ${c.name}: ${result.why}`);
   }
   const passed = results.filter((r) => r.passed).length;
-  return { results, passed, failed: results.length - passed, skipped: skippedNames.length === 0 ? null : { names: skippedNames, reason: JCO_SKIP_REASON } };
+  return {
+    results,
+    passed,
+    failed: results.length - passed,
+    skipped: skippedNames.length === 0 ? null : { names: skippedNames, reason: JCO_SKIP_REASON },
+  };
 }

@@ -20,7 +20,7 @@ process.exit(status ?? 1);
 /** Bundles tools/cli/data.ts behind a minimal entry that prints CarvqErrors as main.ts does. */
 async function bundleDataCommand() {
   const { build } = await import("esbuild");
-  const { bundleOptions } = await import("../bundle.mjs");
+  const { bundleOptions } = await import("../dev/bundle.mjs");
   const outfile = join(root, ".cache", "glove", "carvq-data.mjs");
   mkdirSync(dirname(outfile), { recursive: true });
   const entry = `

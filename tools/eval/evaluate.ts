@@ -20,9 +20,19 @@ export interface Evaluation {
 export function evaluateBlob(blob: Blob, reference: Matrix, referenceName: string): Evaluation {
   const { rows, cols, method } = blob.header;
   if (reference.rows !== rows || reference.cols !== cols) {
-    throw new CarvqError(`${referenceName}: shape ${reference.rows} x ${reference.cols} does not match the blob ${blob.name} (${rows} x ${cols})`);
+    throw new CarvqError(
+      `${referenceName}: shape ${reference.rows} x ${reference.cols} does not match the blob ${blob.name} (${rows} x ${cols})`,
+    );
   }
   const decoded = decodeAll(blob);
   const size = bitsPerParameter(blob);
-  return { method, shape: [rows, cols], bpp: size.bpp, bppBreakdown: size.parts, bytes: size.bytes, ...reconstructionMetrics(reference, decoded), nn10: neighbourOverlap(reference, decoded) };
+  return {
+    method,
+    shape: [rows, cols],
+    bpp: size.bpp,
+    bppBreakdown: size.parts,
+    bytes: size.bytes,
+    ...reconstructionMetrics(reference, decoded),
+    nn10: neighbourOverlap(reference, decoded),
+  };
 }

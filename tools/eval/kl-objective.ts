@@ -29,13 +29,21 @@ export function calibrationKlObjective(model: Llama2cModel, text: Partial<Sample
     batches,
     evaluate(table, batch) {
       const from = (batch % batches) * SEQUENCES_PER_BATCH;
-      const { kl, gradient } = klGradient(model, table, sequences.slice(from, from + SEQUENCES_PER_BATCH), logProbs.slice(from, from + SEQUENCES_PER_BATCH));
+      const { kl, gradient } = klGradient(
+        model,
+        table,
+        sequences.slice(from, from + SEQUENCES_PER_BATCH),
+        logProbs.slice(from, from + SEQUENCES_PER_BATCH),
+      );
       return { loss: kl, gradient };
     },
     loss: (table) => evaluatePerplexity(model, table, options).kl,
-    curvature: (onProgress) => (curvature ??= regularizedCurvature(embeddingFisher(model, options, { ...fisherOptions, onSequence: onProgress }))),
+    curvature: (onProgress) =>
+      (curvature ??= regularizedCurvature(embeddingFisher(model, options, { ...fisherOptions, onSequence: onProgress }))),
     async prepareCurvature(threads, onProgress) {
-      curvature ??= regularizedCurvature(await embeddingFisherParallel(model, options, threads, { ...fisherOptions, onSequence: onProgress }));
+      curvature ??= regularizedCurvature(
+        await embeddingFisherParallel(model, options, threads, { ...fisherOptions, onSequence: onProgress }),
+      );
     },
   };
 }

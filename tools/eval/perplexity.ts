@@ -43,7 +43,12 @@ function teacherForcedLogProbs(model: Llama2cModel, sequences: readonly Int32Arr
  * `model` with `options` (default: 8 sequences of 300 tokens, 2,400 predictions). The original
  * model's samples and log-probabilities are memoised in memory per model object.
  */
-export function evaluatePerplexity(model: Llama2cModel, embedding: Matrix, options: Partial<SampleOptions> = {}, name?: string): PerplexityResult {
+export function evaluatePerplexity(
+  model: Llama2cModel,
+  embedding: Matrix,
+  options: Partial<SampleOptions> = {},
+  name?: string,
+): PerplexityResult {
   const modified = withInputEmbedding(model, embedding, name);
   const o: SampleOptions = { ...DEFAULT_SAMPLE_OPTIONS, ...options };
   const { sequences, logProbs: originalLogProbs } = originalEvaluation(model, o);
@@ -71,5 +76,11 @@ export function evaluatePerplexity(model: Llama2cModel, embedding: Matrix, optio
       tokens++;
     }
   }
-  return { ppl_orig: Math.exp(nllOriginal / tokens), ppl: Math.exp(nllModified / tokens), kl: klSum / tokens, tokens, sequences: sequences.length };
+  return {
+    ppl_orig: Math.exp(nllOriginal / tokens),
+    ppl: Math.exp(nllModified / tokens),
+    kl: klSum / tokens,
+    tokens,
+    sequences: sequences.length,
+  };
 }

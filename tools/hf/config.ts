@@ -69,12 +69,14 @@ export function parseHfConfig(json: Json, where: string): HfConfig {
   const architecture = readArchitecture(json, where);
   const int = (field: string, fallback?: number): number => {
     const value = json[field] ?? fallback;
-    if (typeof value !== "number" || !Number.isSafeInteger(value) || value < 1) throw new CarvqError(`${where}: ${field} is ${JSON.stringify(value)}; expected a positive whole number`);
+    if (typeof value !== "number" || !Number.isSafeInteger(value) || value < 1)
+      throw new CarvqError(`${where}: ${field} is ${JSON.stringify(value)}; expected a positive whole number`);
     return value;
   };
   const num = (field: string, fallback: number): number => {
     const value = json[field] ?? fallback;
-    if (typeof value !== "number" || !Number.isFinite(value) || value <= 0) throw new CarvqError(`${where}: ${field} is ${JSON.stringify(value)}; expected a positive number`);
+    if (typeof value !== "number" || !Number.isFinite(value) || value <= 0)
+      throw new CarvqError(`${where}: ${field} is ${JSON.stringify(value)}; expected a positive number`);
     return value;
   };
   const flag = (field: string, fallback: boolean): boolean => {
@@ -86,9 +88,11 @@ export function parseHfConfig(json: Json, where: string): HfConfig {
   const hiddenSize = int("hidden_size");
   const heads = int("num_attention_heads");
   const kvHeads = int("num_key_value_heads", heads);
-  if (heads % kvHeads !== 0) throw new CarvqError(`${where}: num_attention_heads ${heads} is not a multiple of num_key_value_heads ${kvHeads}`);
+  if (heads % kvHeads !== 0)
+    throw new CarvqError(`${where}: num_attention_heads ${heads} is not a multiple of num_key_value_heads ${kvHeads}`);
   const headDim = json.head_dim === undefined || json.head_dim === null ? hiddenSize / heads : int("head_dim");
-  if (!Number.isInteger(headDim) || headDim % 2 !== 0) throw new CarvqError(`${where}: head size ${headDim} (hidden_size / num_attention_heads or head_dim) must be an even whole number`);
+  if (!Number.isInteger(headDim) || headDim % 2 !== 0)
+    throw new CarvqError(`${where}: head size ${headDim} (hidden_size / num_attention_heads or head_dim) must be an even whole number`);
 
   const activation = json.hidden_act ?? "silu";
   if (activation !== "silu") throw new CarvqError(`${where}: hidden_act is ${JSON.stringify(activation)}; only silu (SwiGLU) is supported`);
@@ -96,7 +100,10 @@ export function parseHfConfig(json: Json, where: string): HfConfig {
 
   const partial = num("partial_rotary_factor", 1);
   const rotaryDim = Math.floor(headDim * partial);
-  if (partial > 1 || rotaryDim < 2 || rotaryDim % 2 !== 0) throw new CarvqError(`${where}: partial_rotary_factor ${partial} gives ${rotaryDim} rotary dimensions of ${headDim}; expected an even number from 2 to the head size`);
+  if (partial > 1 || rotaryDim < 2 || rotaryDim % 2 !== 0)
+    throw new CarvqError(
+      `${where}: partial_rotary_factor ${partial} gives ${rotaryDim} rotary dimensions of ${headDim}; expected an even number from 2 to the head size`,
+    );
 
   const attentionBias = flag("attention_bias", false);
   const qkvBias = architecture === "Qwen2ForCausalLM" || attentionBias;
@@ -128,7 +135,9 @@ export function parseHfConfig(json: Json, where: string): HfConfig {
 function readArchitecture(json: Json, where: string): Architecture {
   const list = json.architectures;
   if (!Array.isArray(list) || list.length === 0 || typeof list[0] !== "string") {
-    throw new CarvqError(`${where}: architectures is ${JSON.stringify(list)}; expected a list naming one of ${SUPPORTED_ARCHITECTURES.join(", ")}`);
+    throw new CarvqError(
+      `${where}: architectures is ${JSON.stringify(list)}; expected a list naming one of ${SUPPORTED_ARCHITECTURES.join(", ")}`,
+    );
   }
   const name = list[0];
   if (!(SUPPORTED_ARCHITECTURES as readonly string[]).includes(name)) {
@@ -140,29 +149,52 @@ function readArchitecture(json: Json, where: string): Architecture {
 function readRopeScaling(json: Json, rotaryDim: number, maxPositions: number, where: string): Llama3RopeScaling | LongRopeScaling | null {
   const value = json.rope_scaling;
   if (value === undefined || value === null) return null;
-  if (typeof value !== "object" || Array.isArray(value)) throw new CarvqError(`${where}: rope_scaling is ${JSON.stringify(value)}; expected an object or null`);
+  if (typeof value !== "object" || Array.isArray(value))
+    throw new CarvqError(`${where}: rope_scaling is ${JSON.stringify(value)}; expected an object or null`);
   const scaling = value as Json;
   const type = scaling.rope_type ?? scaling.type;
   if (type === "default") return null;
   const field = (name: string, from: Json = scaling, prefix = "rope_scaling."): number => {
     const v = from[name];
-    if (typeof v !== "number" || !Number.isFinite(v) || v <= 0) throw new CarvqError(`${where}: ${prefix}${name} is ${JSON.stringify(v)}; expected a positive number`);
+    if (typeof v !== "number" || !Number.isFinite(v) || v <= 0)
+      throw new CarvqError(`${where}: ${prefix}${name} is ${JSON.stringify(v)}; expected a positive number`);
     return v;
   };
   if (type === "longrope" || type === "su") {
     const factors = (name: string): number[] => {
       const list = scaling[name];
-      if (!Array.isArray(list) || list.length !== rotaryDim / 2 || !list.every((v) => typeof v === "number" && Number.isFinite(v) && v > 0)) {
+      if (
+        !Array.isArray(list) ||
+        list.length !== rotaryDim / 2 ||
+        !list.every((v) => typeof v === "number" && Number.isFinite(v) && v > 0)
+      ) {
         throw new CarvqError(`${where}: rope_scaling.${name} must list ${rotaryDim / 2} positive numbers (one per rotated pair)`);
       }
       return list as number[];
     };
-    const originalMaxPositions = json.original_max_position_embeddings !== undefined ? field("original_max_position_embeddings", json, "") : field("original_max_position_embeddings");
+    const originalMaxPositions =
+      json.original_max_position_embeddings !== undefined
+        ? field("original_max_position_embeddings", json, "")
+        : field("original_max_position_embeddings");
     const factor = maxPositions / originalMaxPositions;
-    const attentionFactor = scaling.attention_factor !== undefined && scaling.attention_factor !== null ? field("attention_factor") : factor <= 1 ? 1 : Math.sqrt(1 + Math.log(factor) / Math.log(originalMaxPositions));
-    return { kind: "longrope", shortFactor: factors("short_factor"), longFactor: factors("long_factor"), originalMaxPositions, attentionFactor };
+    const attentionFactor =
+      scaling.attention_factor !== undefined && scaling.attention_factor !== null
+        ? field("attention_factor")
+        : factor <= 1
+          ? 1
+          : Math.sqrt(1 + Math.log(factor) / Math.log(originalMaxPositions));
+    return {
+      kind: "longrope",
+      shortFactor: factors("short_factor"),
+      longFactor: factors("long_factor"),
+      originalMaxPositions,
+      attentionFactor,
+    };
   }
-  if (type !== "llama3") throw new CarvqError(`${where}: rope_scaling type ${JSON.stringify(type)} is not supported; carvq implements "llama3", "longrope" (and none)`);
+  if (type !== "llama3")
+    throw new CarvqError(
+      `${where}: rope_scaling type ${JSON.stringify(type)} is not supported; carvq implements "llama3", "longrope" (and none)`,
+    );
   const scalingValues: Llama3RopeScaling = {
     kind: "llama3",
     factor: field("factor"),
@@ -171,7 +203,9 @@ function readRopeScaling(json: Json, rotaryDim: number, maxPositions: number, wh
     originalMaxPositions: field("original_max_position_embeddings"),
   };
   if (scalingValues.highFreqFactor <= scalingValues.lowFreqFactor) {
-    throw new CarvqError(`${where}: rope_scaling.high_freq_factor ${scalingValues.highFreqFactor} must exceed low_freq_factor ${scalingValues.lowFreqFactor}`);
+    throw new CarvqError(
+      `${where}: rope_scaling.high_freq_factor ${scalingValues.highFreqFactor} must exceed low_freq_factor ${scalingValues.lowFreqFactor}`,
+    );
   }
   return scalingValues;
 }
@@ -182,7 +216,8 @@ function readSlidingWindow(json: Json, architecture: Architecture, where: string
   if (architecture === "LlamaForCausalLM") return null;
   const value = json.sliding_window;
   if (value === undefined || value === null) return null;
-  if (typeof value !== "number" || !Number.isSafeInteger(value) || value < 1) throw new CarvqError(`${where}: sliding_window is ${JSON.stringify(value)}; expected a positive whole number or null`);
+  if (typeof value !== "number" || !Number.isSafeInteger(value) || value < 1)
+    throw new CarvqError(`${where}: sliding_window is ${JSON.stringify(value)}; expected a positive whole number or null`);
   return value;
 }
 
@@ -195,15 +230,18 @@ function readSlidingWindow(json: Json, architecture: Architecture, where: string
  * - longrope (Phi-3): divided by short_factor[i], or long_factor[i] when the window is longer than
  *   original_max_position_embeddings.
  */
-export function ropeInverseFrequencies(config: Pick<HfConfig, "rotaryDim" | "ropeTheta" | "ropeScaling">, windowLength: number): Float64Array {
+export function ropeInverseFrequencies(
+  config: Pick<HfConfig, "rotaryDim" | "ropeTheta" | "ropeScaling">,
+  windowLength: number,
+): Float64Array {
   const half = config.rotaryDim / 2;
   const inv = new Float64Array(half);
-  for (let i = 0; i < half; i++) inv[i] = 1 / Math.pow(config.ropeTheta, (2 * i) / config.rotaryDim);
+  for (let i = 0; i < half; i++) inv[i] = 1 / config.ropeTheta ** ((2 * i) / config.rotaryDim);
   const scaling = config.ropeScaling;
   if (scaling === null) return inv;
   if (scaling.kind === "longrope") {
     const factors = windowLength > scaling.originalMaxPositions ? scaling.longFactor : scaling.shortFactor;
-    for (let i = 0; i < half; i++) inv[i] = 1 / (factors[i] * Math.pow(config.ropeTheta, (2 * i) / config.rotaryDim));
+    for (let i = 0; i < half; i++) inv[i] = 1 / (factors[i] * config.ropeTheta ** ((2 * i) / config.rotaryDim));
     return inv;
   }
   const { factor, lowFreqFactor: low, highFreqFactor: high, originalMaxPositions: original } = scaling;

@@ -42,7 +42,15 @@ function takeColumns(out: Float32Array, src: Float32Array, rows: number, stride:
 }
 
 /** Rotate-half RoPE on every head of row `row` of `vec` (width heads x headDim), angles pos * invFreq. */
-function ropeRow(vec: Float32Array, at: number, heads: number, headDim: number, rotaryDim: number, cos: Float64Array, sin: Float64Array): void {
+function ropeRow(
+  vec: Float32Array,
+  at: number,
+  heads: number,
+  headDim: number,
+  rotaryDim: number,
+  cos: Float64Array,
+  sin: Float64Array,
+): void {
   const half = rotaryDim / 2;
   for (let h = 0; h < heads; h++) {
     const base = at + h * headDim;
@@ -131,14 +139,16 @@ function attention(model: HfModel, q: Float32Array, k: Float32Array, v: Float32A
     }
     for (let j = 0; j < group; j++) {
       const h = g * group + j;
-      for (let t = 0; t < rows; t++) queries.set(q.subarray(t * qStride + h * headDim, t * qStride + (h + 1) * headDim), (j * rows + t) * headDim);
+      for (let t = 0; t < rows; t++)
+        queries.set(q.subarray(t * qStride + h * headDim, t * qStride + (h + 1) * headDim), (j * rows + t) * headDim);
     }
     model.backend.matmul({ x: queries, rows: group * rows, weight: keys, dtype: "f32", inDim: headDim, outDim: rows, out: scores });
     for (let r = 0; r < group * rows; r++) softmaxCausal(scores, r * rows, r % rows, rows, scale, e);
     model.backend.matmul({ x: scores, rows: group * rows, weight: valuesT, dtype: "f32", inDim: rows, outDim: headDim, out: mixed });
     for (let j = 0; j < group; j++) {
       const h = g * group + j;
-      for (let t = 0; t < rows; t++) out.set(mixed.subarray((j * rows + t) * headDim, (j * rows + t + 1) * headDim), t * qStride + h * headDim);
+      for (let t = 0; t < rows; t++)
+        out.set(mixed.subarray((j * rows + t) * headDim, (j * rows + t + 1) * headDim), t * qStride + h * headDim);
     }
   }
 }
@@ -158,11 +168,14 @@ function checkWindow(model: HfModel, tokens: ArrayLike<number>): void {
   const { vocabSize, slidingWindow } = model.config;
   if (tokens.length < 1) throw new CarvqError(`${model.path}: a window needs at least one token`);
   if (slidingWindow !== null && tokens.length > slidingWindow) {
-    throw new CarvqError(`${model.path}: a window of ${tokens.length} tokens exceeds the model's sliding_window ${slidingWindow}; use a --ctx of at most ${slidingWindow}`);
+    throw new CarvqError(
+      `${model.path}: a window of ${tokens.length} tokens exceeds the model's sliding_window ${slidingWindow}; use a --ctx of at most ${slidingWindow}`,
+    );
   }
   for (let i = 0; i < tokens.length; i++) {
     const t = tokens[i];
-    if (!Number.isInteger(t) || t < 0 || t >= vocabSize) throw new CarvqError(`${model.path}: token ${t} at position ${i} is out of range (0 to ${vocabSize - 1})`);
+    if (!Number.isInteger(t) || t < 0 || t >= vocabSize)
+      throw new CarvqError(`${model.path}: token ${t} at position ${i} is out of range (0 to ${vocabSize - 1})`);
   }
 }
 

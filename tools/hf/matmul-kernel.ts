@@ -1,5 +1,5 @@
 // The WASM SIMD kernel of the transformer forward's products (assembly/hf/matmul.ts, built to
-// build/hf-kernels.wasm by tools/build-train-kernels.mjs) and the memory it runs on: arenas, each one
+// build/hf-kernels.wasm by tools/dev/build-train-kernels.mjs) and the memory it runs on: arenas, each one
 // shared WebAssembly.Memory of at most 4 GiB that holds weights (placed once, read by every
 // thread without a copy), one I/O region for x and out, and an f16 scratch block per thread.
 // A model larger than one arena spreads over several. No fallback: a missing build is an error
@@ -11,7 +11,18 @@ import type { WeightArray, WeightDtype } from "./matmul.ts";
 
 export interface HfKernelExports {
   /** out[t·ldo + o] for t < rows, o0 <= o < o1; addresses in bytes; dtype codes in DTYPE_CODE. */
-  matmul(x: number, rows: number, w: number, dtype: number, inDim: number, o0: number, o1: number, out: number, ldo: number, scratch: number): void;
+  matmul(
+    x: number,
+    rows: number,
+    w: number,
+    dtype: number,
+    inDim: number,
+    o0: number,
+    o1: number,
+    out: number,
+    ldo: number,
+    scratch: number,
+  ): void;
   /** The scalar twin: same arguments but scratch, same bits. */
   matmulScalar(x: number, rows: number, w: number, dtype: number, inDim: number, o0: number, o1: number, out: number, ldo: number): void;
   f16ScratchBytes(inDim: number): number;

@@ -9,12 +9,36 @@
 import { MessageChannel, receiveMessageOnPort, Worker, type MessagePort } from "node:worker_threads";
 import { workerBundle } from "../quant/parallel.ts";
 import { assertJob, type MatmulBackend, type MatmulJob, type WeightArray, type WeightDtype } from "./matmul.ts";
-import { Arena, arenaCapacity, DTYPE_CODE, elementBytes, hfKernelModule, instantiateHfKernel, IO_BYTES, SCRATCH_BYTES, type HfKernelExports, type Placement } from "./matmul-kernel.ts";
+import {
+  Arena,
+  arenaCapacity,
+  DTYPE_CODE,
+  elementBytes,
+  hfKernelModule,
+  instantiateHfKernel,
+  IO_BYTES,
+  SCRATCH_BYTES,
+  type HfKernelExports,
+  type Placement,
+} from "./matmul-kernel.ts";
 
 /** Control words (Int32) shared with the workers. */
 export const CTRL = { GEN: 0, NEXT: 1, FINISHED: 2, STOP: 3, ERROR: 4, PARAMS: 5 } as const;
 /** Parameters after CTRL.PARAMS, in this order. */
-const PARAM = { ARENA: 0, X: 1, ROWS: 2, W: 3, DTYPE: 4, IN: 5, OUT_DIM: 6, OUT: 7, TILE_COLS: 8, TILES: 9, SCRATCH: 10, SCALAR: 11 } as const;
+const PARAM = {
+  ARENA: 0,
+  X: 1,
+  ROWS: 2,
+  W: 3,
+  DTYPE: 4,
+  IN: 5,
+  OUT_DIM: 6,
+  OUT: 7,
+  TILE_COLS: 8,
+  TILES: 9,
+  SCRATCH: 10,
+  SCALAR: 11,
+} as const;
 const PARAM_COUNT = 12;
 const CTRL_WORDS = CTRL.PARAMS + PARAM_COUNT;
 
@@ -53,8 +77,15 @@ export interface MatmulPoolOptions {
 /** Takes tiles of the current product until none are left (calling thread and workers alike). */
 export function runTiles(kernel: HfKernelExports, ctrl: Int32Array, thread: number): void {
   const p = (i: number) => Atomics.load(ctrl, CTRL.PARAMS + i);
-  const x = p(PARAM.X), rows = p(PARAM.ROWS), w = p(PARAM.W), dtype = p(PARAM.DTYPE), inDim = p(PARAM.IN);
-  const outDim = p(PARAM.OUT_DIM), out = p(PARAM.OUT), tileCols = p(PARAM.TILE_COLS), tiles = p(PARAM.TILES);
+  const x = p(PARAM.X),
+    rows = p(PARAM.ROWS),
+    w = p(PARAM.W),
+    dtype = p(PARAM.DTYPE),
+    inDim = p(PARAM.IN);
+  const outDim = p(PARAM.OUT_DIM),
+    out = p(PARAM.OUT),
+    tileCols = p(PARAM.TILE_COLS),
+    tiles = p(PARAM.TILES);
   const scratch = p(PARAM.SCRATCH) + thread * SCRATCH_BYTES;
   const scalar = p(PARAM.SCALAR) === 1;
   for (let t = Atomics.add(ctrl, CTRL.NEXT, 1); t < tiles; t = Atomics.add(ctrl, CTRL.NEXT, 1)) {
@@ -102,13 +133,19 @@ export class MatmulPool implements MatmulBackend {
   /** A pool of `threads` threads in all; throws when the kernel or (for threads > 1) the worker bundle is not built. */
   static async open(options: MatmulPoolOptions = {}): Promise<MatmulPool> {
     const threads = options.threads ?? 1;
-    if (!Number.isInteger(threads) || threads < 1 || threads > 256) throw new RangeError(`matmul pool: threads must be a whole number from 1 to 256, got ${threads}`);
+    if (!Number.isInteger(threads) || threads < 1 || threads > 256)
+      throw new RangeError(`matmul pool: threads must be a whole number from 1 to 256, got ${threads}`);
     const pool = new MatmulPool(options);
     if (threads === 1) return pool;
     const path = workerBundle(MATMUL_WORKER);
     const ready = Array.from({ length: threads - 1 }, (_, i) => {
       const channel = new MessageChannel();
-      const data: MatmulWorkerData = { module: pool.module, control: pool.ctrl.buffer as SharedArrayBuffer, port: channel.port2, thread: i + 1 };
+      const data: MatmulWorkerData = {
+        module: pool.module,
+        control: pool.ctrl.buffer as SharedArrayBuffer,
+        port: channel.port2,
+        thread: i + 1,
+      };
       const worker = new Worker(path, { workerData: data, transferList: [channel.port2] });
       pool.workers.push({ worker, port: channel.port1 });
       return new Promise<void>((resolve, reject) => {
@@ -145,7 +182,10 @@ export class MatmulPool implements MatmulBackend {
   }
 
   private arenaFor(bytes: number): Arena {
-    if (bytes > arenaCapacity(this.threadCount, this.ioBytes)) throw new RangeError(`matmul pool: one weight of ${bytes} bytes exceeds an arena (${arenaCapacity(this.threadCount, this.ioBytes)} bytes, 4 GiB of WebAssembly memory)`);
+    if (bytes > arenaCapacity(this.threadCount, this.ioBytes))
+      throw new RangeError(
+        `matmul pool: one weight of ${bytes} bytes exceeds an arena (${arenaCapacity(this.threadCount, this.ioBytes)} bytes, 4 GiB of WebAssembly memory)`,
+      );
     return this.arenas.find((a) => a.free >= bytes + 64) ?? this.newArena();
   }
 
@@ -193,11 +233,16 @@ export class MatmulPool implements MatmulBackend {
     }
     const { arena, offset } = placement;
     if (dtype === "f16" && arena.kernel.f16ScratchBytes(inDim) > SCRATCH_BYTES) {
-      throw new RangeError(`matmul pool: f16 rows of ${inDim} weights need ${arena.kernel.f16ScratchBytes(inDim)} bytes of the kernel's scratch, more than its ${SCRATCH_BYTES}`);
+      throw new RangeError(
+        `matmul pool: f16 rows of ${inDim} weights need ${arena.kernel.f16ScratchBytes(inDim)} bytes of the kernel's scratch, more than its ${SCRATCH_BYTES}`,
+      );
     }
     const room = arena.io + arena.ioBytes - io;
     const chunk = Math.min(rows, Math.floor(room / ((inDim + outDim) * 4)));
-    if (chunk < 1) throw new RangeError(`matmul pool: one row of x (${inDim}) and of out (${outDim}) needs ${(inDim + outDim) * 4} bytes, more than the ${room} bytes of the pool's I/O region`);
+    if (chunk < 1)
+      throw new RangeError(
+        `matmul pool: one row of x (${inDim}) and of out (${outDim}) needs ${(inDim + outDim) * 4} bytes, more than the ${room} bytes of the pool's I/O region`,
+      );
     const xAt = io;
     const outAt = io + Math.ceil((chunk * inDim * 4) / 64) * 64;
     for (let r0 = 0; r0 < rows; r0 += chunk) {
@@ -209,7 +254,10 @@ export class MatmulPool implements MatmulBackend {
   }
 
   /** One product inside an arena, spread over the threads when it is large enough. */
-  private run(arena: Arena, j: { x: number; rows: number; w: number; dtype: WeightDtype; inDim: number; outDim: number; out: number }): void {
+  private run(
+    arena: Arena,
+    j: { x: number; rows: number; w: number; dtype: WeightDtype; inDim: number; outDim: number; out: number },
+  ): void {
     const code = DTYPE_CODE[j.dtype];
     if (this.workers.length === 0 || 2 * j.rows * j.inDim * j.outDim < this.minFlops) {
       if (this.scalar) arena.kernel.matmulScalar(j.x, j.rows, j.w, code, j.inDim, 0, j.outDim, j.out, j.outDim);
@@ -218,7 +266,20 @@ export class MatmulPool implements MatmulBackend {
     }
     const ctrl = this.ctrl;
     const tileCols = tileColumns(arena.kernel, j.inDim, j.outDim, j.dtype, this.threads);
-    const params = [arena.id, j.x, j.rows, j.w, code, j.inDim, j.outDim, j.out, tileCols, Math.ceil(j.outDim / tileCols), arena.scratch, this.scalar ? 1 : 0];
+    const params = [
+      arena.id,
+      j.x,
+      j.rows,
+      j.w,
+      code,
+      j.inDim,
+      j.outDim,
+      j.out,
+      tileCols,
+      Math.ceil(j.outDim / tileCols),
+      arena.scratch,
+      this.scalar ? 1 : 0,
+    ];
     params.forEach((v, i) => Atomics.store(ctrl, CTRL.PARAMS + i, v | 0));
     Atomics.store(ctrl, CTRL.NEXT, 0);
     Atomics.store(ctrl, CTRL.FINISHED, 0);

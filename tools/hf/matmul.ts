@@ -55,7 +55,11 @@ export interface MatmulBackend {
 /** A one-line description of what is wrong with a job, or null when it is well formed. */
 export function checkJob(job: MatmulJob): string | null {
   const { x, rows, weight, dtype, inDim, outDim, out } = job;
-  for (const [name, v] of [["rows", rows], ["inDim", inDim], ["outDim", outDim]] as const) {
+  for (const [name, v] of [
+    ["rows", rows],
+    ["inDim", inDim],
+    ["outDim", outDim],
+  ] as const) {
     if (!Number.isInteger(v) || v < 0) return `matmul: ${name} must be a whole number >= 0, got ${v}`;
   }
   if (dtype !== "f32" && dtype !== "f16" && dtype !== "bf16") return `matmul: dtype must be f32, f16 or bf16, got ${String(dtype)}`;

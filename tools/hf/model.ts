@@ -93,7 +93,9 @@ export function matrixEmbedding(matrix: Matrix): InputEmbedding {
 export function withHfInputEmbedding(model: HfModel, embedding: InputEmbedding, name = "replacement embedding"): HfModel {
   const { vocabSize, hiddenSize } = model.config;
   if (embedding.rows !== vocabSize || embedding.cols !== hiddenSize) {
-    throw new CarvqError(`${name} is ${embedding.rows} x ${embedding.cols} but ${model.path}'s token embedding is ${vocabSize} x ${hiddenSize}`);
+    throw new CarvqError(
+      `${name} is ${embedding.rows} x ${embedding.cols} but ${model.path}'s token embedding is ${vocabSize} x ${hiddenSize}`,
+    );
   }
   return { ...model, embedding };
 }
@@ -117,7 +119,8 @@ async function buildModel(dir: string, config: HfConfig, checkpoint: Checkpoint,
   const { hiddenSize: d, intermediateSize: ffn, heads, kvHeads, headDim, vocabSize } = config;
   const info = (name: string) => {
     const tensor = checkpoint.tensors.get(name);
-    if (tensor === undefined) throw new CarvqError(`${dir}: checkpoint has no tensor ${name}, which ${config.architecture} with this config.json needs`);
+    if (tensor === undefined)
+      throw new CarvqError(`${dir}: checkpoint has no tensor ${name}, which ${config.architecture} with this config.json needs`);
     return tensor;
   };
   const checkShape = (name: string, expected: readonly number[]) => {
@@ -130,7 +133,9 @@ async function buildModel(dir: string, config: HfConfig, checkpoint: Checkpoint,
     const t = info(name);
     const dtype = DTYPES[t.dtype];
     if (dtype === undefined || t.quantized || t.bigEndian || t.strides !== undefined) {
-      throw new CarvqError(`${dir}: tensor ${name} is stored as ${t.dtype}${t.bigEndian ? " big-endian" : ""}${t.strides ? " in a non-row-major order" : ""}; the forward reads F32, F16 or BF16 little-endian row-major tensors`);
+      throw new CarvqError(
+        `${dir}: tensor ${name} is stored as ${t.dtype}${t.bigEndian ? " big-endian" : ""}${t.strides ? " in a non-row-major order" : ""}; the forward reads F32, F16 or BF16 little-endian row-major tensors`,
+      );
     }
     return dtype;
   };
@@ -139,7 +144,10 @@ async function buildModel(dir: string, config: HfConfig, checkpoint: Checkpoint,
     const dtype = dtypeOf(name);
     const data = backend.allocWeight(dtype, outDim * inDim);
     const raw = await checkpoint.readRaw(name);
-    if (raw.byteLength !== data.byteLength) throw new CarvqError(`${dir}: tensor ${name} holds ${raw.byteLength} bytes; [${outDim}, ${inDim}] of ${dtype} needs ${data.byteLength}`);
+    if (raw.byteLength !== data.byteLength)
+      throw new CarvqError(
+        `${dir}: tensor ${name} holds ${raw.byteLength} bytes; [${outDim}, ${inDim}] of ${dtype} needs ${data.byteLength}`,
+      );
     new Uint8Array(data.buffer, data.byteOffset, data.byteLength).set(raw);
     return { name, dtype, data, outDim, inDim };
   };
@@ -147,7 +155,10 @@ async function buildModel(dir: string, config: HfConfig, checkpoint: Checkpoint,
     checkShape(name, [length]);
     const dtype = dtypeOf(name);
     const raw = await checkpoint.readRaw(name);
-    if (raw.byteLength !== length * (dtype === "f32" ? 4 : 2)) throw new CarvqError(`${dir}: tensor ${name} holds ${raw.byteLength} bytes; [${length}] of ${dtype} needs ${length * (dtype === "f32" ? 4 : 2)}`);
+    if (raw.byteLength !== length * (dtype === "f32" ? 4 : 2))
+      throw new CarvqError(
+        `${dir}: tensor ${name} holds ${raw.byteLength} bytes; [${length}] of ${dtype} needs ${length * (dtype === "f32" ? 4 : 2)}`,
+      );
     if (dtype === "f32") return new Float32Array(raw.slice().buffer);
     const out = new Float32Array(length);
     const halves = new Uint16Array(raw.slice().buffer);

@@ -129,7 +129,13 @@ export function comparePerplexity(options: CompareOptions): ComparisonResult {
     options.onWindow?.(w + 1);
   });
   if (tokens === 0) throw new CarvqError("no predicted tokens to score: every window is shorter than 2 tokens");
-  return { ppl_orig: Math.exp(nllOriginal / tokens), ppl: Math.exp(nllModified / tokens), kl: klSum / tokens, tokens, windows: windows.length };
+  return {
+    ppl_orig: Math.exp(nllOriginal / tokens),
+    ppl: Math.exp(nllModified / tokens),
+    kl: klSum / tokens,
+    tokens,
+    windows: windows.length,
+  };
 }
 
 /**
@@ -143,7 +149,8 @@ export function textWindows(ids: readonly number[], ctx: number, stride: number)
   let scoredTo = 1; // targets before this index are scored already (token 0 is never a target)
   for (let begin = 0; scoredTo < ids.length; begin += stride) {
     const end = Math.min(begin + ctx, ids.length);
-    if (end - begin >= 2 && end > scoredTo) windows.push({ tokens: Int32Array.from(ids.slice(begin, end)), firstTarget: Math.max(scoredTo, begin + 1) - begin });
+    if (end - begin >= 2 && end > scoredTo)
+      windows.push({ tokens: Int32Array.from(ids.slice(begin, end)), firstTarget: Math.max(scoredTo, begin + 1) - begin });
     scoredTo = Math.max(scoredTo, end);
     if (end === ids.length) break;
   }
@@ -171,14 +178,21 @@ export function readTokenWindows(path: string, vocab: number, maxPositions: numb
   try {
     json = JSON.parse(readFileSync(path, "utf8"));
   } catch (err) {
-    throw new CarvqError(`${path}: cannot read as JSON (${err instanceof Error ? err.message : String((err as NodeJS.ErrnoException).code ?? err)})`);
+    throw new CarvqError(
+      `${path}: cannot read as JSON (${err instanceof Error ? err.message : String((err as NodeJS.ErrnoException).code ?? err)})`,
+    );
   }
   if (!Array.isArray(json) || json.length === 0) throw new CarvqError(`${path}: expected a non-empty JSON array of token-id arrays`);
   return json.map((seq: unknown, s) => {
-    if (!Array.isArray(seq) || seq.length < 2) throw new CarvqError(`${path}: sequence ${s} is ${Array.isArray(seq) ? `${seq.length} token(s) long` : "not an array"}; expected an array of at least 2 token ids`);
-    if (seq.length > maxPositions) throw new CarvqError(`${path}: sequence ${s} has ${seq.length} tokens; the model runs at most ${maxPositions} positions`);
+    if (!Array.isArray(seq) || seq.length < 2)
+      throw new CarvqError(
+        `${path}: sequence ${s} is ${Array.isArray(seq) ? `${seq.length} token(s) long` : "not an array"}; expected an array of at least 2 token ids`,
+      );
+    if (seq.length > maxPositions)
+      throw new CarvqError(`${path}: sequence ${s} has ${seq.length} tokens; the model runs at most ${maxPositions} positions`);
     seq.forEach((id: unknown, i) => {
-      if (typeof id !== "number" || !Number.isInteger(id) || id < 0 || id >= vocab) throw new CarvqError(`${path}: sequence ${s}, position ${i}: token ${JSON.stringify(id)} is not an id from 0 to ${vocab - 1}`);
+      if (typeof id !== "number" || !Number.isInteger(id) || id < 0 || id >= vocab)
+        throw new CarvqError(`${path}: sequence ${s}, position ${i}: token ${JSON.stringify(id)} is not an id from 0 to ${vocab - 1}`);
     });
     return { tokens: Int32Array.from(seq as number[]), firstTarget: 1 };
   });

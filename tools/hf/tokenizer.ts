@@ -32,7 +32,8 @@ function readJson(path: string): object {
 /** Loads `dir`/tokenizer.json; a missing or malformed file is one line naming it. */
 export function loadHfTokenizer(dir: string): HfTokenizer {
   const path = join(dir, "tokenizer.json");
-  if (!existsSync(path)) throw new CarvqError(`${path}: not found; --text needs the model folder's tokenizer.json (or give token ids with --tokens)`);
+  if (!existsSync(path))
+    throw new CarvqError(`${path}: not found; --text needs the model folder's tokenizer.json (or give token ids with --tokens)`);
   const json = readJson(path);
   const configPath = join(dir, "tokenizer_config.json");
   const config = existsSync(configPath) ? readJson(configPath) : {};

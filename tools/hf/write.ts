@@ -166,7 +166,9 @@ const SPECIAL_PIECES = ["<unk>", "<s>", "</s>"];
  * same ids.
  */
 export function llama2cTokenizerJson(tokenizer: Tokenizer): Record<string, unknown> {
-  const pieces = tokenizer.pieces.map((bytes, id) => (id < SPECIAL_PIECES.length ? SPECIAL_PIECES[id] : Buffer.from(bytes).toString("utf8").replaceAll(" ", "▁")));
+  const pieces = tokenizer.pieces.map((bytes, id) =>
+    id < SPECIAL_PIECES.length ? SPECIAL_PIECES[id] : Buffer.from(bytes).toString("utf8").replaceAll(" ", "▁"),
+  );
   const vocab: Record<string, number> = {};
   pieces.forEach((piece, id) => {
     if (!(piece in vocab)) vocab[piece] = id;
@@ -182,23 +184,47 @@ export function llama2cTokenizerJson(tokenizer: Tokenizer): Record<string, unkno
     }
   });
   merges.sort((a, b) => b.score - a.score || a.id - b.id || vocab[a.left] - vocab[b.left]);
-  const special = (id: number) => ({ id, content: SPECIAL_PIECES[id], single_word: false, lstrip: false, rstrip: false, normalized: false, special: true });
+  const special = (id: number) => ({
+    id,
+    content: SPECIAL_PIECES[id],
+    single_word: false,
+    lstrip: false,
+    rstrip: false,
+    normalized: false,
+    special: true,
+  });
   return {
     version: "1.0",
     truncation: null,
     padding: null,
     added_tokens: [special(0), special(1), special(2)],
-    normalizer: { type: "Sequence", normalizers: [{ type: "Prepend", prepend: "▁" }, { type: "Replace", pattern: { String: " " }, content: "▁" }] },
+    normalizer: {
+      type: "Sequence",
+      normalizers: [
+        { type: "Prepend", prepend: "▁" },
+        { type: "Replace", pattern: { String: " " }, content: "▁" },
+      ],
+    },
     pre_tokenizer: null,
     post_processor: {
       type: "TemplateProcessing",
       single: [{ SpecialToken: { id: "<s>", type_id: 0 } }, { Sequence: { id: "A", type_id: 0 } }],
-      pair: [{ SpecialToken: { id: "<s>", type_id: 0 } }, { Sequence: { id: "A", type_id: 0 } }, { SpecialToken: { id: "<s>", type_id: 1 } }, { Sequence: { id: "B", type_id: 1 } }],
+      pair: [
+        { SpecialToken: { id: "<s>", type_id: 0 } },
+        { Sequence: { id: "A", type_id: 0 } },
+        { SpecialToken: { id: "<s>", type_id: 1 } },
+        { Sequence: { id: "B", type_id: 1 } },
+      ],
       special_tokens: { "<s>": { id: "<s>", ids: [1], tokens: ["<s>"] } },
     },
     decoder: {
       type: "Sequence",
-      decoders: [{ type: "Replace", pattern: { String: "▁" }, content: " " }, { type: "ByteFallback" }, { type: "Fuse" }, { type: "Strip", content: " ", start: 1, stop: 0 }],
+      decoders: [
+        { type: "Replace", pattern: { String: "▁" }, content: " " },
+        { type: "ByteFallback" },
+        { type: "Fuse" },
+        { type: "Strip", content: " ", start: 1, stop: 0 },
+      ],
     },
     model: {
       type: "BPE",
@@ -262,7 +288,12 @@ export function randomHfFolder(o: RandomCheckpointOptions): HfFolder {
       return data;
     };
   };
-  const tensor = (name: string, shape: number[], center: number, halfWidth: number, dtype = o.dtype): TensorToWrite => ({ name, shape, dtype, data: uniform(shape, center, halfWidth) });
+  const tensor = (name: string, shape: number[], center: number, halfWidth: number, dtype = o.dtype): TensorToWrite => ({
+    name,
+    shape,
+    dtype,
+    data: uniform(shape, center, halfWidth),
+  });
   const linear = (name: string, out: number, inDim: number) => tensor(name, [out, inDim], 0, Math.sqrt(3 / inDim));
   const norm = (name: string) => tensor(name, [d], 1, 0.1);
   const bias = (name: string, n: number) => tensor(name, [n], 0, 0.1);
@@ -272,8 +303,18 @@ export function randomHfFolder(o: RandomCheckpointOptions): HfFolder {
     const p = `model.layers.${l}.`;
     tensors.push(norm(`${p}input_layernorm.weight`));
     if (fused) tensors.push(linear(`${p}self_attn.qkv_proj.weight`, qDim + 2 * kvDim, d));
-    else tensors.push(linear(`${p}self_attn.q_proj.weight`, qDim, d), linear(`${p}self_attn.k_proj.weight`, kvDim, d), linear(`${p}self_attn.v_proj.weight`, kvDim, d));
-    if (qkvBias) tensors.push(bias(`${p}self_attn.q_proj.bias`, qDim), bias(`${p}self_attn.k_proj.bias`, kvDim), bias(`${p}self_attn.v_proj.bias`, kvDim));
+    else
+      tensors.push(
+        linear(`${p}self_attn.q_proj.weight`, qDim, d),
+        linear(`${p}self_attn.k_proj.weight`, kvDim, d),
+        linear(`${p}self_attn.v_proj.weight`, kvDim, d),
+      );
+    if (qkvBias)
+      tensors.push(
+        bias(`${p}self_attn.q_proj.bias`, qDim),
+        bias(`${p}self_attn.k_proj.bias`, kvDim),
+        bias(`${p}self_attn.v_proj.bias`, kvDim),
+      );
     tensors.push(linear(`${p}self_attn.o_proj.weight`, d, qDim));
     if (oBias) tensors.push(bias(`${p}self_attn.o_proj.bias`, d));
     tensors.push(norm(`${p}post_attention_layernorm.weight`));

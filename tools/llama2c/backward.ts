@@ -121,7 +121,7 @@ function createBuffers(model: Llama2cModel, positions: number, precision: Precis
   const sin = new Float64Array(positions * half);
   for (let i = 0; i < half; i++) {
     // Same expressions as forward.ts, so the angles (and their cos / sin) are the same doubles.
-    const invFreq = 1 / Math.pow(ROPE_BASE, (2 * i) / headSize);
+    const invFreq = 1 / ROPE_BASE ** ((2 * i) / headSize);
     for (let p = 0; p < positions; p++) {
       const angle = p * invFreq;
       cos[p * half + i] = Math.cos(angle);
@@ -216,7 +216,16 @@ function matmulTransposedAdd(out: Float64Array, outAt: number, g: Float64Array, 
  * dx[dxAt + j] += d/dx_j of sum_k dy_k * y_k for y = weight * x * scale, scale = 1 / sqrt(mean(x^2) + eps):
  * weight_j scale dy_j - x_j scale^3 / n * sum_k weight_k dy_k x_k (scale depends on every x_k).
  */
-function rmsnormBackwardAdd(dx: Float64Array, dxAt: number, dy: Float64Array, x: Vec, xAt: number, scale: number, weight: Float32Array, n: number): void {
+function rmsnormBackwardAdd(
+  dx: Float64Array,
+  dxAt: number,
+  dy: Float64Array,
+  x: Vec,
+  xAt: number,
+  scale: number,
+  weight: Float32Array,
+  n: number,
+): void {
   let dot = 0;
   for (let j = 0; j < n; j++) dot += weight[j] * dy[j] * x[xAt + j];
   const c = (scale * scale * scale * dot) / n;
@@ -224,7 +233,16 @@ function rmsnormBackwardAdd(dx: Float64Array, dxAt: number, dy: Float64Array, x:
 }
 
 /** Rotates the pairs (2i, 2i+1) of every head of vec[at, at + width) by +angle (forward) or -angle (sign -1, its transpose). */
-function rope(vec: Vec, at: number, width: number, headSize: number, cos: Float64Array, sin: Float64Array, trigAt: number, sign: 1 | -1): void {
+function rope(
+  vec: Vec,
+  at: number,
+  width: number,
+  headSize: number,
+  cos: Float64Array,
+  sin: Float64Array,
+  trigAt: number,
+  sign: 1 | -1,
+): void {
   for (let h = 0; h < width; h += headSize) {
     for (let i = 0; i < headSize; i += 2) {
       const a = at + h + i;
@@ -457,7 +475,15 @@ function attentionBackward(model: Llama2cModel, b: Buffers, l: number, positions
 }
 
 /** Adds d loss / d embedding of one sequence (already run forward into `b`; the backward pass leaves that forward intact) to `gradient`. */
-function backwardSequence(model: Llama2cModel, b: Buffers, tokens: Int32Array, positions: number, target: Target, invCount: number, gradient: Float64Array): void {
+function backwardSequence(
+  model: Llama2cModel,
+  b: Buffers,
+  tokens: Int32Array,
+  positions: number,
+  target: Target,
+  invCount: number,
+  gradient: Float64Array,
+): void {
   const { dim } = model.config;
   headBackward(model, b, target, positions, invCount);
   for (let l = b.layers.length - 1; l >= 0; l--) {
@@ -475,13 +501,20 @@ function backwardSequence(model: Llama2cModel, b: Buffers, tokens: Int32Array, p
 /** Checks the sequences and reference log-probs against the model; returns the number of predicted positions. */
 function checkInputs(model: Llama2cModel, sequences: readonly Int32Array[], originalLogProbs: readonly Float64Array[]): number {
   const { vocabSize, seqLen } = model.config;
-  if (sequences.length !== originalLogProbs.length) throw new CarvqError(`klGradient: ${sequences.length} sequences but ${originalLogProbs.length} original log-prob arrays`);
+  if (sequences.length !== originalLogProbs.length)
+    throw new CarvqError(`klGradient: ${sequences.length} sequences but ${originalLogProbs.length} original log-prob arrays`);
   let count = 0;
   sequences.forEach((tokens, s) => {
     const positions = Math.max(0, tokens.length - 1);
-    if (positions > seqLen) throw new CarvqError(`klGradient: sequence ${s} predicts ${positions} tokens; ${model.path}'s seq_len allows ${seqLen}`);
-    if (originalLogProbs[s].length < positions * vocabSize) throw new CarvqError(`klGradient: original log-probs of sequence ${s} hold ${originalLogProbs[s].length} values; ${positions} x ${vocabSize} needed`);
-    for (const token of tokens) if (!(token >= 0 && token < vocabSize)) throw new CarvqError(`klGradient: sequence ${s} has token ${token}, out of range (0 to ${vocabSize - 1})`);
+    if (positions > seqLen)
+      throw new CarvqError(`klGradient: sequence ${s} predicts ${positions} tokens; ${model.path}'s seq_len allows ${seqLen}`);
+    if (originalLogProbs[s].length < positions * vocabSize)
+      throw new CarvqError(
+        `klGradient: original log-probs of sequence ${s} hold ${originalLogProbs[s].length} values; ${positions} x ${vocabSize} needed`,
+      );
+    for (const token of tokens)
+      if (!(token >= 0 && token < vocabSize))
+        throw new CarvqError(`klGradient: sequence ${s} has token ${token}, out of range (0 to ${vocabSize - 1})`);
     count += positions;
   });
   if (count === 0) throw new CarvqError("klGradient: no sequence has a token to predict (each needs at least 2 tokens)");
@@ -527,15 +560,24 @@ export function klGradient(
  * once for all sets (the backward pass leaves it intact). Throws a CarvqError for a wrong shape,
  * token or cotangent length.
  */
-export function logitGradients(model: Llama2cModel, embedding: Matrix, tokens: Int32Array, cotangentSets: readonly Float64Array[], options: KlGradientOptions = {}): Float64Array[] {
+export function logitGradients(
+  model: Llama2cModel,
+  embedding: Matrix,
+  tokens: Int32Array,
+  cotangentSets: readonly Float64Array[],
+  options: KlGradientOptions = {},
+): Float64Array[] {
   const modified = withInputEmbedding(model, embedding); // checks the shape
   const { vocabSize, dim, seqLen } = model.config;
   const positions = tokens.length - 1;
   if (positions < 1) throw new CarvqError("logitGradients: the sequence has no token to predict (it needs at least 2 tokens)");
-  if (positions > seqLen) throw new CarvqError(`logitGradients: the sequence predicts ${positions} tokens; ${model.path}'s seq_len allows ${seqLen}`);
-  for (const token of tokens) if (!(token >= 0 && token < vocabSize)) throw new CarvqError(`logitGradients: token ${token} is out of range (0 to ${vocabSize - 1})`);
+  if (positions > seqLen)
+    throw new CarvqError(`logitGradients: the sequence predicts ${positions} tokens; ${model.path}'s seq_len allows ${seqLen}`);
+  for (const token of tokens)
+    if (!(token >= 0 && token < vocabSize)) throw new CarvqError(`logitGradients: token ${token} is out of range (0 to ${vocabSize - 1})`);
   cotangentSets.forEach((c, k) => {
-    if (c.length !== positions * vocabSize) throw new CarvqError(`logitGradients: cotangent set ${k} holds ${c.length} values; ${positions} x ${vocabSize} needed`);
+    if (c.length !== positions * vocabSize)
+      throw new CarvqError(`logitGradients: cotangent set ${k} holds ${c.length} values; ${positions} x ${vocabSize} needed`);
   });
   const b = createBuffers(model, positions, options.precision ?? "float32");
   forwardSequence(modified, modified.tokenEmbedding, b, tokens, positions);

@@ -147,7 +147,8 @@ function planFisher(model: Llama2cModel, text: Partial<SampleOptions>, options: 
   const { vocabSize: rows, dim: cols } = model.config;
   checkMetricSize(rows, cols, model.path);
   const samples = options.samples ?? 8;
-  if (!Number.isInteger(samples) || samples < 1) throw new CarvqError(`embeddingFisher: samples must be a whole number >= 1, got ${samples}`);
+  if (!Number.isInteger(samples) || samples < 1)
+    throw new CarvqError(`embeddingFisher: samples must be a whole number >= 1, got ${samples}`);
   const kind = options.cotangents ?? "rademacher";
   const seed = options.seed ?? 0;
   const { sequences, logProbs } = originalEvaluation(model, text);
@@ -184,7 +185,12 @@ export function embeddingFisher(model: Llama2cModel, text: Partial<SampleOptions
  * model from its file); the shares are added in sequence order, so the result is the same to the
  * bit for any number of threads. One thread runs on the caller; more need dist/fisher-worker.mjs.
  */
-export async function embeddingFisherParallel(model: Llama2cModel, text: Partial<SampleOptions>, threads: number, options: FisherOptions = {}): Promise<RowMetric> {
+export async function embeddingFisherParallel(
+  model: Llama2cModel,
+  text: Partial<SampleOptions>,
+  threads: number,
+  options: FisherOptions = {},
+): Promise<RowMetric> {
   if (threads <= 1) return embeddingFisher(model, text, options);
   const path = workerBundle("fisher-worker.mjs");
   const plan = planFisher(model, text, options);

@@ -57,7 +57,7 @@ export function createForwardState(model: Llama2cModel, maxPositions = model.con
   }
   const half = model.headSize / 2;
   const invFreq = new Float64Array(half);
-  for (let i = 0; i < half; i++) invFreq[i] = 1 / Math.pow(ROPE_BASE, (2 * i) / model.headSize);
+  for (let i = 0; i < half; i++) invFreq[i] = 1 / ROPE_BASE ** ((2 * i) / model.headSize);
   return {
     model,
     maxPositions,
@@ -174,8 +174,10 @@ function attendHead(
 export function forward(state: ForwardState, token: number, pos: number, input?: Float32Array): Float32Array {
   const { model } = state;
   const { dim, hiddenDim, nHeads, nKvHeads, vocabSize } = model.config;
-  if (!Number.isInteger(token) || token < 0 || token >= vocabSize) throw new CarvqError(`${model.path}: token ${token} is out of range (0 to ${vocabSize - 1})`);
-  if (!Number.isInteger(pos) || pos < 0 || pos >= state.maxPositions) throw new CarvqError(`${model.path}: position ${pos} is out of range (0 to ${state.maxPositions - 1})`);
+  if (!Number.isInteger(token) || token < 0 || token >= vocabSize)
+    throw new CarvqError(`${model.path}: token ${token} is out of range (0 to ${vocabSize - 1})`);
+  if (!Number.isInteger(pos) || pos < 0 || pos >= state.maxPositions)
+    throw new CarvqError(`${model.path}: position ${pos} is out of range (0 to ${state.maxPositions - 1})`);
   const { x, xb, xb2, q, hb, hb2, att, headAcc, keyCache, valueCache, invFreq, logits } = state;
   const { headSize, kvDim } = model;
   const kvMul = nHeads / nKvHeads;
@@ -189,7 +191,8 @@ export function forward(state: ForwardState, token: number, pos: number, input?:
     sin[i] = Math.sin(angle);
   }
 
-  if (input !== undefined && input.length !== dim) throw new Error(`forward: the input row has ${input.length} values, the model's dim is ${dim}`);
+  if (input !== undefined && input.length !== dim)
+    throw new Error(`forward: the input row has ${input.length} values, the model's dim is ${dim}`);
   x.set(input ?? model.tokenEmbedding.subarray(token * dim, (token + 1) * dim));
 
   for (let l = 0; l < model.layers.length; l++) {

@@ -81,7 +81,16 @@ export function loadLlama2cModel(path: string): Llama2cModel {
       layers.push({ rmsAtt: rmsAtt(l), wq: wq(l), wk: wk(l), wv: wv(l), wo: wo(l), rmsFfn: rmsFfn(l), w1: w1(l), w2: w2(l), w3: w3(l) });
     }
     const tokenEmbedding = get(LLAMA2C_EMBEDDING_NAME);
-    return { path, config, headSize, kvDim, tokenEmbedding, layers, rmsFinal: get("rms_final_weight"), wcls: get(checkpoint.classifierName) };
+    return {
+      path,
+      config,
+      headSize,
+      kvDim,
+      tokenEmbedding,
+      layers,
+      rmsFinal: get("rms_final_weight"),
+      wcls: get(checkpoint.classifierName),
+    };
   });
 }
 
@@ -100,6 +109,7 @@ export function withInputEmbedding(model: Llama2cModel, embedding: Matrix, name 
   if (embedding.rows !== vocabSize || embedding.cols !== dim) {
     throw new CarvqError(`${name} is ${embedding.rows} x ${embedding.cols} but ${model.path}'s token embedding is ${vocabSize} x ${dim}`);
   }
-  if (embedding.data.length !== vocabSize * dim) throw new CarvqError(`${name}: data has ${embedding.data.length} values; expected ${vocabSize} x ${dim} = ${vocabSize * dim}`);
+  if (embedding.data.length !== vocabSize * dim)
+    throw new CarvqError(`${name}: data has ${embedding.data.length} values; expected ${vocabSize} x ${dim} = ${vocabSize * dim}`);
   return { ...model, tokenEmbedding: embedding.data };
 }

@@ -83,7 +83,8 @@ export function generate(model: Llama2cModel, prompt: readonly number[], steps: 
   if (!Number.isInteger(steps) || steps < 0) throw new CarvqError(`generate: steps must be a whole number >= 0, got ${steps}`);
   if (!(temperature >= 0) || !Number.isFinite(temperature)) throw new CarvqError(`generate: temperature must be >= 0, got ${temperature}`);
   const total = prompt.length + steps;
-  if (total > model.config.seqLen) throw new CarvqError(`generate: ${prompt.length} prompt + ${steps} new tokens exceed the model's seq_len ${model.config.seqLen}`);
+  if (total > model.config.seqLen)
+    throw new CarvqError(`generate: ${prompt.length} prompt + ${steps} new tokens exceed the model's seq_len ${model.config.seqLen}`);
   const random = createRandom(options.seed ?? 0);
   const state = createForwardState(model, Math.max(1, total - 1));
   const tokens = [...prompt];
@@ -115,7 +116,8 @@ export function sampleSequences(
   onLogits?: (sequence: number, pos: number, logits: Float32Array) => void,
 ): readonly Int32Array[] {
   const o: SampleOptions = { ...DEFAULT_SAMPLE_OPTIONS, ...options };
-  if (!Number.isInteger(o.sequences) || o.sequences < 1) throw new CarvqError(`sample: sequences must be a whole number >= 1, got ${o.sequences}`);
+  if (!Number.isInteger(o.sequences) || o.sequences < 1)
+    throw new CarvqError(`sample: sequences must be a whole number >= 1, got ${o.sequences}`);
   if (!Number.isInteger(o.length) || o.length < 1) throw new CarvqError(`sample: length must be a whole number >= 1, got ${o.length}`);
   const key = `${o.sequences}/${o.length}/${o.seed}/${o.temperature}`;
   let byKey = memo.get(model);
@@ -124,7 +126,15 @@ export function sampleSequences(
   if (cached !== undefined && onLogits === undefined) return cached;
   const result: Int32Array[] = [];
   for (let i = 0; i < o.sequences; i++) {
-    result.push(Int32Array.from(generate(model, [BOS], o.length, { seed: deriveSeed(o.seed, i), temperature: o.temperature, onLogits: onLogits && ((pos, logits) => onLogits(i, pos, logits)) })));
+    result.push(
+      Int32Array.from(
+        generate(model, [BOS], o.length, {
+          seed: deriveSeed(o.seed, i),
+          temperature: o.temperature,
+          onLogits: onLogits && ((pos, logits) => onLogits(i, pos, logits)),
+        }),
+      ),
+    );
   }
   byKey.set(key, result);
   return result;
@@ -154,6 +164,9 @@ function original(model: Llama2cModel, o: SampleOptions) {
  * callers (e.g. tools/llama2c/backward.ts, tools/eval/perplexity.ts) that need the same reference distributions. Memoised and
  * shared with evaluatePerplexity, so treat the arrays as read-only.
  */
-export function originalEvaluation(model: Llama2cModel, options: Partial<SampleOptions> = {}): { sequences: readonly Int32Array[]; logProbs: readonly Float64Array[] } {
+export function originalEvaluation(
+  model: Llama2cModel,
+  options: Partial<SampleOptions> = {},
+): { sequences: readonly Int32Array[]; logProbs: readonly Float64Array[] } {
   return original(model, { ...DEFAULT_SAMPLE_OPTIONS, ...options });
 }

@@ -35,22 +35,28 @@ export function loadTokenizer(path: string, vocabSize?: number): Tokenizer {
   }
   if (bytes.length < 4) throw new CarvqError(`${path}: ${bytes.length} bytes; a llama2.c tokenizer starts with a 4-byte max_token_length`);
   const maxTokenLength = bytes.readInt32LE(0);
-  if (maxTokenLength < 1 || maxTokenLength > 1 << 16) throw new CarvqError(`${path}: max_token_length is ${maxTokenLength}; expected 1 to 65536`);
+  if (maxTokenLength < 1 || maxTokenLength > 1 << 16)
+    throw new CarvqError(`${path}: max_token_length is ${maxTokenLength}; expected 1 to 65536`);
   const pieces: Uint8Array[] = [];
   const scores: number[] = [];
   let at = 4;
   while (at < bytes.length && (vocabSize === undefined || pieces.length < vocabSize)) {
-    if (at + 8 > bytes.length) throw new CarvqError(`${path}: token ${pieces.length} header at byte ${at} runs past the end of the file (${bytes.length} bytes)`);
+    if (at + 8 > bytes.length)
+      throw new CarvqError(`${path}: token ${pieces.length} header at byte ${at} runs past the end of the file (${bytes.length} bytes)`);
     const score = bytes.readFloatLE(at);
     const length = bytes.readInt32LE(at + 4);
-    if (length < 0 || length > maxTokenLength) throw new CarvqError(`${path}: token ${pieces.length} has length ${length}; expected 0 to max_token_length ${maxTokenLength}`);
-    if (at + 8 + length > bytes.length) throw new CarvqError(`${path}: token ${pieces.length} bytes run past the end of the file (${bytes.length} bytes)`);
+    if (length < 0 || length > maxTokenLength)
+      throw new CarvqError(`${path}: token ${pieces.length} has length ${length}; expected 0 to max_token_length ${maxTokenLength}`);
+    if (at + 8 + length > bytes.length)
+      throw new CarvqError(`${path}: token ${pieces.length} bytes run past the end of the file (${bytes.length} bytes)`);
     pieces.push(new Uint8Array(bytes.subarray(at + 8, at + 8 + length)));
     scores.push(score);
     at += 8 + length;
   }
-  if (vocabSize !== undefined && pieces.length !== vocabSize) throw new CarvqError(`${path}: tokenizer has ${pieces.length} tokens, the model ${vocabSize}; it belongs to another model`);
-  if (vocabSize !== undefined && at !== bytes.length) throw new CarvqError(`${path}: tokenizer has more than the model's ${vocabSize} tokens; it belongs to another model`);
+  if (vocabSize !== undefined && pieces.length !== vocabSize)
+    throw new CarvqError(`${path}: tokenizer has ${pieces.length} tokens, the model ${vocabSize}; it belongs to another model`);
+  if (vocabSize !== undefined && at !== bytes.length)
+    throw new CarvqError(`${path}: tokenizer has more than the model's ${vocabSize} tokens; it belongs to another model`);
   const ids = new Map<string, number>();
   pieces.forEach((piece, id) => {
     const key = latin1(piece);
@@ -63,7 +69,8 @@ const RAW_BYTE = /^<0x([0-9A-Fa-f]{2})>$/;
 
 /** The bytes token `id` contributes after `previous` (run.c's decode): BOS becomes a line break, <unk>/EOS nothing. */
 export function tokenBytes(tokenizer: Tokenizer, previous: number, id: number): Uint8Array {
-  if (!Number.isInteger(id) || id < 0 || id >= tokenizer.pieces.length) throw new CarvqError(`${tokenizer.path}: token id ${id} is out of range (0 to ${tokenizer.pieces.length - 1})`);
+  if (!Number.isInteger(id) || id < 0 || id >= tokenizer.pieces.length)
+    throw new CarvqError(`${tokenizer.path}: token id ${id} is out of range (0 to ${tokenizer.pieces.length - 1})`);
   if (id === BOS) return previous < 0 ? new Uint8Array(0) : Uint8Array.of(0x0a); // a story boundary
   if (id === EOS || id === 0) return new Uint8Array(0);
   let piece = tokenizer.pieces[id];

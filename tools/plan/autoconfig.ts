@@ -154,7 +154,12 @@ interface Budget {
 }
 
 /** Whether `o` (with its group) fits: predicted size within the budget and, for a target, its memory. */
-function check(matrix: Matrix, o: CompressOptions, budget: Budget, from: CompressSource): { fits: boolean; bytes: number; memory: MemoryNeed | null } {
+function check(
+  matrix: Matrix,
+  o: CompressOptions,
+  budget: Budget,
+  from: CompressSource,
+): { fits: boolean; bytes: number; memory: MemoryNeed | null } {
   const { bytes } = predictBlobSize(matrix, { ...o, ...budget.after }, from);
   if (bytes > budget.bytes) return { fits: false, bytes, memory: null };
   const memory = budget.target === null ? null : memoryNeed(budget.target, matrix.cols, o, bytes);
@@ -188,15 +193,19 @@ function resolveBudget(matrix: Matrix, request: AutoConfigRequest): Budget {
   const target = request.target === undefined ? null : typeof request.target === "string" ? loadTarget(request.target) : request.target;
   let bytes = Infinity;
   if (request.targetBpp !== undefined) {
-    if (!(request.targetBpp > 0) || !Number.isFinite(request.targetBpp)) throw new CarvqError(`--target-bpp ${request.targetBpp}: expected a positive number of bits per parameter`);
+    if (!(request.targetBpp > 0) || !Number.isFinite(request.targetBpp))
+      throw new CarvqError(`--target-bpp ${request.targetBpp}: expected a positive number of bits per parameter`);
     bytes = Math.floor((request.targetBpp * params) / 8);
   }
   if (target !== null) {
     const resident = maxResidentBlobBytes(target, matrix.cols, {});
     // A target alone never asks for more than an FP16 copy of the table would take.
-    if (resident !== null) bytes = Math.min(bytes, resident, request.targetBpp === undefined ? Math.floor((FP16_BPP * params) / 8) : Infinity);
+    if (resident !== null)
+      bytes = Math.min(bytes, resident, request.targetBpp === undefined ? Math.floor((FP16_BPP * params) / 8) : Infinity);
     else if (request.targetBpp === undefined) {
-      throw new CarvqError(`target ${target.name} streams the blob from storage, so its ${target.memoryBudgetBytes}-byte memory budget does not bound the blob's size: give --target-bpp too`);
+      throw new CarvqError(
+        `target ${target.name} streams the blob from storage, so its ${target.memoryBudgetBytes}-byte memory budget does not bound the blob's size: give --target-bpp too`,
+      );
     }
   }
   if (!Number.isFinite(bytes)) throw new CarvqError("auto-configuration needs --target-bpp or --target");
@@ -204,7 +213,9 @@ function resolveBudget(matrix: Matrix, request: AutoConfigRequest): Budget {
 }
 
 function byQuality(a: Candidate, b: Candidate): number {
-  return a.proxy.relMSE - b.proxy.relMSE || b.proxy.nn10 - a.proxy.nn10 || describeOptions(a.options).localeCompare(describeOptions(b.options));
+  return (
+    a.proxy.relMSE - b.proxy.relMSE || b.proxy.nn10 - a.proxy.nn10 || describeOptions(a.options).localeCompare(describeOptions(b.options))
+  );
 }
 
 function byScore(a: Candidate, b: Candidate): number {
@@ -221,7 +232,14 @@ export async function autoConfigure(matrix: Matrix, request: AutoConfigRequest):
   const seed = request.seed ?? 0;
   const threads = request.threads ?? 1;
   const budget = resolveBudget(matrix, request);
-  const base: CompressOptions = { ...DEFAULT_COMPRESS_OPTIONS, seed, beam: 1, refine: 0, rowScaleCount: 0, ...(request.weights ? { weights: request.weights } : {}) };
+  const base: CompressOptions = {
+    ...DEFAULT_COMPRESS_OPTIONS,
+    seed,
+    beam: 1,
+    refine: 0,
+    rowScaleCount: 0,
+    ...(request.weights ? { weights: request.weights } : {}),
+  };
 
   // Candidates of the screen: per h, the two largest L that fit in the column-block layout, and the
   // row layout's where it fits more levels (a small table, whose column blocks cannot grow past V).
@@ -257,7 +275,9 @@ export async function autoConfigure(matrix: Matrix, request: AutoConfigRequest):
     }
   }
   if (structures.length === 0 && scalars.length === 0) {
-    throw new CarvqError(`nothing fits ${budget.bytes} bytes (${((8 * budget.bytes) / (matrix.rows * matrix.cols)).toFixed(4)} bpp) for a ${matrix.rows} x ${matrix.cols} table${budget.target ? ` on target ${budget.target.name}` : ""}`);
+    throw new CarvqError(
+      `nothing fits ${budget.bytes} bytes (${((8 * budget.bytes) / (matrix.rows * matrix.cols)).toFixed(4)} bpp) for a ${matrix.rows} x ${matrix.cols} table${budget.target ? ` on target ${budget.target.name}` : ""}`,
+    );
   }
 
   const spans = request.spans ?? 4;
@@ -293,7 +313,10 @@ export async function autoConfigure(matrix: Matrix, request: AutoConfigRequest):
   const scalarResults: Candidate[] = [];
   for (const o of scalars) scalarResults.push(await evaluate("scalar", o));
   // The best column-block structures in the row layout too (group refitted, whole tokens per group).
-  for (const c of [...screened].filter((c) => c.options.layout === "col").sort(byQuality).slice(0, 3)) {
+  for (const c of [...screened]
+    .filter((c) => c.options.layout === "col")
+    .sort(byQuality)
+    .slice(0, 3)) {
     const g = fitGroup(matrix, { ...c.options, layout: "row" }, budget, from);
     if (structures.some((o) => o.layout === "row" && o.h === c.options.h && o.levels === c.options.levels)) continue;
     if (g !== null) screened.push(await evaluate("A", { ...c.options, layout: "row", group: g }));
@@ -319,13 +342,24 @@ export async function autoConfigure(matrix: Matrix, request: AutoConfigRequest):
     runnersUp: rest.slice(0, 5),
     evaluated,
     rankedBy: scored ? request.score!.name : "relMSE",
-    budget: { bytes: budget.bytes, bpp: (8 * budget.bytes) / (matrix.rows * matrix.cols), target: budget.target?.name ?? null, memoryBudgetBytes: budget.target?.memoryBudgetBytes ?? null },
+    budget: {
+      bytes: budget.bytes,
+      bpp: (8 * budget.bytes) / (matrix.rows * matrix.cols),
+      target: budget.target?.name ?? null,
+      memoryBudgetBytes: budget.target?.memoryBudgetBytes ?? null,
+    },
     sample: { whole: plan.whole, anchors: plan.anchors, sharedRows: plan.sharedRows, measuredRows: plan.reference.rows },
     seconds: (performance.now() - started) / 1000,
   };
 }
 
 /** Fits the chosen options on the whole table (the same bytes as `carvq compress` with optionFlags). */
-export async function compressChosen(matrix: Matrix, result: AutoConfigResult, from: CompressSource, threads: number, onProgress?: (done: number, total: number) => void) {
+export async function compressChosen(
+  matrix: Matrix,
+  result: AutoConfigResult,
+  from: CompressSource,
+  threads: number,
+  onProgress?: (done: number, total: number) => void,
+) {
   return compressMatrix(matrix, result.chosen.options, from, { threads, onProgress });
 }

@@ -47,7 +47,11 @@ function standInBlob(cols: number, o: CompressOptions): Uint8Array {
   const rows = 2;
   const matrix = standInMatrix(rows, cols);
   // One group for the stand-in: any group size is valid, and the need does not depend on it.
-  const plan = planCompression(matrix, { ...plain, group: o.method === RVQ_METHOD ? Math.min(o.group, rows) : o.block, restarts: 1, klEncode: 0, tuneKl: 0, adaptor: "none" }, {});
+  const plan = planCompression(
+    matrix,
+    { ...plain, group: o.method === RVQ_METHOD ? Math.min(o.group, rows) : o.block, restarts: 1, klEncode: 0, tuneKl: 0, adaptor: "none" },
+    {},
+  );
   const header = plan.header;
   const sections =
     header.method === RVQ_METHOD
@@ -57,7 +61,11 @@ function standInBlob(cols: number, o: CompressOptions): Uint8Array {
           groupCount: header.groupCount,
           rowScales: header.rowScaled ? { halves: new Uint16Array(o.rowScaleCount), index: new Uint8Array(rows) } : null,
         })
-      : scalarSections(header, { scales: new Uint16Array(rows * header.groupCount), codes: new Uint8Array(rows * cols), blocks: header.groupCount });
+      : scalarSections(header, {
+          scales: new Uint16Array(rows * header.groupCount),
+          codes: new Uint8Array(rows * cols),
+          blocks: header.groupCount,
+        });
   return sealBlob(matrix, plan, sections, {}, { relMSE: 1, cosine: 0 }).bytes;
 }
 
@@ -67,7 +75,10 @@ function measure(target: Target, cols: number, o: CompressOptions): { resident: 
   let found = measured.get(key);
   if (found !== undefined) return found;
   const bytes = standInBlob(cols, o);
-  const run = runMinimalWasi(compiledModule(wasmPath({ target: target.name })), { args: ["info", "/m/b.carvq"], preopens: [{ name: "/m", files: { "b.carvq": bytes } }] });
+  const run = runMinimalWasi(compiledModule(wasmPath({ target: target.name })), {
+    args: ["info", "/m/b.carvq"],
+    preopens: [{ name: "/m", files: { "b.carvq": bytes } }],
+  });
   if (run.exitCode !== 0) throw new CarvqError(`target ${target.name}: the runtime's info failed on a stand-in blob: ${run.stderr.trim()}`);
   const info = JSON.parse(new TextDecoder().decode(run.stdout)) as RuntimeInfo;
   found = { resident: info.runtime.residentBytes, streaming: info.runtime.streamingBytes, standInFile: bytes.length };
@@ -85,7 +96,13 @@ export function memoryNeed(targetOrName: Target | string, cols: number, options:
   const m = measure(target, cols, o);
   const need = target.mode === "resident" ? m.resident - align16(m.standInFile + 8) + align16(fileBytes + 8) : m.streaming;
   const needBytes = need + COMMAND_LINE_SLACK;
-  return { target: target.name, mode: target.mode, needBytes, budgetBytes: target.memoryBudgetBytes, fits: needBytes <= target.memoryBudgetBytes };
+  return {
+    target: target.name,
+    mode: target.mode,
+    needBytes,
+    budgetBytes: target.memoryBudgetBytes,
+    fits: needBytes <= target.memoryBudgetBytes,
+  };
 }
 
 /**

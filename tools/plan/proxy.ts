@@ -119,7 +119,14 @@ export function proxySample(matrix: Matrix, plan: ProxyPlan, o: CompressOptions)
  * Compresses the candidate's sample and measures relMSE, cosine and nn10 on the plan's shared rows;
  * on a whole-table plan also `score(decoded)` when given.
  */
-export async function evaluateProxy(matrix: Matrix, plan: ProxyPlan, o: CompressOptions, from: CompressSource, threads: number, score?: (decoded: Matrix) => number): Promise<ProxyMetrics> {
+export async function evaluateProxy(
+  matrix: Matrix,
+  plan: ProxyPlan,
+  o: CompressOptions,
+  from: CompressSource,
+  threads: number,
+  score?: (decoded: Matrix) => number,
+): Promise<ProxyMetrics> {
   const { sample, options } = proxySample(matrix, plan, o);
   const started = performance.now();
   const result = await compressMatrix(sample, options, from, { threads });
@@ -129,7 +136,11 @@ export async function evaluateProxy(matrix: Matrix, plan: ProxyPlan, o: Compress
   const length = spanLength(matrix, plan, o);
   if (length !== null) {
     const starts = spanStarts(matrix, plan, length);
-    measured = gatherRows(decoded, plan.anchors.map((anchor, i) => i * length + anchor - starts[i]), plan.sharedRows);
+    measured = gatherRows(
+      decoded,
+      plan.anchors.map((anchor, i) => i * length + anchor - starts[i]),
+      plan.sharedRows,
+    );
   } else if (!plan.whole) {
     measured = gatherRows(decoded, plan.anchors, plan.sharedRows);
   }

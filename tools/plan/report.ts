@@ -111,17 +111,36 @@ export function plannedRuns(shape: { rows: number; cols: number }, request: Repo
   const d = { ...DEFAULT_COMPRESS_OPTIONS, seed: request.seed };
   const planned: Planned[] = [];
   for (const method of request.scalars ?? SCALAR_METHODS) {
-    planned.push({ series: "scalar", method, label: method, options: { ...d, method, block: Math.min(request.scalarBlock ?? 32, shape.cols) } });
+    planned.push({
+      series: "scalar",
+      method,
+      label: method,
+      options: { ...d, method, block: Math.min(request.scalarBlock ?? 32, shape.cols) },
+    });
   }
   const h = Math.min(8, shape.cols);
   for (const L of request.paperLevels ?? [1, 2, 3, 4]) {
-    planned.push({ series: "paper", method: `carvq paper recipe, L ${L}`, label: `L${L}`, options: { ...d, method: "carvq", layout: "row", h, levels: L, group: 1024, beam: 1, refine: 0, rowScaleCount: 0 } });
+    planned.push({
+      series: "paper",
+      method: `carvq paper recipe, L ${L}`,
+      label: `L${L}`,
+      options: { ...d, method: "carvq", layout: "row", h, levels: L, group: 1024, beam: 1, refine: 0, rowScaleCount: 0 },
+    });
   }
   for (const budget of request.budgets) {
     planned.push({ series: "auto", method: `carvq auto ≤ ${budget} bpp`, label: `≤${budget}`, budget });
     if (request.model && (request.tuneKl || request.klEncode)) {
-      const flags = [request.klEncode ? `kl-encode ${request.klEncode}` : "", request.tuneKl ? `tune-kl ${request.tuneKl}` : ""].filter(Boolean).join(" + ");
-      planned.push({ series: "tuned", method: `carvq auto ≤ ${budget} bpp + ${flags}`, label: `≤${budget} tuned`, budget, tuneKl: request.tuneKl ?? 0, klEncode: request.klEncode ?? 0 });
+      const flags = [request.klEncode ? `kl-encode ${request.klEncode}` : "", request.tuneKl ? `tune-kl ${request.tuneKl}` : ""]
+        .filter(Boolean)
+        .join(" + ");
+      planned.push({
+        series: "tuned",
+        method: `carvq auto ≤ ${budget} bpp + ${flags}`,
+        label: `≤${budget} tuned`,
+        budget,
+        tuneKl: request.tuneKl ?? 0,
+        klEncode: request.klEncode ?? 0,
+      });
     }
   }
   return planned;
@@ -133,7 +152,10 @@ export async function runReport(matrix: Matrix, request: ReportRequest): Promise
   const reference: NeighbourSets = neighbourSets(matrix);
   const runs: ReportRun[] = [];
   let pplOrig: number | undefined;
-  const from: CompressSource = request.model && (request.tuneKl || request.klEncode) ? { ...request.from, objective: calibrationKlObjective(request.model) } : request.from;
+  const from: CompressSource =
+    request.model && (request.tuneKl || request.klEncode)
+      ? { ...request.from, objective: calibrationKlObjective(request.model) }
+      : request.from;
   /**
    * The search's choice per budget and post-fit options: each auto run is what `carvq compress
    * --target-bpp b [--kl-encode r --tune-kl n]` gives. The post-fit options are recorded in the
@@ -152,22 +174,43 @@ export async function runReport(matrix: Matrix, request: ReportRequest): Promise
       let chosen = chosenFor.get(key);
       if (chosen === undefined) {
         const score = request.model ? klScore(request.model) : undefined;
-        const result = await autoConfigure(matrix, { targetBpp: plan.budget, seed: request.seed, threads: request.threads, from: request.from, score, after, onProgress: (done, total) => request.onProgress?.("search", done, total) });
-        chosen = { options: result.chosen.options, searchSeconds: result.seconds, proxyRelMSE: result.chosen.proxy.relMSE, rankedBy: result.rankedBy };
+        const result = await autoConfigure(matrix, {
+          targetBpp: plan.budget,
+          seed: request.seed,
+          threads: request.threads,
+          from: request.from,
+          score,
+          after,
+          onProgress: (done, total) => request.onProgress?.("search", done, total),
+        });
+        chosen = {
+          options: result.chosen.options,
+          searchSeconds: result.seconds,
+          proxyRelMSE: result.chosen.proxy.relMSE,
+          rankedBy: result.rankedBy,
+        };
         chosenFor.set(key, chosen);
       }
       options = { ...chosen.options, ...after };
       ({ searchSeconds, proxyRelMSE, rankedBy } = chosen);
     }
     const started = performance.now();
-    const compressed = await compressMatrix(matrix, options, from, { threads: request.threads, onProgress: (done, total) => request.onProgress?.("fit", done, total) });
+    const compressed = await compressMatrix(matrix, options, from, {
+      threads: request.threads,
+      onProgress: (done, total) => request.onProgress?.("fit", done, total),
+    });
     const seconds = (performance.now() - started) / 1000;
     const decoded = decodeAll(compressed.blob);
     const metrics = reconstructionMetrics(matrix, decoded);
     const run: ReportRun = {
       series: plan.series,
       method: plan.method,
-      label: plan.series === "auto" || plan.series === "tuned" ? (options.method === RVQ_METHOD ? `h${options.h} L${options.levels}${options.layout === "row" ? " row" : ""}` : options.method) : plan.label,
+      label:
+        plan.series === "auto" || plan.series === "tuned"
+          ? options.method === RVQ_METHOD
+            ? `h${options.h} L${options.levels}${options.layout === "row" ? " row" : ""}`
+            : options.method
+          : plan.label,
       options: describeOptions(options),
       flags: optionFlags(options),
       ...(plan.budget !== undefined ? { budget: plan.budget } : {}),
@@ -216,7 +259,9 @@ export function renderMarkdown(r: ReportResult, command: string, svgName = "repo
   const llm = r.runs.some((run) => run.ppl !== undefined);
   const name = r.input.split(/[\\/]/).pop();
   const lines: string[] = [];
-  lines.push(`# Rate–distortion report: ${name} (${r.shape[0]} x ${r.shape[1]}${r.tensor && r.tensor !== "array" ? `, tensor \`${r.tensor}\`` : ""})`);
+  lines.push(
+    `# Rate–distortion report: ${name} (${r.shape[0]} x ${r.shape[1]}${r.tensor && r.tensor !== "array" ? `, tensor \`${r.tensor}\`` : ""})`,
+  );
   lines.push("");
   lines.push("Made by:");
   lines.push("");
@@ -224,7 +269,9 @@ export function renderMarkdown(r: ReportResult, command: string, svgName = "repo
   lines.push(command);
   lines.push("```");
   lines.push("");
-  lines.push(`carvq ${r.version}, seed ${r.seed}, ${r.threads} worker thread${r.threads === 1 ? "" : "s"}. Same input, options and seed give the same blobs and figures; the times are wall-clock on the machine that ran it and only comparable with each other.`);
+  lines.push(
+    `carvq ${r.version}, seed ${r.seed}, ${r.threads} worker thread${r.threads === 1 ? "" : "s"}. Same input, options and seed give the same blobs and figures; the times are wall-clock on the machine that ran it and only comparable with each other.`,
+  );
   lines.push("");
   lines.push(`![bits per parameter against error${llm ? ", neighbours and perplexity" : " and neighbours"}](${svgName})`);
   lines.push("");
@@ -240,7 +287,9 @@ export function renderMarkdown(r: ReportResult, command: string, svgName = "repo
       f(run.relMSE, 4),
       f(run.cosine, 4),
       f(run.nn10, 3),
-      ...(llm ? [f(run.ppl, 3), f(run.ppl !== undefined && run.pplOrig !== undefined ? run.ppl / run.pplOrig : undefined, 3), f(run.kl, 4)] : []),
+      ...(llm
+        ? [f(run.ppl, 3), f(run.ppl !== undefined && run.pplOrig !== undefined ? run.ppl / run.pplOrig : undefined, 3), f(run.kl, 4)]
+        : []),
       f(run.seconds, 1),
       run.searchSeconds === undefined ? "" : f(run.searchSeconds, 1),
     ];
@@ -249,31 +298,53 @@ export function renderMarkdown(r: ReportResult, command: string, svgName = "repo
   lines.push("");
   lines.push("Columns:");
   lines.push("");
-  lines.push("- **bpp**: 8 × file size / (rows × columns), every byte of the blob counted (header, table, padding, codes, codebooks, row scales, metadata).");
-  lines.push("- **relMSE**: sum of squared errors / sum of squares; **cosine**: mean over rows of the cosine between original and decoded row.");
-  lines.push("- **nn10**: for query rows 0, 20, 40, … (below 20,000), the share of their 10 nearest rows by cosine (among the first 50,000) that are still among the 10 nearest after compression.");
+  lines.push(
+    "- **bpp**: 8 × file size / (rows × columns), every byte of the blob counted (header, table, padding, codes, codebooks, row scales, metadata).",
+  );
+  lines.push(
+    "- **relMSE**: sum of squared errors / sum of squares; **cosine**: mean over rows of the cosine between original and decoded row.",
+  );
+  lines.push(
+    "- **nn10**: for query rows 0, 20, 40, … (below 20,000), the share of their 10 nearest rows by cosine (among the first 50,000) that are still among the 10 nearest after compression.",
+  );
   if (llm && r.pplText !== undefined) {
-    lines.push(`- **ppl**, **kl**: the model with its input embedding replaced by the blob's decode (the output head keeps its original weights), on ${r.pplText}; original perplexity ${f(r.pplOrig, 3)}; kl is the mean KL(original ‖ compressed) of the next-token distributions, in nats.`);
+    lines.push(
+      `- **ppl**, **kl**: the model with its input embedding replaced by the blob's decode (the output head keeps its original weights), on ${r.pplText}; original perplexity ${f(r.pplOrig, 3)}; kl is the mean KL(original ‖ compressed) of the next-token distributions, in nats.`,
+    );
   } else if (llm) {
-    lines.push(`- **ppl**, **kl**: the llama2.c model with its input embedding replaced by the blob's decode, on the evaluation text sampled from the original model (8 sequences × 300 tokens, fixed seeds; nothing is chosen or tuned on it: the search, --kl-encode and --tune-kl use a calibration text sampled with other seeds); original perplexity ${f(r.pplOrig, 3)}; kl is the mean KL(original ‖ compressed) of the next-token distributions, in nats.`);
+    lines.push(
+      `- **ppl**, **kl**: the llama2.c model with its input embedding replaced by the blob's decode, on the evaluation text sampled from the original model (8 sequences × 300 tokens, fixed seeds; nothing is chosen or tuned on it: the search, --kl-encode and --tune-kl use a calibration text sampled with other seeds); original perplexity ${f(r.pplOrig, 3)}; kl is the mean KL(original ‖ compressed) of the next-token distributions, in nats.`,
+    );
   }
-  lines.push("- **fit s**: wall time of the full compression; **search s**: the auto-configuration's search before it (a proxy on a sample of whole codebook groups; the whole table when it is small).");
+  lines.push(
+    "- **fit s**: wall time of the full compression; **search s**: the auto-configuration's search before it (a proxy on a sample of whole codebook groups; the whole table when it is small).",
+  );
   lines.push("");
   lines.push("Methods:");
   lines.push("");
   lines.push("- **int4 / int3 / int2**: symmetric scalar quantization, one FP16 scale per block of values.");
-  lines.push("- **carvq paper recipe, L n**: the paper's group RVQ (row layout, h 8, g 1024, greedy encoding, one k-means per level) with n levels; L 2 is the paper's configuration.");
-  lines.push("- **carvq auto ≤ b bpp**: `carvq compress --target-bpp b`: the configuration the search chose for that budget (h, L, g, layout, beam, refinement, row scales, scalar baselines; screened on a sample of whole codebook groups, the finalists ranked by relMSE, or by the model's KL on the calibration text for a llama2.c model small enough to search whole), fitted on the whole table.");
+  lines.push(
+    "- **carvq paper recipe, L n**: the paper's group RVQ (row layout, h 8, g 1024, greedy encoding, one k-means per level) with n levels; L 2 is the paper's configuration.",
+  );
+  lines.push(
+    "- **carvq auto ≤ b bpp**: `carvq compress --target-bpp b`: the configuration the search chose for that budget (h, L, g, layout, beam, refinement, row scales, scalar baselines; screened on a sample of whole codebook groups, the finalists ranked by relMSE, or by the model's KL on the calibration text for a llama2.c model small enough to search whole), fitted on the whole table.",
+  );
   if (r.runs.some((x) => x.series === "tuned")) {
     const cols = r.shape[1];
-    lines.push(`- **+ kl-encode r**: \`carvq compress --target-bpp b --kl-encode r\`: after the fit, r rounds of choosing every row's codes, then all codebooks, for the model's curvature (its Fisher on the calibration text, a ${cols} × ${cols} matrix per token) instead of squared error; the round with the lowest KL on the calibration text is kept (or the fitted codes). The options are recorded in the blob's metadata, so near a budget the search may choose another configuration than the plain run's.`);
-    lines.push("- **+ tune-kl n**: `--tune-kl n` (after any kl-encode): the codebooks, codes fixed, tuned for n Adam steps on the model's KL over the calibration text (19,200 tokens, gradient by backpropagation through the model), kept only if that KL falls.");
+    lines.push(
+      `- **+ kl-encode r**: \`carvq compress --target-bpp b --kl-encode r\`: after the fit, r rounds of choosing every row's codes, then all codebooks, for the model's curvature (its Fisher on the calibration text, a ${cols} × ${cols} matrix per token) instead of squared error; the round with the lowest KL on the calibration text is kept (or the fitted codes). The options are recorded in the blob's metadata, so near a budget the search may choose another configuration than the plain run's.`,
+    );
+    lines.push(
+      "- **+ tune-kl n**: `--tune-kl n` (after any kl-encode): the codebooks, codes fixed, tuned for n Adam steps on the model's KL over the calibration text (19,200 tokens, gradient by backpropagation through the model), kept only if that KL falls.",
+    );
   }
   lines.push("");
   lines.push("The flags of each auto run:");
   lines.push("");
   for (const run of r.runs.filter((x) => x.series === "auto" || x.series === "tuned")) {
-    lines.push(`  - ≤ ${run.budget} bpp: \`${run.flags}\` (finalists ranked by ${run.rankedBy ?? "relMSE"}; search proxy relMSE ${f(run.proxyRelMSE, 4)}, full fit ${f(run.relMSE, 4)})`);
+    lines.push(
+      `  - ≤ ${run.budget} bpp: \`${run.flags}\` (finalists ranked by ${run.rankedBy ?? "relMSE"}; search proxy relMSE ${f(run.proxyRelMSE, 4)}, full fit ${f(run.relMSE, 4)})`,
+    );
   }
   lines.push("");
   return `${lines.join("\n")}`;
@@ -295,13 +366,31 @@ export function renderReportSvg(r: ReportResult): string {
   ];
   // Perplexity as its increase over the original model's, in percent on a log scale: the small
   // increases that matter stay apart from the large ones (an increase under 0.01 % is drawn at 0.01 %).
-  if (llm) panels.push({ key: "pplIncrease", title: "Model perplexity", yLabel: `perplexity increase vs ${f(r.pplOrig, 2)}, % (log scale)`, scale: "log", better: "lower", clip: 300 });
+  if (llm)
+    panels.push({
+      key: "pplIncrease",
+      title: "Model perplexity",
+      yLabel: `perplexity increase vs ${f(r.pplOrig, 2)}, % (log scale)`,
+      scale: "log",
+      better: "lower",
+      clip: 300,
+    });
   const points: PlotPoint[] = r.runs.map((run) => ({
     series: run.series,
     label: run.label,
     x: run.bpp,
-    y: { relMSE: run.relMSE, nn10: run.nn10, ...(run.ppl !== undefined && run.pplOrig !== undefined ? { pplIncrease: Math.max(1e-2, (run.ppl / run.pplOrig - 1) * 100) } : {}) },
+    y: {
+      relMSE: run.relMSE,
+      nn10: run.nn10,
+      ...(run.ppl !== undefined && run.pplOrig !== undefined ? { pplIncrease: Math.max(1e-2, (run.ppl / run.pplOrig - 1) * 100) } : {}),
+    },
   }));
   const name = r.input.split(/[\\/]/).pop();
-  return renderPlot(`carvq rate–distortion: ${name} (${r.shape[0]} x ${r.shape[1]})`, `one point per blob; bpp counts every byte; carvq ${r.version}, seed ${r.seed}`, SERIES, panels, points);
+  return renderPlot(
+    `carvq rate–distortion: ${name} (${r.shape[0]} x ${r.shape[1]})`,
+    `one point per blob; bpp counts every byte; carvq ${r.version}, seed ${r.seed}`,
+    SERIES,
+    panels,
+    points,
+  );
 }

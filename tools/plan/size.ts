@@ -11,7 +11,14 @@
 import * as F from "../../assembly/format.ts";
 import type { BlobHeader } from "../blob/header.ts";
 import { encodeMetadata } from "../blob/metadata.ts";
-import { blobMetadata, DEFAULT_COMPRESS_OPTIONS, headerFor, planCompression, type CompressOptions, type CompressSource } from "../compress.ts";
+import {
+  blobMetadata,
+  DEFAULT_COMPRESS_OPTIONS,
+  headerFor,
+  planCompression,
+  type CompressOptions,
+  type CompressSource,
+} from "../compress.ts";
 import type { Matrix } from "../matrix.ts";
 import { RVQ_METHOD } from "../quant/methods.ts";
 
@@ -75,9 +82,14 @@ function standIn(cols: number, o: CompressOptions, from: CompressSource): StandI
   const rows = 2;
   // The stages that need a model (restarts, kl-encode, tune-kl) change values only: the check
   // runs without them, and the metadata records the options as the real blob's will.
-  planCompression(standInMatrix(rows, cols), { ...rest, ...(weights ? { weights: new Float32Array(rows).fill(1) } : {}), restarts: 1, klEncode: 0, tuneKl: 0 }, from);
+  planCompression(
+    standInMatrix(rows, cols),
+    { ...rest, ...(weights ? { weights: new Float32Array(rows).fill(1) } : {}), restarts: 1, klEncode: 0, tuneKl: 0 },
+    from,
+  );
   const rowScaled = o.method === RVQ_METHOD && o.rowScaleCount > 0;
-  const ids = o.method === RVQ_METHOD ? [F.SECTION_CODES, F.SECTION_CODEBOOKS, ...(rowScaled ? [F.SECTION_ROW_SCALES] : [])] : [F.SECTION_CODES];
+  const ids =
+    o.method === RVQ_METHOD ? [F.SECTION_CODES, F.SECTION_CODEBOOKS, ...(rowScaled ? [F.SECTION_ROW_SCALES] : [])] : [F.SECTION_CODES];
   const fixed = new Map<number, number>(rowScaled ? [[F.SECTION_ROW_SCALES, 2 * o.rowScaleCount]] : []);
   const metadata = blobMetadata({ rows, cols }, o, from, { relMSE: 0, cosine: 0 }) as Record<string, unknown>;
   return { ids: [...ids, F.SECTION_METADATA], fixed, metadata };
@@ -92,7 +104,12 @@ function alignUp(value: number, alignment: number): number {
  * matrix. `from` matters (source file name and tensor are in the metadata). With `metrics` (the
  * values compressMatrix measured) the size is exact; without, `bytes` is the upper bound.
  */
-export function predictBlobSize(shape: TableShape, options: Partial<CompressOptions>, from: CompressSource = {}, metrics?: MetricValues): SizePrediction {
+export function predictBlobSize(
+  shape: TableShape,
+  options: Partial<CompressOptions>,
+  from: CompressSource = {},
+  metrics?: MetricValues,
+): SizePrediction {
   const o: CompressOptions = { ...DEFAULT_COMPRESS_OPTIONS, ...options };
   const header = headerFor(shape, o);
   const s = standIn(shape.cols, o, from);
@@ -112,7 +129,11 @@ export function predictBlobSize(shape: TableShape, options: Partial<CompressOpti
         most += (MAX_METRIC_CHARS[name] ?? DEFAULT_MAX_METRIC_CHARS) - 1;
       }
     }
-    const base = encodeMetadata({ ...(s.metadata as { tool: string; version: string }), shape: [shape.rows, shape.cols], ...(s.metadata.metrics !== undefined ? { metrics: placeholders } : {}) }).length;
+    const base = encodeMetadata({
+      ...(s.metadata as { tool: string; version: string }),
+      shape: [shape.rows, shape.cols],
+      ...(s.metadata.metrics !== undefined ? { metrics: placeholders } : {}),
+    }).length;
     metadataMin = base + given;
     metadataMax = base + given + most;
   }
@@ -143,6 +164,13 @@ export function predictBlobSize(shape: TableShape, options: Partial<CompressOpti
     bpp: (8 * bytes) / (shape.rows * shape.cols),
     exact,
     header,
-    parts: { header: headerBytes, codes, codebooks, rowScales, metadata, padding: bytes - headerBytes - codes - codebooks - rowScales - metadata },
+    parts: {
+      header: headerBytes,
+      codes,
+      codebooks,
+      rowScales,
+      metadata,
+      padding: bytes - headerBytes - codes - codebooks - rowScales - metadata,
+    },
   };
 }

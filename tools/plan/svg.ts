@@ -63,7 +63,13 @@ function overlap(a: Box, b: Box): number {
  * Puts a label beside its marker where it covers no other label or marker and stays inside the
  * plot: right, left, above or below, nearest first; else wherever it overlaps least.
  */
-function placeLabel(x: number, y: number, width: number, taken: readonly Box[], area: Box): { x: number; y: number; anchor: "start" | "end" | "middle"; box: Box } {
+function placeLabel(
+  x: number,
+  y: number,
+  width: number,
+  taken: readonly Box[],
+  area: Box,
+): { x: number; y: number; anchor: "start" | "end" | "middle"; box: Box } {
   const spots: [number, number, "start" | "end" | "middle"][] = [
     [7, -5, "start"],
     [7, 12, "start"],
@@ -148,7 +154,13 @@ function markerPath(kind: PlotSeries["marker"], x: number, y: number, r: number)
  * Renders the plot. Every drawn marker is an element with class "point" and data-panel /
  * data-index attributes (index into `points`), so a reader (or a test) can count them.
  */
-export function renderPlot(title: string, subtitle: string, series: readonly PlotSeries[], panels: readonly PlotPanel[], points: readonly PlotPoint[]): string {
+export function renderPlot(
+  title: string,
+  subtitle: string,
+  series: readonly PlotSeries[],
+  panels: readonly PlotPanel[],
+  points: readonly PlotPoint[],
+): string {
   const width = panels.length * PANEL_W;
   // Legend items flow left to right under the title and wrap onto as many rows as they need.
   const legend: { s: PlotSeries; x: number; y: number }[] = [];
@@ -168,13 +180,17 @@ export function renderPlot(title: string, subtitle: string, series: readonly Plo
   const height = header + PANEL_H;
   const out: string[] = [];
   out.push(`<?xml version="1.0" encoding="UTF-8"?>`);
-  out.push(`<svg xmlns="http://www.w3.org/2000/svg" version="1.1" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="Helvetica, Arial, sans-serif">`);
+  out.push(
+    `<svg xmlns="http://www.w3.org/2000/svg" version="1.1" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="Helvetica, Arial, sans-serif">`,
+  );
   out.push(`<rect x="0" y="0" width="${width}" height="${height}" fill="#ffffff"/>`);
   out.push(`<text x="${MARGIN.left}" y="22" font-size="16" font-weight="bold" fill="#222">${esc(title)}</text>`);
   out.push(`<text x="${MARGIN.left}" y="40" font-size="11" fill="#555">${esc(subtitle)}</text>`);
   out.push(`<g class="legend">`);
   for (const { s, x, y } of legend) {
-    out.push(`<line x1="${x}" y1="${y}" x2="${x + 26}" y2="${y}" stroke="${s.color}" stroke-width="2"${s.dash ? ` stroke-dasharray="${s.dash}"` : ""}/>`);
+    out.push(
+      `<line x1="${x}" y1="${y}" x2="${x + 26}" y2="${y}" stroke="${s.color}" stroke-width="2"${s.dash ? ` stroke-dasharray="${s.dash}"` : ""}/>`,
+    );
     out.push(`${markerPath(s.marker, x + 13, y, 4.5)} fill="${s.color}" stroke="#fff" stroke-width="1"/>`);
     out.push(`<text x="${x + 32}" y="${y + 4}" font-size="12" fill="#222">${esc(s.name)}</text>`);
   }
@@ -192,7 +208,10 @@ export function renderPlot(title: string, subtitle: string, series: readonly Plo
     const top = header + MARGIN.top;
     const bottom = header + PANEL_H - MARGIN.bottom;
     const clip = panel.clip ?? Infinity;
-    const values = points.map((p) => p.y[panel.key]).filter((v): v is number => v !== undefined && Number.isFinite(v) && (panel.scale === "linear" || v > 0)).map((v) => Math.min(v, clip));
+    const values = points
+      .map((p) => p.y[panel.key])
+      .filter((v): v is number => v !== undefined && Number.isFinite(v) && (panel.scale === "linear" || v > 0))
+      .map((v) => Math.min(v, clip));
     let lo = panel.yMin ?? (values.length ? Math.min(...values) : 0);
     let hi = panel.yMax ?? (values.length ? Math.max(...values) : 1);
     if (panel.reference) {
@@ -214,8 +233,12 @@ export function renderPlot(title: string, subtitle: string, series: readonly Plo
     const Y = (v: number) => bottom - ((f(v) - f(lo)) / (f(hi) - f(lo))) * (bottom - top);
     out.push(`<g class="panel" data-panel="${esc(panel.key)}">`);
     out.push(`<text x="${left}" y="${top - 12}" font-size="13" font-weight="bold" fill="#222">${esc(panel.title)}</text>`);
-    out.push(`<text x="${right}" y="${top - 12}" font-size="11" fill="#777" text-anchor="end">${panel.better === "lower" ? "lower is better ↓" : "higher is better ↑"}</text>`);
-    out.push(`<rect x="${left}" y="${top}" width="${right - left}" height="${bottom - top}" fill="#fafafa" stroke="#999" stroke-width="1"/>`);
+    out.push(
+      `<text x="${right}" y="${top - 12}" font-size="11" fill="#777" text-anchor="end">${panel.better === "lower" ? "lower is better ↓" : "higher is better ↑"}</text>`,
+    );
+    out.push(
+      `<rect x="${left}" y="${top}" width="${right - left}" height="${bottom - top}" fill="#fafafa" stroke="#999" stroke-width="1"/>`,
+    );
     for (const t of yTicks) {
       const y = Y(t);
       out.push(`<line x1="${left}" y1="${num(y)}" x2="${right}" y2="${num(y)}" stroke="#e3e3e3" stroke-width="1"/>`);
@@ -226,8 +249,12 @@ export function renderPlot(title: string, subtitle: string, series: readonly Plo
       out.push(`<line x1="${num(x)}" y1="${top}" x2="${num(x)}" y2="${bottom}" stroke="#e3e3e3" stroke-width="1"/>`);
       out.push(`<text x="${num(x)}" y="${bottom + 16}" font-size="11" fill="#444" text-anchor="middle">${tickText(t)}</text>`);
     }
-    out.push(`<text x="${(left + right) / 2}" y="${bottom + 36}" font-size="12" fill="#222" text-anchor="middle">bits per parameter (every byte of the blob)</text>`);
-    out.push(`<text transform="translate(${ox + 16},${(top + bottom) / 2}) rotate(-90)" font-size="12" fill="#222" text-anchor="middle">${esc(panel.yLabel)}</text>`);
+    out.push(
+      `<text x="${(left + right) / 2}" y="${bottom + 36}" font-size="12" fill="#222" text-anchor="middle">bits per parameter (every byte of the blob)</text>`,
+    );
+    out.push(
+      `<text transform="translate(${ox + 16},${(top + bottom) / 2}) rotate(-90)" font-size="12" fill="#222" text-anchor="middle">${esc(panel.yLabel)}</text>`,
+    );
     const taken: Box[] = [];
     if (panel.reference) {
       const y = Y(panel.reference.y);
@@ -235,13 +262,20 @@ export function renderPlot(title: string, subtitle: string, series: readonly Plo
       out.push(`<text x="${left + 4}" y="${num(y + 13)}" font-size="10" fill="#2a2">${esc(panel.reference.label)}</text>`);
       taken.push({ x0: left + 4, x1: left + 4 + textWidth(panel.reference.label), y0: y + 3, y1: y + 15 });
     }
-    const drawn = points.map((p, i) => ({ p, i, v: p.y[panel.key] })).filter((d): d is { p: PlotPoint; i: number; v: number } => d.v !== undefined && Number.isFinite(d.v) && Number.isFinite(d.p.x) && (panel.scale === "linear" || d.v > 0));
+    const drawn = points
+      .map((p, i) => ({ p, i, v: p.y[panel.key] }))
+      .filter(
+        (d): d is { p: PlotPoint; i: number; v: number } =>
+          d.v !== undefined && Number.isFinite(d.v) && Number.isFinite(d.p.x) && (panel.scale === "linear" || d.v > 0),
+      );
     const placed = drawn.map((d) => ({ ...d, x: X(d.p.x), y: Y(Math.min(d.v, clip)), clipped: d.v > clip }));
     for (const d of placed) taken.push({ x0: d.x - 5, x1: d.x + 5, y0: d.y - 5, y1: d.y + 5 });
     for (const s of series) {
       const mine = placed.filter((d) => d.p.series === s.id).sort((a, b) => a.p.x - b.p.x);
       if (mine.length > 1) {
-        out.push(`<polyline fill="none" stroke="${s.color}" stroke-width="1.8"${s.dash ? ` stroke-dasharray="${s.dash}"` : ""} points="${mine.map((d) => `${num(d.x)},${num(d.y)}`).join(" ")}"/>`);
+        out.push(
+          `<polyline fill="none" stroke="${s.color}" stroke-width="1.8"${s.dash ? ` stroke-dasharray="${s.dash}"` : ""} points="${mine.map((d) => `${num(d.x)},${num(d.y)}`).join(" ")}"/>`,
+        );
         // Labels keep off the lines too: small boxes along each segment count as taken (lightly).
         for (let k = 1; k < mine.length; k++) {
           const [a, b] = [mine[k - 1], mine[k]];
@@ -257,7 +291,9 @@ export function renderPlot(title: string, subtitle: string, series: readonly Plo
     const area = { x0: left, x1: right, y0: top, y1: bottom };
     for (const s of series) {
       for (const d of placed.filter((d) => d.p.series === s.id)) {
-        out.push(`${markerPath(s.marker, d.x, d.y, 4.5)} class="point" data-panel="${esc(panel.key)}" data-index="${d.i}" fill="${s.color}" stroke="#fff" stroke-width="1"><title>${esc(`${d.p.label}: ${d.p.x.toFixed(3)} bpp, ${d.v.toPrecision(4)}`)}</title></${s.marker === "circle" ? "circle" : s.marker === "square" ? "rect" : "path"}>`);
+        out.push(
+          `${markerPath(s.marker, d.x, d.y, 4.5)} class="point" data-panel="${esc(panel.key)}" data-index="${d.i}" fill="${s.color}" stroke="#fff" stroke-width="1"><title>${esc(`${d.p.label}: ${d.p.x.toFixed(3)} bpp, ${d.v.toPrecision(4)}`)}</title></${s.marker === "circle" ? "circle" : s.marker === "square" ? "rect" : "path"}>`,
+        );
       }
     }
     for (const s of series) {
@@ -265,7 +301,9 @@ export function renderPlot(title: string, subtitle: string, series: readonly Plo
         const text = d.clipped ? `${d.p.label} ↑ ${d.v >= 100 ? Math.round(d.v) : d.v.toPrecision(3)}` : d.p.label;
         const spot = placeLabel(d.x, d.y, textWidth(text), taken, area);
         taken.push(spot.box);
-        out.push(`<text x="${num(spot.x)}" y="${num(spot.y)}" font-size="10" fill="${s.color}" text-anchor="${spot.anchor}">${esc(text)}</text>`);
+        out.push(
+          `<text x="${num(spot.x)}" y="${num(spot.y)}" font-size="10" fill="${s.color}" text-anchor="${spot.anchor}">${esc(text)}</text>`,
+        );
       }
     }
     out.push(`</g>`);

@@ -6,7 +6,17 @@
  * level-major: level l, centroid k at (l·K + k)·h), writing codes[p·levels + l].
  * Returns the total squared error of the chosen sequences, each weighted by `weights` if given.
  */
-export function encodeWithBeam(vectors: Float32Array, count: number, h: number, levels: number, K: number, centroids: Float32Array, beam: number, codes: Uint8Array, weights: Float32Array | null = null): number {
+export function encodeWithBeam(
+  vectors: Float32Array,
+  count: number,
+  h: number,
+  levels: number,
+  K: number,
+  centroids: Float32Array,
+  beam: number,
+  codes: Uint8Array,
+  weights: Float32Array | null = null,
+): number {
   const width = Math.max(1, Math.min(beam, K ** levels));
   // Current beams: their residuals, errors and code sequences; candidates are scored before copying.
   let residuals = new Float32Array(width * h);

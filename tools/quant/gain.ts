@@ -52,7 +52,8 @@ export function fitRowScales(original: Matrix, shapes: Matrix, count: number): R
 
 function nearestLevel(halves: Uint16Array, value: number): number {
   let best = 0;
-  for (let i = 1; i < halves.length; i++) if (Math.abs(F16_TO_F32[halves[i]] - value) < Math.abs(F16_TO_F32[halves[best]] - value)) best = i;
+  for (let i = 1; i < halves.length; i++)
+    if (Math.abs(F16_TO_F32[halves[i]] - value) < Math.abs(F16_TO_F32[halves[best]] - value)) best = i;
   return best;
 }
 

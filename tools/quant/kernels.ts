@@ -11,7 +11,21 @@ interface KernelInstance {
   memory: WebAssembly.Memory;
   assign16: (points: number, count: number, dim: number, centroidsT: number, norms: number, assignment: number, score: number) => void;
   nearest16: (points: number, count: number, dim: number, centroids: number, centroidsT64: number, codes: number) => void;
-  lloyd16: (points: number, count: number, dim: number, centroids: number, centroidsT: number, norms: number, weights: number, pointNorm: number, assignment: number, score: number, pointDistance: number, sums: number, sizes: number) => number;
+  lloyd16: (
+    points: number,
+    count: number,
+    dim: number,
+    centroids: number,
+    centroidsT: number,
+    norms: number,
+    weights: number,
+    pointNorm: number,
+    assignment: number,
+    score: number,
+    pointDistance: number,
+    sums: number,
+    sizes: number,
+  ) => number;
 }
 
 let kernel: KernelInstance | undefined;
@@ -45,7 +59,14 @@ function prepareCentroids(centroids: Float32Array, dim: number): { transposed: F
 }
 
 /** The scalar reference of assign16: same f32 operations, same order, same tie rule. */
-export function assign16Scalar(points: Float32Array, count: number, dim: number, centroids: Float32Array, assignment: Int32Array, score: Float32Array): void {
+export function assign16Scalar(
+  points: Float32Array,
+  count: number,
+  dim: number,
+  centroids: Float32Array,
+  assignment: Int32Array,
+  score: Float32Array,
+): void {
   const { transposed, norms } = prepareCentroids(centroids, dim);
   const acc = new Float32Array(16);
   for (let p = 0; p < count; p++) {
@@ -68,7 +89,15 @@ export function assign16Scalar(points: Float32Array, count: number, dim: number,
   }
 }
 
-function assign16Simd(k: KernelInstance, points: Float32Array, count: number, dim: number, centroids: Float32Array, assignment: Int32Array, score: Float32Array): void {
+function assign16Simd(
+  k: KernelInstance,
+  points: Float32Array,
+  count: number,
+  dim: number,
+  centroids: Float32Array,
+  assignment: Int32Array,
+  score: Float32Array,
+): void {
   const { transposed, norms } = prepareCentroids(centroids, dim);
   const centroidsAt = 0;
   const normsAt = centroidsAt + transposed.byteLength;
@@ -91,7 +120,14 @@ function assign16Simd(k: KernelInstance, points: Float32Array, count: number, di
  * Nearest of 16 centroids (16 × dim, row-major) for each of `count` points: the index into
  * `assignment` and ||c||² − 2·p·c (the squared distance less ||p||²) into `score`.
  */
-export function assign16(points: Float32Array, count: number, dim: number, centroids: Float32Array, assignment: Int32Array, score: Float32Array): void {
+export function assign16(
+  points: Float32Array,
+  count: number,
+  dim: number,
+  centroids: Float32Array,
+  assignment: Int32Array,
+  score: Float32Array,
+): void {
   assign16Simd(loadKernel(), points, count, dim, centroids, assignment, score);
 }
 
@@ -114,11 +150,29 @@ function align(bytes: number): number {
   return Math.ceil(bytes / 16) * 16;
 }
 
-export function lloyd16Session(points: Float32Array, count: number, dim: number, weights: Float32Array | null, pointNorm: Float64Array): Lloyd16 {
+export function lloyd16Session(
+  points: Float32Array,
+  count: number,
+  dim: number,
+  weights: Float32Array | null,
+  pointNorm: Float64Array,
+): Lloyd16 {
   const k = loadKernel();
   const layout: Record<string, number> = {};
   let at = 0;
-  for (const [name, bytes] of [["centroids", 64 * dim], ["centroidsT", 64 * dim], ["norms", 64], ["sums", 128 * dim], ["sizes", 128], ["points", 4 * count * dim], ["weights", 4 * count], ["pointNorm", 8 * count], ["assignment", 4 * count], ["score", 8 * count], ["pointDistance", 8 * count]] as const) {
+  for (const [name, bytes] of [
+    ["centroids", 64 * dim],
+    ["centroidsT", 64 * dim],
+    ["norms", 64],
+    ["sums", 128 * dim],
+    ["sizes", 128],
+    ["points", 4 * count * dim],
+    ["weights", 4 * count],
+    ["pointNorm", 8 * count],
+    ["assignment", 4 * count],
+    ["score", 8 * count],
+    ["pointDistance", 8 * count],
+  ] as const) {
     layout[name] = at;
     at += align(bytes);
   }
@@ -134,7 +188,23 @@ export function lloyd16Session(points: Float32Array, count: number, dim: number,
   return {
     iterate: (centroids) => {
       centroidsView.set(centroids.subarray(0, 16 * dim));
-      return k.lloyd16(L.points, count, dim, L.centroids, L.centroidsT, L.norms, weights === null ? 0 : L.weights, L.pointNorm, L.assignment, L.score, L.pointDistance, L.sums, L.sizes) !== 0;
+      return (
+        k.lloyd16(
+          L.points,
+          count,
+          dim,
+          L.centroids,
+          L.centroidsT,
+          L.norms,
+          weights === null ? 0 : L.weights,
+          L.pointNorm,
+          L.assignment,
+          L.score,
+          L.pointDistance,
+          L.sums,
+          L.sizes,
+        ) !== 0
+      );
     },
     sums: new Float64Array(heap, L.sums, 16 * dim),
     sizes: new Float64Array(heap, L.sizes, 16),

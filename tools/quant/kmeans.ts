@@ -35,7 +35,14 @@ export function nearestCentroid(points: Float32Array, p: number, centroids: Floa
 }
 
 /** k-means++: each next centroid is a point drawn with probability proportional to its squared distance. */
-function seedCentroids(points: Float32Array, count: number, dim: number, K: number, random: () => number, weights: Float32Array | null): Float32Array {
+function seedCentroids(
+  points: Float32Array,
+  count: number,
+  dim: number,
+  K: number,
+  random: () => number,
+  weights: Float32Array | null,
+): Float32Array {
   const centroids = new Float32Array(K * dim);
   const nearest = new Float64Array(count).fill(Infinity);
   let chosen = Math.min(count - 1, Math.floor(random() * count));
@@ -70,7 +77,16 @@ function seedCentroids(points: Float32Array, count: number, dim: number, K: numb
  * `iterations` Lloyd steps, stopping early once no assignment changes. With K = 16 the iterations
  * run in the SIMD kernel when it is built (`kernel` false: the JavaScript loop, the same bits).
  */
-export function kmeans(points: Float32Array, count: number, dim: number, K: number, iterations: number, random: () => number, weights: Float32Array | null = null, kernel = true): Float32Array {
+export function kmeans(
+  points: Float32Array,
+  count: number,
+  dim: number,
+  K: number,
+  iterations: number,
+  random: () => number,
+  weights: Float32Array | null = null,
+  kernel = true,
+): Float32Array {
   const centroids = seedCentroids(points, count, dim, K, random, weights);
   const pointNorm = new Float64Array(count);
   for (let p = 0; p < count; p++) for (let e = 0; e < dim; e++) pointNorm[p] += points[p * dim + e] ** 2;
@@ -120,7 +136,17 @@ export function kmeans(points: Float32Array, count: number, dim: number, K: numb
 }
 
 /** Each centroid to its cluster's (weighted) mean; an empty cluster is re-seeded. */
-function updateCentroids(points: Float32Array, count: number, dim: number, K: number, centroids: Float32Array, sums: Float64Array, sizes: Float64Array, pointDistance: Float64Array, weights: Float32Array | null): void {
+function updateCentroids(
+  points: Float32Array,
+  count: number,
+  dim: number,
+  K: number,
+  centroids: Float32Array,
+  sums: Float64Array,
+  sizes: Float64Array,
+  pointDistance: Float64Array,
+  weights: Float32Array | null,
+): void {
   for (let c = 0; c < K; c++) {
     if (sizes[c] > 0) {
       for (let e = 0; e < dim; e++) centroids[c * dim + e] = sums[c * dim + e] / sizes[c];
@@ -131,7 +157,15 @@ function updateCentroids(points: Float32Array, count: number, dim: number, K: nu
 }
 
 /** An empty cluster (or one of zero weight) takes the point costing most where it is (so it splits the worst cluster). */
-function reseedEmpty(points: Float32Array, count: number, dim: number, centroids: Float32Array, c: number, pointDistance: Float64Array, weights: Float32Array | null): void {
+function reseedEmpty(
+  points: Float32Array,
+  count: number,
+  dim: number,
+  centroids: Float32Array,
+  c: number,
+  pointDistance: Float64Array,
+  weights: Float32Array | null,
+): void {
   const cost = (p: number) => (weights === null ? pointDistance[p] : pointDistance[p] * weights[p]);
   let worst = 0;
   for (let p = 1; p < count; p++) if (cost(p) > cost(worst)) worst = p;

@@ -27,7 +27,9 @@ export const MAX_METRIC_VALUES = 2 ** 26;
 /** Refuses a table whose metric would not fit MAX_METRIC_VALUES, naming the sizes. */
 export function checkMetricSize(rows: number, cols: number, name: string): void {
   if (rows * cols * cols > MAX_METRIC_VALUES) {
-    throw new CarvqError(`${name}: a ${rows} x ${cols} table needs ${rows} x ${cols}^2 = ${(rows * cols * cols).toExponential(2)} metric values; --kl-encode handles up to ${MAX_METRIC_VALUES} (e.g. 512 x 362); use --tune-kl alone`);
+    throw new CarvqError(
+      `${name}: a ${rows} x ${cols} table needs ${rows} x ${cols}^2 = ${(rows * cols * cols).toExponential(2)} metric values; --kl-encode handles up to ${MAX_METRIC_VALUES} (e.g. 512 x 362); use --tune-kl alone`,
+    );
   }
 }
 
@@ -115,7 +117,15 @@ function applyChange(d: Float64Array, w: number, offset: number, state: RowState
 }
 
 /** Re-encodes the codes of row t in place. */
-function encodeRow(t: number, matrix: Matrix, codes: Uint8Array, codebooks: Float64Array, sums: Float64Array | null, s: RvqShape, metric: RowMetric): void {
+function encodeRow(
+  t: number,
+  matrix: Matrix,
+  codes: Uint8Array,
+  codebooks: Float64Array,
+  sums: Float64Array | null,
+  s: RvqShape,
+  metric: RowMetric,
+): void {
   const D = s.cols;
   const S = Math.ceil(D / s.h);
   const L = s.levels;
@@ -196,7 +206,13 @@ export function metricEncode(matrix: Matrix, encoding: RvqEncoding, s: RvqShape,
  * RIDGE times the mean diagonal toward the current values. Null when there are more than
  * MAX_SOLVED_VALUES values.
  */
-export function metricCodebooks(matrix: Matrix, encoding: RvqEncoding, codes: Uint8Array, s: RvqShape, metric: RowMetric): Uint16Array | null {
+export function metricCodebooks(
+  matrix: Matrix,
+  encoding: RvqEncoding,
+  codes: Uint8Array,
+  s: RvqShape,
+  metric: RowMetric,
+): Uint16Array | null {
   const n = encoding.codebooks.length;
   if (n > MAX_SOLVED_VALUES) return null;
   const D = s.cols;
@@ -241,7 +257,9 @@ export function metricCodebooks(matrix: Matrix, encoding: RvqEncoding, codes: Ui
 /** One round: codes for the metric, then codebooks for those codes (kept as they were when too many to solve). */
 export function metricRound(matrix: Matrix, encoding: RvqEncoding, s: RvqShape, metric: RowMetric): RvqEncoding {
   if (metric.rows !== matrix.rows || metric.cols !== matrix.cols) {
-    throw new CarvqError(`kl-encode: the metric is for a ${metric.rows} x ${metric.cols} table, the table is ${matrix.rows} x ${matrix.cols}`);
+    throw new CarvqError(
+      `kl-encode: the metric is for a ${metric.rows} x ${metric.cols} table, the table is ${matrix.rows} x ${matrix.cols}`,
+    );
   }
   const codes = metricEncode(matrix, encoding, s, metric);
   const codebooks = metricCodebooks(matrix, encoding, codes, s, metric) ?? encoding.codebooks;

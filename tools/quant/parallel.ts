@@ -35,7 +35,13 @@ function shared(bytes: number): SharedArrayBuffer {
 }
 
 /** Runs `encodeRvq` on `threads` workers; the result is identical to the single-thread one. */
-export async function encodeRvqParallel(matrix: Matrix, params: RvqParams, groupCount: number, threads: number, onGroup?: (done: number) => void): Promise<RvqEncoding> {
+export async function encodeRvqParallel(
+  matrix: Matrix,
+  params: RvqParams,
+  groupCount: number,
+  threads: number,
+  onGroup?: (done: number) => void,
+): Promise<RvqEncoding> {
   const workers = Math.min(threads, groupCount);
   if (workers <= 1) return encodeRvq(matrix, params, groupCount, onGroup);
   const path = workerBundle(RVQ_WORKER);

@@ -7,7 +7,16 @@
  * error of the given codes. A small ridge pulls each centroid toward its previous value, which fixes the
  * sum's gauge freedom (a constant moved between levels) and keeps unused centroids where they were.
  */
-export function refineCodebooks(vectors: Float32Array, count: number, h: number, levels: number, K: number, codes: Uint8Array, previous: Float32Array, weights: Float32Array | null = null): Float32Array {
+export function refineCodebooks(
+  vectors: Float32Array,
+  count: number,
+  h: number,
+  levels: number,
+  K: number,
+  codes: Uint8Array,
+  previous: Float32Array,
+  weights: Float32Array | null = null,
+): Float32Array {
   const size = levels * K;
   const normal = new Float64Array(size * size);
   const rhs = new Float64Array(size * h);

@@ -71,7 +71,18 @@ function roundCodebook(centroids: Float32Array): { halves: Uint16Array; values: 
  * member encoded greedily against the FP16-rounded centroids (exactly what the decoder adds back).
  * Consumes `residual` (the members' vectors on entry). Writes codes[i·L + l] and FP16 `halves`.
  */
-function trainGreedy(residual: Float32Array, count: number, h: number, levels: number, iters: number, seed: number, weights: Float32Array | null, codes: Uint8Array, halves: Uint16Array, kernel = true): void {
+function trainGreedy(
+  residual: Float32Array,
+  count: number,
+  h: number,
+  levels: number,
+  iters: number,
+  seed: number,
+  weights: Float32Array | null,
+  codes: Uint8Array,
+  halves: Uint16Array,
+  kernel = true,
+): void {
   const found = new Float64Array(2);
   const nearest = new Int32Array(count);
   for (let l = 0; l < levels; l++) {
@@ -170,7 +181,15 @@ export function halvesToF32(halves: Uint16Array): Float32Array {
  * order (FORMAT.md, "Decoding"), times `scale` when the rows are gain-shape coded (scale null:
  * not). `values` are the codebooks' f32 values; the codes are `codes`' (shape's code order).
  */
-export function decodeRvqRow(values: Float32Array, codes: Uint8Array, s: RvqShape, t: number, scale: number | null, out: Float32Array, at: number): void {
+export function decodeRvqRow(
+  values: Float32Array,
+  codes: Uint8Array,
+  s: RvqShape,
+  t: number,
+  scale: number | null,
+  out: Float32Array,
+  at: number,
+): void {
   const S = subvectorCount(s.cols, s.h);
   const L = s.levels;
   for (let j = 0; j < S; j++) {
@@ -189,7 +208,8 @@ export function decodeRvqRow(values: Float32Array, codes: Uint8Array, s: RvqShap
 export function decodeRvq(encoding: RvqEncoding, s: RvqShape, values: Float32Array = halvesToF32(encoding.codebooks)): Matrix {
   const data = new Float32Array(s.rows * s.cols);
   const scales = encoding.rowScales ? halvesToF32(encoding.rowScales.halves) : null;
-  for (let t = 0; t < s.rows; t++) decodeRvqRow(values, encoding.codes, s, t, scales === null ? null : scales[encoding.rowScales!.index[t]], data, t * s.cols);
+  for (let t = 0; t < s.rows; t++)
+    decodeRvqRow(values, encoding.codes, s, t, scales === null ? null : scales[encoding.rowScales!.index[t]], data, t * s.cols);
   return { rows: s.rows, cols: s.cols, data };
 }
 

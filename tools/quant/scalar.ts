@@ -38,7 +38,15 @@ export function encodeScalar(matrix: Matrix, bits: number, block: number): Scala
 }
 
 /** Decodes row t of a `cols`-column table into out[at, at + cols): (code − 2^(bits−1)) · its block's scale, in f32. */
-export function decodeScalarRow(encoding: ScalarEncoding, cols: number, bits: number, block: number, t: number, out: Float32Array, at: number): void {
+export function decodeScalarRow(
+  encoding: ScalarEncoding,
+  cols: number,
+  bits: number,
+  block: number,
+  t: number,
+  out: Float32Array,
+  at: number,
+): void {
   const bias = 1 << (bits - 1);
   for (let j = 0; j < cols; j++) {
     const scale = F16_TO_F32[encoding.scales[t * encoding.blocks + Math.floor(j / block)]];

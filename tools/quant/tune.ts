@@ -56,7 +56,13 @@ export interface TuneOptions {
 }
 
 /** Tunes `encoding`'s codebooks for `steps` Adam steps on `objective`; the codes are unchanged. */
-export function tuneCodebooks(encoding: RvqEncoding, shape: RvqShape, objective: TableObjective, steps: number, options: TuneOptions = {}): TuneResult {
+export function tuneCodebooks(
+  encoding: RvqEncoding,
+  shape: RvqShape,
+  objective: TableObjective,
+  steps: number,
+  options: TuneOptions = {},
+): TuneResult {
   const { learningRate = 0.02, onStep } = options;
   const map = centroidMap(encoding.codes, shape);
   const start = halvesToF32(encoding.codebooks);

@@ -3,7 +3,16 @@ import { dirname } from "node:path";
 import { CarvqError } from "../errors.ts";
 import { detectFileKind, readFileCatalog } from "./detect.ts";
 import { findEmbeddingName, type PickableCheckpoint } from "./embedding.ts";
-import { findFolderWeights, isShardIndex, readFolderConfig, readJsonObject, readShardIndex, shardEmbeddingHint, tiedEmbeddings, type ShardIndex } from "./hf.ts";
+import {
+  findFolderWeights,
+  isShardIndex,
+  readFolderConfig,
+  readJsonObject,
+  readShardIndex,
+  shardEmbeddingHint,
+  tiedEmbeddings,
+  type ShardIndex,
+} from "./hf.ts";
 import { printable, withModelFile } from "./modelFile.ts";
 import { readTensorBytes, readTensorF32, type ModelFormat, type TensorCatalog, type TensorInfo } from "./tensor.ts";
 
@@ -44,7 +53,9 @@ export function openSource(path: string): CheckpointSource {
     isFolder = statSync(path).isDirectory();
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
-    throw new CarvqError(`${path}: cannot open (${code === "ENOENT" ? "no such file" : code === "EACCES" ? "permission denied" : (code ?? String(err))})`);
+    throw new CarvqError(
+      `${path}: cannot open (${code === "ENOENT" ? "no such file" : code === "EACCES" ? "permission denied" : (code ?? String(err))})`,
+    );
   }
   if (isFolder) return folderSource(path);
   const kind = withModelFile(path, detectFileKind);
@@ -53,7 +64,9 @@ export function openSource(path: string): CheckpointSource {
   if (isShardIndex(json)) return indexSource(path, "index", readShardIndex(path, json), readFolderConfig(dirname(path)));
   // A config.json stands for its folder.
   if ("architectures" in json || "model_type" in json) return folderSource(dirname(path));
-  throw new CarvqError(`${path}: a JSON file with neither weight_map (a shard index) nor model_type (a config.json); expected a model file, folder or shard index`);
+  throw new CarvqError(
+    `${path}: a JSON file with neither weight_map (a shard index) nor model_type (a config.json); expected a model file, folder or shard index`,
+  );
 }
 
 function folderSource(folder: string): CheckpointSource {
@@ -90,7 +103,12 @@ function notFound(path: string, name: string): never {
 }
 
 /** A sharded checkpoint: names from the index, each shard's header read the first time one of its tensors is needed. */
-function indexSource(path: string, kind: "folder" | "index", index: ShardIndex, config: Record<string, unknown> | undefined): CheckpointSource {
+function indexSource(
+  path: string,
+  kind: "folder" | "index",
+  index: ShardIndex,
+  config: Record<string, unknown> | undefined,
+): CheckpointSource {
   const catalogs = new Map<string, TensorCatalog & { byName: Map<string, TensorInfo> }>();
   const shardCatalog = (shard: string) => {
     let catalog = catalogs.get(shard);
@@ -105,7 +123,10 @@ function indexSource(path: string, kind: "folder" | "index", index: ShardIndex, 
   const describe = (name: string): TensorInfo => {
     const shard = shardOf(name);
     const info = shardCatalog(shard).byName.get(name);
-    if (info === undefined) throw new CarvqError(`${index.path}: weight_map puts tensor '${printable(name)}' in ${shard}, which has no such tensor; the index does not match its shards`);
+    if (info === undefined)
+      throw new CarvqError(
+        `${index.path}: weight_map puts tensor '${printable(name)}' in ${shard}, which has no such tensor; the index does not match its shards`,
+      );
     return info;
   };
   const names = [...index.weightMap.keys()];

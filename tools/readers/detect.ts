@@ -18,7 +18,15 @@ export type FileKind = ModelFormat | "json";
  * parser says what is wrong with the file (a truncated header, a header length no safetensors file
  * has) rather than just "unknown format".
  */
-const EXTENSION_HINTS: Readonly<Record<string, ModelFormat>> = { ".safetensors": "safetensors", ".gguf": "gguf", ".npy": "npy", ".npz": "npz", ".bin": "llama2c", ".pt": "pytorch", ".pth": "pytorch" };
+const EXTENSION_HINTS: Readonly<Record<string, ModelFormat>> = {
+  ".safetensors": "safetensors",
+  ".gguf": "gguf",
+  ".npy": "npy",
+  ".npz": "npz",
+  ".bin": "llama2c",
+  ".pt": "pytorch",
+  ".pth": "pytorch",
+};
 
 /**
  * Decides what a file is from its content: GGUF, npy and zip (npz, PyTorch) have magic numbers,
@@ -37,10 +45,14 @@ export function detectFileKind(file: ModelFile): FileKind {
   const hinted = EXTENSION_HINTS[extname(file.path).toLowerCase()];
   if (hinted === undefined && new TextDecoder().decode(head).trimStart().startsWith("{")) return "json";
   if (head[0] === 0x80 && head[1] >= 2 && head[1] <= 5) {
-    throw new CarvqError(`${file.path}: a bare pickle (PyTorch's legacy format from before torch 1.6, or a pickle of some other object); carvq reads PyTorch's zip format: re-save it with a current torch.save, or convert it to safetensors`);
+    throw new CarvqError(
+      `${file.path}: a bare pickle (PyTorch's legacy format from before torch 1.6, or a pickle of some other object); carvq reads PyTorch's zip format: re-save it with a current torch.save, or convert it to safetensors`,
+    );
   }
   if (hinted !== undefined) return hinted;
-  throw new CarvqError(`${file.path}: unknown format (first bytes ${describeFirstBytes(head)}); expected safetensors, GGUF, .npy, .npz, a PyTorch .bin, a llama2.c checkpoint or a Hugging Face model folder`);
+  throw new CarvqError(
+    `${file.path}: unknown format (first bytes ${describeFirstBytes(head)}); expected safetensors, GGUF, .npy, .npz, a PyTorch .bin, a llama2.c checkpoint or a Hugging Face model folder`,
+  );
 }
 
 /** The tensors of one model file, whatever its format (JSON files are handled by the checkpoint opener). */

@@ -27,7 +27,13 @@ export const EMBEDDING_TENSOR_NAMES: readonly string[] = [
 ];
 
 /** Name endings that identify a token embedding nested under a wrapper module (e.g. multimodal "language_model."). */
-const EMBEDDING_NAME_SUFFIXES: readonly string[] = [".embed_tokens.weight", ".tok_embeddings.weight", ".wte.weight", ".word_embeddings.weight", ".embed_in.weight"];
+const EMBEDDING_NAME_SUFFIXES: readonly string[] = [
+  ".embed_tokens.weight",
+  ".tok_embeddings.weight",
+  ".wte.weight",
+  ".word_embeddings.weight",
+  ".embed_in.weight",
+];
 
 /** How many tensor names an error message lists before "and N more". */
 const NAMES_SHOWN = 8;
@@ -47,7 +53,10 @@ export interface PickableCheckpoint {
 /** The name of the tensor to read: `requested` if given (and present), else the token embedding. */
 export function pickTensorName(checkpoint: PickableCheckpoint, requested: string | undefined): { name: string; autoPicked: boolean } {
   if (requested !== undefined) {
-    if (!checkpoint.names.includes(requested)) throw new CarvqError(`${checkpoint.path}: tensor '${printable(requested)}' not found; available: ${listNames(checkpoint.describeAll())}`);
+    if (!checkpoint.names.includes(requested))
+      throw new CarvqError(
+        `${checkpoint.path}: tensor '${printable(requested)}' not found; available: ${listNames(checkpoint.describeAll())}`,
+      );
     return { name: requested, autoPicked: false };
   }
   return { name: findEmbeddingName(checkpoint), autoPicked: true };
@@ -62,12 +71,17 @@ export function findEmbeddingName(checkpoint: PickableCheckpoint): string {
   const nested = names.filter((name) => EMBEDDING_NAME_SUFFIXES.some((suffix) => name.endsWith(suffix)));
   if (nested.length === 1) return nested[0];
   const all = () => checkpoint.describeAll();
-  if (nested.length > 1) throw new CarvqError(`${path}: several tensors look like token embeddings (${listNames(all().filter((t) => nested.includes(t.name)))}); pass --tensor NAME`);
+  if (nested.length > 1)
+    throw new CarvqError(
+      `${path}: several tensors look like token embeddings (${listNames(all().filter((t) => nested.includes(t.name)))}); pass --tensor NAME`,
+    );
   if (names.length === 1) return names[0];
   if (names.length === 0) throw new CarvqError(`${path}: holds no tensors`);
   const hint = checkpoint.missingEmbeddingHint?.();
   if (hint !== undefined) throw new CarvqError(`${path}: no token embedding among its ${names.length} tensors; ${hint}`);
-  throw new CarvqError(`${path}: no token embedding among ${names.length} tensors (looked for ${EMBEDDING_TENSOR_NAMES.slice(0, 4).join(", ")}, ...); pass --tensor NAME, e.g. one of: ${listNames(all())}`);
+  throw new CarvqError(
+    `${path}: no token embedding among ${names.length} tensors (looked for ${EMBEDDING_TENSOR_NAMES.slice(0, 4).join(", ")}, ...); pass --tensor NAME, e.g. one of: ${listNames(all())}`,
+  );
 }
 
 /** A few names for an error message, 2-D tensors first since only those can be read as a matrix. */

@@ -63,7 +63,14 @@ export const GGML_TYPES: Readonly<Record<number, GgmlBlockType>> = {
 
 /** Ids ggml has retired (runtime-repacked Q4_0/IQ4_NL layouts): no GGUF may hold them. */
 export const GGML_REMOVED_TYPES: Readonly<Record<number, string>> = {
-  4: "Q4_2", 5: "Q4_3", 31: "Q4_0_4_4", 32: "Q4_0_4_8", 33: "Q4_0_8_8", 36: "IQ4_NL_4_4", 37: "IQ4_NL_4_8", 38: "IQ4_NL_8_8",
+  4: "Q4_2",
+  5: "Q4_3",
+  31: "Q4_0_4_4",
+  32: "Q4_0_4_8",
+  33: "Q4_0_8_8",
+  36: "IQ4_NL_4_4",
+  37: "IQ4_NL_4_8",
+  38: "IQ4_NL_8_8",
 };
 
 /** By name, for the readers that carry dtype names rather than ids. */
@@ -227,8 +234,10 @@ export function dequantizeQ4_K(source: Uint8Array, target: Float32Array): void {
       const q = at + 16 + pair * 32;
       const [sc1, m1] = scaleMinK4(source, at + 4, 2 * pair);
       const [sc2, m2] = scaleMinK4(source, at + 4, 2 * pair + 1);
-      const d1 = fr(d * sc1), min1 = fr(min * m1);
-      const d2 = fr(d * sc2), min2 = fr(min * m2);
+      const d1 = fr(d * sc1),
+        min1 = fr(min * m1);
+      const d2 = fr(d * sc2),
+        min2 = fr(min * m2);
       for (let l = 0; l < 32; l++) target[out++] = fr(d1 * (source[q + l] & 0x0f)) - min1;
       for (let l = 0; l < 32; l++) target[out++] = fr(d2 * (source[q + l] >> 4)) - min2;
     }
@@ -245,9 +254,12 @@ export function dequantizeQ5_K(source: Uint8Array, target: Float32Array): void {
       const q = at + 48 + pair * 32;
       const [sc1, m1] = scaleMinK4(source, at + 4, 2 * pair);
       const [sc2, m2] = scaleMinK4(source, at + 4, 2 * pair + 1);
-      const d1 = fr(d * sc1), min1 = fr(min * m1);
-      const d2 = fr(d * sc2), min2 = fr(min * m2);
-      const bit1 = 1 << (2 * pair), bit2 = 2 << (2 * pair);
+      const d1 = fr(d * sc1),
+        min1 = fr(min * m1);
+      const d2 = fr(d * sc2),
+        min2 = fr(min * m2);
+      const bit1 = 1 << (2 * pair),
+        bit2 = 2 << (2 * pair);
       for (let l = 0; l < 32; l++) target[out++] = fr(d1 * ((source[q + l] & 0x0f) + ((source[qh + l] & bit1) !== 0 ? 16 : 0))) - min1;
       for (let l = 0; l < 32; l++) target[out++] = fr(d2 * ((source[q + l] >> 4) + ((source[qh + l] & bit2) !== 0 ? 16 : 0))) - min2;
     }

@@ -57,7 +57,10 @@ export interface GgufHeader {
 export function readGgufHeader(file: ModelFile): GgufHeader {
   const cursor = new Cursor(file);
   const magic = cursor.u32("magic");
-  if (magic !== GGUF_MAGIC) throw new CarvqError(`${file.path}: not a GGUF file (first bytes ${describeFirstBytes(readBytes(file, 0, Math.min(8, file.size), "first bytes"))}); expected the magic "GGUF"`);
+  if (magic !== GGUF_MAGIC)
+    throw new CarvqError(
+      `${file.path}: not a GGUF file (first bytes ${describeFirstBytes(readBytes(file, 0, Math.min(8, file.size), "first bytes"))}); expected the magic "GGUF"`,
+    );
   const version = readVersion(cursor);
   const tensorCount = cursor.count("tensor count", MAX_TENSOR_COUNT, 32);
   const metadataCount = cursor.count("metadata count", MAX_METADATA_COUNT, 13);
@@ -81,7 +84,9 @@ function checkNoOverlap(file: ModelFile, tensors: readonly GgufTensorInfo[]): vo
   let owner: GgufTensorInfo | undefined;
   for (const t of ordered) {
     if (owner !== undefined && t.offset < end) {
-      throw new CarvqError(`${file.path}: tensor '${printable(owner.name)}' (${owner.typeName} [${owner.ne.join(", ")}] at byte ${owner.offset}) runs into tensor '${printable(t.name)}' at byte ${t.offset}; the header is wrong`);
+      throw new CarvqError(
+        `${file.path}: tensor '${printable(owner.name)}' (${owner.typeName} [${owner.ne.join(", ")}] at byte ${owner.offset}) runs into tensor '${printable(t.name)}' at byte ${t.offset}; the header is wrong`,
+      );
     }
     if (t.byteLength !== undefined && t.offset + t.byteLength > end) {
       end = t.offset + t.byteLength;
@@ -108,8 +113,12 @@ export function readGgufCatalog(file: ModelFile): TensorCatalog {
 function readVersion(cursor: Cursor): number {
   const version = cursor.u32("version");
   if (version === 2 || version === 3) return version;
-  const hint = version === 1 ? " (GGUF v1 used 32-bit lengths; re-convert the model with a current llama.cpp)"
-    : (version & 0xffff) === 0 ? " (this looks like a big-endian GGUF, which is not supported)" : "";
+  const hint =
+    version === 1
+      ? " (GGUF v1 used 32-bit lengths; re-convert the model with a current llama.cpp)"
+      : (version & 0xffff) === 0
+        ? " (this looks like a big-endian GGUF, which is not supported)"
+        : "";
   throw new CarvqError(`${cursor.file.path}: GGUF version is ${version}; expected 2 or 3${hint}`);
 }
 
@@ -124,7 +133,8 @@ function readMetadata(cursor: Cursor, count: number): NeededMetadata {
     const key = cursor.string(`metadata key #${i}`, MAX_KEY_BYTES);
     const type = cursor.u32(`metadata '${printable(key)}' type`);
     if (key === "general.alignment") needed.alignment = readAlignment(cursor, type);
-    else if (key === "general.architecture" && type === ValueType.STRING) needed.architecture = cursor.string(`metadata '${printable(key)}'`, MAX_KEY_BYTES);
+    else if (key === "general.architecture" && type === ValueType.STRING)
+      needed.architecture = cursor.string(`metadata '${printable(key)}'`, MAX_KEY_BYTES);
     else skipValue(cursor, type, `metadata '${printable(key)}'`, 0);
   }
   return needed;
@@ -149,7 +159,8 @@ function skipValue(cursor: Cursor, type: number, what: string, depth: number): v
   if (fixed !== undefined) return cursor.skip(fixed, what);
   if (type === ValueType.STRING) return cursor.skip(cursor.u64Length(what), what);
   if (type !== ValueType.ARRAY) throw new CarvqError(`${cursor.file.path}: ${what} has value type ${type}; expected 0..12`);
-  if (depth >= MAX_ARRAY_NESTING) throw new CarvqError(`${cursor.file.path}: ${what} nests arrays ${depth + 1} deep; expected at most ${MAX_ARRAY_NESTING}`);
+  if (depth >= MAX_ARRAY_NESTING)
+    throw new CarvqError(`${cursor.file.path}: ${what} nests arrays ${depth + 1} deep; expected at most ${MAX_ARRAY_NESTING}`);
   const elementType = cursor.u32(`${what} element type`);
   const elementFixed = FIXED_VALUE_BYTES[elementType];
   // Every element takes at least this many bytes, so the count can be checked against the file size.
@@ -188,12 +199,19 @@ function readTensorInfo(cursor: Cursor, index: number): RawTensorInfo {
  */
 function locateTensor(file: ModelFile, info: RawTensorInfo, dataStart: number, alignment: number): GgufTensorInfo {
   const where = `${file.path}: tensor '${printable(info.name)}'`;
-  if (info.relativeOffset % BigInt(alignment) !== 0n) throw new CarvqError(`${where} has offset ${info.relativeOffset}; expected a multiple of general.alignment ${alignment}`);
+  if (info.relativeOffset % BigInt(alignment) !== 0n)
+    throw new CarvqError(`${where} has offset ${info.relativeOffset}; expected a multiple of general.alignment ${alignment}`);
   const absolute = BigInt(dataStart) + info.relativeOffset;
-  if (absolute > BigInt(file.size)) throw new CarvqError(`${where} has offset ${info.relativeOffset}, past the end of the file (data section starts at ${dataStart}, file has ${file.size} bytes)`);
+  if (absolute > BigInt(file.size))
+    throw new CarvqError(
+      `${where} has offset ${info.relativeOffset}, past the end of the file (data section starts at ${dataStart}, file has ${file.size} bytes)`,
+    );
   const byteLength = tensorByteLength(where, info);
   const end = absolute + BigInt(byteLength ?? 0);
-  if (end > BigInt(file.size)) throw new CarvqError(`${where} data spans bytes ${absolute}..${end} but the file has ${file.size} bytes; the file is truncated or its header is wrong`);
+  if (end > BigInt(file.size))
+    throw new CarvqError(
+      `${where} data spans bytes ${absolute}..${end} but the file has ${file.size} bytes; the file is truncated or its header is wrong`,
+    );
   return { name: info.name, ne: info.ne, typeId: info.typeId, typeName: info.typeName, offset: Number(absolute), byteLength };
 }
 
@@ -201,10 +219,12 @@ function locateTensor(file: ModelFile, info: RawTensorInfo, dataStart: number, a
 function tensorByteLength(where: string, info: RawTensorInfo): number | undefined {
   const type = GGML_TYPES[info.typeId];
   if (type === undefined) return undefined;
-  if (info.ne[0] % type.blockElements !== 0) throw new CarvqError(`${where} has ne[0] ${info.ne[0]}; ${type.name} stores whole blocks of ${type.blockElements} values`);
+  if (info.ne[0] % type.blockElements !== 0)
+    throw new CarvqError(`${where} has ne[0] ${info.ne[0]}; ${type.name} stores whole blocks of ${type.blockElements} values`);
   const blocks = info.ne.reduce((product, d) => product * BigInt(d), 1n) / BigInt(type.blockElements);
   const bytes = blocks * BigInt(type.blockBytes);
-  if (bytes > BigInt(Number.MAX_SAFE_INTEGER)) throw new CarvqError(`${where} has shape [${info.ne.join(", ")}], ${bytes} bytes of ${type.name}; too large`);
+  if (bytes > BigInt(Number.MAX_SAFE_INTEGER))
+    throw new CarvqError(`${where} has shape [${info.ne.join(", ")}], ${bytes} bytes of ${type.name}; too large`);
   return Number(bytes);
 }
 
@@ -225,7 +245,9 @@ class Cursor {
   require(length: number | bigint, what: string): void {
     const left = this.file.size - this.position;
     if (BigInt(length) > BigInt(left)) {
-      throw new CarvqError(`${this.file.path}: ${what} needs ${length} bytes at offset ${this.position} but only ${left} remain; the file is truncated or its header is wrong`);
+      throw new CarvqError(
+        `${this.file.path}: ${what} needs ${length} bytes at offset ${this.position} but only ${left} remain; the file is truncated or its header is wrong`,
+      );
     }
   }
 
@@ -271,7 +293,9 @@ class Cursor {
     const value = this.u64(what);
     const left = BigInt(this.file.size - this.position);
     if (value > BigInt(max) || value * BigInt(minBytesEach) > left) {
-      throw new CarvqError(`${this.file.path}: ${what} is ${value}; expected at most ${Math.min(max, Number(left / BigInt(minBytesEach)))} (limit ${max}, and what fits in the ${left} bytes left)`);
+      throw new CarvqError(
+        `${this.file.path}: ${what} is ${value}; expected at most ${Math.min(max, Number(left / BigInt(minBytesEach)))} (limit ${max}, and what fits in the ${left} bytes left)`,
+      );
     }
     return Number(value);
   }
@@ -279,14 +303,16 @@ class Cursor {
   /** A tensor dimension: a u64 that must be a safe integer of at least 1. */
   dimension(what: string): number {
     const value = this.u64(what);
-    if (value < 1n || value > BigInt(Number.MAX_SAFE_INTEGER)) throw new CarvqError(`${this.file.path}: ${what} is ${value}; expected 1..${Number.MAX_SAFE_INTEGER}`);
+    if (value < 1n || value > BigInt(Number.MAX_SAFE_INTEGER))
+      throw new CarvqError(`${this.file.path}: ${what} is ${value}; expected 1..${Number.MAX_SAFE_INTEGER}`);
     return Number(value);
   }
 
   /** A gguf_string (u64 length + UTF-8 bytes) that we keep, so its length is capped. */
   string(what: string, maxBytes: number): string {
     const length = this.u64(`${what} length`);
-    if (length > BigInt(maxBytes)) throw new CarvqError(`${this.file.path}: ${what} length is ${length} bytes; expected at most ${maxBytes}`);
+    if (length > BigInt(maxBytes))
+      throw new CarvqError(`${this.file.path}: ${what} length is ${length} bytes; expected at most ${maxBytes}`);
     return new TextDecoder().decode(this.take(Number(length), what));
   }
 }

@@ -14,7 +14,12 @@ import { printable } from "./modelFile.ts";
 export const CONFIG_FILE = "config.json";
 
 /** The weight files a folder is searched for, in this order (safetensors before PyTorch pickles, an index before a single file). */
-export const WEIGHT_FILES: readonly string[] = ["model.safetensors.index.json", "model.safetensors", "pytorch_model.bin.index.json", "pytorch_model.bin"];
+export const WEIGHT_FILES: readonly string[] = [
+  "model.safetensors.index.json",
+  "model.safetensors",
+  "pytorch_model.bin.index.json",
+  "pytorch_model.bin",
+];
 
 /** Extensions that make a lone file in a folder its weights. */
 const MODEL_EXTENSIONS = new Set([".safetensors", ".gguf", ".bin", ".pt", ".pth", ".npz", ".npy"]);
@@ -48,7 +53,10 @@ export function readJsonObject(path: string, what: string): Record<string, unkno
   } catch (err) {
     throw new CarvqError(`${path}: ${what} is not valid JSON (${printable((err as Error).message, 120)})`);
   }
-  if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) throw new CarvqError(`${path}: ${what} is ${Array.isArray(parsed) ? "an array" : String(parsed === null ? "null" : typeof parsed)}; expected a JSON object`);
+  if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed))
+    throw new CarvqError(
+      `${path}: ${what} is ${Array.isArray(parsed) ? "an array" : String(parsed === null ? "null" : typeof parsed)}; expected a JSON object`,
+    );
   return parsed as Record<string, unknown>;
 }
 
@@ -60,13 +68,16 @@ export function isShardIndex(json: Record<string, unknown>): boolean {
 /** Parses a shard index, checking that every shard is a plain file name inside the index's folder. */
 export function readShardIndex(path: string, json: Record<string, unknown> = readJsonObject(path, "shard index")): ShardIndex {
   const map = json.weight_map;
-  if (typeof map !== "object" || map === null || Array.isArray(map)) throw new CarvqError(`${path}: weight_map is ${JSON.stringify(map)?.slice(0, 60)}; expected an object of tensor name to shard file`);
+  if (typeof map !== "object" || map === null || Array.isArray(map))
+    throw new CarvqError(`${path}: weight_map is ${JSON.stringify(map)?.slice(0, 60)}; expected an object of tensor name to shard file`);
   const folder = dirname(path);
   const weightMap = new Map<string, string>();
   const shards: string[] = [];
   for (const [name, file] of Object.entries(map as Record<string, unknown>)) {
     if (typeof file !== "string" || !isPlainRelativePath(file)) {
-      throw new CarvqError(`${path}: weight_map['${printable(name)}'] is ${printable(JSON.stringify(file) ?? String(file), 120)}; expected a shard file name in the index's folder`);
+      throw new CarvqError(
+        `${path}: weight_map['${printable(name)}'] is ${printable(JSON.stringify(file) ?? String(file), 120)}; expected a shard file name in the index's folder`,
+      );
     }
     const shard = join(folder, file);
     if (!shards.includes(shard)) shards.push(shard);
@@ -79,7 +90,11 @@ export function readShardIndex(path: string, json: Record<string, unknown> = rea
 /** A relative path that stays inside its folder: no absolute path, no "..", no empty name. */
 function isPlainRelativePath(file: string): boolean {
   if (file === "" || isAbsolute(file) || file.includes("\0")) return false;
-  return !normalize(file).split(/[\\/]/).some((part) => part === ".." || part === "") && !file.startsWith(sep);
+  return (
+    !normalize(file)
+      .split(/[\\/]/)
+      .some((part) => part === ".." || part === "") && !file.startsWith(sep)
+  );
 }
 
 /** A folder's config.json, if it has one. */
@@ -108,8 +123,15 @@ export function findFolderWeights(folder: string): string {
   }
   const candidates = names.filter((name) => MODEL_EXTENSIONS.has(extname(name).toLowerCase()));
   if (candidates.length === 1) return join(folder, candidates[0]);
-  const listed = names.slice(0, 8).map((n) => printable(n, 60)).join(", ") + (names.length > 8 ? `, and ${names.length - 8} more` : "");
-  const why = candidates.length > 1 ? `several model files (${candidates.slice(0, 6).join(", ")}); pass one of them` : `no ${WEIGHT_FILES.join(", ")} or other model file`;
+  const listed =
+    names
+      .slice(0, 8)
+      .map((n) => printable(n, 60))
+      .join(", ") + (names.length > 8 ? `, and ${names.length - 8} more` : "");
+  const why =
+    candidates.length > 1
+      ? `several model files (${candidates.slice(0, 6).join(", ")}); pass one of them`
+      : `no ${WEIGHT_FILES.join(", ")} or other model file`;
   throw new CarvqError(`${folder}: a folder with ${why} (files: ${listed || "none"})`);
 }
 
@@ -130,7 +152,8 @@ export function shardEmbeddingHint(path: string): string | undefined {
       continue;
     }
     const found = [...index.weightMap].find(([tensor]) => isEmbeddingName(tensor));
-    if (found) return `${basename(indexPath)} puts '${printable(found[0])}' in ${basename(found[1])}: pass the folder ${folder} (or the index) to read it`;
+    if (found)
+      return `${basename(indexPath)} puts '${printable(found[0])}' in ${basename(found[1])}: pass the folder ${folder} (or the index) to read it`;
   }
   return undefined;
 }

@@ -60,5 +60,9 @@ export function loadMatrix(path: string, options: LoadOptions = {}): LoadedMatri
 export function listTensors(path: string): TensorCatalog {
   const source = openSource(path);
   const tensors = source.describeAll();
-  return { format: source.formatOf(source.names[0] ?? ""), tensors, ...(source.defaultTensor !== undefined ? { defaultTensor: source.defaultTensor } : {}) };
+  return {
+    format: source.formatOf(source.names[0] ?? ""),
+    tensors,
+    ...(source.defaultTensor !== undefined ? { defaultTensor: source.defaultTensor } : {}),
+  };
 }

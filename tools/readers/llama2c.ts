@@ -51,14 +51,19 @@ type HeaderValues = readonly [number, number, number, number, number, number, nu
 
 /** Parses the header and lays out every weight; throws a CarvqError unless the file size matches exactly. */
 export function readLlama2cCheckpoint(file: ModelFile): Llama2cCheckpoint {
-  if (file.size < LLAMA2C_HEADER_BYTES) throw new CarvqError(`${file.path}: file has ${file.size} bytes; a llama2.c checkpoint starts with a ${LLAMA2C_HEADER_BYTES}-byte header`);
+  if (file.size < LLAMA2C_HEADER_BYTES)
+    throw new CarvqError(
+      `${file.path}: file has ${file.size} bytes; a llama2.c checkpoint starts with a ${LLAMA2C_HEADER_BYTES}-byte header`,
+    );
   const values = decodeHeader(readBytes(file, 0, LLAMA2C_HEADER_BYTES, "llama2.c header"));
   const config = checkConfig(file.path, values);
   const tensors = layoutTensors(file.path, config);
   const last = tensors[tensors.length - 1];
   const expectedSize = last.offset + last.byteLength;
   if (expectedSize !== file.size) {
-    throw new CarvqError(`${file.path}: llama2.c header (dim ${config.dim}, hidden_dim ${config.hiddenDim}, n_layers ${config.nLayers}, n_heads ${config.nHeads}, n_kv_heads ${config.nKvHeads}, vocab_size ${values[5]}, seq_len ${config.seqLen}) implies ${expectedSize} bytes but the file has ${file.size}; not a llama2.c checkpoint, or truncated`);
+    throw new CarvqError(
+      `${file.path}: llama2.c header (dim ${config.dim}, hidden_dim ${config.hiddenDim}, n_layers ${config.nLayers}, n_heads ${config.nHeads}, n_kv_heads ${config.nKvHeads}, vocab_size ${values[5]}, seq_len ${config.seqLen}) implies ${expectedSize} bytes but the file has ${file.size}; not a llama2.c checkpoint, or truncated`,
+    );
   }
   return { config, tensors, classifierName: config.sharedClassifier ? LLAMA2C_EMBEDDING_NAME : "wcls" };
 }
@@ -78,7 +83,14 @@ export function looksLikeLlama2c(firstBytes: Uint8Array, fileSize: number): bool
 
 export function readLlama2cCatalog(file: ModelFile): TensorCatalog {
   const checkpoint = readLlama2cCheckpoint(file);
-  const tensors: TensorInfo[] = checkpoint.tensors.map((t) => ({ name: t.name, dtype: "F32", shape: t.shape, file: file.path, offset: t.offset, byteLength: t.byteLength }));
+  const tensors: TensorInfo[] = checkpoint.tensors.map((t) => ({
+    name: t.name,
+    dtype: "F32",
+    shape: t.shape,
+    file: file.path,
+    offset: t.offset,
+    byteLength: t.byteLength,
+  }));
   return { format: "llama2c", tensors, defaultTensor: LLAMA2C_EMBEDDING_NAME };
 }
 
@@ -94,13 +106,17 @@ function checkConfig(path: string, values: HeaderValues): Llama2cConfig {
   values.forEach((value, i) => {
     const magnitude = i === 5 ? Math.abs(value) : value; // vocab_size's sign only says whether wcls is shared
     if (!(magnitude >= 1 && magnitude <= MAX_HEADER_DIM)) {
-      throw new CarvqError(`${path}: llama2.c header ${FIELD_NAMES[i]} is ${value}; expected ${i === 5 ? "a non-zero value" : "a value"} between 1 and ${MAX_HEADER_DIM}${i === 5 ? " in magnitude" : ""}`);
+      throw new CarvqError(
+        `${path}: llama2.c header ${FIELD_NAMES[i]} is ${value}; expected ${i === 5 ? "a non-zero value" : "a value"} between 1 and ${MAX_HEADER_DIM}${i === 5 ? " in magnitude" : ""}`,
+      );
     }
   });
   const [dim, hiddenDim, nLayers, nHeads, nKvHeads, signedVocab, seqLen] = values;
   if (dim % nHeads !== 0) throw new CarvqError(`${path}: llama2.c header dim ${dim} is not a multiple of n_heads ${nHeads}`);
-  if ((dim / nHeads) % 2 !== 0) throw new CarvqError(`${path}: llama2.c header head size dim / n_heads = ${dim / nHeads} is odd; RoPE needs pairs`);
-  if (nHeads % nKvHeads !== 0) throw new CarvqError(`${path}: llama2.c header n_heads ${nHeads} is not a multiple of n_kv_heads ${nKvHeads}`);
+  if ((dim / nHeads) % 2 !== 0)
+    throw new CarvqError(`${path}: llama2.c header head size dim / n_heads = ${dim / nHeads} is odd; RoPE needs pairs`);
+  if (nHeads % nKvHeads !== 0)
+    throw new CarvqError(`${path}: llama2.c header n_heads ${nHeads} is not a multiple of n_kv_heads ${nKvHeads}`);
   return { dim, hiddenDim, nLayers, nHeads, nKvHeads, vocabSize: Math.abs(signedVocab), seqLen, sharedClassifier: signedVocab > 0 };
 }
 
@@ -130,7 +146,8 @@ function layoutTensors(path: string, config: Llama2cConfig): Llama2cTensor[] {
     // Three dimensions of up to 2^20 can multiply past 2^53, where doubles stop being exact integers;
     // such a size is refused before it is compared with the file size.
     const byteLength = shape.reduce((product, d) => product * d, 4);
-    if (!Number.isSafeInteger(byteLength) || !Number.isSafeInteger(offset + byteLength)) throw new CarvqError(`${path}: llama2.c header implies an impossible byte size for ${name} [${shape.join(", ")}]`);
+    if (!Number.isSafeInteger(byteLength) || !Number.isSafeInteger(offset + byteLength))
+      throw new CarvqError(`${path}: llama2.c header implies an impossible byte size for ${name} [${shape.join(", ")}]`);
     const tensor = { name, shape, offset, byteLength };
     offset += byteLength;
     return tensor;

@@ -51,7 +51,9 @@ export function withModelFile<T>(path: string, body: (file: ModelFile) => T): T 
 /** Reads exactly `target.length` bytes at `position`; a short read means the file is truncated. */
 export function readExactInto(file: ModelFile, target: Uint8Array, position: number, what: string): void {
   if (!Number.isSafeInteger(position) || position < 0 || position + target.length > file.size) {
-    throw new CarvqError(`${file.path}: ${what} at bytes ${position}..${position + target.length} lies past the end of the file (${file.size} bytes); the file is truncated or its header is wrong`);
+    throw new CarvqError(
+      `${file.path}: ${what} at bytes ${position}..${position + target.length} lies past the end of the file (${file.size} bytes); the file is truncated or its header is wrong`,
+    );
   }
   let done = 0;
   while (done < target.length) {
@@ -79,7 +81,9 @@ export function readBytes(file: ModelFile, position: number, length: number, wha
 export function checkRange(file: ModelFile, position: number | bigint, length: number | bigint, what: string): void {
   const end = BigInt(position) + BigInt(length);
   if (BigInt(position) < 0n || BigInt(length) < 0n || end > BigInt(file.size)) {
-    throw new CarvqError(`${file.path}: ${what} spans bytes ${position}..${end} but the file has ${file.size} bytes; the file is truncated or its header is wrong`);
+    throw new CarvqError(
+      `${file.path}: ${what} spans bytes ${position}..${end} but the file has ${file.size} bytes; the file is truncated or its header is wrong`,
+    );
   }
 }
 

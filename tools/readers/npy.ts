@@ -56,7 +56,18 @@ export function readNpyCatalog(file: ModelFile): TensorCatalog {
   const { dtype, shape, bigEndian, strides, dataStart, byteLength } = layout;
   return {
     format: "npy",
-    tensors: [{ name: NPY_TENSOR_NAME, dtype, shape, file: file.path, offset: dataStart, byteLength, ...(bigEndian ? { bigEndian } : {}), ...(strides ? { strides } : {}) }],
+    tensors: [
+      {
+        name: NPY_TENSOR_NAME,
+        dtype,
+        shape,
+        file: file.path,
+        offset: dataStart,
+        byteLength,
+        ...(bigEndian ? { bigEndian } : {}),
+        ...(strides ? { strides } : {}),
+      },
+    ],
     defaultTensor: NPY_TENSOR_NAME,
   };
 }
@@ -79,11 +90,13 @@ export function parseNpyLayout(where: string, head: Uint8Array, more: (length: n
   if (head.length < 8 + lengthBytes) throw new CarvqError(`${where}: npy preamble is truncated`);
   const view = new DataView(head.buffer, head.byteOffset, head.length);
   const headerLength = major === 1 ? view.getUint16(8, true) : view.getUint32(8, true);
-  if (headerLength > MAX_NPY_HEADER_BYTES) throw new CarvqError(`${where}: npy header length is ${headerLength} bytes; expected at most ${MAX_NPY_HEADER_BYTES}`);
+  if (headerLength > MAX_NPY_HEADER_BYTES)
+    throw new CarvqError(`${where}: npy header length is ${headerLength} bytes; expected at most ${MAX_NPY_HEADER_BYTES}`);
   const headerStart = 8 + lengthBytes;
   const dataStart = headerStart + headerLength;
   const bytes = dataStart <= head.length ? head : more(dataStart);
-  if (bytes.length < dataStart) throw new CarvqError(`${where}: npy header of ${headerLength} bytes is cut short at byte ${bytes.length}; the file is truncated`);
+  if (bytes.length < dataStart)
+    throw new CarvqError(`${where}: npy header of ${headerLength} bytes is cut short at byte ${bytes.length}; the file is truncated`);
   // v1/v2 headers are latin1 by the spec; v3 is UTF-8. The fields we read are ASCII either way.
   const text = new TextDecoder(major === 3 ? "utf-8" : "latin1").decode(bytes.subarray(headerStart, dataStart));
   const header = parseHeaderDict(where, text);
@@ -123,10 +136,16 @@ function parseHeaderDict(path: string, text: string): NpyHeader {
   const fortran = /['"]fortran_order['"]\s*:\s*(True|False)/.exec(text)?.[1];
   const shapeText = /['"]shape['"]\s*:\s*\(([^)]*)\)/.exec(text)?.[1];
   if (descr === undefined || fortran === undefined || shapeText === undefined) {
-    throw new CarvqError(`${path}: npy header ${printable(JSON.stringify(text.trim().slice(0, 120)))} lacks 'descr', 'fortran_order' or 'shape'`);
+    throw new CarvqError(
+      `${path}: npy header ${printable(JSON.stringify(text.trim().slice(0, 120)))} lacks 'descr', 'fortran_order' or 'shape'`,
+    );
   }
-  const parts = shapeText.split(",").map((part) => part.trim()).filter((part) => part !== "");
-  if (!parts.every((part) => /^\d{1,15}$/.test(part))) throw new CarvqError(`${path}: npy shape is (${printable(shapeText)}); expected a tuple of non-negative integers`);
+  const parts = shapeText
+    .split(",")
+    .map((part) => part.trim())
+    .filter((part) => part !== "");
+  if (!parts.every((part) => /^\d{1,15}$/.test(part)))
+    throw new CarvqError(`${path}: npy shape is (${printable(shapeText)}); expected a tuple of non-negative integers`);
   return { descr, fortranOrder: fortran === "True", shape: parts.map(Number) };
 }
 
@@ -134,7 +153,9 @@ function parseHeaderDict(path: string, text: string): NpyHeader {
 export function checkDataLength(where: string, layout: NpyLayout, actual: number): void {
   if (actual === layout.byteLength) return;
   const problem = actual < layout.byteLength ? "the file is truncated" : "the file has extra bytes after the data";
-  throw new CarvqError(`${where}: npy shape (${layout.shape.join(", ")}) needs ${layout.byteLength} data bytes but the file has ${actual} after the header; ${problem}`);
+  throw new CarvqError(
+    `${where}: npy shape (${layout.shape.join(", ")}) needs ${layout.byteLength} data bytes but the file has ${actual} after the header; ${problem}`,
+  );
 }
 
 /** Builds a v1 header for a C-order little-endian float32 array, padded so the data starts on a 64-byte boundary. */

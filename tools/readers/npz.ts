@@ -17,7 +17,15 @@ const DEFLATED_HEADER_INPUT = 8192;
 
 export function readNpzCatalog(file: ModelFile, members: readonly ZipMember[]): TensorCatalog {
   const arrays = members.filter((m) => m.name.endsWith(".npy"));
-  if (arrays.length === 0) throw new CarvqError(`${file.path}: zip archive holds no .npy members (members: ${members.slice(0, 5).map((m) => `'${printable(m.name, 60)}'`).join(", ") || "none"})`);
+  if (arrays.length === 0)
+    throw new CarvqError(
+      `${file.path}: zip archive holds no .npy members (members: ${
+        members
+          .slice(0, 5)
+          .map((m) => `'${printable(m.name, 60)}'`)
+          .join(", ") || "none"
+      })`,
+    );
   return { format: "npz", tensors: arrays.map((member) => memberTensor(file, member)) };
 }
 
@@ -31,7 +39,11 @@ function memberTensor(file: ModelFile, member: ZipMember): TensorInfo {
   if (member.method !== ZIP_DEFLATED) refuseMethod(where, member.method);
   checkInflateRatio(where, member);
   const layout = deflatedLayout(file, member, where);
-  return { ...common(name, file, layout), offset: member.dataOffset, deflated: { length: member.compressedSize, skip: layout.dataStart, inflatedLength: member.size } };
+  return {
+    ...common(name, file, layout),
+    offset: member.dataOffset,
+    deflated: { length: member.compressedSize, skip: layout.dataStart, inflatedLength: member.size },
+  };
 }
 
 function common(name: string, file: ModelFile, layout: NpyLayout) {
@@ -40,14 +52,20 @@ function common(name: string, file: ModelFile, layout: NpyLayout) {
 }
 
 function storedLayout(file: ModelFile, member: ZipMember, where: string): NpyLayout {
-  const read = (length: number) => readBytes(file, member.dataOffset, Math.min(length, member.size), `member '${printable(member.name)}' npy header`);
+  const read = (length: number) =>
+    readBytes(file, member.dataOffset, Math.min(length, member.size), `member '${printable(member.name)}' npy header`);
   const layout = parseNpyLayout(where, read(MAX_NPY_PREAMBLE_READ), read);
   checkDataLength(where, layout, member.size - layout.dataStart);
   return layout;
 }
 
 function deflatedLayout(file: ModelFile, member: ZipMember, where: string): NpyLayout {
-  const input = readBytes(file, member.dataOffset, Math.min(member.compressedSize, DEFLATED_HEADER_INPUT), `member '${printable(member.name)}' (deflated)`);
+  const input = readBytes(
+    file,
+    member.dataOffset,
+    Math.min(member.compressedSize, DEFLATED_HEADER_INPUT),
+    `member '${printable(member.name)}' (deflated)`,
+  );
   let head: Uint8Array;
   try {
     // A sync flush hands back what the prefix decodes to instead of failing on the stream's missing end.

@@ -97,7 +97,13 @@ const CALLABLES = new Set([
 ]);
 
 /** Globals that only stand for a type: the tensor classes _rebuild_from_type_v2 names, and the untyped storage. */
-const TYPE_GLOBALS = new Set(["torch.Tensor", "torch._tensor.Tensor", "torch.nn.parameter.Parameter", "torch.UntypedStorage", "torch.storage.UntypedStorage"]);
+const TYPE_GLOBALS = new Set([
+  "torch.Tensor",
+  "torch._tensor.Tensor",
+  "torch.nn.parameter.Parameter",
+  "torch.UntypedStorage",
+  "torch.storage.UntypedStorage",
+]);
 
 function isAllowedGlobal(name: string): boolean {
   return CALLABLES.has(name) || TYPE_GLOBALS.has(name) || name in STORAGE_DTYPES || name in TORCH_DTYPES;
@@ -105,15 +111,74 @@ function isAllowedGlobal(name: string): boolean {
 
 /** Pickle opcode names, for messages (protocols 0 to 5). */
 const OPCODE_NAMES: Readonly<Record<number, string>> = {
-  0x28: "MARK", 0x2e: "STOP", 0x30: "POP", 0x31: "POP_MARK", 0x32: "DUP", 0x46: "FLOAT", 0x49: "INT", 0x4a: "BININT", 0x4b: "BININT1",
-  0x4c: "LONG", 0x4d: "BININT2", 0x4e: "NONE", 0x50: "PERSID", 0x51: "BINPERSID", 0x52: "REDUCE", 0x53: "STRING", 0x54: "BINSTRING",
-  0x55: "SHORT_BINSTRING", 0x56: "UNICODE", 0x58: "BINUNICODE", 0x61: "APPEND", 0x62: "BUILD", 0x63: "GLOBAL", 0x64: "DICT",
-  0x7d: "EMPTY_DICT", 0x65: "APPENDS", 0x67: "GET", 0x68: "BINGET", 0x69: "INST", 0x6a: "LONG_BINGET", 0x6c: "LIST", 0x5d: "EMPTY_LIST",
-  0x6f: "OBJ", 0x70: "PUT", 0x71: "BINPUT", 0x72: "LONG_BINPUT", 0x73: "SETITEM", 0x74: "TUPLE", 0x29: "EMPTY_TUPLE", 0x75: "SETITEMS",
-  0x47: "BINFLOAT", 0x80: "PROTO", 0x81: "NEWOBJ", 0x82: "EXT1", 0x83: "EXT2", 0x84: "EXT4", 0x85: "TUPLE1", 0x86: "TUPLE2",
-  0x87: "TUPLE3", 0x88: "NEWTRUE", 0x89: "NEWFALSE", 0x8a: "LONG1", 0x8b: "LONG4", 0x42: "BINBYTES", 0x43: "SHORT_BINBYTES",
-  0x8c: "SHORT_BINUNICODE", 0x8d: "BINUNICODE8", 0x8e: "BINBYTES8", 0x8f: "EMPTY_SET", 0x90: "ADDITEMS", 0x91: "FROZENSET",
-  0x92: "NEWOBJ_EX", 0x93: "STACK_GLOBAL", 0x94: "MEMOIZE", 0x95: "FRAME", 0x96: "BYTEARRAY8", 0x97: "NEXT_BUFFER", 0x98: "READONLY_BUFFER",
+  40: "MARK",
+  46: "STOP",
+  48: "POP",
+  49: "POP_MARK",
+  50: "DUP",
+  70: "FLOAT",
+  73: "INT",
+  74: "BININT",
+  75: "BININT1",
+  76: "LONG",
+  77: "BININT2",
+  78: "NONE",
+  80: "PERSID",
+  81: "BINPERSID",
+  82: "REDUCE",
+  83: "STRING",
+  84: "BINSTRING",
+  85: "SHORT_BINSTRING",
+  86: "UNICODE",
+  88: "BINUNICODE",
+  97: "APPEND",
+  98: "BUILD",
+  99: "GLOBAL",
+  100: "DICT",
+  125: "EMPTY_DICT",
+  101: "APPENDS",
+  103: "GET",
+  104: "BINGET",
+  105: "INST",
+  106: "LONG_BINGET",
+  108: "LIST",
+  93: "EMPTY_LIST",
+  111: "OBJ",
+  112: "PUT",
+  113: "BINPUT",
+  114: "LONG_BINPUT",
+  115: "SETITEM",
+  116: "TUPLE",
+  41: "EMPTY_TUPLE",
+  117: "SETITEMS",
+  71: "BINFLOAT",
+  128: "PROTO",
+  129: "NEWOBJ",
+  130: "EXT1",
+  131: "EXT2",
+  132: "EXT4",
+  133: "TUPLE1",
+  134: "TUPLE2",
+  135: "TUPLE3",
+  136: "NEWTRUE",
+  137: "NEWFALSE",
+  138: "LONG1",
+  139: "LONG4",
+  66: "BINBYTES",
+  67: "SHORT_BINBYTES",
+  140: "SHORT_BINUNICODE",
+  141: "BINUNICODE8",
+  142: "BINBYTES8",
+  143: "EMPTY_SET",
+  144: "ADDITEMS",
+  145: "FROZENSET",
+  146: "NEWOBJ_EX",
+  147: "STACK_GLOBAL",
+  148: "MEMOIZE",
+  149: "FRAME",
+  150: "BYTEARRAY8",
+  151: "NEXT_BUFFER",
+  152: "READONLY_BUFFER",
 };
 
 /** Why the opcodes that create arbitrary objects are refused, by name. */
@@ -146,7 +211,10 @@ class PickleMachine {
   private readonly memo = new Map<number, PickleValue>();
   private readonly view: DataView;
 
-  constructor(private readonly bytes: Uint8Array, private readonly options: PickleReadOptions) {
+  constructor(
+    private readonly bytes: Uint8Array,
+    private readonly options: PickleReadOptions,
+  ) {
     this.view = new DataView(bytes.buffer, bytes.byteOffset, bytes.length);
   }
 
@@ -159,7 +227,8 @@ class PickleMachine {
       this.opcodeAt = this.position;
       const opcode = this.bytes[this.position++];
       if (this.step(opcode)) {
-        if (this.stack.length !== 1 || this.marks.length !== 0) this.fail(`STOP with ${this.stack.length} values on the stack; the pickle is malformed`);
+        if (this.stack.length !== 1 || this.marks.length !== 0)
+          this.fail(`STOP with ${this.stack.length} values on the stack; the pickle is malformed`);
         return this.pop();
       }
       if (this.stack.length > MAX_STACK) this.fail(`stack of more than ${MAX_STACK} values; refusing`);
@@ -171,7 +240,10 @@ class PickleMachine {
   private step(opcode: number): boolean {
     const name = OPCODE_NAMES[opcode];
     if (name === undefined) this.fail(`opcode 0x${opcode.toString(16).padStart(2, "0")} is not a pickle opcode; the pickle is damaged`);
-    if (REFUSED_OPCODES.has(name)) this.fail(`opcode ${name} (0x${opcode.toString(16)}) would construct an arbitrary object; a tensor state dict does not use it, so the pickle is refused (nothing was run)`);
+    if (REFUSED_OPCODES.has(name))
+      this.fail(
+        `opcode ${name} (0x${opcode.toString(16)}) would construct an arbitrary object; a tensor state dict does not use it, so the pickle is refused (nothing was run)`,
+      );
     switch (name) {
       case "PROTO": {
         const version = this.u8();
@@ -327,17 +399,25 @@ class PickleMachine {
 
   private global(name: string): KnownGlobal {
     if (!isAllowedGlobal(name)) {
-      this.fail(`global '${printable(name, 120)}' is not one a tensor state dict uses (those are collections.OrderedDict, torch._utils._rebuild_tensor_v2 and torch storage and dtype names); the pickle is refused (nothing was run)`);
+      this.fail(
+        `global '${printable(name, 120)}' is not one a tensor state dict uses (those are collections.OrderedDict, torch._utils._rebuild_tensor_v2 and torch storage and dtype names); the pickle is refused (nothing was run)`,
+      );
     }
     return { kind: "global", name };
   }
 
   private reduce(callable: PickleValue, args: PickleValue): PickleValue {
-    if (!isGlobal(callable) || !CALLABLES.has(callable.name)) this.fail(`REDUCE on ${describe(callable)}; only collections.OrderedDict and torch's tensor rebuild functions are applied`);
+    if (!isGlobal(callable) || !CALLABLES.has(callable.name))
+      this.fail(`REDUCE on ${describe(callable)}; only collections.OrderedDict and torch's tensor rebuild functions are applied`);
     if (!Array.isArray(args)) this.fail(`REDUCE arguments to ${callable.name} are ${describe(args)}; expected a tuple`);
     switch (callable.name) {
       case "collections.OrderedDict":
-        return args.length === 0 ? new Map() : this.pairs(new Map(), (this.list(args[0]) as PickleValue[]).flatMap((pair) => this.list(pair)));
+        return args.length === 0
+          ? new Map()
+          : this.pairs(
+              new Map(),
+              (this.list(args[0]) as PickleValue[]).flatMap((pair) => this.list(pair)),
+            );
       case "torch._utils._rebuild_tensor_v2":
         return this.tensor(args, undefined);
       case "torch._utils._rebuild_tensor_v3":
@@ -347,7 +427,8 @@ class PickleMachine {
         return this.tensorArg(args[0], callable.name);
       case "torch._tensor._rebuild_from_type_v2": {
         const [func, type, innerArgs] = args;
-        if (!isGlobal(type) || !TYPE_GLOBALS.has(type.name)) this.fail(`_rebuild_from_type_v2 with type ${describe(type ?? null)}; expected torch.Tensor or torch.nn.parameter.Parameter`);
+        if (!isGlobal(type) || !TYPE_GLOBALS.has(type.name))
+          this.fail(`_rebuild_from_type_v2 with type ${describe(type ?? null)}; expected torch.Tensor or torch.nn.parameter.Parameter`);
         return this.reduce(func ?? null, innerArgs ?? null);
       }
       default:
@@ -359,7 +440,8 @@ class PickleMachine {
     const [storage, offset, size, stride] = args;
     if (!isStorage(storage)) this.fail(`_rebuild_tensor's storage is ${describe(storage ?? null)}; expected a persistent storage`);
     const count = (value: PickleValue | undefined, what: string): number => {
-      if (typeof value !== "number" || !Number.isSafeInteger(value) || value < 0) this.fail(`tensor ${what} is ${describe(value ?? null)}; expected a non-negative integer`);
+      if (typeof value !== "number" || !Number.isSafeInteger(value) || value < 0)
+        this.fail(`tensor ${what} is ${describe(value ?? null)}; expected a non-negative integer`);
       return value;
     };
     const counts = (value: PickleValue | undefined, what: string): number[] => {
@@ -369,16 +451,25 @@ class PickleMachine {
     const shape = counts(size, "size");
     const strides = counts(stride, "stride");
     if (strides.length !== shape.length) this.fail(`tensor size has ${shape.length} dimensions but stride ${strides.length}`);
-    return { kind: "tensor", storage, storageOffset: count(offset, "storage offset"), shape, stride: strides, ...(dtype !== undefined ? { dtype } : {}) };
+    return {
+      kind: "tensor",
+      storage,
+      storageOffset: count(offset, "storage offset"),
+      shape,
+      stride: strides,
+      ...(dtype !== undefined ? { dtype } : {}),
+    };
   }
 
   private dtypeArg(value: PickleValue | undefined): string {
-    if (!isGlobal(value ?? null) || !((value as KnownGlobal).name in TORCH_DTYPES)) this.fail(`_rebuild_tensor_v3 dtype is ${describe(value ?? null)}; expected a torch dtype`);
+    if (!isGlobal(value ?? null) || !((value as KnownGlobal).name in TORCH_DTYPES))
+      this.fail(`_rebuild_tensor_v3 dtype is ${describe(value ?? null)}; expected a torch dtype`);
     return TORCH_DTYPES[(value as KnownGlobal).name];
   }
 
   private tensorArg(value: PickleValue | undefined, from: string): PickledTensor {
-    if (value === undefined || value === null || typeof value !== "object" || !("kind" in value) || value.kind !== "tensor") this.fail(`${from} of ${describe(value ?? null)}; expected a tensor`);
+    if (value === undefined || value === null || typeof value !== "object" || !("kind" in value) || value.kind !== "tensor")
+      this.fail(`${from} of ${describe(value ?? null)}; expected a tensor`);
     return value;
   }
 
@@ -439,7 +530,8 @@ class PickleMachine {
   }
 
   private advance(length: number): number {
-    if (this.position + length > this.bytes.length) this.fail(`an argument of ${length} bytes runs past the end of the pickle (${this.bytes.length} bytes); it is truncated`);
+    if (this.position + length > this.bytes.length)
+      this.fail(`an argument of ${length} bytes runs past the end of the pickle (${this.bytes.length} bytes); it is truncated`);
     const at = this.position;
     this.position += length;
     return at;
@@ -460,7 +552,8 @@ class PickleMachine {
 
   private u64(): number {
     const value = this.view.getBigUint64(this.advance(8), true);
-    if (value > BigInt(this.bytes.length)) this.fail(`a length of ${value} bytes in a pickle of ${this.bytes.length}; it is truncated or damaged`);
+    if (value > BigInt(this.bytes.length))
+      this.fail(`a length of ${value} bytes in a pickle of ${this.bytes.length}; it is truncated or damaged`);
     return Number(value);
   }
 

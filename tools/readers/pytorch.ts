@@ -34,18 +34,22 @@ export function readPytorchCatalog(file: ModelFile, members: readonly ZipMember[
 function readByteOrder(file: ModelFile, member: ZipMember | undefined): boolean {
   if (member === undefined) return false;
   const text = new TextDecoder().decode(readZipMember(file, member)).trim();
-  if (text !== "little" && text !== "big") throw new CarvqError(`${file.path}: zip member '${printable(member.name)}' is '${printable(text, 20)}'; expected 'little' or 'big'`);
+  if (text !== "little" && text !== "big")
+    throw new CarvqError(`${file.path}: zip member '${printable(member.name)}' is '${printable(text, 20)}'; expected 'little' or 'big'`);
   return text === "big";
 }
 
 /** A persistent id ('storage', storage type, key, location, numel) becomes a storage reference. */
 function loadStorage(where: string, pid: PickleValue): PickledStorage {
-  if (!Array.isArray(pid) || pid.length !== 5 || pid[0] !== "storage") throw new CarvqError(`${where}: persistent id is not ('storage', type, key, location, numel); refusing`);
+  if (!Array.isArray(pid) || pid.length !== 5 || pid[0] !== "storage")
+    throw new CarvqError(`${where}: persistent id is not ('storage', type, key, location, numel); refusing`);
   const [, type, key, , numel] = pid;
   const dtype = storageDtype(type);
   if (dtype === null) throw new CarvqError(`${where}: storage type is not a torch storage type; refusing`);
-  if (typeof key !== "string" || !/^[\w.-]{1,64}$/.test(key)) throw new CarvqError(`${where}: storage key ${printable(JSON.stringify(String(key)), 40)} is not a plain name`);
-  if (typeof numel !== "number" || !Number.isSafeInteger(numel) || numel < 0) throw new CarvqError(`${where}: storage '${key}' numel is ${String(numel)}; expected a non-negative integer`);
+  if (typeof key !== "string" || !/^[\w.-]{1,64}$/.test(key))
+    throw new CarvqError(`${where}: storage key ${printable(JSON.stringify(String(key)), 40)} is not a plain name`);
+  if (typeof numel !== "number" || !Number.isSafeInteger(numel) || numel < 0)
+    throw new CarvqError(`${where}: storage '${key}' numel is ${String(numel)}; expected a non-negative integer`);
   return { kind: "storage", dtype, key, numel };
 }
 
@@ -84,19 +88,32 @@ function locateTensor(file: ModelFile, place: TensorPlace): TensorInfo {
   const elements = tensor.shape.reduce((product, d) => product * d, 1);
   const contiguous = isContiguous(tensor.shape, tensor.stride);
   // Elements the view spans in its storage, from its first element to its last.
-  const spanElements = elements === 0 ? 0 : contiguous ? elements : 1 + tensor.shape.reduce((sum, d, i) => sum + (d - 1) * tensor.stride[i], 0);
+  const spanElements =
+    elements === 0 ? 0 : contiguous ? elements : 1 + tensor.shape.reduce((sum, d, i) => sum + (d - 1) * tensor.stride[i], 0);
   const start = tensor.storageOffset * elementBytes;
   const byteLength = spanElements * elementBytes;
   if (start + byteLength > member.size) {
-    throw new CarvqError(`${where}: spans bytes ${start}..${start + byteLength} of its storage '${printable(memberName)}', which has ${member.size}; the checkpoint is damaged`);
+    throw new CarvqError(
+      `${where}: spans bytes ${start}..${start + byteLength} of its storage '${printable(memberName)}', which has ${member.size}; the checkpoint is damaged`,
+    );
   }
-  const base = { name, dtype, shape: tensor.shape, file: file.path, byteLength, ...(bigEndian && elementBytes > 1 ? { bigEndian } : {}), ...(contiguous ? {} : { strides: tensor.stride }) };
+  const base = {
+    name,
+    dtype,
+    shape: tensor.shape,
+    file: file.path,
+    byteLength,
+    ...(bigEndian && elementBytes > 1 ? { bigEndian } : {}),
+    ...(contiguous ? {} : { strides: tensor.stride }),
+  };
   if (member.method === ZIP_STORED) return { ...base, offset: member.dataOffset + start };
   if (member.method === ZIP_DEFLATED) {
     checkInflateRatio(`${where}: storage '${printable(memberName)}'`, member);
     return { ...base, offset: member.dataOffset, deflated: { length: member.compressedSize, skip: start, inflatedLength: member.size } };
   }
-  throw new CarvqError(`${where}: its storage '${printable(memberName)}' uses compression method ${member.method}; expected stored or deflate`);
+  throw new CarvqError(
+    `${where}: its storage '${printable(memberName)}' uses compression method ${member.method}; expected stored or deflate`,
+  );
 }
 
 /** Row-major strides (dimensions of size 1 may have any stride). */

@@ -15,7 +15,12 @@ export const MAX_SAFETENSORS_HEADER_BYTES = 100_000_000;
 export function looksLikeSafetensors(firstBytes: Uint8Array, fileSize: number): boolean {
   if (firstBytes.length < 9) return false;
   const headerLength = new DataView(firstBytes.buffer, firstBytes.byteOffset, 8).getBigUint64(0, true);
-  return headerLength >= 2n && headerLength <= BigInt(MAX_SAFETENSORS_HEADER_BYTES) && 8n + headerLength <= BigInt(fileSize) && firstBytes[8] === 0x7b;
+  return (
+    headerLength >= 2n &&
+    headerLength <= BigInt(MAX_SAFETENSORS_HEADER_BYTES) &&
+    8n + headerLength <= BigInt(fileSize) &&
+    firstBytes[8] === 0x7b
+  );
 }
 
 /** Parses the header of a safetensors file and checks every tensor's byte range against the file size. */
@@ -46,21 +51,28 @@ function checkNoOverlap(file: ModelFile, tensors: readonly TensorInfo[]): void {
   for (const span of spans) {
     if (last !== undefined && span.begin < last.end) {
       const dataStart = (t: { begin: number; end: number }) => `[${t.begin}, ${t.end})`;
-      throw new CarvqError(`${file.path}: tensor '${printable(span.name)}' data at bytes ${dataStart(span)} overlaps tensor '${printable(last.name)}' at bytes ${dataStart(last)}; the header is wrong`);
+      throw new CarvqError(
+        `${file.path}: tensor '${printable(span.name)}' data at bytes ${dataStart(span)} overlaps tensor '${printable(last.name)}' at bytes ${dataStart(last)}; the header is wrong`,
+      );
     }
     if (last === undefined || span.end > last.end) last = span;
   }
 }
 
 function readHeaderLength(file: ModelFile): number {
-  if (file.size < 8) throw new CarvqError(`${file.path}: file has ${file.size} bytes; a safetensors file starts with an 8-byte header length`);
+  if (file.size < 8)
+    throw new CarvqError(`${file.path}: file has ${file.size} bytes; a safetensors file starts with an 8-byte header length`);
   const lengthBytes = readBytes(file, 0, 8, "header length");
   const headerLength = new DataView(lengthBytes.buffer).getBigUint64(0, true);
   if (headerLength > BigInt(MAX_SAFETENSORS_HEADER_BYTES)) {
-    throw new CarvqError(`${file.path}: not a safetensors file (first bytes ${describeFirstBytes(lengthBytes)}): its header length is ${headerLength} bytes; expected at most ${MAX_SAFETENSORS_HEADER_BYTES}`);
+    throw new CarvqError(
+      `${file.path}: not a safetensors file (first bytes ${describeFirstBytes(lengthBytes)}): its header length is ${headerLength} bytes; expected at most ${MAX_SAFETENSORS_HEADER_BYTES}`,
+    );
   }
   if (8n + headerLength > BigInt(file.size)) {
-    throw new CarvqError(`${file.path}: safetensors header length is ${headerLength} bytes but the file has only ${file.size - 8} after it; the file is truncated or not safetensors`);
+    throw new CarvqError(
+      `${file.path}: safetensors header length is ${headerLength} bytes but the file has only ${file.size - 8} after it; the file is truncated or not safetensors`,
+    );
   }
   return Number(headerLength);
 }
@@ -70,10 +82,14 @@ function parseHeaderJson(file: ModelFile, text: string): Record<string, unknown>
   try {
     parsed = JSON.parse(text);
   } catch (err) {
-    throw new CarvqError(`${file.path}: safetensors header is not valid JSON (${printable(err instanceof Error ? err.message : String(err))})`);
+    throw new CarvqError(
+      `${file.path}: safetensors header is not valid JSON (${printable(err instanceof Error ? err.message : String(err))})`,
+    );
   }
   if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) {
-    throw new CarvqError(`${file.path}: safetensors header is ${Array.isArray(parsed) ? "an array" : typeof parsed}; expected a JSON object of tensors`);
+    throw new CarvqError(
+      `${file.path}: safetensors header is ${Array.isArray(parsed) ? "an array" : typeof parsed}; expected a JSON object of tensors`,
+    );
   }
   return parsed as Record<string, unknown>;
 }
@@ -82,7 +98,8 @@ function parseEntry(file: ModelFile, name: string, entry: unknown, dataStart: nu
   const where = `${file.path}: tensor '${printable(name)}'`;
   if (typeof entry !== "object" || entry === null) throw new CarvqError(`${where}: header entry is not an object`);
   const { dtype, shape, data_offsets: offsets } = entry as Record<string, unknown>;
-  if (typeof dtype !== "string") throw new CarvqError(`${where}: dtype is ${printable(JSON.stringify(dtype) ?? String(dtype))}; expected a string such as "F16"`);
+  if (typeof dtype !== "string")
+    throw new CarvqError(`${where}: dtype is ${printable(JSON.stringify(dtype) ?? String(dtype))}; expected a string such as "F16"`);
   if (!Array.isArray(shape) || !shape.every(isCount)) {
     throw new CarvqError(`${where}: shape is ${JSON.stringify(shape)}; expected an array of non-negative integers`);
   }
@@ -91,9 +108,19 @@ function parseEntry(file: ModelFile, name: string, entry: unknown, dataStart: nu
   }
   const [begin, end] = offsets as number[];
   if (dataStart + end > file.size) {
-    throw new CarvqError(`${where}: data_offsets [${begin}, ${end}] end at byte ${dataStart + end} but the file has ${file.size} bytes; the file is truncated or its header is wrong`);
+    throw new CarvqError(
+      `${where}: data_offsets [${begin}, ${end}] end at byte ${dataStart + end} but the file has ${file.size} bytes; the file is truncated or its header is wrong`,
+    );
   }
-  return { name, dtype, shape: shape as number[], file: file.path, offset: dataStart + begin, byteLength: end - begin, declaredBy: "data_offsets" };
+  return {
+    name,
+    dtype,
+    shape: shape as number[],
+    file: file.path,
+    offset: dataStart + begin,
+    byteLength: end - begin,
+    declaredBy: "data_offsets",
+  };
 }
 
 /** A JSON number usable as a size or offset: a non-negative safe integer. */

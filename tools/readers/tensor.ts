@@ -58,8 +58,23 @@ export const MAX_MATRIX_ELEMENTS = 2 ** 31;
 
 /** Bytes per element of the plain (not block-quantized) element types, by the names the catalogs use. */
 export const ELEMENT_BYTES: Readonly<Record<string, number>> = {
-  F64: 8, F32: 4, F16: 2, BF16: 2, I64: 8, I32: 4, I16: 2, I8: 1, U64: 8, U32: 4, U16: 2, U8: 1, BOOL: 1,
-  F8_E4M3: 1, F8_E5M2: 1, C64: 8, C128: 16,
+  F64: 8,
+  F32: 4,
+  F16: 2,
+  BF16: 2,
+  I64: 8,
+  I32: 4,
+  I16: 2,
+  I8: 1,
+  U64: 8,
+  U32: 4,
+  U16: 2,
+  U8: 1,
+  BOOL: 1,
+  F8_E4M3: 1,
+  F8_E5M2: 1,
+  C64: 8,
+  C128: 16,
 };
 
 /** The element types widened to float32, with the bytes each takes. */
@@ -121,7 +136,10 @@ export function readTensorF32(info: TensorInfo, onProgress?: ReadProgress): Floa
   const where = tensorWhere(info);
   checkReadable(where, info);
   const elements = elementCount(info.shape);
-  if (elements > MAX_MATRIX_ELEMENTS) throw new CarvqError(`${where} has shape [${info.shape.join(", ")}], ${elements} values; the readers accept at most ${MAX_MATRIX_ELEMENTS}`);
+  if (elements > MAX_MATRIX_ELEMENTS)
+    throw new CarvqError(
+      `${where} has shape [${info.shape.join(", ")}], ${elements} values; the readers accept at most ${MAX_MATRIX_ELEMENTS}`,
+    );
   checkByteLength(where, info);
   const stored = withModelFile(info.file, (file) => decode(file, info, elements, onProgress));
   const values = info.strides === undefined ? stored : gather(stored, info.shape, info.strides, where);
@@ -137,8 +155,12 @@ export function readTensorMatrix(info: TensorInfo, onProgress?: ReadProgress): M
 
 function checkReadable(where: string, info: TensorInfo): void {
   if (isReadableDtype(info.dtype)) return;
-  const why = info.quantized ? `; of the block-quantized types carvq reads ${[...DEQUANTIZERS.keys()].join(", ")} (use one of those or an F16/F32 export of the model)` : "";
-  throw new CarvqError(`${where} has dtype ${printable(info.dtype)}; expected F32, F16, BF16, F64${info.quantized ? " or a supported block type" : ""}${why}`);
+  const why = info.quantized
+    ? `; of the block-quantized types carvq reads ${[...DEQUANTIZERS.keys()].join(", ")} (use one of those or an F16/F32 export of the model)`
+    : "";
+  throw new CarvqError(
+    `${where} has dtype ${printable(info.dtype)}; expected F32, F16, BF16, F64${info.quantized ? " or a supported block type" : ""}${why}`,
+  );
 }
 
 /** The stored bytes must be exactly what dtype x shape needs (for block types: whole rows of whole blocks). */
@@ -146,13 +168,16 @@ function checkByteLength(where: string, info: TensorInfo): void {
   const block = GGML_TYPES_BY_NAME.get(info.dtype);
   if (block !== undefined && block.blockElements > 1) {
     const rowLength = info.shape[info.shape.length - 1] ?? 1;
-    if (rowLength % block.blockElements !== 0) throw new CarvqError(`${where} has rows of ${rowLength} values; ${info.dtype} stores whole blocks of ${block.blockElements}`);
+    if (rowLength % block.blockElements !== 0)
+      throw new CarvqError(`${where} has rows of ${rowLength} values; ${info.dtype} stores whole blocks of ${block.blockElements}`);
   }
   // A strided tensor's span is sized by its reader from the strides; only row-major data has a fixed size.
   if (info.strides !== undefined) return;
   const expected = storedByteLength(info.dtype, info.shape);
   if (expected === undefined || expected === info.byteLength) return;
-  throw new CarvqError(`${where}: ${info.declaredBy ?? "stored data"} span ${info.byteLength} bytes; expected ${expected} ([${info.shape.join(" x ")}] of ${info.dtype})`);
+  throw new CarvqError(
+    `${where}: ${info.declaredBy ?? "stored data"} span ${info.byteLength} bytes; expected ${expected} ([${info.shape.join(" x ")}] of ${info.dtype})`,
+  );
 }
 
 /** Accepts exactly two positive dimensions. */
@@ -161,7 +186,8 @@ export function checkMatrixShape(where: string, shape: readonly number[]): [numb
   if (shape.length !== 2) throw new CarvqError(`${where} has shape ${shown} (${shape.length}-D); expected a 2-D [rows, cols] matrix`);
   const [rows, cols] = shape;
   if (!(rows > 0 && cols > 0)) throw new CarvqError(`${where} has shape ${shown}; expected both dimensions to be at least 1`);
-  if (rows * cols > MAX_MATRIX_ELEMENTS) throw new CarvqError(`${where} has shape ${shown}, ${rows * cols} values; the readers accept at most ${MAX_MATRIX_ELEMENTS}`);
+  if (rows * cols > MAX_MATRIX_ELEMENTS)
+    throw new CarvqError(`${where} has shape ${shown}, ${rows * cols} values; the readers accept at most ${MAX_MATRIX_ELEMENTS}`);
   return [rows, cols];
 }
 
@@ -169,7 +195,9 @@ function allocateFloats(where: string, elements: number): Float32Array {
   try {
     return new Float32Array(elements);
   } catch {
-    throw new CarvqError(`${where}: cannot allocate ${elements} float32 values (${(elements * 4 / 2 ** 30).toFixed(1)} GiB); not enough memory`);
+    throw new CarvqError(
+      `${where}: cannot allocate ${elements} float32 values (${((elements * 4) / 2 ** 30).toFixed(1)} GiB); not enough memory`,
+    );
   }
 }
 
@@ -200,7 +228,8 @@ function storedSource(file: ModelFile, info: TensorInfo): StoredSource {
   } catch (err) {
     throw new CarvqError(`${file.path}: ${what} does not inflate (${printable((err as Error).message, 80)}); the archive is damaged`);
   }
-  if (inflated.length !== inflatedLength || skip + info.byteLength > inflatedLength) throw new CarvqError(`${file.path}: ${what} inflates to ${inflated.length} bytes; its zip entry says ${inflatedLength}`);
+  if (inflated.length !== inflatedLength || skip + info.byteLength > inflatedLength)
+    throw new CarvqError(`${file.path}: ${what} inflates to ${inflated.length} bytes; its zip entry says ${inflatedLength}`);
   return { read: (start, length) => inflated.subarray(skip + start, skip + start + length) };
 }
 

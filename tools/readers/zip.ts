@@ -48,7 +48,12 @@ export interface ZipMember {
 
 /** True when the file starts like a zip archive (a local file header or an empty archive's end record). */
 export function hasZipMagic(firstBytes: Uint8Array): boolean {
-  return firstBytes.length >= 4 && firstBytes[0] === 0x50 && firstBytes[1] === 0x4b && ((firstBytes[2] === 3 && firstBytes[3] === 4) || (firstBytes[2] === 5 && firstBytes[3] === 6));
+  return (
+    firstBytes.length >= 4 &&
+    firstBytes[0] === 0x50 &&
+    firstBytes[1] === 0x4b &&
+    ((firstBytes[2] === 3 && firstBytes[3] === 4) || (firstBytes[2] === 5 && firstBytes[3] === 6))
+  );
 }
 
 /** Reads the archive's central directory and locates every member's data. */
@@ -60,7 +65,9 @@ export function readZipDirectory(file: ModelFile): ZipMember[] {
   let position = 0;
   for (let i = 0; i < end.count; i++) {
     if (position + CENTRAL_FIXED_BYTES > directory.length || view.getUint32(position, true) !== CENTRAL_MAGIC) {
-      throw new CarvqError(`${file.path}: zip central directory entry #${i} at byte ${end.directoryOffset + position} is damaged (the directory lists ${end.count} members)`);
+      throw new CarvqError(
+        `${file.path}: zip central directory entry #${i} at byte ${end.directoryOffset + position} is damaged (the directory lists ${end.count} members)`,
+      );
     }
     const entry = parseCentralEntry(file, directory, position, i);
     members.push(entry.member);
@@ -88,10 +95,14 @@ function findEndRecord(file: ModelFile): EndRecord {
       break;
     }
   }
-  if (at < 0) throw new CarvqError(`${file.path}: zip end-of-central-directory record not found in the last ${tailLength} bytes; the archive is truncated or damaged`);
+  if (at < 0)
+    throw new CarvqError(
+      `${file.path}: zip end-of-central-directory record not found in the last ${tailLength} bytes; the archive is truncated or damaged`,
+    );
   const disk = view.getUint16(at + 4, true);
   const directoryDisk = view.getUint16(at + 6, true);
-  if (disk !== 0 || directoryDisk !== 0) throw new CarvqError(`${file.path}: zip archive spans several disks (disk ${disk}); expected a single-file archive`);
+  if (disk !== 0 || directoryDisk !== 0)
+    throw new CarvqError(`${file.path}: zip archive spans several disks (disk ${disk}); expected a single-file archive`);
   let count = view.getUint16(at + 10, true);
   let directorySize = view.getUint32(at + 12, true);
   let directoryOffset = view.getUint32(at + 16, true);
@@ -102,7 +113,9 @@ function findEndRecord(file: ModelFile): EndRecord {
   }
   if (count > MAX_MEMBERS) throw new CarvqError(`${file.path}: zip directory lists ${count} members; expected at most ${MAX_MEMBERS}`);
   if (directoryOffset + directorySize > tailStart + at) {
-    throw new CarvqError(`${file.path}: zip central directory at bytes ${directoryOffset}..${directoryOffset + directorySize} runs past its end record at byte ${tailStart + at}; the archive is truncated or damaged`);
+    throw new CarvqError(
+      `${file.path}: zip central directory at bytes ${directoryOffset}..${directoryOffset + directorySize} runs past its end record at byte ${tailStart + at}; the archive is truncated or damaged`,
+    );
   }
   return { count, directoryOffset, directorySize };
 }
@@ -116,7 +129,9 @@ function readZip64End(file: ModelFile, offset: number): EndRecord {
   const directoryOffset = view.getBigUint64(48, true);
   const limit = BigInt(file.size);
   if (count > BigInt(MAX_MEMBERS) || size > limit || directoryOffset > limit) {
-    throw new CarvqError(`${file.path}: zip64 end record lists ${count} members in ${size} bytes at byte ${directoryOffset}; the file has ${file.size} bytes`);
+    throw new CarvqError(
+      `${file.path}: zip64 end record lists ${count} members in ${size} bytes at byte ${directoryOffset}; the file has ${file.size} bytes`,
+    );
   }
   return { count: Number(count), directorySize: Number(size), directoryOffset: Number(directoryOffset) };
 }
@@ -133,12 +148,13 @@ function parseCentralEntry(file: ModelFile, directory: Uint8Array, at: number, i
   const commentLength = view.getUint16(at + 32, true);
   let localOffset = view.getUint32(at + 42, true);
   const next = at + CENTRAL_FIXED_BYTES + nameLength + extraLength + commentLength;
-  if (next > directory.length) throw new CarvqError(`${file.path}: zip central directory entry #${index} runs past the directory's end; the archive is damaged`);
+  if (next > directory.length)
+    throw new CarvqError(`${file.path}: zip central directory entry #${index} runs past the directory's end; the archive is damaged`);
   const name = new TextDecoder().decode(directory.subarray(at + CENTRAL_FIXED_BYTES, at + CENTRAL_FIXED_BYTES + nameLength));
   if ((flags & 1) !== 0) throw new CarvqError(`${file.path}: zip member '${printable(name)}' is encrypted; expected a plain archive`);
   // ZIP64 extra field: the 64-bit values of the fields that hold 0xffffffff, in this order.
   const extraStart = at + CENTRAL_FIXED_BYTES + nameLength;
-  for (let e = extraStart; e + 4 <= extraStart + extraLength;) {
+  for (let e = extraStart; e + 4 <= extraStart + extraLength; ) {
     const id = view.getUint16(e, true);
     const length = view.getUint16(e + 2, true);
     if (id === 0x0001) {
@@ -157,7 +173,9 @@ function parseCentralEntry(file: ModelFile, directory: Uint8Array, at: number, i
   }
   const dataOffset = localDataOffset(file, name, localOffset);
   if (dataOffset + compressedSize > file.size) {
-    throw new CarvqError(`${file.path}: zip member '${printable(name)}' spans bytes ${dataOffset}..${dataOffset + compressedSize} but the file has ${file.size} bytes; the archive is truncated`);
+    throw new CarvqError(
+      `${file.path}: zip member '${printable(name)}' spans bytes ${dataOffset}..${dataOffset + compressedSize} but the file has ${file.size} bytes; the archive is truncated`,
+    );
   }
   return { member: { name, method, compressedSize, size, crc, dataOffset }, next };
 }
@@ -166,19 +184,29 @@ function parseCentralEntry(file: ModelFile, directory: Uint8Array, at: number, i
 function localDataOffset(file: ModelFile, name: string, localOffset: number): number {
   const header = readBytes(file, localOffset, LOCAL_FIXED_BYTES, `zip member '${printable(name)}' local header`);
   const view = new DataView(header.buffer);
-  if (view.getUint32(0, true) !== ZIP_LOCAL_MAGIC) throw new CarvqError(`${file.path}: zip member '${printable(name)}' local header at byte ${localOffset} is damaged`);
+  if (view.getUint32(0, true) !== ZIP_LOCAL_MAGIC)
+    throw new CarvqError(`${file.path}: zip member '${printable(name)}' local header at byte ${localOffset} is damaged`);
   return localOffset + LOCAL_FIXED_BYTES + view.getUint16(26, true) + view.getUint16(28, true);
 }
 
 /** Reads a whole (small) member, inflating it if needed, and checks its CRC. */
 export function readZipMember(file: ModelFile, member: ZipMember): Uint8Array {
   const where = `${file.path}: zip member '${printable(member.name)}'`;
-  if (member.size > MAX_MEMBER_READ || member.compressedSize > MAX_MEMBER_READ) throw new CarvqError(`${where} has ${member.size} bytes; expected at most ${MAX_MEMBER_READ} for a header or pickle`);
+  if (member.size > MAX_MEMBER_READ || member.compressedSize > MAX_MEMBER_READ)
+    throw new CarvqError(`${where} has ${member.size} bytes; expected at most ${MAX_MEMBER_READ} for a header or pickle`);
   const raw = readBytes(file, member.dataOffset, member.compressedSize, `zip member '${printable(member.name)}'`);
-  const bytes = member.method === ZIP_STORED ? raw : member.method === ZIP_DEFLATED ? inflateMember(where, raw, member.size) : refuseMethod(where, member.method);
+  const bytes =
+    member.method === ZIP_STORED
+      ? raw
+      : member.method === ZIP_DEFLATED
+        ? inflateMember(where, raw, member.size)
+        : refuseMethod(where, member.method);
   if (bytes.length !== member.size) throw new CarvqError(`${where} holds ${bytes.length} bytes; its directory entry says ${member.size}`);
   const actual = crc32(bytes);
-  if (actual !== member.crc) throw new CarvqError(`${where} has CRC 0x${actual.toString(16).padStart(8, "0")}; its directory entry says 0x${member.crc.toString(16).padStart(8, "0")}; the archive is damaged`);
+  if (actual !== member.crc)
+    throw new CarvqError(
+      `${where} has CRC 0x${actual.toString(16).padStart(8, "0")}; its directory entry says 0x${member.crc.toString(16).padStart(8, "0")}; the archive is damaged`,
+    );
   return bytes;
 }
 
@@ -197,5 +225,7 @@ export function refuseMethod(where: string, method: number): never {
 /** Refuses a deflated member whose stated size is out of proportion to its compressed bytes (see MAX_INFLATE_RATIO). */
 export function checkInflateRatio(where: string, member: ZipMember): void {
   if (member.size <= MAX_INFLATE_UNCHECKED || member.size <= member.compressedSize * MAX_INFLATE_RATIO) return;
-  throw new CarvqError(`${where} states ${member.size} bytes from ${member.compressedSize} compressed (${Math.round(member.size / Math.max(1, member.compressedSize))}:1); refusing more than ${MAX_INFLATE_RATIO}:1 above ${MAX_INFLATE_UNCHECKED} bytes (a zip bomb, or store the arrays uncompressed with np.savez)`);
+  throw new CarvqError(
+    `${where} states ${member.size} bytes from ${member.compressedSize} compressed (${Math.round(member.size / Math.max(1, member.compressedSize))}:1); refusing more than ${MAX_INFLATE_RATIO}:1 above ${MAX_INFLATE_UNCHECKED} bytes (a zip bomb, or store the arrays uncompressed with np.savez)`,
+  );
 }

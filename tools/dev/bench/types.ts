@@ -1,4 +1,4 @@
-// The shape every benchmark group returns to `npm run bench` (tools/bench/main.ts), which prints
+// The shape every benchmark group returns to `npm run bench` (tools/dev/bench/main.ts), which prints
 // the table, writes the JSON and regenerates docs/PERFORMANCE.md from it. Machines here are shared
 // and noisy, so a goal is always a ratio of two timings taken in the same run; absolute times are
 // reported beside it and never asserted.
@@ -68,7 +68,15 @@ export function summarize(label: string, values: number[], unit: string): Timing
 }
 
 /** A goal from a ratio and its bound. */
-export function goal(id: string, text: string, measured: number, bound: number, direction: "max" | "min", timings: Timing[], note?: string): BenchGoal {
+export function goal(
+  id: string,
+  text: string,
+  measured: number,
+  bound: number,
+  direction: "max" | "min",
+  timings: Timing[],
+  note?: string,
+): BenchGoal {
   const met = direction === "max" ? measured <= bound : measured >= bound;
   return { id, goal: text, measured, bound, direction, met, timings, ...(note !== undefined ? { note } : {}) };
 }

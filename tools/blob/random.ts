@@ -1,15 +1,15 @@
 // Valid blobs of any shape filled with seeded random codes and codebooks, made in well under a
 // second even at Llama scale (no k-means): for the runtime's memory-budget tests and the lookup
 // bench, where only the shape and the bytes' validity matter, never the quality.
-import * as F from "../assembly/format.ts";
-import type { AdaptorPrecision, FloatAdaptor, StoredAdaptor, StoredMatrix } from "../tools/adaptor/model.ts";
-import { encodeAdaptorMlp, encodeAdaptorTable } from "../tools/blob/adaptor.ts";
-import { deriveHeader, SCALAR_BITS, type BlobHeader, type LayoutName, type MethodName } from "../tools/blob/header.ts";
-import { encodeMetadata } from "../tools/blob/metadata.ts";
-import { parseBlob } from "../tools/blob/reader.ts";
-import { assembleBlob, type SectionBytes } from "../tools/blob/writer.ts";
-import { f32ToF16 } from "../tools/fp16.ts";
-import { createRandom } from "../tools/random.ts";
+import * as F from "../../assembly/format.ts";
+import type { AdaptorPrecision, FloatAdaptor, StoredAdaptor, StoredMatrix } from "../adaptor/model.ts";
+import { encodeAdaptorMlp, encodeAdaptorTable } from "./adaptor.ts";
+import { deriveHeader, SCALAR_BITS, type BlobHeader, type LayoutName, type MethodName } from "./header.ts";
+import { encodeMetadata } from "./metadata.ts";
+import { parseBlob } from "./reader.ts";
+import { assembleBlob, type SectionBytes } from "./writer.ts";
+import { f32ToF16 } from "../fp16.ts";
+import { createRandom } from "../random.ts";
 
 export interface RandomBlobOptions {
   method?: MethodName;
@@ -47,7 +47,8 @@ export interface RandomAdaptorOptions {
  * around 1 and beta around 0.
  */
 export function randomFloatAdaptor(rows: number, widths: readonly number[], seed = 1, outputScale = 1): FloatAdaptor {
-  if (widths.length < 2 || widths.length > F.MAX_ADAPTOR_LAYERS + 1) throw new RangeError(`an adaptor has 2 to ${F.MAX_ADAPTOR_LAYERS + 1} widths, got ${widths.length}`);
+  if (widths.length < 2 || widths.length > F.MAX_ADAPTOR_LAYERS + 1)
+    throw new RangeError(`an adaptor has 2 to ${F.MAX_ADAPTOR_LAYERS + 1} widths, got ${widths.length}`);
   const random = createRandom(seed);
   const uniform = (count: number, scale: number, center = 0) => {
     const out = new Float32Array(count);
@@ -81,7 +82,8 @@ export function randomFloatAdaptor(rows: number, widths: readonly number[], seed
  */
 export function randomStoredAdaptor(rows: number, options: RandomAdaptorOptions): StoredAdaptor {
   const widths = options.widths;
-  if (widths.length < 2 || widths.length > F.MAX_ADAPTOR_LAYERS + 1) throw new RangeError(`an adaptor has 2 to ${F.MAX_ADAPTOR_LAYERS + 1} widths, got ${widths.length}`);
+  if (widths.length < 2 || widths.length > F.MAX_ADAPTOR_LAYERS + 1)
+    throw new RangeError(`an adaptor has 2 to ${F.MAX_ADAPTOR_LAYERS + 1} widths, got ${widths.length}`);
   const precision = options.precision ?? "int8";
   const random = createRandom(options.seed ?? 1);
   const halves = (count: number, scale: number, center = 0) => {
@@ -133,7 +135,10 @@ export function attachAdaptor(blob: Uint8Array, adaptor: StoredAdaptor): Uint8Ar
     const bytes = bytesOf(id);
     if (bytes !== null) sections.push({ id, bytes });
   }
-  sections.push({ id: F.SECTION_ADAPTOR_TABLE, bytes: encodeAdaptorTable(adaptor) }, { id: F.SECTION_ADAPTOR_MLP, bytes: encodeAdaptorMlp(adaptor) });
+  sections.push(
+    { id: F.SECTION_ADAPTOR_TABLE, bytes: encodeAdaptorTable(adaptor) },
+    { id: F.SECTION_ADAPTOR_MLP, bytes: encodeAdaptorMlp(adaptor) },
+  );
   const metadata = bytesOf(F.SECTION_METADATA);
   if (metadata !== null) sections.push({ id: F.SECTION_METADATA, bytes: metadata });
   return assembleBlob(deriveHeader({ ...parsed.header, adapted: true }), sections);
@@ -145,13 +150,13 @@ function fillRandom(bytes: Uint8Array, seed: number): void {
   let b = Math.imul(seed + 1, 0x85ebca6b) >>> 0 || 2;
   const words = new Uint32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength >>> 2);
   for (let i = 0; i < words.length; i++) {
-    let t = a ^ (a << 11);
+    const t = a ^ (a << 11);
     a = b;
     b = (b ^ (b >>> 19) ^ (t ^ (t >>> 8))) >>> 0;
     words[i] = b;
   }
   for (let i = words.length * 4; i < bytes.length; i++) {
-    let t = a ^ (a << 11);
+    const t = a ^ (a << 11);
     a = b;
     b = (b ^ (b >>> 19) ^ (t ^ (t >>> 8))) >>> 0;
     bytes[i] = b & 0xff;
@@ -166,7 +171,17 @@ function finiteHalves(halves: Uint16Array): void {
 export function randomBlobHeader(options: RandomBlobOptions): BlobHeader {
   const method = options.method ?? "carvq";
   return method === "carvq"
-    ? deriveHeader({ method, rows: options.rows, cols: options.cols, subvec: options.subvec ?? 8, levels: options.levels ?? 2, group: options.group ?? 1024, layout: options.layout ?? "row", rowScaled: (options.rowScales ?? 0) > 0, adapted: options.adaptor !== undefined })
+    ? deriveHeader({
+        method,
+        rows: options.rows,
+        cols: options.cols,
+        subvec: options.subvec ?? 8,
+        levels: options.levels ?? 2,
+        group: options.group ?? 1024,
+        layout: options.layout ?? "row",
+        rowScaled: (options.rowScales ?? 0) > 0,
+        adapted: options.adaptor !== undefined,
+      })
     : deriveHeader({ method, rows: options.rows, cols: options.cols, subvec: 0, levels: 0, group: options.group ?? 32, layout: "row" });
 }
 
@@ -201,9 +216,13 @@ export function randomBlob(options: RandomBlobOptions): Uint8Array {
     }
     if (options.adaptor !== undefined) {
       const widths = options.adaptor.widths;
-      if (widths[widths.length - 1] !== header.cols) throw new RangeError(`the adaptor's last width must be the blob's ${header.cols} columns, got ${widths[widths.length - 1]}`);
+      if (widths[widths.length - 1] !== header.cols)
+        throw new RangeError(`the adaptor's last width must be the blob's ${header.cols} columns, got ${widths[widths.length - 1]}`);
       const adaptor = randomStoredAdaptor(header.rows, { seed: seed + 15485863, ...options.adaptor });
-      sections.push({ id: F.SECTION_ADAPTOR_TABLE, bytes: encodeAdaptorTable(adaptor) }, { id: F.SECTION_ADAPTOR_MLP, bytes: encodeAdaptorMlp(adaptor) });
+      sections.push(
+        { id: F.SECTION_ADAPTOR_TABLE, bytes: encodeAdaptorTable(adaptor) },
+        { id: F.SECTION_ADAPTOR_MLP, bytes: encodeAdaptorMlp(adaptor) },
+      );
     }
   } else {
     const bits = SCALAR_BITS[header.method];
@@ -219,6 +238,9 @@ export function randomBlob(options: RandomBlobOptions): Uint8Array {
       if (unused > 0) codes[record + header.rowBytes - 1] &= 0xff >> unused;
     }
   }
-  sections.push({ id: F.SECTION_METADATA, bytes: encodeMetadata({ tool: "carvq-random-blob", version: "1", shape: [header.rows, header.cols] }) });
+  sections.push({
+    id: F.SECTION_METADATA,
+    bytes: encodeMetadata({ tool: "carvq-random-blob", version: "1", shape: [header.rows, header.cols] }),
+  });
   return assembleBlob(header, sections);
 }

@@ -5,12 +5,12 @@
 //                             scalar reference (same bits, much slower);
 //   build/hf-kernels.wasm     the transformer forward's weight products (assembly/hf/matmul.ts),
 //                             loaded by tools/hf/matmul-kernel.ts.
-// Called by tools/build.mjs. Standalone: node tools/build-train-kernels.mjs
+// Called by tools/dev/build.mjs. Standalone: node tools/dev/build-train-kernels.mjs
 import asc from "assemblyscript/asc";
 import { dirname, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 
-const root = resolve(dirname(fileURLToPath(import.meta.url)), "..");
+const root = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
 
 export const TRAIN_KERNELS = "build/train-kernels.wasm";
 export const HF_KERNELS = "build/hf-kernels.wasm";
@@ -21,10 +21,10 @@ async function buildConfig(config, outFile) {
   process.chdir(root);
   try {
     let errors = "";
-    const { error } = await asc.main(
-      ["--config", config],
-      { stdout: { write: () => true }, stderr: { write: (chunk) => ((errors += String(chunk)), true) } },
-    );
+    const { error } = await asc.main(["--config", config], {
+      stdout: { write: () => true },
+      stderr: { write: (chunk) => ((errors += String(chunk)), true) },
+    });
     if (error) throw new Error(`asc ${outFile} failed: ${error.message}\n${errors}`);
   } finally {
     process.chdir(cwd);

@@ -1,7 +1,7 @@
 // npm run bench [-- --json] [-- --quick] [-- --full] [-- --repetitions N] [-- --only lookup|compression|forward]
 //
-// Runs every benchmark group (lookup: tools/bench/lookup-goals.ts, compression:
-// tools/bench/compress.ts), prints a table of the goals (measured ratio, bound, met or not, the
+// Runs every benchmark group (lookup: tools/dev/bench/lookup-goals.ts, compression:
+// tools/dev/bench/compress.ts), prints a table of the goals (measured ratio, bound, met or not, the
 // absolute medians beside), writes the JSON to build/bench.json (and to stdout with --json, the
 // table then going to stderr) and regenerates docs/PERFORMANCE.md. --quick runs tiny shapes once
 // (the smoke test in npm test): it writes build/bench-quick.json and leaves the docs alone, as
@@ -9,17 +9,21 @@
 import { mkdirSync, renameSync, writeFileSync } from "node:fs";
 import { availableParallelism } from "node:os";
 import { dirname, join } from "node:path";
-import { buildDir, projectRoot } from "../../host/common.ts";
-import { parseFlags } from "../cli/args.ts";
-import { CarvqError } from "../errors.ts";
-import { EXIT } from "../exit-codes.ts";
+import { buildDir, projectRoot } from "../../../host/common.ts";
+import { parseFlags } from "../../cli/args.ts";
+import { CarvqError } from "../../errors.ts";
+import { EXIT } from "../../exit-codes.ts";
 import { benchCompression, type CompressBenchOptions } from "./compress.ts";
 import { benchForward } from "./forward.ts";
 import { benchLookup } from "./lookup-goals.ts";
 import { describeMachine, formatMarkdown, formatTable, type BenchReport } from "./report.ts";
 import type { BenchGroup, BenchOptions } from "./types.ts";
 
-const GROUPS: Record<string, (o: BenchOptions) => Promise<BenchGroup>> = { lookup: benchLookup, compression: benchCompression, forward: benchForward };
+const GROUPS: Record<string, (o: BenchOptions) => Promise<BenchGroup>> = {
+  lookup: benchLookup,
+  compression: benchCompression,
+  forward: benchForward,
+};
 
 interface Args {
   json: boolean;
@@ -31,13 +35,33 @@ interface Args {
 }
 
 function parse(argv: string[]): Args {
-  const options = { json: { type: "boolean" }, quick: { type: "boolean" }, full: { type: "boolean" }, repetitions: { type: "string" }, only: { type: "string" } } as const;
-  const { values } = parseFlags("npm run bench", argv, options, `options: --json, --quick, --full, --repetitions N, --only ${Object.keys(GROUPS).join("|")}`);
+  const options = {
+    json: { type: "boolean" },
+    quick: { type: "boolean" },
+    full: { type: "boolean" },
+    repetitions: { type: "string" },
+    only: { type: "string" },
+  } as const;
+  const { values } = parseFlags(
+    "npm run bench",
+    argv,
+    options,
+    `options: --json, --quick, --full, --repetitions N, --only ${Object.keys(GROUPS).join("|")}`,
+  );
   const repetitions = Number(values.repetitions ?? 5);
-  if (!Number.isInteger(repetitions) || repetitions < 1 || repetitions > 100) throw new CarvqError(`npm run bench: --repetitions must be a whole number from 1 to 100, got ${values.repetitions}`, EXIT.usage);
-  if (values.only !== undefined && !(values.only in GROUPS)) throw new CarvqError(`npm run bench: --only must be ${Object.keys(GROUPS).join(" or ")}, got ${values.only}`, EXIT.usage);
-  if (values.full === true && values.quick === true) throw new CarvqError("npm run bench: --full and --quick contradict each other", EXIT.usage);
-  return { json: values.json === true, quick: values.quick === true, repetitions: values.quick ? 1 : repetitions, only: values.only, full: values.full === true };
+  if (!Number.isInteger(repetitions) || repetitions < 1 || repetitions > 100)
+    throw new CarvqError(`npm run bench: --repetitions must be a whole number from 1 to 100, got ${values.repetitions}`, EXIT.usage);
+  if (values.only !== undefined && !(values.only in GROUPS))
+    throw new CarvqError(`npm run bench: --only must be ${Object.keys(GROUPS).join(" or ")}, got ${values.only}`, EXIT.usage);
+  if (values.full === true && values.quick === true)
+    throw new CarvqError("npm run bench: --full and --quick contradict each other", EXIT.usage);
+  return {
+    json: values.json === true,
+    quick: values.quick === true,
+    repetitions: values.quick ? 1 : repetitions,
+    only: values.only,
+    full: values.full === true,
+  };
 }
 
 /** Writes through a temporary file, so an interrupted run never leaves half a report. */
@@ -53,8 +77,16 @@ async function main(): Promise<void> {
   const machine = describeMachine();
   const started = performance.now();
   const log = (line: string) => process.stderr.write(`${line}\n`);
-  const options: CompressBenchOptions = { quick: args.quick, repetitions: args.repetitions, threads: Math.min(2, availableParallelism()), log, full: args.full };
-  log(`bench: ${machine.cpu}, ${machine.cores} cores, Node ${machine.node}, load average ${machine.loadAverageAtStart}${args.quick ? " (quick: tiny shapes, one repetition)" : ""}`);
+  const options: CompressBenchOptions = {
+    quick: args.quick,
+    repetitions: args.repetitions,
+    threads: Math.min(2, availableParallelism()),
+    log,
+    full: args.full,
+  };
+  log(
+    `bench: ${machine.cpu}, ${machine.cores} cores, Node ${machine.node}, load average ${machine.loadAverageAtStart}${args.quick ? " (quick: tiny shapes, one repetition)" : ""}`,
+  );
   const groups: BenchGroup[] = [];
   for (const [name, run] of Object.entries(GROUPS)) {
     if (args.only !== undefined && args.only !== name) continue;

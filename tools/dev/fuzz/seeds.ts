@@ -2,20 +2,20 @@
 // with ROW_SCALES, RVQ in the row and column-block layouts, scalar int4/int3/int2, edge shapes),
 // blobs of random shapes, and small model files of every format the readers take, each with a map
 // of its header fields so the mutator can edit them one at a time.
-import * as F from "../../assembly/format.ts";
-import { randomBlob } from "../../host/random-blob.ts";
-import { drawFloatAdaptor, type DrawScales } from "../adaptor/model.ts";
-import { quantizeAdaptor } from "../adaptor/quantize.ts";
-import { encodeAdaptorMlp, encodeAdaptorTable } from "../blob/adaptor.ts";
-import { deriveHeader } from "../blob/header.ts";
-import { assembleBlob } from "../blob/writer.ts";
-import { compressMatrix, type CompressOptions } from "../compress.ts";
-import { f32ToF16 } from "../fp16.ts";
-import type { Matrix } from "../matrix.ts";
-import type { ModelFormat } from "../readers/tensor.ts";
+import * as F from "../../../assembly/format.ts";
+import { randomBlob } from "../../blob/random.ts";
+import { drawFloatAdaptor, type DrawScales } from "../../adaptor/model.ts";
+import { quantizeAdaptor } from "../../adaptor/quantize.ts";
+import { encodeAdaptorMlp, encodeAdaptorTable } from "../../blob/adaptor.ts";
+import { deriveHeader } from "../../blob/header.ts";
+import { assembleBlob } from "../../blob/writer.ts";
+import { compressMatrix, type CompressOptions } from "../../compress.ts";
+import { f32ToF16 } from "../../fp16.ts";
+import type { Matrix } from "../../matrix.ts";
+import type { ModelFormat } from "../../readers/tensor.ts";
 import { FieldSink, type Field, type TextRegion } from "./fields.ts";
 import type { Rng } from "./rng.ts";
-import { RVQ_METHOD } from "../quant/methods.ts";
+import { RVQ_METHOD } from "../../quant/methods.ts";
 
 /** Value spreads of the fuzzer's random adaptors. */
 const ADAPTOR_SCALES: DrawScales = { table: 2, weights: 1, bias: 0.2 };
@@ -51,7 +51,10 @@ export async function compressedBlobSeeds(): Promise<BlobSeed[]> {
   ];
   const seeds: BlobSeed[] = [];
   for (const [i, [name, rows, cols, options]] of kinds.entries()) {
-    seeds.push({ name, bytes: (await compressMatrix(seedMatrix(rows, cols, i), { iters: 2, seed: i, ...options }, { source: `${name}.npy` })).bytes });
+    seeds.push({
+      name,
+      bytes: (await compressMatrix(seedMatrix(rows, cols, i), { iters: 2, seed: i, ...options }, { source: `${name}.npy` })).bytes,
+    });
   }
   return [...seeds, ...(await adaptorBlobSeeds())];
 }
@@ -59,10 +62,19 @@ export async function compressedBlobSeeds(): Promise<BlobSeed[]> {
 /** v1.2 blobs with a corrective adaptor (int8 and FP16), over an RVQ blob with and without row scales. */
 async function adaptorBlobSeeds(): Promise<BlobSeed[]> {
   const out: BlobSeed[] = [];
-  for (const [k, precision, rowScale] of [[0, "int8", 0], [1, "fp16", 8]] as const) {
+  for (const [k, precision, rowScale] of [
+    [0, "int8", 0],
+    [1, "fp16", 8],
+  ] as const) {
     const rows = 30;
     const cols = 12;
-    const { blob: base, bytes: file } = await compressMatrix(seedMatrix(rows, cols, 20 + k), { h: 4, levels: 2, group: 16, iters: 2, rowScaleCount: rowScale });
+    const { blob: base, bytes: file } = await compressMatrix(seedMatrix(rows, cols, 20 + k), {
+      h: 4,
+      levels: 2,
+      group: 16,
+      iters: 2,
+      rowScaleCount: rowScale,
+    });
     const widths = k === 0 ? [4, 8, cols] : [3, 6, 5, cols];
     let state = 0x1234 + k;
     const value = (scale: number) => {
@@ -140,7 +152,10 @@ function edgeShapeBlob(rng: Rng): BlobSeed {
     // A few groups: g sub-vectors each, so the codebooks stay under ~1 MB.
     const group = Math.max(1, Math.ceil((rows * S) / rng.range(1, 3)));
     const rowScales = rng.chance(0.3) ? rng.range(1, 256) : 0;
-    return { name: `edge-rvq-${layout}-${rows}x${cols}-h${subvec}-L${levels}-g${group}-R${rowScales}`, bytes: randomBlob({ rows, cols, subvec, levels, group, layout, rowScales, seed }) };
+    return {
+      name: `edge-rvq-${layout}-${rows}x${cols}-h${subvec}-L${levels}-g${group}-R${rowScales}`,
+      bytes: randomBlob({ rows, cols, subvec, levels, group, layout, rowScales, seed }),
+    };
   }
   const rows = rng.range(1, 12);
   const cols = rng.range(256, 1024);
@@ -150,7 +165,10 @@ function edgeShapeBlob(rng: Rng): BlobSeed {
   const S = Math.ceil(cols / 256);
   const groupCount = layout === "row" ? Math.ceil((rows * S) / group) : Math.ceil(rows / group) * S;
   const g = groupCount > 16 ? rows * S : group;
-  return { name: `edge-big-group-${layout}-${rows}x${cols}-h256-L${levels}-g${g}`, bytes: randomBlob({ rows, cols, subvec: 256, levels, group: g, layout, rowScales: rng.chance(0.3) ? 7 : 0, seed }) };
+  return {
+    name: `edge-big-group-${layout}-${rows}x${cols}-h256-L${levels}-g${g}`,
+    bytes: randomBlob({ rows, cols, subvec: 256, levels, group: g, layout, rowScales: rng.chance(0.3) ? 7 : 0, seed }),
+  };
 }
 
 /**
@@ -165,7 +183,16 @@ function randomAdaptorBlob(rng: Rng): BlobSeed {
   const S = Math.ceil(cols / subvec);
   const layout = rng.pick(["row", "col"] as const);
   const rowScales = rng.chance(0.3) ? rng.range(1, 64) : 0;
-  const base = randomBlob({ rows, cols, subvec, levels: rng.range(1, 3), group: Math.max(1, Math.ceil((rows * S) / rng.range(1, 4))), layout, rowScales, seed: rng.u32() });
+  const base = randomBlob({
+    rows,
+    cols,
+    subvec,
+    levels: rng.range(1, 3),
+    group: Math.max(1, Math.ceil((rows * S) / rng.range(1, 4))),
+    layout,
+    rowScales,
+    seed: rng.u32(),
+  });
   const widths = [rng.range(1, 32)];
   const hidden = rng.range(0, 3);
   for (let k = 0; k < hidden; k++) widths.push(rng.chance(0.3) ? rng.range(200, 600) : rng.range(1, 48));
@@ -185,12 +212,25 @@ function randomAdaptorBlob(rng: Rng): BlobSeed {
     sections.push({ id: view.getUint32(at + F.S_ID, true), bytes: base.slice(offset, offset + length) });
   }
   const metadata = sections.filter((x) => x.id === F.SECTION_METADATA);
-  const bytes = assembleBlob(deriveHeader({ method: "carvq", rows, cols, subvec, levels: view.getUint32(F.H_LEVELS, true), group: view.getUint32(F.H_GROUP, true), layout, rowScaled: rowScales > 0, adapted: true }), [
-    ...sections.filter((x) => x.id !== F.SECTION_METADATA),
-    { id: F.SECTION_ADAPTOR_TABLE, bytes: encodeAdaptorTable(stored) },
-    { id: F.SECTION_ADAPTOR_MLP, bytes: encodeAdaptorMlp(stored) },
-    ...metadata,
-  ]);
+  const bytes = assembleBlob(
+    deriveHeader({
+      method: "carvq",
+      rows,
+      cols,
+      subvec,
+      levels: view.getUint32(F.H_LEVELS, true),
+      group: view.getUint32(F.H_GROUP, true),
+      layout,
+      rowScaled: rowScales > 0,
+      adapted: true,
+    }),
+    [
+      ...sections.filter((x) => x.id !== F.SECTION_METADATA),
+      { id: F.SECTION_ADAPTOR_TABLE, bytes: encodeAdaptorTable(stored) },
+      { id: F.SECTION_ADAPTOR_MLP, bytes: encodeAdaptorMlp(stored) },
+      ...metadata,
+    ],
+  );
   return { name: `random-adaptor-${rows}x${cols}-${widths.join("-")}-${precision}-table-${tablePrecision}-R${rowScales}`, bytes };
 }
 
@@ -312,7 +352,15 @@ function safetensorsSeed(name: string, tensors: RawTensor[], embedding: string, 
   sink.bytes(json);
   for (const t of tensors) sink.bytes(t.data);
   const lengthField = sink.fields[0];
-  return { name, format: "safetensors", ext: ".safetensors", bytes: sink.result(), fields: sink.fields, text: [{ name: "JSON header", offset: 8, length: json.length, lengthField }], expect: { tensor: embedding, rows: m.rows, cols: m.cols, values: m.data } };
+  return {
+    name,
+    format: "safetensors",
+    ext: ".safetensors",
+    bytes: sink.result(),
+    fields: sink.fields,
+    text: [{ name: "JSON header", offset: 8, length: json.length, lengthField }],
+    expect: { tensor: embedding, rows: m.rows, cols: m.cols, values: m.data },
+  };
 }
 
 const GGML = { F32: 0, F16: 1, Q8_0: 8, BF16: 30 } as const;
@@ -324,23 +372,77 @@ interface GgufTensorSpec {
   data: Uint8Array;
 }
 
-function ggufSeed(name: string, version: number, alignment: number | null, tensors: GgufTensorSpec[], embedding: string, m: Matrix): ModelSeed {
+function ggufSeed(
+  name: string,
+  version: number,
+  alignment: number | null,
+  tensors: GgufTensorSpec[],
+  embedding: string,
+  m: Matrix,
+): ModelSeed {
   const align = alignment ?? 32;
   const sink = new FieldSink();
   sink.u32("magic", 0x46554747);
   sink.u32("version", version);
   sink.u64("tensor count", tensors.length);
   const kv: ((s: FieldSink) => void)[] = [
-    (s) => { s.string("key general.architecture", "general.architecture"); s.u32("general.architecture type", 8); s.string("general.architecture value", "llama"); },
-    (s) => { s.string("key llama.context_length", "llama.context_length"); s.u32("llama.context_length type", 4); s.u32("llama.context_length value", 2048); },
-    (s) => { s.string("key scores", "tokenizer.ggml.scores"); s.u32("scores type", 9); s.u32("scores element type", 6); s.u64("scores array length", 3); s.bytes(new Uint8Array(new Float32Array([0.5, -1, 2]).buffer)); },
-    (s) => { s.string("key tokens", "tokenizer.ggml.tokens"); s.u32("tokens type", 9); s.u32("tokens element type", 8); s.u64("tokens array length", 4); for (const w of ["<s>", "</s>", "a", "b"]) s.string("token", w); },
-    (s) => { s.string("key nested", "fuzz.nested"); s.u32("nested type", 9); s.u32("nested element type", 9); s.u64("nested array length", 2); for (let i = 0; i < 2; i++) { s.u32("inner element type", 0); s.u64("inner array length", 3); s.bytes(Uint8Array.of(1, 2, 3)); } },
-    (s) => { s.string("key u64", "fuzz.u64"); s.u32("u64 type", 10); s.u64("u64 value", 123456789); },
-    (s) => { s.string("key bool", "fuzz.bool"); s.u32("bool type", 7); s.int("bool value", 1, 1); },
-    (s) => { s.string("key f64", "fuzz.f64"); s.u32("f64 type", 12); s.bytes(new Uint8Array(new Float64Array([1.5]).buffer)); },
+    (s) => {
+      s.string("key general.architecture", "general.architecture");
+      s.u32("general.architecture type", 8);
+      s.string("general.architecture value", "llama");
+    },
+    (s) => {
+      s.string("key llama.context_length", "llama.context_length");
+      s.u32("llama.context_length type", 4);
+      s.u32("llama.context_length value", 2048);
+    },
+    (s) => {
+      s.string("key scores", "tokenizer.ggml.scores");
+      s.u32("scores type", 9);
+      s.u32("scores element type", 6);
+      s.u64("scores array length", 3);
+      s.bytes(new Uint8Array(new Float32Array([0.5, -1, 2]).buffer));
+    },
+    (s) => {
+      s.string("key tokens", "tokenizer.ggml.tokens");
+      s.u32("tokens type", 9);
+      s.u32("tokens element type", 8);
+      s.u64("tokens array length", 4);
+      for (const w of ["<s>", "</s>", "a", "b"]) s.string("token", w);
+    },
+    (s) => {
+      s.string("key nested", "fuzz.nested");
+      s.u32("nested type", 9);
+      s.u32("nested element type", 9);
+      s.u64("nested array length", 2);
+      for (let i = 0; i < 2; i++) {
+        s.u32("inner element type", 0);
+        s.u64("inner array length", 3);
+        s.bytes(Uint8Array.of(1, 2, 3));
+      }
+    },
+    (s) => {
+      s.string("key u64", "fuzz.u64");
+      s.u32("u64 type", 10);
+      s.u64("u64 value", 123456789);
+    },
+    (s) => {
+      s.string("key bool", "fuzz.bool");
+      s.u32("bool type", 7);
+      s.int("bool value", 1, 1);
+    },
+    (s) => {
+      s.string("key f64", "fuzz.f64");
+      s.u32("f64 type", 12);
+      s.bytes(new Uint8Array(new Float64Array([1.5]).buffer));
+    },
   ];
-  if (alignment !== null) kv.push((s) => { s.string("key general.alignment", "general.alignment"); s.u32("general.alignment type", 4); s.u32("general.alignment value", alignment); });
+  if (alignment !== null)
+    kv.push((s) => {
+      s.string("key general.alignment", "general.alignment");
+      s.u32("general.alignment type", 4);
+      s.u32("general.alignment value", alignment);
+    });
   sink.u64("metadata count", kv.length);
   for (const write of kv) write(sink);
   let relative = 0;
@@ -361,7 +463,15 @@ function ggufSeed(name: string, version: number, alignment: number | null, tenso
     sink.bytes(t.data);
     if (i < tensors.length - 1) sink.padTo(align);
   });
-  return { name, format: "gguf", ext: ".gguf", bytes: sink.result(), fields: sink.fields, text: [], expect: { tensor: embedding, rows: m.rows, cols: m.cols, values: m.data } };
+  return {
+    name,
+    format: "gguf",
+    ext: ".gguf",
+    bytes: sink.result(),
+    fields: sink.fields,
+    text: [],
+    expect: { tensor: embedding, rows: m.rows, cols: m.cols, values: m.data },
+  };
 }
 
 function npySeed(name: string, version: 1 | 2 | 3, descr: string, m: Matrix, data: Uint8Array): ModelSeed {
@@ -377,7 +487,15 @@ function npySeed(name: string, version: 1 | 2 | 3, descr: string, m: Matrix, dat
   const lengthField = sink.fields[2];
   sink.bytes(new TextEncoder().encode(text));
   sink.bytes(data);
-  return { name, format: "npy", ext: ".npy", bytes: sink.result(), fields: sink.fields, text: [{ name: "header dict", offset: preamble, length: text.length, lengthField }], expect: { tensor: "array", rows: m.rows, cols: m.cols, values: m.data } };
+  return {
+    name,
+    format: "npy",
+    ext: ".npy",
+    bytes: sink.result(),
+    fields: sink.fields,
+    text: [{ name: "header dict", offset: preamble, length: text.length, lengthField }],
+    expect: { tensor: "array", rows: m.rows, cols: m.cols, values: m.data },
+  };
 }
 
 function llama2cSeed(name: string, separate: boolean, m: Matrix): ModelSeed {
@@ -388,11 +506,26 @@ function llama2cSeed(name: string, separate: boolean, m: Matrix): ModelSeed {
   const names = ["dim", "hidden_dim", "n_layers", "n_heads", "n_kv_heads", "vocab_size", "seq_len"];
   [dim, hidden, layers, heads, kvHeads, separate ? -m.rows : m.rows, seqLen].forEach((v, i) => sink.int(names[i], 4, v, true));
   sink.bytes(encode(m, "F32"));
-  const rest = layers * dim * 2 + layers * dim * dim * 2 + layers * kvDim * dim * 2 + layers * hidden * dim * 3 + dim + seqLen * headSize + (separate ? m.rows * dim : 0);
+  const rest =
+    layers * dim * 2 +
+    layers * dim * dim * 2 +
+    layers * kvDim * dim * 2 +
+    layers * hidden * dim * 3 +
+    dim +
+    seqLen * headSize +
+    (separate ? m.rows * dim : 0);
   const weights = new Float32Array(rest);
   for (let i = 0; i < rest; i++) weights[i] = ((i % 17) - 8) / 64;
   sink.bytes(new Uint8Array(weights.buffer));
-  return { name, format: "llama2c", ext: ".bin", bytes: sink.result(), fields: sink.fields, text: [], expect: { tensor: "token_embedding_table", rows: m.rows, cols: m.cols, values: m.data } };
+  return {
+    name,
+    format: "llama2c",
+    ext: ".bin",
+    bytes: sink.result(),
+    fields: sink.fields,
+    text: [],
+    expect: { tensor: "token_embedding_table", rows: m.rows, cols: m.cols, values: m.data },
+  };
 }
 
 /** Small model files of every supported format and dtype. */
@@ -403,19 +536,61 @@ export function modelSeeds(): ModelSeed[] {
   const d = exactValues(7, 16, 4);
   const norm = exactValues(1, 16, 5);
   return [
-    safetensorsSeed("safetensors-f32", [
-      { name: "model.embed_tokens.weight", dtype: "F32", shape: [a.rows, a.cols], data: encode(a, "F32") },
-      { name: "model.norm.weight", dtype: "F32", shape: [16], data: encode(norm, "F32") },
-    ], "model.embed_tokens.weight", a),
-    safetensorsSeed("safetensors-f16", [{ name: "transformer.wte.weight", dtype: "F16", shape: [b.rows, b.cols], data: encode(b, "F16") }], "transformer.wte.weight", b),
-    safetensorsSeed("safetensors-bf16", [
-      { name: "lm_head.weight", dtype: "BF16", shape: [c.rows, c.cols], data: encode(c, "BF16") },
-      { name: "positions", dtype: "I64", shape: [2], data: new Uint8Array(16) },
-      { name: "model.embed_tokens.weight", dtype: "BF16", shape: [c.rows, c.cols], data: encode(c, "BF16") },
-    ], "model.embed_tokens.weight", c),
-    ggufSeed("gguf-v3-f32", 3, null, [{ name: "token_embd.weight", type: GGML.F32, ne: [a.cols, a.rows], data: encode(a, "F32") }, { name: "output_norm.weight", type: GGML.F32, ne: [16], data: encode(norm, "F32") }], "token_embd.weight", a),
-    ggufSeed("gguf-v2-f16-align64", 2, 64, [{ name: "blk.0.ffn.weight", type: GGML.Q8_0, ne: [32, 2], data: new Uint8Array(68).fill(1) }, { name: "token_embd.weight", type: GGML.F16, ne: [b.cols, b.rows], data: encode(b, "F16") }], "token_embd.weight", b),
-    ggufSeed("gguf-v3-bf16", 3, 16, [{ name: "token_embd.weight", type: GGML.BF16, ne: [d.cols, d.rows], data: encode(d, "BF16") }], "token_embd.weight", d),
+    safetensorsSeed(
+      "safetensors-f32",
+      [
+        { name: "model.embed_tokens.weight", dtype: "F32", shape: [a.rows, a.cols], data: encode(a, "F32") },
+        { name: "model.norm.weight", dtype: "F32", shape: [16], data: encode(norm, "F32") },
+      ],
+      "model.embed_tokens.weight",
+      a,
+    ),
+    safetensorsSeed(
+      "safetensors-f16",
+      [{ name: "transformer.wte.weight", dtype: "F16", shape: [b.rows, b.cols], data: encode(b, "F16") }],
+      "transformer.wte.weight",
+      b,
+    ),
+    safetensorsSeed(
+      "safetensors-bf16",
+      [
+        { name: "lm_head.weight", dtype: "BF16", shape: [c.rows, c.cols], data: encode(c, "BF16") },
+        { name: "positions", dtype: "I64", shape: [2], data: new Uint8Array(16) },
+        { name: "model.embed_tokens.weight", dtype: "BF16", shape: [c.rows, c.cols], data: encode(c, "BF16") },
+      ],
+      "model.embed_tokens.weight",
+      c,
+    ),
+    ggufSeed(
+      "gguf-v3-f32",
+      3,
+      null,
+      [
+        { name: "token_embd.weight", type: GGML.F32, ne: [a.cols, a.rows], data: encode(a, "F32") },
+        { name: "output_norm.weight", type: GGML.F32, ne: [16], data: encode(norm, "F32") },
+      ],
+      "token_embd.weight",
+      a,
+    ),
+    ggufSeed(
+      "gguf-v2-f16-align64",
+      2,
+      64,
+      [
+        { name: "blk.0.ffn.weight", type: GGML.Q8_0, ne: [32, 2], data: new Uint8Array(68).fill(1) },
+        { name: "token_embd.weight", type: GGML.F16, ne: [b.cols, b.rows], data: encode(b, "F16") },
+      ],
+      "token_embd.weight",
+      b,
+    ),
+    ggufSeed(
+      "gguf-v3-bf16",
+      3,
+      16,
+      [{ name: "token_embd.weight", type: GGML.BF16, ne: [d.cols, d.rows], data: encode(d, "BF16") }],
+      "token_embd.weight",
+      d,
+    ),
     npySeed("npy-v1-f4", 1, "<f4", c, encode(c, "F32")),
     npySeed("npy-v2-f2", 2, "<f2", d, encode(d, "F16")),
     npySeed("npy-v3-f4", 3, "<f4", b, encode(b, "F32")),

@@ -17,10 +17,10 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
-import { guestPath, loadTargets, type BuildName, type ModeName, type Target } from "../../host/common.ts";
-import { runWasiCommand, wasmPath } from "../../host/node.ts";
-import { randomBlob, type RandomBlobOptions } from "../../host/random-blob.ts";
-import { createRandom } from "../random.ts";
+import { guestPath, loadTargets, type BuildName, type ModeName, type Target } from "../../../host/common.ts";
+import { runWasiCommand, wasmPath } from "../../../host/node.ts";
+import { randomBlob, type RandomBlobOptions } from "../../blob/random.ts";
+import { createRandom } from "../../random.ts";
 
 interface Measure {
   label: string;
@@ -50,7 +50,10 @@ function blobFor(shape: RandomBlobOptions): { path: string; bytes: number; rows:
   let blob = blobs.get(key);
   if (blob === undefined) {
     const bytes = randomBlob({ seed: 1, ...shape });
-    const path = join(dir, `${shape.rows}x${shape.cols}${shape.rowScales ? `-r${shape.rowScales}` : ""}${shape.adaptor ? `-a${shape.adaptor.widths.join("-")}` : ""}.carvq`);
+    const path = join(
+      dir,
+      `${shape.rows}x${shape.cols}${shape.rowScales ? `-r${shape.rowScales}` : ""}${shape.adaptor ? `-a${shape.adaptor.widths.join("-")}` : ""}.carvq`,
+    );
     writeFileSync(path, bytes);
     blob = { path, bytes: bytes.length, rows: shape.rows };
     blobs.set(key, blob);
@@ -68,7 +71,15 @@ function timedRun(wasm: string, args: string[]): { seconds: number; peak: number
   return { seconds, peak: run.peakMemoryBytes };
 }
 
-function measure(label: string, wasm: string, build: BuildName, mode: ModeName, budgetBytes: number, blob: { path: string; bytes: number; rows: number }, options: { tokens?: number; extra?: string[] } = {}): Measure {
+function measure(
+  label: string,
+  wasm: string,
+  build: BuildName,
+  mode: ModeName,
+  budgetBytes: number,
+  blob: { path: string; bytes: number; rows: number },
+  options: { tokens?: number; extra?: string[] } = {},
+): Measure {
   const random = createRandom(12345);
   // The token ids are the command line, which lives in linear memory: ~10 bytes per token must
   // leave room under small budgets (mcu-128k: 2048 tokens take ~20 KiB of its 128 KiB).
@@ -85,12 +96,26 @@ function measure(label: string, wasm: string, build: BuildName, mode: ModeName, 
     many = Math.min(many, b.seconds);
     peak = Math.max(peak, a.peak, b.peak);
   }
-  return { label, wasm, build, mode, budgetBytes, blobBytes: blob.bytes, tokens: n, lookupsPerSecond: (n - 1) / Math.max(many - one, 1e-9), openSeconds: one, peakMemoryBytes: peak };
+  return {
+    label,
+    wasm,
+    build,
+    mode,
+    budgetBytes,
+    blobBytes: blob.bytes,
+    tokens: n,
+    lookupsPerSecond: (n - 1) / Math.max(many - one, 1e-9),
+    openSeconds: one,
+    peakMemoryBytes: peak,
+  };
 }
 
 const llama: RandomBlobOptions = { rows: 128256, cols: 2048, subvec: 8, levels: 2, group: 1024, layout: "row" };
 /** The paper's adaptor sizes, its output width the table's. */
-const paperAdaptor = (cols: number): RandomBlobOptions["adaptor"] => ({ widths: cols >= 2048 ? [16, 384, 512, cols] : cols >= 512 ? [16, 128, 128, cols] : [16, 64, 64, cols], precision: "int8" });
+const paperAdaptor = (cols: number): RandomBlobOptions["adaptor"] => ({
+  widths: cols >= 2048 ? [16, 384, 512, cols] : cols >= 512 ? [16, 128, 128, cols] : [16, 64, 64, cols],
+  precision: "int8",
+});
 /** Tokens per timed run with an adaptor (its MLP costs far more than the rest of a lookup). */
 const NA = Math.max(2, Math.floor(N / 8));
 const results: Measure[] = [];
@@ -113,17 +138,51 @@ try {
       results.push(measure(`generic ${build} ${mode} +adaptor`, wasmPath({ build }), build, mode, 2 ** 32, adapted, { tokens: NA }));
     }
   }
-  results.push(measure("generic simd streaming +adaptor 64K tiles", wasmPath({ build: "simd" }), "simd", "streaming", 2 ** 32, adapted, { tokens: NA, extra: ["--adaptor-tile", "65536"] }));
-  results.push(measure("generic simd streaming +adaptor 64K tiles, 1 token/batch", wasmPath({ build: "simd" }), "simd", "streaming", 2 ** 32, adapted, { tokens: NA, extra: ["--adaptor-tile", "65536", "--adaptor-batch", "1"] }));
+  results.push(
+    measure("generic simd streaming +adaptor 64K tiles", wasmPath({ build: "simd" }), "simd", "streaming", 2 ** 32, adapted, {
+      tokens: NA,
+      extra: ["--adaptor-tile", "65536"],
+    }),
+  );
+  results.push(
+    measure(
+      "generic simd streaming +adaptor 64K tiles, 1 token/batch",
+      wasmPath({ build: "simd" }),
+      "simd",
+      "streaming",
+      2 ** 32,
+      adapted,
+      { tokens: NA, extra: ["--adaptor-tile", "65536", "--adaptor-batch", "1"] },
+    ),
+  );
   const targets: Target[] = loadTargets();
   for (const t of targets) {
     const build: BuildName = t.simd ? "simd" : "scalar";
-    results.push(measure(`target ${t.name}`, wasmPath({ target: t.name }), build, t.mode, t.memoryBudgetBytes, blobFor(t.representative as RandomBlobOptions)));
+    results.push(
+      measure(
+        `target ${t.name}`,
+        wasmPath({ target: t.name }),
+        build,
+        t.mode,
+        t.memoryBudgetBytes,
+        blobFor(t.representative as RandomBlobOptions),
+      ),
+    );
   }
   for (const t of targets) {
     const build: BuildName = t.simd ? "simd" : "scalar";
     const shape = t.representative as RandomBlobOptions;
-    results.push(measure(`target ${t.name} +adaptor`, wasmPath({ target: t.name }), build, t.mode, t.memoryBudgetBytes, blobFor({ ...shape, adaptor: paperAdaptor(shape.cols) }), { tokens: NA }));
+    results.push(
+      measure(
+        `target ${t.name} +adaptor`,
+        wasmPath({ target: t.name }),
+        build,
+        t.mode,
+        t.memoryBudgetBytes,
+        blobFor({ ...shape, adaptor: paperAdaptor(shape.cols) }),
+        { tokens: NA },
+      ),
+    );
   }
 } finally {
   rmSync(dir, { recursive: true, force: true });
@@ -138,10 +197,16 @@ const ratios = {
   residentOverStreamingSimd: ratio("generic simd resident", "generic simd streaming"),
   residentOverStreamingScalar: ratio("generic scalar resident", "generic scalar streaming"),
   rowScaleOverPlain: Object.fromEntries(
-    ["simd resident", "simd streaming", "scalar resident", "scalar streaming"].map((c) => [c, ratio(`generic ${c} +rowscale`, `generic ${c}`)]),
+    ["simd resident", "simd streaming", "scalar resident", "scalar streaming"].map((c) => [
+      c,
+      ratio(`generic ${c} +rowscale`, `generic ${c}`),
+    ]),
   ) as Record<string, number>,
   adaptorOverPlain: Object.fromEntries(
-    ["simd resident", "simd streaming", "scalar resident", "scalar streaming"].map((c) => [c, ratio(`generic ${c} +adaptor`, `generic ${c}`)]),
+    ["simd resident", "simd streaming", "scalar resident", "scalar streaming"].map((c) => [
+      c,
+      ratio(`generic ${c} +adaptor`, `generic ${c}`),
+    ]),
   ) as Record<string, number>,
   adaptorBatchedOverSingle: ratio("generic simd streaming +adaptor 64K tiles", "generic simd streaming +adaptor 64K tiles, 1 token/batch"),
 };
@@ -169,8 +234,12 @@ if (values.json) {
     "",
     `SIMD / scalar:        resident ${ratios.simdOverScalarResident.toFixed(2)}x, streaming ${ratios.simdOverScalarStreaming.toFixed(2)}x`,
     `resident / streaming: simd ${ratios.residentOverStreamingSimd.toFixed(2)}x, scalar ${ratios.residentOverStreamingScalar.toFixed(2)}x`,
-    `row scales / none:    ${Object.entries(ratios.rowScaleOverPlain).map(([c, r]) => `${c} ${r.toFixed(2)}x`).join(", ")}`,
-    `adaptor / none:       ${Object.entries(ratios.adaptorOverPlain).map(([c, r]) => `${c} ${r.toFixed(4)}x`).join(", ")}`,
+    `row scales / none:    ${Object.entries(ratios.rowScaleOverPlain)
+      .map(([c, r]) => `${c} ${r.toFixed(2)}x`)
+      .join(", ")}`,
+    `adaptor / none:       ${Object.entries(ratios.adaptorOverPlain)
+      .map(([c, r]) => `${c} ${r.toFixed(4)}x`)
+      .join(", ")}`,
     `adaptor, 64 KiB tiles, batched / one token per batch: ${ratios.adaptorBatchedOverSingle.toFixed(2)}x`,
   ];
   process.stdout.write(`${lines.join("\n")}\n`);

@@ -6,12 +6,12 @@
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { loadTarget, wasmPath } from "../../host/common.ts";
-import { runMinimalWasi } from "../../host/minimal-wasi.ts";
-import { openRuntime } from "../../host/node.ts";
-import { randomBlob } from "../../host/random-blob.ts";
-import { parseBlob } from "../blob/reader.ts";
-import { decodeTokens } from "../decoder.ts";
+import { loadTarget, wasmPath } from "../../../host/common.ts";
+import { runMinimalWasi } from "../../../host/minimal-wasi.ts";
+import { openRuntime } from "../../../host/node.ts";
+import { randomBlob } from "../../blob/random.ts";
+import { parseBlob } from "../../blob/reader.ts";
+import { decodeTokens } from "../../decoder.ts";
 import { Rng } from "./rng.ts";
 
 export interface SoakOptions {
@@ -58,7 +58,15 @@ export async function runSoak(options: SoakOptions): Promise<SoakResult> {
   const shape = target.representative ?? { rows: 32000, cols: 288, subvec: 8, levels: 2, group: 1024, layout: "row" as const };
   const rows = options.rows ?? shape.rows;
   const cols = options.cols ?? shape.cols;
-  const bytes = randomBlob({ rows, cols, subvec: shape.subvec, levels: shape.levels, group: shape.group, layout: shape.layout, seed: options.seed ?? 1 });
+  const bytes = randomBlob({
+    rows,
+    cols,
+    subvec: shape.subvec,
+    levels: shape.levels,
+    group: shape.group,
+    layout: shape.layout,
+    seed: options.seed ?? 1,
+  });
   const blob = parseBlob(bytes, "soak.carvq");
   const rng = new Rng(options.seed ?? 1, 0x50a4);
   const perRun = options.tokensPerRun ?? 2048;
@@ -68,8 +76,20 @@ export async function runSoak(options: SoakOptions): Promise<SoakResult> {
   writeFileSync(path, bytes);
   const module = options.host === "minimal" ? new WebAssembly.Module(readFileSync(wasmPath({ target: target.name }))) : null;
   const result: SoakResult = {
-    host: options.host, target: target.name, budgetBytes: target.memoryBudgetBytes, blobBytes: bytes.length, runs: 0, lookups: 0, seconds: 0,
-    firstPeakBytes: 0, maxPeakBytes: 0, minPeakBytes: Infinity, fdsBefore: 0, fdsAfter: 0, mismatches: 0, failures: [],
+    host: options.host,
+    target: target.name,
+    budgetBytes: target.memoryBudgetBytes,
+    blobBytes: bytes.length,
+    runs: 0,
+    lookups: 0,
+    seconds: 0,
+    firstPeakBytes: 0,
+    maxPeakBytes: 0,
+    minPeakBytes: Infinity,
+    fdsBefore: 0,
+    fdsAfter: 0,
+    mismatches: 0,
+    failures: [],
   };
   const started = performance.now();
   // Open the handle before counting: its own state (none, for node:wasi) is not a per-run leak.
@@ -87,9 +107,13 @@ export async function runSoak(options: SoakOptions): Promise<SoakResult> {
           out = new Uint8Array(rowsOut.buffer, rowsOut.byteOffset, rowsOut.byteLength);
           peak = runtime.lastRun!.peakMemoryBytes;
         } else {
-          const run = runMinimalWasi(module!, { args: ["lookup", "--mode", "streaming", "/flash/soak.carvq", ...tokens.map(String)], preopens: [{ name: "/flash", files: { "soak.carvq": bytes } }] });
+          const run = runMinimalWasi(module!, {
+            args: ["lookup", "--mode", "streaming", "/flash/soak.carvq", ...tokens.map(String)],
+            preopens: [{ name: "/flash", files: { "soak.carvq": bytes } }],
+          });
           if (run.exitCode !== 0) throw new Error(run.stderr.trim());
-          if (run.calls.path_open !== run.calls.fd_close) throw new Error(`opened ${run.calls.path_open} files, closed ${run.calls.fd_close}`);
+          if (run.calls.path_open !== run.calls.fd_close)
+            throw new Error(`opened ${run.calls.path_open} files, closed ${run.calls.fd_close}`);
           out = run.stdout;
           peak = run.peakMemoryBytes;
         }
@@ -104,7 +128,8 @@ export async function runSoak(options: SoakOptions): Promise<SoakResult> {
       result.minPeakBytes = Math.min(result.minPeakBytes, peak);
       if (verify) {
         const want = decodeTokens(blob, tokens);
-        if (!Buffer.from(out.buffer, out.byteOffset, out.byteLength).equals(Buffer.from(want.buffer, want.byteOffset, want.byteLength))) result.mismatches++;
+        if (!Buffer.from(out.buffer, out.byteOffset, out.byteLength).equals(Buffer.from(want.buffer, want.byteOffset, want.byteLength)))
+          result.mismatches++;
       }
       result.runs++;
       result.lookups += count;

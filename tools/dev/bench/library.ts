@@ -1,9 +1,9 @@
 // Timing the runtime as a library from JavaScript: an open table's single-token lookups, its open
 // and first lookup, and today's one-shot command for the same token, all wall-clock time in this
-// process (performance.now). Used by the lookup goals (tools/bench/lookup-goals.ts) and by
-// `npm run bench:library` (tools/bench/library-main.ts).
-import { openTable, type OpenTableOptions, type Table } from "../../host/table.ts";
-import { createRandom } from "../random.ts";
+// process (performance.now). Used by the lookup goals (tools/dev/bench/lookup-goals.ts) and by
+// `npm run bench:library` (tools/dev/bench/library-main.ts).
+import { openTable, type OpenTableOptions, type Table } from "../../../host/table.ts";
+import { createRandom } from "../../random.ts";
 
 /** `count` token ids below `rows`, the same for the same seed. */
 export function randomTokens(rows: number, count: number, seed = 12345): Uint32Array {

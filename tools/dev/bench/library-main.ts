@@ -11,18 +11,29 @@ import { mkdtempSync, rmSync, statSync } from "node:fs";
 import { devNull, tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { parseArgs } from "node:util";
-import { checkRun, GUEST_DIR, guestPath, projectRoot, type ModeName } from "../../host/common.ts";
-import { openComponentTable } from "../../host/jco.ts";
-import { runWasiCommand, wasmPath } from "../../host/node.ts";
-import { openTable, type TableMode } from "../../host/table.ts";
-import { CarvqError } from "../errors.ts";
+import { checkRun, GUEST_DIR, guestPath, projectRoot, type ModeName } from "../../../host/common.ts";
+import { openComponentTable } from "../../../host/jco.ts";
+import { runWasiCommand, wasmPath } from "../../../host/node.ts";
+import { openTable, type TableMode } from "../../../host/table.ts";
+import { CarvqError } from "../../errors.ts";
 import { openTiming, randomTokens, singleLookupSeconds } from "./library.ts";
 
 const { values, positionals } = parseArgs({
   allowPositionals: true,
-  options: { target: { type: "string" }, mode: { type: "string" }, tokens: { type: "string" }, "one-shot": { type: "string" }, "no-jco": { type: "boolean" }, json: { type: "boolean" } },
+  options: {
+    target: { type: "string" },
+    mode: { type: "string" },
+    tokens: { type: "string" },
+    "one-shot": { type: "string" },
+    "no-jco": { type: "boolean" },
+    json: { type: "boolean" },
+  },
 });
-if (positionals.length !== 1) throw new CarvqError("npm run bench:library -- <blob> [--target NAME] [--mode resident|streaming] [--tokens N] [--one-shot K] [--no-jco] [--json]", 2);
+if (positionals.length !== 1)
+  throw new CarvqError(
+    "npm run bench:library -- <blob> [--target NAME] [--mode resident|streaming] [--tokens N] [--one-shot K] [--no-jco] [--json]",
+    2,
+  );
 const blob = resolve(positionals[0]);
 const target = values.target ?? "rpi-zero2w";
 const mode = (values.mode ?? "streaming") as TableMode;
@@ -46,7 +57,9 @@ async function main() {
   const nodePerToken = singleLookupSeconds(table, tokens, PASSES);
   const memoryBytes = table.memoryBytes;
   table.close();
-  log(`  library, Node: open ${ms(nodeOpen.openSeconds)} (fastest of 3), first lookup ${us(nodeOpen.firstLookupSeconds)}, ${us(nodePerToken)} per token (fastest of ${PASSES} passes), linear memory ${memoryBytes} bytes`);
+  log(
+    `  library, Node: open ${ms(nodeOpen.openSeconds)} (fastest of 3), first lookup ${us(nodeOpen.firstLookupSeconds)}, ${us(nodePerToken)} per token (fastest of ${PASSES} passes), linear memory ${memoryBytes} bytes`,
+  );
 
   // The WIT component under jco (the generic SIMD build; its open takes no mode: auto).
   let jco: { firstOpenSeconds: number; openSeconds: number; perTokenSeconds: number } | null = null;
@@ -70,7 +83,9 @@ async function main() {
     }
     component.close();
     jco = { firstOpenSeconds: firstSeconds, openSeconds, perTokenSeconds: best };
-    log(`  component, jco (generic SIMD build, mode auto): first open ${ms(firstSeconds)} (transpiling the component included), then instantiate + open ${ms(openSeconds)}, ${us(best)} per token`);
+    log(
+      `  component, jco (generic SIMD build, mode auto): first open ${ms(firstSeconds)} (transpiling the component included), then instantiate + open ${ms(openSeconds)}, ${us(best)} per token`,
+    );
   }
 
   // Today's one-shot command, K runs of one token each: in process, then as `carvq lookup`.
@@ -80,7 +95,12 @@ async function main() {
   try {
     for (let k = 0; k < K; k++) {
       const started = performance.now();
-      const run = runWasiCommand(wasm, ["lookup", "--mode", mode as ModeName, guestPath(blob), String(tokens[k % N])], { [GUEST_DIR]: dirname(blob) }, { scratchDir: scratch, discardStdout: true });
+      const run = runWasiCommand(
+        wasm,
+        ["lookup", "--mode", mode as ModeName, guestPath(blob), String(tokens[k % N])],
+        { [GUEST_DIR]: dirname(blob) },
+        { scratchDir: scratch, discardStdout: true },
+      );
       const seconds = (performance.now() - started) / 1000;
       checkRun(run, blob);
       inProcess = Math.min(inProcess, seconds);
@@ -92,13 +112,33 @@ async function main() {
   let spawned = Infinity;
   for (let k = 0; k < K; k++) {
     const started = performance.now();
-    const run = spawnSync(process.execPath, ["--no-warnings", cli, "lookup", blob, "--tokens", String(tokens[k % N]), "--target", target, "--mode", mode, "-o", devNull, "--force"], { encoding: "utf8" });
+    const run = spawnSync(
+      process.execPath,
+      [
+        "--no-warnings",
+        cli,
+        "lookup",
+        blob,
+        "--tokens",
+        String(tokens[k % N]),
+        "--target",
+        target,
+        "--mode",
+        mode,
+        "-o",
+        devNull,
+        "--force",
+      ],
+      { encoding: "utf8" },
+    );
     const seconds = (performance.now() - started) / 1000;
     if (run.status !== 0) throw new CarvqError(`carvq lookup failed: ${run.stderr.trim()}`, run.status ?? 70);
     spawned = Math.min(spawned, seconds);
   }
   log(`  one-shot command, in process: ${ms(inProcess)} per token (fastest of ${K}); carvq lookup per process: ${ms(spawned)}`);
-  log(`  ratio one-shot / library: ${(inProcess / nodePerToken).toFixed(0)}x in process, ${(spawned / nodePerToken).toFixed(0)}x per carvq lookup process`);
+  log(
+    `  ratio one-shot / library: ${(inProcess / nodePerToken).toFixed(0)}x in process, ${(spawned / nodePerToken).toFixed(0)}x per carvq lookup process`,
+  );
 
   const result = {
     blob,
@@ -111,7 +151,11 @@ async function main() {
     node: { ...nodeOpen, perTokenSeconds: nodePerToken, memoryBytes },
     jco,
     oneShot: { runs: K, inProcessSeconds: inProcess, carvqLookupSeconds: spawned },
-    ratios: { inProcessOverLibrary: inProcess / nodePerToken, carvqLookupOverLibrary: spawned / nodePerToken, ...(jco ? { jcoOverNode: jco.perTokenSeconds / nodePerToken } : {}) },
+    ratios: {
+      inProcessOverLibrary: inProcess / nodePerToken,
+      carvqLookupOverLibrary: spawned / nodePerToken,
+      ...(jco ? { jcoOverNode: jco.perTokenSeconds / nodePerToken } : {}),
+    },
   };
   if (values.json === true) process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
 }

@@ -6,17 +6,17 @@
 //
 // Shapes: a Llama-3.2-1B-shaped table (128256 x 2048, the paper's h 8, L 2, g 1024 and its
 // 16 -> 384 -> 512 -> 2048 int8 adaptor) and a stories15M-shaped one (32000 x 288, the same RVQ
-// configuration, a 16 -> 64 -> 64 -> 288 int8 adaptor), random codes (host/random-blob.ts): speed
+// configuration, a 16 -> 64 -> 64 -> 288 int8 adaptor), random codes (tools/blob/random.ts): speed
 // depends on the shape, not on the values.
 import { existsSync, mkdtempSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
-import { buildDir, checkRun, guestPath, GUEST_DIR, type ModeName } from "../../host/common.ts";
-import { runJcoCommand } from "../../host/jco.ts";
-import { runWasiCommand } from "../../host/node.ts";
-import { randomBlob, type RandomBlobOptions } from "../../host/random-blob.ts";
-import { openTable } from "../../host/table.ts";
-import { CarvqError } from "../errors.ts";
+import { buildDir, checkRun, guestPath, GUEST_DIR, type ModeName } from "../../../host/common.ts";
+import { runJcoCommand } from "../../../host/jco.ts";
+import { runWasiCommand } from "../../../host/node.ts";
+import { randomBlob, type RandomBlobOptions } from "../../blob/random.ts";
+import { openTable } from "../../../host/table.ts";
+import { CarvqError } from "../../errors.ts";
 import { gemmPerThread, gemmShape } from "./compress.ts";
 import { calibratedCount, openTiming, randomTokens, singleLookupSeconds } from "./library.ts";
 import { goal, summarize, type BenchGoal, type BenchGroup, type BenchOptions, type Timing } from "./types.ts";
@@ -129,9 +129,19 @@ class Runner {
 
   /** One run of the bench command: a warm-up pass and `repetitions` timed passes of `count` items. */
   async run(p: Path, count: number, repetitions: number): Promise<BenchLine> {
-    const args = ["bench", ...(p.mode ? ["--mode", p.mode] : []), ...(p.options ?? []), guestPath(p.blob), p.case, String(count), String(repetitions)];
+    const args = [
+      "bench",
+      ...(p.mode ? ["--mode", p.mode] : []),
+      ...(p.options ?? []),
+      guestPath(p.blob),
+      p.case,
+      String(count),
+      String(repetitions),
+    ];
     const preopens = { [GUEST_DIR]: this.dir };
-    const result = p.jco ? await runJcoCommand(args, preopens, componentPath()) : runWasiCommand(modulePath(p.module), args, preopens, { scratchDir: this.scratch });
+    const result = p.jco
+      ? await runJcoCommand(args, preopens, componentPath())
+      : runWasiCommand(modulePath(p.module), args, preopens, { scratchDir: this.scratch });
     try {
       checkRun(result, p.blob);
     } catch (e) {
@@ -226,7 +236,13 @@ async function libraryGoals(r: Runner, s: Shape, o: BenchOptions, c: Common, goa
   const passes = o.quick ? 1 : PASSES_PER_RUN;
   try {
     const tokens = randomTokens(table.rows, o.quick ? 16 : calibratedCount(table, PASS_SECONDS));
-    const decode: Path = { module: "simd", blob: plain, mode: "resident", label: `in-module RVQ decode of a ${s.blob.cols}-wide row`, case: "decode" };
+    const decode: Path = {
+      module: "simd",
+      blob: plain,
+      mode: "resident",
+      label: `in-module RVQ decode of a ${s.blob.cols}-wide row`,
+      case: "decode",
+    };
     const decodeCount = await calibrate(r, decode, o);
     const lib: number[] = [];
     const mod: number[] = [];
@@ -241,19 +257,38 @@ async function libraryGoals(r: Runner, s: Shape, o: BenchOptions, c: Common, goa
     const ratio = median(ratios);
     const libTiming = summarize(`single-token lookup through an open library instance (openTable, Node), ${s.blob.cols} values`, lib, "s");
     o.log(`  library single lookup: ${fmt(libTiming.median)} s, in-module decode ${fmt(median(mod))} s, ratio ${ratio.toFixed(3)}`);
-    goals.push(goal(`lookup.library-vs-decode.${s.id}`, `single-token lookup through an open library instance vs the in-module RVQ decode of one row (SIMD, resident, no adaptor), ${s.name}: goal <= 1.5x`, ratio, 1.5, "max",
-      [libTiming, summarize(decode.label, mod, "s")],
-      `what a lookup adds to the decode: the JS call into the instance, carvq_lookup's checks (the token's range, the request against the I/O area) and the ${s.blob.cols * 4}-byte row copied out of that area, ${fmtUs(libTiming.median - median(mod))} per call here` +
-        (ratio <= 1.5 ? "" : `: a fixed cost per call that a ${s.blob.cols}-wide row's ${fmtUs(median(mod))} decode cannot hide (a wider row does; batched requests share it)`)));
+    goals.push(
+      goal(
+        `lookup.library-vs-decode.${s.id}`,
+        `single-token lookup through an open library instance vs the in-module RVQ decode of one row (SIMD, resident, no adaptor), ${s.name}: goal <= 1.5x`,
+        ratio,
+        1.5,
+        "max",
+        [libTiming, summarize(decode.label, mod, "s")],
+        `what a lookup adds to the decode: the JS call into the instance, carvq_lookup's checks (the token's range, the request against the I/O area) and the ${s.blob.cols * 4}-byte row copied out of that area, ${fmtUs(libTiming.median - median(mod))} per call here` +
+          (ratio <= 1.5
+            ? ""
+            : `: a fixed cost per call that a ${s.blob.cols}-wide row's ${fmtUs(median(mod))} decode cannot hide (a wider row does; batched requests share it)`),
+      ),
+    );
     c.plain.set(s.id, { path: plain, cols: s.blob.cols });
   } finally {
     table.close();
   }
   const reps = o.quick ? 1 : 3;
   const size = `${(readSize(plain) / 2 ** 20).toFixed(1)} MiB`;
-  for (const [label, options] of [["resident, generic SIMD", { build: "simd" as const, mode: "resident" as const }], ["streaming, rpi-zero2w", { target: "rpi-zero2w", mode: "streaming" as const }]] as const) {
+  for (const [label, options] of [
+    ["resident, generic SIMD", { build: "simd" as const, mode: "resident" as const }],
+    ["streaming, rpi-zero2w", { target: "rpi-zero2w", mode: "streaming" as const }],
+  ] as const) {
     const t = await openTiming(plain, options, reps);
-    extra.push(summarize(`${s.id} (${size}): openTable, ${label} (instantiate, validate every CRC, plan${options.mode === "resident" ? ", load" : ""})`, t.openSeconds, "s"));
+    extra.push(
+      summarize(
+        `${s.id} (${size}): openTable, ${label} (instantiate, validate every CRC, plan${options.mode === "resident" ? ", load" : ""})`,
+        t.openSeconds,
+        "s",
+      ),
+    );
     extra.push(summarize(`${s.id}: first lookup after the open, ${label}`, t.firstLookupSeconds, "s"));
   }
 }
@@ -262,7 +297,11 @@ async function libraryGoals(r: Runner, s: Shape, o: BenchOptions, c: Common, goa
  * Per value decoded, single-token lookups through open instances on the large and the small table,
  * alternately in each round (a slow moment of the shared machine then hits both).
  */
-async function sizeIndependence(big: { path: string; cols: number }, small: { path: string; cols: number }, o: BenchOptions): Promise<BenchGoal> {
+async function sizeIndependence(
+  big: { path: string; cols: number },
+  small: { path: string; cols: number },
+  o: BenchOptions,
+): Promise<BenchGoal> {
   const tables = await Promise.all([big, small].map((t) => openTable(t.path, { build: "simd", mode: "resident" })));
   try {
     const tokens = tables.map((t) => randomTokens(t.rows, o.quick ? 16 : calibratedCount(t, PASS_SECONDS)));
@@ -276,10 +315,25 @@ async function sizeIndependence(big: { path: string; cols: number }, small: { pa
       ratios.push(Math.max(a / b, b / a));
     }
     const ratio = median(ratios);
-    const [tb, ts] = [0, 1].map((k) => summarize(`${k === 0 ? SHAPES[0].id : SHAPES[1].id}: library single lookup per value (${tables[k].cols} values a row)`, perValue[k], "s"));
-    o.log(`  library per value: ${fmt(tb.median)} s (${big.cols} wide), ${fmt(ts.median)} s (${small.cols} wide), ratio ${ratio.toFixed(3)}`);
-    return goal("lookup.library-size-independence", `library single-token lookups per value decoded, ${SHAPES[0].name} vs ${SHAPES[1].name} blobs (either way, alternately): goal <= 1.3x`, ratio, 1.3, "max", [tb, ts],
-      `a lookup reads one record and the codebook entries it names wherever the table is, so only the per-call cost, a larger share of a ${small.cols}-value row, differs${o.quick ? "; quick: the stand-in shapes" : ""}`);
+    const [tb, ts] = [0, 1].map((k) =>
+      summarize(
+        `${k === 0 ? SHAPES[0].id : SHAPES[1].id}: library single lookup per value (${tables[k].cols} values a row)`,
+        perValue[k],
+        "s",
+      ),
+    );
+    o.log(
+      `  library per value: ${fmt(tb.median)} s (${big.cols} wide), ${fmt(ts.median)} s (${small.cols} wide), ratio ${ratio.toFixed(3)}`,
+    );
+    return goal(
+      "lookup.library-size-independence",
+      `library single-token lookups per value decoded, ${SHAPES[0].name} vs ${SHAPES[1].name} blobs (either way, alternately): goal <= 1.3x`,
+      ratio,
+      1.3,
+      "max",
+      [tb, ts],
+      `a lookup reads one record and the codebook entries it names wherever the table is, so only the per-call cost, a larger share of a ${small.cols}-value row, differs${o.quick ? "; quick: the stand-in shapes" : ""}`,
+    );
   } finally {
     for (const t of tables) t.close();
   }
@@ -302,14 +356,39 @@ async function shapeGoals(r: Runner, s: Shape, o: BenchOptions, c: Common, goals
 
   // 1. RVQ-only decode vs widening an FP16 row of the same width.
   const g1 = await pair(r, { ...resident, label: `RVQ decode of a ${cols}-wide row`, case: "decode" }, fp16, o);
-  goals.push(goal(`lookup.rvq-vs-fp16.${s.id}`, `RVQ-only decode vs FP16 row to f32 (SIMD, resident, node:wasi), ${s.name}: goal <= 2x`, g1.ratio, 2, "max", [g1.a, g1.b],
-    g1.ratio <= 2 ? undefined : `per row: ${cols / RVQ.subvec} sub-vectors, each a code read, a group index and ${RVQ.levels} codebook entries widened and added, vs one straight widening pass over ${cols * 2} bytes`));
+  goals.push(
+    goal(
+      `lookup.rvq-vs-fp16.${s.id}`,
+      `RVQ-only decode vs FP16 row to f32 (SIMD, resident, node:wasi), ${s.name}: goal <= 2x`,
+      g1.ratio,
+      2,
+      "max",
+      [g1.a, g1.b],
+      g1.ratio <= 2
+        ? undefined
+        : `per row: ${cols / RVQ.subvec} sub-vectors, each a code read, a group index and ${RVQ.levels} codebook entries widened and added, vs one straight widening pass over ${cols * 2} bytes`,
+    ),
+  );
 
   await libraryGoals(r, s, o, c, goals, extra);
 
   // The same through the component under jco (the preview2 shim's clock and files).
-  const j1 = await pair(r, { ...resident, label: `RVQ decode (jco)`, case: "decode", jco: true }, { ...fp16, label: `FP16 row (jco)`, jco: true }, { ...o, repetitions: Math.min(o.repetitions, 3) });
-  goals.push(goal(`lookup.jco.rvq-vs-fp16.${s.id}`, `RVQ-only decode vs FP16 row to f32 under jco run (component), ${s.name}: goal <= 2x`, j1.ratio, 2, "max", [j1.a, j1.b]));
+  const j1 = await pair(
+    r,
+    { ...resident, label: `RVQ decode (jco)`, case: "decode", jco: true },
+    { ...fp16, label: `FP16 row (jco)`, jco: true },
+    { ...o, repetitions: Math.min(o.repetitions, 3) },
+  );
+  goals.push(
+    goal(
+      `lookup.jco.rvq-vs-fp16.${s.id}`,
+      `RVQ-only decode vs FP16 row to f32 under jco run (component), ${s.name}: goal <= 2x`,
+      j1.ratio,
+      2,
+      "max",
+      [j1.a, j1.b],
+    ),
+  );
 
   // 2. The adaptor for one token vs copying its MLP's bytes once.
   const adaptor: Path = { ...resident, label: `adaptor for one token (${widths.join("-")} int8, ${macs} MACs)`, case: "adaptor" };
@@ -318,38 +397,102 @@ async function shapeGoals(r: Runner, s: Shape, o: BenchOptions, c: Common, goals
   const adaptorMacs = macs / g2.a.median;
   const gemmMacs = (c.gemm.median * 1e9) / 2;
   const macRatio = adaptorMacs / gemmMacs;
-  goals.push(goal(`lookup.adaptor-vs-gemm.${s.id}`, `adaptor's multiply-adds per second vs the training GEMM kernel's per-core rate (SIMD, resident), ${s.name}: goal >= 0.7x`, macRatio, 0.7, "min",
-    [{ ...g2.a, label: `${g2.a.label}: ${(adaptorMacs / 1e9).toFixed(2)} GMAC/s` }, { ...c.gemm, label: `${c.gemm.label}: ${(gemmMacs / 1e9).toFixed(2)} GMAC/s` }],
-    `the GEMM's rate is its flops per CPU-second on one thread (a ${gemmShape(o.quick).join(" x ")} training step, forward and backward), the adaptor's from its fastest pass; the adaptor is one token's matrix-vector products, every int8 weight widened to f32 and used once, while the GEMM reuses each loaded value across a register tile. For reference, memory.copy of the MLP's ${mlp} bytes takes ${(g2.b.median * 1e6).toFixed(1)} µs (${g2.ratio.toFixed(2)}x less than the adaptor)`));
+  goals.push(
+    goal(
+      `lookup.adaptor-vs-gemm.${s.id}`,
+      `adaptor's multiply-adds per second vs the training GEMM kernel's per-core rate (SIMD, resident), ${s.name}: goal >= 0.7x`,
+      macRatio,
+      0.7,
+      "min",
+      [
+        { ...g2.a, label: `${g2.a.label}: ${(adaptorMacs / 1e9).toFixed(2)} GMAC/s` },
+        { ...c.gemm, label: `${c.gemm.label}: ${(gemmMacs / 1e9).toFixed(2)} GMAC/s` },
+      ],
+      `the GEMM's rate is its flops per CPU-second on one thread (a ${gemmShape(o.quick).join(" x ")} training step, forward and backward), the adaptor's from its fastest pass; the adaptor is one token's matrix-vector products, every int8 weight widened to f32 and used once, while the GEMM reuses each loaded value across a register tile. For reference, memory.copy of the MLP's ${mlp} bytes takes ${(g2.b.median * 1e6).toFixed(1)} µs (${g2.ratio.toFixed(2)}x less than the adaptor)`,
+    ),
+  );
 
   // 3. A 64-token request (batches as lookup plans them) vs the same tokens one per batch.
   const count = o.quick ? BATCH_TOKENS : BATCH_TOKENS * 4;
-  const g3 = await pair(r,
+  const g3 = await pair(
+    r,
     { ...resident, label: `lookup in ${BATCH_TOKENS}-token requests, per token`, case: "lookup", count },
-    { ...resident, label: "single lookups (--adaptor-batch 1), per token", case: "lookup", count, options: ["--adaptor-batch", "1"] }, o);
-  goals.push(goal(`lookup.batch64-vs-single.${s.id}`, `batched lookup of 64 tokens vs 64 single lookups, per token (SIMD, resident), ${s.name}: goal <= 0.5x`, g3.ratio, 0.5, "max", [g3.a, g3.b],
-    `the runtime evaluates a ${BATCH_TOKENS}-token request in batches of ${g3.lineA.adaptorBatch} (its 64 KiB output batch)` + (g3.ratio <= 0.5 ? "" :
-      `; a batch shares each weight's load and widening across four tokens, but every token still needs its own f32 multiply and add per weight (the bit-exact sum order rules out reassociation, and wasm SIMD has no fused multiply-add), so per token the work falls at most to the multiply-adds`)));
+    { ...resident, label: "single lookups (--adaptor-batch 1), per token", case: "lookup", count, options: ["--adaptor-batch", "1"] },
+    o,
+  );
+  goals.push(
+    goal(
+      `lookup.batch64-vs-single.${s.id}`,
+      `batched lookup of 64 tokens vs 64 single lookups, per token (SIMD, resident), ${s.name}: goal <= 0.5x`,
+      g3.ratio,
+      0.5,
+      "max",
+      [g3.a, g3.b],
+      `the runtime evaluates a ${BATCH_TOKENS}-token request in batches of ${g3.lineA.adaptorBatch} (its 64 KiB output batch)` +
+        (g3.ratio <= 0.5
+          ? ""
+          : `; a batch shares each weight's load and widening across four tokens, but every token still needs its own f32 multiply and add per weight (the bit-exact sum order rules out reassociation, and wasm SIMD has no fused multiply-add), so per token the work falls at most to the multiply-adds`),
+    ),
+  );
 
   // 4. SIMD vs scalar build on the adaptor.
-  const g4 = await pair(r, { ...adaptor, module: "scalar", label: "adaptor for one token, scalar build" }, { ...adaptor, label: "adaptor for one token, SIMD build" }, o);
-  goals.push(goal(`lookup.simd-vs-scalar.${s.id}`, `SIMD vs scalar build on the adaptor (speed-up), ${s.name}: goal >= 3x`, g4.ratio, 3, "min", [g4.a, g4.b]));
+  const g4 = await pair(
+    r,
+    { ...adaptor, module: "scalar", label: "adaptor for one token, scalar build" },
+    { ...adaptor, label: "adaptor for one token, SIMD build" },
+    o,
+  );
+  goals.push(
+    goal(`lookup.simd-vs-scalar.${s.id}`, `SIMD vs scalar build on the adaptor (speed-up), ${s.name}: goal >= 3x`, g4.ratio, 3, "min", [
+      g4.a,
+      g4.b,
+    ]),
+  );
 
   // 5. Streaming inside rpi-zero2w's 4 MiB vs resident, whole lookups.
-  const g5 = await pair(r,
+  const g5 = await pair(
+    r,
     { ...resident, label: `lookup, resident (generic SIMD module), per token`, case: "lookup", count: BATCH_TOKENS * (o.quick ? 1 : 8) },
-    { module: "rpi-zero2w", blob, label: `lookup, streaming in rpi-zero2w's 4 MiB, per token`, case: "lookup", count: BATCH_TOKENS * (o.quick ? 1 : 8) }, o);
+    {
+      module: "rpi-zero2w",
+      blob,
+      label: `lookup, streaming in rpi-zero2w's 4 MiB, per token`,
+      case: "lookup",
+      count: BATCH_TOKENS * (o.quick ? 1 : 8),
+    },
+    o,
+  );
   const plan = g5.lineB.adaptorCached ? "the MLP held whole" : `the MLP in ${g5.lineB.adaptorTileBytes}-byte tiles`;
-  goals.push(goal(`lookup.streaming-vs-resident.${s.id}`, `streaming in rpi-zero2w's budget vs resident (speed), whole lookups with the adaptor, ${s.name}: goal >= 0.5x`, g5.ratio, 0.5, "min", [g5.b, g5.a],
-    `streaming plan: ${plan}, batches of ${g5.lineB.adaptorBatch}; each token's record, codebook group and sigma0 row read with fd_pread from the page cache`));
+  goals.push(
+    goal(
+      `lookup.streaming-vs-resident.${s.id}`,
+      `streaming in rpi-zero2w's budget vs resident (speed), whole lookups with the adaptor, ${s.name}: goal >= 0.5x`,
+      g5.ratio,
+      0.5,
+      "min",
+      [g5.b, g5.a],
+      `streaming plan: ${plan}, batches of ${g5.lineB.adaptorBatch}; each token's record, codebook group and sigma0 row read with fd_pread from the page cache`,
+    ),
+  );
 
   // For reference: streaming vs resident without the adaptor (the table part alone), and int4.
-  const rvqStream = await pair(r,
+  const rvqStream = await pair(
+    r,
     { ...resident, label: "RVQ decode, resident", case: "decode" },
-    { module: "rpi-zero2w", blob, label: `RVQ decode, streaming in rpi-zero2w's 4 MiB`, case: "decode" }, o);
+    { module: "rpi-zero2w", blob, label: `RVQ decode, streaming in rpi-zero2w's 4 MiB`, case: "decode" },
+    o,
+  );
   extra.push({ ...rvqStream.b, label: `${s.id}: ${rvqStream.b.label} (speed ${rvqStream.ratio.toFixed(2)}x resident)` });
-  const i4 = await pair(r, { module: "simd", blob: int4, mode: "resident", label: "int4 decode of a row", case: "decode" }, { module: "simd", blob: int4, mode: "resident", label: "FP16 row", case: "fp16" }, o);
-  extra.push({ ...i4.a, label: `${s.id}: int4 (block 32) decode of a ${cols}-wide row, SIMD resident (${i4.ratio.toFixed(2)}x the FP16 row)` });
+  const i4 = await pair(
+    r,
+    { module: "simd", blob: int4, mode: "resident", label: "int4 decode of a row", case: "decode" },
+    { module: "simd", blob: int4, mode: "resident", label: "FP16 row", case: "fp16" },
+    o,
+  );
+  extra.push({
+    ...i4.a,
+    label: `${s.id}: int4 (block 32) decode of a ${cols}-wide row, SIMD resident (${i4.ratio.toFixed(2)}x the FP16 row)`,
+  });
 }
 
 /** How the lookup figures are taken and what bounds them, for docs/PERFORMANCE.md. */

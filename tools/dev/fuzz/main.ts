@@ -11,11 +11,11 @@ import { isMainThread, parentPort, Worker, workerData } from "node:worker_thread
 import { Campaign, readModuleSources, Stats, type Finding, type ModuleSource } from "./campaign.ts";
 import { compressedBlobSeeds, type BlobSeed } from "./seeds.ts";
 import { runSoak } from "./soak.ts";
-import { checkOutputFolder } from "../atomic.ts";
-import { parseFlags, quoted } from "../cli/args.ts";
-import { CarvqError } from "../errors.ts";
-import { EXIT } from "../exit-codes.ts";
-import { count } from "../text.ts";
+import { checkOutputFolder } from "../../atomic.ts";
+import { parseFlags, quoted } from "../../cli/args.ts";
+import { CarvqError } from "../../errors.ts";
+import { EXIT } from "../../exit-codes.ts";
+import { count } from "../../text.ts";
 
 const HELP = `npm run fuzz -- [options]
 
@@ -89,7 +89,10 @@ interface Saved {
 /** Keeps findings grouped by kind (type + detail without numbers), saving the first two inputs of each. */
 class FindingLog {
   readonly groups = new Map<string, Saved>();
-  constructor(private readonly outDir: string, private readonly seed: number) {}
+  constructor(
+    private readonly outDir: string,
+    private readonly seed: number,
+  ) {}
 
   add(f: Finding): void {
     const key = `${f.type}: ${f.detail.replace(/\d+/g, "#").slice(0, 120)}`;
@@ -105,7 +108,10 @@ class FindingLog {
       const base = join(this.outDir, `${f.type}-s${this.seed}-i${f.iteration}${f.config ? `-${f.config}` : ""}`);
       writeFileSync(`${base}${f.ext}`, f.bytes);
       const { bytes: _bytes, ...description } = f;
-      writeFileSync(`${base}.json`, `${JSON.stringify({ ...description, seed: this.seed, file: `${base}${f.ext}`.split(/[\\/]/).pop() }, null, 2)}\n`);
+      writeFileSync(
+        `${base}.json`,
+        `${JSON.stringify({ ...description, seed: this.seed, file: `${base}${f.ext}`.split(/[\\/]/).pop() }, null, 2)}\n`,
+      );
       group.files.push(`${base}${f.ext}`);
     }
   }
@@ -118,10 +124,17 @@ class FindingLog {
 }
 
 function top(map: Record<string, number>, n: number): string[] {
-  return Object.entries(map).sort((a, b) => b[1] - a[1]).slice(0, n).map(([k, v]) => `    ${String(v).padStart(9)}  ${k}`);
+  return Object.entries(map)
+    .sort((a, b) => b[1] - a[1])
+    .slice(0, n)
+    .map(([k, v]) => `    ${String(v).padStart(9)}  ${k}`);
 }
 
-function report(stats: Stats, log: FindingLog, options: { seed: number; start: number; iterations: number; workers: number; hangs: number }): string {
+function report(
+  stats: Stats,
+  log: FindingLog,
+  options: { seed: number; start: number; iterations: number; workers: number; hangs: number },
+): string {
   const seconds = stats.elapsedMs / 1000;
   const lines = [
     `carvq fuzz: seed ${options.seed}, iterations ${options.start} to ${options.start + options.iterations - 1} on ${options.workers} worker(s)`,
@@ -133,9 +146,14 @@ function report(stats: Stats, log: FindingLog, options: { seed: number; start: n
   ];
   for (const [config, modes] of Object.entries(stats.runtime).sort()) {
     const total = Object.values(modes).reduce((n, m) => n + m.runs, 0);
-    lines.push(`    ${config.padEnd(14)} ${String(total).padStart(9)} runs, peak memory up to ${((stats.maxPeakFraction[config] ?? 0) * 100).toFixed(2)} % of the module's maximum`);
+    lines.push(
+      `    ${config.padEnd(14)} ${String(total).padStart(9)} runs, peak memory up to ${((stats.maxPeakFraction[config] ?? 0) * 100).toFixed(2)} % of the module's maximum`,
+    );
     for (const [mode, r] of Object.entries(modes).sort()) {
-      const codes = Object.entries(r.byExit).sort().map(([c, n]) => `exit ${c}: ${n}`).join(", ");
+      const codes = Object.entries(r.byExit)
+        .sort()
+        .map(([c, n]) => `exit ${c}: ${n}`)
+        .join(", ");
       lines.push(`      ${mode.padEnd(10)} ${String(r.runs).padStart(9)}  (${codes})`);
     }
   }
@@ -145,11 +163,23 @@ function report(stats: Stats, log: FindingLog, options: { seed: number; start: n
   lines.push("", "  runtime rejections, exit code and reason (top 25):", ...top(stats.runtimeReasons, 25));
   lines.push("", "  model file rejections (top 25):", ...top(stats.tsModelReasons, 25));
   lines.push("", `  findings: ${log.total}${options.hangs ? ` (${options.hangs} hangs)` : ""}`);
-  for (const g of log.groups.values()) lines.push(`    ${String(g.count).padStart(6)}  ${g.key}`, `            e.g. iteration ${g.first.iteration} (${g.first.seedName}; ${g.first.ops.join(", ")}): ${g.files.join(", ")}`);
+  for (const g of log.groups.values())
+    lines.push(
+      `    ${String(g.count).padStart(6)}  ${g.key}`,
+      `            e.g. iteration ${g.first.iteration} (${g.first.seedName}; ${g.first.ops.join(", ")}): ${g.files.join(", ")}`,
+    );
   return lines.join("\n");
 }
 
-async function campaign(options: { seed: number; start: number; iterations: number; workers: number; hangMs: number; outDir: string; json: boolean }): Promise<number> {
+async function campaign(options: {
+  seed: number;
+  start: number;
+  iterations: number;
+  workers: number;
+  hangMs: number;
+  outDir: string;
+  json: boolean;
+}): Promise<number> {
   const started = performance.now();
   const log = new FindingLog(options.outDir, options.seed);
   const total = new Stats();
@@ -175,7 +205,17 @@ async function campaign(options: { seed: number; start: number; iterations: numb
     new Promise((done, fail) => {
       slots[slot] = -1;
       const worker = new Worker(new URL(import.meta.url), {
-        workerData: { seed: options.seed, modules, blobSeeds, start: from, end, stride: options.workers, offset: 0, progress, slot } satisfies WorkerInput,
+        workerData: {
+          seed: options.seed,
+          modules,
+          blobSeeds,
+          start: from,
+          end,
+          stride: options.workers,
+          offset: 0,
+          progress,
+          slot,
+        } satisfies WorkerInput,
         execArgv: ["--no-warnings"],
       });
       let seen = -1;
@@ -196,9 +236,27 @@ async function campaign(options: { seed: number; start: number; iterations: numb
         try {
           replayer ??= new Campaign({ seed: options.seed, modules, blobSeeds });
           const input = replayer.input(current);
-          log.add({ iteration: current, type, detail: detail(current), input: input.input, seedName: input.seedName, ops: input.ops, bytes: input.bytes, ext: input.ext });
+          log.add({
+            iteration: current,
+            type,
+            detail: detail(current),
+            input: input.input,
+            seedName: input.seedName,
+            ops: input.ops,
+            bytes: input.bytes,
+            ext: input.ext,
+          });
         } catch (err) {
-          log.add({ iteration: current, type, detail: `${detail(current)} (its input could not be rebuilt: ${String(err)})`, input: "blob", seedName: "?", ops: [], bytes: new Uint8Array(0), ext: ".bin" });
+          log.add({
+            iteration: current,
+            type,
+            detail: `${detail(current)} (its input could not be rebuilt: ${String(err)})`,
+            input: "blob",
+            seedName: "?",
+            ops: [],
+            bytes: new Uint8Array(0),
+            ext: ".bin",
+          });
         }
         startWorker(slot, current + options.workers).then(done, fail);
       };
@@ -230,12 +288,15 @@ async function campaign(options: { seed: number; start: number; iterations: numb
       });
     });
 
-  const ticker = setInterval(() => {
-    let done = settledDone;
-    for (const l of latest.values()) done += l.done;
-    const line = `${done} of ${count(options.iterations, "iteration")}, ${count(log.total, "finding")}, ${((performance.now() - started) / 1000).toFixed(0)} s`;
-    process.stderr.write(process.stderr.isTTY ? `\r  ${line}   ` : `${line}\n`);
-  }, process.stderr.isTTY ? 5000 : 60_000);
+  const ticker = setInterval(
+    () => {
+      let done = settledDone;
+      for (const l of latest.values()) done += l.done;
+      const line = `${done} of ${count(options.iterations, "iteration")}, ${count(log.total, "finding")}, ${((performance.now() - started) / 1000).toFixed(0)} s`;
+      process.stderr.write(process.stderr.isTTY ? `\r  ${line}   ` : `${line}\n`);
+    },
+    process.stderr.isTTY ? 5000 : 60_000,
+  );
   await Promise.all(Array.from({ length: options.workers }, (_, w) => startWorker(w, options.start + w)));
   clearInterval(ticker);
   if (process.stderr.isTTY) process.stderr.write("\n");
@@ -254,7 +315,9 @@ async function replay(seed: number, iteration: number, outDir: string): Promise<
   mkdirSync(outDir, { recursive: true });
   const file = join(outDir, `replay-s${seed}-i${iteration}${input.ext}`);
   writeFileSync(file, input.bytes);
-  process.stdout.write(`${JSON.stringify({ seed, iteration, input: input.input, seedName: input.seedName, ops: input.ops, bytes: input.bytes.length, saved: file, ms: result.ms, findings: result.findings.map(({ bytes: _b, ...f }) => f), runtime: c.stats.runtime, tsBlobReasons: c.stats.tsBlobReasons, tsModelReasons: c.stats.tsModelReasons, runtimeReasons: c.stats.runtimeReasons }, null, 1)}\n`);
+  process.stdout.write(
+    `${JSON.stringify({ seed, iteration, input: input.input, seedName: input.seedName, ops: input.ops, bytes: input.bytes.length, saved: file, ms: result.ms, findings: result.findings.map(({ bytes: _b, ...f }) => f), runtime: c.stats.runtime, tsBlobReasons: c.stats.tsBlobReasons, tsModelReasons: c.stats.tsModelReasons, runtimeReasons: c.stats.runtimeReasons }, null, 1)}\n`,
+  );
   c.close();
   return result.findings.length === 0 ? 0 : 1;
 }
@@ -273,7 +336,14 @@ async function soak(lookups: number, seed: number, json: boolean): Promise<numbe
       );
     }
   }
-  const ok = results.every((r) => r.mismatches === 0 && r.failures.length === 0 && r.maxPeakBytes === r.firstPeakBytes && r.maxPeakBytes <= r.budgetBytes && r.fdsAfter <= r.fdsBefore);
+  const ok = results.every(
+    (r) =>
+      r.mismatches === 0 &&
+      r.failures.length === 0 &&
+      r.maxPeakBytes === r.firstPeakBytes &&
+      r.maxPeakBytes <= r.budgetBytes &&
+      r.fdsAfter <= r.fdsBefore,
+  );
   return ok ? 0 : 1;
 }
 
@@ -281,19 +351,34 @@ async function main(argv: string[]): Promise<number> {
   // Usage errors read "fuzz: ...", exit 2 (EXIT.usage); exit 1 is kept for "there are findings".
   const int = (flag: string, raw: string | undefined, fallback: number, min: number, max: number): number => {
     if (raw === undefined) return fallback;
-    if (!/^\s*\d{1,16}\s*$/.test(raw) || Number(raw) < min || Number(raw) > max) throw new CarvqError(`fuzz: --${flag} must be a whole number from ${min} to ${max}, got ${quoted(raw)}`, EXIT.usage);
+    if (!/^\s*\d{1,16}\s*$/.test(raw) || Number(raw) < min || Number(raw) > max)
+      throw new CarvqError(`fuzz: --${flag} must be a whole number from ${min} to ${max}, got ${quoted(raw)}`, EXIT.usage);
     return Number(raw);
   };
   try {
-    const { values, positionals } = parseFlags("fuzz", argv, {
-      iterations: { type: "string" }, seed: { type: "string" }, start: { type: "string" }, workers: { type: "string" }, "hang-seconds": { type: "string" },
-      out: { type: "string" }, replay: { type: "string" }, soak: { type: "string" }, json: { type: "boolean" }, help: { type: "boolean", short: "h" },
-    }, "see npm run fuzz -- --help");
+    const { values, positionals } = parseFlags(
+      "fuzz",
+      argv,
+      {
+        iterations: { type: "string" },
+        seed: { type: "string" },
+        start: { type: "string" },
+        workers: { type: "string" },
+        "hang-seconds": { type: "string" },
+        out: { type: "string" },
+        replay: { type: "string" },
+        soak: { type: "string" },
+        json: { type: "boolean" },
+        help: { type: "boolean", short: "h" },
+      },
+      "see npm run fuzz -- --help",
+    );
     if (values.help) {
       process.stdout.write(`${HELP}\n`);
       return EXIT.ok;
     }
-    if (positionals.length > 0) throw new CarvqError(`fuzz: unexpected argument '${positionals[0]}' (see npm run fuzz -- --help)`, EXIT.usage);
+    if (positionals.length > 0)
+      throw new CarvqError(`fuzz: unexpected argument '${positionals[0]}' (see npm run fuzz -- --help)`, EXIT.usage);
     const seed = int("seed", values.seed, 1, 0, 0xffffffff);
     const outDir = resolve(values.out ?? join("build", "fuzz-findings"));
     checkOutputFolder(outDir);
@@ -301,7 +386,15 @@ async function main(argv: string[]): Promise<number> {
     if (values.replay !== undefined) return replay(seed, int("replay", values.replay, 0, 0, Number.MAX_SAFE_INTEGER), outDir);
     const iterations = int("iterations", values.iterations, 10_000, 1, 1e10);
     const workers = Math.min(iterations, int("workers", values.workers, availableParallelism(), 1, 256));
-    return await campaign({ seed, start: int("start", values.start, 0, 0, Number.MAX_SAFE_INTEGER), iterations, workers, hangMs: 1000 * int("hang-seconds", values["hang-seconds"], 30, 1, 3600), outDir, json: values.json === true });
+    return await campaign({
+      seed,
+      start: int("start", values.start, 0, 0, Number.MAX_SAFE_INTEGER),
+      iterations,
+      workers,
+      hangMs: 1000 * int("hang-seconds", values["hang-seconds"], 30, 1, 3600),
+      outDir,
+      json: values.json === true,
+    });
   } catch (err) {
     const message = err instanceof Error ? err.message : String(err);
     process.stderr.write(message.startsWith("fuzz: ") ? `${message}\n` : `fuzz: ${message}\n`);

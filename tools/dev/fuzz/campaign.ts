@@ -12,14 +12,14 @@
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { bitDifferences, loadTargets, wasmPath } from "../../host/common.ts";
-import { runMinimalWasi, type MinimalWasiResult } from "../../host/minimal-wasi.ts";
-import { memoryLimits } from "../../host/wasm-binary.ts";
-import { parseBlob, type Blob } from "../blob/reader.ts";
-import { decodeTokens } from "../decoder.ts";
-import { CarvqError } from "../errors.ts";
-import { listTensors, loadMatrix } from "../readers/index.ts";
-import { readLlama2cHeader } from "../readers/llama2c.ts";
+import { bitDifferences, loadTargets, wasmPath } from "../../../host/common.ts";
+import { runMinimalWasi, type MinimalWasiResult } from "../../../host/minimal-wasi.ts";
+import { memoryLimits } from "../../../host/wasm-binary.ts";
+import { parseBlob, type Blob } from "../../blob/reader.ts";
+import { decodeTokens } from "../../decoder.ts";
+import { CarvqError } from "../../errors.ts";
+import { listTensors, loadMatrix } from "../../readers/index.ts";
+import { readLlama2cHeader } from "../../readers/llama2c.ts";
 import { blobMutation, fieldMutation, genericMutation, resealBlob, textMutation } from "./mutate.ts";
 import { Rng } from "./rng.ts";
 import { compressedBlobSeeds, modelSeeds, randomShapeBlob, type BlobSeed, type ModelSeed } from "./seeds.ts";
@@ -47,7 +47,11 @@ export interface ModuleSource {
 
 /** The generic SIMD and scalar builds and every target's module, as built in build/. */
 export function readModuleSources(): ModuleSource[] {
-  const read = (name: string, build: "simd" | "scalar", path: string): ModuleSource => ({ name, build, bytes: new Uint8Array(readFileSync(path)) });
+  const read = (name: string, build: "simd" | "scalar", path: string): ModuleSource => ({
+    name,
+    build,
+    bytes: new Uint8Array(readFileSync(path)),
+  });
   return [
     read("simd", "simd", wasmPath({ build: "simd" })),
     read("scalar", "scalar", wasmPath({ build: "scalar" })),
@@ -154,7 +158,11 @@ export function normalizeReason(message: string, prefixes: readonly string[] = [
   let text = message.trim();
   for (const p of prefixes) if (p && text.startsWith(p)) text = text.slice(p.length);
   text = text.replace(/^: /, "");
-  text = text.replace(/0x[0-9a-f]+/gi, "#").replace(/\d+/g, "#").replace(/'[^']*'/g, "'…'").replace(/"[^"]*"/g, "\"…\"");
+  text = text
+    .replace(/0x[0-9a-f]+/gi, "#")
+    .replace(/\d+/g, "#")
+    .replace(/'[^']*'/g, "'…'")
+    .replace(/"[^"]*"/g, '"…"');
   // "section # (CODES): offset # is not ..." keeps its section label.
   const label = /^((?:bad blob: )?section # \([^)]*\): )/.exec(text)?.[1] ?? "";
   let rest = text.slice(label.length);
@@ -312,7 +320,9 @@ export class Campaign {
     const n = Math.min(rng.chance(0.03) ? rng.range(100, 4000) : rng.small(6), Math.max(1, Math.floor(2 ** 22 / cols)));
     for (let k = 0; k < n; k++) {
       const r = rng.float();
-      tokens.push(r < 0.85 ? rng.int(rows) : r < 0.92 ? rows - 1 : r < 0.97 ? rows : rng.pick([rows + 1, 4294967295, rows + rng.int(1000)]));
+      tokens.push(
+        r < 0.85 ? rng.int(rows) : r < 0.92 ? rows - 1 : r < 0.97 ? rows : rng.pick([rows + 1, 4294967295, rows + rng.int(1000)]),
+      );
     }
     const inRange = tokens.every((t) => t < rows);
     // Sometimes a token argument the runtime must refuse as usage (exit 2) before opening anything,
@@ -334,7 +344,9 @@ export class Campaign {
       if (only && !only.includes(config.name)) continue;
       const mode = rng.pick(MODES);
       const info = rng.chance(0.15);
-      const args = info ? ["info", `${GUEST_DIR}/${GUEST_FILE}`] : ["lookup", ...(mode === "auto" && rng.chance(0.5) ? [] : ["--mode", mode]), `${GUEST_DIR}/${GUEST_FILE}`, ...tokenArgs];
+      const args = info
+        ? ["info", `${GUEST_DIR}/${GUEST_FILE}`]
+        : ["lookup", ...(mode === "auto" && rng.chance(0.5) ? [] : ["--mode", mode]), `${GUEST_DIR}/${GUEST_FILE}`, ...tokenArgs];
       const modeKey = info ? "info" : mode;
       const short = rng.chance(0.2) ? rng.range(1, 300) : undefined;
       // A component host's adapter grows a page of its own (jco); only where the budget has room.
@@ -342,9 +354,20 @@ export class Campaign {
       let run: MinimalWasiResult;
       const r0 = performance.now();
       try {
-        run = runMinimalWasi(config.module, { args, preopens: [{ name: GUEST_DIR, files: { [GUEST_FILE]: bytes } }], nulInPreopenNames: rng.chance(0.2), maxReadBytes: short, foreignPages });
+        run = runMinimalWasi(config.module, {
+          args,
+          preopens: [{ name: GUEST_DIR, files: { [GUEST_FILE]: bytes } }],
+          nulInPreopenNames: rng.chance(0.2),
+          maxReadBytes: short,
+          foreignPages,
+        });
       } catch (err) {
-        finding("rt-trap", `${config.name} ${modeKey}: ${err instanceof Error ? `${err.name}: ${err.message}` : String(err)}`, config.name, args);
+        finding(
+          "rt-trap",
+          `${config.name} ${modeKey}: ${err instanceof Error ? `${err.name}: ${err.message}` : String(err)}`,
+          config.name,
+          args,
+        );
         Stats.bump(((this.stats.runtime[config.name] ??= {})[modeKey] ??= { runs: 0, byExit: {} }).byExit, "trap");
         continue;
       }
@@ -358,18 +381,29 @@ export class Campaign {
       const where = `${config.name} ${modeKey}`;
       const bad = (type: string, detail: string) => finding(type, `${where}: ${detail}`, config.name, args);
       if (ms > SLOW_MS) bad("rt-slow", `took ${ms.toFixed(0)} ms`);
-      if (run.peakMemoryBytes > config.maxBytes) bad("rt-over-budget", `peak ${run.peakMemoryBytes} bytes > declared maximum ${config.maxBytes}`);
+      if (run.peakMemoryBytes > config.maxBytes)
+        bad("rt-over-budget", `peak ${run.peakMemoryBytes} bytes > declared maximum ${config.maxBytes}`);
       // A lying header must not make the runtime commit memory out of proportion to the file.
-      if (run.peakMemoryBytes > bytes.length + 8 * 2 ** 20) bad("rt-memory", `peak ${run.peakMemoryBytes} bytes for a ${bytes.length}-byte blob`);
+      if (run.peakMemoryBytes > bytes.length + 8 * 2 ** 20)
+        bad("rt-memory", `peak ${run.peakMemoryBytes} bytes for a ${bytes.length}-byte blob`);
       if (run.exitCode !== 0) {
-        Stats.bump(this.stats.runtimeReasons, `${run.exitCode} ${normalizeReason(run.stderr.replace(/ \[exit \d+\]\n?$/, ""), ["carvq-rt: ", `${GUEST_DIR}/${GUEST_FILE}`])}`);
+        Stats.bump(
+          this.stats.runtimeReasons,
+          `${run.exitCode} ${normalizeReason(run.stderr.replace(/ \[exit \d+\]\n?$/, ""), ["carvq-rt: ", `${GUEST_DIR}/${GUEST_FILE}`])}`,
+        );
         const line = STDERR_LINE.exec(run.stderr);
-        if (!line || Number(line[1]) !== run.exitCode) bad("rt-stderr", `exit ${run.exitCode} with stderr ${JSON.stringify(run.stderr.slice(0, 200))}`);
+        if (!line || Number(line[1]) !== run.exitCode)
+          bad("rt-stderr", `exit ${run.exitCode} with stderr ${JSON.stringify(run.stderr.slice(0, 200))}`);
         if (run.stdout.length > 0) bad("rt-partial-output", `exit ${run.exitCode} after writing ${run.stdout.length} bytes to stdout`);
       } else if (run.stderr !== "") bad("rt-stderr", `exit 0 with stderr ${JSON.stringify(run.stderr.slice(0, 200))}`);
       if (run.exitCode === 70) bad("rt-internal", run.stderr.trim());
       if (run.foreignPagesIntact === false) bad("rt-foreign-pages", "wrote into the page the host grew for itself");
-      if (run.calls.fd_close !== undefined && run.calls.path_open !== undefined && run.calls.fd_close !== run.calls.path_open && run.exitCode === 0) {
+      if (
+        run.calls.fd_close !== undefined &&
+        run.calls.path_open !== undefined &&
+        run.calls.fd_close !== run.calls.path_open &&
+        run.exitCode === 0
+      ) {
         bad("rt-fd-leak", `opened ${run.calls.path_open} files, closed ${run.calls.fd_close}`);
       }
       // A budget refusal is a documented outcome only where the blob could plausibly not fit.
@@ -388,7 +422,10 @@ export class Campaign {
         if (!accepted && run.exitCode === 0 && metadataOnly(tsReason)) this.stats.metadataOnlyDivergences++;
         else if (run.exitCode !== 70) {
           const ts = accepted ? "TypeScript accepts the blob" : `TypeScript refuses it (${tsReason})`;
-          bad(accepted ? "rt-refuses-valid" : run.exitCode === 0 ? "rt-accepts-invalid" : "rt-unexpected-exit", `${ts}; the runtime exits ${run.exitCode}: ${run.stderr.trim()}`);
+          bad(
+            accepted ? "rt-refuses-valid" : run.exitCode === 0 ? "rt-accepts-invalid" : "rt-unexpected-exit",
+            `${ts}; the runtime exits ${run.exitCode}: ${run.stderr.trim()}`,
+          );
         }
       }
       if (run.exitCode === 0 && accepted) {
@@ -396,7 +433,10 @@ export class Campaign {
           try {
             const json = JSON.parse(new TextDecoder().decode(run.stdout)) as { rows: number; cols: number; rowScales: number };
             if (json.rows !== blob!.header.rows || json.cols !== blob!.header.cols || json.rowScales !== (blob!.rowScales?.length ?? 0)) {
-              bad("rt-info-mismatch", `info says ${json.rows} x ${json.cols}, R ${json.rowScales}; TypeScript ${blob!.header.rows} x ${blob!.header.cols}, R ${blob!.rowScales?.length ?? 0}`);
+              bad(
+                "rt-info-mismatch",
+                `info says ${json.rows} x ${json.cols}, R ${json.rowScales}; TypeScript ${blob!.header.rows} x ${blob!.header.cols}, R ${blob!.rowScales?.length ?? 0}`,
+              );
             }
           } catch {
             bad("rt-info-json", `info printed ${JSON.stringify(new TextDecoder().decode(run.stdout).slice(0, 200))}`);
@@ -418,7 +458,12 @@ export class Campaign {
     const count = rng.chance(0.08) ? 0 : rng.small(3);
     for (let k = 0; k < count; k++) {
       const r = rng.float();
-      const m = r < 0.35 ? genericMutation(rng, bytes) : r < 0.7 || seed.text.length === 0 ? fieldMutation(rng, bytes, seed.fields) : textMutation(rng, bytes, rng.pick(seed.text), rng.chance(0.7));
+      const m =
+        r < 0.35
+          ? genericMutation(rng, bytes)
+          : r < 0.7 || seed.text.length === 0
+            ? fieldMutation(rng, bytes, seed.fields)
+            : textMutation(rng, bytes, rng.pick(seed.text), rng.chance(0.7));
       bytes = m.bytes;
       ops.push(`${seed.format}:${m.op}`);
     }
@@ -441,7 +486,8 @@ export class Campaign {
     this.stats.modelIterations++;
     for (const op of ops) Stats.bump(this.stats.mutations, op);
     const findings: Finding[] = [];
-    const finding = (type: string, detail: string) => findings.push({ iteration: i, type, detail, input: "model", seedName: seed.name, ops, bytes, ext });
+    const finding = (type: string, detail: string) =>
+      findings.push({ iteration: i, type, detail, input: "model", seedName: seed.name, ops, bytes, ext });
     const path = join(this.workDir, `model${ext}`);
     writeFileSync(path, bytes);
     const attempt = <T>(what: string, body: () => T): { value?: T; reason?: string } => {
@@ -468,13 +514,17 @@ export class Campaign {
     if (loaded.value) {
       this.stats.tsModelAccepted++;
       const { matrix, tensor } = loaded.value;
-      if (matrix.data.length !== matrix.rows * matrix.cols) finding("ts-bad-matrix", `${matrix.rows} x ${matrix.cols} matrix holds ${matrix.data.length} values`);
-      if (matrix.data.byteLength > 2 * bytes.length) finding("ts-memory", `a ${bytes.length}-byte file gave a ${matrix.data.byteLength}-byte matrix`);
+      if (matrix.data.length !== matrix.rows * matrix.cols)
+        finding("ts-bad-matrix", `${matrix.rows} x ${matrix.cols} matrix holds ${matrix.data.length} values`);
+      if (matrix.data.byteLength > 2 * bytes.length)
+        finding("ts-memory", `a ${bytes.length}-byte file gave a ${matrix.data.byteLength}-byte matrix`);
       if (!matrix.data.every(Number.isFinite)) finding("ts-nonfinite", "the matrix holds NaN or Inf");
       if (ops[0] === "none") {
         const e = seed.expect;
-        const same = tensor === e.tensor && matrix.rows === e.rows && matrix.cols === e.cols && matrix.data.every((v, k) => v === e.values[k]);
-        if (!same) finding("ts-wrong-matrix", `the unmutated ${seed.name} read as '${tensor}' ${matrix.rows} x ${matrix.cols}, not as expected`);
+        const same =
+          tensor === e.tensor && matrix.rows === e.rows && matrix.cols === e.cols && matrix.data.every((v, k) => v === e.values[k]);
+        if (!same)
+          finding("ts-wrong-matrix", `the unmutated ${seed.name} read as '${tensor}' ${matrix.rows} x ${matrix.cols}, not as expected`);
       }
     } else if (loaded.reason !== "crash") {
       Stats.bump(this.stats.tsModelReasons, `${seed.format}: ${normalizeReason(loaded.reason ?? "", [path])}`);

@@ -4,12 +4,12 @@
 // swapped, duplicated, dropped or physically reordered, section contents edited, text headers
 // edited token by token). Blob mutations are often "resealed" (CRCs recomputed) so the input gets
 // past the checksums to the checks behind them.
-import * as F from "../../assembly/format.ts";
-import { deriveHeader, LAYOUT_CODES, METHOD_CODES } from "../blob/header.ts";
-import { SECTION_NAMES } from "../blob/reader.ts";
-import { LAYOUT_NAMES } from "../quant/layout.ts";
-import { RVQ_METHOD, METHOD_NAMES } from "../quant/methods.ts";
-import { crc32 } from "../crc32.ts";
+import * as F from "../../../assembly/format.ts";
+import { deriveHeader, LAYOUT_CODES, METHOD_CODES } from "../../blob/header.ts";
+import { SECTION_NAMES } from "../../blob/reader.ts";
+import { LAYOUT_NAMES } from "../../quant/layout.ts";
+import { RVQ_METHOD, METHOD_NAMES } from "../../quant/methods.ts";
+import { crc32 } from "../../crc32.ts";
 import { readField, writeField, type Field, type TextRegion } from "./fields.ts";
 import { blobFields, concat, sectionCountOf } from "./seeds.ts";
 import type { Rng } from "./rng.ts";
@@ -21,13 +21,65 @@ export function interestingValue(rng: Rng, f: Field, current: bigint, fileSize: 
   const bits = BigInt(f.size * 8);
   const max = (1n << bits) - 1n;
   const candidates: bigint[] = [
-    0n, 1n, 2n, 3n, 7n, 8n, 15n, 16n, 17n, 63n, 64n, 65n, 255n, 256n, 257n, 511n, 512n, 513n, 4096n, 65535n, 65536n, 65537n,
-    current + 1n, current - 1n, current + 2n, current - 2n, current * 2n, current / 2n, current + 64n, current - 64n, current << 8n, current ^ 0x80n,
-    max, max - 1n, 1n << (bits - 1n), (1n << (bits - 1n)) - 1n,
-    BigInt(fileSize), BigInt(fileSize) + 1n, BigInt(fileSize) - 1n, BigInt(fileSize) - current, BigInt(fileSize) + 64n,
-    1n << 24n, (1n << 24n) + 1n, (1n << 31n) - 1n, 1n << 31n, (1n << 32n) - 1n, 1n << 32n, (1n << 32n) + 64n,
-    (1n << 53n) - 1n, 1n << 53n, (1n << 53n) + 1n, 1n << 63n, U64_MAX, U64_MAX - 63n, -1n, -2n, -64n,
-    BigInt(rng.u32()), BigInt(rng.int(1024)),
+    0n,
+    1n,
+    2n,
+    3n,
+    7n,
+    8n,
+    15n,
+    16n,
+    17n,
+    63n,
+    64n,
+    65n,
+    255n,
+    256n,
+    257n,
+    511n,
+    512n,
+    513n,
+    4096n,
+    65535n,
+    65536n,
+    65537n,
+    current + 1n,
+    current - 1n,
+    current + 2n,
+    current - 2n,
+    current * 2n,
+    current / 2n,
+    current + 64n,
+    current - 64n,
+    current << 8n,
+    current ^ 0x80n,
+    max,
+    max - 1n,
+    1n << (bits - 1n),
+    (1n << (bits - 1n)) - 1n,
+    BigInt(fileSize),
+    BigInt(fileSize) + 1n,
+    BigInt(fileSize) - 1n,
+    BigInt(fileSize) - current,
+    BigInt(fileSize) + 64n,
+    1n << 24n,
+    (1n << 24n) + 1n,
+    (1n << 31n) - 1n,
+    1n << 31n,
+    (1n << 32n) - 1n,
+    1n << 32n,
+    (1n << 32n) + 64n,
+    (1n << 53n) - 1n,
+    1n << 53n,
+    (1n << 53n) + 1n,
+    1n << 63n,
+    U64_MAX,
+    U64_MAX - 63n,
+    -1n,
+    -2n,
+    -64n,
+    BigInt(rng.u32()),
+    BigInt(rng.int(1024)),
   ];
   return BigInt.asUintN(f.size * 8, rng.pick(candidates));
 }
@@ -60,7 +112,27 @@ export function genericMutation(rng: Rng, input: Uint8Array, cutPoints: readonly
       return { bytes, op };
     }
     case "truncate": {
-      const points = [0, 1, 8, 12, 27, 28, 63, 64, 65, 87, 88, n - 1, n - 2, n - 64, Math.floor(n / 2), rng.int(n + 1), ...cutPoints, ...cutPoints.map((c) => c - 1), ...cutPoints.map((c) => c + 1)];
+      const points = [
+        0,
+        1,
+        8,
+        12,
+        27,
+        28,
+        63,
+        64,
+        65,
+        87,
+        88,
+        n - 1,
+        n - 2,
+        n - 64,
+        Math.floor(n / 2),
+        rng.int(n + 1),
+        ...cutPoints,
+        ...cutPoints.map((c) => c - 1),
+        ...cutPoints.map((c) => c + 1),
+      ];
       const length = Math.max(0, Math.min(n, rng.pick(points)));
       return { bytes: bytes.subarray(0, length).slice(), op };
     }
@@ -110,8 +182,50 @@ export function fieldMutation(rng: Rng, input: Uint8Array, fields: readonly Fiel
 
 // ---------------------------------------------------------------------------------------------- text headers
 
-const INTERESTING_NUMBERS = ["-1", "0", "1", "2", "-0", "1.5", "1e3", "1e308", "-1e308", "4294967295", "4294967296", "2147483648", "9007199254740991", "9007199254740993", "18446744073709551615", "18446744073709551616", "99999999999999999999999", "null", "true", "\"8\"", "[]", "{}", "NaN"];
-const INTERESTING_STRINGS = ["\"F32\"", "\"F16\"", "\"BF16\"", "\"I64\"", "\"F64\"", "\"U8\"", "\"\"", "\"f32\"", "'<f4'", "'>f4'", "'<f2'", "'<f8'", "'|u1'", "'<i4'", "\"__metadata__\"", "\"\\u0000\"", "\"\\ud800\""];
+const INTERESTING_NUMBERS = [
+  "-1",
+  "0",
+  "1",
+  "2",
+  "-0",
+  "1.5",
+  "1e3",
+  "1e308",
+  "-1e308",
+  "4294967295",
+  "4294967296",
+  "2147483648",
+  "9007199254740991",
+  "9007199254740993",
+  "18446744073709551615",
+  "18446744073709551616",
+  "99999999999999999999999",
+  "null",
+  "true",
+  '"8"',
+  "[]",
+  "{}",
+  "NaN",
+];
+const INTERESTING_STRINGS = [
+  '"F32"',
+  '"F16"',
+  '"BF16"',
+  '"I64"',
+  '"F64"',
+  '"U8"',
+  '""',
+  '"f32"',
+  "'<f4'",
+  "'>f4'",
+  "'<f2'",
+  "'<f8'",
+  "'|u1'",
+  "'<i4'",
+  '"__metadata__"',
+  '"\\u0000"',
+  '"\\ud800"',
+];
 
 /** Edits a JSON or Python-dict header token by token; `reseal` rewrites its length field. */
 export function textMutation(rng: Rng, input: Uint8Array, region: TextRegion, reseal: boolean): { bytes: Uint8Array; op: string } {
@@ -139,7 +253,20 @@ export function textMutation(rng: Rng, input: Uint8Array, region: TextRegion, re
     const m = rng.pick(tokens(/\[[\d, ]*\]|\([\d, ]*\)/g));
     const open = m[0][0];
     const close = open === "[" ? "]" : ")";
-    const dims = rng.pick(["", "0", "1", "3", "1, 1", "2, 3, 4", "0, 5", "5, 0", "4294967296, 2", "2, 9007199254740993", "65536, 65536", "1, 1,"]);
+    const dims = rng.pick([
+      "",
+      "0",
+      "1",
+      "3",
+      "1, 1",
+      "2, 3, 4",
+      "0, 5",
+      "5, 0",
+      "4294967296, 2",
+      "2, 9007199254740993",
+      "65536, 65536",
+      "1, 1,",
+    ]);
     edited = replaceAt(m.index!, m[0].length, `${open}${dims}${close}`);
     op = "text:dims";
   } else if (kind === "delete") {
@@ -148,7 +275,7 @@ export function textMutation(rng: Rng, input: Uint8Array, region: TextRegion, re
     op = "text:delete";
   } else if (kind === "insert") {
     const i = rng.int(text.length + 1);
-    edited = replaceAt(i, 0, rng.pick(["{", "}", "[", "]", ",", "\"", "'", ":", "\\", "\u00ff", " ", "\n", "\0"]));
+    edited = replaceAt(i, 0, rng.pick(["{", "}", "[", "]", ",", '"', "'", ":", "\\", "\u00ff", " ", "\n", "\0"]));
     op = "text:insert";
   } else {
     const i = rng.int(text.length);
@@ -173,9 +300,13 @@ export function resealBlob(bytes: Uint8Array): void {
     const at = F.SECTION_TABLE_OFFSET + i * F.SECTION_ENTRY_BYTES;
     const offset = view.getBigUint64(at + F.S_OFFSET, true);
     const length = view.getBigUint64(at + F.S_LENGTH, true);
-    if (offset + length <= BigInt(bytes.length)) view.setUint32(at + F.S_CRC, crc32(bytes.subarray(Number(offset), Number(offset + length))), true);
+    if (offset + length <= BigInt(bytes.length))
+      view.setUint32(at + F.S_CRC, crc32(bytes.subarray(Number(offset), Number(offset + length))), true);
   }
-  const covered = concat([bytes.subarray(0, F.H_HEADER_CRC), bytes.subarray(F.SECTION_TABLE_OFFSET, F.SECTION_TABLE_OFFSET + count * F.SECTION_ENTRY_BYTES)]);
+  const covered = concat([
+    bytes.subarray(0, F.H_HEADER_CRC),
+    bytes.subarray(F.SECTION_TABLE_OFFSET, F.SECTION_TABLE_OFFSET + count * F.SECTION_ENTRY_BYTES),
+  ]);
   view.setUint32(F.H_HEADER_CRC, crc32(covered), true);
 }
 
@@ -192,7 +323,8 @@ function sectionsOf(bytes: Uint8Array): Section[] {
     const at = F.SECTION_TABLE_OFFSET + i * F.SECTION_ENTRY_BYTES;
     const offset = view.getBigUint64(at + F.S_OFFSET, true);
     const length = view.getBigUint64(at + F.S_LENGTH, true);
-    if (offset + length <= BigInt(bytes.length)) out.push({ id: view.getUint32(at + F.S_ID, true), offset: Number(offset), length: Number(length) });
+    if (offset + length <= BigInt(bytes.length))
+      out.push({ id: view.getUint32(at + F.S_ID, true), offset: Number(offset), length: Number(length) });
   }
   return out;
 }
@@ -235,7 +367,15 @@ function consistentHeaderEdit(rng: Rng, bytes: Uint8Array): string {
   const u32 = (o: number) => view.getUint32(o, true);
   const method = METHODS.find((m) => METHOD_CODES[m] === u32(F.H_METHOD)) ?? "carvq";
   const layout = LAYOUTS.find((l) => LAYOUT_CODES[l] === u32(F.H_LAYOUT)) ?? "row";
-  const params = { method, rows: u32(F.H_ROWS), cols: u32(F.H_COLS), subvec: u32(F.H_SUBVEC), levels: u32(F.H_LEVELS), group: u32(F.H_GROUP), layout };
+  const params = {
+    method,
+    rows: u32(F.H_ROWS),
+    cols: u32(F.H_COLS),
+    subvec: u32(F.H_SUBVEC),
+    levels: u32(F.H_LEVELS),
+    group: u32(F.H_GROUP),
+    layout,
+  };
   const which = rng.pick(["rows", "cols", "subvec", "levels", "group", "layout", "method"] as const);
   const tweak = (v: number) => Math.max(0, rng.pick([v - 1, v + 1, 1, 2 * v, Math.floor(v / 2), v + 16, rng.range(1, 300)]));
   if (which === "layout") params.layout = params.layout === "row" ? "col" : "row";
@@ -269,8 +409,27 @@ function consistentHeaderEdit(rng: Rng, bytes: Uint8Array): string {
  */
 export function blobMutation(rng: Rng, input: Uint8Array): { bytes: Uint8Array; op: string } {
   const sections = sectionsOf(input);
-  const cuts = [F.HEADER_BYTES, F.SECTION_TABLE_OFFSET + sectionCountOf(input) * F.SECTION_ENTRY_BYTES, ...sections.flatMap((s) => [s.offset, s.offset + s.length])];
-  const kind = rng.pick(["generic", "generic", "field", "field", "field", "consistent", "section-data", "section-data", "swap-entries", "reorder", "duplicate-entry", "drop-entry", "padding", "version"]);
+  const cuts = [
+    F.HEADER_BYTES,
+    F.SECTION_TABLE_OFFSET + sectionCountOf(input) * F.SECTION_ENTRY_BYTES,
+    ...sections.flatMap((s) => [s.offset, s.offset + s.length]),
+  ];
+  const kind = rng.pick([
+    "generic",
+    "generic",
+    "field",
+    "field",
+    "field",
+    "consistent",
+    "section-data",
+    "section-data",
+    "swap-entries",
+    "reorder",
+    "duplicate-entry",
+    "drop-entry",
+    "padding",
+    "version",
+  ]);
   const bytes = input.slice();
   switch (kind) {
     case "field":

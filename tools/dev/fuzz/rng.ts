@@ -1,6 +1,6 @@
 // The fuzzer's seeded randomness: every iteration draws from its own stream, derived from the
 // campaign seed and the iteration number, so any input can be rebuilt alone (`--replay I`).
-import { deriveSeed } from "../random.ts";
+import { deriveSeed } from "../../random.ts";
 
 export class Rng {
   private state: number;

@@ -9,13 +9,13 @@
 import { existsSync, mkdtempSync, renameSync, rmSync, statSync } from "node:fs";
 import { loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
-import { projectRoot } from "../../host/common.ts";
-import { headLogits, prefill } from "../hf/forward.ts";
-import type { MatmulBackend, MatmulJob } from "../hf/matmul.ts";
-import { openMatmul } from "../hf/matmul-pool.ts";
-import { loadHfModel, type HfModel } from "../hf/model.ts";
-import { randomHfFolder, writeHfFolder, type RandomCheckpointOptions } from "../hf/write.ts";
-import { createRandom } from "../random.ts";
+import { projectRoot } from "../../../host/common.ts";
+import { headLogits, prefill } from "../../hf/forward.ts";
+import type { MatmulBackend, MatmulJob } from "../../hf/matmul.ts";
+import { openMatmul } from "../../hf/matmul-pool.ts";
+import { loadHfModel, type HfModel } from "../../hf/model.ts";
+import { randomHfFolder, writeHfFolder, type RandomCheckpointOptions } from "../../hf/write.ts";
+import { createRandom } from "../../random.ts";
 import { goal, summarize, type BenchGoal, type BenchGroup, type BenchOptions, type Timing } from "./types.ts";
 
 /** Llama-3.2-1B's shapes (its config.json), with random bf16 weights. */
@@ -36,7 +36,16 @@ export const LLAMA_1B: RandomCheckpointOptions = {
 };
 
 /** A few-kilobyte stand-in of the same architecture for --quick (the smoke test). */
-const TINY: RandomCheckpointOptions = { ...LLAMA_1B, hiddenSize: 64, intermediateSize: 160, layers: 2, heads: 4, kvHeads: 2, vocabSize: 300, maxPositions: 64 };
+const TINY: RandomCheckpointOptions = {
+  ...LLAMA_1B,
+  hiddenSize: 64,
+  intermediateSize: 160,
+  layers: 2,
+  heads: 4,
+  kvHeads: 2,
+  vocabSize: 300,
+  maxPositions: 64,
+};
 
 export const CONTEXT = 512;
 const QUICK_CONTEXT = 16;
@@ -55,7 +64,15 @@ export function matmulParams(o: RandomCheckpointOptions): number {
 function layerShapes(o: RandomCheckpointOptions): [string, number, number][] {
   const d = o.hiddenSize;
   const kv = o.kvHeads * (d / o.heads);
-  return [["q", d, d], ["k", kv, d], ["v", kv, d], ["o", d, d], ["gate", o.intermediateSize, d], ["up", o.intermediateSize, d], ["down", d, o.intermediateSize]];
+  return [
+    ["q", d, d],
+    ["k", kv, d],
+    ["v", kv, d],
+    ["o", d, d],
+    ["gate", o.intermediateSize, d],
+    ["up", o.intermediateSize, d],
+    ["down", d, o.intermediateSize],
+  ];
 }
 
 /** The cached random checkpoint folder, written (atomically: a temporary folder renamed) when absent. */
@@ -73,18 +90,34 @@ function checkpointFolder(o: RandomCheckpointOptions, quick: boolean, log: (line
   rmSync(partial, { recursive: true, force: true });
   writeHfFolder(partial, randomHfFolder(o));
   renameSync(partial, dir);
-  log(`forward: wrote ${(statSync(join(dir, "model.safetensors")).size / 1e9).toFixed(2)} GB in ${((performance.now() - started) / 1000).toFixed(0)} s`);
+  log(
+    `forward: wrote ${(statSync(join(dir, "model.safetensors")).size / 1e9).toFixed(2)} GB in ${((performance.now() - started) / 1000).toFixed(0)} s`,
+  );
   return dir;
 }
 
 /** GFLOP/s of one layer's seven products at `rows` rows on `backend`, each repetition after one warm-up. */
-function kernelRate(backend: MatmulBackend, o: RandomCheckpointOptions, rows: number, repetitions: number, label: string): { wall: Timing; perCpu: Timing } {
+function kernelRate(
+  backend: MatmulBackend,
+  o: RandomCheckpointOptions,
+  rows: number,
+  repetitions: number,
+  label: string,
+): { wall: Timing; perCpu: Timing } {
   const random = createRandom(7);
   const shapes = layerShapes(o);
   const jobs: MatmulJob[] = shapes.map(([, outDim, inDim]) => {
     const weight = backend.allocWeight("bf16", outDim * inDim) as Uint16Array;
     for (let i = 0; i < weight.length; i++) weight[i] = 0x3c00 + Math.floor(random() * 0x200) + (random() < 0.5 ? 0x8000 : 0); // |w| in [2^-7, 2^-6)
-    return { x: Float32Array.from({ length: rows * inDim }, () => random() - 0.5), rows, weight, dtype: "bf16", inDim, outDim, out: new Float32Array(rows * outDim) };
+    return {
+      x: Float32Array.from({ length: rows * inDim }, () => random() - 0.5),
+      rows,
+      weight,
+      dtype: "bf16",
+      inDim,
+      outDim,
+      out: new Float32Array(rows * outDim),
+    };
   });
   const flops = jobs.reduce((sum, j) => sum + 2 * j.rows * j.inDim * j.outDim, 0);
   const rates: number[] = [];
@@ -100,7 +133,10 @@ function kernelRate(backend: MatmulBackend, o: RandomCheckpointOptions, rows: nu
       perCpu.push(flops / ((used.user + used.system) / 1e6) / 1e9);
     }
   }
-  return { wall: summarize(label, rates, "GFLOP/s"), perCpu: summarize(`${label}, per CPU-second (a core's rate while it ran)`, perCpu, "GFLOP/s") };
+  return {
+    wall: summarize(label, rates, "GFLOP/s"),
+    perCpu: summarize(`${label}, per CPU-second (a core's rate while it ran)`, perCpu, "GFLOP/s"),
+  };
 }
 
 /** Resident set size sampled after every product: the peak of the forward (the products block the event loop). */
@@ -156,8 +192,11 @@ export async function benchForward(o: BenchOptions): Promise<BenchGroup> {
   };
   const one = await rate(1, `matmul kernel, one ${o.quick ? "tiny" : "1B"} layer's 7 products (bf16, ${ctx} rows), 1 thread`);
   const all = await rate(o.threads, `matmul kernel, the same products, ${o.threads} threads`);
-  const rateOne = one.wall, rateAll = all.wall;
-  o.log(`forward: kernel ${rateOne.median.toFixed(1)} GFLOP/s on 1 thread, ${rateAll.median.toFixed(1)} on ${o.threads} (per CPU-second: ${one.perCpu.median.toFixed(1)}, ${all.perCpu.median.toFixed(1)})`);
+  const rateOne = one.wall,
+    rateAll = all.wall;
+  o.log(
+    `forward: kernel ${rateOne.median.toFixed(1)} GFLOP/s on 1 thread, ${rateAll.median.toFixed(1)} on ${o.threads} (per CPU-second: ${one.perCpu.median.toFixed(1)}, ${all.perCpu.median.toFixed(1)})`,
+  );
   const folder = checkpointFolder(shape, o.quick, o.log);
   const pool = await openMatmul({ threads: o.threads });
   try {
@@ -174,14 +213,36 @@ export async function benchForward(o: BenchOptions): Promise<BenchGroup> {
     const tokensPerSecond = ctx / seconds;
     const bound = (rateAll.median * 1e9) / (2 * params);
     const peakMiB = sampled.peak() / 2 ** 20;
-    o.log(`forward: prefill of ${ctx} tokens with all logits in ${seconds.toFixed(1)} s = ${tokensPerSecond.toFixed(2)} tokens/s; bound ${bound.toFixed(2)} tokens/s; peak RSS ${peakMiB.toFixed(0)} MiB (load ${loadSeconds.toFixed(1)} s)`);
+    o.log(
+      `forward: prefill of ${ctx} tokens with all logits in ${seconds.toFixed(1)} s = ${tokensPerSecond.toFixed(2)} tokens/s; bound ${bound.toFixed(2)} tokens/s; peak RSS ${peakMiB.toFixed(0)} MiB (load ${loadSeconds.toFixed(1)} s)`,
+    );
 
     const speed = summarize(`prefill, ${ctx} tokens with every position's logits, ${pool.threads} threads`, [tokensPerSecond], "tokens/s");
-    const boundTiming = summarize(`bound: kernel GFLOP/s on ${pool.threads} threads / (2 x ${(params / 1e9).toFixed(3)} G params)`, [bound], "tokens/s");
+    const boundTiming = summarize(
+      `bound: kernel GFLOP/s on ${pool.threads} threads / (2 x ${(params / 1e9).toFixed(3)} G params)`,
+      [bound],
+      "tokens/s",
+    );
     const rss = summarize("peak resident memory during the forward (sampled after every product)", [peakMiB], "MiB");
     const note = `random ${o.quick ? "tiny" : "Llama-3.2-1B-shaped"} bf16 checkpoint (${(params / 1e9).toFixed(3)} G weights multiplied per token, the tied embedding counted once as the head); one window, measured once after loading (${loadSeconds.toFixed(0)} s); the kernel: ${rateOne.median.toFixed(1)} GFLOP/s on 1 thread, ${rateAll.median.toFixed(1)} on ${pool.threads} (per CPU-second ${one.perCpu.median.toFixed(1)} and ${all.perCpu.median.toFixed(1)}); the forward had ${cores.toFixed(2)} cores of CPU time over its wall time (the machine's cores are shared); the rest of the time is attention, norms, RoPE and the copies in and out of the kernel's memory; peak RSS ${peakMiB.toFixed(0)} MiB; load average ${loadavg()[0].toFixed(1)}${o.quick ? "; quick: tiny shapes" : ""}`;
-    const goals: BenchGoal[] = [goal("forward.prefill-vs-bound.llama1b", "HF forward prefill --ctx 512 tokens/s vs the matmul kernel's bound (2 x params flops per token), goal >= 0.5", tokensPerSecond / bound, 0.5, "min", [speed, boundTiming, rateAll], note)];
-    return { name: "forward", goals, extra: [rateOne, rateAll, one.perCpu, all.perCpu, rss], seconds: (performance.now() - started) / 1000, notes: NOTES };
+    const goals: BenchGoal[] = [
+      goal(
+        "forward.prefill-vs-bound.llama1b",
+        "HF forward prefill --ctx 512 tokens/s vs the matmul kernel's bound (2 x params flops per token), goal >= 0.5",
+        tokensPerSecond / bound,
+        0.5,
+        "min",
+        [speed, boundTiming, rateAll],
+        note,
+      ),
+    ];
+    return {
+      name: "forward",
+      goals,
+      extra: [rateOne, rateAll, one.perCpu, all.perCpu, rss],
+      seconds: (performance.now() - started) / 1000,
+      notes: NOTES,
+    };
   } finally {
     await pool.close();
     if (o.quick) rmSync(folder, { recursive: true, force: true });

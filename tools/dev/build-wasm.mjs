@@ -14,7 +14,7 @@
 //                                    import: clock_time_get) for npm run bench: simd.wasm,
 //                                    scalar.wasm, <target>.wasm for the targets the bench runs on,
 //                                    simd.component.wasm. Never shipped to a device.
-// Called by tools/build.mjs (npm run build, npm ci's prepare). Standalone: node tools/build-wasm.mjs
+// Called by tools/dev/build.mjs (npm run build, npm ci's prepare). Standalone: node tools/dev/build-wasm.mjs
 import asc from "assemblyscript/asc";
 import binaryen from "binaryen";
 import { execFileSync } from "node:child_process";
@@ -23,7 +23,7 @@ import { createRequire } from "node:module";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 
-const root = resolve(dirname(fileURLToPath(import.meta.url)), "..");
+const root = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
 const PAGE = 65536;
 const MODES = { auto: 0, resident: 1, streaming: 2 };
 /** Features the scalar builds leave out so that microcontroller interpreters (WAMR, wasm3) run them. */
@@ -32,22 +32,31 @@ const SCALAR_DISABLE = ["bulk-memory", "nontrapping-f2i"];
 /** Reads and checks targets/*.json; returns them sorted by name. */
 export function loadTargets(dir = join(root, "targets")) {
   const targets = [];
-  for (const file of readdirSync(dir).filter((f) => f.endsWith(".json")).sort()) {
+  for (const file of readdirSync(dir)
+    .filter((f) => f.endsWith(".json"))
+    .sort()) {
     const t = JSON.parse(readFileSync(join(dir, file), "utf8"));
     const where = `targets/${file}`;
-    if (typeof t.name !== "string" || !/^[a-z0-9][a-z0-9-]*$/.test(t.name) || `${t.name}.json` !== file) throw new Error(`${where}: name must be the file's base name (lowercase letters, digits, dashes)`);
+    if (typeof t.name !== "string" || !/^[a-z0-9][a-z0-9-]*$/.test(t.name) || `${t.name}.json` !== file)
+      throw new Error(`${where}: name must be the file's base name (lowercase letters, digits, dashes)`);
     if (typeof t.simd !== "boolean") throw new Error(`${where}: simd must be true or false`);
-    if (!Number.isInteger(t.memoryBudgetBytes) || t.memoryBudgetBytes < 2 * PAGE || t.memoryBudgetBytes % PAGE !== 0 || t.memoryBudgetBytes > 65536 * PAGE) {
+    if (
+      !Number.isInteger(t.memoryBudgetBytes) ||
+      t.memoryBudgetBytes < 2 * PAGE ||
+      t.memoryBudgetBytes % PAGE !== 0 ||
+      t.memoryBudgetBytes > 65536 * PAGE
+    ) {
       throw new Error(`${where}: memoryBudgetBytes must be a multiple of 65536 between 131072 and 4294967296`);
     }
     if (t.mode !== "resident" && t.mode !== "streaming") throw new Error(`${where}: mode must be resident or streaming`);
-    if (typeof t.engine !== "string" || typeof t.description !== "string") throw new Error(`${where}: engine and description are required strings`);
+    if (typeof t.engine !== "string" || typeof t.description !== "string")
+      throw new Error(`${where}: engine and description are required strings`);
     targets.push(t);
   }
   return targets;
 }
 
-/** Targets the bench measures in their own budget (tools/bench/lookup-goals.ts). */
+/** Targets the bench measures in their own budget (tools/dev/bench/lookup-goals.ts). */
 const BENCH_TARGETS = ["rpi-zero2w"];
 
 /**
@@ -70,15 +79,24 @@ async function compile(outFile, { simd, pages, mode, bench = false, entry = "com
   const { file, abort } = ENTRIES[entry];
   const args = [
     file,
-    "--config", "asconfig.json",
-    "--target", "device",
-    "--outFile", outFile,
-    "--maximumMemory", String(pages),
-    "--use", `abort=${abort}`,
-    "--use", `CARVQ_BUDGET_PAGES=${pages}`,
-    "--use", `CARVQ_DEFAULT_MODE=${MODES[mode]}`,
-    "--use", `CARVQ_BENCH=${bench ? 1 : 0}`,
-    "--use", `CARVQ_IO_BYTES=${ioBytes(pages)}`,
+    "--config",
+    "asconfig.json",
+    "--target",
+    "device",
+    "--outFile",
+    outFile,
+    "--maximumMemory",
+    String(pages),
+    "--use",
+    `abort=${abort}`,
+    "--use",
+    `CARVQ_BUDGET_PAGES=${pages}`,
+    "--use",
+    `CARVQ_DEFAULT_MODE=${MODES[mode]}`,
+    "--use",
+    `CARVQ_BENCH=${bench ? 1 : 0}`,
+    "--use",
+    `CARVQ_IO_BYTES=${ioBytes(pages)}`,
     ...(simd ? ["--enable", "simd"] : ["--disable", SCALAR_DISABLE.join(",")]),
   ];
   let errors = "";
@@ -144,15 +162,21 @@ export async function buildWasm() {
     const require = createRequire(import.meta.url);
     const jco = join(dirname(require.resolve("@bytecodealliance/jco")), "jco.js");
     if (!existsSync(jco)) throw new Error(`jco CLI not found at ${jco}`);
-    execFileSync(process.execPath, [jco, "new", "build/carvq-rt.wasm", "--wasi-command", "-o", "build/carvq-rt.component.wasm"], { stdio: ["ignore", "ignore", "inherit"] });
+    execFileSync(process.execPath, [jco, "new", "build/carvq-rt.wasm", "--wasi-command", "-o", "build/carvq-rt.component.wasm"], {
+      stdio: ["ignore", "ignore", "inherit"],
+    });
     mkdirSync("build/bench", { recursive: true });
     await compile("build/bench/simd.wasm", { simd: true, pages: 65536, mode: "auto", bench: true });
     await compile("build/bench/scalar.wasm", { simd: false, pages: 65536, mode: "auto", bench: true });
     for (const t of targets.filter((t) => BENCH_TARGETS.includes(t.name))) {
       await compile(`build/bench/${t.name}.wasm`, { simd: t.simd, pages: t.memoryBudgetBytes / PAGE, mode: t.mode, bench: true });
     }
-    execFileSync(process.execPath, [jco, "new", "build/bench/simd.wasm", "--wasi-command", "-o", "build/bench/simd.component.wasm"], { stdio: ["ignore", "ignore", "inherit"] });
-    process.stderr.write(`built the WASM runtime: 2 builds, ${targets.length} targets, ${2 + targets.length} library modules, 1 component core, 1 component, ${2 + BENCH_TARGETS.length} bench modules (${((Date.now() - started) / 1000).toFixed(1)} s)\n`);
+    execFileSync(process.execPath, [jco, "new", "build/bench/simd.wasm", "--wasi-command", "-o", "build/bench/simd.component.wasm"], {
+      stdio: ["ignore", "ignore", "inherit"],
+    });
+    process.stderr.write(
+      `built the WASM runtime: 2 builds, ${targets.length} targets, ${2 + targets.length} library modules, 1 component core, 1 component, ${2 + BENCH_TARGETS.length} bench modules (${((Date.now() - started) / 1000).toFixed(1)} s)\n`,
+    );
   } finally {
     process.chdir(cwd);
   }

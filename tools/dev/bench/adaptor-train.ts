@@ -1,14 +1,22 @@
 // GFLOP/s of the trainer's matrix products on the shapes of the paper adaptor's widest layer
 // (batch 1024, 512 -> 2048): forward Z = X·Wt, backward dX = dZ·W and dWt = Xᵀ·dZ.
-//   node tools/bundle.mjs tools/adaptor/bench.ts build/bench-train.mjs --packages=external &&
+//   node tools/dev/bundle.mjs tools/dev/bench/adaptor-train.ts build/bench-train.mjs --packages=external &&
 //     node build/bench-train.mjs [threads]
-import { GemmPool } from "./pool.ts";
-import { TrainHeap, type GemmJob } from "./kernels.ts";
+import { GemmPool } from "../../adaptor/pool.ts";
+import { TrainHeap, type GemmJob } from "../../adaptor/kernels.ts";
 
-const B = 1024, IN = 512, OUT = 2048;
+const B = 1024,
+  IN = 512,
+  OUT = 2048;
 const threads = Number(process.argv[2] ?? 1);
 const heap = new TrainHeap(B * IN * 2 + IN * OUT * 3 + B * OUT * 2);
-const x = heap.alloc(B * IN), wt = heap.alloc(IN * OUT), w = heap.alloc(OUT * IN), z = heap.alloc(B * OUT), dz = heap.alloc(B * OUT), dx = heap.alloc(B * IN), dwt = heap.alloc(IN * OUT);
+const x = heap.alloc(B * IN),
+  wt = heap.alloc(IN * OUT),
+  w = heap.alloc(OUT * IN),
+  z = heap.alloc(B * OUT),
+  dz = heap.alloc(B * OUT),
+  dx = heap.alloc(B * IN),
+  dwt = heap.alloc(IN * OUT);
 for (let i = 0; i < heap.f32.length; i++) heap.f32[i] = ((i * 2654435761) % 1000) / 1000 - 0.5;
 const pool = await GemmPool.start(heap, threads);
 const jobs: [string, GemmJob][] = [

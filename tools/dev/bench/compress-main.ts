@@ -4,15 +4,16 @@
 // (see the goal's note for the last full run's time) instead of 1/32 of its rows. Bad options and
 // failures print one line and exit non-zero.
 import { availableParallelism } from "node:os";
-import { parseFlags } from "../cli/args.ts";
-import { CarvqError } from "../errors.ts";
-import { EXIT } from "../exit-codes.ts";
+import { parseFlags } from "../../cli/args.ts";
+import { CarvqError } from "../../errors.ts";
+import { EXIT } from "../../exit-codes.ts";
 import { benchCompression, DEFAULT_COMPRESS_FRACTION } from "./compress.ts";
 
 function positive(flag: string, text: string | undefined, fallback: number, integer: boolean): number {
   if (text === undefined) return fallback;
   const value = Number(text);
-  if (!(value > 0) || (integer && !Number.isInteger(value))) fail(`--${flag} ${text} must be a positive ${integer ? "whole number" : "number"}`);
+  if (!(value > 0) || (integer && !Number.isInteger(value)))
+    fail(`--${flag} ${text} must be a positive ${integer ? "whole number" : "number"}`);
   return value;
 }
 
@@ -22,9 +23,21 @@ function fail(message: string): never {
 }
 
 function parse() {
-  const options = { quick: { type: "boolean" }, full: { type: "boolean" }, json: { type: "boolean" }, fraction: { type: "string" }, threads: { type: "string" }, repetitions: { type: "string" } } as const;
+  const options = {
+    quick: { type: "boolean" },
+    full: { type: "boolean" },
+    json: { type: "boolean" },
+    fraction: { type: "string" },
+    threads: { type: "string" },
+    repetitions: { type: "string" },
+  } as const;
   try {
-    return parseFlags("bench:compress", process.argv.slice(2), options, "options: --quick, --full, --fraction F, --threads N, --repetitions R, --json");
+    return parseFlags(
+      "bench:compress",
+      process.argv.slice(2),
+      options,
+      "options: --quick, --full, --fraction F, --threads N, --repetitions R, --json",
+    );
   } catch (e) {
     process.stderr.write(`${e instanceof Error ? e.message : String(e)}\n`);
     process.exit(EXIT.usage);
@@ -56,7 +69,10 @@ if (values.json === true) process.stdout.write(`${JSON.stringify(group, null, 2)
 else {
   for (const g of group.goals) {
     process.stdout.write(`${g.met ? "met    " : "not met"}  ${g.goal}: ${g.measured.toPrecision(4)}\n`);
-    for (const t of g.timings) process.stdout.write(`           ${t.label}: ${t.median.toPrecision(4)} ${t.unit}${t.repetitions > 1 ? ` (spread ${(100 * t.spread).toFixed(0)} %, ${t.repetitions} runs)` : ""}\n`);
+    for (const t of g.timings)
+      process.stdout.write(
+        `           ${t.label}: ${t.median.toPrecision(4)} ${t.unit}${t.repetitions > 1 ? ` (spread ${(100 * t.spread).toFixed(0)} %, ${t.repetitions} runs)` : ""}\n`,
+      );
     if (g.note) process.stdout.write(`           ${g.note}\n`);
   }
   process.stdout.write(`compression group: ${group.seconds.toFixed(1)} s\n`);
