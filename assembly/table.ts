@@ -153,7 +153,7 @@ export function checkToken(t: u64): bool {
   putU64(t);
   putStr(" is out of range: the blob has ");
   putU64(rows);
-  putStr(" tokens (0 to ");
+  putStr(rows == 1 ? " token (0 to " : " tokens (0 to ");
   putU64(rows - 1);
   putStr(")");
   return fail(EXIT_TOKEN_RANGE);

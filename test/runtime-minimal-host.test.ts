@@ -123,4 +123,13 @@ describe("the runtime on a minimal WASI host", () => {
     expect(missing.exitCode).toBe(3);
     expect(missing.stderr).toMatch(/no such file \[exit 3\]\n$/);
   });
+
+  it("counts a one-row blob's tokens in the singular", () => {
+    const run = runMinimalWasi(modules[0].module, {
+      args: ["lookup", "/flash/one.carvq", "1"],
+      preopens: [{ name: "/flash", files: { "one.carvq": randomBlob({ rows: 1, cols: 16, seed: 4 }) } }],
+    });
+    expect(run.exitCode).toBe(5);
+    expect(run.stderr).toBe("carvq-rt: /flash/one.carvq: token 1 is out of range: the blob has 1 token (0 to 0) [exit 5]\n");
+  });
 });
