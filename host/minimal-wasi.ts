@@ -194,7 +194,7 @@ export function createMinimalWasi(options: MinimalWasiOptions): MinimalWasi {
       view().setUint32(nwrittenPtr, total, true);
       return ERRNO.success;
     },
-    fd_read(fd: number, iovs: number, iovsLen: number, nreadPtr: number) {
+    fd_read(fd: number, _iovs: number, _iovsLen: number, nreadPtr: number) {
       // stdin (lookup --stdin) is empty here: the end of the stream at once.
       count("fd_read");
       if (fd !== 0) return ERRNO.badf;

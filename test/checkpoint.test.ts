@@ -3,7 +3,6 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { expectSameMatrix, refusal } from "./helpers.ts";
 import { afterAll, describe, expect, it } from "vitest";
-import type { Matrix } from "../tools/matrix.ts";
 import { openCheckpoint } from "../tools/readers/checkpoint.ts";
 import { listTensors, loadMatrix } from "../tools/readers/index.ts";
 import { shardName, stateDictPickle, torchZipBytes, writeHfFolder } from "./fixtures/checkpoints.ts";

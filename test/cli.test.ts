@@ -237,7 +237,7 @@ describe.runIf(existsSync(cli))("carvq CLI: usage errors, output paths, model ki
     expectOneLine(
       run("report", "m.npy", "-o", "a-folder"),
       2,
-      "carvq: " + join("a-folder", "report.svg") + ": already exists (pass --force to overwrite)",
+      `carvq: ${join("a-folder", "report.svg")}: already exists (pass --force to overwrite)`,
     );
     expectOneLine(run("extract", "m.npy", "-o", "missing/t.npy"), 3, "carvq: missing/t.npy: cannot write: folder 'missing' does not exist");
     expectOneLine(run("conformance", "-o", "missing/kit"), 3, "carvq: missing/kit: its parent folder does not exist");

@@ -6,7 +6,6 @@ import { expectSameMatrix, refusal } from "./helpers.ts";
 import { afterAll, describe, expect, it } from "vitest";
 import { CarvqError } from "../tools/errors.ts";
 import { createRandom, deriveSeed } from "../tools/random.ts";
-import type { Matrix } from "../tools/matrix.ts";
 import { EMBEDDING_TENSOR_NAMES, listTensors, loadMatrix } from "../tools/readers/index.ts";
 import { LLAMA2C_EMBEDDING_NAME, readLlama2cHeader } from "../tools/readers/llama2c.ts";
 import { writeNpy } from "../tools/readers/npy.ts";

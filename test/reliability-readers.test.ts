@@ -296,7 +296,7 @@ describe("named hostile model files: one clear refusal each, before allocating",
   }
 
   it("names from the file reach messages escaped and cut: no terminal escapes, no bidi overrides, one line", () => {
-    const evil = "\u001b]0;pwned\u0007\u001b[2J\u202eevil\u009b31m\n" + "x".repeat(5000);
+    const evil = `\u001b]0;pwned\u0007\u001b[2J\u202eevil\u009b31m\n${"x".repeat(5000)}`;
     const path = join(dir, "evil.gguf");
     const s = new FieldSink();
     s.u32("magic", 0x46554747);

@@ -19,7 +19,6 @@ import { deriveHeader } from "../tools/blob/header.ts";
 import { parseBlob } from "../tools/blob/reader.ts";
 import { assembleBlob, headerCrc } from "../tools/blob/writer.ts";
 import { compressMatrix, type CompressOptions } from "../tools/compress.ts";
-import { crc32 } from "../tools/crc32.ts";
 import { decodeTokens } from "../tools/decoder.ts";
 import { CarvqError } from "../tools/errors.ts";
 import { createRandom } from "../tools/random.ts";

@@ -12,7 +12,6 @@ import { openJcoRuntime } from "../host/jco.ts";
 import { openRuntime, runWasiCommand, wasmPath } from "../host/node.ts";
 import { randomBlob, type RandomBlobOptions } from "../tools/blob/random.ts";
 import { deriveHeader } from "../tools/blob/header.ts";
-import { encodeMetadata } from "../tools/blob/metadata.ts";
 import { parseBlob } from "../tools/blob/reader.ts";
 import { assembleBlob, headerCrc } from "../tools/blob/writer.ts";
 import { crc32 } from "../tools/crc32.ts";

@@ -6,7 +6,7 @@ import { afterAll, describe, expect, it, vi } from "vitest";
 import { synthCommand } from "../tools/cli/synth.ts";
 import { loadMatrix } from "../tools/readers/index.ts";
 import { CarvqError } from "../tools/errors.ts";
-import { rowOf, type Matrix } from "../tools/matrix.ts";
+import type { Matrix } from "../tools/matrix.ts";
 import { defaultOutlierCount, synthMatrix, type SynthTraits } from "../tools/synth.ts";
 
 function digest(m: Matrix): string {

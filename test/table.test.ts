@@ -185,7 +185,7 @@ describe.skipIf(!built)("openTable: errors carry the runtime's exit code", () =>
 function readmeBlocks(language: string): string[] {
   const readme = readFileSync(join(projectRoot(), "README.md"), "utf8");
   const section = readme.slice(readme.indexOf("## Embed the runtime"), readme.indexOf("\n## ", readme.indexOf("## Embed the runtime") + 3));
-  return [...section.matchAll(new RegExp("```" + language + "\\n([\\s\\S]*?)```", "g"))].map((m) => m[1]);
+  return [...section.matchAll(new RegExp(`\`\`\`${language}\\n([\\s\\S]*?)\`\`\``, "g"))].map((m) => m[1]);
 }
 
 describe.skipIf(!built || !existsSync(join(projectRoot(), "dist", "table.mjs")))("the README's JavaScript examples, run as written", () => {

@@ -277,7 +277,7 @@ export function renderMarkdown(r: ReportResult, command: string, svgName = "repo
   lines.push("");
   const head = ["method", "options", "bpp", "relMSE", "cosine", "nn10", ...(llm ? ["ppl", "ppl / orig", "kl"] : []), "fit s", "search s"];
   lines.push(`| ${head.join(" | ")} |`);
-  lines.push(`| ${head.map((h, i) => (i < 2 ? "---" : "---:")).join(" | ")} |`);
+  lines.push(`| ${head.map((_h, i) => (i < 2 ? "---" : "---:")).join(" | ")} |`);
   const sorted = [...r.runs].sort((a, b) => a.bpp - b.bpp);
   for (const run of sorted) {
     const cells = [

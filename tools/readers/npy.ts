@@ -163,7 +163,7 @@ export function npyHeaderF32(rows: number, cols: number): Uint8Array {
   const dict = `{'descr': '<f4', 'fortran_order': False, 'shape': (${rows}, ${cols}), }`;
   const unpadded = 10 + dict.length + 1; // magic + version + u16 length, dict, trailing newline
   const padded = Math.ceil(unpadded / 64) * 64;
-  const headerText = dict + " ".repeat(padded - unpadded) + "\n";
+  const headerText = `${dict}${" ".repeat(padded - unpadded)}\n`;
   const bytes = new Uint8Array(10 + headerText.length);
   bytes.set(NPY_MAGIC, 0);
   bytes[6] = 1;

@@ -478,7 +478,7 @@ function npySeed(name: string, version: 1 | 2 | 3, descr: string, m: Matrix, dat
   const dict = `{'descr': '${descr}', 'fortran_order': False, 'shape': (${m.rows}, ${m.cols}), }`;
   const preamble = version === 1 ? 10 : 12;
   const total = Math.ceil((preamble + dict.length + 1) / 64) * 64;
-  const text = dict + " ".repeat(total - preamble - dict.length - 1) + "\n";
+  const text = `${dict}${" ".repeat(total - preamble - dict.length - 1)}\n`;
   const sink = new FieldSink();
   sink.bytes(Uint8Array.of(0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59));
   sink.int("major version", 1, version);
