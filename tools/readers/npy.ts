@@ -158,23 +158,36 @@ export function checkDataLength(where: string, layout: NpyLayout, actual: number
   );
 }
 
-/** Builds a v1 header for a C-order little-endian float32 array, padded so the data starts on a 64-byte boundary. */
-export function npyHeaderF32(rows: number, cols: number): Uint8Array {
-  const dict = `{'descr': '<f4', 'fortran_order': False, 'shape': (${rows}, ${cols}), }`;
-  const unpadded = 10 + dict.length + 1; // magic + version + u16 length, dict, trailing newline
-  const padded = Math.ceil(unpadded / 64) * 64;
-  const headerText = `${dict}${" ".repeat(padded - unpadded)}\n`;
-  const bytes = new Uint8Array(10 + headerText.length);
+export interface NpyHeaderOptions {
+  /** NumPy's dtype string (default "<f4"). */
+  readonly descr?: string;
+  readonly fortranOrder?: boolean;
+  readonly shape: readonly number[];
+  /** 1 (u16 header length) or 2/3 (u32); default 1. */
+  readonly version?: number;
+}
+
+/** Builds a .npy header as NumPy's writer does: the dict padded with spaces so the data starts on a 64-byte boundary. */
+export function npyHeader(options: NpyHeaderOptions): Uint8Array {
+  const version = options.version ?? 1;
+  const shape = options.shape.length === 1 ? `(${options.shape[0]},)` : `(${options.shape.join(", ")})`;
+  const dict = `{'descr': '${options.descr ?? "<f4"}', 'fortran_order': ${options.fortranOrder ? "True" : "False"}, 'shape': ${shape}, }`;
+  const preamble = version === 1 ? 10 : 12; // magic, version, then a u16 or u32 header length
+  const padded = Math.ceil((preamble + dict.length + 1) / 64) * 64;
+  const text = `${dict}${" ".repeat(padded - preamble - dict.length - 1)}\n`;
+  const bytes = new Uint8Array(preamble + text.length);
   bytes.set(NPY_MAGIC, 0);
-  bytes[6] = 1;
+  bytes[6] = version;
   bytes[7] = 0;
-  new DataView(bytes.buffer).setUint16(8, headerText.length, true);
-  bytes.set(new TextEncoder().encode(headerText), 10);
+  const view = new DataView(bytes.buffer);
+  if (version === 1) view.setUint16(8, text.length, true);
+  else view.setUint32(8, text.length, true);
+  bytes.set(new TextEncoder().encode(text), preamble);
   return bytes;
 }
 
 /** Writes `matrix` as a `<f4` C-order .npy file, atomically (a temporary file renamed into place). */
 export function writeNpy(path: string, matrix: Matrix, force: boolean): void {
   const data = new Uint8Array(matrix.data.buffer, matrix.data.byteOffset, matrix.rows * matrix.cols * 4);
-  writeFileAtomic(path, [npyHeaderF32(matrix.rows, matrix.cols), data], force);
+  writeFileAtomic(path, [npyHeader({ shape: [matrix.rows, matrix.cols] }), data], force);
 }
