@@ -3,27 +3,16 @@
 //   node tools/dev/bundle.mjs tools/dev/bench/adaptor-train.ts build/bench-train.mjs --packages=external &&
 //     node build/bench-train.mjs [threads]
 import { GemmPool } from "../../adaptor/pool.ts";
-import { TrainHeap, type GemmJob } from "../../adaptor/kernels.ts";
+import { TrainHeap } from "../../adaptor/kernels.ts";
+import { gemmJobs } from "./compress.ts";
 
 const B = 1024,
   IN = 512,
   OUT = 2048;
 const threads = Number(process.argv[2] ?? 1);
 const heap = new TrainHeap(B * IN * 2 + IN * OUT * 3 + B * OUT * 2);
-const x = heap.alloc(B * IN),
-  wt = heap.alloc(IN * OUT),
-  w = heap.alloc(OUT * IN),
-  z = heap.alloc(B * OUT),
-  dz = heap.alloc(B * OUT),
-  dx = heap.alloc(B * IN),
-  dwt = heap.alloc(IN * OUT);
-for (let i = 0; i < heap.f32.length; i++) heap.f32[i] = ((i * 2654435761) % 1000) / 1000 - 0.5;
 const pool = await GemmPool.start(heap, threads);
-const jobs: [string, GemmJob][] = [
-  ["forward  Z = X·Wt   ", { a: x, sai: IN, sak: 1, b: wt, ldb: OUT, c: z, ldc: OUT, m: B, n: OUT, k: IN, accumulate: false }],
-  ["backward dX = dZ·W  ", { a: dz, sai: OUT, sak: 1, b: w, ldb: IN, c: dx, ldc: IN, m: B, n: IN, k: OUT, accumulate: false }],
-  ["backward dWt = Xᵀ·dZ", { a: x, sai: 1, sak: IN, b: dz, ldb: OUT, c: dwt, ldc: OUT, m: IN, n: OUT, k: B, accumulate: false }],
-];
+const jobs = gemmJobs(heap, B, IN, OUT);
 console.log(`${heap.simd ? "SIMD" : "scalar"} kernel, ${threads} thread(s), ${B} x ${IN} x ${OUT}`);
 for (const [name, job] of jobs) {
   pool.gemm(job);

@@ -186,7 +186,7 @@ async function rvqGoals(o: CompressBenchOptions): Promise<BenchGoal[]> {
 }
 
 /** The three products of a training step on the paper adaptor's widest layer (batch 1024, 512 -> 2048). */
-function gemmJobs(heap: TrainHeap, B: number, IN: number, OUT: number): [string, GemmJob][] {
+export function gemmJobs(heap: TrainHeap, B: number, IN: number, OUT: number): [string, GemmJob][] {
   const x = heap.alloc(B * IN),
     wt = heap.alloc(IN * OUT),
     w = heap.alloc(OUT * IN),
