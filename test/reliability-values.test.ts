@@ -137,7 +137,7 @@ describe("degenerate tables", () => {
         });
         expect(run.exitCode, c.name).toBe(5);
         expect(run.stdout.length).toBe(0);
-        expect(run.stderr).toMatch(/token 1 is out of range: the blob has 1 tokens \(0 to 0\) \[exit 5\]\n$/);
+        expect(run.stderr).toMatch(/token 1 is out of range: the blob has 1 token \(0 to 0\) \[exit 5\]\n$/);
       }
     });
 
