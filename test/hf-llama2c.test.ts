@@ -28,13 +28,28 @@ if (!haveModel) console.warn(`skipping Hugging Face exactness tests: ${MODEL} or
 
 const relative = (a: number, b: number) => Math.abs(a - b) / Math.abs(b);
 
+/** stories260K and its Hugging Face export, written once for every test in this file that needs them. */
+let exported: { tmp: string; folder: string; model: Llama2cModel } | undefined;
+function storiesAsHf(): { folder: string; model: Llama2cModel } {
+  if (exported === undefined) {
+    const tmp = mkdtempSync(join(tmpdir(), "carvq-hf-export-"));
+    const model = loadLlama2cModel(MODEL);
+    const folder = join(tmp, "stories260K-hf");
+    writeHfFolder(folder, llama2cToHf(model, loadTokenizer(TOKENIZER, 512)));
+    exported = { tmp, folder, model };
+  }
+  return exported;
+}
+afterAll(() => {
+  if (exported !== undefined) rmSync(exported.tmp, { recursive: true, force: true });
+});
+
 describe.skipIf(!haveModel)("stories260K as a Hugging Face Llama folder", () => {
   const tmp = mkdtempSync(join(tmpdir(), "carvq-hf-l2c-"));
-  const folder = join(tmp, "stories260K-hf");
+  let folder: string;
   let model: Llama2cModel;
   beforeAll(() => {
-    model = loadLlama2cModel(MODEL);
-    writeHfFolder(folder, llama2cToHf(model, loadTokenizer(TOKENIZER, 512)));
+    ({ folder, model } = storiesAsHf());
   });
   afterAll(() => rmSync(tmp, { recursive: true, force: true }));
   afterEach(() => vi.restoreAllMocks());
@@ -130,11 +145,10 @@ describe.skipIf(!haveModel)("stories260K as a Hugging Face Llama folder", () => 
 
 describe.skipIf(!haveModel)("carvq report and ppl on a Hugging Face folder", () => {
   const tmp = mkdtempSync(join(tmpdir(), "carvq-hf-report-"));
-  const folder = join(tmp, "stories260K-hf");
+  let folder: string;
   let model: Llama2cModel;
   beforeAll(() => {
-    model = loadLlama2cModel(MODEL);
-    writeHfFolder(folder, llama2cToHf(model, loadTokenizer(TOKENIZER, 512)));
+    ({ folder, model } = storiesAsHf());
   });
   afterAll(() => rmSync(tmp, { recursive: true, force: true }));
   afterEach(() => vi.restoreAllMocks());
